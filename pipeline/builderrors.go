@@ -1,0 +1,38 @@
+package pipeline
+
+import "errors"
+
+// Sentinel errors of the build steps (checkout, detection, sandboxed commands,
+// packing). Callers test them with errors.Is; the wrapped message carries the
+// detail a user needs.
+var (
+	// ErrUnsafePath means a path in a commit or a build output would leave its
+	// directory: an absolute or ".." path, a ".git" component, or a symlink
+	// whose target resolves outside the tree.
+	ErrUnsafePath = errors.New("unsafe path")
+
+	// ErrCommitNotFound means the commit to build is not in the repository
+	// (for example it was force-pushed away and pruned).
+	ErrCommitNotFound = errors.New("commit not found")
+
+	// ErrUndetectable means Detect found nothing it knows how to build or serve.
+	ErrUndetectable = errors.New("cannot detect how to build this project")
+
+	// ErrInvalidPackageJSON means package.json could not be parsed.
+	ErrInvalidPackageJSON = errors.New("invalid package.json")
+
+	// ErrInvalidSettings means a project's build settings are unusable, such
+	// as an unknown framework or an output directory outside the project.
+	ErrInvalidSettings = errors.New("invalid build settings")
+
+	// ErrNoOutput means the build finished but its output directory is missing.
+	ErrNoOutput = errors.New("build output not found")
+
+	// ErrCommandFailed means a sandboxed command exited non-zero or was killed
+	// by a signal; errors.As with *ExitError gives the exit code.
+	ErrCommandFailed = errors.New("command failed")
+
+	// ErrTimeout means a sandboxed command ran past Sandbox.Timeout and its
+	// process group was killed.
+	ErrTimeout = errors.New("command timed out")
+)

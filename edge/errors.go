@@ -1,0 +1,20 @@
+package edge
+
+import "errors"
+
+// ErrChecksumMismatch reports that an artifact's bytes do not hash to the
+// sha256 recorded with its build. Nothing is extracted in that case.
+var ErrChecksumMismatch = errors.New("artifact checksum mismatch")
+
+// ErrUnsafeArchive reports an archive entry that extraction refuses: an
+// absolute or escaping name, a write through a symlink, a symlink leaving the
+// root, a hardlink, device or fifo. The wrapping error names the entry.
+var ErrUnsafeArchive = errors.New("unsafe archive entry")
+
+// ErrArchiveTooLarge reports an archive that exceeds the extraction Limits
+// (total bytes or entry count): a guard against archive bombs.
+var ErrArchiveTooLarge = errors.New("archive exceeds extraction limits")
+
+// ErrUnknownSite is what a BuildLookup wraps when no build matches a
+// project and slug; the edge answers such requests with 404.
+var ErrUnknownSite = errors.New("unknown site")

@@ -201,6 +201,9 @@ func (c *Cluster) prepareDirs(uid, gid uint32) error {
 	if err := os.MkdirAll(c.cfg.Dir, 0o711); err != nil {
 		return fmt.Errorf("create cluster dir: %w", err)
 	}
+	if err := os.Chmod(c.cfg.Dir, 0o711); err != nil {
+		return fmt.Errorf("chmod cluster dir: %w", err)
+	}
 	for _, d := range []string{c.dataDir(), c.cfg.SocketDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("create %s: %w", d, err)

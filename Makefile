@@ -1,0 +1,30 @@
+# minivercel: the two set-up commands are `make run` and `make test`.
+GO       ?= go
+BIN      := bin/minivercel
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+DATA_DIR ?= ./data
+
+.PHONY: build run test bench vet clean
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/minivercel
+
+# Starts every role on the embedded defaults: a private PostgreSQL and all state in
+# $(DATA_DIR). Your own public keys (~/.ssh/*.pub) become the admin's keys on the
+# first start unless MINIVERCEL_INITIAL_ADMIN_KEYS is set.
+run: build
+	MINIVERCEL_INITIAL_ADMIN_KEYS="$${MINIVERCEL_INITIAL_ADMIN_KEYS:-$$(cat $$HOME/.ssh/*.pub 2>/dev/null)}" \
+		./$(BIN) serve --data-dir $(DATA_DIR)
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
+
+test: vet
+	$(GO) test -count=1 -timeout 25m ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 3s -timeout 20m ./edge ./pipeline ./e2e
+
+clean:
+	rm -rf bin

@@ -1,0 +1,221 @@
+package pipeline
+
+// Artifact format. A build artifact is one gzip-compressed tar file, written
+// by Pack and extracted by package edge; both sides rely on this contract:
+//
+//   - Entry names are relative slash paths of the build output's contents:
+//     "index.html", "assets/", "assets/app.js". No leading "/" or "./", no
+//     "..", and the output directory itself has no entry.
+//   - Entry types are directory (mode 0755, name ending in "/"), regular file
+//     (mode 0644, or 0755 when any execute bit was set) and symlink (mode
+//     0777) whose target is relative and resolves inside the tree, following
+//     the tree's other symlinks. Nothing else: no hard links, devices, FIFOs.
+//   - Entries come in fs.WalkDir order (lexical, a directory before its
+//     contents). Uid and gid are 0, user and group names empty, and every
+//     mtime is the Unix epoch, so the same tree always gives the same bytes.
+//     The extractor chooses owners and times itself.
+//   - Headers are USTAR, or PAX when a name is too long for USTAR.
+//   - The checksum recorded with a build is the hex sha256 of the .tar.gz
+//     file's bytes, as returned by Pack.
+//
+// The extractor must still validate every name and symlink: an artifact is
+// a file on disk and the check costs nothing.
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// packEpoch is the mtime of every entry; see the format comment.
+var packEpoch = time.Unix(0, 0)
+
+// packEntry is one path of the output, collected before anything is
+// written so that symlinks can be checked against the whole tree.
+type packEntry struct {
+	name   string // relative slash path
+	mode   fs.FileMode
+	target string // symlink target
+}
+
+// Pack writes the contents of srcDir as a tar.gz artifact (format above) to
+// dstPath and returns the hex sha256 of the compressed bytes and their size.
+// The archive is written to a temporary file in dstPath's directory, synced
+// and renamed into place with mode 0644, so a reader never sees half an
+// artifact. A symlink that is absolute or resolves outside srcDir, or a
+// file that is neither regular, directory nor symlink, fails the whole
+// pack with an error wrapping ErrUnsafePath.
+//
+// The build user wrote srcDir and Pack runs as root, so every read goes
+// through os.Root: a path swapped for a symlink mid-walk still cannot reach
+// a file outside srcDir.
+func Pack(srcDir, dstPath string) (sha256Hex string, size int64, err error) {
+	if fi, err := os.Lstat(srcDir); err != nil {
+		return "", 0, fmt.Errorf("pack %s: %w", srcDir, err)
+	} else if !fi.IsDir() {
+		return "", 0, fmt.Errorf("pack %s: output is not a directory (a symlink?): %w", srcDir, ErrUnsafePath)
+	}
+	root, err := os.OpenRoot(srcDir)
+	if err != nil {
+		return "", 0, fmt.Errorf("pack %s: %w", srcDir, err)
+	}
+	defer root.Close()
+
+	entries, err := collect(root)
+	if err != nil {
+		return "", 0, fmt.Errorf("pack %s: %w", srcDir, err)
+	}
+
+	tmp, err := os.CreateTemp(filepath.Dir(dstPath), ".pack-*.tmp")
+	if err != nil {
+		return "", 0, fmt.Errorf("pack %s: %w", srcDir, err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+
+	hash := sha256.New()
+	counter := &countWriter{}
+	gz, err := gzip.NewWriterLevel(io.MultiWriter(tmp, hash, counter), gzip.DefaultCompression)
+	if err != nil {
+		return "", 0, fmt.Errorf("pack %s: %w", srcDir, err)
+	}
+	tw := tar.NewWriter(gz)
+	for _, e := range entries {
+		if err := writeEntry(tw, root, e); err != nil {
+			return "", 0, fmt.Errorf("pack %s: %w", srcDir, err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return "", 0, fmt.Errorf("pack %s: %w", srcDir, err)
+	}
+	if err := gz.Close(); err != nil {
+		return "", 0, fmt.Errorf("pack %s: %w", srcDir, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		return "", 0, fmt.Errorf("pack %s: %w", srcDir, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return "", 0, fmt.Errorf("pack %s: sync: %w", srcDir, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return "", 0, fmt.Errorf("pack %s: %w", srcDir, err)
+	}
+	if err := os.Rename(tmp.Name(), dstPath); err != nil {
+		return "", 0, fmt.Errorf("pack %s: %w", srcDir, err)
+	}
+	// The rename is durable only once the directory is synced.
+	if err := syncDir(filepath.Dir(dstPath)); err != nil {
+		return "", 0, fmt.Errorf("pack %s: %w", srcDir, err)
+	}
+	return hex.EncodeToString(hash.Sum(nil)), counter.n, nil
+}
+
+// collect walks the tree without following symlinks and checks every
+// symlink against the whole tree.
+func collect(root *os.Root) ([]packEntry, error) {
+	var entries []packEntry
+	links := map[string]string{}
+	err := fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p == "." {
+			return nil
+		}
+		e := packEntry{name: p, mode: d.Type()}
+		switch {
+		case d.IsDir(), d.Type().IsRegular():
+		case d.Type()&fs.ModeSymlink != 0:
+			t, err := root.Readlink(p)
+			if err != nil {
+				return err
+			}
+			e.target = t
+			links[p] = t
+		default:
+			// Opening a FIFO would block the packer; devices and sockets
+			// have no place in a website.
+			return fmt.Errorf("%s is a special file (%v): %w", p, d.Type(), ErrUnsafePath)
+		}
+		entries = append(entries, e)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	lookup := func(p string) (string, bool) { t, ok := links[p]; return t, ok }
+	for _, e := range entries {
+		if e.mode&fs.ModeSymlink != 0 && !symlinkStaysInside(e.name, e.target, lookup) {
+			return nil, fmt.Errorf("symlink %s -> %s points outside the output or loops: %w", e.name, e.target, ErrUnsafePath)
+		}
+	}
+	return entries, nil
+}
+
+func writeEntry(tw *tar.Writer, root *os.Root, e packEntry) error {
+	h := &tar.Header{Name: e.name, ModTime: packEpoch}
+	switch {
+	case e.mode.IsDir():
+		h.Typeflag, h.Name, h.Mode = tar.TypeDir, e.name+"/", 0o755
+		return tw.WriteHeader(h)
+	case e.mode&fs.ModeSymlink != 0:
+		h.Typeflag, h.Linkname, h.Mode = tar.TypeSymlink, e.target, 0o777
+		return tw.WriteHeader(h)
+	}
+	// O_NOFOLLOW and O_NONBLOCK: if the path was swapped since the walk,
+	// neither follow a new symlink nor hang opening a FIFO.
+	f, err := root.OpenFile(e.name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		// Swapped after the walk; refuse rather than read a FIFO or device.
+		return fmt.Errorf("%s changed type while packing: %w", e.name, ErrUnsafePath)
+	}
+	h.Typeflag, h.Size, h.Mode = tar.TypeReg, fi.Size(), 0o644
+	if fi.Mode().Perm()&0o111 != 0 {
+		h.Mode = 0o755
+	}
+	if err := tw.WriteHeader(h); err != nil {
+		return err
+	}
+	// Exactly the size in the header: a file still growing must not
+	// corrupt the archive.
+	if _, err := io.CopyN(tw, f, fi.Size()); err != nil {
+		return fmt.Errorf("read %s: %w", e.name, err)
+	}
+	return nil
+}
+
+type countWriter struct{ n int64 }
+
+func (w *countWriter) Write(p []byte) (int, error) {
+	w.n += int64(len(p))
+	return len(p), nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

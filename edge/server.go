@@ -1,0 +1,667 @@
+package edge
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"html"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+const (
+	defaultAddr            = ":8080"
+	defaultBaseDomain      = "localhost"
+	defaultCacheBytes      = 256 << 20
+	defaultMaxCachedBuilds = 64
+	// negativeTTL is how long "no such build" is remembered for a build
+	// URL: long enough to absorb a burst of scanner requests, short enough
+	// that a build created right after a miss appears within seconds.
+	negativeTTL = 10 * time.Second
+	// negativeMax bounds the remembered misses; beyond it the cache is
+	// cleared, so random host names cannot grow memory.
+	negativeMax = 4096
+	// lookupTimeout bounds one BuildLookup call. It is detached from the
+	// request because concurrent requests share the call.
+	lookupTimeout = 15 * time.Second
+)
+
+// Config configures a Server.
+type Config struct {
+	// Addr is the TCP address to listen on. Zero: ":8080".
+	Addr string
+	// BaseDomain is the domain sites live under: production at
+	// <project>.<BaseDomain>, single builds at <project>-<slug>.<BaseDomain>.
+	// Matched case-insensitively. Zero: "localhost".
+	BaseDomain string
+	// DeploymentsDir is where builds are extracted, one directory per
+	// build: <DeploymentsDir>/<BuildID>. Required. The edge never deletes
+	// extracted builds; clean-up belongs to whoever retires builds.
+	DeploymentsDir string
+	// Logger receives the edge's logs, tagged component=edge. Access logs
+	// are written at debug level only. Zero: slog.Default().
+	Logger *slog.Logger
+	// PanelHandler serves the base domain itself (except /healthz), where
+	// the web panel is mounted. Zero: a small plain landing page.
+	PanelHandler http.Handler
+	// Limits bounds every artifact extraction. Zero: the Limits defaults.
+	Limits Limits
+	// CacheBytes bounds the memory used for cached file contents and
+	// gzip variants across all sites. Zero: 256 MiB.
+	CacheBytes int64
+	// MaxCachedBuilds bounds the site handlers kept for quick rollback
+	// and for build URLs besides the active ones. Zero: 64.
+	MaxCachedBuilds int
+}
+
+// Site is one build as the edge serves it.
+type Site struct {
+	// Project is the project name, the first DNS label of its host.
+	Project string
+	// BuildID identifies the build; it names the extraction directory.
+	BuildID int64
+	// Slug is the random per-build id in the build's own URL
+	// <project>-<slug>.<base-domain>: lowercase alphanumerics, 10-16 long.
+	Slug string
+	// ArtifactPath is the gzip-compressed tar holding the build output.
+	ArtifactPath string
+	// SHA256 is the hex sha256 of the artifact's compressed bytes.
+	SHA256 string
+	// SPA serves /index.html for unknown extension-less paths.
+	SPA bool
+}
+
+// BuildLookup finds the build behind a build URL. SiteBySlug is called
+// concurrently from request goroutines and must be safe for that. When no
+// build of project has that slug it returns an error wrapping
+// ErrUnknownSite (the edge then answers 404 and remembers the miss for a few
+// seconds); any other error is treated as temporary (503, not remembered).
+// It should honour ctx cancellation.
+type BuildLookup interface {
+	SiteBySlug(ctx context.Context, project, slug string) (Site, error)
+}
+
+// Server is the edge: it routes requests by Host to the active build of a
+// project, or to one exact build for build URLs, and switches builds
+// atomically. Its methods are safe for concurrent use.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	lookup   BuildLookup
+	budget   *memBudget
+	base     string // lowercased BaseDomain
+	dotBase  string // "." + base
+	panel    http.Handler
+	ready    atomic.Bool
+	routes   atomic.Pointer[map[string]*route] // project → route; never mutated once stored
+	srv      *http.Server
+	lnMu     sync.Mutex
+	ln       net.Listener
+	projLock [64]sync.Mutex // serialises Activate/Deactivate per project
+
+	mu     sync.Mutex // guards builds and refs, and orders route writes
+	builds *handlerLRU
+	refs   map[*Static]int // holders: LRU entries and routes
+
+	sf    singleflight.Group
+	negMu sync.Mutex
+	neg   map[string]time.Time // build-URL label → when the miss expires
+}
+
+type route struct {
+	site Site
+	h    *Static
+}
+
+// New checks cfg and returns a Server; it does not listen yet.
+func New(cfg Config, lookup BuildLookup) (*Server, error) {
+	if cfg.DeploymentsDir == "" {
+		return nil, errors.New("new edge: DeploymentsDir is required")
+	}
+	if lookup == nil {
+		return nil, errors.New("new edge: a BuildLookup is required")
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = defaultAddr
+	}
+	if cfg.BaseDomain == "" {
+		cfg.BaseDomain = defaultBaseDomain
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.CacheBytes <= 0 {
+		cfg.CacheBytes = defaultCacheBytes
+	}
+	if cfg.MaxCachedBuilds <= 0 {
+		cfg.MaxCachedBuilds = defaultMaxCachedBuilds
+	}
+	base := strings.TrimSuffix(strings.ToLower(cfg.BaseDomain), ".")
+	s := &Server{
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "edge"),
+		lookup:  lookup,
+		budget:  &memBudget{limit: cfg.CacheBytes},
+		base:    base,
+		dotBase: "." + base,
+		panel:   cfg.PanelHandler,
+		builds:  newHandlerLRU(),
+		refs:    map[*Static]int{},
+		neg:     map[string]time.Time{},
+	}
+	if s.panel == nil {
+		s.panel = http.HandlerFunc(landing)
+	}
+	empty := map[string]*route{}
+	s.routes.Store(&empty)
+	s.srv = &http.Server{
+		Handler: s.Handler(),
+		// Slow-header clients must not hold connections for ever; bodies
+		// are not limited because downloads of large assets are legit.
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		// Client hang-ups and TLS noise are not the operator's problem.
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	return s, nil
+}
+
+// Handler returns the edge's request router, for mounting in tests,
+// benchmarks or another server.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(s.serveHTTP)
+}
+
+// Listen opens the TCP listener at Config.Addr, so that Addr is known
+// before Serve runs.
+func (s *Server) Listen() error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen edge: %w", err)
+	}
+	s.lnMu.Lock()
+	s.ln = ln
+	s.lnMu.Unlock()
+	return nil
+}
+
+// Addr returns the listening address, or nil before Listen.
+func (s *Server) Addr() net.Addr {
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Serve serves on the listener opened by Listen until Shutdown; it returns
+// nil after a Shutdown.
+func (s *Server) Serve() error {
+	s.lnMu.Lock()
+	ln := s.ln
+	s.lnMu.Unlock()
+	if ln == nil {
+		return errors.New("serve edge: Listen was not called")
+	}
+	if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve edge: %w", err)
+	}
+	return nil
+}
+
+// ListenAndServe is Listen followed by Serve.
+func (s *Server) ListenAndServe() error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	return s.Serve()
+}
+
+// Shutdown stops accepting connections and waits, until ctx ends, for
+// requests in flight to finish.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if err := s.srv.Shutdown(ctx); err != nil {
+		return fmt.Errorf("shut down edge: %w", err)
+	}
+	return nil
+}
+
+// SetReady sets what /healthz on the base domain answers: 200 once ready,
+// 503 before (for example while Restore runs).
+func (s *Server) SetReady(ready bool) {
+	s.ready.Store(ready)
+}
+
+func (s *Server) projectLock(project string) *sync.Mutex {
+	h := fnv.New32a()
+	io.WriteString(h, project)
+	return &s.projLock[h.Sum32()%uint32(len(s.projLock))]
+}
+
+// Activate makes site the build served at <project>.<base-domain>: it
+// extracts the artifact (once per build), prepares its handler and swaps the
+// routing table. Requests already running finish on the build they started
+// with. On any error, including ctx ending first, the previous build keeps
+// serving. Calls for one project are serialised; the last to finish wins.
+func (s *Server) Activate(ctx context.Context, site Site) error {
+	if !validProject(site.Project) {
+		return fmt.Errorf("activate %q: invalid project name", site.Project)
+	}
+	mu := s.projectLock(site.Project)
+	mu.Lock()
+	defer mu.Unlock()
+	start := time.Now()
+	h, err := s.handlerFor(site)
+	if err != nil {
+		return fmt.Errorf("activate %s build %d: %w", site.Project, site.BuildID, err)
+	}
+	if err := ctx.Err(); err != nil {
+		s.unref(h)
+		return fmt.Errorf("activate %s build %d: %w", site.Project, site.BuildID, err)
+	}
+	s.mu.Lock()
+	old := *s.routes.Load()
+	next := make(map[string]*route, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[site.Project] = &route{site: site, h: h} // takes over the pin
+	if prev := old[site.Project]; prev != nil {
+		s.unrefLocked(prev.h)
+	}
+	s.routes.Store(&next)
+	s.mu.Unlock()
+	s.log.Info("site activated", "project", site.Project, "build_id", site.BuildID, "took", time.Since(start))
+	return nil
+}
+
+// Deactivate removes the project's route; its host then answers 404.
+// Requests in flight finish normally.
+func (s *Server) Deactivate(project string) {
+	mu := s.projectLock(project)
+	mu.Lock()
+	defer mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := *s.routes.Load()
+	prev := old[project]
+	if prev == nil {
+		return
+	}
+	next := make(map[string]*route, len(old))
+	for k, v := range old {
+		if k != project {
+			next[k] = v
+		}
+	}
+	s.routes.Store(&next)
+	s.unrefLocked(prev.h)
+	s.log.Info("site deactivated", "project", project, "build_id", prev.site.BuildID)
+}
+
+// Active reports the build served at the project's production host.
+func (s *Server) Active(project string) (buildID int64, ok bool) {
+	if rt := (*s.routes.Load())[project]; rt != nil {
+		return rt.site.BuildID, true
+	}
+	return 0, false
+}
+
+// Restore activates many sites, typically the active deployments read at
+// start, before SetReady(true). It tries every site and returns the joined
+// errors of those that failed; the others serve.
+func (s *Server) Restore(ctx context.Context, sites []Site) error {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		sem  = make(chan struct{}, 4) // extraction is disk-bound: a few at a time
+	)
+	for _, site := range sites {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := s.Activate(ctx, site); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("restore sites: %w", err)
+	}
+	return nil
+}
+
+// handlerFor returns the cached handler of a build, extracting the build
+// first if needed, pinned: the caller owns one reference and must hand it
+// to a route or drop it with unref, so an LRU eviction in between cannot
+// release a handler about to go live. Extraction runs outside s.mu so that
+// one slow artifact does not stall other activations or build-URL requests.
+func (s *Server) handlerFor(site Site) (*Static, error) {
+	key := "b/" + strconv.FormatInt(site.BuildID, 10) + "/" + strconv.FormatBool(site.SPA)
+	s.mu.Lock()
+	h := s.builds.get(key)
+	if h != nil {
+		s.refs[h]++
+	}
+	s.mu.Unlock()
+	if h != nil {
+		return h, nil
+	}
+	dir := filepath.Join(s.cfg.DeploymentsDir, strconv.FormatInt(site.BuildID, 10))
+	if err := s.cfg.Limits.EnsureExtracted(site.ArtifactPath, site.SHA256, dir); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if h := s.builds.get(key); h != nil {
+		s.refs[h]++
+		return h, nil
+	}
+	h, err := newStatic(dir, site.SPA, s.budget)
+	if err != nil {
+		return nil, err
+	}
+	s.refs[h]++
+	s.cacheLocked(key, h)
+	return h, nil
+}
+
+func (s *Server) unref(h *Static) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.unrefLocked(h)
+}
+
+func (s *Server) cacheLocked(key string, h *Static) {
+	s.builds.add(key, h)
+	s.refs[h]++
+	for s.builds.len() > s.cfg.MaxCachedBuilds {
+		s.unrefLocked(s.builds.removeOldest())
+	}
+}
+
+// unrefLocked drops one holder of h; the last one returns h's cache budget.
+// A released handler still serves the requests that hold it, it just stops
+// caching.
+func (s *Server) unrefLocked(h *Static) {
+	s.refs[h]--
+	if s.refs[h] <= 0 {
+		delete(s.refs, h)
+		h.release()
+	}
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.log.Enabled(r.Context(), slog.LevelDebug) {
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		start := time.Now()
+		s.route(rec, r)
+		s.log.Debug("request", "host", r.Host, "method", r.Method, "path", r.URL.Path,
+			"status", rec.status, "took", time.Since(start))
+		return
+	}
+	s.route(w, r)
+}
+
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	host := normalizeHost(r.Host)
+	if host == s.base {
+		s.serveBase(w, r)
+		return
+	}
+	label, ok := strings.CutSuffix(host, s.dotBase)
+	if !ok || label == "" || strings.IndexByte(label, '.') >= 0 {
+		unknownHost(w, host)
+		return
+	}
+	// One load of the table: the request keeps this handler even if a
+	// swap happens while it runs.
+	if rt := (*s.routes.Load())[label]; rt != nil {
+		rt.h.ServeHTTP(w, r)
+		return
+	}
+	s.serveBuildURL(w, r, host, label)
+}
+
+func (s *Server) serveBase(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/healthz" {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		if !s.ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "not ready\n")
+			return
+		}
+		io.WriteString(w, "ok\n")
+		return
+	}
+	s.panel.ServeHTTP(w, r)
+}
+
+// serveBuildURL serves <project>-<slug>: project names may contain "-"
+// (never "--") and slugs never do, so the last "-" splits them.
+func (s *Server) serveBuildURL(w http.ResponseWriter, r *http.Request, host, label string) {
+	i := strings.LastIndexByte(label, '-')
+	if i <= 0 {
+		unknownHost(w, host)
+		return
+	}
+	project, slug := label[:i], label[i+1:]
+	// Shape checks first: names that cannot exist never reach the database.
+	if !validProject(project) || !validSlug(slug) {
+		unknownHost(w, host)
+		return
+	}
+	if rt := (*s.routes.Load())[project]; rt != nil && rt.site.Slug == slug {
+		rt.h.ServeHTTP(w, r)
+		return
+	}
+	h, err := s.buildURLHandler(r.Context(), label, project, slug)
+	switch {
+	case errors.Is(err, ErrUnknownSite):
+		s.log.Debug("no build for build url", "host", host)
+		unknownHost(w, host)
+	case err != nil:
+		s.log.Warn("serve build url", "host", host, "err", err)
+		http.Error(w, "503 service unavailable: this build cannot be served right now", http.StatusServiceUnavailable)
+	default:
+		h.ServeHTTP(w, r)
+	}
+}
+
+func (s *Server) buildURLHandler(ctx context.Context, label, project, slug string) (*Static, error) {
+	key := "u/" + label
+	s.mu.Lock()
+	h := s.builds.get(key)
+	s.mu.Unlock()
+	if h != nil {
+		return h, nil
+	}
+	s.negMu.Lock()
+	until, miss := s.neg[label]
+	s.negMu.Unlock()
+	if miss && time.Now().Before(until) {
+		return nil, ErrUnknownSite
+	}
+	// Concurrent first requests for one build share a lookup and an
+	// extraction.
+	v, err, _ := s.sf.Do(label, func() (any, error) {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
+		defer cancel()
+		site, err := s.lookup.SiteBySlug(lctx, project, slug)
+		if err == nil && (site.Project != project || site.Slug != slug) {
+			err = fmt.Errorf("lookup returned %s-%s: %w", site.Project, site.Slug, ErrUnknownSite)
+		}
+		if err != nil {
+			if errors.Is(err, ErrUnknownSite) {
+				s.rememberMiss(label)
+			}
+			return nil, err
+		}
+		h, err := s.handlerFor(site)
+		if err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		if s.builds.get(key) == nil {
+			s.cacheLocked(key, h)
+		}
+		s.unrefLocked(h)
+		s.mu.Unlock()
+		return h, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("find build %s: %w", label, err)
+	}
+	return v.(*Static), nil
+}
+
+func (s *Server) rememberMiss(label string) {
+	s.negMu.Lock()
+	defer s.negMu.Unlock()
+	now := time.Now()
+	if len(s.neg) >= negativeMax {
+		for k, until := range s.neg {
+			if now.After(until) {
+				delete(s.neg, k)
+			}
+		}
+		if len(s.neg) >= negativeMax {
+			clear(s.neg)
+		}
+	}
+	s.neg[label] = now.Add(negativeTTL)
+}
+
+// normalizeHost lowercases the Host header and strips a port and a trailing
+// dot, without allocating in the common already-lowercase case.
+func normalizeHost(h string) string {
+	if strings.HasPrefix(h, "[") {
+		if i := strings.IndexByte(h, ']'); i >= 0 {
+			h = h[:i+1]
+		}
+	} else if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		h = h[:i]
+	}
+	h = strings.TrimSuffix(h, ".")
+	return strings.ToLower(h)
+}
+
+// validProject mirrors the project name rule: ^[a-z0-9][a-z0-9-]{0,62}$,
+// without "--".
+func validProject(p string) bool {
+	if p == "" || len(p) > 63 || p[0] == '-' || strings.Contains(p, "--") {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validSlug: 10-16 lowercase alphanumerics.
+func validSlug(s string) bool {
+	if len(s) < 10 || len(s) > 16 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func unknownHost(w http.ResponseWriter, host string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusNotFound)
+	// The host comes from the client: escaped, it cannot inject markup.
+	io.WriteString(w, "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>No site here</title></head>\n<body><h1>404</h1><p>No site is deployed at "+
+		html.EscapeString(host)+".</p></body></html>\n")
+}
+
+func landing(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/" {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	io.WriteString(w, "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>minivercel</title></head>\n<body><h1>minivercel</h1><p>This server hosts sites at &lt;project&gt; subdomains.</p></body></html>\n")
+}
+
+// statusRecorder captures the status for the debug access log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// handlerLRU is a plain LRU of site handlers; its caller holds the lock.
+type handlerLRU struct {
+	order *list.List // front = most recent; values are *lruEntry
+	items map[string]*list.Element
+}
+
+type lruEntry struct {
+	key string
+	h   *Static
+}
+
+func newHandlerLRU() *handlerLRU {
+	return &handlerLRU{order: list.New(), items: map[string]*list.Element{}}
+}
+
+func (l *handlerLRU) get(key string) *Static {
+	e, ok := l.items[key]
+	if !ok {
+		return nil
+	}
+	l.order.MoveToFront(e)
+	return e.Value.(*lruEntry).h
+}
+
+func (l *handlerLRU) add(key string, h *Static) {
+	l.items[key] = l.order.PushFront(&lruEntry{key: key, h: h})
+}
+
+func (l *handlerLRU) len() int { return l.order.Len() }
+
+func (l *handlerLRU) removeOldest() *Static {
+	e := l.order.Back()
+	l.order.Remove(e)
+	ent := e.Value.(*lruEntry)
+	delete(l.items, ent.key)
+	return ent.h
+}

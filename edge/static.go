@@ -1,0 +1,524 @@
+package edge
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"mime"
+	"net/http"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	// inlineMax is the largest file kept in memory whole: small pages and
+	// assets are most requests, and serving them from memory skips three
+	// syscalls per request.
+	inlineMax = 128 << 10
+	// gzipMin is the smallest file worth compressing: below it the gzip
+	// header and the CPU cost outweigh the bytes saved.
+	gzipMin = 1 << 10
+	// gzipMax is the largest file compressed at all. Larger compressible
+	// files (rare in static sites) are sent as they are rather than held
+	// in memory or compressed per request.
+	gzipMax = 8 << 20
+	// defaultStaticCacheBytes bounds the memory of a Static made by
+	// NewStatic; a Server shares one budget across all its sites instead.
+	defaultStaticCacheBytes = 64 << 20
+
+	cacheImmutable   = "public, max-age=31536000, immutable"
+	cacheRevalidate  = "public, max-age=0, must-revalidate"
+	default404Page   = "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>404 Not Found</title></head>\n<body><h1>404 Not Found</h1><p>There is no page at this address.</p></body></html>\n"
+	default404Length = len(default404Page)
+)
+
+// Header values are shared, never mutated slices: setting them by map
+// assignment avoids an allocation per header per request.
+var (
+	hdrNosniff     = []string{"nosniff"}
+	hdrImmutable   = []string{cacheImmutable}
+	hdrRevalidate  = []string{cacheRevalidate}
+	hdrVary        = []string{"Accept-Encoding"}
+	hdrGzip        = []string{"gzip"}
+	hdrAllow       = []string{"GET, HEAD"}
+	hdrHTML        = []string{"text/html; charset=utf-8"}
+	hdrDefault404N = []string{strconv.Itoa(default404Length)}
+)
+
+// memBudget bounds the bytes that cached file contents and gzip variants may
+// hold, across every Static that shares it.
+type memBudget struct {
+	limit int64
+	used  atomic.Int64
+}
+
+func (b *memBudget) reserve(n int64) bool {
+	if b.used.Add(n) > b.limit {
+		b.used.Add(-n)
+		return false
+	}
+	return true
+}
+
+// Static is an http.Handler serving one extracted deployment root. The root
+// must not change while it is served: metadata, ETags and small files are
+// cached for the life of the Static. It is safe for concurrent use.
+type Static struct {
+	root *os.Root
+	spa  bool
+
+	budget   *memBudget
+	mu       sync.Mutex // guards reserved and released
+	reserved int64
+	released bool
+
+	// files caches metadata of paths that exist. Misses are not cached,
+	// so random request paths cannot grow it beyond the root's own size.
+	files sync.Map // string (root-relative name) → *fileMeta
+}
+
+// NewStatic returns a handler for the deployment extracted at dir. With spa
+// set, unknown paths without a file extension are answered with
+// /index.html (client-side routing); without it they get the site's
+// 404.html or a default 404 page.
+func NewStatic(dir string, spa bool) (*Static, error) {
+	return newStatic(dir, spa, &memBudget{limit: defaultStaticCacheBytes})
+}
+
+func newStatic(dir string, spa bool, budget *memBudget) (*Static, error) {
+	// os.Root confines every open to dir, symlinks included: extraction
+	// already keeps links inside, this makes the edge safe on its own.
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open site root: %w", err)
+	}
+	return &Static{root: root, spa: spa, budget: budget}, nil
+}
+
+// reserve takes n bytes of cache budget for this site, refusing once the site
+// was released, so that a handler still finishing old requests cannot grow
+// the shared cache.
+func (s *Static) reserve(n int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.released || !s.budget.reserve(n) {
+		return false
+	}
+	s.reserved += n
+	return true
+}
+
+// release gives this site's cache budget back. The memory itself is freed
+// when the last in-flight request lets go of the Static.
+func (s *Static) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.released {
+		s.released = true
+		s.budget.used.Add(-s.reserved)
+	}
+}
+
+type fileMeta struct {
+	name      string
+	dir       bool
+	size      int64
+	modTime   time.Time
+	etag      []string // one strong ETag, ready for the header map
+	ctype     []string
+	cache     []string
+	compress  bool
+	data      []byte // the whole file when small enough and budget allowed
+	gz        atomic.Pointer[gzVariant]
+	gzBlocked atomic.Bool // compressing did not pay off
+}
+
+type gzVariant struct {
+	data []byte
+	etag []string
+	clen []string
+}
+
+func (s *Static) lookup(name string) (*fileMeta, error) {
+	if v, ok := s.files.Load(name); ok {
+		return v.(*fileMeta), nil
+	}
+	fi, err := s.root.Stat(name)
+	if err != nil {
+		return nil, err
+	}
+	m := &fileMeta{name: name, modTime: fi.ModTime()}
+	switch {
+	case fi.IsDir():
+		m.dir = true
+	case fi.Mode().IsRegular():
+		if err := s.fill(m, fi.Size()); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fs.ErrNotExist
+	}
+	v, _ := s.files.LoadOrStore(name, m)
+	return v.(*fileMeta), nil
+}
+
+// fill hashes the file once for its ETag (the root never changes) and keeps
+// small files in memory.
+func (s *Static) fill(m *fileMeta, size int64) error {
+	f, err := s.root.Open(m.name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	var head []byte
+	if size <= inlineMax && s.reserve(size) {
+		data := make([]byte, size)
+		if _, err := io.ReadFull(f, data); err != nil {
+			return fmt.Errorf("read %s: %w", m.name, err)
+		}
+		h.Write(data)
+		m.data, head = data, data
+	} else {
+		buf := make([]byte, 512)
+		n, _ := io.ReadFull(f, buf)
+		head = buf[:n]
+		h.Write(head)
+		if _, err := io.Copy(h, f); err != nil {
+			return fmt.Errorf("hash %s: %w", m.name, err)
+		}
+	}
+	m.size = size
+	m.etag = []string{`"` + hex.EncodeToString(h.Sum(nil)[:16]) + `"`}
+	ct := contentType(m.name, head)
+	m.ctype = []string{ct}
+	m.compress = compressible(ct)
+	m.cache = hdrRevalidate
+	if isHashedAsset(m.name) {
+		m.cache = hdrImmutable
+	}
+	return nil
+}
+
+// ServeHTTP answers GET and HEAD from the root: /dir/ serves dir/index.html,
+// /dir redirects to /dir/, /about falls back to about.html, then the SPA
+// fallback or the 404 page applies.
+func (s *Static) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		h["Allow"] = hdrAllow
+		http.Error(w, "405 method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	h["X-Content-Type-Options"] = hdrNosniff
+	upath := r.URL.Path
+	if !strings.HasPrefix(upath, "/") {
+		upath = "/" + upath
+	}
+	// Clean resolves every ".." against "/" first, so no name below can
+	// climb out of the root; os.Root would refuse it anyway.
+	clean := path.Clean(upath)
+	trailing := clean != "/" && strings.HasSuffix(upath, "/")
+	name := "."
+	if clean != "/" {
+		name = clean[1:]
+	}
+
+	m, err := s.lookup(name)
+	switch {
+	case err == nil && m.dir:
+		if !trailing && name != "." {
+			// Relative, so a crafted path cannot turn it into an
+			// open redirect to another host.
+			target := path.Base(clean) + "/"
+			if r.URL.RawQuery != "" {
+				target += "?" + r.URL.RawQuery
+			}
+			h["Cache-Control"] = hdrRevalidate
+			http.Redirect(w, r, target, http.StatusMovedPermanently)
+			return
+		}
+		if im, err := s.lookup(path.Join(name, "index.html")); err == nil && !im.dir {
+			s.serveFile(w, r, im)
+			return
+		}
+	case err == nil && !trailing:
+		s.serveFile(w, r, m)
+		return
+	case err != nil && !trailing:
+		// Clean URLs: /about is about.html.
+		if hm, err := s.lookup(name + ".html"); err == nil && !hm.dir {
+			s.serveFile(w, r, hm)
+			return
+		}
+	}
+	if s.spa && path.Ext(clean) == "" {
+		if im, err := s.lookup("index.html"); err == nil && !im.dir {
+			s.serveFile(w, r, im)
+			return
+		}
+	}
+	s.notFound(w, r)
+}
+
+func (s *Static) serveFile(w http.ResponseWriter, r *http.Request, m *fileMeta) {
+	h := w.Header()
+	h["Content-Type"] = m.ctype
+	h["Cache-Control"] = m.cache
+	if m.compress {
+		h["Vary"] = hdrVary
+		// Range requests get the identity body: byte ranges of a gzip
+		// stream are useless to clients and to resumable downloads.
+		if m.size >= gzipMin && r.Header.Get("Range") == "" && acceptsGzip(r.Header.Get("Accept-Encoding")) {
+			if gz := s.gzipped(m); gz != nil {
+				serveGzip(w, r, gz)
+				return
+			}
+		}
+	}
+	h["Etag"] = m.etag
+	if m.data != nil {
+		http.ServeContent(w, r, "", m.modTime, bytes.NewReader(m.data))
+		return
+	}
+	f, err := s.root.Open(m.name)
+	if err != nil {
+		http.Error(w, "500 internal server error", http.StatusInternalServerError)
+		return
+	}
+	defer f.Close()
+	http.ServeContent(w, r, "", m.modTime, f)
+}
+
+func serveGzip(w http.ResponseWriter, r *http.Request, gz *gzVariant) {
+	h := w.Header()
+	h["Etag"] = gz.etag
+	if etagMatches(r.Header.Get("If-None-Match"), gz.etag[0]) {
+		delete(h, "Content-Type")
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h["Content-Encoding"] = hdrGzip
+	h["Content-Length"] = gz.clen
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(gz.data)
+	}
+}
+
+// gzipped returns the gzip variant of m, compressing it on first use and
+// caching it while the budget allows. Nil means: send identity.
+func (s *Static) gzipped(m *fileMeta) *gzVariant {
+	if v := m.gz.Load(); v != nil {
+		return v
+	}
+	if m.size > gzipMax || m.gzBlocked.Load() {
+		return nil
+	}
+	src := m.data
+	if src == nil {
+		var err error
+		if src, err = s.root.ReadFile(m.name); err != nil {
+			return nil
+		}
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(src) / 3)
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
+	zw.Write(src)
+	zw.Close()
+	if buf.Len() >= len(src)*9/10 {
+		m.gzBlocked.Store(true)
+		return nil
+	}
+	e := m.etag[0]
+	v := &gzVariant{
+		data: buf.Bytes(),
+		// A distinct strong ETag: the gzip bytes are another
+		// representation, and caches must not mix the two up.
+		etag: []string{e[:len(e)-1] + `-gz"`},
+		clen: []string{strconv.Itoa(buf.Len())},
+	}
+	if s.reserve(int64(len(v.data))) {
+		if !m.gz.CompareAndSwap(nil, v) {
+			s.unreserve(int64(len(v.data)))
+			return m.gz.Load()
+		}
+	}
+	return v
+}
+
+func (s *Static) unreserve(n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.released {
+		s.reserved -= n
+		s.budget.used.Add(-n)
+	}
+}
+
+func (s *Static) notFound(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h["Cache-Control"] = hdrRevalidate
+	h["Content-Type"] = hdrHTML
+	if m, err := s.lookup("404.html"); err == nil && !m.dir {
+		body := m.data
+		if body == nil {
+			body, err = s.root.ReadFile(m.name)
+			if err != nil {
+				body = nil
+			}
+		}
+		if body != nil {
+			h["Content-Length"] = []string{strconv.Itoa(len(body))}
+			w.WriteHeader(http.StatusNotFound)
+			if r.Method != http.MethodHead {
+				w.Write(body)
+			}
+			return
+		}
+	}
+	h["Content-Length"] = hdrDefault404N
+	w.WriteHeader(http.StatusNotFound)
+	if r.Method != http.MethodHead {
+		io.WriteString(w, default404Page)
+	}
+}
+
+// etagMatches implements the weak comparison If-None-Match calls for.
+func etagMatches(header, etag string) bool {
+	for header != "" {
+		var tok string
+		tok, header, _ = strings.Cut(header, ",")
+		tok = strings.TrimSpace(tok)
+		if tok == "*" || strings.TrimPrefix(tok, "W/") == etag {
+			return true
+		}
+	}
+	return false
+}
+
+// acceptsGzip reports whether Accept-Encoding allows gzip (q > 0).
+func acceptsGzip(header string) bool {
+	for header != "" {
+		var tok string
+		tok, header, _ = strings.Cut(header, ",")
+		coding, params, _ := strings.Cut(tok, ";")
+		coding = strings.TrimSpace(coding)
+		if !strings.EqualFold(coding, "gzip") && coding != "*" {
+			continue
+		}
+		q := strings.TrimSpace(params)
+		if v, ok := strings.CutPrefix(q, "q="); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return err == nil && f > 0
+		}
+		return true
+	}
+	return false
+}
+
+// textTypes pins the content types that matter most to browsers instead of
+// trusting the host's /etc/mime.types, which differs between machines.
+var textTypes = map[string]string{
+	".html":        "text/html; charset=utf-8",
+	".htm":         "text/html; charset=utf-8",
+	".js":          "text/javascript; charset=utf-8",
+	".mjs":         "text/javascript; charset=utf-8",
+	".cjs":         "text/javascript; charset=utf-8",
+	".css":         "text/css; charset=utf-8",
+	".json":        "application/json; charset=utf-8",
+	".map":         "application/json; charset=utf-8",
+	".webmanifest": "application/manifest+json; charset=utf-8",
+	".txt":         "text/plain; charset=utf-8",
+	".md":          "text/markdown; charset=utf-8",
+	".xml":         "text/xml; charset=utf-8",
+	".csv":         "text/csv; charset=utf-8",
+	".svg":         "image/svg+xml",
+	".wasm":        "application/wasm",
+	".woff":        "font/woff",
+	".woff2":       "font/woff2",
+	".ttf":         "font/ttf",
+	".otf":         "font/otf",
+	".avif":        "image/avif",
+	".webp":        "image/webp",
+	".png":         "image/png",
+	".jpg":         "image/jpeg",
+	".jpeg":        "image/jpeg",
+	".gif":         "image/gif",
+	".ico":         "image/x-icon",
+	".pdf":         "application/pdf",
+	".mp4":         "video/mp4",
+	".webm":        "video/webm",
+}
+
+func contentType(name string, head []byte) string {
+	ext := strings.ToLower(path.Ext(name))
+	if t, ok := textTypes[ext]; ok {
+		return t
+	}
+	if t := mime.TypeByExtension(ext); t != "" && ext != "" {
+		return t
+	}
+	return http.DetectContentType(head)
+}
+
+func compressible(ctype string) bool {
+	t, _, _ := strings.Cut(ctype, ";")
+	return strings.HasPrefix(t, "text/") ||
+		strings.HasSuffix(t, "javascript") ||
+		strings.HasSuffix(t, "json") ||
+		strings.HasSuffix(t, "xml") ||
+		t == "image/svg+xml" || t == "application/wasm"
+}
+
+// hashedExts are the asset kinds bundlers fingerprint; only these may be
+// cached for a year, because a wrong guess on an HTML page would pin a
+// stale page in browsers.
+var hashedExts = map[string]bool{
+	".js": true, ".mjs": true, ".css": true, ".wasm": true,
+	".woff": true, ".woff2": true, ".ttf": true, ".otf": true, ".eot": true,
+	".png": true, ".jpg": true, ".jpeg": true, ".gif": true, ".webp": true,
+	".avif": true, ".svg": true, ".ico": true,
+}
+
+// isHashedAsset reports whether name looks fingerprinted by a bundler:
+// "app.3f2a9c1b.js", "index-BqK3x_9a.js". The stem's last segment after "."
+// or "-" must be at least 8 characters of [A-Za-z0-9_] with a digit. A
+// hash that itself contains "-" is missed; that only costs a revalidation.
+func isHashedAsset(name string) bool {
+	base := path.Base(name)
+	ext := path.Ext(base)
+	if !hashedExts[strings.ToLower(ext)] {
+		return false
+	}
+	stem := base[:len(base)-len(ext)]
+	i := strings.LastIndexAny(stem, ".-")
+	if i <= 0 {
+		return false
+	}
+	seg := stem[i+1:]
+	if len(seg) < 8 {
+		return false
+	}
+	digit := false
+	for _, c := range []byte(seg) {
+		switch {
+		case c >= '0' && c <= '9':
+			digit = true
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '_':
+		default:
+			return false
+		}
+	}
+	return digit
+}

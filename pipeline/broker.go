@@ -1,0 +1,294 @@
+package pipeline
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"minivercel/schema"
+)
+
+// Event is one thing a follower of a build learns: a log line (Seq > 0) or the
+// build's final status (Done).
+type Event struct {
+	BuildID int64
+	Seq     int
+	Line    string
+	Status  schema.BuildStatus
+	Done    bool
+}
+
+// LogStore is where the broker keeps log lines. *schema.Store satisfies it.
+type LogStore interface {
+	AppendLogLines(ctx context.Context, buildID int64, firstSeq int, lines []string) error
+	LogLines(ctx context.Context, buildID int64, afterSeq int) ([]schema.LogLine, error)
+	BuildByID(ctx context.Context, id int64) (schema.Build, error)
+}
+
+// Broker stores every build log line and fans it out live to followers. While a
+// build runs, its whole log is also kept in memory, so a follower that arrives
+// at any moment gets every earlier line exactly once and then the live ones;
+// after the build ends followers read the stored log.
+type Broker struct {
+	store LogStore
+	log   *slog.Logger
+
+	mu     sync.Mutex
+	builds map[int64]*liveLog
+	begun  chan struct{} // closed and replaced whenever a build begins
+}
+
+type liveLog struct {
+	lines   []string // lines[i] has seq i+1
+	stored  int      // how many lines are in the database
+	subs    map[chan Event]struct{}
+	flushMu sync.Mutex
+}
+
+// followerBuffer bounds what a slow follower may fall behind by before it is cut
+// off; a slow follower never slows the build.
+const followerBuffer = 4096
+
+// flushEvery is how often a running build's new lines are written to PostgreSQL.
+const flushEvery = 200 * time.Millisecond
+
+// NewBroker returns a broker storing lines in store.
+func NewBroker(store LogStore, logger *slog.Logger) *Broker {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Broker{store: store, log: logger.With("component", "logs"), builds: map[int64]*liveLog{}, begun: make(chan struct{})}
+}
+
+// Begin opens a build's live log; its lines are stored periodically until Finish.
+func (b *Broker) Begin(buildID int64) {
+	b.mu.Lock()
+	if _, ok := b.builds[buildID]; !ok {
+		b.builds[buildID] = &liveLog{subs: map[chan Event]struct{}{}}
+	}
+	close(b.begun)
+	b.begun = make(chan struct{})
+	b.mu.Unlock()
+	go b.flushLoop(buildID)
+}
+
+func (b *Broker) flushLoop(buildID int64) {
+	t := time.NewTicker(flushEvery)
+	defer t.Stop()
+	for range t.C {
+		b.mu.Lock()
+		l, ok := b.builds[buildID]
+		b.mu.Unlock()
+		if !ok {
+			return
+		}
+		b.flush(buildID, l)
+	}
+}
+
+// flush writes the lines not yet stored. flushMu keeps writes of one build in order.
+func (b *Broker) flush(buildID int64, l *liveLog) {
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
+	b.mu.Lock()
+	from := l.stored
+	pending := append([]string(nil), l.lines[from:]...)
+	b.mu.Unlock()
+	if len(pending) == 0 {
+		return
+	}
+	if err := b.store.AppendLogLines(context.Background(), buildID, from+1, pending); err != nil {
+		b.log.Error("store build log lines", "build", buildID, "err", err)
+		return
+	}
+	b.mu.Lock()
+	l.stored = from + len(pending)
+	b.mu.Unlock()
+}
+
+// Publish appends a line to a running build's log and sends it to followers.
+// Lines published for a build that was not begun are dropped.
+func (b *Broker) Publish(buildID int64, line string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	l, ok := b.builds[buildID]
+	if !ok {
+		return
+	}
+	l.lines = append(l.lines, line)
+	ev := Event{BuildID: buildID, Seq: len(l.lines), Line: line}
+	for ch := range l.subs {
+		select {
+		case ch <- ev:
+		default:
+			// The follower fell too far behind: close its stream; it can
+			// re-read the stored log. The build never waits for it.
+			delete(l.subs, ch)
+			close(ch)
+		}
+	}
+}
+
+// Finish stores the rest of a build's log, tells followers its final status and
+// closes their streams. Call it after the status is recorded in the database.
+func (b *Broker) Finish(buildID int64, status schema.BuildStatus) {
+	b.mu.Lock()
+	l, ok := b.builds[buildID]
+	b.mu.Unlock()
+	if !ok {
+		return
+	}
+	b.flush(buildID, l)
+	b.mu.Lock()
+	delete(b.builds, buildID)
+	for ch := range l.subs {
+		select {
+		case ch <- Event{BuildID: buildID, Status: status, Done: true}:
+		default:
+		}
+		close(ch)
+	}
+	b.mu.Unlock()
+}
+
+// Follow returns every line of the build's log so far, then each new line as it
+// is published, then a Done event with the final status; the channel closes after
+// Done, when ctx ends, or when the follower fell too far behind (then the last
+// event is not Done). Lines arrive in order, each exactly once.
+func (b *Broker) Follow(ctx context.Context, buildID int64) (<-chan Event, error) {
+	out := make(chan Event, 64)
+	b.mu.Lock()
+	l, live := b.builds[buildID]
+	var snapshot []string
+	var ch chan Event
+	if live {
+		snapshot = append([]string(nil), l.lines...)
+		ch = make(chan Event, followerBuffer)
+		l.subs[ch] = struct{}{}
+	}
+	b.mu.Unlock()
+
+	if !live {
+		// Not running here: it is queued (no lines yet) or finished (all stored).
+		go b.followStored(ctx, buildID, out)
+		return out, nil
+	}
+	go func() {
+		defer close(out)
+		defer b.unsubscribe(buildID, ch)
+		for i, line := range snapshot {
+			if !send(ctx, out, Event{BuildID: buildID, Seq: i + 1, Line: line}) {
+				return
+			}
+		}
+		for {
+			select {
+			case ev, ok := <-ch:
+				if !ok || !send(ctx, out, ev) || ev.Done {
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+// followStored serves a build that is not live in this process: its stored lines,
+// and, while it is still queued, a wait for it to begin here.
+func (b *Broker) followStored(ctx context.Context, buildID int64, out chan Event) {
+	seq := 0
+	for {
+		lines, err := b.store.LogLines(ctx, buildID, seq)
+		if err != nil {
+			close(out)
+			return
+		}
+		for _, l := range lines {
+			seq = l.Seq
+			if !send(ctx, out, Event{BuildID: buildID, Seq: l.Seq, Line: l.Line}) {
+				close(out)
+				return
+			}
+		}
+		build, err := b.store.BuildByID(ctx, buildID)
+		if err != nil {
+			close(out)
+			return
+		}
+		if build.Status.Done() {
+			send(ctx, out, Event{BuildID: buildID, Status: build.Status, Done: true})
+			close(out)
+			return
+		}
+		// Queued or running elsewhere: switch to the live log once it begins here.
+		b.mu.Lock()
+		begun := b.begun
+		l, live := b.builds[buildID]
+		var ch chan Event
+		var rest []string
+		if live {
+			ch = make(chan Event, followerBuffer)
+			l.subs[ch] = struct{}{}
+			if seq < len(l.lines) {
+				rest = append(rest, l.lines[seq:]...)
+			}
+		}
+		b.mu.Unlock()
+		if live {
+			defer close(out)
+			defer b.unsubscribe(buildID, ch)
+			for i, line := range rest {
+				if !send(ctx, out, Event{BuildID: buildID, Seq: seq + i + 1, Line: line}) {
+					return
+				}
+			}
+			seq += len(rest)
+			for {
+				select {
+				case ev, ok := <-ch:
+					if !ok {
+						return
+					}
+					if !ev.Done && ev.Seq <= seq {
+						continue
+					}
+					if !send(ctx, out, ev) || ev.Done {
+						return
+					}
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			close(out)
+			return
+		case <-begun:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (b *Broker) unsubscribe(buildID int64, ch chan Event) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if l, ok := b.builds[buildID]; ok {
+		if _, ok := l.subs[ch]; ok {
+			delete(l.subs, ch)
+			close(ch)
+		}
+	}
+}
+
+func send(ctx context.Context, out chan<- Event, ev Event) bool {
+	select {
+	case out <- ev:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,443 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivermigrate"
+
+	"minivercel/schema"
+)
+
+// Activator makes a succeeded build serve its project's production traffic. It is
+// called by the build worker, one build at a time per project; it returns only
+// after the new build serves, or with an error and the previous deployment still
+// serving.
+type Activator interface {
+	Activate(ctx context.Context, b schema.Build) error
+}
+
+// Config configures the build queue.
+type Config struct {
+	// ReposDir holds the bare repositories, <ReposDir>/<project>.git.
+	ReposDir string
+	// WorkDir holds build workspaces, removed when a build ends.
+	WorkDir string
+	// ArtifactsDir holds every build's artifact, <ArtifactsDir>/<project>/<build id>.tar.gz.
+	ArtifactsDir string
+	// Concurrency is how many builds run at once. Zero: 1.
+	Concurrency int
+	// URL returns the public URL of a host name (scheme and port included).
+	// Zero: "http://" + host.
+	URL func(host string) string
+	// BaseDomain is the domain project hosts live under. Zero: "localhost".
+	BaseDomain string
+	// Logger receives the queue's own events. Zero: slog.Default().
+	Logger *slog.Logger
+}
+
+// BuildArgs is the River job that runs one build.
+type BuildArgs struct {
+	BuildID int64 `json:"build_id"`
+}
+
+// Kind names the job kind in River's table.
+func (BuildArgs) Kind() string { return "build" }
+
+// Queue owns the build jobs: it enqueues them with their build rows and runs them
+// on River workers inside the server, never as children of a git hook.
+type Queue struct {
+	cfg     Config
+	store   *schema.Store
+	broker  *Broker
+	act     Activator
+	sandbox Sandbox
+	client  *river.Client[pgx.Tx]
+	log     *slog.Logger
+	// projectLocks serialises activation per project so two builds finishing
+	// together cannot interleave their route switches.
+	projectLocks sync.Map
+}
+
+// jobTimeout bounds one whole build job: the sandbox's own 30-minute limit per
+// command, plus checkout, packing and activation.
+const jobTimeout = 45 * time.Minute
+
+// MigrateQueue applies River's own migrations.
+func MigrateQueue(ctx context.Context, pool *pgxpool.Pool) error {
+	m, err := rivermigrate.New(riverpgxv5.New(pool), nil)
+	if err != nil {
+		return fmt.Errorf("create queue migrator: %w", err)
+	}
+	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return fmt.Errorf("migrate queue: %w", err)
+	}
+	return nil
+}
+
+// NewQueue returns a queue that runs builds with sandbox and activates
+// production builds with act. With work false it only enqueues (a server without
+// the worker role).
+func NewQueue(cfg Config, store *schema.Store, broker *Broker, act Activator, sandbox Sandbox, work bool) (*Queue, error) {
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 1
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.BaseDomain == "" {
+		cfg.BaseDomain = "localhost"
+	}
+	if cfg.URL == nil {
+		cfg.URL = func(host string) string { return "http://" + host }
+	}
+	q := &Queue{cfg: cfg, store: store, broker: broker, act: act, sandbox: sandbox, log: cfg.Logger.With("component", "pipeline")}
+	rc := &river.Config{
+		Logger:     slog.New(slog.DiscardHandler),
+		JobTimeout: jobTimeout,
+	}
+	if work {
+		workers := river.NewWorkers()
+		river.AddWorker(workers, &buildWorker{q: q})
+		rc.Workers = workers
+		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Concurrency}}
+		rc.FetchCooldown = 20 * time.Millisecond
+	}
+	client, err := river.NewClient(riverpgxv5.New(store.Pool()), rc)
+	if err != nil {
+		return nil, fmt.Errorf("create build queue: %w", err)
+	}
+	q.client = client
+	return q, nil
+}
+
+// Start starts the workers; it returns once they run.
+func (q *Queue) Start(ctx context.Context) error {
+	if err := q.failInterrupted(ctx); err != nil {
+		return err
+	}
+	if err := q.client.Start(ctx); err != nil {
+		return fmt.Errorf("start build queue: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops fetching builds and waits for running ones until ctx ends,
+// then cancels them.
+func (q *Queue) Shutdown(ctx context.Context) error {
+	if err := q.client.Stop(ctx); err != nil {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return q.client.StopAndCancel(cctx)
+	}
+	return nil
+}
+
+// failInterrupted marks builds left running by a previous run of this server as
+// failed: their worker died with the process and River will not retry them.
+func (q *Queue) failInterrupted(ctx context.Context) error {
+	_, err := q.store.Pool().Exec(ctx, `UPDATE builds SET status = 'failed', finished_at = now(),
+		error = 'interrupted: the server stopped during the build; push again to rebuild'
+		WHERE status = 'running'`)
+	if err != nil {
+		return fmt.Errorf("fail interrupted builds: %w", err)
+	}
+	return nil
+}
+
+// Enqueue records a queued build and its job in one transaction, so a build row
+// never exists without a job to run it, nor a job without its row.
+func (q *Queue) Enqueue(ctx context.Context, nb schema.NewBuild) (schema.Build, error) {
+	var b schema.Build
+	err := q.store.InTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		if b, err = q.store.WithTx(tx).CreateBuild(ctx, nb); err != nil {
+			return err
+		}
+		// One attempt: a failed build is reported to the user, never silently re-run.
+		_, err = q.client.InsertTx(ctx, tx, BuildArgs{BuildID: b.ID}, &river.InsertOpts{MaxAttempts: 1})
+		return err
+	})
+	if err != nil {
+		return schema.Build{}, fmt.Errorf("enqueue build: %w", err)
+	}
+	return b, nil
+}
+
+// ProjectHost returns the production host of a project.
+func (q *Queue) ProjectHost(project string) string { return project + "." + q.cfg.BaseDomain }
+
+// BuildHost returns the host that serves exactly one build.
+func (q *Queue) BuildHost(b schema.Build) string {
+	return b.ProjectName + "-" + b.Slug + "." + q.cfg.BaseDomain
+}
+
+type buildWorker struct {
+	river.WorkerDefaults[BuildArgs]
+	q *Queue
+}
+
+// Timeout overrides River's one-minute default.
+func (w *buildWorker) Timeout(*river.Job[BuildArgs]) time.Duration { return jobTimeout }
+
+// Work runs one build. Build failures are recorded on the build and reported in
+// its log; the job itself succeeds so River does not retry it.
+func (w *buildWorker) Work(ctx context.Context, job *river.Job[BuildArgs]) error {
+	err := w.q.run(ctx, job.Args.BuildID)
+	if errors.Is(err, ErrBuildNotQueued) {
+		return nil
+	}
+	return err
+}
+
+func (q *Queue) run(ctx context.Context, buildID int64) error {
+	if err := q.store.StartBuild(ctx, buildID); err != nil {
+		if errors.Is(err, schema.ErrConflict) {
+			return ErrBuildNotQueued
+		}
+		return err
+	}
+	b, err := q.store.BuildByID(ctx, buildID)
+	if err != nil {
+		return err
+	}
+	project, err := q.store.ProjectByID(ctx, b.ProjectID)
+	if err != nil {
+		return err
+	}
+	q.broker.Begin(b.ID)
+	started := time.Now()
+	out := &buildLog{broker: q.broker, buildID: b.ID}
+	status, reason := q.build(ctx, b, project, out)
+	if status == schema.BuildSucceeded {
+		out.heading(fmt.Sprintf("Build #%d succeeded in %s", b.ID, time.Since(started).Round(10*time.Millisecond)))
+	} else {
+		out.line("error: " + reason)
+	}
+	// The final status is written even when ctx was canceled, so no build is
+	// left "running".
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := q.store.FinishBuild(fctx, b.ID, status, reason); err != nil {
+		q.log.Error("record build result", "build", b.ID, "err", err)
+	}
+	q.broker.Finish(b.ID, status)
+	q.log.Info("build finished", "build", b.ID, "project", project.Name, "status", status, "duration", time.Since(started))
+	return nil
+}
+
+// build runs the stages and returns the final status with a one-line reason.
+func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Project, out *buildLog) (schema.BuildStatus, string) {
+	ws := filepath.Join(q.cfg.WorkDir, strconv.FormatInt(b.ID, 10))
+	src := filepath.Join(ws, "src")
+	home := filepath.Join(ws, "home")
+	defer os.RemoveAll(ws)
+
+	settings := Settings{
+		Framework:      project.Framework,
+		InstallCommand: project.InstallCommand,
+		BuildCommand:   project.BuildCommand,
+		OutputDir:      project.OutputDir,
+	}
+	env := MinimalEnv(home, "MINIVERCEL_BRANCH="+b.Branch, "MINIVERCEL_COMMIT="+b.CommitSHA)
+	var plan Plan
+	artifact := filepath.Join(q.cfg.ArtifactsDir, project.Name, strconv.FormatInt(b.ID, 10)+".tar.gz")
+	production := b.Branch == project.ProductionBranch
+
+	steps := []step{
+		{schema.StageClone, func(ctx context.Context) error {
+			out.heading(fmt.Sprintf("Checking out %s (%s)", short(b.CommitSHA), b.Branch))
+			if err := os.MkdirAll(src, 0o755); err != nil {
+				return err
+			}
+			if err := os.MkdirAll(home, 0o755); err != nil {
+				return err
+			}
+			if err := Checkout(ctx, filepath.Join(q.cfg.ReposDir, project.Name+".git"), b.CommitSHA, src); err != nil {
+				return err
+			}
+			if err := q.sandbox.Prepare(ws); err != nil {
+				return err
+			}
+			var err error
+			if plan, err = Detect(src, settings); err != nil {
+				return err
+			}
+			out.detail("Detected: " + describePlan(plan))
+			return nil
+		}},
+		{schema.StageInstall, func(ctx context.Context) error {
+			if len(plan.Install) == 0 {
+				return nil
+			}
+			out.heading("Installing dependencies: " + strings.Join(plan.Install, " "))
+			return out.run(ctx, q.sandbox, src, plan.Install, env)
+		}},
+		{schema.StageBuild, func(ctx context.Context) error {
+			if len(plan.Build) > 0 {
+				out.heading("Building: " + strings.Join(plan.Build, " "))
+				if err := out.run(ctx, q.sandbox, src, plan.Build, append(env, "NODE_ENV=production")); err != nil {
+					return err
+				}
+			}
+			return ResolveOutput(src, &plan)
+		}},
+		{schema.StageArtifact, func(ctx context.Context) error {
+			out.heading("Packing " + plan.OutputDir)
+			if err := os.MkdirAll(filepath.Dir(artifact), 0o700); err != nil {
+				return err
+			}
+			sum, size, err := Pack(filepath.Join(src, plan.OutputDir), artifact)
+			if err != nil {
+				return err
+			}
+			out.detail(fmt.Sprintf("%s, sha256 %s", humanBytes(size), sum[:16]))
+			b.Kind, b.SPA, b.ArtifactPath, b.ArtifactSHA256, b.ArtifactSize = plan.Kind.String(), plan.SPA, artifact, sum, size
+			return q.store.SetBuildArtifact(ctx, b.ID, b.Kind, b.SPA, artifact, sum, size)
+		}},
+		{schema.StageActivate, func(ctx context.Context) error {
+			if !production {
+				out.heading(fmt.Sprintf("Branch %s is not the production branch (%s): production is unchanged", b.Branch, project.ProductionBranch))
+				return nil
+			}
+			out.heading("Activating")
+			mu, _ := q.projectLocks.LoadOrStore(project.ID, &sync.Mutex{})
+			mu.(*sync.Mutex).Lock()
+			defer mu.(*sync.Mutex).Unlock()
+			return q.act.Activate(ctx, b)
+		}},
+	}
+	failed, err := runSteps(ctx, steps, func(s schema.Stage) {
+		if err := q.store.SetBuildStage(ctx, b.ID, s); err != nil {
+			q.log.Warn("record build stage", "build", b.ID, "err", err)
+		}
+	})
+	if err == nil {
+		out.heading("Done")
+		if production {
+			out.detail("Production: " + q.cfg.URL(q.ProjectHost(project.Name)))
+		}
+		out.detail("This build: " + q.cfg.URL(q.BuildHost(b)))
+		return schema.BuildSucceeded, ""
+	}
+	if ctx.Err() != nil {
+		return schema.BuildCanceled, fmt.Sprintf("%s canceled", failed)
+	}
+	q.log.Debug("build failed", "build", b.ID, "stage", failed, "err", err)
+	return schema.BuildFailed, reasonFor(failed, err)
+}
+
+// reasonFor is the one line a user reads about a failed stage: the tool's own
+// output is already in the log above it.
+func reasonFor(stage schema.Stage, err error) string {
+	var exit *ExitError
+	switch {
+	case errors.As(err, &exit):
+		return fmt.Sprintf("%s failed: %s exited with code %d", stage, strings.Join(exit.Argv, " "), exit.Code)
+	case errors.Is(err, ErrTimeout):
+		return fmt.Sprintf("%s failed: timed out", stage)
+	}
+	return fmt.Sprintf("%s failed: %v", stage, strings.TrimPrefix(err.Error(), string(stage)+": "))
+}
+
+func describePlan(p Plan) string {
+	if p.Kind == KindStatic {
+		return "static site (" + p.OutputDir + ")"
+	}
+	return p.Kind.String() + " project using " + p.PackageManager
+}
+
+func short(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// buildLog writes a build's log lines in the push output's style.
+type buildLog struct {
+	broker  *Broker
+	buildID int64
+}
+
+func (l *buildLog) line(s string)    { l.broker.Publish(l.buildID, s) }
+func (l *buildLog) heading(s string) { l.line("-----> " + s) }
+func (l *buildLog) detail(s string)  { l.line("       " + s) }
+
+// run runs a command in the sandbox with its output as indented log lines,
+// written as the command prints them.
+func (l *buildLog) run(ctx context.Context, sb Sandbox, dir string, argv, env []string) error {
+	w := &lineWriter{emit: l.detail}
+	err := sb.Run(ctx, dir, argv, env, w)
+	w.Flush()
+	return err
+}
+
+// maxLineBytes caps one log line; longer output is split.
+const maxLineBytes = 4096
+
+// lineWriter splits a byte stream into lines: \n ends a line, \r (a progress bar
+// redrawing itself) does too, and overlong lines are cut.
+type lineWriter struct {
+	mu     sync.Mutex
+	buf    []byte
+	emit   func(string)
+	lastCR bool // the previous line ended in \r, so a \n right after it ends nothing
+}
+
+// Write implements io.Writer.
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexAny(w.buf, "\r\n")
+		if i < 0 {
+			break
+		}
+		cr := w.buf[i] == '\r'
+		if i > 0 || !(w.lastCR || cr) {
+			w.emit(strings.ToValidUTF8(string(w.buf[:i]), "?"))
+		}
+		w.lastCR = cr
+		w.buf = w.buf[i+1:]
+	}
+	for len(w.buf) > maxLineBytes {
+		w.emit(strings.ToValidUTF8(string(w.buf[:maxLineBytes]), "?"))
+		w.buf = w.buf[maxLineBytes:]
+	}
+	return len(p), nil
+}
+
+// Flush emits a last line without a newline.
+func (w *lineWriter) Flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) > 0 {
+		w.emit(strings.ToValidUTF8(string(w.buf), "?"))
+		w.buf = nil
+	}
+}

@@ -1,0 +1,284 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+
+	"minivercel/schema"
+	"minivercel/schema/schematest"
+)
+
+func TestMain(m *testing.M) { schematest.Main(m) }
+
+// TestStagesRunInOrderAndStopAtFirstFailure is the seed's Property 7: clone,
+// install and build (then artifact and activate) run in that order, and nothing
+// after the first failing stage runs.
+func TestStagesRunInOrderAndStopAtFirstFailure(t *testing.T) {
+	all := []schema.Stage{schema.StageClone, schema.StageInstall, schema.StageBuild, schema.StageArtifact, schema.StageActivate}
+	rapid.Check(t, func(t *rapid.T) {
+		failAt := rapid.IntRange(-1, len(all)-1).Draw(t, "failAt")
+		var ran, entered []schema.Stage
+		var steps []step
+		for i, s := range all {
+			steps = append(steps, step{s, func(context.Context) error {
+				ran = append(ran, s)
+				if i == failAt {
+					return errors.New("boom")
+				}
+				return nil
+			}})
+		}
+		failed, err := runSteps(context.Background(), steps, func(s schema.Stage) { entered = append(entered, s) })
+		want := all
+		if failAt >= 0 {
+			want = all[:failAt+1]
+			if err == nil || failed != all[failAt] {
+				t.Fatalf("failed=%q err=%v, want failure in %q", failed, err, all[failAt])
+			}
+		} else if err != nil {
+			t.Fatalf("unexpected error %v", err)
+		}
+		if fmt.Sprint(ran) != fmt.Sprint(want) || fmt.Sprint(entered) != fmt.Sprint(want) {
+			t.Fatalf("ran %v entered %v, want %v", ran, entered, want)
+		}
+	})
+}
+
+// TestLineWriterIgnoresChunking: however a command's output is split into
+// writes, the log gets the same lines.
+func TestLineWriterIgnoresChunking(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		lines := rapid.SliceOfN(rapid.StringMatching(`[a-z ]{1,20}`), 1, 10).Draw(t, "lines")
+		text := strings.Join(lines, "\r\n") + "\n"
+		var got []string
+		w := &lineWriter{emit: func(s string) { got = append(got, s) }}
+		rest := []byte(text)
+		for len(rest) > 0 {
+			n := rapid.IntRange(1, len(rest)).Draw(t, "n")
+			w.Write(rest[:n])
+			rest = rest[n:]
+		}
+		w.Flush()
+		if fmt.Sprint(got) != fmt.Sprint(lines) {
+			t.Fatalf("got %q, want %q", got, lines)
+		}
+	})
+}
+
+// gitRepo makes a bare repository with one commit per content map on branch and
+// returns its path and the commit ids.
+func gitRepo(t *testing.T, reposDir, project, branch string, commits ...map[string]string) []string {
+	t.Helper()
+	bare := filepath.Join(reposDir, project+".git")
+	work := t.TempDir()
+	run := func(dir string, args ...string) string {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v: %s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if _, err := os.Stat(bare); err != nil {
+		run(reposDir, "init", "-q", "--bare", bare)
+	}
+	run(work, "init", "-q", "-b", branch)
+	var ids []string
+	for i, files := range commits {
+		for name, content := range files {
+			p := filepath.Join(work, name)
+			os.MkdirAll(filepath.Dir(p), 0o755)
+			if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		run(work, "add", "-A")
+		run(work, "commit", "-q", "-m", fmt.Sprintf("commit %d", i))
+		ids = append(ids, run(work, "rev-parse", "HEAD"))
+	}
+	run(work, "push", "-q", "-f", bare, branch)
+	return ids
+}
+
+type testQueue struct {
+	*Queue
+	store *schema.Store
+	dirs  struct{ repos, work, artifacts string }
+}
+
+func newTestQueue(t *testing.T, work bool) *testQueue {
+	t.Helper()
+	store := schematest.Store(t)
+	if err := MigrateQueue(context.Background(), store.Pool()); err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.MkdirTemp("", "mvq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	os.Chmod(root, 0o711)
+	tq := &testQueue{store: store}
+	tq.dirs.repos = filepath.Join(root, "repos")
+	tq.dirs.work = filepath.Join(root, "builds")
+	tq.dirs.artifacts = filepath.Join(root, "artifacts")
+	for _, d := range []string{tq.dirs.repos, tq.dirs.work, tq.dirs.artifacts} {
+		os.MkdirAll(d, 0o711)
+	}
+	sb, err := BuildUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := NewQueue(Config{ReposDir: tq.dirs.repos, WorkDir: tq.dirs.work, ArtifactsDir: tq.dirs.artifacts},
+		store, NewBroker(store, nil), nil, sb, work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tq.Queue = q
+	if work {
+		ctx, cancel := context.WithCancel(context.Background())
+		if err := q.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer scancel()
+			q.Shutdown(sctx)
+			cancel()
+		})
+	}
+	return tq
+}
+
+// TestEnqueueCreatesBuildAndJob is the seed's Property 6: every build request
+// leaves exactly one queued build row and one job that names it.
+func TestEnqueueCreatesBuildAndJob(t *testing.T) {
+	q := newTestQueue(t, false)
+	ctx := context.Background()
+	u, _ := q.store.CreateUser(ctx, "u", true)
+	p, _, err := q.store.EnsureProject(ctx, "site", u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rapid.Check(t, func(t *rapid.T) {
+		branch := rapid.StringMatching(`[a-z][a-z0-9/_-]{0,30}`).Draw(t, "branch")
+		sha := rapid.StringMatching(`[0-9a-f]{40}`).Draw(t, "sha")
+		b, err := q.Enqueue(ctx, schema.NewBuild{ProjectID: p.ID, Branch: branch, CommitSHA: sha, CreatedBy: &u.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := q.store.BuildByID(ctx, b.ID)
+		if err != nil || got.Status != schema.BuildQueued || got.Branch != branch || got.CommitSHA != sha || got.Slug == "" {
+			t.Fatalf("build row %+v, %v", got, err)
+		}
+		var jobs int
+		err = q.store.Pool().QueryRow(ctx, `SELECT count(*) FROM river_job WHERE kind = 'build' AND (args->>'build_id')::bigint = $1`, b.ID).Scan(&jobs)
+		if err != nil || jobs != 1 {
+			t.Fatalf("jobs for build %d = %d, %v; want 1", b.ID, jobs, err)
+		}
+	})
+}
+
+func waitBuild(t *testing.T, store *schema.Store, id int64) schema.Build {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		b, err := store.BuildByID(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Status.Done() {
+			return b
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("build %d did not finish", id)
+	return schema.Build{}
+}
+
+// TestSuccessfulBuildsProduceArtifacts is the seed's Property 8, on real builds:
+// a static site and an npm build succeed with an artifact whose checksum is the
+// file's; a failing build has none and says why. (Preview branches: activation
+// is the edge's and is covered end to end.)
+func TestSuccessfulBuildsProduceArtifacts(t *testing.T) {
+	q := newTestQueue(t, true)
+	ctx := context.Background()
+	u, _ := q.store.CreateUser(ctx, "u", true)
+	cases := []struct {
+		name    string
+		files   map[string]string
+		ok      bool
+		kind    string
+		reason  string
+		logLine string
+	}{
+		{"static", map[string]string{"index.html": "<h1>hi</h1>"}, true, "static", "", "Detected: static site"},
+		{"npm", map[string]string{
+			"package.json": `{"name":"x","scripts":{"build":"node build.js"}}`,
+			"build.js":     `require('fs').mkdirSync('dist',{recursive:true}); require('fs').writeFileSync('dist/index.html','built'); console.log('built ok')`,
+		}, true, "npm", "", "built ok"},
+		{"failing", map[string]string{
+			"package.json": `{"name":"x","scripts":{"build":"node build.js"}}`,
+			"build.js":     `console.error('something broke'); process.exit(3)`,
+		}, false, "", "build failed", "something broke"},
+		{"empty", map[string]string{"README.md": "nothing"}, false, "", "clone failed", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p, _, err := q.store.EnsureProject(ctx, "p-"+tc.name, u.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids := gitRepo(t, q.dirs.repos, p.Name, "feature", tc.files)
+			b, err := q.Enqueue(ctx, schema.NewBuild{ProjectID: p.ID, Branch: "feature", CommitSHA: ids[0]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b = waitBuild(t, q.store, b.ID)
+			lines, _ := q.store.LogLines(ctx, b.ID, 0)
+			var log strings.Builder
+			for _, l := range lines {
+				log.WriteString(l.Line + "\n")
+			}
+			if tc.logLine != "" && !strings.Contains(log.String(), tc.logLine) {
+				t.Errorf("log lacks %q:\n%s", tc.logLine, log.String())
+			}
+			if !tc.ok {
+				if b.Status != schema.BuildFailed || !strings.HasPrefix(b.Error, tc.reason) || b.ArtifactPath != "" {
+					t.Fatalf("build = %s %q artifact %q, want failed with %q", b.Status, b.Error, b.ArtifactPath, tc.reason)
+				}
+				if !strings.Contains(log.String(), "error: "+b.Error) {
+					t.Errorf("log lacks the one-line reason:\n%s", log.String())
+				}
+				return
+			}
+			if b.Status != schema.BuildSucceeded || b.Kind != tc.kind {
+				t.Fatalf("build = %s kind %q error %q\n%s", b.Status, b.Kind, b.Error, log.String())
+			}
+			data, err := os.ReadFile(b.ArtifactPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum := sha256.Sum256(data)
+			if hex.EncodeToString(sum[:]) != b.ArtifactSHA256 || int64(len(data)) != b.ArtifactSize {
+				t.Fatalf("artifact checksum/size do not match the file")
+			}
+			if _, err := os.Stat(filepath.Join(q.dirs.work, fmt.Sprint(b.ID))); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("workspace left behind: %v", err)
+			}
+		})
+	}
+}

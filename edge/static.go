@@ -237,8 +237,8 @@ func (s *Static) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil && m.dir:
 		if !trailing && name != "." {
-			// Relative, so a crafted path cannot turn it into an
-			// open redirect to another host.
+			// Built from the cleaned path's last element: "//evil.com"
+			// cleans to "/evil.com", so the redirect stays on this host.
 			target := path.Base(clean) + "/"
 			if r.URL.RawQuery != "" {
 				target += "?" + r.URL.RawQuery

@@ -1,0 +1,235 @@
+// Package gitd is the SSH front end for git: it authenticates keys, checks
+// project names, creates bare repositories on first push and runs the
+// system git-receive-pack and git-upload-pack.
+package gitd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/gliderlabs/ssh"
+
+	"minivercel/hooks"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Addr is the TCP address to listen on, such as ":2222". Empty means
+	// ":22". Port 0 picks a free port; Addr() reports it.
+	Addr string
+	// HostKeyPath is the file holding the server's ed25519 host key in
+	// OpenSSH PEM form. Required. If the file is missing a key is generated
+	// and written with mode 0600, and reused from then on so clients' known
+	// hosts stay valid.
+	HostKeyPath string
+	// ReposDir holds the bare repositories, one per project, at
+	// <ReposDir>/<name>.git. Required; created (0700) if missing.
+	ReposDir string
+	// HookCommand is the absolute path of the minivercel executable. Each
+	// repository's post-receive hook runs "<HookCommand> hook post-receive".
+	// Required.
+	HookCommand string
+	// HookSocket is the unix socket of the hooks.Server, passed to the hook
+	// in its environment (hooks.EnvHookSocket). Required.
+	HookSocket string
+	// Logger receives the server's logs. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Authorizer maps an SSH key to a user.
+//
+// UserByKeyFingerprint is called once per SSH session, concurrently, with
+// the fingerprint (ssh.FingerprintSHA256 form, "SHA256:...") of the key the
+// client proved it holds. An unknown key returns an error wrapping
+// schema.ErrNotFound; the client is then told how to get the key added.
+// Any other error is reported to the client as an internal error. ctx ends
+// when the SSH connection does.
+type Authorizer interface {
+	UserByKeyFingerprint(ctx context.Context, fingerprint string) (userID int64, err error)
+}
+
+// Projects is the project registry gitd consults before running git.
+//
+// EnsureProject is called before every push, concurrently; it creates the
+// project owned by ownerID if it does not exist and reports whether it did.
+// An error wrapping ErrForbidden denies the push (the user may not push to
+// an existing project of someone else); any other error fails it.
+// ProjectExists is called before every fetch or clone. name has passed
+// schema.ValidateProjectName. ctx ends when the SSH connection does.
+type Projects interface {
+	EnsureProject(ctx context.Context, name string, ownerID int64) (created bool, err error)
+	ProjectExists(ctx context.Context, name string) (bool, error)
+}
+
+// HookRegistrar announces a push to the hook server before receive-pack
+// runs, so that the repository's post-receive hook can be tied to the
+// authenticated user and project. *hooks.Server implements it.
+type HookRegistrar interface {
+	Register(p hooks.Push) (token string, release func())
+}
+
+// Server is the SSH git server.
+type Server struct {
+	cfg      Config
+	auth     Authorizer
+	projects Projects
+	reg      HookRegistrar
+	log      *slog.Logger
+	git      string // absolute path of the git executable
+	ssh      *ssh.Server
+
+	mu       sync.Mutex
+	ln       net.Listener
+	shutdown bool
+}
+
+// gitPath is the PATH given to git: enough for git to find its helpers and
+// for the hook script's /bin/sh, nothing from our own environment.
+const gitPath = "/usr/local/bin:/usr/bin:/bin"
+
+// waitDelay bounds how long git's output may stay open after git exits or
+// is signalled (a hook that lingers keeps the pipes open).
+const waitDelay = 10 * time.Second
+
+// New returns a Server. It loads or creates the host key and the repos
+// directory but does not listen yet.
+func New(cfg Config, auth Authorizer, projects Projects, reg HookRegistrar) (*Server, error) {
+	switch {
+	case cfg.HostKeyPath == "":
+		return nil, errors.New("new gitd: HostKeyPath is required")
+	case cfg.ReposDir == "":
+		return nil, errors.New("new gitd: ReposDir is required")
+	case !filepath.IsAbs(cfg.HookCommand):
+		return nil, fmt.Errorf("new gitd: HookCommand %q is not an absolute path", cfg.HookCommand)
+	case cfg.HookSocket == "":
+		return nil, errors.New("new gitd: HookSocket is required")
+	case auth == nil || projects == nil || reg == nil:
+		return nil, errors.New("new gitd: Authorizer, Projects and HookRegistrar are required")
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = ":22"
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	git, err := exec.LookPath("git")
+	if err != nil {
+		return nil, fmt.Errorf("new gitd: find git: %w", err)
+	}
+	if err := os.MkdirAll(cfg.ReposDir, 0o700); err != nil {
+		return nil, fmt.Errorf("new gitd: create repos dir: %w", err)
+	}
+	signer, err := loadOrCreateHostKey(cfg.HostKeyPath)
+	if err != nil {
+		return nil, fmt.Errorf("new gitd: %w", err)
+	}
+	s := &Server{
+		cfg:      cfg,
+		auth:     auth,
+		projects: projects,
+		reg:      reg,
+		log:      log.With("component", "gitd"),
+		git:      git,
+	}
+	s.ssh = &ssh.Server{
+		Addr:             cfg.Addr,
+		Handler:          s.handleSession,
+		PublicKeyHandler: s.publicKeyHandler,
+		// A subsystem request (sftp, ...) gets the same clear refusal as
+		// any other command instead of a bare "request failed".
+		SubsystemHandlers: map[string]ssh.SubsystemHandler{"default": s.refuseSubsystem},
+		ConnectionFailedCallback: func(conn net.Conn, err error) {
+			s.log.Debug("ssh handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
+		},
+		// Port forwarding, agent forwarding and ptys are refused because
+		// their callbacks are left nil.
+	}
+	s.ssh.AddHostKey(signer)
+	return s, nil
+}
+
+// Listen binds Addr. After it returns, Addr reports the bound address.
+// ListenAndServe calls it if needed.
+func (s *Server) Listen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutdown {
+		return ErrServerClosed
+	}
+	if s.ln != nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen for ssh: %w", err)
+	}
+	s.ln = ln
+	s.log.Info("ssh git server listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// Addr returns the address the server listens on, or nil before Listen.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Serve accepts SSH connections until Shutdown; it then returns
+// ErrServerClosed. Listen must have been called.
+func (s *Server) Serve() error {
+	s.mu.Lock()
+	ln := s.ln
+	s.mu.Unlock()
+	if ln == nil {
+		return errors.New("serve ssh: Listen was not called")
+	}
+	err := s.ssh.Serve(ln)
+	if errors.Is(err, ssh.ErrServerClosed) {
+		return ErrServerClosed
+	}
+	return fmt.Errorf("serve ssh: %w", err)
+}
+
+// ListenAndServe binds Addr if needed and serves until Shutdown, when it
+// returns ErrServerClosed.
+func (s *Server) ListenAndServe() error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	return s.Serve()
+}
+
+// Shutdown stops accepting connections and waits for running git
+// commands to finish. If ctx ends first it closes every connection (git
+// processes then get SIGTERM) and returns ctx.Err().
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutdown = true
+	ln := s.ln
+	s.mu.Unlock()
+	if ln == nil {
+		return nil
+	}
+	err := s.ssh.Shutdown(ctx)
+	if ctx.Err() != nil {
+		_ = s.ssh.Close()
+		return ctx.Err()
+	}
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}

@@ -1,0 +1,652 @@
+package gitd
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"minivercel/hooks"
+	"minivercel/schema"
+)
+
+// TestMain doubles as the post-receive hook: gitd runs HookCommand (this
+// test binary) as "<binary> hook post-receive", exactly like the real
+// minivercel binary.
+func TestMain(m *testing.M) {
+	if len(os.Args) == 3 && os.Args[1] == "hook" && os.Args[2] == "post-receive" {
+		os.Exit(hooks.RunPostReceive(context.Background(), os.Stdin, os.Stdout, os.Stderr, os.Getenv))
+	}
+	os.Exit(m.Run())
+}
+
+// memAuth is an in-memory Authorizer that remembers what it was asked.
+type memAuth struct {
+	mu      sync.Mutex
+	users   map[string]int64
+	lookups []string
+}
+
+func (a *memAuth) UserByKeyFingerprint(ctx context.Context, fp string) (int64, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.lookups = append(a.lookups, fp)
+	id, ok := a.users[fp]
+	if !ok {
+		return 0, fmt.Errorf("key %s: %w", fp, schema.ErrNotFound)
+	}
+	return id, nil
+}
+
+func (a *memAuth) asked() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.lookups...)
+}
+
+// memProjects is an in-memory Projects: a project belongs to its first
+// pusher.
+type memProjects struct {
+	mu     sync.Mutex
+	owners map[string]int64
+}
+
+func (p *memProjects) EnsureProject(ctx context.Context, name string, ownerID int64) (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if owner, ok := p.owners[name]; ok {
+		if owner != ownerID {
+			return false, fmt.Errorf("project %s: %w", name, ErrForbidden)
+		}
+		return false, nil
+	}
+	p.owners[name] = ownerID
+	return true, nil
+}
+
+func (p *memProjects) ProjectExists(ctx context.Context, name string) (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.owners[name]
+	return ok, nil
+}
+
+func (p *memProjects) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.owners)
+}
+
+type receiverFunc func(ctx context.Context, p hooks.Push, updates []hooks.RefUpdate, out io.Writer) int
+
+func (f receiverFunc) Receive(ctx context.Context, p hooks.Push, updates []hooks.RefUpdate, out io.Writer) int {
+	return f(ctx, p, updates, out)
+}
+
+type testEnv struct {
+	t        *testing.T
+	dir      string
+	reposDir string
+	home     string
+	port     int
+	auth     *memAuth
+	projects *memProjects
+	userKey  string // private key file of user 1
+	otherKey string // private key file of user 2
+	unknown  string // private key file nobody authorized
+}
+
+// newTestEnv runs a hooks.Server with recv and a gitd Server with real
+// host key, repos dir and hook command, on a free port.
+func newTestEnv(t *testing.T, recv hooks.Receiver) *testEnv {
+	t.Helper()
+	for _, tool := range []string{"git", "ssh", "ssh-keygen"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("these tests need %s: %v", tool, err)
+		}
+	}
+	// Short path: the hook socket must stay under 108 bytes.
+	dir, err := os.MkdirTemp("", "mvg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	e := &testEnv{
+		t:        t,
+		dir:      dir,
+		reposDir: filepath.Join(dir, "repos"),
+		home:     filepath.Join(dir, "home"),
+		auth:     &memAuth{users: map[string]int64{}},
+		projects: &memProjects{owners: map[string]int64{}},
+	}
+	if err := os.MkdirAll(e.home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	e.userKey = e.newKey("user", 1)
+	e.otherKey = e.newKey("other", 2)
+	e.unknown = e.newKey("unknown", 0)
+
+	hookSrv, err := hooks.NewServer(hooks.ServerConfig{SocketPath: filepath.Join(dir, "hook.sock"), Logger: testLogger(t)}, recv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hookSrv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	go hookSrv.Serve()
+
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Config{
+		Addr:        "127.0.0.1:0",
+		HostKeyPath: filepath.Join(dir, "keys", "host_ed25519"),
+		ReposDir:    e.reposDir,
+		HookCommand: self,
+		HookSocket:  filepath.Join(dir, "hook.sock"),
+		Logger:      testLogger(t),
+	}, e.auth, e.projects, hookSrv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	e.port = srv.Addr().(*net.TCPAddr).Port
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("gitd Shutdown: %v", err)
+		}
+		if err := <-served; !errors.Is(err, ErrServerClosed) {
+			t.Errorf("gitd Serve returned %v, want ErrServerClosed", err)
+		}
+		if err := hookSrv.Shutdown(ctx); err != nil {
+			t.Errorf("hooks Shutdown: %v", err)
+		}
+	})
+	return e
+}
+
+// newKey creates an ed25519 key pair with ssh-keygen and, when userID is
+// not 0, authorizes it for that user.
+func (e *testEnv) newKey(name string, userID int64) string {
+	e.t.Helper()
+	path := filepath.Join(e.dir, "keys", name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		e.t.Fatal(err)
+	}
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", path).CombinedOutput(); err != nil {
+		e.t.Fatalf("ssh-keygen: %v: %s", err, out)
+	}
+	if userID != 0 {
+		e.auth.users[keyFingerprint(e.t, path)] = userID
+	}
+	return path
+}
+
+func keyFingerprint(t *testing.T, privPath string) string {
+	t.Helper()
+	b, err := os.ReadFile(privPath + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _, _, _, err := gossh.ParseAuthorizedKey(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gossh.FingerprintSHA256(pub)
+}
+
+func (e *testEnv) sshCommand(key string) string {
+	return fmt.Sprintf("ssh -i %s -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -p %d",
+		key, e.port)
+}
+
+func (e *testEnv) url(name string) string {
+	return fmt.Sprintf("ssh://git@127.0.0.1:%d/%s", e.port, name)
+}
+
+// gitCmd prepares a git command run as a developer would, with key.
+func (e *testEnv) gitCmd(key, dir string, args ...string) *exec.Cmd {
+	cmd := exec.Command("git", append([]string{"-c", "user.name=Dev", "-c", "user.email=dev@example.com", "-c", "init.defaultBranch=main"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + e.home,
+		"GIT_CONFIG_NOSYSTEM=1",
+		"GIT_SSH_COMMAND=" + e.sshCommand(key),
+	}
+	return cmd
+}
+
+func (e *testEnv) git(key, dir string, args ...string) (string, error) {
+	out, err := e.gitCmd(key, dir, args...).CombinedOutput()
+	return string(out), err
+}
+
+// ssh runs one raw SSH command with OpenSSH and returns its output and
+// exit status.
+func (e *testEnv) ssh(key string, args ...string) (string, int) {
+	e.t.Helper()
+	argv := append(strings.Fields(e.sshCommand(key))[1:], "git@127.0.0.1")
+	cmd := exec.Command("ssh", append(argv, args...)...)
+	cmd.Stdin = strings.NewReader("")
+	out, err := cmd.CombinedOutput()
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		return string(out), exitErr.ExitCode()
+	}
+	if err != nil {
+		e.t.Fatalf("ssh: %v", err)
+	}
+	return string(out), 0
+}
+
+// workTree makes a local repository with one commit and returns its path
+// and the commit id.
+func (e *testEnv) workTree(name, content string) (string, string) {
+	e.t.Helper()
+	dir := filepath.Join(e.dir, "work-"+name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte(content), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	for _, args := range [][]string{{"init", "-q"}, {"add", "."}, {"commit", "-q", "-m", "first"}} {
+		if out, err := e.git(e.userKey, dir, args...); err != nil {
+			e.t.Fatalf("git %v: %v: %s", args, err, out)
+		}
+	}
+	sha, err := e.git(e.userKey, dir, "rev-parse", "HEAD")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return dir, strings.TrimSpace(sha)
+}
+
+func (e *testEnv) repoEntries() []string {
+	e.t.Helper()
+	entries, err := os.ReadDir(e.reposDir)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var names []string
+	for _, de := range entries {
+		names = append(names, de.Name())
+	}
+	return names
+}
+
+func TestPushCreatesRepoStreamsAndClones(t *testing.T) {
+	type call struct {
+		push    hooks.Push
+		updates []hooks.RefUpdate
+	}
+	calls := make(chan call, 1)
+	e := newTestEnv(t, receiverFunc(func(ctx context.Context, p hooks.Push, updates []hooks.RefUpdate, out io.Writer) int {
+		calls <- call{p, updates}
+		fmt.Fprintf(out, "-----> Building %s\n", p.Project)
+		fmt.Fprintf(out, "       commit %s\n", updates[0].New[:7])
+		return 0
+	}))
+	work, sha := e.workTree("blog", "<h1>hello</h1>\n")
+
+	out, err := e.git(e.userKey, work, "push", e.url("blog.git"), "main")
+	if err != nil {
+		t.Fatalf("git push: %v\n%s", err, out)
+	}
+	for _, want := range []string{"remote: -----> Building blog", "remote:        commit " + sha[:7]} {
+		if !strings.Contains(out, want) {
+			t.Errorf("push output lacks %q:\n%s", want, out)
+		}
+	}
+	select {
+	case c := <-calls:
+		if c.push != (hooks.Push{Project: "blog", UserID: 1}) {
+			t.Errorf("push = %+v", c.push)
+		}
+		if len(c.updates) != 1 || c.updates[0].Name != "refs/heads/main" || c.updates[0].New != sha || !c.updates[0].IsCreate() {
+			t.Errorf("updates = %+v", c.updates)
+		}
+	default:
+		t.Fatal("the Receiver was not called")
+	}
+	if e.projects.count() != 1 {
+		t.Errorf("projects = %v", e.projects.owners)
+	}
+	hook, err := os.ReadFile(filepath.Join(e.reposDir, "blog.git", "hooks", "post-receive"))
+	if err != nil || !strings.HasPrefix(string(hook), "#!/bin/sh\nexec '") {
+		t.Errorf("post-receive hook = %q, %v", hook, err)
+	}
+	if got := e.repoEntries(); len(got) != 1 || got[0] != "blog.git" {
+		t.Errorf("repos dir holds %v, want only blog.git", got)
+	}
+
+	clone := filepath.Join(e.dir, "clone")
+	if out, err := e.git(e.userKey, e.dir, "clone", "-q", e.url("blog.git"), clone); err != nil {
+		t.Fatalf("git clone: %v\n%s", err, out)
+	}
+	if b, err := os.ReadFile(filepath.Join(clone, "index.html")); err != nil || string(b) != "<h1>hello</h1>\n" {
+		t.Fatalf("cloned index.html = %q, %v", b, err)
+	}
+
+	// Another user may not push to blog.
+	if out, err := e.git(e.otherKey, work, "push", e.url("blog.git"), "main:other"); err == nil || !strings.Contains(out, `error: you may not push to project "blog"`) {
+		t.Fatalf("push by another user: %v\n%s", err, out)
+	}
+}
+
+func TestUnknownKeyIsToldHowToGetAdded(t *testing.T) {
+	e := newTestEnv(t, receiverFunc(func(ctx context.Context, p hooks.Push, updates []hooks.RefUpdate, out io.Writer) int {
+		t.Error("Receiver called for an unknown key")
+		return 0
+	}))
+	work, _ := e.workTree("site", "x")
+	out, err := e.git(e.unknown, work, "push", e.url("site.git"), "main")
+	if err == nil {
+		t.Fatalf("push with an unknown key succeeded:\n%s", out)
+	}
+	fp := keyFingerprint(t, e.unknown)
+	for _, want := range []string{"error: this SSH key (" + fp + ") is not authorized.", "minivercel admin key add", "ssh-ed25519 AAAA"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if got := e.repoEntries(); len(got) != 0 {
+		t.Errorf("repos dir holds %v after a refused push", got)
+	}
+}
+
+func TestRefusedCommandsAndPaths(t *testing.T) {
+	e := newTestEnv(t, receiverFunc(func(ctx context.Context, p hooks.Push, updates []hooks.RefUpdate, out io.Writer) int {
+		return 0
+	}))
+	_, evilErr := os.Stat("/tmp/evil.git")
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"parent dir", []string{"git-receive-pack '../x.git'"}, "error: invalid project name"},
+		{"escape root", []string{"git-receive-pack '/../../tmp/evil.git'"}, "error: invalid project name"},
+		{"home dir", []string{"git-receive-pack '~root/x.git'"}, "error: invalid project name"},
+		{"upload escape", []string{"git-upload-pack '/../../etc'"}, "error: invalid project name"},
+		{"shell", nil, "error: unsupported command: this server only speaks git"},
+		{"other command", []string{"cat /etc/passwd"}, "error: unsupported command"},
+		{"subsystem", []string{"-s", "sftp"}, "error: this server only speaks git"},
+		{"missing project", []string{"git-upload-pack '/nope.git'"}, `error: project "nope" does not exist`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, code := e.ssh(e.userKey, tt.args...)
+			if code != 1 {
+				t.Errorf("exit status %d, want 1", code)
+			}
+			if !strings.Contains(out, tt.want) {
+				t.Errorf("output %q lacks %q", out, tt.want)
+			}
+		})
+	}
+	if got := e.repoEntries(); len(got) != 0 {
+		t.Errorf("repos dir holds %v", got)
+	}
+	entries, _ := os.ReadDir(e.dir)
+	for _, de := range entries {
+		switch de.Name() {
+		case "repos", "home", "keys", "hook.sock":
+		default:
+			t.Errorf("unexpected %s next to the repos dir", de.Name())
+		}
+	}
+	if _, err := os.Stat("/tmp/evil.git"); evilErr != nil && err == nil {
+		t.Error("/tmp/evil.git was created")
+	}
+	if e.projects.count() != 0 {
+		t.Errorf("projects created: %v", e.projects.owners)
+	}
+
+	out, err := e.git(e.userKey, e.dir, "clone", e.url("nope.git"), filepath.Join(e.dir, "nope"))
+	if err == nil || !strings.Contains(out, `error: project "nope" does not exist`) {
+		t.Fatalf("clone of a missing project: %v\n%s", err, out)
+	}
+}
+
+// offerOnlySigner presents pub but cannot sign: the client offers the key
+// (the server's public-key callback runs for it) without ever proving it.
+type offerOnlySigner struct{ pub gossh.PublicKey }
+
+func (o offerOnlySigner) PublicKey() gossh.PublicKey { return o.pub }
+func (o offerOnlySigner) Sign(io.Reader, []byte) (*gossh.Signature, error) {
+	return nil, errors.New("no private key")
+}
+
+func newSigner(t *testing.T) gossh.Signer {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := gossh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestKeyConfusionCVE202445337 replays the key-confusion attack: the client
+// offers victim key A (authorized) without proving it, then authenticates
+// with its own unknown key B. The public-key callback saw A after B's first
+// offer; the session must still act as B (refused), never as A's user.
+func TestKeyConfusionCVE202445337(t *testing.T) {
+	e := newTestEnv(t, receiverFunc(func(ctx context.Context, p hooks.Push, updates []hooks.RefUpdate, out io.Writer) int {
+		t.Error("Receiver called during a key-confusion attack")
+		return 0
+	}))
+	victim := newSigner(t)   // A: authorized, the attacker only knows its public half
+	attacker := newSigner(t) // B: the attacker's own key, unknown to the server
+	e.auth.mu.Lock()
+	e.auth.users[gossh.FingerprintSHA256(victim.PublicKey())] = 1
+	e.auth.mu.Unlock()
+
+	// Offer B (a multi-entry server key cache keeps it), offer A, then sign
+	// with B: the public-key callback's last call was for A, and a server
+	// trusting "the last key seen" would run as A's user.
+	steps := []gossh.AuthMethod{
+		gossh.PublicKeys(offerOnlySigner{attacker.PublicKey()}),
+		gossh.PublicKeys(offerOnlySigner{victim.PublicKey()}),
+		gossh.PublicKeys(attacker),
+	}
+	cfg := &gossh.ClientConfig{
+		User: "git",
+		AuthCallback: func(*gossh.ClientAuthContext) (gossh.AuthMethod, error) {
+			if len(steps) == 0 {
+				return nil, errors.New("out of keys")
+			}
+			next := steps[0]
+			steps = steps[1:]
+			return next, nil
+		},
+		HostKeyCallback: gossh.InsecureIgnoreHostKey(),
+		Timeout:         10 * time.Second,
+	}
+	client, err := gossh.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", e.port), cfg)
+	if err != nil {
+		t.Fatalf("ssh dial: %v", err)
+	}
+	defer client.Close()
+	sess, err := client.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	sess.Stderr = &stderr
+	err = sess.Run("git-receive-pack '/victim.git'")
+	var exitErr *gossh.ExitError
+	if !errors.As(err, &exitErr) || exitErr.ExitStatus() != 1 {
+		t.Fatalf("session ended with %v, want exit status 1 (stderr %q)", err, stderr.String())
+	}
+	victimFP := gossh.FingerprintSHA256(victim.PublicKey())
+	attackerFP := gossh.FingerprintSHA256(attacker.PublicKey())
+	if strings.Contains(stderr.String(), victimFP) || !strings.Contains(stderr.String(), attackerFP+") is not authorized") {
+		t.Errorf("stderr = %q, want the attacker's key refused", stderr.String())
+	}
+	for _, fp := range e.auth.asked() {
+		if fp == victimFP {
+			t.Error("the session looked up the victim's key")
+		}
+	}
+	if e.projects.count() != 0 || len(e.repoEntries()) != 0 {
+		t.Error("git ran as the victim's user")
+	}
+}
+
+// TestVerifiedFingerprintRefusesMismatch checks the session-side check on
+// its own: with a library whose reported key is not the authenticated one,
+// the session is refused.
+func TestVerifiedFingerprintRefusesMismatch(t *testing.T) {
+	a, b := newSigner(t).PublicKey(), newSigner(t).PublicKey()
+	perms := &gossh.Permissions{Extensions: map[string]string{extKeyFingerprint: gossh.FingerprintSHA256(b)}}
+	tests := []struct {
+		name  string
+		perms *gossh.Permissions
+		key   gossh.PublicKey
+		ok    bool
+	}{
+		{"same key", perms, b, true},
+		{"reported key differs", perms, a, false},
+		{"no permissions", nil, b, false},
+		{"no fingerprint", &gossh.Permissions{}, b, false},
+		{"no session key", perms, nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fp, err := verifiedFingerprint(tt.perms, tt.key)
+			if tt.ok != (err == nil) {
+				t.Fatalf("verifiedFingerprint = %q, %v; want ok=%v", fp, err, tt.ok)
+			}
+			if tt.ok && fp != gossh.FingerprintSHA256(b) {
+				t.Fatalf("fingerprint = %q", fp)
+			}
+		})
+	}
+}
+
+// TestClientDisconnectStopsReceivePack: the pusher presses Ctrl-C while the
+// hook streams a lot of output. receive-pack and the hook must not be left
+// hanging (they get SIGTERM), and the Receiver's context must be canceled.
+func TestClientDisconnectStopsReceivePack(t *testing.T) {
+	canceled := make(chan struct{})
+	e := newTestEnv(t, receiverFunc(func(ctx context.Context, p hooks.Push, updates []hooks.RefUpdate, out io.Writer) int {
+		defer close(canceled)
+		io.WriteString(out, "-----> waiting\n")
+		line := strings.Repeat("x", 1000) + "\n"
+		for ctx.Err() == nil {
+			if _, err := io.WriteString(out, line); err != nil {
+				break
+			}
+		}
+		<-ctx.Done()
+		return 0
+	}))
+	work, _ := e.workTree("slow", "x")
+	cmd := e.gitCmd(e.userKey, work, "push", "--progress", e.url("slow.git"), "main")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(nil, 1<<20)
+		once := sync.OnceFunc(func() { close(started) })
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "-----> waiting") {
+				once()
+			}
+		}
+	}()
+	select {
+	case <-started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("push never showed the hook's output")
+	}
+	// Ctrl-C reaches the whole foreground process group: git and ssh.
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+
+	select {
+	case <-canceled:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the Receiver's context was not canceled after the client left")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		left := processesMentioning(e.reposDir)
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("processes still running after the client left: %v", left)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition, with a deadline
+	}
+}
+
+// processesMentioning lists the pids whose command line mentions s.
+func processesMentioning(s string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, de := range entries {
+		pid, err := strconv.Atoi(de.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", de.Name(), "cmdline"))
+		if err == nil && bytes.Contains(b, []byte(s)) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// testLogger sends a test's server logs to t.Log, so they show with the
+// failing test only.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

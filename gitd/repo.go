@@ -1,0 +1,108 @@
+package gitd
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// repoDir is where a project's bare repository lives. name has passed
+// schema.ValidateProjectName, so the result is directly under ReposDir.
+func (s *Server) repoDir(name string) string {
+	return filepath.Join(s.cfg.ReposDir, name+".git")
+}
+
+func repoExists(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, "HEAD"))
+	return err == nil
+}
+
+// hookScript is the post-receive hook of every repository.
+func hookScript(command string) []byte {
+	return []byte("#!/bin/sh\nexec " + shellQuote(command) + " hook post-receive\n")
+}
+
+// shellQuote quotes s as one word for /bin/sh: inside single quotes
+// nothing is special except the quote itself, written as '\”.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// ensureRepo creates the bare repository of a project if it is missing and
+// makes sure its post-receive hook runs HookCommand. A new repository is
+// built under a temporary name and renamed into place, so a crash or a
+// concurrent first push never leaves a half-made repository under the real
+// name.
+func (s *Server) ensureRepo(name string) (string, error) {
+	dir := s.repoDir(name)
+	if !repoExists(dir) {
+		if err := s.initRepo(dir); err != nil {
+			return "", err
+		}
+	}
+	if err := writeHook(dir, hookScript(s.cfg.HookCommand)); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+func (s *Server) initRepo(dir string) error {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	tmp := filepath.Join(s.cfg.ReposDir, ".tmp-"+hex.EncodeToString(b))
+	defer os.RemoveAll(tmp) // a no-op once renamed
+	cmd := exec.Command(s.git, "-c", "init.defaultBranch=main", "init", "--quiet", "--bare", tmp)
+	cmd.Env = []string{"PATH=" + gitPath, "HOME=" + s.cfg.ReposDir}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("git init %s: %w: %s", dir, err, bytes.TrimSpace(out.Bytes()))
+	}
+	if err := writeHook(tmp, hookScript(s.cfg.HookCommand)); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		// Someone else's first push won the race: theirs is as good.
+		if repoExists(dir) {
+			return nil
+		}
+		return fmt.Errorf("move new repository into place: %w", err)
+	}
+	return nil
+}
+
+// writeHook installs the post-receive hook unless it is already right, by
+// writing a temporary file and renaming it over the old one so git never
+// runs a half-written hook.
+func writeHook(repo string, script []byte) error {
+	path := filepath.Join(repo, "hooks", "post-receive")
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, script) {
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm() == 0o755 {
+			return nil
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("create hooks dir: %w", err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".post-receive-*")
+	if err != nil {
+		return fmt.Errorf("write hook: %w", err)
+	}
+	_, werr := f.Write(script)
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr, os.Chmod(f.Name(), 0o755)); err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("write hook: %w", err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("install hook: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,185 @@
+package gitd
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"regexp"
+	"strings"
+
+	"github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
+
+	"minivercel/hooks"
+	"minivercel/schema"
+)
+
+// extKeyFingerprint is the Permissions extension that carries the
+// fingerprint of the key a public-key callback was called for.
+const extKeyFingerprint = "minivercel-key-fingerprint"
+
+// publicKeyHandler accepts every key: a rejection at this stage cannot carry
+// a message, and an unknown key should be told how to get added. The
+// session handler decides who the user is.
+//
+// Security (CVE-2024-45337, key confusion): the callback runs for keys the
+// client merely offers, and gliderlabs/ssh remembers the last one in its
+// context, which need not be the key that finally authenticated. So each
+// call installs a fresh Permissions value holding this key's fingerprint.
+// gliderlabs returns that value to x/crypto, which stores the Permissions of
+// the key whose signature it verified in ServerConn.Permissions. The session
+// reads the fingerprint from there (see verifiedFingerprint), never from the
+// key gliderlabs reports.
+func (s *Server) publicKeyHandler(ctx ssh.Context, key ssh.PublicKey) bool {
+	ctx.SetValue(ssh.ContextKeyPermissions, &ssh.Permissions{Permissions: &gossh.Permissions{
+		Extensions: map[string]string{extKeyFingerprint: gossh.FingerprintSHA256(key)},
+	}})
+	return true
+}
+
+var errKeyMismatch = errors.New("session key does not match the authenticated key")
+
+// verifiedFingerprint returns the fingerprint of the key that authenticated
+// the connection, taken from the Permissions x/crypto kept for it. It
+// refuses when gliderlabs' idea of the session key differs: that is the
+// key-confusion attack, or a bug, and either way nothing should run.
+func verifiedFingerprint(perms *gossh.Permissions, sessionKey gossh.PublicKey) (string, error) {
+	if perms == nil || perms.Extensions[extKeyFingerprint] == "" {
+		return "", fmt.Errorf("%w: no fingerprint was recorded", errKeyMismatch)
+	}
+	fp := perms.Extensions[extKeyFingerprint]
+	if sessionKey == nil || gossh.FingerprintSHA256(sessionKey) != fp {
+		return "", errKeyMismatch
+	}
+	return fp, nil
+}
+
+// handleSession serves one SSH session: one git command.
+func (s *Server) handleSession(sess ssh.Session) {
+	ctx := sess.Context()
+	log := s.log.With("remote", sess.RemoteAddr().String())
+
+	var perms *gossh.Permissions
+	if conn, ok := ctx.Value(ssh.ContextKeyConn).(*gossh.ServerConn); ok {
+		perms = conn.Permissions
+	}
+	fp, err := verifiedFingerprint(perms, sess.PublicKey())
+	if err != nil {
+		log.Warn("ssh session refused", "err", err)
+		s.deny(sess, "error: your SSH key could not be verified; please reconnect")
+		return
+	}
+	log = log.With("key", fp)
+
+	userID, err := s.auth.UserByKeyFingerprint(ctx, fp)
+	if errors.Is(err, schema.ErrNotFound) {
+		log.Debug("ssh key refused", "reason", "unknown key")
+		s.deny(sess, unknownKeyMessage(fp, sess.PublicKey()))
+		return
+	}
+	if err != nil {
+		log.Error("look up ssh key", "err", err)
+		s.deny(sess, "error: internal error while checking your SSH key; please try again later")
+		return
+	}
+	log = log.With("user_id", userID)
+
+	svc, name, err := parseCommand(sess.RawCommand())
+	if err != nil {
+		log.Debug("ssh command refused", "command", sess.RawCommand(), "err", err)
+		s.deny(sess, "error: "+err.Error())
+		return
+	}
+	log = log.With("project", name, "service", string(svc))
+
+	switch svc {
+	case receivePack:
+		s.receivePack(sess, log, name, userID)
+	case uploadPack:
+		s.uploadPack(sess, log, name)
+	}
+}
+
+// unknownKeyMessage tells the owner of an unknown key what to do about it.
+func unknownKeyMessage(fp string, key gossh.PublicKey) string {
+	line := strings.TrimSpace(string(gossh.MarshalAuthorizedKey(key)))
+	return fmt.Sprintf("error: this SSH key (%s) is not authorized.\n"+
+		"error: An administrator can add it with:\n"+
+		"error:   minivercel admin key add <user> '%s'", fp, line)
+}
+
+func (s *Server) refuseSubsystem(sess ssh.Session) {
+	s.log.Debug("ssh subsystem refused", "subsystem", sess.Subsystem(), "remote", sess.RemoteAddr().String())
+	s.deny(sess, "error: this server only speaks git; subsystems are not supported")
+}
+
+// deny ends a session with a message on stderr and exit status 1. A denial
+// is the client's problem, not the server's.
+func (s *Server) deny(sess ssh.Session, msg string) {
+	_, _ = io.WriteString(sess.Stderr(), msg+"\n")
+	_ = sess.Exit(1)
+}
+
+// gitProtocolRe matches the GIT_PROTOCOL values git sends ("version=2",
+// colon-separated key=value pairs); anything else is not passed on.
+var gitProtocolRe = regexp.MustCompile(`^[a-z0-9=:.-]{1,64}$`)
+
+// gitEnv is the whole environment of a git command: nothing of our own
+// environment leaks into it (secrets, GIT_DIR and the like).
+func (s *Server) gitEnv(sess ssh.Session, extra ...string) []string {
+	env := []string{"PATH=" + gitPath, "HOME=" + s.cfg.ReposDir}
+	for _, kv := range sess.Environ() {
+		if v, ok := strings.CutPrefix(kv, "GIT_PROTOCOL="); ok && gitProtocolRe.MatchString(v) {
+			env = append(env, kv)
+		}
+	}
+	return append(env, extra...)
+}
+
+func (s *Server) receivePack(sess ssh.Session, log *slog.Logger, name string, userID int64) {
+	ctx := sess.Context()
+	created, err := s.projects.EnsureProject(ctx, name, userID)
+	if errors.Is(err, ErrForbidden) {
+		log.Debug("push refused", "reason", "forbidden")
+		s.deny(sess, fmt.Sprintf("error: you may not push to project %q", name))
+		return
+	}
+	if err != nil {
+		log.Error("ensure project", "err", err)
+		s.deny(sess, "error: internal error while preparing the project; please try again later")
+		return
+	}
+	if created {
+		log.Info("project created")
+	}
+	dir, err := s.ensureRepo(name)
+	if err != nil {
+		log.Error("ensure repository", "err", err)
+		s.deny(sess, "error: internal error while preparing the repository; please try again later")
+		return
+	}
+	token, release := s.reg.Register(hooks.Push{Project: name, UserID: userID})
+	defer release()
+	env := s.gitEnv(sess,
+		hooks.EnvHookSocket+"="+s.cfg.HookSocket,
+		hooks.EnvPushToken+"="+token,
+	)
+	s.runGit(sess, log, receivePack, dir, env)
+}
+
+func (s *Server) uploadPack(sess ssh.Session, log *slog.Logger, name string) {
+	exists, err := s.projects.ProjectExists(sess.Context(), name)
+	if err != nil {
+		log.Error("check project", "err", err)
+		s.deny(sess, "error: internal error while looking up the project; please try again later")
+		return
+	}
+	dir := s.repoDir(name)
+	if !exists || !repoExists(dir) {
+		log.Debug("fetch refused", "reason", "no such project")
+		s.deny(sess, fmt.Sprintf("error: project %q does not exist; push to it first", name))
+		return
+	}
+	s.runGit(sess, log, uploadPack, dir, s.gitEnv(sess))
+}

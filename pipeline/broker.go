@@ -130,8 +130,20 @@ func (b *Broker) Publish(buildID int64, line string) {
 	}
 }
 
+// Flush stores every line published so far. Call it before recording a build's
+// final status, so whoever reads that status finds the whole log stored.
+func (b *Broker) Flush(buildID int64) {
+	b.mu.Lock()
+	l, ok := b.builds[buildID]
+	b.mu.Unlock()
+	if ok {
+		b.flush(buildID, l)
+	}
+}
+
 // Finish stores the rest of a build's log, tells followers its final status and
-// closes their streams. Call it after the status is recorded in the database.
+// closes their streams. Call it after Flush and after the status is recorded in
+// the database.
 func (b *Broker) Finish(buildID int64, status schema.BuildStatus) {
 	b.mu.Lock()
 	l, ok := b.builds[buildID]
@@ -201,6 +213,14 @@ func (b *Broker) Follow(ctx context.Context, buildID int64) (<-chan Event, error
 func (b *Broker) followStored(ctx context.Context, buildID int64, out chan Event) {
 	seq := 0
 	for {
+		// Status before lines: a build is marked done only after its last line
+		// is stored (Flush), so a done status read first means the lines read
+		// next are complete.
+		build, err := b.store.BuildByID(ctx, buildID)
+		if err != nil {
+			close(out)
+			return
+		}
 		lines, err := b.store.LogLines(ctx, buildID, seq)
 		if err != nil {
 			close(out)
@@ -212,11 +232,6 @@ func (b *Broker) followStored(ctx context.Context, buildID int64, out chan Event
 				close(out)
 				return
 			}
-		}
-		build, err := b.store.BuildByID(ctx, buildID)
-		if err != nil {
-			close(out)
-			return
 		}
 		if build.Status.Done() {
 			send(ctx, out, Event{BuildID: buildID, Status: build.Status, Done: true})

@@ -231,6 +231,7 @@ func (q *Queue) run(ctx context.Context, buildID int64) error {
 	// left "running".
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	q.broker.Flush(b.ID)
 	if err := q.store.FinishBuild(fctx, b.ID, status, reason); err != nil {
 		q.log.Error("record build result", "build", b.ID, "err", err)
 	}

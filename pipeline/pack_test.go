@@ -1,0 +1,226 @@
+package pipeline
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"reflect"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// archiveEntry is what a test reads back from an artifact.
+type archiveEntry struct {
+	Name     string
+	Type     byte
+	Mode     int64
+	Linkname string
+	Body     string
+}
+
+// readArchive reads an artifact as the edge would, checking the header
+// fields the format promises.
+func readArchive(t *testing.T, name string) []archiveEntry {
+	t.Helper()
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	var got []archiveEntry
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return got
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Uid != 0 || h.Gid != 0 || h.Uname != "" || h.Gname != "" || !h.ModTime.Equal(time.Unix(0, 0)) {
+			t.Errorf("%s: uid %d gid %d uname %q gname %q mtime %v; want zeroes and the epoch",
+				h.Name, h.Uid, h.Gid, h.Uname, h.Gname, h.ModTime)
+		}
+		body, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, archiveEntry{h.Name, h.Typeflag, h.Mode, h.Linkname, string(body)})
+	}
+}
+
+func TestPack(t *testing.T) {
+	src := tree(t, map[string]string{
+		"index.html":          "<h1>hi</h1>",
+		"assets/app.js":       "console.log(1)",
+		"assets/img/logo.svg": "<svg/>",
+		"empty/":              "",
+	})
+	writeFile(t, filepath.Join(src, "bin", "serve"), "#!/bin/sh\n", 0o750)
+	if err := os.Symlink("assets/app.js", filepath.Join(src, "app.js")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../index.html", filepath.Join(src, "assets", "home.html")); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "build.tar.gz")
+
+	sum, size, err := Pack(src, dst)
+	if err != nil {
+		t.Fatalf("Pack: %v", err)
+	}
+
+	want := []archiveEntry{
+		{"app.js", tar.TypeSymlink, 0o777, "assets/app.js", ""},
+		{"assets/", tar.TypeDir, 0o755, "", ""},
+		{"assets/app.js", tar.TypeReg, 0o644, "", "console.log(1)"},
+		{"assets/home.html", tar.TypeSymlink, 0o777, "../index.html", ""},
+		{"assets/img/", tar.TypeDir, 0o755, "", ""},
+		{"assets/img/logo.svg", tar.TypeReg, 0o644, "", "<svg/>"},
+		{"bin/", tar.TypeDir, 0o755, "", ""},
+		{"bin/serve", tar.TypeReg, 0o755, "", "#!/bin/sh\n"},
+		{"empty/", tar.TypeDir, 0o755, "", ""},
+		{"index.html", tar.TypeReg, 0o644, "", "<h1>hi</h1>"},
+	}
+	if got := readArchive(t, dst); !reflect.DeepEqual(got, want) {
+		t.Errorf("archive =\n%v\nwant\n%v", got, want)
+	}
+
+	data, err := os.ReadFile(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.Sum256(data)
+	if sum != hex.EncodeToString(h[:]) || size != int64(len(data)) {
+		t.Errorf("Pack returned %s, %d; file has %x, %d", sum, size, h, len(data))
+	}
+	fi, _ := os.Stat(dst)
+	if fi.Mode().Perm() != 0o644 {
+		t.Errorf("artifact mode %v, want 0644", fi.Mode().Perm())
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(dst), ".pack-*")); len(left) > 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+
+	// Same tree, other mtimes and owner: same bytes, so a rebuild of the
+	// same commit gets the same checksum.
+	later := time.Now().Add(time.Hour)
+	if err := os.Chtimes(filepath.Join(src, "index.html"), later, later); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		if err := os.Lchown(filepath.Join(src, "assets", "app.js"), 1234, 1234); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum2, _, err := Pack(src, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum2 != sum {
+		t.Errorf("repacking the same tree gave %s, first %s", sum2, sum)
+	}
+}
+
+func TestPackRefuses(t *testing.T) {
+	cases := []struct {
+		name  string
+		setup func(t *testing.T, src string)
+	}{
+		{"absolute symlink", func(t *testing.T, src string) {
+			symlink(t, "/etc/shadow", filepath.Join(src, "shadow"))
+		}},
+		{"symlink climbing out", func(t *testing.T, src string) {
+			symlink(t, "../../../../etc", filepath.Join(src, "assets", "etc"))
+		}},
+		{"symlink chain escape", func(t *testing.T, src string) {
+			symlink(t, "../..", filepath.Join(src, "a", "b", "l"))
+			symlink(t, "l/..", filepath.Join(src, "a", "b", "x"))
+		}},
+		{"fifo", func(t *testing.T, src string) {
+			if err := syscall.Mkfifo(filepath.Join(src, "pipe"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			src := tree(t, map[string]string{"index.html": "x", "assets/": "", "a/b/": ""})
+			tc.setup(t, src)
+			dstDir := t.TempDir()
+			_, _, err := Pack(src, filepath.Join(dstDir, "a.tar.gz"))
+			if !errors.Is(err, ErrUnsafePath) {
+				t.Fatalf("Pack err = %v, want ErrUnsafePath", err)
+			}
+			if left, _ := os.ReadDir(dstDir); len(left) > 0 {
+				t.Errorf("files left after a refused pack: %v", left)
+			}
+		})
+	}
+	t.Run("output is a symlink", func(t *testing.T) {
+		dir := t.TempDir()
+		symlink(t, "/etc", filepath.Join(dir, "dist"))
+		if _, _, err := Pack(filepath.Join(dir, "dist"), filepath.Join(t.TempDir(), "a.tar.gz")); !errors.Is(err, ErrUnsafePath) {
+			t.Fatalf("Pack err = %v, want ErrUnsafePath", err)
+		}
+	})
+}
+
+func symlink(t *testing.T, target, name string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, name); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkPack packs a site of 100 files and 2 MB: 80 text files (HTML,
+// JS, CSS compress well) and 20 incompressible ones (images).
+func BenchmarkPack(b *testing.B) {
+	src := b.TempDir()
+	rng := rand.New(rand.NewPCG(1, 2))
+	total := 0
+	for i := range 100 {
+		var data []byte
+		if i%5 == 0 {
+			data = make([]byte, 40<<10)
+			for j := range data {
+				data[j] = byte(rng.Uint32())
+			}
+		} else {
+			for len(data) < 15<<10 {
+				data = fmt.Appendf(data, "export function f%d(x) { return x * %d + %q; }\n", rng.IntN(1000), rng.IntN(1000), "abc")
+			}
+		}
+		total += len(data)
+		name := filepath.Join(src, fmt.Sprintf("d%d", i%7), fmt.Sprintf("f%03d.js", i))
+		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(name, data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	dst := filepath.Join(b.TempDir(), "a.tar.gz")
+	b.SetBytes(int64(total))
+	b.ResetTimer()
+	for b.Loop() {
+		if _, _, err := Pack(src, dst); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -29,7 +29,8 @@ func hookScript(command string) []byte {
 }
 
 // shellQuote quotes s as one word for /bin/sh: inside single quotes
-// nothing is special except the quote itself, written as '\”.
+// nothing is special except the quote itself, which is closed, escaped
+// with a backslash and reopened.
 func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

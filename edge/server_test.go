@@ -1,0 +1,367 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeLookup is an in-memory BuildLookup that counts its calls.
+type fakeLookup struct {
+	mu    sync.Mutex
+	sites map[string]Site // project + "-" + slug
+	calls atomic.Int64
+}
+
+func (f *fakeLookup) add(s Site) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.sites == nil {
+		f.sites = map[string]Site{}
+	}
+	f.sites[s.Project+"-"+s.Slug] = s
+}
+
+func (f *fakeLookup) SiteBySlug(_ context.Context, project, slug string) (Site, error) {
+	f.calls.Add(1)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, ok := f.sites[project+"-"+slug]
+	if !ok {
+		return Site{}, fmt.Errorf("find %s-%s: %w", project, slug, ErrUnknownSite)
+	}
+	return s, nil
+}
+
+type testEdge struct {
+	t      *testing.T
+	srv    *Server
+	lookup *fakeLookup
+	tmp    string
+}
+
+func newTestEdge(t *testing.T) *testEdge {
+	t.Helper()
+	tmp := t.TempDir()
+	lk := &fakeLookup{}
+	srv, err := New(Config{
+		Addr:           "127.0.0.1:0",
+		DeploymentsDir: tmp + "/deployments",
+		Logger:         slog.New(slog.DiscardHandler),
+	}, lk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testEdge{t: t, srv: srv, lookup: lk, tmp: tmp}
+}
+
+// site builds an artifact with the given files and returns its Site.
+func (e *testEdge) site(project string, id int64, files map[string]string) Site {
+	e.t.Helper()
+	var entries []entry
+	for name, body := range files {
+		entries = append(entries, file(name, body))
+	}
+	arch, sum := writeArchive(e.t, e.tmp, entries)
+	return Site{Project: project, BuildID: id, Slug: fmt.Sprintf("slug%08dxx", id), ArtifactPath: arch, SHA256: sum}
+}
+
+func (e *testEdge) activate(s Site) {
+	e.t.Helper()
+	if err := e.srv.Activate(context.Background(), s); err != nil {
+		e.t.Fatalf("Activate %s/%d: %v", s.Project, s.BuildID, err)
+	}
+}
+
+func (e *testEdge) get(host, path string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest("GET", path, nil)
+	r.Host = host
+	w := httptest.NewRecorder()
+	e.srv.Handler().ServeHTTP(w, r)
+	return w
+}
+
+func (e *testEdge) expect(host, path string, code int, body string) {
+	e.t.Helper()
+	w := e.get(host, path)
+	if w.Code != code || !strings.Contains(w.Body.String(), body) {
+		e.t.Errorf("GET %s%s = %d %q, want %d containing %q", host, path, w.Code, w.Body.String(), code, body)
+	}
+}
+
+func TestActivateSwitchesBuild(t *testing.T) {
+	e := newTestEdge(t)
+	v1 := e.site("my-app", 1, map[string]string{"index.html": "v1"})
+	v2 := e.site("my-app", 2, map[string]string{"index.html": "v2"})
+	e.expect("my-app.localhost", "/", 404, "No site is deployed at my-app.localhost")
+	e.activate(v1)
+	e.expect("my-app.localhost", "/", 200, "v1")
+	e.activate(v2)
+	e.expect("my-app.localhost", "/", 200, "v2")
+	e.expect("My-App.LocalHost.:8080", "/", 200, "v2")
+	if id, ok := e.srv.Active("my-app"); !ok || id != 2 {
+		t.Errorf("Active = %d, %v; want 2, true", id, ok)
+	}
+	e.activate(v1) // rollback reuses the extracted build
+	e.expect("my-app.localhost", "/", 200, "v1")
+	e.srv.Deactivate("my-app")
+	e.expect("my-app.localhost", "/", 404, "No site is deployed")
+	if _, ok := e.srv.Active("my-app"); ok {
+		t.Errorf("Active after Deactivate")
+	}
+}
+
+func TestActivateFailureKeepsOldBuild(t *testing.T) {
+	e := newTestEdge(t)
+	e.activate(e.site("app", 1, map[string]string{"index.html": "good"}))
+	bad := e.site("app", 2, map[string]string{"index.html": "bad"})
+	bad.SHA256 = strings.Repeat("0", 64)
+	if err := e.srv.Activate(context.Background(), bad); !errors.Is(err, ErrChecksumMismatch) {
+		t.Fatalf("Activate bad = %v, want ErrChecksumMismatch", err)
+	}
+	unsafe := e.site("app", 3, nil)
+	unsafe.ArtifactPath, unsafe.SHA256 = writeArchive(t, e.tmp, []entry{file("../evil", "x")})
+	if err := e.srv.Activate(context.Background(), unsafe); !errors.Is(err, ErrUnsafeArchive) {
+		t.Fatalf("Activate unsafe = %v, want ErrUnsafeArchive", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := e.srv.Activate(ctx, e.site("app", 4, map[string]string{"index.html": "late"})); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Activate with canceled ctx = %v", err)
+	}
+	e.expect("app.localhost", "/", 200, "good")
+	if id, _ := e.srv.Active("app"); id != 1 {
+		t.Errorf("Active = %d, want 1", id)
+	}
+}
+
+func TestHostsAndHealth(t *testing.T) {
+	e := newTestEdge(t)
+	e.expect("localhost", "/healthz", 503, "not ready")
+	e.srv.SetReady(true)
+	e.expect("localhost:8080", "/healthz", 200, "ok")
+	e.expect("localhost", "/", 200, "minivercel")
+	e.expect("other.example", "/", 404, "No site is deployed at other.example")
+	e.expect("a.b.localhost", "/", 404, "No site is deployed")
+	e.expect("<script>.localhost", "/", 404, "&lt;script&gt;.localhost")
+	if w := e.get("<script>.localhost", "/"); strings.Contains(w.Body.String(), "<script>") {
+		t.Errorf("host reflected unescaped: %q", w.Body.String())
+	}
+}
+
+func TestPanelHandlerSeam(t *testing.T) {
+	srv, err := New(Config{DeploymentsDir: t.TempDir(), BaseDomain: "Example.Test.",
+		PanelHandler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "panel") })}, &fakeLookup{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "/projects", nil)
+	r.Host = "example.test"
+	w := httptest.NewRecorder()
+	srv.Handler().ServeHTTP(w, r)
+	if w.Body.String() != "panel" {
+		t.Errorf("base host served %q, want the panel", w.Body.String())
+	}
+}
+
+func TestBuildURLs(t *testing.T) {
+	e := newTestEdge(t)
+	old := e.site("shop-front", 1, map[string]string{"index.html": "old build"})
+	cur := e.site("shop-front", 2, map[string]string{"index.html": "new build"})
+	e.lookup.add(old)
+	e.lookup.add(cur)
+	e.activate(cur)
+	e.expect("shop-front.localhost", "/", 200, "new build")
+	oldHost := "shop-front-" + old.Slug + ".localhost"
+	e.expect(oldHost, "/", 200, "old build")
+	e.expect(oldHost, "/", 200, "old build")
+	if n := e.lookup.calls.Load(); n != 1 {
+		t.Errorf("lookup called %d times for one build URL, want 1 (cached)", n)
+	}
+	e.expect("shop-front-"+cur.Slug+".localhost", "/", 200, "new build")
+
+	e.lookup.calls.Store(0)
+	e.expect("shop-front-zzzzzzzzzzzz.localhost", "/", 404, "No site is deployed")
+	e.expect("shop-front-zzzzzzzzzzzz.localhost", "/", 404, "No site is deployed")
+	if n := e.lookup.calls.Load(); n != 1 {
+		t.Errorf("lookup called %d times for one unknown slug, want 1 (miss remembered)", n)
+	}
+	e.lookup.calls.Store(0)
+	for _, host := range []string{"shop-front-short.localhost", "shop-front-abc_defghijk.localhost", "shop-front-aaaaaaaaaaaaaaaaa.localhost", "-aaaaaaaaaaaa.localhost", "shop--x-aaaaaaaaaaaa.localhost"} {
+		e.expect(host, "/", 404, "No site is deployed")
+	}
+	if n := e.lookup.calls.Load(); n != 0 {
+		t.Errorf("malformed build hosts reached the lookup %d times", n)
+	}
+}
+
+func TestBuildURLMissesStayBounded(t *testing.T) {
+	e := newTestEdge(t)
+	for i := range negativeMax + 10 {
+		e.get(fmt.Sprintf("p-%012d.localhost", i), "/")
+	}
+	e.srv.negMu.Lock()
+	n := len(e.srv.neg)
+	e.srv.negMu.Unlock()
+	if n > negativeMax {
+		t.Errorf("remembered %d misses, bound %d", n, negativeMax)
+	}
+}
+
+func TestRestore(t *testing.T) {
+	e := newTestEdge(t)
+	bad := e.site("c", 3, map[string]string{"index.html": "c"})
+	bad.SHA256 = strings.Repeat("1", 64)
+	err := e.srv.Restore(context.Background(), []Site{
+		e.site("a", 1, map[string]string{"index.html": "a"}),
+		e.site("b", 2, map[string]string{"index.html": "b"}),
+		bad,
+	})
+	if !errors.Is(err, ErrChecksumMismatch) {
+		t.Fatalf("Restore = %v, want the checksum error", err)
+	}
+	e.expect("a.localhost", "/", 200, "a")
+	e.expect("b.localhost", "/", 200, "b")
+	e.expect("c.localhost", "/", 404, "No site")
+}
+
+// TestInFlightRequestFinishesOnOldBuild reads a large file slowly across a
+// swap: the response must be the old build's bytes from start to end.
+func TestInFlightRequestFinishesOnOldBuild(t *testing.T) {
+	e := newTestEdge(t)
+	const size = 16 << 20
+	oldBody, newBody := strings.Repeat("a", size), strings.Repeat("b", size)
+	e.activate(e.site("big", 1, map[string]string{"index.html": "1", "blob.bin": oldBody}))
+	ts := httptest.NewServer(e.srv.Handler())
+	defer ts.Close()
+
+	req, _ := http.NewRequest("GET", ts.URL+"/blob.bin", nil)
+	req.Host = "big.localhost"
+	resp, err := ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	first := make([]byte, 1024)
+	if _, err := io.ReadFull(resp.Body, first); err != nil {
+		t.Fatal(err)
+	}
+	// The handler is now mid-body (16 MiB cannot sit in socket buffers).
+	e.activate(e.site("big", 2, map[string]string{"index.html": "2", "blob.bin": newBody}))
+
+	req2, _ := http.NewRequest("GET", ts.URL+"/blob.bin", nil)
+	req2.Host = "big.localhost"
+	resp2, err := ts.Client().Do(req2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, _ := io.ReadAll(resp2.Body)
+	resp2.Body.Close()
+	if string(b2) != newBody {
+		t.Errorf("request after the swap did not get the new build")
+	}
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("in-flight read: %v", err)
+	}
+	if got := append(first, rest...); !bytes.Equal(got, []byte(oldBody)) {
+		t.Errorf("in-flight response mixed builds or was cut: %d bytes", len(got))
+	}
+}
+
+// TestConcurrentActivation flips between two builds 200 times while clients
+// keep reading; every response must be one whole build. Run with -race.
+func TestConcurrentActivation(t *testing.T) {
+	e := newTestEdge(t)
+	builds := []Site{
+		e.site("flip", 1, map[string]string{"index.html": strings.Repeat("one ", 600)}),
+		e.site("flip", 2, map[string]string{"index.html": strings.Repeat("two ", 600)}),
+	}
+	want := map[string]bool{strings.Repeat("one ", 600): true, strings.Repeat("two ", 600): true}
+	e.activate(builds[0])
+	ts := httptest.NewServer(e.srv.Handler())
+	defer ts.Close()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	defer client.CloseIdleConnections()
+
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var requests atomic.Int64
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				req, _ := http.NewRequest("GET", ts.URL+"/", nil)
+				req.Host = "flip.localhost"
+				resp, err := client.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != 200 || !want[string(body)] {
+					errs <- fmt.Errorf("got %d %q (err %v)", resp.StatusCode, body, err)
+					return
+				}
+				requests.Add(1)
+			}
+		})
+	}
+	for i := range 200 {
+		if err := e.srv.Activate(context.Background(), builds[i%2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	t.Logf("%d requests during 200 activations", requests.Load())
+}
+
+func TestListenServeShutdown(t *testing.T) {
+	e := newTestEdge(t)
+	if err := e.srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- e.srv.Serve() }()
+	e.srv.SetReady(true)
+	req, _ := http.NewRequest("GET", "http://"+e.srv.Addr().String()+"/healthz", nil)
+	req.Host = "localhost"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "ok\n" {
+		t.Errorf("healthz over TCP = %d %q", resp.StatusCode, body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; err != nil {
+		t.Errorf("Serve after Shutdown = %v, want nil", err)
+	}
+}

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"minivercel/pipeline"
+	"minivercel/schema"
+)
+
+// database is an open, migrated database and, when no URL was given, the private
+// cluster behind it.
+type database struct {
+	pool    *pgxpool.Pool
+	store   *schema.Store
+	cluster *schema.Cluster
+}
+
+func (d *database) Close() {
+	d.pool.Close()
+	if d.cluster != nil {
+		_ = d.cluster.Stop()
+	}
+}
+
+// openDatabase connects to --database-url, or runs the private cluster in the
+// data directory. shared lets an admin command use the cluster of a running
+// server instead of refusing.
+func openDatabase(ctx context.Context, c *common, shared bool, log *slog.Logger) (*database, error) {
+	dsn := c.databaseURL
+	var cluster *schema.Cluster
+	if dsn == "" {
+		dir, err := c.absDataDir()
+		if err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return nil, fmt.Errorf("create data dir: %w", err)
+		}
+		cluster, err = schema.StartCluster(ctx, schema.ClusterConfig{
+			Dir: filepath.Join(dir, "postgres"), Shared: shared, Logger: log,
+		})
+		if errors.Is(err, schema.ErrClusterInUse) {
+			return nil, fmt.Errorf("%w: is another minivercel serve running with --data-dir %s?", err, dir)
+		}
+		if err != nil {
+			return nil, err
+		}
+		dsn = cluster.DSN()
+	}
+	pool, err := schema.Open(ctx, dsn)
+	if err != nil {
+		if cluster != nil {
+			_ = cluster.Stop()
+		}
+		return nil, err
+	}
+	db := &database{pool: pool, store: schema.NewStore(pool), cluster: cluster}
+	if err := migrateAll(ctx, pool); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func migrateAll(ctx context.Context, pool *pgxpool.Pool) error {
+	if err := schema.Migrate(ctx, pool); err != nil {
+		return err
+	}
+	return pipeline.MigrateQueue(ctx, pool)
+}
+
+func migrateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.register(fs)
+	if err := parseFlags(fs, args, os.Getenv); err != nil {
+		return err
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		return err
+	}
+	db, err := openDatabase(ctx, &c, true, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	fmt.Fprintln(stdout, "migrations applied")
+	return nil
+}

@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"minivercel/edge"
+	"minivercel/gitd"
+	"minivercel/hooks"
+	"minivercel/pipeline"
+	"minivercel/schema"
+)
+
+type serveFlags struct {
+	common
+	sshAddr     string
+	httpAddr    string
+	baseDomain  string
+	concurrency int
+	publicPort  int
+}
+
+func serve(ctx context.Context, stop context.CancelFunc, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f serveFlags
+	f.register(fs)
+	fs.StringVar(&f.sshAddr, "ssh-addr", ":2222", "address of the git SSH server")
+	fs.StringVar(&f.httpAddr, "http-addr", ":8080", "address of the edge (sites and /healthz)")
+	fs.StringVar(&f.baseDomain, "base-domain", "localhost", "projects are served at <project>.<base-domain>")
+	fs.IntVar(&f.concurrency, "build-concurrency", 1, "how many builds run at once")
+	fs.IntVar(&f.publicPort, "public-port", 0, "port shown in site URLs (default: the port of --http-addr; 80 is omitted)")
+	if err := parseFlags(fs, args, os.Getenv); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("serve takes no arguments, got %q", fs.Args())}
+	}
+	if f.concurrency < 1 {
+		return usageError{"--build-concurrency must be at least 1"}
+	}
+	log, err := f.logger(stderr)
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(log)
+	return runServer(ctx, stop, &f, log)
+}
+
+// layout is where each kind of state lives in the data directory. The data
+// directory is traversable but not listable by others (0711): the build user
+// must reach its workspace and the cluster user its data, and nothing else.
+type layout struct {
+	root, repos, work, artifacts, deployments, run string
+}
+
+func newLayout(root string) (layout, error) {
+	l := layout{
+		root:        root,
+		repos:       filepath.Join(root, "repos"),
+		work:        filepath.Join(root, "builds"),
+		artifacts:   filepath.Join(root, "artifacts"),
+		deployments: filepath.Join(root, "deployments"),
+		run:         filepath.Join(root, "run"),
+	}
+	for dir, mode := range map[string]os.FileMode{
+		l.root: 0o711, l.repos: 0o700, l.work: 0o711, l.artifacts: 0o700, l.deployments: 0o700, l.run: 0o700,
+	} {
+		if err := os.MkdirAll(dir, mode); err != nil {
+			return l, fmt.Errorf("create %s: %w", dir, err)
+		}
+		if err := os.Chmod(dir, mode); err != nil {
+			return l, fmt.Errorf("chmod %s: %w", dir, err)
+		}
+	}
+	return l, nil
+}
+
+// hookSocket returns the hook socket's path: in the data directory when that
+// path fits the kernel's 108-byte limit, else in the system temp directory under
+// a name derived from the data directory.
+func (l layout) hookSocket() string {
+	p := filepath.Join(l.run, "hooks.sock")
+	if len(p) < 100 {
+		return p
+	}
+	sum := sha256.Sum256([]byte(l.root))
+	return filepath.Join(os.TempDir(), "minivercel-"+hex.EncodeToString(sum[:6])+".sock")
+}
+
+func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log *slog.Logger) error {
+	root, err := f.absDataDir()
+	if err != nil {
+		return err
+	}
+	dirs, err := newLayout(root)
+	if err != nil {
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable for the git hook: %w", err)
+	}
+	db, err := openDatabase(ctx, &f.common, false, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if n, err := seedAdmin(ctx, db.store, os.Getenv("MINIVERCEL_INITIAL_ADMIN_KEYS")); err != nil {
+		return err
+	} else if n > 0 {
+		log.Info("created the admin user", "keys", n)
+	}
+	if n, _ := db.store.CountUsers(ctx); n == 0 {
+		log.Warn("no user can push yet: set MINIVERCEL_INITIAL_ADMIN_KEYS or run: minivercel admin key add \"$(cat ~/.ssh/id_ed25519.pub)\"")
+	}
+
+	sandbox, err := pipeline.BuildUser()
+	if err != nil {
+		return err
+	}
+	urlFor := siteURL(f.httpAddr, f.publicPort)
+	edgeSrv, err := edge.New(edge.Config{
+		Addr: f.httpAddr, BaseDomain: f.baseDomain, DeploymentsDir: dirs.deployments, Logger: log,
+	}, buildLookup{db.store})
+	if err != nil {
+		return err
+	}
+	broker := pipeline.NewBroker(db.store, log)
+	queue, err := pipeline.NewQueue(pipeline.Config{
+		ReposDir: dirs.repos, WorkDir: dirs.work, ArtifactsDir: dirs.artifacts,
+		Concurrency: f.concurrency, URL: urlFor, BaseDomain: f.baseDomain, Logger: log,
+	}, db.store, broker, activator{edge: edgeSrv, store: db.store, log: log}, sandbox, true)
+	if err != nil {
+		return err
+	}
+	hookSrv, err := hooks.NewServer(hooks.ServerConfig{SocketPath: dirs.hookSocket(), Logger: log}, queue)
+	if err != nil {
+		return err
+	}
+	gitSrv, err := gitd.New(gitd.Config{
+		Addr: f.sshAddr, HostKeyPath: filepath.Join(root, "ssh_host_ed25519_key"), ReposDir: dirs.repos,
+		HookCommand: exe, HookSocket: dirs.hookSocket(), Logger: log,
+	}, authorizer{db.store}, projects{db.store}, hookSrv)
+	if err != nil {
+		return err
+	}
+
+	// Routes come back before the edge says it is ready, so a restart never
+	// serves a 404 for a site that was live.
+	if err := restoreRoutes(ctx, db.store, edgeSrv, log); err != nil {
+		return err
+	}
+	for _, l := range []interface{ Listen() error }{edgeSrv, hookSrv, gitSrv} {
+		if err := l.Listen(); err != nil {
+			return err
+		}
+	}
+	if err := queue.Start(ctx); err != nil {
+		return err
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return ignoreClosed(edgeSrv.Serve()) })
+	g.Go(func() error { return ignoreClosed(hookSrv.Serve()) })
+	g.Go(func() error { return ignoreClosed(gitSrv.Serve()) })
+	edgeSrv.SetReady(true)
+	log.Info("minivercel is ready", "ssh", gitSrv.Addr().String(), "http", edgeSrv.Addr().String(),
+		"base_domain", f.baseDomain, "data_dir", root)
+
+	<-gctx.Done()
+	stop() // a second signal now forces exit through the default handler
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Git first so no new push starts, builds next, the edge last so sites keep
+	// serving until the very end.
+	edgeSrv.SetReady(false)
+	errs := []error{
+		gitSrv.Shutdown(sctx),
+		hookSrv.Shutdown(sctx),
+		queue.Shutdown(sctx),
+		edgeSrv.Shutdown(sctx),
+	}
+	if err := g.Wait(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func ignoreClosed(err error) error {
+	if err == nil || errors.Is(err, net.ErrClosed) || errors.Is(err, errServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// siteURL returns how users reach a host through the edge.
+func siteURL(httpAddr string, publicPort int) func(host string) string {
+	port := publicPort
+	if port == 0 {
+		if _, p, err := net.SplitHostPort(httpAddr); err == nil {
+			port, _ = strconv.Atoi(p)
+		}
+	}
+	return func(host string) string {
+		if port == 0 || port == 80 {
+			return "http://" + host + "/"
+		}
+		return "http://" + host + ":" + strconv.Itoa(port) + "/"
+	}
+}
+
+func restoreRoutes(ctx context.Context, store *schema.Store, e *edge.Server, log *slog.Logger) error {
+	builds, err := store.ActiveBuilds(ctx)
+	if err != nil {
+		return fmt.Errorf("load active deployments: %w", err)
+	}
+	sites := make([]edge.Site, 0, len(builds))
+	for _, b := range builds {
+		sites = append(sites, siteOf(b))
+	}
+	if err := e.Restore(ctx, sites); err != nil {
+		// One broken artifact must not keep every other site down.
+		log.Error("restore routes", "err", err)
+	}
+	log.Info("restored active deployments", "count", len(sites))
+	return nil
+}

@@ -297,6 +297,9 @@ func TestConcurrentActivation(t *testing.T) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	var requests atomic.Int64
+	// progress makes the flips interleave with requests: after each
+	// Activate the flipper waits for some request to complete.
+	progress := make(chan struct{}, 1)
 	errs := make(chan error, 8)
 	for range 8 {
 		wg.Go(func() {
@@ -320,12 +323,23 @@ func TestConcurrentActivation(t *testing.T) {
 					return
 				}
 				requests.Add(1)
+				select {
+				case progress <- struct{}{}:
+				default:
+				}
 			}
 		})
 	}
 	for i := range 200 {
 		if err := e.srv.Activate(context.Background(), builds[i%2]); err != nil {
 			t.Fatal(err)
+		}
+		select {
+		case <-progress:
+		case err := <-errs:
+			t.Fatalf("request failed: %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("no request completed within 10s")
 		}
 	}
 	close(done)

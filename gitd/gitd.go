@@ -191,8 +191,11 @@ func (s *Server) Addr() net.Addr {
 // ErrServerClosed. Listen must have been called.
 func (s *Server) Serve() error {
 	s.mu.Lock()
-	ln := s.ln
+	ln, down := s.ln, s.shutdown
 	s.mu.Unlock()
+	if down {
+		return ErrServerClosed
+	}
 	if ln == nil {
 		return errors.New("serve ssh: Listen was not called")
 	}
@@ -224,6 +227,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	err := s.ssh.Shutdown(ctx)
+	// gliderlabs only closes listeners Serve has seen; close ours in case
+	// Serve never ran.
+	_ = ln.Close()
 	if ctx.Err() != nil {
 		_ = s.ssh.Close()
 		return ctx.Err()

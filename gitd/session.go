@@ -106,7 +106,7 @@ func unknownKeyMessage(fp string, key gossh.PublicKey) string {
 	line := strings.TrimSpace(string(gossh.MarshalAuthorizedKey(key)))
 	return fmt.Sprintf("error: this SSH key (%s) is not authorized.\n"+
 		"error: An administrator can add it with:\n"+
-		"error:   minivercel admin key add <user> '%s'", fp, line)
+		"error:   minivercel admin key add --user USER '%s'", fp, line)
 }
 
 func (s *Server) refuseSubsystem(sess ssh.Session) {

@@ -2,7 +2,9 @@ package pipeline
 
 import (
 	"archive/tar"
+	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -10,8 +12,10 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -223,4 +227,105 @@ func BenchmarkPack(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestBuildSequence runs the whole build of a tiny npm project the way the
+// build job does: checkout from a bare repo, hand the workspace to the build
+// user, detect, install (skipped: no dependencies), build with the real
+// npm and node, resolve the output, pack.
+func TestBuildSequence(t *testing.T) {
+	if _, err := exec.LookPath("npm"); err != nil {
+		t.Skip("npm not installed")
+	}
+	build := func(t *testing.T, buildJS string) (Plan, string, string, error) {
+		r := newTestRepo(t)
+		writeFile(t, filepath.Join(r.work, "package.json"), `{"name":"tiny","private":true,"scripts":{"build":"node build.js"}}`, 0o644)
+		writeFile(t, filepath.Join(r.work, "build.js"), buildJS, 0o644)
+		commit := r.commitAndPush(t)
+
+		sb := buildUser(t)
+		ws, err := os.MkdirTemp("", "minivercel-ws-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(ws) })
+		if err := os.Chmod(ws, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		src, home := filepath.Join(ws, "src"), filepath.Join(ws, "home")
+		for _, d := range []string{src, home} {
+			if err := os.Mkdir(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := Checkout(context.Background(), r.bare, commit, src); err != nil {
+			t.Fatalf("Checkout: %v", err)
+		}
+		if err := sb.Prepare(ws); err != nil {
+			t.Fatalf("Prepare: %v", err)
+		}
+		plan, err := Detect(src, Settings{})
+		if err != nil {
+			t.Fatalf("Detect: %v", err)
+		}
+		if plan.Kind != KindNPM || plan.Install != nil || !reflect.DeepEqual(plan.Build, []string{"npm", "run", "build"}) {
+			t.Fatalf("plan = %+v, want npm with no install step", plan)
+		}
+		var out bytes.Buffer
+		env := MinimalEnv(home)
+		if plan.Install != nil {
+			if err := sb.Run(context.Background(), src, plan.Install, env, &out); err != nil {
+				t.Fatalf("install: %v\n%s", err, out.String())
+			}
+		}
+		err = sb.Run(context.Background(), src, plan.Build, append(env, "NODE_ENV=production"), &out)
+		return plan, src, out.String(), err
+	}
+
+	t.Run("succeeds", func(t *testing.T) {
+		plan, src, out, err := build(t, `
+const fs = require("fs");
+fs.mkdirSync("dist/assets", { recursive: true });
+fs.writeFileSync("dist/index.html", "<h1>built in " + process.env.NODE_ENV + "</h1>");
+fs.writeFileSync("dist/assets/app.js", "console.log('hi')");
+console.log("wrote dist");
+`)
+		if err != nil {
+			t.Fatalf("build: %v\n%s", err, out)
+		}
+		if !strings.Contains(out, "wrote dist") {
+			t.Errorf("build output not captured: %q", out)
+		}
+		if err := ResolveOutput(src, &plan); err != nil {
+			t.Fatalf("ResolveOutput: %v", err)
+		}
+		if plan.OutputDir != "dist" || !plan.SPA {
+			t.Fatalf("output %q SPA %v, want dist and SPA", plan.OutputDir, plan.SPA)
+		}
+		artifact := filepath.Join(t.TempDir(), "1.tar.gz")
+		if _, _, err := Pack(filepath.Join(src, plan.OutputDir), artifact); err != nil {
+			t.Fatalf("Pack: %v", err)
+		}
+		names := map[string]string{}
+		for _, e := range readArchive(t, artifact) {
+			names[e.Name] = e.Body
+		}
+		if names["index.html"] != "<h1>built in production</h1>" {
+			t.Errorf("archive index.html = %q; entries %v", names["index.html"], names)
+		}
+		if _, ok := names["assets/app.js"]; !ok {
+			t.Errorf("archive lacks assets/app.js: %v", names)
+		}
+	})
+
+	t.Run("fails with the script's exit code", func(t *testing.T) {
+		_, _, out, err := build(t, `console.error("boom: the build broke"); process.exit(3);`)
+		var exit *ExitError
+		if !errors.As(err, &exit) || exit.Code != 3 || !errors.Is(err, ErrCommandFailed) {
+			t.Fatalf("err = %v, want *ExitError code 3 wrapping ErrCommandFailed", err)
+		}
+		if !strings.Contains(out, "boom: the build broke") {
+			t.Errorf("stderr of the failed build not captured: %q", out)
+		}
+	})
 }

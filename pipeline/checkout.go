@@ -26,7 +26,8 @@ const maxSymlinkHops = 40
 // The tree comes from a pushed repository, so it is untrusted: any path that
 // would leave dst, or a symlink that points outside it, refuses the whole
 // checkout with an error wrapping ErrUnsafePath rather than deploying a
-// half-written tree. A missing commit wraps ErrCommitNotFound.
+// half-written tree. A missing commit wraps ErrCommitNotFound. After an
+// error dst may hold part of the tree: the caller discards the workspace.
 //
 // go-git reads the repository in-process, so the GIT_DIR,
 // GIT_QUARANTINE_PATH and similar variables a git hook inherits play no part.

@@ -3,11 +3,15 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"pgregory.net/rapid"
 )
 
 // runGit runs the system git with a clean environment, so neither the test
@@ -251,4 +255,66 @@ func TestSymlinkStaysInside(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSymlinkStaysInsideProperty checks symlinkStaysInside against the
+// kernel: random trees of directories and symlinks are built on disk inside
+// an outer directory, and whenever a link resolves to an existing place that
+// is outside the root, the check must have refused it.
+func TestSymlinkStaysInsideProperty(t *testing.T) {
+	base := t.TempDir()
+	parts := []string{"..", ".", "a", "b", "l", "m"}
+	rapid.Check(t, func(rt *rapid.T) {
+		outer, err := os.MkdirTemp(base, "outer-")
+		if err != nil {
+			rt.Fatal(err)
+		}
+		defer os.RemoveAll(outer)
+		root := filepath.Join(outer, "root")
+		// Directories that exist both inside and outside the root, so
+		// that escapes land somewhere that opens.
+		for _, d := range []string{"root/a/b", "root/b/a", "a/b", "b"} {
+			if err := os.MkdirAll(filepath.Join(outer, d), 0o755); err != nil {
+				rt.Fatal(err)
+			}
+		}
+		links := map[string]string{}
+		dirs := []string{"", "a", "a/b", "b", "b/a"}
+		n := rapid.IntRange(1, 5).Draw(rt, "links")
+		for i := range n {
+			dir := rapid.SampledFrom(dirs).Draw(rt, "dir")
+			name := path.Join(dir, rapid.SampledFrom([]string{"l", "m"}).Draw(rt, "name"))
+			if _, dup := links[name]; dup {
+				continue
+			}
+			comps := rapid.SliceOfN(rapid.SampledFrom(parts), 1, 5).Draw(rt, fmt.Sprintf("target%d", i))
+			target := strings.Join(comps, "/")
+			links[name] = target
+			if err := os.Symlink(target, filepath.Join(root, name)); err != nil {
+				rt.Fatal(err)
+			}
+		}
+		lookup := func(p string) (string, bool) { t, ok := links[p]; return t, ok }
+		for name, target := range links {
+			inside := symlinkStaysInside(name, target, lookup)
+			real, ok := resolveByKernel(filepath.Join(root, name))
+			if !ok {
+				continue // dangling or a loop: nothing is reached
+			}
+			if inside && real != root && !strings.HasPrefix(real, root+"/") {
+				rt.Fatalf("%s -> %s judged inside but resolves to %s (links %v)", name, target, real, links)
+			}
+		}
+	})
+}
+
+// resolveByKernel opens p and asks the kernel where it really is.
+func resolveByKernel(p string) (string, bool) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	real, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
+	return real, err == nil
 }

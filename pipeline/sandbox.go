@@ -218,8 +218,9 @@ func (e *ExitError) Error() string {
 func (e *ExitError) Unwrap() error { return ErrCommandFailed }
 
 // Run runs argv in dir with exactly env (see MinimalEnv) as the build user,
-// and writes the command's stdout and stderr to out. argv[0] is looked up
-// in env's PATH, never the server's. Stdin is /dev/null.
+// and writes the command's stdout and stderr to out (nil discards them).
+// argv[0] is looked up in env's PATH, never the server's. Stdin is
+// /dev/null.
 //
 // Stdout and stderr share one pipe, so out receives the output in the order
 // the command wrote it, from a single goroutine: out need not be safe for
@@ -233,6 +234,9 @@ func (e *ExitError) Unwrap() error { return ErrCommandFailed }
 func (s Sandbox) Run(ctx context.Context, dir string, argv []string, env []string, out io.Writer) error {
 	if len(argv) == 0 {
 		return errors.New("run: empty command")
+	}
+	if out == nil {
+		out = io.Discard
 	}
 	bin, err := lookPathEnv(argv[0], env)
 	if err != nil {

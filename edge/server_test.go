@@ -379,3 +379,18 @@ func TestListenServeShutdown(t *testing.T) {
 		t.Errorf("Serve after Shutdown = %v, want nil", err)
 	}
 }
+
+func TestDebugAccessLog(t *testing.T) {
+	var buf bytes.Buffer
+	srv, err := New(Config{DeploymentsDir: t.TempDir(),
+		Logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))}, &fakeLookup{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "/nowhere", nil)
+	r.Host = "nobody.localhost"
+	srv.Handler().ServeHTTP(httptest.NewRecorder(), r)
+	if out := buf.String(); !strings.Contains(out, "component=edge") || !strings.Contains(out, "status=404") {
+		t.Errorf("access log = %q", out)
+	}
+}

@@ -318,3 +318,22 @@ func TestStaticCacheBudget(t *testing.T) {
 		t.Errorf("after release the budget holds %d bytes", used)
 	}
 }
+
+func TestStaticGzipLargeFileFromDisk(t *testing.T) {
+	big := strings.Repeat("let x = 1; // padding that compresses well\n", 5000) // > inlineMax
+	s := newTestStatic(t, map[string]string{"huge.js": big}, false)
+	w := do(s, "GET", "/huge.js", map[string]string{"Accept-Encoding": "gzip"})
+	if w.Header().Get("Content-Encoding") != "gzip" {
+		t.Fatalf("large js not compressed")
+	}
+	zr, err := gzip.NewReader(w.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := io.ReadAll(zr); string(got) != big {
+		t.Errorf("gunzipped large file differs")
+	}
+	if w := do(s, "GET", "/huge.js", nil); w.Body.String() != big {
+		t.Errorf("identity large file differs")
+	}
+}

@@ -73,7 +73,7 @@ type Projects interface {
 // runs, so that the repository's post-receive hook can be tied to the
 // authenticated user and project. *hooks.Server implements it.
 type HookRegistrar interface {
-	Register(p hooks.Push) (token string, release func())
+	Register(p hooks.Push) (token string, release func() (hookExit int))
 }
 
 // Server is the SSH git server.

@@ -12,7 +12,10 @@ import (
 
 // runGit runs "git <svc> <dir>" with the SSH channel as its stdin and
 // stdout, and reports its exit status to the client.
-func (s *Server) runGit(sess ssh.Session, log *slog.Logger, svc service, dir string, env []string) {
+//
+// hookExit, when not nil, returns the exit code of the post-receive hook run
+// of this push; a git that succeeded still reports the hook's failure.
+func (s *Server) runGit(sess ssh.Session, log *slog.Logger, svc service, dir string, env []string, hookExit func() int) {
 	ctx := sess.Context()
 	cmd := exec.CommandContext(ctx, s.git, string(svc), dir)
 	cmd.Env = env
@@ -60,6 +63,9 @@ func (s *Server) runGit(sess ssh.Session, log *slog.Logger, svc service, dir str
 		}
 	default:
 		code = 1
+	}
+	if code == 0 && hookExit != nil {
+		code = hookExit()
 	}
 	if ctx.Err() != nil {
 		log.Info("git ended early: client went away", "exit", code, "err", err)

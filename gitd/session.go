@@ -165,7 +165,9 @@ func (s *Server) receivePack(sess ssh.Session, log *slog.Logger, name string, us
 		hooks.EnvHookSocket+"="+s.cfg.HookSocket,
 		hooks.EnvPushToken+"="+token,
 	)
-	s.runGit(sess, log, receivePack, dir, env)
+	// The refs are stored whatever the hook says; a failed build still makes
+	// `git push` exit non-zero, through the SSH exit status.
+	s.runGit(sess, log, receivePack, dir, env, release)
 }
 
 func (s *Server) uploadPack(sess ssh.Session, log *slog.Logger, name string) {
@@ -181,5 +183,5 @@ func (s *Server) uploadPack(sess ssh.Session, log *slog.Logger, name string) {
 		s.deny(sess, fmt.Sprintf("error: project %q does not exist; push to it first", name))
 		return
 	}
-	s.runGit(sess, log, uploadPack, dir, s.gitEnv(sess))
+	s.runGit(sess, log, uploadPack, dir, s.gitEnv(sess), nil)
 }

@@ -60,7 +60,7 @@ type Server struct {
 	log  *slog.Logger
 
 	mu       sync.Mutex
-	pushes   map[string]Push // by token
+	pushes   map[string]*registration // by token
 	ln       net.Listener
 	conns    map[net.Conn]struct{}
 	shutdown bool
@@ -86,7 +86,7 @@ func NewServer(cfg ServerConfig, r Receiver) (*Server, error) {
 		cfg:    cfg,
 		recv:   r,
 		log:    log.With("component", "hooks"),
-		pushes: make(map[string]Push),
+		pushes: make(map[string]*registration),
 		conns:  make(map[net.Conn]struct{}),
 	}, nil
 }
@@ -95,30 +95,43 @@ func NewServer(cfg ServerConfig, r Receiver) (*Server, error) {
 // token goes into the hook's environment (EnvPushToken); the hook presents
 // it and the server, not the hook, decides from it which project and user
 // the push belongs to. A token is good for one hook run. release forgets the
-// token; call it when receive-pack has exited. It is safe to call release
-// more than once.
-func (s *Server) Register(p Push) (token string, release func()) {
+// token and returns the exit code of the hook run it allowed (0 when no hook
+// ran); call it when receive-pack has exited, so that a failed build can make
+// the push itself fail. It is safe to call release more than once.
+func (s *Server) Register(p Push) (token string, release func() (hookExit int)) {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux
 	token = hex.EncodeToString(b)
+	reg := &registration{push: p}
 	s.mu.Lock()
-	s.pushes[token] = p
+	s.pushes[token] = reg
 	s.mu.Unlock()
-	return token, sync.OnceFunc(func() {
+	return token, func() int {
 		s.mu.Lock()
+		defer s.mu.Unlock()
 		delete(s.pushes, token)
-		s.mu.Unlock()
-	})
+		return reg.exit
+	}
 }
 
-// take looks up and consumes a token, so that a token that leaked (through
-// the process list of a hook, say) cannot start a second round of builds.
-func (s *Server) take(token string) (Push, bool) {
+// registration is one announced push and, once its hook ran, the exit code.
+type registration struct {
+	push Push
+	used bool
+	exit int // guarded by Server.mu
+}
+
+// take consumes a token, so that a token that leaked (through the process
+// list of a hook, say) cannot start a second round of builds.
+func (s *Server) take(token string) (*registration, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p, ok := s.pushes[token]
-	delete(s.pushes, token)
-	return p, ok
+	r, ok := s.pushes[token]
+	if !ok || r.used {
+		return nil, false
+	}
+	r.used = true
+	return r, true
 }
 
 // Listen binds the socket. It lets callers make sure the socket exists
@@ -288,13 +301,14 @@ func (s *Server) serveConn(conn net.Conn) {
 		refuse(conn, "error: minivercel hook: malformed request; your push was stored but not built")
 		return
 	}
-	push, ok := s.take(req.Token)
+	reg, ok := s.take(req.Token)
 	if !ok {
 		// A denial, not a failure: log at debug.
 		s.log.Debug("hook refused", "reason", "unknown token")
 		refuse(conn, "error: this push is not known to the minivercel server (unknown or expired hook token); it was stored but not built")
 		return
 	}
+	push := reg.push
 	log := s.log.With("project", push.Project, "user_id", push.UserID)
 	updates := make([]RefUpdate, 0, len(req.Updates))
 	for _, w := range req.Updates {
@@ -323,6 +337,9 @@ func (s *Server) serveConn(conn net.Conn) {
 	if code < 0 || code > 255 {
 		code = 1
 	}
+	s.mu.Lock()
+	reg.exit = code
+	s.mu.Unlock()
 	if err := out.writeFrame(frame{Exit: &code}); err != nil {
 		log.Debug("hook gone before the end of the push", "err", err)
 	}

@@ -5,14 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 
 	"minivercel/edge"
 	"minivercel/schema"
 )
-
-// errServerClosed is what net/http servers return after Shutdown.
-var errServerClosed = http.ErrServerClosed
 
 // authorizer answers gitd's key checks from the ssh_keys table.
 type authorizer struct{ store *schema.Store }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -202,7 +203,8 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 }
 
 func ignoreClosed(err error) error {
-	if err == nil || errors.Is(err, net.ErrClosed) || errors.Is(err, errServerClosed) {
+	if err == nil || errors.Is(err, net.ErrClosed) || errors.Is(err, http.ErrServerClosed) ||
+		errors.Is(err, gitd.ErrServerClosed) || errors.Is(err, hooks.ErrServerClosed) {
 		return nil
 	}
 	return err

@@ -1,0 +1,316 @@
+// Package e2e drives the built minivercel binary as a user would: real git
+// pushes through OpenSSH's ssh client, real builds, HTTP against the edge.
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var binary string // the minivercel binary built once for the whole run
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mve2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "minivercel")
+	build := exec.Command("go", "build", "-o", binary, "../cmd/minivercel")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build minivercel:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// server is one running `minivercel serve` with its own data directory.
+type server struct {
+	t        testing.TB
+	dataDir  string
+	sshPort  int
+	httpPort int
+	key      string // private key of the admin
+	env      []string
+	cmd      *exec.Cmd
+	log      *syncBuffer
+	done     chan struct{}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// newKey makes an ed25519 key pair and returns the private key's path.
+func newKey(t testing.TB, dir, name string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", p).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ssh-keygen: %v: %s", err, out)
+	}
+	return p
+}
+
+// startServer starts a server on fresh ports with a fresh data directory whose
+// admin holds a fresh key.
+func startServer(t testing.TB, extraEnv ...string) *server {
+	t.Helper()
+	// Short paths: the private PostgreSQL's socket path must stay under 108 bytes.
+	dir, err := os.MkdirTemp("", "mvs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	keys := filepath.Join(dir, "keys")
+	os.Mkdir(keys, 0o700)
+	s := &server{t: t, dataDir: filepath.Join(dir, "data"), key: newKey(t, keys, "admin")}
+	pub, err := os.ReadFile(s.key + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.env = append([]string{"MINIVERCEL_INITIAL_ADMIN_KEYS=" + string(pub)}, extraEnv...)
+	s.sshPort, s.httpPort = freePort(t), freePort(t)
+	s.start()
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *server) start() {
+	t := s.t
+	t.Helper()
+	s.log = &syncBuffer{}
+	s.done = make(chan struct{})
+	s.cmd = exec.Command(binary, "serve", "--data-dir", s.dataDir,
+		"--ssh-addr", fmt.Sprintf("127.0.0.1:%d", s.sshPort),
+		"--http-addr", fmt.Sprintf("127.0.0.1:%d", s.httpPort))
+	s.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, s.env...)
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.cmd.Wait(); close(s.done) }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, _ := s.get("localhost", "/healthz")
+		if code == 200 {
+			return
+		}
+		select {
+		case <-s.done:
+			t.Fatalf("server exited before it was ready:\n%s", s.log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server not ready in time:\n%s", s.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM, as an init system would, and waits for a clean exit.
+func (s *server) stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(60 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.done
+		s.t.Errorf("server did not stop on SIGTERM:\n%s", s.log.String())
+	}
+}
+
+func (s *server) restart() {
+	s.t.Helper()
+	s.stop()
+	if code := s.cmd.ProcessState.ExitCode(); code != 0 {
+		s.t.Fatalf("server exited with %d:\n%s", code, s.log.String())
+	}
+	s.start()
+}
+
+var client = &http.Client{Timeout: 30 * time.Second}
+
+// get fetches path from the edge with the given Host header.
+func (s *server) get(host, path string) (int, string) {
+	req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d%s", s.httpPort, path), nil)
+	req.Host = host
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// waitBody waits until host serves a body containing want.
+func (s *server) waitBody(host, path, want string) {
+	s.t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		code, body := s.get(host, path)
+		if code == 200 && strings.Contains(body, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%s%s never served %q; last %d %q\nserver log:\n%s", host, path, want, code, body, s.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// sshCommand is how git reaches the server: OpenSSH with only the given key.
+func (s *server) sshCommand(key string) string {
+	return fmt.Sprintf("ssh -i %s -o IdentitiesOnly=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes", key)
+}
+
+func (s *server) remote(project string) string {
+	return fmt.Sprintf("ssh://git@127.0.0.1:%d/%s.git", s.sshPort, project)
+}
+
+// repo is a local working copy.
+type repo struct {
+	t   testing.TB
+	dir string
+}
+
+func newRepo(t testing.TB, branch string, files map[string]string) *repo {
+	t.Helper()
+	r := &repo{t: t, dir: t.TempDir()}
+	r.git("init", "-q", "-b", branch)
+	r.commit("initial", files)
+	return r
+}
+
+func (r *repo) git(args ...string) string {
+	r.t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = r.dir
+	cmd.Env = gitEnv()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		r.t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+func gitEnv() []string {
+	return []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
+		"GIT_AUTHOR_NAME=Test", "GIT_AUTHOR_EMAIL=t@example.test",
+		"GIT_COMMITTER_NAME=Test", "GIT_COMMITTER_EMAIL=t@example.test", "GIT_CONFIG_NOSYSTEM=1"}
+}
+
+func (r *repo) commit(msg string, files map[string]string) {
+	r.t.Helper()
+	for name, content := range files {
+		p := filepath.Join(r.dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			r.t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	r.git("add", "-A")
+	r.git("commit", "-q", "-m", msg)
+}
+
+// pushCmd returns an unstarted `git push` of refspec to url with key.
+func (s *server) pushCmd(r *repo, key, url string, refspec ...string) *exec.Cmd {
+	cmd := exec.Command("git", append([]string{"push", url}, refspec...)...)
+	cmd.Dir = r.dir
+	cmd.Env = append(gitEnv(), "GIT_SSH_COMMAND="+s.sshCommand(key))
+	return cmd
+}
+
+// push runs `git push` with the admin's key and returns its output and exit code.
+func (s *server) push(r *repo, project string, refspec ...string) (string, int) {
+	s.t.Helper()
+	if len(refspec) == 0 {
+		refspec = []string{"HEAD"}
+	}
+	return runCmd(s.t, s.pushCmd(r, s.key, s.remote(project), refspec...))
+}
+
+func runCmd(t testing.TB, cmd *exec.Cmd) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	go func() {
+		<-ctx.Done()
+		if ctx.Err() == context.DeadlineExceeded && cmd.Process != nil {
+			cmd.Process.Kill()
+		}
+	}()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			return string(out), ee.ExitCode()
+		}
+		t.Fatalf("%v: %v", cmd.Args, err)
+	}
+	return string(out), 0
+}
+
+// readUntil reads lines from r until one contains want, returning what it read.
+func readUntil(t testing.TB, r *bufio.Reader, want string) string {
+	t.Helper()
+	var seen strings.Builder
+	for {
+		line, err := r.ReadString('\n')
+		seen.WriteString(line)
+		if strings.Contains(line, want) {
+			return seen.String()
+		}
+		if err != nil {
+			t.Fatalf("output ended before %q:\n%s", want, seen.String())
+		}
+	}
+}

@@ -224,6 +224,12 @@ func (q *Queue) run(ctx context.Context, buildID int64) error {
 	status, reason := q.build(ctx, b, project, out)
 	if status == schema.BuildSucceeded {
 		out.heading(fmt.Sprintf("Build #%d succeeded in %s", b.ID, time.Since(started).Round(10*time.Millisecond)))
+		if b.Branch == project.ProductionBranch {
+			out.heading("Production: " + q.cfg.URL(q.ProjectHost(project.Name)))
+			out.detail("This build: " + q.cfg.URL(q.BuildHost(b)))
+		} else {
+			out.heading("This build: " + q.cfg.URL(q.BuildHost(b)))
+		}
 	} else {
 		out.line("error: " + reason)
 	}
@@ -327,11 +333,6 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 		}
 	})
 	if err == nil {
-		out.heading("Done")
-		if production {
-			out.detail("Production: " + q.cfg.URL(q.ProjectHost(project.Name)))
-		}
-		out.detail("This build: " + q.cfg.URL(q.BuildHost(b)))
 		return schema.BuildSucceeded, ""
 	}
 	if ctx.Err() != nil {
@@ -358,7 +359,11 @@ func describePlan(p Plan) string {
 	if p.Kind == KindStatic {
 		return "static site (" + p.OutputDir + ")"
 	}
-	return p.Kind.String() + " project using " + p.PackageManager
+	d := p.Kind.String() + " project using " + p.PackageManager
+	if len(p.Install) == 0 {
+		d += "; no dependencies, install skipped"
+	}
+	return d
 }
 
 func short(sha string) string {

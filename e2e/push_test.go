@@ -34,7 +34,7 @@ func TestPushStaticSite(t *testing.T) {
 			t.Errorf("push output lacks %q:\n%s", want, out)
 		}
 	}
-	buildURL := regexp.MustCompile(`This build: http://(blog-[a-z0-9]+\.localhost):\d+/`).FindStringSubmatch(out)
+	buildURL := regexp.MustCompile(`This build: http://(blog--[a-z0-9]+\.localhost):\d+/`).FindStringSubmatch(out)
 	if buildURL == nil {
 		t.Fatalf("push output has no build URL:\n%s", out)
 	}
@@ -244,7 +244,7 @@ func TestBranchesAndMaster(t *testing.T) {
 	if code, body := s.get("legacy.localhost", "/"); body != "production" {
 		t.Fatalf("production after a branch push = %d %q", code, body)
 	}
-	m := regexp.MustCompile(`This build: http://(legacy-[a-z0-9]+\.localhost)`).FindStringSubmatch(out)
+	m := regexp.MustCompile(`This build: http://(legacy--[a-z0-9]+\.localhost)`).FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("no build URL:\n%s", out)
 	}

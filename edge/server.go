@@ -456,15 +456,16 @@ func (s *Server) serveBase(w http.ResponseWriter, r *http.Request) {
 	s.panel.ServeHTTP(w, r)
 }
 
-// serveBuildURL serves <project>-<slug>: project names may contain "-"
-// (never "--") and slugs never do, so the last "-" splits them.
+// serveBuildURL serves <project>--<slug>. Project names never contain "--",
+// so no project's own host can ever shadow another project's build URL, and
+// the "--" splits the label unambiguously.
 func (s *Server) serveBuildURL(w http.ResponseWriter, r *http.Request, host, label string) {
-	i := strings.LastIndexByte(label, '-')
+	i := strings.LastIndex(label, "--")
 	if i <= 0 {
 		unknownHost(w, host)
 		return
 	}
-	project, slug := label[:i], label[i+1:]
+	project, slug := label[:i], label[i+2:]
 	// Shape checks first: names that cannot exist never reach the database.
 	if !validProject(project) || !validSlug(slug) {
 		unknownHost(w, host)
@@ -508,7 +509,7 @@ func (s *Server) buildURLHandler(ctx context.Context, label, project, slug strin
 		defer cancel()
 		site, err := s.lookup.SiteBySlug(lctx, project, slug)
 		if err == nil && (site.Project != project || site.Slug != slug) {
-			err = fmt.Errorf("lookup returned %s-%s: %w", site.Project, site.Slug, ErrUnknownSite)
+			err = fmt.Errorf("lookup returned %s--%s: %w", site.Project, site.Slug, ErrUnknownSite)
 		}
 		if err != nil {
 			if errors.Is(err, ErrUnknownSite) {
@@ -568,7 +569,7 @@ func normalizeHost(h string) string {
 // validProject mirrors the project name rule: ^[a-z0-9][a-z0-9-]{0,62}$,
 // without "--".
 func validProject(p string) bool {
-	if p == "" || len(p) > 63 || p[0] == '-' || strings.Contains(p, "--") {
+	if p == "" || len(p) > 63 || p[0] == '-' || p[len(p)-1] == '-' || strings.Contains(p, "--") {
 		return false
 	}
 	for i := 0; i < len(p); i++ {

@@ -182,22 +182,22 @@ func TestBuildURLs(t *testing.T) {
 	e.lookup.add(cur)
 	e.activate(cur)
 	e.expect("shop-front.localhost", "/", 200, "new build")
-	oldHost := "shop-front-" + old.Slug + ".localhost"
+	oldHost := "shop-front--" + old.Slug + ".localhost"
 	e.expect(oldHost, "/", 200, "old build")
 	e.expect(oldHost, "/", 200, "old build")
 	if n := e.lookup.calls.Load(); n != 1 {
 		t.Errorf("lookup called %d times for one build URL, want 1 (cached)", n)
 	}
-	e.expect("shop-front-"+cur.Slug+".localhost", "/", 200, "new build")
+	e.expect("shop-front--"+cur.Slug+".localhost", "/", 200, "new build")
 
 	e.lookup.calls.Store(0)
-	e.expect("shop-front-zzzzzzzzzzzz.localhost", "/", 404, "No site is deployed")
-	e.expect("shop-front-zzzzzzzzzzzz.localhost", "/", 404, "No site is deployed")
+	e.expect("shop-front--zzzzzzzzzzzz.localhost", "/", 404, "No site is deployed")
+	e.expect("shop-front--zzzzzzzzzzzz.localhost", "/", 404, "No site is deployed")
 	if n := e.lookup.calls.Load(); n != 1 {
 		t.Errorf("lookup called %d times for one unknown slug, want 1 (miss remembered)", n)
 	}
 	e.lookup.calls.Store(0)
-	for _, host := range []string{"shop-front-short.localhost", "shop-front-abc_defghijk.localhost", "shop-front-aaaaaaaaaaaaaaaaa.localhost", "-aaaaaaaaaaaa.localhost", "shop--x-aaaaaaaaaaaa.localhost"} {
+	for _, host := range []string{"shop-front--short.localhost", "shop-front--abc_defghijk.localhost", "shop-front--aaaaaaaaaaaaaaaaa.localhost", "--aaaaaaaaaaaa.localhost", "shop---aaaaaaaaaaaa.localhost", "shop-front-aaaaaaaaaaaa.localhost"} {
 		e.expect(host, "/", 404, "No site is deployed")
 	}
 	if n := e.lookup.calls.Load(); n != 0 {
@@ -208,7 +208,7 @@ func TestBuildURLs(t *testing.T) {
 func TestBuildURLMissesStayBounded(t *testing.T) {
 	e := newTestEdge(t)
 	for i := range negativeMax + 10 {
-		e.get(fmt.Sprintf("p-%012d.localhost", i), "/")
+		e.get(fmt.Sprintf("p--%012d.localhost", i), "/")
 	}
 	e.srv.negMu.Lock()
 	n := len(e.srv.neg)

@@ -180,9 +180,10 @@ func (q *Queue) Enqueue(ctx context.Context, nb schema.NewBuild) (schema.Build, 
 // ProjectHost returns the production host of a project.
 func (q *Queue) ProjectHost(project string) string { return project + "." + q.cfg.BaseDomain }
 
-// BuildHost returns the host that serves exactly one build.
+// BuildHost returns the host that serves exactly one build. "--" cannot occur
+// in a project name, so a build host never collides with a project's host.
 func (q *Queue) BuildHost(b schema.Build) string {
-	return b.ProjectName + "-" + b.Slug + "." + q.cfg.BaseDomain
+	return b.ProjectName + "--" + b.Slug + "." + q.cfg.BaseDomain
 }
 
 type buildWorker struct {

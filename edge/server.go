@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -164,6 +165,7 @@ func New(cfg Config, lookup BuildLookup) (*Server, error) {
 	if s.panel == nil {
 		s.panel = http.HandlerFunc(landing)
 	}
+	s.removeUnfinishedExtractions()
 	empty := map[string]*route{}
 	s.routes.Store(&empty)
 	s.srv = &http.Server{
@@ -177,6 +179,18 @@ func New(cfg Config, lookup BuildLookup) (*Server, error) {
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	return s, nil
+}
+
+// removeUnfinishedExtractions deletes the temporary directories of extractions
+// that a crash interrupted; a finished extraction is always renamed away from
+// its temporary name.
+func (s *Server) removeUnfinishedExtractions() {
+	tmps, _ := filepath.Glob(filepath.Join(s.cfg.DeploymentsDir, ".*.tmp-*"))
+	for _, t := range tmps {
+		if err := os.RemoveAll(t); err != nil {
+			s.log.Warn("remove unfinished extraction", "dir", t, "err", err)
+		}
+	}
 }
 
 // Handler returns the edge's request router, for mounting in tests,

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -392,5 +394,27 @@ func TestDebugAccessLog(t *testing.T) {
 	srv.Handler().ServeHTTP(httptest.NewRecorder(), r)
 	if out := buf.String(); !strings.Contains(out, "component=edge") || !strings.Contains(out, "status=404") {
 		t.Errorf("access log = %q", out)
+	}
+}
+
+// TestUnfinishedExtractionsRemovedAtStart: a crash mid-extraction leaves a
+// temporary directory; the next start removes it and keeps finished builds.
+func TestUnfinishedExtractionsRemovedAtStart(t *testing.T) {
+	dir := t.TempDir()
+	stale := filepath.Join(dir, ".7.tmp-123")
+	done := filepath.Join(dir, "6")
+	for _, d := range []string{stale, done} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := New(Config{DeploymentsDir: dir}, &fakeLookup{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale extraction still there: %v", err)
+	}
+	if _, err := os.Stat(done); err != nil {
+		t.Errorf("finished build removed: %v", err)
 	}
 }

@@ -106,10 +106,28 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 }
 
-// parseFlags parses args, then fills every flag not given on the command line
-// from MINIVERCEL_<FLAG> (and --database-url from DATABASE_URL as a last resort).
+// parseFlags parses args, flags and positional arguments in any order (as in
+// `admin key add KEY --data-dir D`; "--" ends the flags), then fills every flag
+// not given on the command line from MINIVERCEL_<FLAG> (and --database-url from
+// DATABASE_URL as a last resort).
 func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) error {
-	if err := fs.Parse(args); err != nil {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			positional = append(positional, rest...)
+			break
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+	if err := fs.Parse(append([]string{"--"}, positional...)); err != nil {
 		return err
 	}
 	set := map[string]bool{}
@@ -120,11 +138,12 @@ func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) err
 			return
 		}
 		name := "MINIVERCEL_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		v, ok := os.LookupEnv(name)
-		if !ok && f.Name == "database-url" {
-			v, ok = getenv("DATABASE_URL"), getenv("DATABASE_URL") != ""
+		v := getenv(name)
+		if v == "" && f.Name == "database-url" {
+			name, v = "DATABASE_URL", getenv("DATABASE_URL")
 		}
-		if ok {
+		// An empty variable counts as unset, as most tools treat it.
+		if v != "" {
 			if e := f.Value.Set(v); e != nil {
 				err = usageError{fmt.Sprintf("%s=%q: %v", name, v, e)}
 			}

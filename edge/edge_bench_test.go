@@ -56,7 +56,7 @@ func BenchmarkEdgeStatic2KB(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := srv.Activate(context.Background(), Site{Project: "bench", BuildID: 1, Slug: "benchslug01", ArtifactPath: arch, SHA256: sum}); err != nil {
+	if err := srv.Activate(context.Background(), Site{Project: "bench", BuildID: 1, Slug: "benchslug01", ArtifactPath: arch, SHA256: sum}, nil); err != nil {
 		b.Fatal(err)
 	}
 	benchHTTP(b, srv.Handler(), "bench.localhost")

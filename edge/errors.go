@@ -18,3 +18,14 @@ var ErrArchiveTooLarge = errors.New("archive exceeds extraction limits")
 // ErrUnknownSite is what a BuildLookup wraps when no build matches a
 // project and slug; the edge answers such requests with 404.
 var ErrUnknownSite = errors.New("unknown site")
+
+// ErrAppStart reports that a server app's process could not be started.
+var ErrAppStart = errors.New("app did not start")
+
+// ErrUnhealthy reports that a server app started but did not pass its health
+// check; the previous deployment keeps serving.
+var ErrUnhealthy = errors.New("app failed its health check")
+
+// ErrServerPreview reports a build URL of a server app that is not the one
+// running in production: such builds have no process to answer.
+var ErrServerPreview = errors.New("server app builds are served only while active")

@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"html"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -65,6 +66,8 @@ type Config struct {
 	// MaxCachedBuilds bounds the site handlers kept for quick rollback
 	// and for build URLs besides the active ones. Zero: 64.
 	MaxCachedBuilds int
+	// Runtime configures how server apps run. Zero: see RuntimeConfig.
+	Runtime RuntimeConfig
 }
 
 // Site is one build as the edge serves it.
@@ -82,6 +85,16 @@ type Site struct {
 	SHA256 string
 	// SPA serves /index.html for unknown extension-less paths.
 	SPA bool
+	// Start is the shell command of a server app's web process, run in the
+	// extracted build with PORT and HOST set. Empty: a static site.
+	Start string
+	// DeploymentID names the deployment whose runtime log gets the app's output.
+	DeploymentID int64
+	// Env is extra environment for the app, KEY=VALUE; PORT and HOST are the
+	// platform's and cannot be overridden.
+	Env []string
+	// Health decides when a server app may take traffic.
+	Health HealthCheck
 }
 
 // BuildLookup finds the build behind a build URL. SiteBySlug is called
@@ -119,11 +132,18 @@ type Server struct {
 	sf    singleflight.Group
 	negMu sync.Mutex
 	neg   map[string]time.Time // build-URL label → when the miss expires
+
+	ports    *ports
+	done     chan struct{} // closed by Shutdown: supervisors stop restarting
+	doneOnce sync.Once
 }
 
+// route is what a project's host serves: a static build or a running app.
 type route struct {
-	site Site
-	h    *Static
+	site   Site
+	h      http.Handler
+	static *Static  // pinned in the handler cache; nil for apps
+	be     *backend // nil for static builds
 }
 
 // New checks cfg and returns a Server; it does not listen yet.
@@ -149,6 +169,7 @@ func New(cfg Config, lookup BuildLookup) (*Server, error) {
 	if cfg.MaxCachedBuilds <= 0 {
 		cfg.MaxCachedBuilds = defaultMaxCachedBuilds
 	}
+	cfg.Runtime = cfg.Runtime.withDefaults()
 	base := strings.TrimSuffix(strings.ToLower(cfg.BaseDomain), ".")
 	s := &Server{
 		cfg:     cfg,
@@ -161,6 +182,8 @@ func New(cfg Config, lookup BuildLookup) (*Server, error) {
 		builds:  newHandlerLRU(),
 		refs:    map[*Static]int{},
 		neg:     map[string]time.Time{},
+		ports:   &ports{min: cfg.Runtime.PortMin, max: cfg.Runtime.PortMax, used: map[int]bool{}},
+		done:    make(chan struct{}),
 	}
 	if s.panel == nil {
 		s.panel = http.HandlerFunc(landing)
@@ -248,7 +271,17 @@ func (s *Server) ListenAndServe() error {
 // Shutdown stops accepting connections and waits, until ctx ends, for
 // requests in flight to finish.
 func (s *Server) Shutdown(ctx context.Context) error {
-	if err := s.srv.Shutdown(ctx); err != nil {
+	err := s.srv.Shutdown(ctx)
+	s.doneOnce.Do(func() { close(s.done) })
+	// Apps stop after the last request was answered.
+	var wg sync.WaitGroup
+	for _, rt := range *s.routes.Load() {
+		if rt.be != nil {
+			wg.Go(rt.be.app.stop)
+		}
+	}
+	wg.Wait()
+	if err != nil {
 		return fmt.Errorf("shut down edge: %w", err)
 	}
 	return nil
@@ -266,12 +299,16 @@ func (s *Server) projectLock(project string) *sync.Mutex {
 	return &s.projLock[h.Sum32()%uint32(len(s.projLock))]
 }
 
-// Activate makes site the build served at <project>.<base-domain>: it
-// extracts the artifact (once per build), prepares its handler and swaps the
-// routing table. Requests already running finish on the build they started
-// with. On any error, including ctx ending first, the previous build keeps
-// serving. Calls for one project are serialised; the last to finish wins.
-func (s *Server) Activate(ctx context.Context, site Site) error {
+// Activate makes site the build served at <project>.<base-domain>. A static
+// build is extracted (once per build) and its handler prepared; a server app
+// is extracted, its process started on a port of its own and health-checked.
+// Only then is the routing table swapped. Requests already running finish on
+// the build they started with; a previous app is drained and stopped in the
+// background. On any error, including ctx ending first, the previous build
+// keeps serving. Calls for one project are serialised. progress, when not nil,
+// receives the lines worth showing the person deploying (the app's output
+// while it starts, the health checks).
+func (s *Server) Activate(ctx context.Context, site Site, progress func(string)) error {
 	if !validProject(site.Project) {
 		return fmt.Errorf("activate %q: invalid project name", site.Project)
 	}
@@ -279,52 +316,138 @@ func (s *Server) Activate(ctx context.Context, site Site) error {
 	mu.Lock()
 	defer mu.Unlock()
 	start := time.Now()
-	h, err := s.handlerFor(site)
-	if err != nil {
-		return fmt.Errorf("activate %s build %d: %w", site.Project, site.BuildID, err)
+	var next *route
+	if site.Start == "" {
+		h, err := s.handlerFor(site)
+		if err != nil {
+			return fmt.Errorf("activate %s build %d: %w", site.Project, site.BuildID, err)
+		}
+		if err := ctx.Err(); err != nil {
+			s.unref(h)
+			return fmt.Errorf("activate %s build %d: %w", site.Project, site.BuildID, err)
+		}
+		next = &route{site: site, h: h, static: h} // takes over the pin
+	} else {
+		be, err := s.startApp(ctx, site, progress)
+		if err != nil {
+			return fmt.Errorf("activate %s build %d: %w", site.Project, site.BuildID, err)
+		}
+		next = &route{site: site, h: be, be: be}
 	}
-	if err := ctx.Err(); err != nil {
-		s.unref(h)
-		return fmt.Errorf("activate %s build %d: %w", site.Project, site.BuildID, err)
+	prev := s.swap(site.Project, next)
+	if prev != nil && prev.be != nil {
+		go prev.be.drain()
 	}
+	s.log.Info("site activated", "project", site.Project, "build_id", site.BuildID, "took", time.Since(start))
+	return nil
+}
+
+// swap installs rt as the project's route (nil removes it) and returns the
+// route it replaced.
+func (s *Server) swap(project string, rt *route) *route {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	old := *s.routes.Load()
 	next := make(map[string]*route, len(old)+1)
 	for k, v := range old {
 		next[k] = v
 	}
-	next[site.Project] = &route{site: site, h: h} // takes over the pin
-	if prev := old[site.Project]; prev != nil {
-		s.unrefLocked(prev.h)
+	if rt == nil {
+		delete(next, project)
+	} else {
+		next[project] = rt
+	}
+	prev := old[project]
+	if prev != nil && prev.static != nil {
+		s.unrefLocked(prev.static)
 	}
 	s.routes.Store(&next)
-	s.mu.Unlock()
-	s.log.Info("site activated", "project", site.Project, "build_id", site.BuildID, "took", time.Since(start))
-	return nil
+	return prev
+}
+
+// startApp extracts a server app's build, starts its process and waits until
+// it is healthy; on failure the process is stopped and nothing changes.
+func (s *Server) startApp(ctx context.Context, site Site, progress func(string)) (*backend, error) {
+	dir := filepath.Join(s.cfg.DeploymentsDir, strconv.FormatInt(site.BuildID, 10))
+	if err := s.cfg.Limits.EnsureExtracted(site.ArtifactPath, site.SHA256, dir); err != nil {
+		return nil, err
+	}
+	rc := s.cfg.Runtime
+	if rc.DropPrivileges {
+		// Apps expect to write next to their code (caches, uploads); the tree
+		// is theirs, while the artifact it came from stays read-only.
+		if err := chownTree(dir, int(rc.UID), int(rc.GID)); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrAppStart, err)
+		}
+	}
+	port, err := s.ports.take()
+	if err != nil {
+		return nil, err
+	}
+	a := &app{site: site, dir: dir, port: port, cfg: rc, srv: s, stopped: make(chan struct{}), progress: progress}
+	say := func(msg string) {
+		if progress != nil {
+			progress(msg)
+		}
+	}
+	say(fmt.Sprintf("starting web process on port %d: %s", port, site.Start))
+	began := time.Now()
+	if err := a.spawn(); err != nil {
+		s.ports.release(port)
+		return nil, err
+	}
+	if err := a.waitHealthy(ctx, site.Health); err != nil {
+		a.stopping.Store(true)
+		close(a.stopped)
+		a.stop()
+		return nil, err
+	}
+	a.mu.Lock()
+	a.progress = nil // from now on the output goes to the runtime log only
+	a.mu.Unlock()
+	a.healthy.Store(true)
+	say(fmt.Sprintf("healthy after %s", time.Since(began).Round(time.Millisecond)))
+	go a.supervise(site.Health)
+	return newBackend(a), nil
+}
+
+func chownTree(dir string, uid, gid int) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
 }
 
 // Deactivate removes the project's route; its host then answers 404.
-// Requests in flight finish normally.
+// Requests in flight finish normally; an app is drained and stopped.
 func (s *Server) Deactivate(project string) {
 	mu := s.projectLock(project)
 	mu.Lock()
 	defer mu.Unlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old := *s.routes.Load()
-	prev := old[project]
+	prev := s.swap(project, nil)
 	if prev == nil {
 		return
 	}
-	next := make(map[string]*route, len(old))
-	for k, v := range old {
-		if k != project {
-			next[k] = v
-		}
+	if prev.be != nil {
+		go prev.be.drain()
 	}
-	s.routes.Store(&next)
-	s.unrefLocked(prev.h)
 	s.log.Info("site deactivated", "project", project, "build_id", prev.site.BuildID)
+}
+
+// Health reports whether a project's production is healthy: found is false
+// when it has no active build; a static build is always healthy; an app is
+// healthy while its process runs and answers its health path.
+func (s *Server) Health(project string) (healthy, found bool) {
+	rt := (*s.routes.Load())[project]
+	if rt == nil {
+		return false, false
+	}
+	if rt.be == nil {
+		return true, true
+	}
+	return rt.be.app.healthy.Load(), true
 }
 
 // Active reports the build served at the project's production host.
@@ -349,7 +472,7 @@ func (s *Server) Restore(ctx context.Context, sites []Site) error {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := s.Activate(ctx, site); err != nil {
+			if err := s.Activate(ctx, site, nil); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -456,6 +579,10 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveBase(w http.ResponseWriter, r *http.Request) {
+	if project, ok := strings.CutPrefix(r.URL.Path, "/api/health/"); ok {
+		s.serveProjectHealth(w, project)
+		return
+	}
 	if r.URL.Path == "/healthz" {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
@@ -468,6 +595,24 @@ func (s *Server) serveBase(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.panel.ServeHTTP(w, r)
+}
+
+// serveProjectHealth answers GET /api/health/{project}: 200 when the active
+// deployment is healthy, 503 when it is not, 404 when there is none.
+func (s *Server) serveProjectHealth(w http.ResponseWriter, project string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	healthy, found := s.Health(project)
+	switch {
+	case !found:
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprintf(w, "{\"project\":%q,\"status\":\"none\",\"error\":\"no active deployment\"}\n", project)
+	case healthy:
+		fmt.Fprintf(w, "{\"project\":%q,\"status\":\"healthy\"}\n", project)
+	default:
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "{\"project\":%q,\"status\":\"unhealthy\"}\n", project)
+	}
 }
 
 // serveBuildURL serves <project>--<slug>. Project names never contain "--",
@@ -494,6 +639,8 @@ func (s *Server) serveBuildURL(w http.ResponseWriter, r *http.Request, host, lab
 	case errors.Is(err, ErrUnknownSite):
 		s.log.Debug("no build for build url", "host", host)
 		unknownHost(w, host)
+	case errors.Is(err, ErrServerPreview):
+		http.Error(w, "503 service unavailable: this build is a server app that is not running; only the active build of a server app answers", http.StatusServiceUnavailable)
 	case err != nil:
 		s.log.Warn("serve build url", "host", host, "err", err)
 		http.Error(w, "503 service unavailable: this build cannot be served right now", http.StatusServiceUnavailable)
@@ -530,6 +677,11 @@ func (s *Server) buildURLHandler(ctx context.Context, label, project, slug strin
 				s.rememberMiss(label)
 			}
 			return nil, err
+		}
+		if site.Start != "" {
+			// Never serve a server app's files statically: that would
+			// publish its source.
+			return nil, ErrServerPreview
 		}
 		h, err := s.handlerFor(site)
 		if err != nil {

@@ -80,7 +80,7 @@ func (e *testEdge) site(project string, id int64, files map[string]string) Site 
 
 func (e *testEdge) activate(s Site) {
 	e.t.Helper()
-	if err := e.srv.Activate(context.Background(), s); err != nil {
+	if err := e.srv.Activate(context.Background(), s, nil); err != nil {
 		e.t.Fatalf("Activate %s/%d: %v", s.Project, s.BuildID, err)
 	}
 }
@@ -128,17 +128,17 @@ func TestActivateFailureKeepsOldBuild(t *testing.T) {
 	e.activate(e.site("app", 1, map[string]string{"index.html": "good"}))
 	bad := e.site("app", 2, map[string]string{"index.html": "bad"})
 	bad.SHA256 = strings.Repeat("0", 64)
-	if err := e.srv.Activate(context.Background(), bad); !errors.Is(err, ErrChecksumMismatch) {
+	if err := e.srv.Activate(context.Background(), bad, nil); !errors.Is(err, ErrChecksumMismatch) {
 		t.Fatalf("Activate bad = %v, want ErrChecksumMismatch", err)
 	}
 	unsafe := e.site("app", 3, nil)
 	unsafe.ArtifactPath, unsafe.SHA256 = writeArchive(t, e.tmp, []entry{file("../evil", "x")})
-	if err := e.srv.Activate(context.Background(), unsafe); !errors.Is(err, ErrUnsafeArchive) {
+	if err := e.srv.Activate(context.Background(), unsafe, nil); !errors.Is(err, ErrUnsafeArchive) {
 		t.Fatalf("Activate unsafe = %v, want ErrUnsafeArchive", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := e.srv.Activate(ctx, e.site("app", 4, map[string]string{"index.html": "late"})); !errors.Is(err, context.Canceled) {
+	if err := e.srv.Activate(ctx, e.site("app", 4, map[string]string{"index.html": "late"}), nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Activate with canceled ctx = %v", err)
 	}
 	e.expect("app.localhost", "/", 200, "good")
@@ -333,7 +333,7 @@ func TestConcurrentActivation(t *testing.T) {
 		})
 	}
 	for i := range 200 {
-		if err := e.srv.Activate(context.Background(), builds[i%2]); err != nil {
+		if err := e.srv.Activate(context.Background(), builds[i%2], nil); err != nil {
 			t.Fatal(err)
 		}
 		select {

@@ -142,7 +142,7 @@ func (s *Store) UserByKeyFingerprint(ctx context.Context, fingerprint string) (U
 // --- projects ---
 
 const projectCols = `id, name, owner_id, production_branch, framework, install_command, build_command,
-	start_command, output_dir, created_at, updated_at`
+	start_command, output_dir, health_path, health_tries, health_interval_ms, created_at, updated_at`
 
 // EnsureProject returns the named project, creating it for owner when missing.
 // The name must already be valid (ValidateProjectName); the database checks the
@@ -187,7 +187,7 @@ func (s *Store) SetProductionBranch(ctx context.Context, projectID int64, branch
 // --- builds ---
 
 const buildCols = `b.id, b.project_id, p.name AS project_name, b.slug, b.branch, b.commit_sha, b.commit_message,
-	b.status, b.stage, b.error, b.kind, b.spa, b.artifact_path, b.artifact_sha256, b.artifact_size,
+	b.status, b.stage, b.error, b.kind, b.spa, b.start_command, b.artifact_path, b.artifact_sha256, b.artifact_size,
 	b.created_by, b.created_at, b.started_at, b.finished_at`
 
 // NewBuild is what a push knows about a build it asks for.
@@ -251,10 +251,20 @@ func (s *Store) SetBuildStage(ctx context.Context, id int64, stage Stage) error 
 	return MapError(err)
 }
 
+// Artifact is a build's packed output and how to serve it.
+type Artifact struct {
+	Kind         string
+	SPA          bool
+	StartCommand string
+	Path         string
+	SHA256       string
+	Size         int64
+}
+
 // SetBuildArtifact records the packed output of a build and how to serve it.
-func (s *Store) SetBuildArtifact(ctx context.Context, id int64, kind string, spa bool, path, sha256 string, size int64) error {
-	_, err := s.db.Exec(ctx, `UPDATE builds SET kind = $2, spa = $3, artifact_path = $4, artifact_sha256 = $5,
-		artifact_size = $6 WHERE id = $1`, id, kind, spa, path, sha256, size)
+func (s *Store) SetBuildArtifact(ctx context.Context, id int64, a Artifact) error {
+	_, err := s.db.Exec(ctx, `UPDATE builds SET kind = $2, spa = $3, start_command = $4, artifact_path = $5,
+		artifact_sha256 = $6, artifact_size = $7 WHERE id = $1`, id, a.Kind, a.SPA, a.StartCommand, a.Path, a.SHA256, a.Size)
 	return MapError(err)
 }
 
@@ -287,29 +297,58 @@ func (s *Store) LogLines(ctx context.Context, buildID int64, afterSeq int) ([]Lo
 
 // --- deployments ---
 
-const deploymentCols = `id, project_id, build_id, environment, status, activated_at, deactivated_at`
+const deploymentCols = `id, project_id, build_id, environment, status, port, error, activated_at, deactivated_at`
 
-// RecordActivation records that build now serves production for its project: the
-// previous active deployment becomes superseded in the same transaction.
-func (s *Store) RecordActivation(ctx context.Context, projectID, buildID int64) (Deployment, error) {
+// StartDeployment records that a build is being activated for its project;
+// it serves nothing until ActivateDeployment.
+func (s *Store) StartDeployment(ctx context.Context, projectID, buildID int64) (Deployment, error) {
+	return one[Deployment](ctx, s.db, `INSERT INTO deployments (project_id, build_id, status)
+		VALUES ($1, $2, 'starting') RETURNING `+deploymentCols, projectID, buildID)
+}
+
+// ActivateDeployment records that a started deployment now serves production:
+// the previous active deployment of its project becomes superseded in the same
+// transaction, so at most one is ever active.
+func (s *Store) ActivateDeployment(ctx context.Context, id int64, port int) (Deployment, error) {
 	var d Deployment
 	err := s.InTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `UPDATE deployments SET status = 'superseded', deactivated_at = now()
-			WHERE project_id = $1 AND environment = 'production' AND status = 'active'`, projectID); err != nil {
+			WHERE status = 'active' AND environment = 'production'
+			  AND project_id = (SELECT project_id FROM deployments WHERE id = $1)`, id); err != nil {
 			return err
 		}
 		var err error
-		d, err = one[Deployment](ctx, tx, `INSERT INTO deployments (project_id, build_id, status)
-			VALUES ($1, $2, 'active') RETURNING `+deploymentCols, projectID, buildID)
+		d, err = one[Deployment](ctx, tx, `UPDATE deployments SET status = 'active', port = $2, activated_at = now()
+			WHERE id = $1 AND status = 'starting' RETURNING `+deploymentCols, id, port)
 		return err
 	})
 	return d, MapError(err)
 }
 
-// RecordFailedActivation records an activation that did not happen.
-func (s *Store) RecordFailedActivation(ctx context.Context, projectID, buildID int64, status DeploymentStatus) (Deployment, error) {
-	return one[Deployment](ctx, s.db, `INSERT INTO deployments (project_id, build_id, status, deactivated_at)
-		VALUES ($1, $2, $3, now()) RETURNING `+deploymentCols, projectID, buildID, status)
+// FailDeployment records why a started deployment never served: failed (it
+// could not start) or unhealthy (it started but failed its health checks).
+func (s *Store) FailDeployment(ctx context.Context, id int64, status DeploymentStatus, reason string) error {
+	if status != DeploymentFailed && status != DeploymentUnhealthy {
+		return fmt.Errorf("fail deployment %d with %q: %w", id, status, ErrInvalid)
+	}
+	_, err := s.db.Exec(ctx, `UPDATE deployments SET status = $2, error = $3, deactivated_at = now()
+		WHERE id = $1 AND status = 'starting'`, id, status, reason)
+	return MapError(err)
+}
+
+// RecordActivation starts and activates a deployment in one call, for builds
+// that need no process (static sites) and for tests.
+func (s *Store) RecordActivation(ctx context.Context, projectID, buildID int64) (Deployment, error) {
+	d, err := s.StartDeployment(ctx, projectID, buildID)
+	if err != nil {
+		return d, err
+	}
+	return s.ActivateDeployment(ctx, d.ID, 0)
+}
+
+// DeploymentByID returns the deployment or ErrNotFound.
+func (s *Store) DeploymentByID(ctx context.Context, id int64) (Deployment, error) {
+	return one[Deployment](ctx, s.db, `SELECT `+deploymentCols+` FROM deployments WHERE id = $1`, id)
 }
 
 // ListDeployments returns a project's deployment history, newest first.
@@ -317,10 +356,16 @@ func (s *Store) ListDeployments(ctx context.Context, projectID int64) ([]Deploym
 	return many[Deployment](ctx, s.db, `SELECT `+deploymentCols+` FROM deployments WHERE project_id = $1 ORDER BY id DESC`, projectID)
 }
 
+// ActiveBuild is a build serving a project's production, with its deployment.
+type ActiveBuild struct {
+	Build
+	DeploymentID int64
+}
+
 // ActiveBuilds returns the build each project's active production deployment
 // serves, for restoring routes at start.
-func (s *Store) ActiveBuilds(ctx context.Context) ([]Build, error) {
-	return many[Build](ctx, s.db, `SELECT `+buildCols+` FROM deployments d
+func (s *Store) ActiveBuilds(ctx context.Context) ([]ActiveBuild, error) {
+	return many[ActiveBuild](ctx, s.db, `SELECT `+buildCols+`, d.id AS deployment_id FROM deployments d
 		JOIN builds b ON b.id = d.build_id JOIN projects p ON p.id = b.project_id
 		WHERE d.status = 'active' AND d.environment = 'production' ORDER BY p.name`)
 }
@@ -330,4 +375,40 @@ func (s *Store) ActiveBuild(ctx context.Context, projectID int64) (Build, error)
 	return one[Build](ctx, s.db, `SELECT `+buildCols+` FROM deployments d
 		JOIN builds b ON b.id = d.build_id JOIN projects p ON p.id = b.project_id
 		WHERE d.status = 'active' AND d.environment = 'production' AND d.project_id = $1`, projectID)
+}
+
+// --- runtime logs ---
+
+// AppendRuntimeLogs stores lines a deployment's process printed, numbered from
+// firstSeq on.
+func (s *Store) AppendRuntimeLogs(ctx context.Context, deploymentID, firstSeq int64, lines []string) error {
+	if len(lines) == 0 {
+		return nil
+	}
+	_, err := s.db.Exec(ctx, `INSERT INTO runtime_log_lines (deployment_id, seq, line)
+		SELECT $1, $2 + n - 1, line FROM unnest($3::text[]) WITH ORDINALITY AS t(line, n)
+		ON CONFLICT DO NOTHING`, deploymentID, firstSeq, lines)
+	return MapError(err)
+}
+
+// TrimRuntimeLogs keeps only the newest keep lines of a deployment's runtime log.
+func (s *Store) TrimRuntimeLogs(ctx context.Context, deploymentID int64, keep int) error {
+	_, err := s.db.Exec(ctx, `DELETE FROM runtime_log_lines WHERE deployment_id = $1
+		AND seq <= (SELECT max(seq) FROM runtime_log_lines WHERE deployment_id = $1) - $2`, deploymentID, keep)
+	return MapError(err)
+}
+
+// RuntimeLogs returns up to limit lines of a deployment's runtime log after
+// afterSeq, oldest first.
+func (s *Store) RuntimeLogs(ctx context.Context, deploymentID, afterSeq int64, limit int) ([]RuntimeLogLine, error) {
+	return many[RuntimeLogLine](ctx, s.db, `SELECT deployment_id, seq, line, created_at FROM runtime_log_lines
+		WHERE deployment_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, deploymentID, afterSeq, limit)
+}
+
+// LastRuntimeSeq returns the highest stored seq of a deployment's runtime log, 0
+// when it has none, so a restarted server continues the numbering.
+func (s *Store) LastRuntimeSeq(ctx context.Context, deploymentID int64) (int64, error) {
+	var n int64
+	err := s.db.QueryRow(ctx, `SELECT coalesce(max(seq), 0) FROM runtime_log_lines WHERE deployment_id = $1`, deploymentID).Scan(&n)
+	return n, MapError(err)
 }

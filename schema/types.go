@@ -60,9 +60,11 @@ func (s Stage) Valid() bool {
 // DeploymentStatus is the state of one activation of a build.
 type DeploymentStatus string
 
-// The deployment statuses: the one serving, one that was replaced, one whose
-// activation failed, and one that started but failed its health checks.
+// The deployment statuses: one being started, the one serving, one that was
+// replaced, one whose activation failed, and one whose process started but
+// failed its health checks.
 const (
+	DeploymentStarting   DeploymentStatus = "starting"
 	DeploymentActive     DeploymentStatus = "active"
 	DeploymentSuperseded DeploymentStatus = "superseded"
 	DeploymentFailed     DeploymentStatus = "failed"
@@ -75,7 +77,7 @@ func (s DeploymentStatus) String() string { return string(s) }
 // Valid reports whether s is one of the deployment statuses.
 func (s DeploymentStatus) Valid() bool {
 	switch s {
-	case DeploymentActive, DeploymentSuperseded, DeploymentFailed, DeploymentUnhealthy:
+	case DeploymentStarting, DeploymentActive, DeploymentSuperseded, DeploymentFailed, DeploymentUnhealthy:
 		return true
 	}
 	return false
@@ -112,6 +114,9 @@ type Project struct {
 	BuildCommand     string
 	StartCommand     string
 	OutputDir        string
+	HealthPath       string // GET here must answer below 500 before a server app takes traffic
+	HealthTries      int    // health check attempts before the deployment is unhealthy
+	HealthIntervalMS int    // time between health check attempts
 	CreatedAt        time.Time
 	UpdatedAt        time.Time
 }
@@ -130,6 +135,7 @@ type Build struct {
 	Error          string
 	Kind           string
 	SPA            bool
+	StartCommand   string // the web process's shell command; empty for static builds
 	ArtifactPath   string
 	ArtifactSHA256 string
 	ArtifactSize   int64
@@ -154,6 +160,17 @@ type Deployment struct {
 	BuildID       int64
 	Environment   string
 	Status        DeploymentStatus
+	Port          int    // the server app's port while it runs; 0 for static builds
+	Error         string // why a deployment failed
 	ActivatedAt   time.Time
 	DeactivatedAt *time.Time
+}
+
+// RuntimeLogLine is one line a deployment's process printed; Seq counts from 1
+// per deployment and keeps counting across restarts of the process.
+type RuntimeLogLine struct {
+	DeploymentID int64
+	Seq          int64
+	Line         string
+	CreatedAt    time.Time
 }

@@ -1,0 +1,514 @@
+package edge
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// RuntimeConfig configures how the edge runs server apps.
+type RuntimeConfig struct {
+	// UID and GID are the unprivileged user apps run as. They are used only
+	// when DropPrivileges is set.
+	UID, GID uint32
+	// DropPrivileges runs apps as UID/GID. Zero: apps run as the server's own
+	// user (when the server is not root, there is nobody to drop to).
+	DropPrivileges bool
+	// PortMin and PortMax bound the loopback ports given to apps. Zero:
+	// 20000–29999, below Linux's ephemeral range so outgoing connections never
+	// take an app's port.
+	PortMin, PortMax int
+	// DrainTimeout bounds the wait for an old deployment's requests in flight
+	// after a switch. Zero: 30 s.
+	DrainTimeout time.Duration
+	// WebsocketGrace is how long an old deployment's websockets stay open after
+	// a switch before they are closed. Zero: 10 s.
+	WebsocketGrace time.Duration
+	// StopTimeout is the time between SIGTERM and SIGKILL. Zero: 10 s.
+	StopTimeout time.Duration
+	// MaxBodyBytes bounds a request body sent to an app. Zero: 100 MiB.
+	MaxBodyBytes int64
+	// ResponseHeaderTimeout bounds the wait for an app's response headers.
+	// Zero: 5 minutes.
+	ResponseHeaderTimeout time.Duration
+	// ProbeInterval is how often an active app's health path is checked.
+	// Zero: 10 s.
+	ProbeInterval time.Duration
+	// Logs receives every line an app prints. Zero: lines are dropped.
+	Logs RuntimeLogSink
+}
+
+// RuntimeLogSink stores the lines a deployment's process prints. RuntimeLog is
+// called from the goroutines reading the processes' output and must not block
+// for long: a slow sink slows nothing but the app's own pipe.
+type RuntimeLogSink interface {
+	RuntimeLog(deploymentID int64, line string)
+}
+
+// HealthCheck says how to decide that a server app is ready.
+type HealthCheck struct {
+	// Path is requested with GET; any answer below 500 is healthy. Zero: "/".
+	Path string
+	// Tries is how many attempts may fail before the app is unhealthy. Zero: 3.
+	Tries int
+	// Interval is the time between attempts. Zero: 5 s.
+	Interval time.Duration
+}
+
+func (r RuntimeConfig) withDefaults() RuntimeConfig {
+	if r.PortMin == 0 || r.PortMax < r.PortMin {
+		r.PortMin, r.PortMax = 20000, 29999
+	}
+	if r.DrainTimeout == 0 {
+		r.DrainTimeout = 30 * time.Second
+	}
+	if r.WebsocketGrace == 0 {
+		r.WebsocketGrace = 10 * time.Second
+	}
+	if r.StopTimeout == 0 {
+		r.StopTimeout = 10 * time.Second
+	}
+	if r.MaxBodyBytes == 0 {
+		r.MaxBodyBytes = 100 << 20
+	}
+	if r.ResponseHeaderTimeout == 0 {
+		r.ResponseHeaderTimeout = 5 * time.Minute
+	}
+	if r.ProbeInterval == 0 {
+		r.ProbeInterval = 10 * time.Second
+	}
+	return r
+}
+
+func (h HealthCheck) withDefaults() HealthCheck {
+	if h.Path == "" || h.Path[0] != '/' {
+		h.Path = "/"
+	}
+	if h.Tries <= 0 {
+		h.Tries = 3
+	}
+	if h.Interval <= 0 {
+		h.Interval = 5 * time.Second
+	}
+	return h
+}
+
+// ports hands out loopback ports to apps. A port is reused only after its
+// process is gone and a test bind shows nobody else holds it.
+type ports struct {
+	mu       sync.Mutex
+	min, max int
+	next     int
+	used     map[int]bool
+}
+
+func (p *ports) take() (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := p.max - p.min + 1
+	if p.next == 0 {
+		p.next = p.min + rand.IntN(n)
+	}
+	for i := 0; i < n; i++ {
+		port := p.min + (p.next-p.min+i)%n
+		if p.used[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		p.used[port] = true
+		p.next = port + 1
+		return port, nil
+	}
+	return 0, fmt.Errorf("%w: every port in %d-%d is taken", ErrAppStart, p.min, p.max)
+}
+
+func (p *ports) release(port int) {
+	p.mu.Lock()
+	delete(p.used, port)
+	p.mu.Unlock()
+}
+
+// app is one deployment's web process and its supervisor: a process that dies
+// while the app is live is started again with exponential backoff.
+type app struct {
+	site Site
+	dir  string
+	port int
+	cfg  RuntimeConfig
+	srv  *Server
+
+	healthy  atomic.Bool
+	crashes  atomic.Int32 // consecutive crashes since the last healthy start
+	stopping atomic.Bool
+	stopped  chan struct{} // closed when the supervisor has ended
+
+	mu   sync.Mutex
+	proc *exec.Cmd
+	exit chan struct{} // closed when the current process exits
+	// progress receives output lines while the app is being activated.
+	progress func(string)
+	logSeq   int64
+}
+
+// crashLoop is how many consecutive crashes make an app unhealthy.
+const crashLoop = 3
+
+// maxBackoff caps the delay between restarts of a crashing app.
+const maxBackoff = 30 * time.Second
+
+func (a *app) env() []string {
+	path := filepath.Join(a.dir, "node_modules", ".bin") + ":/usr/local/bin:/usr/bin:/bin"
+	env := []string{
+		"PATH=" + path, "HOME=" + a.dir, "LANG=C.UTF-8", "NODE_ENV=production",
+		"PORT=" + strconv.Itoa(a.port), "HOST=127.0.0.1", "HOSTNAME=127.0.0.1",
+	}
+	// The site's own variables come last so that, apart from PORT and HOST,
+	// which the platform owns, they win.
+	for _, kv := range a.site.Env {
+		k, _, _ := strings.Cut(kv, "=")
+		if k == "PORT" || k == "HOST" {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}
+
+// spawn starts one process of the app.
+func (a *app) spawn() error {
+	cmd := exec.Command("/bin/sh", "-c", a.site.Start)
+	cmd.Dir = a.dir
+	cmd.Env = a.env()
+	cmd.Stdin = nil
+	// Own process group: SIGTERM and SIGKILL reach every process the start
+	// command spawned. Pdeathsig kills the direct child if the server dies;
+	// its descendants are found by uid at the next start (KillOrphans).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if a.cfg.DropPrivileges {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: a.cfg.UID, Gid: a.cfg.GID, NoSetGroups: true}
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrAppStart, err)
+	}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	if err := cmd.Start(); err != nil {
+		pr.Close()
+		pw.Close()
+		return fmt.Errorf("%w: %v", ErrAppStart, err)
+	}
+	pw.Close()
+	exit := make(chan struct{})
+	a.mu.Lock()
+	a.proc, a.exit = cmd, exit
+	a.mu.Unlock()
+	output := make(chan struct{})
+	go func() {
+		defer close(output)
+		a.copyOutput(pr)
+	}()
+	go func() {
+		err := cmd.Wait()
+		// The group may outlive the shell; its output pipe closes with it.
+		select {
+		case <-output:
+		case <-time.After(a.cfg.StopTimeout):
+			killGroup(cmd.Process.Pid, syscall.SIGKILL)
+		}
+		pr.Close()
+		a.system(exitMessage(err))
+		close(exit)
+	}()
+	return nil
+}
+
+func exitMessage(err error) string {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return "process exited on signal " + ws.Signal().String()
+		}
+		return fmt.Sprintf("process exited with code %d", ee.ExitCode())
+	}
+	if err != nil {
+		return "process ended: " + err.Error()
+	}
+	return "process exited with code 0"
+}
+
+// maxRuntimeLine caps one stored line of app output.
+const maxRuntimeLine = 8 << 10
+
+func (a *app) copyOutput(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if len(line) > maxRuntimeLine {
+			line = line[:maxRuntimeLine]
+		}
+		a.log(strings.ToValidUTF8(line, "?"))
+	}
+}
+
+// system records a line of the platform's own in the app's runtime log.
+func (a *app) system(msg string) { a.log("[minivercel] " + msg) }
+
+func (a *app) log(line string) {
+	a.mu.Lock()
+	progress := a.progress
+	a.mu.Unlock()
+	if progress != nil {
+		progress(line)
+	}
+	if a.cfg.Logs != nil {
+		a.cfg.Logs.RuntimeLog(a.site.DeploymentID, line)
+	}
+}
+
+func (a *app) exited() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.exit
+}
+
+// waitHealthy checks the health path until it answers below 500. An attempt
+// fails when the port does not accept connections within the interval, the
+// request fails or it answers 5xx; the process exiting fails at once.
+func (a *app) waitHealthy(ctx context.Context, hc HealthCheck) error {
+	hc = hc.withDefaults()
+	client := &http.Client{
+		Timeout:   hc.Interval,
+		Transport: &http.Transport{DisableKeepAlives: true},
+		// A redirect is an answer: the app is up.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	url := "http://127.0.0.1:" + strconv.Itoa(a.port) + hc.Path
+	exit := a.exited()
+	var last string
+	for try := 1; try <= hc.Tries; try++ {
+		deadline := time.Now().Add(hc.Interval)
+		// Wait for the port to accept: most apps listen within milliseconds,
+		// and a try should not be spent on an app still booting.
+		for !a.accepting() && time.Now().Before(deadline) {
+			select {
+			case <-exit:
+				return fmt.Errorf("%w: the process exited before answering on port %d", ErrUnhealthy, a.port)
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		req.Host = a.site.Project + ".localhost"
+		req.Header.Set("User-Agent", "minivercel-health-check")
+		resp, err := client.Do(req)
+		switch {
+		case err != nil:
+			last = fmt.Sprintf("GET %s: %v", hc.Path, trimURLError(err))
+		case resp.StatusCode >= 500:
+			resp.Body.Close()
+			last = fmt.Sprintf("GET %s answered %d", hc.Path, resp.StatusCode)
+		default:
+			resp.Body.Close()
+			return nil
+		}
+		a.system(fmt.Sprintf("health check %d/%d failed: %s", try, hc.Tries, last))
+		if try == hc.Tries {
+			break
+		}
+		select {
+		case <-exit:
+			return fmt.Errorf("%w: the process exited (last check: %s)", ErrUnhealthy, last)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Until(deadline)):
+		}
+	}
+	return fmt.Errorf("%w: %d health checks failed, last: %s", ErrUnhealthy, hc.Tries, last)
+}
+
+func trimURLError(err error) string {
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) {
+		if inner := ue.Unwrap(); inner != nil {
+			return inner.Error()
+		}
+	}
+	return err.Error()
+}
+
+func (a *app) accepting() bool {
+	c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(a.port), 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// supervise restarts the process whenever it exits while the app is live,
+// waiting 1 s, 2 s, 4 s… up to maxBackoff between attempts, and probes the
+// health path of a running process every ProbeInterval.
+func (a *app) supervise(hc HealthCheck) {
+	defer close(a.stopped)
+	backoff := time.Second
+	probeFails := 0
+	ticker := time.NewTicker(a.cfg.ProbeInterval)
+	defer ticker.Stop()
+	for {
+		exit := a.exited()
+		select {
+		case <-ticker.C:
+			if a.stopping.Load() {
+				return
+			}
+			if a.probe(hc) {
+				probeFails = 0
+				a.crashes.Store(0)
+				a.healthy.Store(true)
+				backoff = time.Second
+			} else if probeFails++; probeFails >= crashLoop {
+				a.healthy.Store(false)
+			}
+			continue
+		case <-exit:
+		}
+		if a.stopping.Load() {
+			return
+		}
+		n := a.crashes.Add(1)
+		if n >= crashLoop {
+			a.healthy.Store(false)
+		}
+		a.system(fmt.Sprintf("restarting in %s (crash %d in a row)", backoff, n))
+		select {
+		case <-time.After(backoff):
+		case <-a.srv.done:
+			return
+		}
+		if a.stopping.Load() {
+			return
+		}
+		backoff = min(backoff*2, maxBackoff)
+		if err := a.spawn(); err != nil {
+			a.system("restart failed: " + err.Error())
+			a.mu.Lock()
+			done := make(chan struct{})
+			close(done)
+			a.exit = done // try again after the next backoff
+			a.mu.Unlock()
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(hc.withDefaults().Tries+1)*hc.withDefaults().Interval)
+		err := a.waitHealthy(ctx, hc)
+		cancel()
+		if err == nil {
+			a.system("restarted and healthy")
+			if a.crashes.Load() < crashLoop {
+				a.healthy.Store(true)
+			}
+		}
+	}
+}
+
+// probe is one health check of a running app.
+func (a *app) probe(hc HealthCheck) bool {
+	hc = hc.withDefaults()
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(a.port)+hc.Path, nil)
+	req.Host = a.site.Project + ".localhost"
+	req.Header.Set("User-Agent", "minivercel-health-check")
+	resp, err := client.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode < 500
+}
+
+// stop ends the app for good: SIGTERM to its process group, SIGKILL after
+// StopTimeout, then its port goes back to the pool.
+func (a *app) stop() {
+	if a.stopping.Swap(true) {
+		<-a.stopped
+		return
+	}
+	a.mu.Lock()
+	proc, exit := a.proc, a.exit
+	a.mu.Unlock()
+	if proc != nil && proc.Process != nil {
+		select {
+		case <-exit:
+		default:
+			killGroup(proc.Process.Pid, syscall.SIGTERM)
+			select {
+			case <-exit:
+			case <-time.After(a.cfg.StopTimeout):
+				a.system("did not stop within " + a.cfg.StopTimeout.String() + " of SIGTERM: killing")
+				killGroup(proc.Process.Pid, syscall.SIGKILL)
+				<-exit
+			}
+		}
+	}
+	<-a.stopped
+	a.srv.ports.release(a.port)
+}
+
+func killGroup(pid int, sig syscall.Signal) {
+	if pid > 0 {
+		_ = syscall.Kill(-pid, sig)
+	}
+}
+
+// KillOrphans kills every process of the app user left over from an earlier
+// run of the server (one killed too hard to stop its apps). It does nothing
+// when apps do not run as their own user.
+func (s *Server) KillOrphans() int {
+	rc := s.cfg.Runtime
+	if !rc.DropPrivileges || rc.UID == 0 || rc.UID == uint32(os.Getuid()) {
+		return 0
+	}
+	entries, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "Uid:" && f[1] == strconv.FormatUint(uint64(rc.UID), 10) {
+				if syscall.Kill(pid, syscall.SIGKILL) == nil {
+					n++
+				}
+			}
+		}
+	}
+	if n > 0 {
+		s.log.Warn("killed app processes left from an earlier run", "count", n)
+	}
+	return n
+}

@@ -436,6 +436,15 @@ func (s *Server) Deactivate(project string) {
 	s.log.Info("site deactivated", "project", project, "build_id", prev.site.BuildID)
 }
 
+// Port returns the port of the project's running app; 0 for a static build or
+// no build.
+func (s *Server) Port(project string) int {
+	if rt := (*s.routes.Load())[project]; rt != nil && rt.be != nil {
+		return rt.be.app.port
+	}
+	return 0
+}
+
 // Health reports whether a project's production is healthy: found is false
 // when it has no active build; a static build is always healthy; an app is
 // healthy while its process runs and answers its health path.

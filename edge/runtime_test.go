@@ -1,0 +1,374 @@
+package edge
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+)
+
+// serverJS is a small Node web app: it answers its version, streams server-sent
+// events, shows its environment, and exits on request.
+const serverJS = `const http = require('http');
+const version = %q;
+const server = http.createServer((req, res) => {
+  if (req.url === '/slow') { setTimeout(() => res.end(version + ' slow'), 300); return; }
+  if (req.url === '/sse') {
+    res.writeHead(200, {'content-type': 'text/event-stream'});
+    res.write('data: first\n\n');
+    req.on('close', () => {});
+    setTimeout(() => res.end('data: second\n\n'), 300);
+    return;
+  }
+  if (req.url === '/env') { res.end(JSON.stringify({port: process.env.PORT, host: process.env.HOST, fwd: req.headers['x-forwarded-for'], h: req.headers.host})); return; }
+  if (req.url === '/fail') { res.statusCode = 500; res.end('no'); return; }
+  if (req.url === '/exit') { res.end('bye'); setTimeout(() => process.exit(3), 10); return; }
+  res.end(version);
+});
+server.listen(process.env.PORT, process.env.HOST, () => console.log('listening on ' + process.env.PORT));
+`
+
+type logSink struct {
+	mu    sync.Mutex
+	lines map[int64][]string
+}
+
+func (l *logSink) RuntimeLog(id int64, line string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lines == nil {
+		l.lines = map[int64][]string{}
+	}
+	l.lines[id] = append(l.lines[id], line)
+}
+
+func (l *logSink) text(id int64) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines[id], "\n")
+}
+
+func needNode(t *testing.T) {
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("node is not installed")
+	}
+}
+
+func newAppEdge(t *testing.T, sink *logSink) (*testEdge, *httptest.Server) {
+	t.Helper()
+	needNode(t)
+	tmp := t.TempDir()
+	srv, err := New(Config{
+		DeploymentsDir: tmp + "/deployments",
+		Runtime: RuntimeConfig{
+			Logs: sink, StopTimeout: 2 * time.Second, WebsocketGrace: time.Second, ProbeInterval: 200 * time.Millisecond,
+		},
+	}, &fakeLookup{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		hs.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return &testEdge{t: t, srv: srv, lookup: &fakeLookup{}, tmp: tmp}, hs
+}
+
+// appSite is a server app build answering version.
+func (e *testEdge) appSite(project string, id int64, version string) Site {
+	s := e.site(project, id, map[string]string{"server.js": fmt.Sprintf(serverJS, version)})
+	s.Start = "node server.js"
+	s.DeploymentID = id
+	s.Health = HealthCheck{Path: "/", Tries: 3, Interval: 200 * time.Millisecond}
+	return s
+}
+
+func httpGet(t testing.TB, hs *httptest.Server, host, path string) (int, string, error) {
+	req, _ := http.NewRequest("GET", hs.URL+path, nil)
+	req.Host = host
+	resp, err := hs.Client().Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+func TestServerAppIsProxied(t *testing.T) {
+	sink := &logSink{}
+	e, hs := newAppEdge(t, sink)
+	var progress []string
+	if err := e.srv.Activate(context.Background(), e.appSite("api", 1, "v1"), func(l string) { progress = append(progress, l) }); err != nil {
+		t.Fatal(err)
+	}
+	if code, body, _ := httpGet(t, hs, "api.localhost", "/"); code != 200 || body != "v1" {
+		t.Fatalf("GET / = %d %q", code, body)
+	}
+	_, env, _ := httpGet(t, hs, "api.localhost", "/env")
+	if !strings.Contains(env, `"host":"127.0.0.1"`) || !strings.Contains(env, fmt.Sprintf(`"port":"%d"`, e.srv.Port("api"))) ||
+		!strings.Contains(env, `"fwd":"127.0.0.1"`) || !strings.Contains(env, `"h":"api.localhost"`) {
+		t.Errorf("app saw %s", env)
+	}
+	joined := strings.Join(progress, "\n")
+	if !strings.Contains(joined, "starting web process on port") || !strings.Contains(joined, "listening on") || !strings.Contains(joined, "healthy after") {
+		t.Errorf("progress lines:\n%s", joined)
+	}
+	if !strings.Contains(sink.text(1), "listening on") {
+		t.Errorf("runtime log lacks the app's output: %q", sink.text(1))
+	}
+	if healthy, found := e.srv.Health("api"); !healthy || !found {
+		t.Errorf("Health = %v, %v", healthy, found)
+	}
+	code, body, _ := httpGet(t, hs, "localhost", "/api/health/api")
+	if code != 200 || !strings.Contains(body, "healthy") {
+		t.Errorf("/api/health/api = %d %s", code, body)
+	}
+	if code, _, _ := httpGet(t, hs, "localhost", "/api/health/nothing"); code != 404 {
+		t.Errorf("/api/health/nothing = %d, want 404", code)
+	}
+}
+
+// TestServerSentEventsStream: the first event arrives before the response ends.
+func TestServerSentEventsStream(t *testing.T) {
+	e, hs := newAppEdge(t, &logSink{})
+	e.activate(e.appSite("sse", 1, "v1"))
+	req, _ := http.NewRequest("GET", hs.URL+"/sse", nil)
+	req.Host = "sse.localhost"
+	resp, err := hs.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || line != "data: first\n" {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+}
+
+// TestFailedActivationKeepsPrevious is the seed's Property 29 for each way an
+// app can fail: it exits at start, never listens, or answers 5xx.
+func TestFailedActivationKeepsPrevious(t *testing.T) {
+	sink := &logSink{}
+	e, hs := newAppEdge(t, sink)
+	e.activate(e.appSite("web", 1, "good"))
+	cases := []struct {
+		name, start string
+		files       map[string]string
+		want        string
+	}{
+		{"exits at start", "node -e 'console.error(\"config missing\"); process.exit(1)'", nil, "exited"},
+		{"never listens", "node -e 'setInterval(() => {}, 1000)'", nil, "health checks failed"},
+		{"answers 5xx", "node server.js", map[string]string{"server.js": `require('http').createServer((q, s) => { s.statusCode = 503; s.end('down') }).listen(process.env.PORT, process.env.HOST)`}, "answered 503"},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			files := tc.files
+			if files == nil {
+				files = map[string]string{"README": "x"}
+			}
+			s := e.site("web", int64(10+i), files)
+			s.Start, s.DeploymentID = tc.start, int64(10+i)
+			s.Health = HealthCheck{Tries: 3, Interval: 100 * time.Millisecond}
+			err := e.srv.Activate(context.Background(), s, nil)
+			if !errors.Is(err, ErrUnhealthy) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Activate = %v, want ErrUnhealthy mentioning %q", err, tc.want)
+			}
+			if code, body, _ := httpGet(t, hs, "web.localhost", "/"); code != 200 || body != "good" {
+				t.Fatalf("after a failed activation = %d %q", code, body)
+			}
+		})
+	}
+	if !strings.Contains(sink.text(10), "config missing") {
+		t.Errorf("the failing app's output is not in its runtime log: %q", sink.text(10))
+	}
+}
+
+// TestCrashedAppIsRestarted: a process that dies comes back on its own, the
+// restart is in its runtime log, and repeated crashes make it unhealthy.
+func TestCrashedAppIsRestarted(t *testing.T) {
+	sink := &logSink{}
+	e, hs := newAppEdge(t, sink)
+	e.activate(e.appSite("phoenix", 1, "alive"))
+	httpGet(t, hs, "phoenix.localhost", "/exit")
+	waitFor(t, func() bool { return strings.Contains(sink.text(1), "restarted and healthy") })
+	if code, body, _ := httpGet(t, hs, "phoenix.localhost", "/"); code != 200 || body != "alive" {
+		t.Fatalf("after restart = %d %q", code, body)
+	}
+	log := sink.text(1)
+	if !strings.Contains(log, "process exited with code 3") || !strings.Contains(log, "restarting in 1s") {
+		t.Errorf("runtime log:\n%s", log)
+	}
+}
+
+func TestCrashLoopIsUnhealthy(t *testing.T) {
+	sink := &logSink{}
+	e, hs := newAppEdge(t, sink)
+	s := e.site("loop", 1, map[string]string{"server.js": `const f = '/tmp/mv-crashloop-' + process.env.PORT;
+const fs = require('fs');
+if (fs.existsSync(f)) process.exit(9);
+fs.writeFileSync(f, '');
+require('http').createServer((q, r) => r.end('first')).listen(process.env.PORT, process.env.HOST);
+setTimeout(() => process.exit(9), 50);`})
+	s.Start, s.DeploymentID = "node server.js", 1
+	s.Health = HealthCheck{Tries: 1, Interval: 5 * time.Second}
+	e.activate(s)
+	t.Cleanup(func() { exec.Command("sh", "-c", "rm -f /tmp/mv-crashloop-*").Run() })
+	waitFor(t, func() bool { healthy, _ := e.srv.Health("loop"); return !healthy })
+	if code, _, _ := httpGet(t, hs, "localhost", "/api/health/loop"); code != 503 {
+		t.Errorf("/api/health/loop = %d, want 503", code)
+	}
+}
+
+// TestSwitchUnderLoadDropsNothing is the seed's Property 20: while versions are
+// switched back and forth, every request is answered by one of them.
+func TestSwitchUnderLoadDropsNothing(t *testing.T) {
+	e, hs := newAppEdge(t, &logSink{})
+	a, b := e.appSite("busy", 1, "A"), e.appSite("busy", 2, "B")
+	e.activate(a)
+	var stop atomic.Bool
+	var failures, total atomic.Int64
+	var bad sync.Map
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Go(func() {
+			for !stop.Load() {
+				path := "/"
+				if total.Add(1)%5 == 0 {
+					path = "/slow"
+				}
+				code, body, err := httpGet(t, hs, "busy.localhost", path)
+				if err != nil || code != 200 || !(strings.HasPrefix(body, "A") || strings.HasPrefix(body, "B")) {
+					failures.Add(1)
+					bad.Store(fmt.Sprintf("%d %q %v", code, body, err), true)
+				}
+			}
+		})
+	}
+	for i := 0; i < 10; i++ {
+		next := b
+		if i%2 == 1 {
+			next = a
+		}
+		next.DeploymentID = int64(100 + i)
+		e.activate(next)
+		// Wait until the new version answers: each switch sees traffic.
+		want := "A"
+		if next.BuildID == 2 {
+			want = "B"
+		}
+		waitFor(t, func() bool { _, body, _ := httpGet(t, hs, "busy.localhost", "/"); return body == want })
+	}
+	stop.Store(true)
+	wg.Wait()
+	if f := failures.Load(); f > 0 {
+		bad.Range(func(k, _ any) bool { t.Log(k); return true })
+		t.Fatalf("%d of %d requests failed during 10 switches", f, total.Load())
+	}
+	t.Logf("%d requests, 0 failed", total.Load())
+}
+
+// TestActivationSequencesServeTheLast covers the seed's Properties 12, 13 and
+// 21: after any sequence of activations and rollbacks of static and server
+// builds, production serves the last activated build, static builds from their
+// files and server builds from their process.
+func TestActivationSequencesServeTheLast(t *testing.T) {
+	e, hs := newAppEdge(t, &logSink{})
+	builds := []Site{
+		e.site("mix", 1, map[string]string{"index.html": "static one"}),
+		e.appSite("mix", 2, "server two"),
+		e.site("mix", 3, map[string]string{"index.html": "static three"}),
+		e.appSite("mix", 4, "server four"),
+	}
+	want := []string{"static one", "server two", "static three", "server four"}
+	rapid.Check(t, func(rt *rapid.T) {
+		steps := rapid.SliceOfN(rapid.IntRange(0, len(builds)-1), 1, 4).Draw(rt, "activations")
+		for _, i := range steps {
+			s := builds[i]
+			s.DeploymentID = time.Now().UnixNano()
+			if err := e.srv.Activate(context.Background(), s, nil); err != nil {
+				rt.Fatalf("activate build %d: %v", s.BuildID, err)
+			}
+			code, body, err := httpGet(t, hs, "mix.localhost", "/")
+			if err != nil || code != 200 || body != want[i] {
+				rt.Fatalf("after activating build %d: %d %q %v", s.BuildID, code, body, err)
+			}
+			if id, _ := e.srv.Active("mix"); id != s.BuildID {
+				rt.Fatalf("Active = %d, want %d", id, s.BuildID)
+			}
+			if (s.Start == "") != (e.srv.Port("mix") == 0) {
+				rt.Fatalf("build %d: port %d; a static build has no process, a server build has one", s.BuildID, e.srv.Port("mix"))
+			}
+		}
+	})
+}
+
+// TestDrainLetsInFlightFinish: a slow request started on the old app finishes
+// with its answer after the switch, and the old process is stopped after it.
+func TestDrainLetsInFlightFinish(t *testing.T) {
+	e, hs := newAppEdge(t, &logSink{})
+	e.activate(e.appSite("drain", 1, "old"))
+	oldPort := e.srv.Port("drain")
+	done := make(chan string)
+	go func() {
+		_, body, err := httpGet(t, hs, "drain.localhost", "/slow")
+		if err != nil {
+			body = err.Error()
+		}
+		done <- body
+	}()
+	// The slow request is in flight once the old backend counts it.
+	waitFor(t, func() bool {
+		rt := (*e.srv.routes.Load())["drain"]
+		return rt.be.inflight.Load() > 0
+	})
+	e.activate(e.appSite("drain", 2, "new"))
+	if body := <-done; body != "old slow" {
+		t.Fatalf("in-flight request got %q", body)
+	}
+	waitFor(t, func() bool { return !portOpen(oldPort) })
+}
+
+func portOpen(port int) bool {
+	a := &app{port: port}
+	return a.accepting()
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 30s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestStopKillsTheWholeGroup: a start command that spawns children leaves
+// nothing running after the app is stopped.
+func TestStopKillsTheWholeGroup(t *testing.T) {
+	e, _ := newAppEdge(t, &logSink{})
+	s := e.appSite("tree", 1, "v")
+	s.Start = "sleep 1000 & node server.js"
+	e.activate(s)
+	rt := (*e.srv.routes.Load())["tree"]
+	pgid := rt.be.app.proc.Process.Pid
+	e.srv.Deactivate("tree")
+	waitFor(t, func() bool { return syscall.Kill(-pgid, 0) != nil })
+}

@@ -184,6 +184,38 @@ func (s *Store) SetProductionBranch(ctx context.Context, projectID int64, branch
 	return MapError(err)
 }
 
+// ProjectSettings are the per-project overrides a user may change.
+type ProjectSettings struct {
+	ProductionBranch string
+	Framework        string
+	InstallCommand   string
+	BuildCommand     string
+	StartCommand     string
+	OutputDir        string
+	HealthPath       string
+	HealthTries      int
+	HealthIntervalMS int
+}
+
+// Settings returns the project's changeable settings.
+func (p Project) Settings() ProjectSettings {
+	return ProjectSettings{
+		ProductionBranch: p.ProductionBranch, Framework: p.Framework, InstallCommand: p.InstallCommand,
+		BuildCommand: p.BuildCommand, StartCommand: p.StartCommand, OutputDir: p.OutputDir,
+		HealthPath: p.HealthPath, HealthTries: p.HealthTries, HealthIntervalMS: p.HealthIntervalMS,
+	}
+}
+
+// UpdateProjectSettings replaces a project's settings; values the database
+// refuses (a health path without "/", tries out of range) are ErrInvalid.
+func (s *Store) UpdateProjectSettings(ctx context.Context, id int64, ps ProjectSettings) (Project, error) {
+	return one[Project](ctx, s.db, `UPDATE projects SET production_branch = $2, framework = $3, install_command = $4,
+		build_command = $5, start_command = $6, output_dir = $7, health_path = $8, health_tries = $9,
+		health_interval_ms = $10, updated_at = now() WHERE id = $1 RETURNING `+projectCols,
+		id, ps.ProductionBranch, ps.Framework, ps.InstallCommand, ps.BuildCommand, ps.StartCommand, ps.OutputDir,
+		ps.HealthPath, ps.HealthTries, ps.HealthIntervalMS)
+}
+
 // --- builds ---
 
 const buildCols = `b.id, b.project_id, p.name AS project_name, b.slug, b.branch, b.commit_sha, b.commit_message,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -371,4 +372,82 @@ func TestStopKillsTheWholeGroup(t *testing.T) {
 	pgid := rt.be.app.proc.Process.Pid
 	e.srv.Deactivate("tree")
 	waitFor(t, func() bool { return syscall.Kill(-pgid, 0) != nil })
+}
+
+// TestHTTP2Cleartext: a client speaking HTTP/2 with prior knowledge reaches a
+// server app through the edge's own listener.
+func TestHTTP2Cleartext(t *testing.T) {
+	e, _ := newAppEdge(t, &logSink{})
+	e.srv.cfg.Addr = "127.0.0.1:0"
+	if err := e.srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	go e.srv.Serve()
+	e.activate(e.appSite("h2", 1, "over h2"))
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	req, _ := http.NewRequest("GET", "http://"+e.srv.Addr().String()+"/", nil)
+	req.Host = "h2.localhost"
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.ProtoMajor != 2 || string(body) != "over h2" {
+		t.Fatalf("got %s %q", resp.Proto, body)
+	}
+}
+
+// TestWebsocketsClosedAfterGrace: an upgraded connection keeps working through
+// a switch, then is closed after the grace period so the old app can stop.
+func TestWebsocketsClosedAfterGrace(t *testing.T) {
+	e, _ := newAppEdge(t, &logSink{})
+	e.srv.cfg.Addr = "127.0.0.1:0"
+	if err := e.srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	go e.srv.Serve()
+	s := e.site("ws", 1, map[string]string{"server.js": `const server = require('http').createServer((q, r) => r.end('http'));
+server.on('upgrade', (req, sock) => {
+  sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n');
+  sock.on('data', d => sock.write(d));
+});
+server.listen(process.env.PORT, process.env.HOST);`})
+	s.Start, s.DeploymentID = "node server.js", 1
+	e.activate(s)
+	conn, err := net.Dial("tcp", e.srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /chat HTTP/1.1\r\nHost: ws.localhost\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+	br := bufio.NewReader(conn)
+	status, _ := br.ReadString('\n')
+	if !strings.Contains(status, "101") {
+		t.Fatalf("upgrade answered %q", status)
+	}
+	for line, _ := br.ReadString('\n'); line != "\r\n"; line, _ = br.ReadString('\n') {
+	}
+	echo := func(msg string) (string, error) {
+		if _, err := conn.Write([]byte(msg)); err != nil {
+			return "", err
+		}
+		buf := make([]byte, len(msg))
+		_, err := io.ReadFull(br, buf)
+		return string(buf), err
+	}
+	if got, err := echo("hello"); got != "hello" {
+		t.Fatalf("echo = %q, %v", got, err)
+	}
+	next := e.site("ws", 2, map[string]string{"index.html": "static now"})
+	e.activate(next)
+	if got, err := echo("still"); got != "still" {
+		t.Fatalf("echo right after the switch = %q, %v", got, err)
+	}
+	// After the grace period (1 s in these tests) the edge closes it.
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.ReadAll(br); err != nil {
+		t.Fatalf("connection was not closed by the edge: %v", err)
+	}
 }

@@ -201,6 +201,13 @@ func New(cfg Config, lookup BuildLookup) (*Server, error) {
 		// Client hang-ups and TLS noise are not the operator's problem.
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	// HTTP/2 without TLS (h2c, prior knowledge) besides HTTP/1.1: proxies and
+	// load balancers in front of the edge speak it; with TLS, HTTP/2 is
+	// negotiated as usual.
+	s.srv.Protocols = new(http.Protocols)
+	s.srv.Protocols.SetHTTP1(true)
+	s.srv.Protocols.SetHTTP2(true)
+	s.srv.Protocols.SetUnencryptedHTTP2(true)
 	return s, nil
 }
 

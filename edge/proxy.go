@@ -53,9 +53,13 @@ func newBackend(a *app) *backend {
 			// Apps build absolute URLs and cookies from the host they were asked for.
 			pr.Out.Host = pr.In.Host
 		},
-		Transport:     t,
-		FlushInterval: -1, // stream: server-sent events reach the client at once
-		ErrorHandler:  b.proxyError,
+		Transport: t,
+		// FlushInterval stays 0: ReverseProxy already flushes every write of a
+		// streaming response (text/event-stream, or no Content-Length), so
+		// server-sent events and chunked streams reach the client at once,
+		// while ordinary responses are not flushed write by write.
+		BufferPool:   bufferPool{},
+		ErrorHandler: b.proxyError,
 	}
 	return b
 }
@@ -92,6 +96,14 @@ func (b *backend) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		fmt.Fprintf(w, "<!doctype html><title>502 Bad Gateway</title><h1>502 Bad Gateway</h1><p>The app is not answering right now.</p>\n")
 	}
 }
+
+// bufferPool reuses the 32 KiB copy buffers of the proxy.
+type bufferPool struct{}
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }
 
 // drain waits for the requests in flight to finish (closing websockets after
 // the grace period) and then stops the app.

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,8 +19,14 @@ import (
 	"time"
 )
 
-// buildUserName is the system account builds run as when the server is root.
-const buildUserName = "minivercel-build"
+// BuildUserName is the system account builds run as when the server is
+// root.
+const BuildUserName = "minivercel-build"
+
+// AppUserName is the system account server apps run as when the server is
+// root. It is not the build user: a running app must not be able to write
+// into builds in progress, nor a build into a running app.
+const AppUserName = "minivercel-app"
 
 // DefaultTimeout is how long one sandboxed command may run when
 // Sandbox.Timeout is zero.
@@ -28,14 +36,20 @@ const DefaultTimeout = 30 * time.Minute
 // SIGKILL, and how long Run waits for output still buffered in the pipe.
 const killGrace = 5 * time.Second
 
+// probeTimeout bounds the start-up check of bubblewrap.
+const probeTimeout = 10 * time.Second
+
 // sandboxPath is the only PATH a build sees.
 const sandboxPath = "/usr/local/bin:/usr/bin:/bin"
 
 // Sandbox runs build commands (install, build) as an unprivileged user with
-// an explicit minimal environment, in their own process group. Project code
-// is untrusted: the uid is what keeps it away from the server's data
-// directory, keys and other projects. The zero value runs commands as the
-// current user with DefaultTimeout.
+// an explicit minimal environment, in their own process group and, when
+// bubblewrap works, in their own mount, PID, IPC and UTS namespaces. Project
+// code is untrusted: the uid keeps it away from files only root may read;
+// bubblewrap also keeps it away from world-readable files in Hide and from
+// the other builds' workspaces, which belong to the same build user. The
+// zero value runs commands as the current user, without bubblewrap, with
+// DefaultTimeout.
 type Sandbox struct {
 	// UID and GID are the build user's ids. They are used only when Enabled.
 	UID, GID uint32
@@ -47,53 +61,214 @@ type Sandbox struct {
 	// is killed and Run returns an error wrapping ErrTimeout. Zero means
 	// DefaultTimeout.
 	Timeout time.Duration
+	// Bwrap is the path of the bubblewrap binary Run wraps every command
+	// in. BuildUser sets it only after bubblewrap ran a probe command as
+	// the build user; empty means no bubblewrap (see Isolated).
+	Bwrap string
+	// Hide lists directories, such as the server's data directory, that a
+	// command must not see: with bubblewrap each is covered by an empty
+	// tmpfs (paths that do not exist are skipped; relative paths are taken
+	// from the server's working directory). The command's own workspace
+	// stays visible even inside a hidden directory. Without bubblewrap Hide
+	// has no effect and only file permissions protect these directories.
+	// Nil hides nothing beyond what Run always hides.
+	Hide []string
 }
 
-// buildUserMu serialises the look-up-or-create, so two workers starting at
+// Isolated reports whether commands run inside bubblewrap, for the build
+// log: "sandbox: bubblewrap" rather than "sandbox: unprivileged user only".
+func (s Sandbox) Isolated() bool { return s.Bwrap != "" }
+
+// systemUserMu serialises the look-up-or-create, so two workers starting at
 // once do not both run useradd.
-var buildUserMu sync.Mutex
+var systemUserMu sync.Mutex
 
-// BuildUser returns the Sandbox for this process. As root it looks up the
-// system user minivercel-build, creating it with useradd when missing (no
-// home, no login shell, its own group), and returns an enabled Sandbox with
-// its ids. Not as root it returns a Sandbox that runs commands as the
-// current user.
-func BuildUser() (Sandbox, error) {
+// SystemUser returns the ids of the system account name, creating it with
+// useradd when missing: a system account with no home (/nonexistent), the
+// nologin shell and its own group. An account with uid or gid 0 is refused,
+// since running anything "unprivileged" as root would be meaningless. When
+// the server is not root it cannot switch users, so SystemUser returns the
+// current uid and gid without looking name up.
+func SystemUser(name string) (uid, gid uint32, err error) {
 	if os.Geteuid() != 0 {
-		return Sandbox{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}, nil
+		return uint32(os.Getuid()), uint32(os.Getgid()), nil
 	}
-	buildUserMu.Lock()
-	defer buildUserMu.Unlock()
+	systemUserMu.Lock()
+	defer systemUserMu.Unlock()
 
-	u, err := user.Lookup(buildUserName)
+	u, err := user.Lookup(name)
 	var unknown user.UnknownUserError
 	if errors.As(err, &unknown) {
-		// --user-group: the build user must not share a group with anyone,
+		// --user-group: the account must not share a group with anyone,
 		// or it could read files left group-readable for that group.
 		cmd := exec.Command("/usr/sbin/useradd", "--system", "--user-group", "--no-create-home",
-			"--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", buildUserName)
+			"--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name)
 		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"}
 		out, addErr := cmd.CombinedOutput()
 		// Another process may have created the user meanwhile (useradd exit
 		// 9): the second look-up decides.
-		u, err = user.Lookup(buildUserName)
+		u, err = user.Lookup(name)
 		if err != nil && addErr != nil {
-			return Sandbox{}, fmt.Errorf("create build user %s: %w: %s", buildUserName, addErr, strings.TrimSpace(string(out)))
+			return 0, 0, fmt.Errorf("create system user %s: %w: %s", name, addErr, strings.TrimSpace(string(out)))
 		}
 	}
 	if err != nil {
-		return Sandbox{}, fmt.Errorf("look up build user %s: %w", buildUserName, err)
+		return 0, 0, fmt.Errorf("look up system user %s: %w", name, err)
 	}
-	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
-	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+	uid64, err1 := strconv.ParseUint(u.Uid, 10, 32)
+	gid64, err2 := strconv.ParseUint(u.Gid, 10, 32)
 	if err := errors.Join(err1, err2); err != nil {
-		return Sandbox{}, fmt.Errorf("parse ids of build user %s: %w", buildUserName, err)
+		return 0, 0, fmt.Errorf("parse ids of system user %s: %w", name, err)
 	}
-	if uid == 0 || gid == 0 {
-		// A build user that is root would make the sandbox meaningless.
-		return Sandbox{}, fmt.Errorf("build user %s has uid %d gid %d: refusing to build as root", buildUserName, uid, gid)
+	if uid64 == 0 || gid64 == 0 {
+		return 0, 0, fmt.Errorf("system user %s has uid %d gid %d: refusing to use root", name, uid64, gid64)
 	}
-	return Sandbox{UID: uint32(uid), GID: uint32(gid), Enabled: true}, nil
+	return uint32(uid64), uint32(gid64), nil
+}
+
+// BuildUser returns the Sandbox for this process. As root it uses the
+// system user BuildUserName (see SystemUser) and returns an enabled Sandbox
+// with its ids; not as root it returns a Sandbox that runs commands as the
+// current user. Either way it then checks once, by running a command in it
+// as that user, whether bubblewrap works here: it is missing on some hosts
+// and fails in containers that forbid user namespaces. When it works the
+// Sandbox uses it; when not, a warning is logged and commands are isolated
+// by the uid only.
+func BuildUser() (Sandbox, error) {
+	uid, gid, err := SystemUser(BuildUserName)
+	if err != nil {
+		return Sandbox{}, fmt.Errorf("set up build user: %w", err)
+	}
+	sb := Sandbox{UID: uid, GID: gid, Enabled: os.Geteuid() == 0}
+	// Looked up in the build PATH, not the server's.
+	bwrap, err := lookPathEnv("bwrap", []string{"PATH=" + sandboxPath})
+	if err == nil {
+		err = sb.probeBwrap(bwrap)
+	} else {
+		err = fmt.Errorf("install the bubblewrap package: %w", err)
+	}
+	if err != nil {
+		slog.Default().With("component", "pipeline").Warn(
+			"builds run without bubblewrap: they can see other builds' workspaces and world-readable files",
+			"err", err)
+		return sb, nil
+	}
+	sb.Bwrap = bwrap
+	return sb, nil
+}
+
+// probeBwrap runs /bin/true with bubblewrap at the path bwrap, as the
+// build user, with every namespace and mount Run uses.
+func (s Sandbox) probeBwrap(bwrap string) error {
+	s.Bwrap = bwrap
+	args, err := s.bwrapArgs("", []string{"/bin/true"})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bwrap)
+	cmd.Args = args
+	cmd.Dir = "/"
+	cmd.Env = []string{"PATH=" + sandboxPath}
+	cmd.SysProcAttr = s.sysProcAttr()
+	cmd.WaitDelay = killGrace
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("probe %s: %w: %s", bwrap, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// bwrapArgs returns the bubblewrap command line that runs argv (argv[0]
+// already resolved) in dir, whose parent is the workspace: the one
+// directory the command may write besides its private /tmp. With dir
+// empty it binds no workspace (the probe).
+//
+// The host's root is mounted read-only, with a fresh /dev, a /proc of the
+// new PID namespace and an empty /tmp. The workspace's parent (the
+// directory of all builds' workspaces) and every Hide directory are
+// covered with empty tmpfs mounts before the workspace is bound back,
+// writable, at its own path, so paths inside it stay what the build and
+// the server see. The network is shared: installs need the registry.
+//
+// --unshare-pid makes bubblewrap the init of a PID namespace: when the
+// command exits, everything it started dies with it, even a process that
+// left the process group with setsid. --die-with-parent ties that init to
+// the bubblewrap process, which has the server as parent (Pdeathsig).
+// bubblewrap runs as the build user, not as root: it then creates an
+// unprivileged user namespace in which the build user keeps its own uid,
+// whereas root in a user namespace would still own root's files.
+func (s Sandbox) bwrapArgs(dir string, argv []string) ([]string, error) {
+	args := []string{s.Bwrap,
+		"--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+		"--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+	}
+	var ws string
+	var hide []string
+	if dir != "" {
+		var err error
+		if dir, err = realDir(dir); err != nil {
+			return nil, fmt.Errorf("resolve build directory: %w", err)
+		}
+		ws = filepath.Dir(dir)
+		if ws == "/" {
+			return nil, fmt.Errorf("build directory %s has no workspace around it", dir)
+		}
+		if parent := filepath.Dir(ws); parent != "/" {
+			hide = append(hide, parent)
+		}
+	}
+	for _, h := range s.Hide {
+		real, err := realDir(h)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("resolve hidden directory: %w", err)
+		}
+		if real == "/" {
+			return nil, fmt.Errorf("hidden directory %s is the root", h)
+		}
+		hide = append(hide, real)
+	}
+	// Parents first, so that a hidden directory inside another one is
+	// covered inside the first tmpfs rather than hidden under it.
+	slices.SortFunc(hide, func(a, b string) int { return len(a) - len(b) })
+	for _, h := range slices.Compact(hide) {
+		if h != "/tmp" {
+			args = append(args, "--tmpfs", h)
+		}
+	}
+	if ws != "" {
+		args = append(args, "--bind", ws, ws, "--chdir", dir)
+	}
+	return append(append(args, "--"), argv...), nil
+}
+
+// realDir returns the absolute path of dir with symlinks resolved: a mount
+// over a symlink's path would leave the real directory reachable.
+func realDir(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	return filepath.EvalSymlinks(abs)
+}
+
+// sysProcAttr is the process set-up shared by Run and the probe.
+func (s Sandbox) sysProcAttr() *syscall.SysProcAttr {
+	a := &syscall.SysProcAttr{
+		Setpgid: true,
+		// If the server dies, its builds die with it instead of running on
+		// unowned. Go sets this after the credential switch, which would
+		// otherwise clear it.
+		Pdeathsig: syscall.SIGKILL,
+	}
+	if s.Enabled {
+		// An empty Groups drops root's supplementary groups.
+		a.Credential = &syscall.Credential{Uid: s.UID, Gid: s.GID, Groups: []uint32{}}
+	}
+	return a
 }
 
 // Prepare hands the workspace tree at dir (checkout, HOME, caches) to the
@@ -200,8 +375,11 @@ type ExitError struct {
 	// Argv is the command as run (argv[0] as given, not the resolved path).
 	Argv []string
 	// Code is the exit status, or -1 when the process was killed by a signal.
+	// Under bubblewrap, which reports its command's death by a signal as a
+	// shell does, that is 128 plus the signal number instead.
 	Code int
-	// Signal is the signal that killed the process, or 0.
+	// Signal is the signal that killed the process, or 0. Under bubblewrap
+	// it is set only when bubblewrap itself was killed.
 	Signal syscall.Signal
 }
 
@@ -228,6 +406,13 @@ func (e *ExitError) Unwrap() error { return ErrCommandFailed }
 // anything it left running in that group is killed, and when Sandbox.Timeout
 // passes the group gets SIGTERM, then SIGKILL after a short grace.
 //
+// With bubblewrap (Sandbox.Bwrap), the command runs in the namespaces
+// described at bwrapArgs: it sees dir's parent directory (the workspace,
+// holding dir and HOME) writable, the rest of the host read-only minus
+// Hide and the other workspaces, a /tmp of its own that starts empty for
+// every command, and its own PID namespace, so nothing it started survives
+// it, not even a process that left the group.
+//
 // The error wraps ErrCommandFailed with an *ExitError (errors.As) when the
 // command exits non-zero, ErrTimeout when it timed out, and ctx's error
 // when ctx ended first.
@@ -242,6 +427,15 @@ func (s Sandbox) Run(ctx context.Context, dir string, argv []string, env []strin
 	if err != nil {
 		return fmt.Errorf("run %s: %w", argv[0], err)
 	}
+	prog, args := bin, argv
+	if s.Bwrap != "" {
+		// bubblewrap execs the command with PATH look-up: hand it the path
+		// resolved in the build's PATH above.
+		if args, err = s.bwrapArgs(dir, append([]string{bin}, argv[1:]...)); err != nil {
+			return fmt.Errorf("run %s: %w", argv[0], err)
+		}
+		prog = s.Bwrap
+	}
 	timeout := s.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
@@ -255,23 +449,14 @@ func (s Sandbox) Run(ctx context.Context, dir string, argv []string, env []strin
 	}
 	defer pr.Close()
 
-	cmd := exec.CommandContext(tctx, bin)
-	cmd.Args = argv
+	cmd := exec.CommandContext(tctx, prog)
+	cmd.Args = args
 	cmd.Dir = dir
-	// A nil Env would mean "inherit the server's environment".
+	// A nil Env would mean "inherit the server's environment". bubblewrap
+	// passes its own environment on to the command unchanged.
 	cmd.Env = append([]string{}, env...)
 	cmd.Stdout, cmd.Stderr = pw, pw
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Setpgid: true,
-		// If the server dies, its builds die with it instead of running on
-		// unowned. Go sets this after the credential switch, which would
-		// otherwise clear it.
-		Pdeathsig: syscall.SIGKILL,
-	}
-	if s.Enabled {
-		// An empty Groups drops root's supplementary groups.
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: s.UID, Gid: s.GID, Groups: []uint32{}}
-	}
+	cmd.SysProcAttr = s.sysProcAttr()
 	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid, syscall.SIGTERM) }
 	// After the grace the leader gets SIGKILL from os/exec; the rest of the
 	// group gets it below.

@@ -3,9 +3,12 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	mrand "math/rand/v2"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -84,7 +87,7 @@ func TestBuildUser(t *testing.T) {
 		if errs[i] != nil {
 			t.Fatalf("BuildUser: %v", errs[i])
 		}
-		if got[i] != got[0] {
+		if !reflect.DeepEqual(got[i], got[0]) {
 			t.Fatalf("BuildUser results differ: %+v vs %+v", got[i], got[0])
 		}
 	}
@@ -92,68 +95,125 @@ func TestBuildUser(t *testing.T) {
 	if !sb.Enabled || sb.UID == 0 || sb.GID == 0 {
 		t.Fatalf("BuildUser = %+v, want an enabled non-root user", sb)
 	}
+	u, err := user.Lookup(BuildUserName)
+	if err != nil || u.Uid != strconv.Itoa(int(sb.UID)) || u.Gid != strconv.Itoa(int(sb.GID)) {
+		t.Fatalf("user %s = %+v, %v; want uid %d gid %d", BuildUserName, u, err, sb.UID, sb.GID)
+	}
+	t.Logf("sandbox isolated by bubblewrap: %v", sb.Isolated())
+}
+
+func TestSystemUser(t *testing.T) {
+	requireRoot(t)
+	// Concurrent first calls must agree and not fail on each other's useradd.
+	type ids struct{ uid, gid uint32 }
+	got := make([]ids, 4)
+	errs := make([]error, 4)
+	var wg sync.WaitGroup
+	for i := range got {
+		wg.Go(func() { got[i].uid, got[i].gid, errs[i] = SystemUser(AppUserName) })
+	}
+	wg.Wait()
+	for i := range got {
+		if errs[i] != nil {
+			t.Fatalf("SystemUser: %v", errs[i])
+		}
+		if got[i] != got[0] {
+			t.Fatalf("SystemUser results differ: %+v vs %+v", got[i], got[0])
+		}
+	}
+	u, err := user.Lookup(AppUserName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Uid != strconv.Itoa(int(got[0].uid)) || u.Gid != strconv.Itoa(int(got[0].gid)) || got[0].uid == 0 || got[0].gid == 0 {
+		t.Fatalf("SystemUser = %+v, user %+v; want the same non-root ids", got[0], u)
+	}
+	build, _, err := SystemUser(BuildUserName)
+	if err != nil || build == got[0].uid {
+		t.Fatalf("build user uid %d, %v; want a different user than the app's %d", build, err, got[0].uid)
+	}
+	passwd, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(passwd), "\n") {
+		if strings.HasPrefix(line, AppUserName+":") && !strings.HasSuffix(line, ":/nonexistent:/usr/sbin/nologin") {
+			t.Errorf("passwd entry %q: want home /nonexistent and shell nologin", line)
+		}
+	}
+	if _, _, err := SystemUser("root"); err == nil || !strings.Contains(err.Error(), "refusing") {
+		t.Errorf("SystemUser(root) err = %v, want a refusal", err)
+	}
 }
 
 func TestRunAsBuildUser(t *testing.T) {
 	requireRoot(t)
-	w := newWorkspace(t, buildUser(t))
-	out, err := w.run(t, context.Background(), "sh", "-c", "id -u; id -G; touch written-by-build && echo ok")
-	if err != nil {
-		t.Fatalf("Run: %v\n%s", err, out)
-	}
-	lines := strings.Fields(out)
-	if len(lines) < 3 || lines[0] != strconv.Itoa(int(w.sb.UID)) {
-		t.Fatalf("id -u printed %q, want %d", out, w.sb.UID)
-	}
-	// Root's supplementary groups are dropped: only the build group remains.
-	if lines[1] != strconv.Itoa(int(w.sb.GID)) || lines[2] != "ok" {
-		t.Fatalf("id -G and touch printed %q, want only group %d then ok", out, w.sb.GID)
-	}
+	forEachSandbox(t, func(t *testing.T, sb Sandbox) {
+		w := newWorkspace(t, sb)
+		out, err := w.run(t, context.Background(), "sh", "-c", "id -u; id -G; touch written-by-build && echo ok")
+		if err != nil {
+			t.Fatalf("Run: %v\n%s", err, out)
+		}
+		lines := strings.Fields(out)
+		if len(lines) < 3 || lines[0] != strconv.Itoa(int(w.sb.UID)) {
+			t.Fatalf("id -u printed %q, want %d", out, w.sb.UID)
+		}
+		// Root's supplementary groups are dropped: only the build group remains.
+		if lines[1] != strconv.Itoa(int(w.sb.GID)) || lines[2] != "ok" {
+			t.Fatalf("id -G and touch printed %q, want only group %d then ok", out, w.sb.GID)
+		}
+	})
 }
 
 // TestRunCannotReadRootFiles is the point of the sandbox: project code must
 // not read the server's secrets.
 func TestRunCannotReadRootFiles(t *testing.T) {
 	requireRoot(t)
-	w := newWorkspace(t, buildUser(t))
-	secretDir, err := os.MkdirTemp("", "minivercel-secret-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(secretDir) })
-	secret := filepath.Join(secretDir, "master.key")
-	writeFile(t, secret, "hunter2", 0o644) // readable file, but its 0700 directory is root's
+	forEachSandbox(t, func(t *testing.T, sb Sandbox) {
+		w := newWorkspace(t, sb)
+		// Not under /tmp, which bubblewrap replaces: the uid must be what
+		// stops the read.
+		secretDir, err := os.MkdirTemp("/var/tmp", "minivercel-secret-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(secretDir) })
+		secret := filepath.Join(secretDir, "master.key")
+		writeFile(t, secret, "hunter2", 0o644) // readable file, but its 0700 directory is root's
 
-	out, err := w.run(t, context.Background(), "cat", secret)
-	var exit *ExitError
-	if !errors.As(err, &exit) || exit.Code != 1 {
-		t.Fatalf("cat of a root-only file: err = %v, want exit code 1", err)
-	}
-	if strings.Contains(out, "hunter2") || !strings.Contains(out, "Permission denied") {
-		t.Fatalf("output = %q, want a permission error and no secret", out)
-	}
+		out, err := w.run(t, context.Background(), "cat", secret)
+		var exit *ExitError
+		if !errors.As(err, &exit) || exit.Code != 1 {
+			t.Fatalf("cat of a root-only file: err = %v, want exit code 1", err)
+		}
+		if strings.Contains(out, "hunter2") || !strings.Contains(out, "Permission denied") {
+			t.Fatalf("output = %q, want a permission error and no secret", out)
+		}
+	})
 }
 
 func TestRunEnvironment(t *testing.T) {
 	t.Setenv("MINIVERCEL_TEST_PARENT_SECRET", "leak")
-	w := newWorkspace(t, buildUser(t))
-	var out bytes.Buffer
-	env := MinimalEnv(w.home, "PROJECT_VAR=from-project", "NODE_ENV=production")
-	if err := w.sb.Run(context.Background(), w.src, []string{"env"}, env, &out); err != nil {
-		t.Fatalf("Run env: %v", err)
-	}
-	got := strings.Split(strings.TrimSpace(out.String()), "\n")
-	for _, kv := range got {
-		if strings.Contains(kv, "MINIVERCEL_TEST_PARENT_SECRET") {
-			t.Errorf("parent variable leaked: %s", kv)
+	forEachSandbox(t, func(t *testing.T, sb Sandbox) {
+		w := newWorkspace(t, sb)
+		var out bytes.Buffer
+		env := MinimalEnv(w.home, "PROJECT_VAR=from-project", "NODE_ENV=production")
+		if err := w.sb.Run(context.Background(), w.src, []string{"env"}, env, &out); err != nil {
+			t.Fatalf("Run env: %v", err)
 		}
-	}
-	for _, want := range []string{"HOME=" + w.home, "PATH=/usr/local/bin:/usr/bin:/bin", "CI=1",
-		"LANG=C.UTF-8", "npm_config_update_notifier=false", "PROJECT_VAR=from-project", "NODE_ENV=production"} {
-		if !contains(got, want) {
-			t.Errorf("env lacks %s; got %q", want, got)
+		got := strings.Split(strings.TrimSpace(out.String()), "\n")
+		for _, kv := range got {
+			if strings.Contains(kv, "MINIVERCEL_TEST_PARENT_SECRET") {
+				t.Errorf("parent variable leaked: %s", kv)
+			}
 		}
-	}
+		for _, want := range []string{"HOME=" + w.home, "PATH=/usr/local/bin:/usr/bin:/bin", "CI=1",
+			"LANG=C.UTF-8", "npm_config_update_notifier=false", "PROJECT_VAR=from-project", "NODE_ENV=production"} {
+			if !contains(got, want) {
+				t.Errorf("env lacks %s; got %q", want, got)
+			}
+		}
+	})
 }
 
 func contains(list []string, s string) bool {
@@ -206,112 +266,374 @@ func TestMinimalEnv(t *testing.T) {
 }
 
 func TestRunExitCode(t *testing.T) {
-	w := newWorkspace(t, buildUser(t))
-	out, err := w.run(t, context.Background(), "sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 7")
-	if !errors.Is(err, ErrCommandFailed) {
-		t.Fatalf("err = %v, want ErrCommandFailed", err)
-	}
-	var exit *ExitError
-	if !errors.As(err, &exit) || exit.Code != 7 || !reflect.DeepEqual(exit.Argv[:2], []string{"sh", "-c"}) {
-		t.Fatalf("err = %#v, want *ExitError with code 7 and the argv", err)
-	}
-	if out != "to-stdout\nto-stderr\n" {
-		t.Fatalf("output = %q, want stdout then stderr in order", out)
-	}
+	forEachSandbox(t, func(t *testing.T, sb Sandbox) {
+		w := newWorkspace(t, sb)
+		out, err := w.run(t, context.Background(), "sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 7")
+		if !errors.Is(err, ErrCommandFailed) {
+			t.Fatalf("err = %v, want ErrCommandFailed", err)
+		}
+		var exit *ExitError
+		if !errors.As(err, &exit) || exit.Code != 7 || !reflect.DeepEqual(exit.Argv[:2], []string{"sh", "-c"}) {
+			t.Fatalf("err = %#v, want *ExitError with code 7 and the argv", err)
+		}
+		if out != "to-stdout\nto-stderr\n" {
+			t.Fatalf("output = %q, want stdout then stderr in order", out)
+		}
+	})
 }
 
 func TestRunNotFound(t *testing.T) {
-	w := newWorkspace(t, buildUser(t))
-	// The server's PATH is not the build's: a tool only there is not found.
-	bin := t.TempDir()
-	writeFile(t, filepath.Join(bin, "server-only-tool"), "#!/bin/sh\n", 0o755)
-	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
-	_, err := w.run(t, context.Background(), "server-only-tool")
-	if !errors.Is(err, exec.ErrNotFound) {
-		t.Fatalf("err = %v, want exec.ErrNotFound", err)
-	}
+	forEachSandbox(t, func(t *testing.T, sb Sandbox) {
+		w := newWorkspace(t, sb)
+		// The server's PATH is not the build's: a tool only there is not found.
+		bin := t.TempDir()
+		writeFile(t, filepath.Join(bin, "server-only-tool"), "#!/bin/sh\n", 0o755)
+		t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
+		_, err := w.run(t, context.Background(), "server-only-tool")
+		if !errors.Is(err, exec.ErrNotFound) {
+			t.Fatalf("err = %v, want exec.ErrNotFound", err)
+		}
+	})
 }
 
-// pidFromFile reads a pid a test command wrote.
-func pidFromFile(t *testing.T, name string) int {
+// forEachSandbox runs f with the uid-only sandbox and, where bubblewrap
+// works, with bubblewrap: a build must behave the same in both.
+func forEachSandbox(t *testing.T, f func(t *testing.T, sb Sandbox)) {
 	t.Helper()
-	b, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatalf("the command did not record its background pid: %v", err)
+	t.Run("uid only", func(t *testing.T) {
+		sb := buildUser(t)
+		sb.Bwrap = ""
+		f(t, sb)
+	})
+	t.Run("bubblewrap", func(t *testing.T) { f(t, isolatedSandbox(t)) })
+}
+
+// isolatedSandbox returns the build sandbox with bubblewrap, or skips.
+func isolatedSandbox(t *testing.T) Sandbox {
+	t.Helper()
+	sb := buildUser(t)
+	if !sb.Isolated() {
+		t.Skip("bubblewrap is not installed or does not work here (apt-get install bubblewrap; BuildUser logged why)")
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	return sb
+}
+
+// newMarker returns a sleep duration unique to the test, by which its
+// processes are found from outside any PID namespace: a pid a command
+// prints inside bubblewrap is not the host's.
+func newMarker() string { return strconv.Itoa(900000 + mrand.IntN(99999)) }
+
+// markedProcs returns the live processes on the host running
+// `sleep marker`.
+func markedProcs(t *testing.T, marker string) []int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pid
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || string(cmdline) != "sleep\x00"+marker+"\x00" {
+			continue
+		}
+		// Fields after the parenthesised command name: state is first.
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if i := bytes.LastIndexByte(stat, ')'); err == nil && i > 0 && bytes.HasPrefix(stat[i+1:], []byte(" Z")) {
+			continue // dead, awaiting its new parent's reaping
+		}
+		pids = append(pids, pid)
+	}
+	return pids
 }
 
-// waitGone waits, with a deadline, until pid is dead: gone or a zombie
-// awaiting its new parent's reaping.
-func waitGone(t *testing.T, pid int) {
+// waitMarked waits, with a deadline, until n processes run `sleep marker`.
+func waitMarked(t *testing.T, marker string, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
-			return
-		}
-		// Fields after the parenthesised command name: state is first.
-		if i := bytes.LastIndexByte(stat, ')'); i > 0 && bytes.HasPrefix(stat[i+1:], []byte(" Z")) {
+		pids := markedProcs(t, marker)
+		if len(pids) == n {
 			return
 		}
 		if time.Now().After(deadline) {
-			syscall.Kill(pid, syscall.SIGKILL)
-			t.Fatalf("process %d still alive: %s", pid, stat)
+			for _, pid := range pids {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+			t.Fatalf("%d processes run sleep %s (%v), want %d", len(pids), marker, pids, n)
 		}
 		time.Sleep(10 * time.Millisecond) // polling a condition, not synchronising
 	}
 }
 
+// startMarked is shell code that starts `sleep marker` in the background
+// (through prefix, such as setsid) and waits until it runs.
+func startMarked(prefix, marker string) string {
+	return prefix + " sleep " + marker + " & until grep -q " + marker + " /proc/$!/cmdline 2>/dev/null; do :; done; echo started"
+}
+
 func TestRunTimeoutKillsGroup(t *testing.T) {
-	sb := buildUser(t)
-	sb.Timeout = time.Second
-	w := newWorkspace(t, sb)
-	out, err := w.run(t, context.Background(), "sh", "-c", "sleep 100 & echo $! > bg.pid; echo started; sleep 100")
-	if !errors.Is(err, ErrTimeout) {
-		t.Fatalf("err = %v, want ErrTimeout", err)
-	}
-	if errors.Is(err, ErrCommandFailed) {
-		t.Errorf("a timeout should not also read as a plain failure: %v", err)
-	}
-	if !strings.Contains(out, "started") {
-		t.Errorf("output before the timeout was lost: %q", out)
-	}
-	waitGone(t, pidFromFile(t, filepath.Join(w.src, "bg.pid")))
+	forEachSandbox(t, func(t *testing.T, sb Sandbox) {
+		sb.Timeout = time.Second
+		w := newWorkspace(t, sb)
+		marker := newMarker()
+		out, err := w.run(t, context.Background(), "sh", "-c", startMarked("", marker)+"; sleep "+marker)
+		if !errors.Is(err, ErrTimeout) {
+			t.Fatalf("err = %v, want ErrTimeout; output %q", err, out)
+		}
+		if errors.Is(err, ErrCommandFailed) {
+			t.Errorf("a timeout should not also read as a plain failure: %v", err)
+		}
+		if !strings.Contains(out, "started") {
+			t.Errorf("output before the timeout was lost: %q", out)
+		}
+		waitMarked(t, marker, 0)
+	})
 }
 
 // TestRunKillsLeftovers: a step that exits leaving a background process
 // must return at once (the leftover holds the output pipe) and take it down.
 func TestRunKillsLeftovers(t *testing.T) {
-	w := newWorkspace(t, buildUser(t))
-	done := make(chan error, 1)
-	go func() {
-		_, err := w.run(t, context.Background(), "sh", "-c", "sleep 100 & echo $! > bg.pid; echo bye")
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
+	forEachSandbox(t, func(t *testing.T, sb Sandbox) {
+		w := newWorkspace(t, sb)
+		marker := newMarker()
+		done := make(chan error, 1)
+		go func() {
+			_, err := w.run(t, context.Background(), "sh", "-c", startMarked("", marker)+"; echo bye")
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("Run waited for a background process that holds its output")
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run waited for a background process that holds its output")
+		waitMarked(t, marker, 0)
+	})
+}
+
+// TestBubblewrapKillsEscapedProcesses: setsid takes a process out of the
+// group Run kills; bubblewrap's PID namespace still ends it with the
+// command. (Without bubblewrap it survives: the uid-only sandbox's known
+// limit.)
+func TestBubblewrapKillsEscapedProcesses(t *testing.T) {
+	w := newWorkspace(t, isolatedSandbox(t))
+	marker := newMarker()
+	start := time.Now()
+	out, err := w.run(t, context.Background(), "sh", "-c", startMarked("setsid", marker))
+	if err != nil || !strings.Contains(out, "started") {
+		t.Fatalf("Run: %v, output %q", err, out)
 	}
-	waitGone(t, pidFromFile(t, filepath.Join(w.src, "bg.pid")))
+	if d := time.Since(start); d >= killGrace {
+		t.Errorf("Run took %v: it waited for the escaped process's pipe", d)
+	}
+	waitMarked(t, marker, 0)
 }
 
 func TestRunCanceled(t *testing.T) {
-	w := newWorkspace(t, buildUser(t))
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	_, err := w.run(t, ctx, "sleep", "100")
-	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrTimeout) {
-		t.Fatalf("err = %v, want context.Canceled and not ErrTimeout", err)
+	forEachSandbox(t, func(t *testing.T, sb Sandbox) {
+		w := newWorkspace(t, sb)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, err := w.run(t, ctx, "sleep", "100")
+		if !errors.Is(err, context.Canceled) || errors.Is(err, ErrTimeout) {
+			t.Fatalf("err = %v, want context.Canceled and not ErrTimeout", err)
+		}
+	})
+}
+
+// fakeServer is what TestRunDiesWithServer's child process runs: one
+// sandboxed command, which must not outlive the process.
+type fakeServer struct {
+	Sandbox   Sandbox
+	Src, Home string
+	Argv      []string
+}
+
+const fakeServerEnv = "MINIVERCEL_TEST_FAKE_SERVER"
+
+// TestRunDiesWithServer: when the server dies (kill -9, no clean-up), its
+// build dies too instead of running on unowned: the Pdeathsig of Run's
+// child and, with bubblewrap, --die-with-parent and the PID namespace,
+// which take the whole tree down. Without bubblewrap only the command
+// itself gets the signal, so only it is checked there.
+func TestRunDiesWithServer(t *testing.T) {
+	if cfg := os.Getenv(fakeServerEnv); cfg != "" {
+		var fs fakeServer
+		if err := json.Unmarshal([]byte(cfg), &fs); err != nil {
+			t.Fatal(err)
+		}
+		err := fs.Sandbox.Run(context.Background(), fs.Src, fs.Argv, MinimalEnv(fs.Home), os.Stderr)
+		t.Fatalf("the command returned (%v) before the server was killed", err)
+	}
+	forEachSandbox(t, func(t *testing.T, sb Sandbox) {
+		w := newWorkspace(t, sb)
+		marker := newMarker()
+		fs := fakeServer{Sandbox: sb, Src: w.src, Home: w.home, Argv: []string{"sleep", marker}}
+		want := 1
+		if sb.Isolated() {
+			fs.Argv, want = []string{"sh", "-c", "sleep " + marker + " & exec sleep " + marker}, 2
+		}
+		cfg, err := json.Marshal(fs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		server := exec.Command(os.Args[0], "-test.run=^TestRunDiesWithServer$")
+		server.Env = append(os.Environ(), fakeServerEnv+"="+string(cfg))
+		var stderr bytes.Buffer
+		server.Stdout, server.Stderr = &stderr, &stderr
+		if err := server.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitMarked(t, marker, want)
+		if err := server.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		_ = server.Wait()
+		waitMarked(t, marker, 0)
+		if strings.Contains(stderr.String(), "returned") {
+			t.Errorf("fake server: %s", stderr.String())
+		}
+	})
+}
+
+// TestBubblewrapIsolation: the uid alone lets a build read every
+// world-readable file, the data directory's included, and read and write
+// the other builds' workspaces, which belong to the same build user. With
+// bubblewrap the Hide directories and sibling workspaces are empty, while
+// the build still writes its own workspace, HOME and /tmp.
+func TestBubblewrapIsolation(t *testing.T) {
+	requireRoot(t)
+	cases := []struct {
+		name   string
+		script string // run in workspace 2, with $DATA and $W1 set
+		// plain and isolated are whether the script succeeds without and
+		// with bubblewrap.
+		plain, isolated bool
+	}{
+		{"read a world-readable file in a Hide directory", `cat "$DATA/config.txt"`, true, false},
+		{"list the workspaces", `ls "$DATA/work" | grep -qx 1`, true, false},
+		{"read a sibling workspace", `cat "$W1/src/mine.txt"`, true, false},
+		{"write into a sibling workspace", `echo evil > "$W1/src/mine.txt"`, true, false},
+		{"write its own workspace, HOME and /tmp", `echo a > built.txt && echo b > "$HOME/cache" && echo c > /tmp/t && cat /tmp/t`, true, true},
+		{"read the system", `test -r /etc/passwd && ls /usr/bin/sh`, true, true},
+	}
+	for _, mode := range []string{"uid only", "bubblewrap"} {
+		t.Run(mode, func(t *testing.T) {
+			sb := buildUser(t)
+			if mode == "bubblewrap" {
+				sb = isolatedSandbox(t)
+			} else {
+				sb.Bwrap = ""
+			}
+			// Laid out like the server's data directory, outside /tmp,
+			// which bubblewrap replaces anyway.
+			data, err := os.MkdirTemp("/var/tmp", "minivercel-data-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(data) })
+			if err := os.Chmod(data, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			sb.Hide = []string{data, filepath.Join(data, "does-not-exist")}
+			writeFile(t, filepath.Join(data, "config.txt"), "data-secret", 0o644)
+			ws := func(id string) workspace {
+				dir := filepath.Join(data, "work", id)
+				w := workspace{sb: sb, src: filepath.Join(dir, "src"), home: filepath.Join(dir, "home")}
+				for _, d := range []string{w.src, w.home} {
+					if err := os.MkdirAll(d, 0o755); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := sb.Prepare(dir); err != nil {
+					t.Fatal(err)
+				}
+				return w
+			}
+			w1, w2 := ws("1"), ws("2")
+			if _, err := w1.run(t, context.Background(), "sh", "-c", "echo mine > mine.txt"); err != nil {
+				t.Fatal(err)
+			}
+			for _, tc := range cases {
+				t.Run(tc.name, func(t *testing.T) {
+					var out bytes.Buffer
+					env := MinimalEnv(w2.home, "DATA="+data, "W1="+filepath.Dir(w1.src))
+					err := sb.Run(context.Background(), w2.src, []string{"sh", "-c", tc.script}, env, &out)
+					want := tc.plain
+					if sb.Isolated() {
+						want = tc.isolated
+					}
+					if (err == nil) != want {
+						t.Fatalf("script succeeded: %v (err %v), want %v; output %q", err == nil, err, want, out.String())
+					}
+				})
+			}
+			mine, err := os.ReadFile(filepath.Join(w1.src, "mine.txt"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sb.Isolated() && string(mine) != "mine\n" {
+				t.Errorf("workspace 1 was changed by workspace 2's build: %q", mine)
+			}
+			if b, err := os.ReadFile(filepath.Join(w2.src, "built.txt")); err != nil || string(b) != "a\n" {
+				t.Errorf("own workspace file = %q, %v; want it on the host", b, err)
+			}
+		})
+	}
+}
+
+func TestProbeBwrapFailure(t *testing.T) {
+	// A bwrap that fails the way it does in a container without user
+	// namespaces.
+	fake := filepath.Join(t.TempDir(), "bwrap")
+	writeFile(t, fake, "#!/bin/sh\necho 'bwrap: No permissions to creating new namespace' >&2\nexit 1\n", 0o755)
+	sb := Sandbox{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}
+	err := sb.probeBwrap(fake)
+	if err == nil || !strings.Contains(err.Error(), "No permissions to creating new namespace") {
+		t.Fatalf("probe err = %v, want the failure with bwrap's message", err)
+	}
+}
+
+func TestBwrapArgs(t *testing.T) {
+	base := t.TempDir() // resolved: realDir must not change it
+	base, err := filepath.EvalSymlinks(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(base, "data")
+	src := filepath.Join(data, "work", "7", "src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(data, filepath.Join(base, "link")); err != nil {
+		t.Fatal(err)
+	}
+	sb := Sandbox{Bwrap: "/usr/bin/bwrap", Hide: []string{filepath.Join(data, "work"), filepath.Join(base, "link"), filepath.Join(base, "missing")}}
+	got, err := sb.bwrapArgs(src, []string{"/usr/bin/npm", "run", "build"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"/usr/bin/bwrap",
+		"--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+		"--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+		// the symlink resolved, parents before children, the workspaces'
+		// directory once, missing directories skipped
+		"--tmpfs", data, "--tmpfs", filepath.Join(data, "work"),
+		"--bind", filepath.Join(data, "work", "7"), filepath.Join(data, "work", "7"), "--chdir", src,
+		"--", "/usr/bin/npm", "run", "build"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("bwrapArgs =\n%q\nwant\n%q", got, want)
+	}
+	sb.Hide = []string{"/"}
+	if _, err := sb.bwrapArgs(src, []string{"/bin/true"}); err == nil {
+		t.Error("hiding / was accepted")
 	}
 }
 

@@ -5,11 +5,17 @@ package pipeline
 //
 //   - Entry names are relative slash paths of the build output's contents:
 //     "index.html", "assets/", "assets/app.js". No leading "/" or "./", no
-//     "..", and the output directory itself has no entry.
-//   - Entry types are directory (mode 0755, name ending in "/"), regular file
-//     (mode 0644, or 0755 when any execute bit was set) and symlink (mode
-//     0777) whose target is relative and resolves inside the tree, following
-//     the tree's other symlinks. Nothing else: no hard links, devices, FIFOs.
+//     "..", and the output directory itself has no entry. Nothing named
+//     ".git" is packed, at any depth: a repository's history is not part of
+//     a site (the checkout never has one, but a build or an installed
+//     package may).
+//   - Entry types are directory (mode 0755 whatever its mode on disk, so
+//     the app's user can always traverse it; name ending in "/"), regular
+//     file (mode 0644, or 0755 when any execute bit was set: a server app's
+//     node_modules/.bin targets and scripts must stay executable) and
+//     symlink (mode 0777) whose target is relative and resolves inside the
+//     tree, following the tree's other symlinks (node_modules/.bin/x ->
+//     ../x/cli.js is fine). Nothing else: no hard links, devices, FIFOs.
 //   - Entries come in fs.WalkDir order (lexical, a directory before its
 //     contents). Uid and gid are 0, user and group names empty, and every
 //     mtime is the Unix epoch, so the same tree always gives the same bytes.
@@ -23,6 +29,7 @@ package pipeline
 
 import (
 	"archive/tar"
+	"bufio"
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
@@ -30,13 +37,23 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
 
 // packEpoch is the mtime of every entry; see the format comment.
 var packEpoch = time.Unix(0, 0)
+
+// packLevel is gzip's fastest level. Artifacts only travel from the
+// worker to the edge's disk, and a server app's node_modules makes them
+// large: packing time is worth more than the bytes (see BenchmarkPack).
+const packLevel = gzip.BestSpeed
+
+// packBuffer batches the compressor's small writes into few syscalls.
+const packBuffer = 256 << 10
 
 // packEntry is one path of the output, collected before anything is
 // written so that symlinks can be checked against the whole tree.
@@ -52,7 +69,7 @@ type packEntry struct {
 // and renamed into place with mode 0644, so a reader never sees half an
 // artifact. A symlink that is absolute or resolves outside srcDir, or a
 // file that is neither regular, directory nor symlink, fails the whole
-// pack with an error wrapping ErrUnsafePath.
+// pack with an error wrapping ErrUnsafePath that names the offending path.
 //
 // The build user wrote srcDir and Pack runs as root, so every read goes
 // through os.Root: a path swapped for a symlink mid-walk still cannot reach
@@ -87,7 +104,8 @@ func Pack(srcDir, dstPath string) (sha256Hex string, size int64, err error) {
 
 	hash := sha256.New()
 	counter := &countWriter{}
-	gz, err := gzip.NewWriterLevel(io.MultiWriter(tmp, hash, counter), gzip.DefaultCompression)
+	buf := bufio.NewWriterSize(io.MultiWriter(tmp, hash, counter), packBuffer)
+	gz, err := gzip.NewWriterLevel(buf, packLevel)
 	if err != nil {
 		return "", 0, fmt.Errorf("pack %s: %w", srcDir, err)
 	}
@@ -101,6 +119,9 @@ func Pack(srcDir, dstPath string) (sha256Hex string, size int64, err error) {
 		return "", 0, fmt.Errorf("pack %s: %w", srcDir, err)
 	}
 	if err := gz.Close(); err != nil {
+		return "", 0, fmt.Errorf("pack %s: %w", srcDir, err)
+	}
+	if err := buf.Flush(); err != nil {
 		return "", 0, fmt.Errorf("pack %s: %w", srcDir, err)
 	}
 	if err := tmp.Chmod(0o644); err != nil {
@@ -134,6 +155,12 @@ func collect(root *os.Root) ([]packEntry, error) {
 		if p == "." {
 			return nil
 		}
+		if strings.EqualFold(path.Base(p), ".git") {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
 		e := packEntry{name: p, mode: d.Type()}
 		switch {
 		case d.IsDir(), d.Type().IsRegular():
@@ -157,7 +184,13 @@ func collect(root *os.Root) ([]packEntry, error) {
 	}
 	lookup := func(p string) (string, bool) { t, ok := links[p]; return t, ok }
 	for _, e := range entries {
-		if e.mode&fs.ModeSymlink != 0 && !symlinkStaysInside(e.name, e.target, lookup) {
+		switch {
+		case e.mode&fs.ModeSymlink == 0:
+		case path.IsAbs(e.target):
+			// The artifact is extracted elsewhere, where an absolute
+			// target means something else, or something of the host's.
+			return nil, fmt.Errorf("symlink %s -> %s: absolute targets are not allowed: %w", e.name, e.target, ErrUnsafePath)
+		case !symlinkStaysInside(e.name, e.target, lookup):
 			return nil, fmt.Errorf("symlink %s -> %s points outside the output or loops: %w", e.name, e.target, ErrUnsafePath)
 		}
 	}

@@ -21,6 +21,10 @@ var (
 	// ErrInvalidPackageJSON means package.json could not be parsed.
 	ErrInvalidPackageJSON = errors.New("invalid package.json")
 
+	// ErrInvalidProcfile means the Procfile has a line that is not
+	// "name: command", or a web process without a command or twice.
+	ErrInvalidProcfile = errors.New("invalid Procfile")
+
 	// ErrInvalidSettings means a project's build settings are unusable, such
 	// as an unknown framework or an output directory outside the project.
 	ErrInvalidSettings = errors.New("invalid build settings")

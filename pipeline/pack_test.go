@@ -11,10 +11,13 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -420,4 +423,101 @@ console.log("wrote dist");
 			t.Errorf("stderr of the failed build not captured: %q", out)
 		}
 	})
+}
+
+// TestServerAppSequence builds a Node server app with no dependencies the
+// way the build job does (checkout, prepare, detect, resolve, pack), then
+// starts the packed app the way the runtime will: `sh -c Start` in the
+// extracted artifact with PORT and HOST.
+func TestServerAppSequence(t *testing.T) {
+	r := newTestRepo(t)
+	writeFile(t, filepath.Join(r.work, "package.json"), `{"scripts":{"start":"node server.js"}}`, 0o644)
+	writeFile(t, filepath.Join(r.work, "server.js"), `require("http").createServer((req, res) => res.end("hello from " + req.url))
+  .listen(Number(process.env.PORT), process.env.HOST);
+`, 0o644)
+	commit := r.commitAndPush(t)
+
+	sb := buildUser(t)
+	ws, err := os.MkdirTemp("", "minivercel-ws-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(ws) })
+	if err := os.Chmod(ws, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(ws, "src")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := Checkout(context.Background(), r.bare, commit, src); err != nil {
+		t.Fatalf("Checkout: %v", err)
+	}
+	if err := sb.Prepare(ws); err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	plan, err := Detect(src, Settings{})
+	if err != nil {
+		t.Fatalf("Detect: %v", err)
+	}
+	if plan.Kind != KindNode || plan.Start != "node server.js" || !plan.Server() || plan.Install != nil || plan.Build != nil {
+		t.Fatalf("plan = %+v, want a node server started by node server.js, nothing to install or build", plan)
+	}
+	if err := ResolveOutput(src, &plan); err != nil || plan.OutputDir != "." {
+		t.Fatalf("ResolveOutput: %v, output %q; want .", err, plan.OutputDir)
+	}
+	artifact := filepath.Join(t.TempDir(), "1.tar.gz")
+	if _, _, err := Pack(filepath.Join(src, plan.OutputDir), artifact); err != nil {
+		t.Fatalf("Pack: %v", err)
+	}
+	var names []string
+	for _, e := range readArchive(t, artifact) {
+		names = append(names, e.Name)
+	}
+	if want := []string{"package.json", "server.js"}; !reflect.DeepEqual(names, want) {
+		t.Fatalf("archive has %v, want %v", names, want)
+	}
+
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("node not installed: the packed app is not started")
+	}
+	app := t.TempDir()
+	if out, err := exec.Command("tar", "-xzf", artifact, "-C", app).CombinedOutput(); err != nil {
+		t.Fatalf("extract: %v: %s", err, out)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	cmd := exec.Command("/bin/sh", "-c", plan.Start)
+	cmd.Dir = app
+	cmd.Env = []string{"PATH=" + filepath.Join(app, "node_modules", ".bin") + ":" + sandboxPath, "PORT=" + port, "HOST=127.0.0.1"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://127.0.0.1:" + port + "/ping")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(body) != "hello from /ping" {
+				t.Fatalf("app answered %q", body)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the packed app never answered: %v; its output: %s", err, out.String())
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition, not synchronising
+	}
 }

@@ -203,7 +203,8 @@ func (a *app) spawn() error {
 	// its descendants are found by uid at the next start (KillOrphans).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if a.cfg.DropPrivileges {
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: a.cfg.UID, Gid: a.cfg.GID, NoSetGroups: true}
+		// An empty group list: the app must not keep root's supplementary groups.
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: a.cfg.UID, Gid: a.cfg.GID, Groups: []uint32{}}
 	}
 	pr, pw, err := os.Pipe()
 	if err != nil {

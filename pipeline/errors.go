@@ -9,3 +9,6 @@ var (
 	// ErrBuildNotQueued means a job found its build already started or finished.
 	ErrBuildNotQueued = errors.New("build is not queued")
 )
+
+// ErrNotActivatable means a build cannot serve: it did not succeed or has no artifact.
+var ErrNotActivatable = errors.New("build cannot be activated")

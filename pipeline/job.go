@@ -23,11 +23,11 @@ import (
 )
 
 // Activator makes a succeeded build serve its project's production traffic. It is
-// called by the build worker, one build at a time per project; it returns only
-// after the new build serves, or with an error and the previous deployment still
-// serving.
+// called by the build and activation workers, one build at a time per project;
+// it returns only after the new build serves, or with an error and the previous
+// deployment still serving. progress receives lines for the person deploying.
 type Activator interface {
-	Activate(ctx context.Context, b schema.Build) error
+	Activate(ctx context.Context, b schema.Build, progress func(string)) error
 }
 
 // Config configures the build queue.
@@ -112,8 +112,12 @@ func NewQueue(cfg Config, store *schema.Store, broker *Broker, act Activator, sa
 	if work {
 		workers := river.NewWorkers()
 		river.AddWorker(workers, &buildWorker{q: q})
+		river.AddWorker(workers, &activateWorker{q: q})
 		rc.Workers = workers
-		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Concurrency}}
+		rc.Queues = map[string]river.QueueConfig{
+			river.QueueDefault: {MaxWorkers: cfg.Concurrency},
+			deployQueue:        {MaxWorkers: 2},
+		}
 		rc.FetchCooldown = 20 * time.Millisecond
 	}
 	client, err := river.NewClient(riverpgxv5.New(store.Pool()), rc)
@@ -184,6 +188,15 @@ func (q *Queue) ProjectHost(project string) string { return project + "." + q.cf
 // in a project name, so a build host never collides with a project's host.
 func (q *Queue) BuildHost(b schema.Build) string {
 	return b.ProjectName + "--" + b.Slug + "." + q.cfg.BaseDomain
+}
+
+// activate runs the activator with the project's lock held, so two builds or
+// rollbacks of one project never interleave their switches.
+func (q *Queue) activate(ctx context.Context, b schema.Build, progress func(string)) error {
+	mu, _ := q.projectLocks.LoadOrStore(b.ProjectID, &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
+	return q.act.Activate(ctx, b, progress)
 }
 
 type buildWorker struct {
@@ -258,6 +271,7 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 		Framework:      project.Framework,
 		InstallCommand: project.InstallCommand,
 		BuildCommand:   project.BuildCommand,
+		StartCommand:   project.StartCommand,
 		OutputDir:      project.OutputDir,
 	}
 	env := MinimalEnv(home, "MINIVERCEL_BRANCH="+b.Branch, "MINIVERCEL_COMMIT="+b.CommitSHA)
@@ -284,7 +298,12 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 			if plan, err = Detect(src, settings); err != nil {
 				return err
 			}
-			out.detail("Detected: " + describePlan(plan))
+			out.detail("Detected: " + plan.Describe())
+			if q.sandbox.Isolated() {
+				out.detail("Sandbox: bubblewrap, as an unprivileged user")
+			} else {
+				out.detail("Sandbox: unprivileged user only (bubblewrap is not available)")
+			}
 			return nil
 		}},
 		{schema.StageInstall, func(ctx context.Context) error {
@@ -313,8 +332,10 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 				return err
 			}
 			out.detail(fmt.Sprintf("%s, sha256 %s", humanBytes(size), sum[:16]))
-			b.Kind, b.SPA, b.ArtifactPath, b.ArtifactSHA256, b.ArtifactSize = plan.Kind.String(), plan.SPA, artifact, sum, size
-			return q.store.SetBuildArtifact(ctx, b.ID, b.Kind, b.SPA, artifact, sum, size)
+			b.Kind, b.SPA, b.StartCommand, b.ArtifactPath, b.ArtifactSHA256, b.ArtifactSize = plan.Kind.String(), plan.SPA, plan.Start, artifact, sum, size
+			return q.store.SetBuildArtifact(ctx, b.ID, schema.Artifact{
+				Kind: b.Kind, SPA: b.SPA, StartCommand: b.StartCommand, Path: artifact, SHA256: sum, Size: size,
+			})
 		}},
 		{schema.StageActivate, func(ctx context.Context) error {
 			if !production {
@@ -322,10 +343,7 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 				return nil
 			}
 			out.heading("Activating")
-			mu, _ := q.projectLocks.LoadOrStore(project.ID, &sync.Mutex{})
-			mu.(*sync.Mutex).Lock()
-			defer mu.(*sync.Mutex).Unlock()
-			return q.act.Activate(ctx, b)
+			return q.activate(ctx, b, out.detail)
 		}},
 	}
 	failed, err := runSteps(ctx, steps, func(s schema.Stage) {
@@ -354,17 +372,6 @@ func reasonFor(stage schema.Stage, err error) string {
 		return fmt.Sprintf("%s failed: timed out", stage)
 	}
 	return fmt.Sprintf("%s failed: %v", stage, strings.TrimPrefix(err.Error(), string(stage)+": "))
-}
-
-func describePlan(p Plan) string {
-	if p.Kind == KindStatic {
-		return "static site (" + p.OutputDir + ")"
-	}
-	d := p.Kind.String() + " project using " + p.PackageManager
-	if len(p.Install) == 0 {
-		d += "; no dependencies, install skipped"
-	}
-	return d
 }
 
 func short(sha string) string {

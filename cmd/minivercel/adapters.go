@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"minivercel/edge"
 	"minivercel/schema"
@@ -50,42 +51,90 @@ func (l buildLookup) SiteBySlug(ctx context.Context, project, slug string) (edge
 	if err != nil {
 		return edge.Site{}, err
 	}
-	return siteOf(b), nil
+	p, err := l.store.ProjectByID(ctx, b.ProjectID)
+	if err != nil {
+		return edge.Site{}, err
+	}
+	return siteOf(b, p, 0), nil
 }
 
-func siteOf(b schema.Build) edge.Site {
+// siteOf is how the edge serves a build; deploymentID names its runtime log.
+func siteOf(b schema.Build, p schema.Project, deploymentID int64) edge.Site {
 	return edge.Site{
 		Project: b.ProjectName, BuildID: b.ID, Slug: b.Slug,
 		ArtifactPath: b.ArtifactPath, SHA256: b.ArtifactSHA256, SPA: b.SPA,
+		Start: b.StartCommand, DeploymentID: deploymentID,
+		Health: edge.HealthCheck{
+			Path:     p.HealthPath,
+			Tries:    p.HealthTries,
+			Interval: time.Duration(p.HealthIntervalMS) * time.Millisecond,
+		},
 	}
 }
 
-// activator switches production to a build: the edge extracts and swaps the
-// route, then the deployment is recorded. If recording fails the previous route
-// is put back, so what is served and what the database says never disagree.
+// activator switches production to a build: a deployment row is started, the
+// edge extracts the build (and starts and health-checks its app) and swaps the
+// route, then the deployment is recorded active. If recording fails the
+// previous build is put back, so what is served and what the database says
+// never disagree.
 type activator struct {
 	edge  *edge.Server
 	store *schema.Store
 	log   *slog.Logger
 }
 
-func (a activator) Activate(ctx context.Context, b schema.Build) error {
-	prev, hadPrev := a.edge.Active(b.ProjectName)
-	if err := a.edge.Activate(ctx, siteOf(b)); err != nil {
-		if _, rerr := a.store.RecordFailedActivation(context.WithoutCancel(ctx), b.ProjectID, b.ID, schema.DeploymentFailed); rerr != nil {
-			a.log.Error("record failed activation", "build", b.ID, "err", rerr)
-		}
+func (a activator) Activate(ctx context.Context, b schema.Build, progress func(string)) error {
+	bg := context.WithoutCancel(ctx)
+	project, err := a.store.ProjectByID(ctx, b.ProjectID)
+	if err != nil {
 		return fmt.Errorf("activate build %d: %w", b.ID, err)
 	}
-	if _, err := a.store.RecordActivation(context.WithoutCancel(ctx), b.ProjectID, b.ID); err != nil {
-		if hadPrev {
-			if pb, perr := a.store.BuildByID(context.WithoutCancel(ctx), prev); perr == nil {
-				_ = a.edge.Activate(context.WithoutCancel(ctx), siteOf(pb))
-			}
-		} else {
-			a.edge.Deactivate(b.ProjectName)
+	d, err := a.store.StartDeployment(ctx, b.ProjectID, b.ID)
+	if err != nil {
+		return fmt.Errorf("activate build %d: %w", b.ID, err)
+	}
+	prev, hadPrev := a.edge.Active(b.ProjectName)
+	if err := a.edge.Activate(ctx, siteOf(b, project, d.ID), progress); err != nil {
+		status := schema.DeploymentFailed
+		if errors.Is(err, edge.ErrUnhealthy) {
+			status = schema.DeploymentUnhealthy
 		}
+		if ferr := a.store.FailDeployment(bg, d.ID, status, err.Error()); ferr != nil {
+			a.log.Error("record failed deployment", "deployment", d.ID, "err", ferr)
+		}
+		return err
+	}
+	if _, err := a.store.ActivateDeployment(bg, d.ID, a.edge.Port(b.ProjectName)); err != nil {
+		a.restore(bg, b, prev, hadPrev)
 		return fmt.Errorf("record activation of build %d: %w", b.ID, err)
 	}
 	return nil
+}
+
+// restore puts back the build that served before a failed activation.
+func (a activator) restore(ctx context.Context, b schema.Build, prev int64, hadPrev bool) {
+	if !hadPrev {
+		a.edge.Deactivate(b.ProjectName)
+		return
+	}
+	active, err := a.store.ActiveBuild(ctx, b.ProjectID)
+	if err != nil || active.ID != prev {
+		a.log.Error("cannot put back the previous build", "project", b.ProjectName, "err", err)
+		return
+	}
+	project, err := a.store.ProjectByID(ctx, b.ProjectID)
+	if err != nil {
+		a.log.Error("cannot put back the previous build", "project", b.ProjectName, "err", err)
+		return
+	}
+	d, _ := a.store.ListDeployments(ctx, b.ProjectID)
+	var did int64
+	for _, x := range d {
+		if x.Status == schema.DeploymentActive {
+			did = x.ID
+		}
+	}
+	if err := a.edge.Activate(ctx, siteOf(active, project, did), nil); err != nil {
+		a.log.Error("cannot put back the previous build", "project", b.ProjectName, "err", err)
+	}
 }

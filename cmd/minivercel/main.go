@@ -29,6 +29,9 @@ Usage:
   minivercel admin key add [--user NAME] [--name LABEL] KEY|-
   minivercel admin key list
   minivercel admin key remove ID|FINGERPRINT
+  minivercel project show|set <project> [--start-command CMD ...]
+  minivercel deploy list|logs <project>
+  minivercel deploy activate <project> <build-id>   roll back (or forward) to a build
   minivercel version
 
 Every flag also reads the environment variable MINIVERCEL_<FLAG> (upper case,
@@ -55,6 +58,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = migrateCmd(ctx, args[1:], stdout, stderr)
 	case "admin":
 		err = admin(ctx, args[1:], stdin, stdout, stderr)
+	case "deploy":
+		err = deploy(ctx, args[1:], stdout, stderr)
+	case "project":
+		err = projectCmd(ctx, args[1:], stdout, stderr)
 	case "hook":
 		// Run by git inside receive-pack: hands the push to the server and copies
 		// the build log back; git shows it to the pusher as "remote:" lines.

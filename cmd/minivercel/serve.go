@@ -133,13 +133,26 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	if err != nil {
 		return err
 	}
+	// Builds see nothing of the data directory: not the database, the
+	// repositories, the artifacts, nor other builds' workspaces.
+	sandbox.Hide = []string{root}
+	appUID, appGID, err := pipeline.SystemUser(pipeline.AppUserName)
+	if err != nil {
+		return err
+	}
+	runtimeLogs := newRuntimeLogs(db.store, log)
+	defer runtimeLogs.Close()
 	urlFor := siteURL(f.httpAddr, f.publicPort)
 	edgeSrv, err := edge.New(edge.Config{
 		Addr: f.httpAddr, BaseDomain: f.baseDomain, DeploymentsDir: dirs.deployments, Logger: log,
+		Runtime: edge.RuntimeConfig{
+			UID: appUID, GID: appGID, DropPrivileges: os.Geteuid() == 0, Logs: runtimeLogs,
+		},
 	}, buildLookup{db.store})
 	if err != nil {
 		return err
 	}
+	edgeSrv.KillOrphans()
 	broker := pipeline.NewBroker(db.store, log)
 	queue, err := pipeline.NewQueue(pipeline.Config{
 		ReposDir: dirs.repos, WorkDir: dirs.work, ArtifactsDir: dirs.artifacts,
@@ -226,17 +239,23 @@ func siteURL(httpAddr string, publicPort int) func(host string) string {
 	}
 }
 
+// restoreRoutes brings back every project's active deployment: static builds
+// are routed again, server apps started and health-checked.
 func restoreRoutes(ctx context.Context, store *schema.Store, e *edge.Server, log *slog.Logger) error {
-	builds, err := store.ActiveBuilds(ctx)
+	active, err := store.ActiveBuilds(ctx)
 	if err != nil {
 		return fmt.Errorf("load active deployments: %w", err)
 	}
-	sites := make([]edge.Site, 0, len(builds))
-	for _, b := range builds {
-		sites = append(sites, siteOf(b))
+	sites := make([]edge.Site, 0, len(active))
+	for _, ab := range active {
+		p, err := store.ProjectByID(ctx, ab.ProjectID)
+		if err != nil {
+			return fmt.Errorf("load project of build %d: %w", ab.ID, err)
+		}
+		sites = append(sites, siteOf(ab.Build, p, ab.DeploymentID))
 	}
 	if err := e.Restore(ctx, sites); err != nil {
-		// One broken artifact must not keep every other site down.
+		// One broken deployment must not keep every other site down.
 		log.Error("restore routes", "err", err)
 	}
 	log.Info("restored active deployments", "count", len(sites))

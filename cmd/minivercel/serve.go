@@ -78,7 +78,7 @@ func newLayout(root string) (layout, error) {
 		run:         filepath.Join(root, "run"),
 	}
 	for dir, mode := range map[string]os.FileMode{
-		l.root: 0o711, l.repos: 0o700, l.work: 0o711, l.artifacts: 0o700, l.deployments: 0o700, l.run: 0o700,
+		l.root: 0o711, l.repos: 0o700, l.work: 0o711, l.artifacts: 0o700, l.deployments: 0o711, l.run: 0o700,
 	} {
 		if err := os.MkdirAll(dir, mode); err != nil {
 			return l, fmt.Errorf("create %s: %w", dir, err)

@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -450,4 +452,94 @@ server.listen(process.env.PORT, process.env.HOST);`})
 	if _, err := io.ReadAll(br); err != nil {
 		t.Fatalf("connection was not closed by the edge: %v", err)
 	}
+}
+
+// withChecks lowers rapid's number of checks for one expensive property (each
+// check starts real processes); the usual flag still wins when it is given.
+func withChecks(t *testing.T, n int) {
+	f := flag.Lookup("rapid.checks")
+	if f == nil || f.Value.String() != f.DefValue {
+		return
+	}
+	old := f.Value.String()
+	f.Value.Set(strconv.Itoa(n))
+	t.Cleanup(func() { f.Value.Set(old) })
+}
+
+// TestSeamlessUpdatesProperty is the seed's Property 20 as a property: for any
+// number of switches between any builds (static or server), with requests of
+// any mix in flight, every request is answered by one of the builds.
+func TestSeamlessUpdatesProperty(t *testing.T) {
+	withChecks(t, 15)
+	e, hs := newAppEdge(t, &logSink{})
+	builds := []Site{e.appSite("seam", 1, "A"), e.appSite("seam", 2, "B"), e.site("seam", 3, map[string]string{"index.html": "C", "slow": "C"})}
+	e.activate(builds[0])
+	rapid.Check(t, func(rt *rapid.T) {
+		order := rapid.SliceOfN(rapid.IntRange(0, len(builds)-1), 1, 4).Draw(rt, "switches")
+		clients := rapid.IntRange(1, 6).Draw(rt, "clients")
+		var stop atomic.Bool
+		var bad atomic.Value
+		var wg sync.WaitGroup
+		for c := 0; c < clients; c++ {
+			path := []string{"/", "/slow"}[c%2]
+			wg.Go(func() {
+				for !stop.Load() {
+					code, body, err := httpGet(t, hs, "seam.localhost", path)
+					if err != nil || code != 200 || !(strings.HasPrefix(body, "A") || strings.HasPrefix(body, "B") || body == "C") {
+						bad.Store(fmt.Sprintf("%d %q %v", code, body, err))
+					}
+				}
+			})
+		}
+		for _, i := range order {
+			s := builds[i]
+			s.DeploymentID = time.Now().UnixNano()
+			if err := e.srv.Activate(context.Background(), s, nil); err != nil {
+				rt.Fatalf("activate: %v", err)
+			}
+		}
+		stop.Store(true)
+		wg.Wait()
+		if v := bad.Load(); v != nil {
+			rt.Fatalf("a request failed during the switches: %s", v)
+		}
+	})
+}
+
+// TestFailedActivationProperty is the seed's Property 29 as a property: whatever
+// serves (static or server), an activation that fails in any way leaves it
+// serving.
+func TestFailedActivationProperty(t *testing.T) {
+	withChecks(t, 15)
+	e, hs := newAppEdge(t, &logSink{})
+	good := []Site{e.appSite("keep", 1, "server build"), e.site("keep", 2, map[string]string{"index.html": "static build"})}
+	want := []string{"server build", "static build"}
+	starts := []string{
+		"exit 3",   // exits at start
+		"sleep 30", // never listens
+		"node -e 'require(\"http\").createServer((q, s) => { s.statusCode = 500; s.end() }).listen(process.env.PORT, process.env.HOST)'", // answers 5xx
+		"node -e 'process.kill(process.pid, \"SIGSEGV\")'", // crashes
+	}
+	var id atomic.Int64
+	id.Store(100)
+	rapid.Check(t, func(rt *rapid.T) {
+		g := rapid.IntRange(0, 1).Draw(rt, "serving")
+		s := good[g]
+		s.DeploymentID = id.Add(1)
+		if err := e.srv.Activate(context.Background(), s, nil); err != nil {
+			rt.Fatal(err)
+		}
+		bad := e.site("keep", id.Add(1), map[string]string{"README": "x"})
+		bad.Start = rapid.SampledFrom(starts).Draw(rt, "failure")
+		bad.Health = HealthCheck{Tries: 2, Interval: 100 * time.Millisecond}
+		if err := e.srv.Activate(context.Background(), bad, nil); !errors.Is(err, ErrUnhealthy) {
+			rt.Fatalf("activating a failing build = %v, want ErrUnhealthy", err)
+		}
+		if code, body, _ := httpGet(t, hs, "keep.localhost", "/"); code != 200 || body != want[g] {
+			rt.Fatalf("after the failed activation = %d %q, want %q", code, body, want[g])
+		}
+		if active, _ := e.srv.Active("keep"); active != s.BuildID {
+			rt.Fatalf("Active = %d, want %d", active, s.BuildID)
+		}
+	})
 }

@@ -1,0 +1,5 @@
+package e2e
+
+import "github.com/chromedp/chromedp"
+
+var _ = chromedp.NewContext

@@ -1,0 +1,173 @@
+// Package panel is the web panel and the JSON API, on fiber v2 and its own
+// listener; the edge forwards the base-domain host to it.
+package panel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"minivercel/pipeline"
+	"minivercel/schema"
+)
+
+// Config configures the panel.
+type Config struct {
+	// Addr is the panel's own listener. Zero: "127.0.0.1:0" (a free loopback
+	// port: users reach the panel through the edge).
+	Addr string
+	// JWTKey signs session and API JWTs (HS256). Required, at least 32 bytes.
+	JWTKey []byte
+	// SessionTTL is how long a login lasts. Zero: 12 hours.
+	SessionTTL time.Duration
+	// BaseDomain names project hosts (<project>.<BaseDomain>). Zero: "localhost".
+	BaseDomain string
+	// URL returns the public URL of a host. Zero: "http://" + host + "/".
+	URL func(host string) string
+	// Logger receives the panel's logs. Zero: slog.Default().
+	Logger *slog.Logger
+}
+
+// Builds is what the panel asks of the build system. Methods are safe for
+// concurrent use; a build or project that does not exist is an error wrapping
+// schema.ErrNotFound.
+type Builds interface {
+	// Follow streams a build's log: every earlier line, the new ones, then a
+	// Done event (see pipeline.Broker.Follow).
+	Follow(ctx context.Context, buildID int64) (<-chan pipeline.Event, error)
+	// Rebuild queues a new build of a branch's current commit.
+	Rebuild(ctx context.Context, project schema.Project, branch string, userID int64) (schema.Build, error)
+	// Cancel stops a queued or running build; a finished build is ErrConflict.
+	Cancel(ctx context.Context, buildID int64) error
+	// Activate makes a succeeded build serve production (deploy or rollback)
+	// and returns when it serves, or with the reason it does not.
+	Activate(ctx context.Context, buildID int64) error
+}
+
+// Sites is what the panel asks of the edge.
+type Sites interface {
+	// Deactivate removes a project's route and stops its app.
+	Deactivate(project string)
+	// Health reports a project's production health (see edge.Server.Health).
+	Health(project string) (healthy, found bool)
+}
+
+// Server is the panel and API server.
+type Server struct {
+	cfg    Config
+	store  *schema.Store
+	builds Builds
+	sites  Sites
+	app    *fiber.App
+	log    *slog.Logger
+
+	mu sync.Mutex
+	ln net.Listener
+}
+
+// New returns a Server; it does not listen yet.
+func New(cfg Config, store *schema.Store, builds Builds, sites Sites) (*Server, error) {
+	if len(cfg.JWTKey) < 32 {
+		return nil, errors.New("new panel: JWTKey must be at least 32 bytes")
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
+	if cfg.SessionTTL == 0 {
+		cfg.SessionTTL = 12 * time.Hour
+	}
+	if cfg.BaseDomain == "" {
+		cfg.BaseDomain = "localhost"
+	}
+	if cfg.URL == nil {
+		cfg.URL = func(host string) string { return "http://" + host + "/" }
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, store: store, builds: builds, sites: sites, log: cfg.Logger.With("component", "panel")}
+	s.app = fiber.New(fiber.Config{
+		DisableStartupMessage: true,
+		AppName:               "minivercel",
+		BodyLimit:             1 << 20,
+		ReadTimeout:           30 * time.Second,
+		IdleTimeout:           120 * time.Second,
+		ErrorHandler:          s.errorHandler,
+		// The edge in front sets X-Forwarded-For; the panel trusts it from
+		// loopback only.
+		ProxyHeader:             fiber.HeaderXForwardedFor,
+		EnableTrustedProxyCheck: true,
+		TrustedProxies:          []string{"127.0.0.1", "::1"},
+	})
+	s.routes()
+	return s, nil
+}
+
+// Listen binds the panel's listener.
+func (s *Server) Listen() error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen panel: %w", err)
+	}
+	s.mu.Lock()
+	s.ln = ln
+	s.mu.Unlock()
+	s.log.Info("panel listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// Addr returns the bound address, nil before Listen.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Serve serves on the listener bound by Listen until Shutdown.
+func (s *Server) Serve() error {
+	s.mu.Lock()
+	ln := s.ln
+	s.mu.Unlock()
+	if ln == nil {
+		return errors.New("serve panel: Listen was not called")
+	}
+	return s.app.Listener(ln)
+}
+
+// ListenAndServe is Listen followed by Serve.
+func (s *Server) ListenAndServe() error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	return s.Serve()
+}
+
+// Shutdown stops the panel, waiting for requests in flight until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	return s.app.ShutdownWithContext(ctx)
+}
+
+// errorHandler answers errors as JSON under /api and as a page elsewhere.
+func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
+	code := fiber.StatusInternalServerError
+	msg := "internal error"
+	var fe *fiber.Error
+	if errors.As(err, &fe) {
+		code, msg = fe.Code, fe.Message
+	} else {
+		s.log.Error("request failed", "method", c.Method(), "path", c.Path(), "err", err)
+	}
+	if isAPI(c) {
+		return c.Status(code).JSON(fiber.Map{"error": msg})
+	}
+	return s.errorPage(c, code, msg)
+}

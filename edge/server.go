@@ -55,9 +55,13 @@ type Config struct {
 	// Logger receives the edge's logs, tagged component=edge. Access logs
 	// are written at debug level only. Zero: slog.Default().
 	Logger *slog.Logger
-	// PanelHandler serves the base domain itself (except /healthz), where
-	// the web panel is mounted. Zero: a small plain landing page.
+	// PanelHandler serves the base domain itself (except /healthz,
+	// /api/health/ and git paths), where the web panel is mounted. Zero: a
+	// small plain landing page.
 	PanelHandler http.Handler
+	// GitHandler serves git over HTTP on the base domain: every path whose
+	// first segment ends in ".git". Zero: such paths go to PanelHandler.
+	GitHandler http.Handler
 	// Limits bounds every artifact extraction. Zero: the Limits defaults.
 	Limits Limits
 	// CacheBytes bounds the memory used for cached file contents and
@@ -595,6 +599,10 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveBase(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.GitHandler != nil && isGitPath(r.URL.Path) {
+		s.cfg.GitHandler.ServeHTTP(w, r)
+		return
+	}
 	if project, ok := strings.CutPrefix(r.URL.Path, "/api/health/"); ok {
 		s.serveProjectHealth(w, project)
 		return
@@ -611,6 +619,12 @@ func (s *Server) serveBase(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.panel.ServeHTTP(w, r)
+}
+
+// isGitPath reports a git smart-HTTP path: /<name>.git or /<name>.git/...
+func isGitPath(p string) bool {
+	first, _, _ := strings.Cut(strings.TrimPrefix(p, "/"), "/")
+	return strings.HasSuffix(first, ".git") && len(first) > len(".git")
 }
 
 // serveProjectHealth answers GET /api/health/{project}: 200 when the active

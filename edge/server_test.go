@@ -418,3 +418,23 @@ func TestUnfinishedExtractionsRemovedAtStart(t *testing.T) {
 		t.Errorf("finished build removed: %v", err)
 	}
 }
+
+func TestBaseDomainRouting(t *testing.T) {
+	var got []string
+	mark := func(name string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = append(got, name+" "+r.URL.Path) })
+	}
+	srv, err := New(Config{DeploymentsDir: t.TempDir(), PanelHandler: mark("panel"), GitHandler: mark("git")}, &fakeLookup{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/", "/blog.git/info/refs", "/projects/blog.git", "/blog.git", "/.git/x", "/api/projects"} {
+		r := httptest.NewRequest("GET", p, nil)
+		r.Host = "localhost"
+		srv.Handler().ServeHTTP(httptest.NewRecorder(), r)
+	}
+	want := "[panel / git /blog.git/info/refs panel /projects/blog.git git /blog.git panel /.git/x panel /api/projects]"
+	if fmt.Sprint(got) != want {
+		t.Fatalf("routed %v\nwant %v", got, want)
+	}
+}

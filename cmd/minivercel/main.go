@@ -29,6 +29,8 @@ Usage:
   minivercel admin key add [--user NAME] [--name LABEL] KEY|-
   minivercel admin key list
   minivercel admin key remove ID|FINGERPRINT
+  minivercel admin user set-password NAME [--password-stdin]
+  minivercel admin token create|list|revoke ...      API tokens (also git over HTTP)
   minivercel project show|set <project> [--start-command CMD ...]
   minivercel deploy list|logs <project>
   minivercel deploy activate <project> <build-id>   roll back (or forward) to a build

@@ -21,6 +21,7 @@ import (
 	"minivercel/edge"
 	"minivercel/gitd"
 	"minivercel/hooks"
+	"minivercel/panel"
 	"minivercel/pipeline"
 	"minivercel/schema"
 )
@@ -143,8 +144,16 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	runtimeLogs := newRuntimeLogs(db.store, log)
 	defer runtimeLogs.Close()
 	urlFor := siteURL(f.httpAddr, f.publicPort)
+	jwtKey, err := loadSecretKey(os.Getenv("MINIVERCEL_JWT_KEY"), filepath.Join(root, "jwt.key"))
+	if err != nil {
+		return err
+	}
+	// The panel listens on loopback; the edge forwards the base-domain host to
+	// it once its port is known.
+	toPanel := &panelProxy{}
 	edgeSrv, err := edge.New(edge.Config{
 		Addr: f.httpAddr, BaseDomain: f.baseDomain, DeploymentsDir: dirs.deployments, Logger: log,
+		PanelHandler: toPanel,
 		Runtime: edge.RuntimeConfig{
 			UID: appUID, GID: appGID, DropPrivileges: os.Geteuid() == 0, Logs: runtimeLogs,
 		},
@@ -158,6 +167,12 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 		ReposDir: dirs.repos, WorkDir: dirs.work, ArtifactsDir: dirs.artifacts,
 		Concurrency: f.concurrency, URL: urlFor, BaseDomain: f.baseDomain, Logger: log,
 	}, db.store, broker, activator{edge: edgeSrv, store: db.store, log: log}, sandbox, true)
+	if err != nil {
+		return err
+	}
+	panelSrv, err := panel.New(panel.Config{
+		JWTKey: jwtKey, BaseDomain: f.baseDomain, URL: urlFor, Logger: log,
+	}, db.store, queue, edgeSrv)
 	if err != nil {
 		return err
 	}
@@ -178,11 +193,12 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	if err := restoreRoutes(ctx, db.store, edgeSrv, log); err != nil {
 		return err
 	}
-	for _, l := range []interface{ Listen() error }{edgeSrv, hookSrv, gitSrv} {
+	for _, l := range []interface{ Listen() error }{panelSrv, edgeSrv, hookSrv, gitSrv} {
 		if err := l.Listen(); err != nil {
 			return err
 		}
 	}
+	toPanel.target(panelSrv.Addr().String())
 	if err := queue.Start(ctx); err != nil {
 		return err
 	}
@@ -191,6 +207,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	g.Go(func() error { return ignoreClosed(edgeSrv.Serve()) })
 	g.Go(func() error { return ignoreClosed(hookSrv.Serve()) })
 	g.Go(func() error { return ignoreClosed(gitSrv.Serve()) })
+	g.Go(func() error { return ignoreClosed(panelSrv.Serve()) })
 	edgeSrv.SetReady(true)
 	log.Info("minivercel is ready", "ssh", gitSrv.Addr().String(), "http", edgeSrv.Addr().String(),
 		"base_domain", f.baseDomain, "data_dir", root)
@@ -208,6 +225,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 		hookSrv.Shutdown(sctx),
 		queue.Shutdown(sctx),
 		edgeSrv.Shutdown(sctx),
+		panelSrv.Shutdown(sctx),
 	}
 	if err := g.Wait(); err != nil {
 		errs = append(errs, err)

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strings"
+	"sync/atomic"
+)
+
+// loadSecretKey returns a 32-byte key: from fromEnv (hex) when set, else from
+// file, created with mode 0600 on first use. The key never appears in a log.
+func loadSecretKey(fromEnv, file string) ([]byte, error) {
+	if fromEnv != "" {
+		k, err := hex.DecodeString(strings.TrimSpace(fromEnv))
+		if err != nil || len(k) < 32 {
+			return nil, usageError{"the key in the environment must be at least 64 hex characters (32 bytes)"}
+		}
+		return k, nil
+	}
+	b, err := os.ReadFile(file)
+	if err == nil {
+		k, err := hex.DecodeString(strings.TrimSpace(string(b)))
+		if err != nil || len(k) < 32 {
+			return nil, fmt.Errorf("key file %s is damaged: want 64 hex characters", file)
+		}
+		return k, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read key file: %w", err)
+	}
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create key file: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(hex.EncodeToString(k) + "\n"); err != nil {
+		return nil, fmt.Errorf("write key file: %w", err)
+	}
+	return k, f.Sync()
+}
+
+// panelProxy forwards the base-domain host to the panel's own listener,
+// websockets included, keeping the Host the browser asked for.
+type panelProxy struct {
+	p atomic.Pointer[httputil.ReverseProxy]
+}
+
+func (pp *panelProxy) target(addr string) {
+	u := &url.URL{Scheme: "http", Host: addr}
+	pp.p.Store(&httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(u)
+			r.SetXForwarded()
+			r.Out.Host = r.In.Host
+		},
+	})
+}
+
+func (pp *panelProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := pp.p.Load()
+	if p == nil {
+		http.Error(w, "503 the panel is starting", http.StatusServiceUnavailable)
+		return
+	}
+	p.ServeHTTP(w, r)
+}

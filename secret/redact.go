@@ -1,0 +1,153 @@
+package secret
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"io"
+	"sort"
+	"sync"
+)
+
+// Mask replaces a secret in redacted output.
+const Mask = "[secret]"
+
+// MinRedactLen is the shortest value that is redacted: shorter ones ("true",
+// "80") would mask ordinary words everywhere.
+const MinRedactLen = 6
+
+// minEncodedLen is the shortest encoded form worth masking, against false
+// positives on short base64 fragments.
+const minEncodedLen = 8
+
+// Redactor replaces secret values in text: the values themselves and their
+// base64 (standard and URL alphabets, at any alignment inside a longer base64
+// text) and hex encodings. Safe for concurrent use; nil redacts nothing.
+type Redactor struct {
+	patterns [][]byte // longest first, so the longest match wins
+	maxLen   int
+}
+
+// NewRedactor returns a redactor for the given values; values shorter than
+// MinRedactLen are ignored.
+func NewRedactor(values []string) *Redactor {
+	seen := map[string]bool{}
+	r := &Redactor{}
+	add := func(p string) {
+		if len(p) >= MinRedactLen && !seen[p] {
+			seen[p] = true
+			r.patterns = append(r.patterns, []byte(p))
+		}
+	}
+	for _, v := range values {
+		if len(v) < MinRedactLen {
+			continue
+		}
+		add(v)
+		add(hex.EncodeToString([]byte(v)))
+		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+			// Inside a longer base64 text the value starts at one of three
+			// alignments; for each, the bytes from the first block boundary
+			// on encode the same way whatever surrounds them.
+			for skip := 0; skip < 3 && skip < len(v); skip++ {
+				inner := v[skip:]
+				inner = inner[:len(inner)/3*3]
+				if e := enc.EncodeToString([]byte(inner)); len(e) >= minEncodedLen {
+					add(e)
+				}
+			}
+			add(enc.EncodeToString([]byte(v)))
+		}
+	}
+	if len(r.patterns) == 0 {
+		return nil
+	}
+	sort.Slice(r.patterns, func(i, j int) bool { return len(r.patterns[i]) > len(r.patterns[j]) })
+	r.maxLen = len(r.patterns[0])
+	return r
+}
+
+// String redacts one complete text.
+func (r *Redactor) String(s string) string {
+	if r == nil {
+		return s
+	}
+	out, _ := r.scan(nil, []byte(s), true)
+	return string(out)
+}
+
+// scan appends src to dst with every match masked. Unless final, it stops
+// before the last maxLen-1 bytes, which could be the start of a value whose
+// end has not arrived yet, and returns how much of src it consumed.
+func (r *Redactor) scan(dst, src []byte, final bool) ([]byte, int) {
+	limit := len(src)
+	if !final {
+		limit = len(src) - (r.maxLen - 1)
+	}
+	i := 0
+	for i < limit {
+		matched := 0
+		for _, p := range r.patterns {
+			if bytes.HasPrefix(src[i:], p) {
+				matched = len(p)
+				break
+			}
+		}
+		if matched > 0 {
+			dst = append(dst, Mask...)
+			i += matched
+			continue
+		}
+		dst = append(dst, src[i])
+		i++
+	}
+	return dst, i
+}
+
+// Writer redacts a byte stream however it is split into writes: a value cut
+// across two writes (or two lines) is still masked. It holds back the last few
+// bytes until more arrive or Flush is called.
+type Writer struct {
+	r   *Redactor
+	out io.Writer
+	mu  sync.Mutex
+	buf []byte
+}
+
+// NewWriter returns a redacting writer to out; with a nil redactor it passes
+// everything through.
+func NewWriter(r *Redactor, out io.Writer) *Writer { return &Writer{r: r, out: out} }
+
+// Write implements io.Writer.
+func (w *Writer) Write(p []byte) (int, error) {
+	if w.r == nil {
+		return w.out.Write(p)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	out, n := w.r.scan(nil, w.buf, false)
+	w.buf = append(w.buf[:0], w.buf[n:]...)
+	if len(out) > 0 {
+		if _, err := w.out.Write(out); err != nil {
+			return len(p), err
+		}
+	}
+	return len(p), nil
+}
+
+// Flush redacts and writes what is held back.
+func (w *Writer) Flush() error {
+	if w.r == nil {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out, _ := w.r.scan(nil, w.buf, true)
+	w.buf = w.buf[:0]
+	if len(out) == 0 {
+		return nil
+	}
+	_, err := w.out.Write(out)
+	return err
+}

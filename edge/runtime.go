@@ -1,7 +1,7 @@
 package edge
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"minivercel/secret"
 )
 
 // RuntimeConfig configures how the edge runs server apps.
@@ -258,15 +260,53 @@ func exitMessage(err error) string {
 // maxRuntimeLine caps one stored line of app output.
 const maxRuntimeLine = 8 << 10
 
+// copyOutput turns the app's output into runtime log lines. Secret values (the
+// app's environment variables) are masked in the byte stream, before it is cut
+// into lines, so a value split across lines is masked too.
 func (a *app) copyOutput(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if len(line) > maxRuntimeLine {
-			line = line[:maxRuntimeLine]
+	var values []string
+	for _, kv := range a.site.Env {
+		_, v, _ := strings.Cut(kv, "=")
+		values = append(values, v)
+	}
+	lines := &lineSplitter{emit: a.log}
+	w := secret.NewWriter(secret.NewRedactor(values), lines)
+	_, _ = io.Copy(w, r)
+	w.Flush()
+	lines.flush()
+}
+
+// lineSplitter cuts a byte stream into lines of at most maxRuntimeLine bytes.
+type lineSplitter struct {
+	buf  []byte
+	emit func(string)
+}
+
+func (l *lineSplitter) Write(p []byte) (int, error) {
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			break
 		}
-		a.log(strings.ToValidUTF8(line, "?"))
+		l.line(l.buf[:i])
+		l.buf = l.buf[i+1:]
+	}
+	for len(l.buf) > maxRuntimeLine {
+		l.line(l.buf[:maxRuntimeLine])
+		l.buf = l.buf[maxRuntimeLine:]
+	}
+	return len(p), nil
+}
+
+func (l *lineSplitter) line(b []byte) {
+	l.emit(strings.ToValidUTF8(strings.TrimSuffix(string(b), "\r"), "?"))
+}
+
+func (l *lineSplitter) flush() {
+	if len(l.buf) > 0 {
+		l.line(l.buf)
+		l.buf = nil
 	}
 }
 

@@ -543,3 +543,26 @@ func TestFailedActivationProperty(t *testing.T) {
 		}
 	})
 }
+
+// TestRuntimeLogsRedactSecrets: values of the app's variables never reach its
+// runtime log, also when printed split across lines or base64-encoded.
+func TestRuntimeLogsRedactSecrets(t *testing.T) {
+	sink := &logSink{}
+	e, _ := newAppEdge(t, sink)
+	s := e.site("leaky", 1, map[string]string{"server.js": `const v = process.env.API_TOKEN;
+console.log('token is ' + v);
+process.stdout.write('split: ' + v.slice(0, 5));
+setTimeout(() => {
+  process.stdout.write(v.slice(5) + '\n');
+  console.log('b64: ' + Buffer.from(v).toString('base64'));
+  require('http').createServer((q, r) => r.end('ok')).listen(process.env.PORT, process.env.HOST);
+}, 20);`})
+	s.Start, s.DeploymentID = "node server.js", 1
+	s.Env = []string{"API_TOKEN=tok_live_9f8e7d6c5b4a"}
+	e.activate(s)
+	waitFor(t, func() bool { return strings.Contains(sink.text(1), "b64: ") })
+	log := sink.text(1)
+	if strings.Contains(log, "tok_live_9f8e7d6c5b4a") || strings.Contains(log, "dG9rX2xpdmVf") || !strings.Contains(log, "token is [secret]") {
+		t.Fatalf("runtime log leaks or lacks the mask:\n%s", log)
+	}
+}

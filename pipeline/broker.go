@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"minivercel/schema"
+	"minivercel/secret"
 )
 
 // Event is one thing a follower of a build learns: a log line (Seq > 0) or the
@@ -40,7 +41,8 @@ type Broker struct {
 }
 
 type liveLog struct {
-	lines   []string // lines[i] has seq i+1
+	redact  *secret.Redactor // masks the project's secret values; nil masks nothing
+	lines   []string         // lines[i] has seq i+1
 	stored  int      // how many lines are in the database
 	subs    map[chan Event]struct{}
 	flushMu sync.Mutex
@@ -62,10 +64,14 @@ func NewBroker(store LogStore, logger *slog.Logger) *Broker {
 }
 
 // Begin opens a build's live log; its lines are stored periodically until Finish.
-func (b *Broker) Begin(buildID int64) {
+func (b *Broker) Begin(buildID int64) { b.BeginRedacted(buildID, nil) }
+
+// BeginRedacted opens a build's live log whose every line is redacted with r
+// before it is stored or sent: no secret value leaves the broker.
+func (b *Broker) BeginRedacted(buildID int64, r *secret.Redactor) {
 	b.mu.Lock()
 	if _, ok := b.builds[buildID]; !ok {
-		b.builds[buildID] = &liveLog{subs: map[chan Event]struct{}{}}
+		b.builds[buildID] = &liveLog{subs: map[chan Event]struct{}{}, redact: r}
 	}
 	close(b.begun)
 	b.begun = make(chan struct{})
@@ -116,6 +122,7 @@ func (b *Broker) Publish(buildID int64, line string) {
 	if !ok {
 		return
 	}
+	line = l.redact.String(line)
 	l.lines = append(l.lines, line)
 	ev := Event{BuildID: buildID, Seq: len(l.lines), Line: line}
 	for ch := range l.subs {

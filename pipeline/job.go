@@ -20,6 +20,7 @@ import (
 	"github.com/riverqueue/river/rivermigrate"
 
 	"minivercel/schema"
+	"minivercel/secret"
 )
 
 // Activator makes a succeeded build serve its project's production traffic. It is
@@ -45,8 +46,19 @@ type Config struct {
 	URL func(host string) string
 	// BaseDomain is the domain project hosts live under. Zero: "localhost".
 	BaseDomain string
+	// Env gives builds their project's variables. Zero: builds get none.
+	Env EnvSource
 	// Logger receives the queue's own events. Zero: slog.Default().
 	Logger *slog.Logger
+}
+
+// EnvSource gives a build its project's environment variables, decrypted.
+// Resolve returns KEY=VALUE pairs for a target ("production" or "preview");
+// Values returns every value of the project, for redacting logs. Both are
+// called concurrently.
+type EnvSource interface {
+	Resolve(ctx context.Context, projectID int64, target string) ([]string, error)
+	Values(ctx context.Context, projectID int64) ([]string, error)
 }
 
 // BuildArgs is the River job that runs one build.
@@ -232,10 +244,29 @@ func (q *Queue) run(ctx context.Context, buildID int64) error {
 	if err != nil {
 		return err
 	}
-	q.broker.Begin(b.ID)
+	var vars, values []string
+	var envErr error
+	if q.cfg.Env != nil {
+		target := schema.TargetPreview
+		if b.Branch == project.ProductionBranch {
+			target = schema.TargetProduction
+		}
+		vars, envErr = q.cfg.Env.Resolve(ctx, project.ID, target)
+		if envErr == nil {
+			values, envErr = q.cfg.Env.Values(ctx, project.ID)
+		}
+	}
+	redact := secret.NewRedactor(values)
+	q.broker.BeginRedacted(b.ID, redact)
 	started := time.Now()
-	out := &buildLog{broker: q.broker, buildID: b.ID}
-	status, reason := q.build(ctx, b, project, out)
+	out := &buildLog{broker: q.broker, buildID: b.ID, redact: redact}
+	status, reason := schema.BuildFailed, ""
+	if envErr != nil {
+		q.log.Error("read environment variables", "build", b.ID, "err", envErr)
+		reason = "clone failed: the project's environment variables cannot be read (see the server log)"
+	} else {
+		status, reason = q.build(ctx, b, project, vars, out)
+	}
 	if status == schema.BuildSucceeded {
 		out.heading(fmt.Sprintf("Build #%d succeeded in %s", b.ID, time.Since(started).Round(10*time.Millisecond)))
 		if b.Branch == project.ProductionBranch {
@@ -261,7 +292,7 @@ func (q *Queue) run(ctx context.Context, buildID int64) error {
 }
 
 // build runs the stages and returns the final status with a one-line reason.
-func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Project, out *buildLog) (schema.BuildStatus, string) {
+func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Project, vars []string, out *buildLog) (schema.BuildStatus, string) {
 	ws := filepath.Join(q.cfg.WorkDir, strconv.FormatInt(b.ID, 10))
 	src := filepath.Join(ws, "src")
 	home := filepath.Join(ws, "home")
@@ -274,7 +305,8 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 		StartCommand:   project.StartCommand,
 		OutputDir:      project.OutputDir,
 	}
-	env := MinimalEnv(home, "MINIVERCEL_BRANCH="+b.Branch, "MINIVERCEL_COMMIT="+b.CommitSHA)
+	// The project's variables come first so the platform's own names win.
+	env := MinimalEnv(home, append(vars, "MINIVERCEL_BRANCH="+b.Branch, "MINIVERCEL_COMMIT="+b.CommitSHA)...)
 	var plan Plan
 	artifact := filepath.Join(q.cfg.ArtifactsDir, project.Name, strconv.FormatInt(b.ID, 10)+".tar.gz")
 	production := b.Branch == project.ProductionBranch
@@ -395,6 +427,7 @@ func humanBytes(n int64) string {
 type buildLog struct {
 	broker  *Broker
 	buildID int64
+	redact  *secret.Redactor
 }
 
 func (l *buildLog) line(s string)    { l.broker.Publish(l.buildID, s) }
@@ -403,10 +436,15 @@ func (l *buildLog) detail(s string)  { l.line("       " + s) }
 
 // run runs a command in the sandbox with its output as indented log lines,
 // written as the command prints them.
+//
+// Secret values are masked in the byte stream, before it is cut into lines, so
+// a value split across lines or writes is masked too.
 func (l *buildLog) run(ctx context.Context, sb Sandbox, dir string, argv, env []string) error {
-	w := &lineWriter{emit: l.detail}
+	lines := &lineWriter{emit: l.detail}
+	w := secret.NewWriter(l.redact, lines)
 	err := sb.Run(ctx, dir, argv, env, w)
 	w.Flush()
+	lines.Flush()
 	return err
 }
 

@@ -76,19 +76,24 @@ func (r *Redactor) String(s string) string {
 	return string(out)
 }
 
-// scan appends src to dst with every match masked. Unless final, it stops
-// before the last maxLen-1 bytes, which could be the start of a value whose
-// end has not arrived yet, and returns how much of src it consumed.
+// scan appends src to dst with every match masked. Unless final, it stops at
+// the first position where the rest of src could still grow into a value (a
+// proper prefix of a pattern), and returns how much of src it consumed: only
+// what might be a secret is held back, so ordinary output is never delayed.
 func (r *Redactor) scan(dst, src []byte, final bool) ([]byte, int) {
-	limit := len(src)
-	if !final {
-		limit = len(src) - (r.maxLen - 1)
-	}
 	i := 0
-	for i < limit {
+	for i < len(src) {
+		rest := src[i:]
+		if !final && len(rest) < r.maxLen {
+			for _, p := range r.patterns {
+				if len(rest) < len(p) && bytes.HasPrefix(p, rest) {
+					return dst, i
+				}
+			}
+		}
 		matched := 0
 		for _, p := range r.patterns {
-			if bytes.HasPrefix(src[i:], p) {
+			if bytes.HasPrefix(rest, p) {
 				matched = len(p)
 				break
 			}
@@ -105,8 +110,8 @@ func (r *Redactor) scan(dst, src []byte, final bool) ([]byte, int) {
 }
 
 // Writer redacts a byte stream however it is split into writes: a value cut
-// across two writes (or two lines) is still masked. It holds back the last few
-// bytes until more arrive or Flush is called.
+// across two writes (or two lines) is still masked. It holds back only a tail
+// that could be the beginning of a value, until more arrives or Flush.
 type Writer struct {
 	r   *Redactor
 	out io.Writer

@@ -171,3 +171,22 @@ func TestRedactorString(t *testing.T) {
 		t.Errorf("nil redactor must pass text through")
 	}
 }
+
+// TestWriterHoldsBackOnlyPossibleSecrets: output that cannot be the start of a
+// value goes out at once; a possible beginning waits for the next write.
+func TestWriterHoldsBackOnlyPossibleSecrets(t *testing.T) {
+	var out bytes.Buffer
+	w := NewWriter(NewRedactor([]string{"hunter22"}), &out)
+	w.Write([]byte("ready on port 3000\n"))
+	if out.String() != "ready on port 3000\n" {
+		t.Fatalf("ordinary output held back: %q", out.String())
+	}
+	w.Write([]byte("pw: hun"))
+	if out.String() != "ready on port 3000\npw: " {
+		t.Fatalf("a possible secret was not held back: %q", out.String())
+	}
+	w.Write([]byte("ter22!\n"))
+	if out.String() != "ready on port 3000\npw: [secret]!\n" {
+		t.Fatalf("got %q", out.String())
+	}
+}

@@ -43,7 +43,7 @@ type Broker struct {
 type liveLog struct {
 	redact  *secret.Redactor // masks the project's secret values; nil masks nothing
 	lines   []string         // lines[i] has seq i+1
-	stored  int      // how many lines are in the database
+	stored  int              // how many lines are in the database
 	subs    map[chan Event]struct{}
 	flushMu sync.Mutex
 }

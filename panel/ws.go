@@ -1,11 +1,481 @@
 package panel
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
 	"github.com/gofiber/contrib/websocket"
 	"github.com/gofiber/fiber/v2"
+
+	"minivercel/schema"
 )
 
-// wsRoutes mounts the live-log websocket. (Being written.)
+// The live-log websocket at /ws.
+//
+// Client → server:
+//
+//	{"type":"auth","token":"..."}                         (when not authenticated by ?token= or cookie)
+//	{"type":"subscribe_build","build_id":N,"after_seq":S} (after_seq optional: skip lines ≤ S)
+//	{"type":"unsubscribe_build","build_id":N}
+//
+// Server → client:
+//
+//	{"type":"ready","user":"name"}
+//	{"type":"status","build_id":N,"status":"running"}
+//	{"type":"log","build_id":N,"seq":S,"line":"..."}
+//	{"type":"dropped","build_id":N,"count":C}   (C lines were not sent: this client was too slow)
+//	{"type":"error","error":"...","build_id":N}
+//
+// A build never waits for a websocket client: each connection has a bounded
+// queue, and lines that do not fit are counted and reported as "dropped".
+
+const (
+	// wsQueueLogs bounds the log lines waiting for one slow connection.
+	wsQueueLogs = 1024
+	// wsMaxSubscriptions bounds the goroutines one connection can start.
+	wsMaxSubscriptions = 64
+	// wsAuthTimeout is how long an anonymous connection may take to send
+	// its auth message.
+	wsAuthTimeout = 10 * time.Second
+	// wsWriteTimeout cuts off a client that stopped reading altogether.
+	wsWriteTimeout = 10 * time.Second
+	// wsPingEvery keeps idle connections alive through proxies; wsPongWait
+	// is how long a silent client is kept.
+	wsPingEvery = 30 * time.Second
+	wsPongWait  = 75 * time.Second
+	// wsMaxMessage bounds a client message: they are small JSON objects.
+	wsMaxMessage = 8 << 10
+)
+
+// wsUserKey and wsBadCredentialKey carry the upgrade request's
+// authentication into the websocket handler.
+const (
+	wsUserKey          = "ws_user"
+	wsBadCredentialKey = "ws_bad_credential"
+)
+
+// wsIn is any message a client sends.
+type wsIn struct {
+	Type     string `json:"type"`
+	Token    string `json:"token"`
+	BuildID  int64  `json:"build_id"`
+	AfterSeq int    `json:"after_seq"`
+}
+
+type wsReady struct {
+	Type string `json:"type"`
+	User string `json:"user"`
+}
+
+type wsStatus struct {
+	Type    string             `json:"type"`
+	BuildID int64              `json:"build_id"`
+	Status  schema.BuildStatus `json:"status"`
+}
+
+type wsLog struct {
+	Type    string `json:"type"`
+	BuildID int64  `json:"build_id"`
+	Seq     int    `json:"seq"`
+	Line    string `json:"line"`
+}
+
+type wsDropped struct {
+	Type    string `json:"type"`
+	BuildID int64  `json:"build_id"`
+	Count   int    `json:"count"`
+}
+
+type wsError struct {
+	Type    string `json:"type"`
+	Error   string `json:"error"`
+	BuildID int64  `json:"build_id,omitempty"`
+}
+
+// wsRoutes mounts the live-log websocket.
 func (s *Server) wsRoutes(app *fiber.App) {
-	_ = websocket.New
+	hub := &wsHub{conns: map[*websocket.Conn]struct{}{}}
+	// fasthttp forgets hijacked connections, so Shutdown would leave them
+	// open: close them when the panel shuts down.
+	app.Hooks().OnShutdown(func() error { hub.closeAll(); return nil })
+	app.Get("/ws", s.wsUpgrade, websocket.New(func(c *websocket.Conn) { s.serveWS(hub, c) }, websocket.Config{
+		HandshakeTimeout: 10 * time.Second,
+		WriteBufferSize:  16 << 10,
+	}))
+}
+
+// wsUpgrade authenticates the upgrade request from ?token= or the session
+// cookie. A request without credentials is still upgraded: it may send an
+// auth message, and a refused one learns why over the socket.
+func (s *Server) wsUpgrade(c *fiber.Ctx) error {
+	if !websocket.IsWebSocketUpgrade(c) {
+		return fiber.NewError(fiber.StatusUpgradeRequired, "this is a websocket endpoint")
+	}
+	if tok := c.Query("token"); tok != "" {
+		u, err := s.Authenticate(c.UserContext(), tok)
+		if err != nil && !errors.Is(err, ErrBadCredentials) {
+			return err
+		}
+		if err != nil {
+			c.Locals(wsBadCredentialKey, true)
+		} else {
+			c.Locals(wsUserKey, u)
+		}
+		return c.Next()
+	}
+	// Cross-site websocket hijacking: browsers attach cookies to websocket
+	// handshakes from any origin, and a deployed app on a sibling subdomain
+	// is even the same site. The cookie counts only when the page that
+	// opened the socket is the panel itself.
+	if cookie := c.Cookies(sessionCookie); cookie != "" {
+		origin := c.Get(fiber.HeaderOrigin)
+		if origin == "" || sameHost(origin, c.Hostname()) {
+			if u, err := s.Authenticate(c.UserContext(), cookie); err == nil {
+				c.Locals(wsUserKey, u)
+			} else if !errors.Is(err, ErrBadCredentials) {
+				return err
+			}
+		}
+	}
+	return c.Next()
+}
+
+// wsHub tracks open connections so Shutdown can close them.
+type wsHub struct {
+	mu    sync.Mutex
+	conns map[*websocket.Conn]struct{}
+}
+
+func (h *wsHub) add(c *websocket.Conn) {
+	h.mu.Lock()
+	h.conns[c] = struct{}{}
+	h.mu.Unlock()
+}
+
+// remove must run before the handler returns: the library reuses Conn
+// values afterwards.
+func (h *wsHub) remove(c *websocket.Conn) {
+	h.mu.Lock()
+	delete(h.conns, c)
+	h.mu.Unlock()
+}
+
+func (h *wsHub) closeAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c := range h.conns {
+		_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "server shutting down"),
+			time.Now().Add(time.Second))
+		_ = c.NetConn().Close()
+	}
+}
+
+// wsConn is one authenticated connection: its outbox and subscriptions.
+type wsConn struct {
+	s    *Server
+	conn *websocket.Conn
+	out  *outbox
+
+	mu   sync.Mutex
+	subs map[int64]wsSub
+	gen  uint64
+}
+
+type wsSub struct {
+	cancel context.CancelFunc
+	gen    uint64
+}
+
+func (s *Server) serveWS(hub *wsHub, conn *websocket.Conn) {
+	hub.add(conn)
+	defer hub.remove(conn)
+	defer conn.Close()
+	conn.SetReadLimit(wsMaxMessage)
+
+	u, ok := s.wsAuthenticate(conn)
+	if !ok {
+		_ = conn.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
+		_ = conn.WriteJSON(wsError{Type: "error", Error: "unauthorized"})
+		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "unauthorized"),
+			time.Now().Add(time.Second))
+		return
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &wsConn{s: s, conn: conn, out: newOutbox(wsQueueLogs), subs: map[int64]wsSub{}}
+	var writer sync.WaitGroup
+	writer.Go(func() {
+		w.writeLoop(ctx)
+		// A dead writer means a dead client: stop reading too.
+		_ = conn.NetConn().Close()
+	})
+	defer writer.Wait()
+	defer cancel() // stops the subscriptions and the writer
+
+	w.out.push(0, false, wsReady{Type: "ready", User: u.Name})
+	_ = conn.SetReadDeadline(time.Now().Add(wsPongWait))
+	conn.SetPongHandler(func(string) error { return conn.SetReadDeadline(time.Now().Add(wsPongWait)) })
+	for {
+		_, data, err := conn.ReadMessage()
+		if err != nil {
+			if websocket.IsUnexpectedCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway) && ctx.Err() == nil {
+				s.log.Debug("websocket read", "user", u.Name, "err", err)
+			}
+			return
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(wsPongWait))
+		var m wsIn
+		if err := json.Unmarshal(data, &m); err != nil {
+			w.out.push(0, false, wsError{Type: "error", Error: "messages must be JSON objects"})
+			continue
+		}
+		w.handle(ctx, m)
+	}
+}
+
+// wsAuthenticate returns the connection's user: from the upgrade request, or
+// from a first {"type":"auth"} message.
+func (s *Server) wsAuthenticate(conn *websocket.Conn) (schema.User, bool) {
+	if u, ok := conn.Locals(wsUserKey).(schema.User); ok {
+		return u, true
+	}
+	if bad, _ := conn.Locals(wsBadCredentialKey).(bool); bad {
+		return schema.User{}, false
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(wsAuthTimeout))
+	_, data, err := conn.ReadMessage()
+	if err != nil {
+		return schema.User{}, false
+	}
+	var m wsIn
+	if json.Unmarshal(data, &m) != nil || m.Type != "auth" {
+		return schema.User{}, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wsAuthTimeout)
+	defer cancel()
+	u, err := s.Authenticate(ctx, strings.TrimSpace(m.Token))
+	if err != nil {
+		if !errors.Is(err, ErrBadCredentials) {
+			s.log.Error("authenticate websocket", "err", err)
+		}
+		return schema.User{}, false
+	}
+	return u, true
+}
+
+// handle answers one client message.
+func (w *wsConn) handle(ctx context.Context, m wsIn) {
+	switch m.Type {
+	case "subscribe_build":
+		w.subscribe(ctx, m.BuildID, m.AfterSeq)
+	case "unsubscribe_build":
+		w.mu.Lock()
+		if sub, ok := w.subs[m.BuildID]; ok {
+			sub.cancel()
+			delete(w.subs, m.BuildID)
+		}
+		w.mu.Unlock()
+	case "auth":
+		// Already authenticated: a panel that always sends it is fine.
+	default:
+		w.out.push(0, false, wsError{Type: "error", Error: "unknown message type " + strconv.Quote(m.Type)})
+	}
+}
+
+func (w *wsConn) subscribe(ctx context.Context, id int64, after int) {
+	if id <= 0 {
+		w.out.push(0, false, wsError{Type: "error", Error: "build_id must name a build"})
+		return
+	}
+	w.mu.Lock()
+	_, dup := w.subs[id]
+	full := len(w.subs) >= wsMaxSubscriptions
+	w.mu.Unlock()
+	if dup {
+		return // the running subscription already delivers every line
+	}
+	if full {
+		w.out.push(id, false, wsError{Type: "error", BuildID: id, Error: "too many subscriptions on one connection"})
+		return
+	}
+	b, err := w.s.store.BuildByID(ctx, id)
+	if errors.Is(err, schema.ErrNotFound) {
+		w.out.push(id, false, wsError{Type: "error", BuildID: id, Error: "build not found"})
+		return
+	}
+	if err != nil {
+		w.s.log.Error("read build for websocket", "build", id, "err", err)
+		w.out.push(id, false, wsError{Type: "error", BuildID: id, Error: "internal error"})
+		return
+	}
+	w.out.push(id, false, wsStatus{Type: "status", BuildID: id, Status: b.Status})
+
+	sctx, cancel := context.WithCancel(ctx)
+	w.mu.Lock()
+	w.gen++
+	gen := w.gen
+	w.subs[id] = wsSub{cancel: cancel, gen: gen}
+	w.mu.Unlock()
+	go func() {
+		defer w.endSub(id, gen)
+		w.follow(sctx, id, max(after, 0), b.Status)
+	}()
+}
+
+// endSub forgets a subscription that ended by itself, unless a newer one for
+// the same build replaced it.
+func (w *wsConn) endSub(id int64, gen uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if sub, ok := w.subs[id]; ok && sub.gen == gen {
+		sub.cancel()
+		delete(w.subs, id)
+	}
+}
+
+// follow copies a build's events into the outbox until the build ends or ctx
+// does. The broker closes the stream of a follower that fell more than its
+// buffer behind, without a Done event; then this follows again and skips
+// what it already passed on, so the client never sees a line twice.
+func (w *wsConn) follow(ctx context.Context, id int64, last int, status schema.BuildStatus) {
+	retry := 0
+	for {
+		events, err := w.s.builds.Follow(ctx, id)
+		if err != nil {
+			if ctx.Err() == nil {
+				w.s.log.Error("follow build for websocket", "build", id, "err", err)
+				w.out.push(id, false, wsError{Type: "error", BuildID: id, Error: "cannot follow this build"})
+			}
+			return
+		}
+		progressed := false
+		for ev := range events {
+			if ev.Done {
+				w.out.push(id, false, wsStatus{Type: "status", BuildID: id, Status: ev.Status})
+				return
+			}
+			if ev.Seq <= last {
+				continue
+			}
+			if status == schema.BuildQueued {
+				// Lines only come from a running build; the store said
+				// queued when the client subscribed.
+				status = schema.BuildRunning
+				w.out.push(id, false, wsStatus{Type: "status", BuildID: id, Status: status})
+			}
+			last, progressed = ev.Seq, true
+			w.out.push(id, true, wsLog{Type: "log", BuildID: id, Seq: ev.Seq, Line: ev.Line})
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if progressed {
+			retry = 0
+			continue
+		}
+		// Closed with nothing new: a store error, or the build is gone.
+		// Back off instead of spinning.
+		if _, err := w.s.store.BuildByID(ctx, id); errors.Is(err, schema.ErrNotFound) {
+			w.out.push(id, false, wsError{Type: "error", BuildID: id, Error: "build not found"})
+			return
+		}
+		retry++
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(min(50*time.Millisecond<<min(retry, 7), 5*time.Second)):
+		}
+	}
+}
+
+// writeLoop sends the outbox's messages in order, and pings.
+func (w *wsConn) writeLoop(ctx context.Context) {
+	ping := time.NewTicker(wsPingEvery)
+	defer ping.Stop()
+	var batch []any
+	for {
+		select {
+		case <-ctx.Done():
+			_ = w.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""),
+				time.Now().Add(time.Second))
+			return
+		case <-ping.C:
+			if err := w.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(wsWriteTimeout)); err != nil {
+				return
+			}
+			continue
+		case <-w.out.wake:
+		}
+		batch = w.out.take(batch[:0])
+		for i, m := range batch {
+			_ = w.conn.SetWriteDeadline(time.Now().Add(wsWriteTimeout))
+			if err := w.conn.WriteJSON(m); err != nil {
+				return
+			}
+			batch[i] = nil // let the line's memory go while the batch drains
+		}
+	}
+}
+
+// outbox is a connection's send queue. Log lines beyond its bound are
+// dropped and counted per build; everything else (statuses, errors) is
+// always queued, since a client that misses a final status would wait
+// forever. The count reaches the client as a "dropped" message before the
+// next message of that build, or when the writer next has room.
+type outbox struct {
+	mu      sync.Mutex
+	items   []any
+	logs    int // log lines in items
+	max     int
+	dropped map[int64]int
+	wake    chan struct{}
+}
+
+func newOutbox(max int) *outbox {
+	return &outbox{max: max, dropped: map[int64]int{}, wake: make(chan struct{}, 1)}
+}
+
+// push queues m, a message about build id (0: none); isLog marks a droppable
+// log line. It never blocks.
+func (o *outbox) push(id int64, isLog bool, m any) {
+	o.mu.Lock()
+	if isLog {
+		if o.logs >= o.max {
+			o.dropped[id]++
+			o.mu.Unlock()
+			return
+		}
+		o.logs++
+	}
+	if n := o.dropped[id]; n > 0 && id != 0 {
+		o.items = append(o.items, wsDropped{Type: "dropped", BuildID: id, Count: n})
+		delete(o.dropped, id)
+	}
+	o.items = append(o.items, m)
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take moves everything queued into buf, the pending drop counts last: every
+// drop happened after the lines that were queued.
+func (o *outbox) take(buf []any) []any {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	buf = append(buf, o.items...)
+	clear(o.items)
+	o.items = o.items[:0]
+	o.logs = 0
+	for id, n := range o.dropped {
+		buf = append(buf, wsDropped{Type: "dropped", BuildID: id, Count: n})
+	}
+	clear(o.dropped)
+	return buf
 }

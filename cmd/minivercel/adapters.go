@@ -9,6 +9,7 @@ import (
 
 	"minivercel/edge"
 	"minivercel/schema"
+	"minivercel/secret"
 )
 
 // authorizer answers gitd's key checks from the ssh_keys table.
@@ -80,6 +81,7 @@ func siteOf(b schema.Build, p schema.Project, deploymentID int64) edge.Site {
 type activator struct {
 	edge  *edge.Server
 	store *schema.Store
+	vars  *secret.Vars
 	log   *slog.Logger
 }
 
@@ -93,8 +95,13 @@ func (a activator) Activate(ctx context.Context, b schema.Build, progress func(s
 	if err != nil {
 		return fmt.Errorf("activate build %d: %w", b.ID, err)
 	}
+	site := siteOf(b, project, d.ID)
+	if site.Env, err = a.vars.Resolve(ctx, project.ID, schema.TargetProduction); err != nil {
+		_ = a.store.FailDeployment(bg, d.ID, schema.DeploymentFailed, "cannot read the project's variables")
+		return fmt.Errorf("activate build %d: %w", b.ID, err)
+	}
 	prev, hadPrev := a.edge.Active(b.ProjectName)
-	if err := a.edge.Activate(ctx, siteOf(b, project, d.ID), progress); err != nil {
+	if err := a.edge.Activate(ctx, site, progress); err != nil {
 		status := schema.DeploymentFailed
 		if errors.Is(err, edge.ErrUnhealthy) {
 			status = schema.DeploymentUnhealthy
@@ -134,7 +141,9 @@ func (a activator) restore(ctx context.Context, b schema.Build, prev int64, hadP
 			did = x.ID
 		}
 	}
-	if err := a.edge.Activate(ctx, siteOf(active, project, did), nil); err != nil {
+	site := siteOf(active, project, did)
+	site.Env, _ = a.vars.Resolve(ctx, project.ID, schema.TargetProduction)
+	if err := a.edge.Activate(ctx, site, nil); err != nil {
 		a.log.Error("cannot put back the previous build", "project", b.ProjectName, "err", err)
 	}
 }

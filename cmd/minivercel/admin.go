@@ -18,6 +18,7 @@ import (
 
 	"minivercel/panel"
 	"minivercel/schema"
+	"minivercel/secret"
 )
 
 // adminUser is the user created on first start from MINIVERCEL_INITIAL_ADMIN_KEYS.
@@ -30,9 +31,13 @@ const adminUsage = `usage:
   minivercel admin user set-password NAME [--password-stdin]
   minivercel admin token create [--user NAME] [--name LABEL]
   minivercel admin token list
-  minivercel admin token revoke ID`
+  minivercel admin token revoke ID
+  minivercel admin rotate-key`
 
 func admin(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) >= 1 && args[0] == "rotate-key" {
+		return rotateKey(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) < 2 {
 		return usageError{adminUsage}
 	}
@@ -297,4 +302,48 @@ func seedAdmin(ctx context.Context, store *schema.Store, keysText string) (int, 
 		}
 	}
 	return len(keys), nil
+}
+
+// rotateKey re-encrypts every variable under a new master key in one
+// transaction (see secret.Vars.Rotate).
+func rotateKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("admin rotate-key", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.register(fs)
+	if err := parseFlags(fs, args, os.Getenv); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usageError{adminUsage}
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		return err
+	}
+	keys, err := openKeyring(&c)
+	if err != nil {
+		return err
+	}
+	db, err := openDatabase(ctx, &c, true, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	vars := secret.NewVars(db.store, keys)
+	if err := vars.RecoverRotation(ctx); err != nil {
+		return err
+	}
+	old := keys.Current().ID()
+	next, n, err := vars.Rotate(ctx)
+	if err != nil {
+		return fmt.Errorf("rotate key: %w (nothing changed)", err)
+	}
+	fmt.Fprintf(stdout, "re-encrypted %d values: key %s replaced by %s\n", n, old, next.ID())
+	if keys.FromEnv() {
+		// The key lives where the operator put it: only they can replace it.
+		fmt.Fprintf(stderr, "MINIVERCEL_MASTER_KEY must now be set to the new key, then the server restarted:\n")
+		fmt.Fprintln(stdout, next.String())
+	}
+	return nil
 }

@@ -18,7 +18,8 @@ import (
 const deployUsage = `usage:
   minivercel deploy list <project>                  builds and deployments, which one is live
   minivercel deploy activate <project> <build-id>   make an earlier build live again (rollback)
-  minivercel deploy logs <project> [--lines N]      the live deployment's runtime log`
+  minivercel deploy logs <project> [--lines N]      the live deployment's runtime log
+  minivercel deploy redeploy <project>              restart the live build with the current variables`
 
 // deploy runs the deploy subcommands. They talk to the running server through
 // the database: an activation is a job its workers pick up.
@@ -35,7 +36,7 @@ func deploy(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := parseFlags(fs, args[1:], os.Getenv); err != nil {
 		return err
 	}
-	want := map[string]int{"list": 1, "activate": 2, "logs": 1}
+	want := map[string]int{"list": 1, "activate": 2, "logs": 1, "redeploy": 1}
 	n, ok := want[args[0]]
 	if !ok || fs.NArg() != n {
 		return usageError{deployUsage}
@@ -62,8 +63,17 @@ func deploy(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case "logs":
 		return printRuntimeLogs(ctx, db.store, project, *lines, stdout)
 	}
-	id, err := strconv.ParseInt(fs.Arg(1), 10, 64)
-	if err != nil {
+	var id int64
+	if args[0] == "redeploy" {
+		active, err := db.store.ActiveBuild(ctx, project.ID)
+		if errors.Is(err, schema.ErrNotFound) {
+			return fmt.Errorf("%s has no live build to redeploy", project.Name)
+		}
+		if err != nil {
+			return err
+		}
+		id = active.ID
+	} else if id, err = strconv.ParseInt(fs.Arg(1), 10, 64); err != nil {
 		return usageError{fmt.Sprintf("build id %q is not a number", fs.Arg(1))}
 	}
 	b, err := db.store.BuildByID(ctx, id)

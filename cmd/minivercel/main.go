@@ -32,7 +32,9 @@ Usage:
   minivercel admin user set-password NAME [--password-stdin]
   minivercel admin token create|list|revoke ...      API tokens (also git over HTTP)
   minivercel project show|set <project> [--start-command CMD ...]
-  minivercel deploy list|logs <project>
+  minivercel deploy list|logs|redeploy <project>
+  minivercel env set|unset|list|import <project> ...   encrypted environment variables
+  minivercel admin rotate-key                         re-encrypt every variable under a new key
   minivercel deploy activate <project> <build-id>   roll back (or forward) to a build
   minivercel version
 
@@ -62,6 +64,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = admin(ctx, args[1:], stdin, stdout, stderr)
 	case "deploy":
 		err = deploy(ctx, args[1:], stdout, stderr)
+	case "env":
+		err = envCmd(ctx, args[1:], stdin, stdout, stderr)
 	case "project":
 		err = projectCmd(ctx, args[1:], stdout, stderr)
 	case "hook":

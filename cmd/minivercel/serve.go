@@ -24,6 +24,7 @@ import (
 	"minivercel/panel"
 	"minivercel/pipeline"
 	"minivercel/schema"
+	"minivercel/secret"
 )
 
 type serveFlags struct {
@@ -116,11 +117,19 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	if err != nil {
 		return fmt.Errorf("find own executable for the git hook: %w", err)
 	}
+	keys, err := openKeyring(&f.common)
+	if err != nil {
+		return err
+	}
 	db, err := openDatabase(ctx, &f.common, false, log)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	vars := secret.NewVars(db.store, keys)
+	if err := vars.RecoverRotation(ctx); err != nil {
+		return err
+	}
 	if n, err := seedAdmin(ctx, db.store, os.Getenv("MINIVERCEL_INITIAL_ADMIN_KEYS")); err != nil {
 		return err
 	} else if n > 0 {
@@ -165,8 +174,8 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	broker := pipeline.NewBroker(db.store, log)
 	queue, err := pipeline.NewQueue(pipeline.Config{
 		ReposDir: dirs.repos, WorkDir: dirs.work, ArtifactsDir: dirs.artifacts,
-		Concurrency: f.concurrency, URL: urlFor, BaseDomain: f.baseDomain, Logger: log,
-	}, db.store, broker, activator{edge: edgeSrv, store: db.store, log: log}, sandbox, true)
+		Concurrency: f.concurrency, URL: urlFor, BaseDomain: f.baseDomain, Env: vars, Logger: log,
+	}, db.store, broker, activator{edge: edgeSrv, store: db.store, vars: vars, log: log}, sandbox, true)
 	if err != nil {
 		return err
 	}
@@ -190,7 +199,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 
 	// Routes come back before the edge says it is ready, so a restart never
 	// serves a 404 for a site that was live.
-	if err := restoreRoutes(ctx, db.store, edgeSrv, log); err != nil {
+	if err := restoreRoutes(ctx, db.store, vars, edgeSrv, log); err != nil {
 		return err
 	}
 	for _, l := range []interface{ Listen() error }{panelSrv, edgeSrv, hookSrv, gitSrv} {
@@ -259,7 +268,7 @@ func siteURL(httpAddr string, publicPort int) func(host string) string {
 
 // restoreRoutes brings back every project's active deployment: static builds
 // are routed again, server apps started and health-checked.
-func restoreRoutes(ctx context.Context, store *schema.Store, e *edge.Server, log *slog.Logger) error {
+func restoreRoutes(ctx context.Context, store *schema.Store, vars *secret.Vars, e *edge.Server, log *slog.Logger) error {
 	active, err := store.ActiveBuilds(ctx)
 	if err != nil {
 		return fmt.Errorf("load active deployments: %w", err)
@@ -270,7 +279,13 @@ func restoreRoutes(ctx context.Context, store *schema.Store, e *edge.Server, log
 		if err != nil {
 			return fmt.Errorf("load project of build %d: %w", ab.ID, err)
 		}
-		sites = append(sites, siteOf(ab.Build, p, ab.DeploymentID))
+		site := siteOf(ab.Build, p, ab.DeploymentID)
+		if site.Start != "" {
+			if site.Env, err = vars.Resolve(ctx, p.ID, schema.TargetProduction); err != nil {
+				return fmt.Errorf("read variables of %s: %w", p.Name, err)
+			}
+		}
+		sites = append(sites, site)
 	}
 	if err := e.Restore(ctx, sites); err != nil {
 		// One broken deployment must not keep every other site down.

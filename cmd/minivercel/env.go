@@ -1,0 +1,232 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"minivercel/schema"
+	"minivercel/secret"
+)
+
+const envUsage = `usage:
+  minivercel env set <project> KEY=VALUE... [--target production|preview|all]
+  minivercel env unset <project> KEY... [--target production|preview]
+  minivercel env list <project>
+  minivercel env import <project> FILE|- [--target ...]     a .env file
+Values are encrypted at rest and masked in listings and logs. A change takes
+effect on the next deploy; "minivercel deploy redeploy <project>" restarts the
+live deployment with the new values without a rebuild.`
+
+// openKeyring loads the master key: MINIVERCEL_MASTER_KEY, else the key file in
+// the data directory.
+func openKeyring(c *common) (*secret.Keyring, error) {
+	dir, err := c.absDataDir()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	return secret.LoadKeyring(os.Getenv("MINIVERCEL_MASTER_KEY"), filepath.Join(dir, "master.key"))
+}
+
+func envCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError{envUsage}
+	}
+	fs := flag.NewFlagSet("env "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.register(fs)
+	target := fs.String("target", "", "production, preview or all (set and import default to all; unset defaults to every target)")
+	if err := parseFlags(fs, args[1:], os.Getenv); err != nil {
+		return err
+	}
+	min := map[string]int{"set": 2, "unset": 2, "list": 1, "import": 2}
+	n, ok := min[args[0]]
+	if !ok || fs.NArg() < n || (args[0] == "list" && fs.NArg() != 1) || (args[0] == "import" && fs.NArg() != 2) {
+		return usageError{envUsage}
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		return err
+	}
+	keys, err := openKeyring(&c)
+	if err != nil {
+		return err
+	}
+	db, err := openDatabase(ctx, &c, true, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	vars := secret.NewVars(db.store, keys)
+	p, err := db.store.ProjectByName(ctx, fs.Arg(0))
+	if errors.Is(err, schema.ErrNotFound) {
+		return fmt.Errorf("no project named %q", fs.Arg(0))
+	}
+	if err != nil {
+		return err
+	}
+	switch args[0] {
+	case "list":
+		list, err := vars.List(ctx, p.ID)
+		if err != nil {
+			return err
+		}
+		if len(list) == 0 {
+			fmt.Fprintf(stdout, "%s has no variables; set one with: minivercel env set %s KEY=VALUE\n", p.Name, p.Name)
+			return nil
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "KEY\tTARGET\tVALUE\tUPDATED")
+		for _, v := range list {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", v.Name, v.Target, v.Masked, v.UpdatedAt)
+		}
+		return tw.Flush()
+	case "unset":
+		for _, name := range fs.Args()[1:] {
+			if err := vars.Unset(ctx, p.ID, name, *target); errors.Is(err, schema.ErrNotFound) {
+				return fmt.Errorf("%s has no variable %s", p.Name, name)
+			} else if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "unset %s\n", name)
+		}
+		return nil
+	}
+	var pairs []string
+	if args[0] == "set" {
+		pairs = fs.Args()[1:]
+	} else {
+		r := stdin
+		if fs.Arg(1) != "-" {
+			f, err := os.Open(fs.Arg(1))
+			if err != nil {
+				return fmt.Errorf("open %s: %w", fs.Arg(1), err)
+			}
+			defer f.Close()
+			r = f
+		}
+		if pairs, err = parseDotEnv(r); err != nil {
+			return err
+		}
+	}
+	// Validate everything first: a bad pair never half-applies.
+	type kv struct{ k, v string }
+	var set []kv
+	for _, pair := range pairs {
+		k, v, ok := strings.Cut(pair, "=")
+		if !ok {
+			return usageError{fmt.Sprintf("%q is not KEY=VALUE", truncate(pair, 40))}
+		}
+		t := *target
+		if t == "" {
+			t = schema.TargetAll
+		}
+		if err := schema.ValidateEnvVar(k, t, v); err != nil {
+			return usageError{strings.TrimPrefix(err.Error(), schema.ErrInvalid.Error()+": ")}
+		}
+		set = append(set, kv{k, v})
+	}
+	for _, e := range set {
+		created, err := vars.Set(ctx, p.ID, e.k, *target, e.v)
+		if err != nil {
+			return err
+		}
+		verb := "updated"
+		if created {
+			verb = "set"
+		}
+		fmt.Fprintf(stdout, "%s %s\n", verb, e.k)
+	}
+	fmt.Fprintf(stdout, "takes effect on the next deploy (or now: minivercel deploy redeploy %s)\n", p.Name)
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// parseDotEnv reads a .env file: KEY=VALUE lines, blank lines and # comments
+// skipped, an optional "export " prefix, values optionally in single quotes
+// (literal) or double quotes (with \n, \", \\ escapes, and spanning lines).
+func parseDotEnv(r io.Reader) ([]string, error) {
+	var out []string
+	sc := bufio.NewScanner(io.LimitReader(r, 4<<20))
+	sc.Buffer(make([]byte, 128<<10), 128<<10)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		line = strings.TrimPrefix(line, "export ")
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			return nil, fmt.Errorf("line %d: want KEY=VALUE", n)
+		}
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		switch {
+		case strings.HasPrefix(v, `"`):
+			for !closedQuote(v) && sc.Scan() {
+				n++
+				v += "\n" + sc.Text()
+			}
+			if !closedQuote(v) {
+				return nil, fmt.Errorf("line %d: unterminated double quote", n)
+			}
+			u, err := strconv.Unquote(v[:strings.LastIndexByte(v, '"')+1])
+			if err != nil {
+				// Multi-line values are not valid Go strings; unescape by hand.
+				u = strings.NewReplacer(`\n`, "\n", `\"`, `"`, `\\`, `\`).Replace(v[1:strings.LastIndexByte(v, '"')])
+			}
+			v = u
+		case strings.HasPrefix(v, `'`):
+			end := strings.LastIndexByte(v, '\'')
+			if end == 0 {
+				return nil, fmt.Errorf("line %d: unterminated single quote", n)
+			}
+			v = v[1:end]
+		default:
+			if i := strings.Index(v, " #"); i >= 0 {
+				v = strings.TrimSpace(v[:i])
+			}
+		}
+		out = append(out, k+"="+v)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read .env: %w", err)
+	}
+	return out, nil
+}
+
+func closedQuote(v string) bool {
+	if len(v) < 2 {
+		return false
+	}
+	for i := len(v) - 1; i > 0; i-- {
+		if v[i] == '"' {
+			// Count the backslashes before it: an even number means unescaped.
+			bs := 0
+			for j := i - 1; j >= 0 && v[j] == '\\'; j-- {
+				bs++
+			}
+			return bs%2 == 0
+		}
+	}
+	return false
+}

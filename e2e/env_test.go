@@ -89,10 +89,21 @@ require('http').createServer((q, r) => {
 	s.assertNowhere(t, "changed-after-rotation")
 }
 
-// assertNowhere checks a value is neither in the database dump nor in any file
-// of the data directory (the database's own files included).
+// assertNowhere checks a value is not in the server's own log, not in any
+// process's command line (values travel in the environment of the child), not
+// in the database dump, and not in any file of the data directory (the
+// database's own files included).
 func (s *server) assertNowhere(t *testing.T, value string) {
 	t.Helper()
+	if strings.Contains(s.log.String(), value) {
+		t.Errorf("the server's log contains the value")
+	}
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, c := range cmdlines {
+		if b, err := os.ReadFile(c); err == nil && strings.Contains(string(b), value) {
+			t.Errorf("the command line of %s contains the value: %q", c, b)
+		}
+	}
 	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/pg_dump")
 	if len(bins) == 0 {
 		t.Fatal("pg_dump not found")

@@ -12,10 +12,27 @@ import (
 	"strings"
 )
 
+// repoStore creates and finds the bare repositories of projects. The SSH
+// server and the HTTP handler share it, so a first push makes the same
+// repository and hook whichever way it arrives.
+type repoStore struct {
+	dir         string // ReposDir
+	git         string // absolute path of the git executable
+	hookCommand string // HookCommand
+}
+
+func (s *Server) repos() repoStore {
+	return repoStore{dir: s.cfg.ReposDir, git: s.git, hookCommand: s.cfg.HookCommand}
+}
+
+func (s *Server) repoDir(name string) string { return s.repos().repoDir(name) }
+
+func (s *Server) ensureRepo(name string) (string, error) { return s.repos().ensureRepo(name) }
+
 // repoDir is where a project's bare repository lives. name has passed
 // schema.ValidateProjectName, so the result is directly under ReposDir.
-func (s *Server) repoDir(name string) string {
-	return filepath.Join(s.cfg.ReposDir, name+".git")
+func (s repoStore) repoDir(name string) string {
+	return filepath.Join(s.dir, name+".git")
 }
 
 func repoExists(dir string) bool {
@@ -40,32 +57,32 @@ func shellQuote(s string) string {
 // built under a temporary name and renamed into place, so a crash or a
 // concurrent first push never leaves a half-made repository under the real
 // name.
-func (s *Server) ensureRepo(name string) (string, error) {
+func (s repoStore) ensureRepo(name string) (string, error) {
 	dir := s.repoDir(name)
 	if !repoExists(dir) {
 		if err := s.initRepo(dir); err != nil {
 			return "", err
 		}
 	}
-	if err := writeHook(dir, hookScript(s.cfg.HookCommand)); err != nil {
+	if err := writeHook(dir, hookScript(s.hookCommand)); err != nil {
 		return "", err
 	}
 	return dir, nil
 }
 
-func (s *Server) initRepo(dir string) error {
+func (s repoStore) initRepo(dir string) error {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
-	tmp := filepath.Join(s.cfg.ReposDir, ".tmp-"+hex.EncodeToString(b))
+	tmp := filepath.Join(s.dir, ".tmp-"+hex.EncodeToString(b))
 	defer os.RemoveAll(tmp) // a no-op once renamed
 	cmd := exec.Command(s.git, "-c", "init.defaultBranch=main", "init", "--quiet", "--bare", tmp)
-	cmd.Env = []string{"PATH=" + gitPath, "HOME=" + s.cfg.ReposDir}
+	cmd.Env = gitEnv(s.dir, "")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("git init %s: %w: %s", dir, err, bytes.TrimSpace(out.Bytes()))
 	}
-	if err := writeHook(tmp, hookScript(s.cfg.HookCommand)); err != nil {
+	if err := writeHook(tmp, hookScript(s.hookCommand)); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, dir); err != nil {

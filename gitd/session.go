@@ -126,15 +126,26 @@ func (s *Server) deny(sess ssh.Session, msg string) {
 var gitProtocolRe = regexp.MustCompile(`^[a-z0-9=:.-]{1,64}$`)
 
 // gitEnv is the whole environment of a git command: nothing of our own
-// environment leaks into it (secrets, GIT_DIR and the like).
-func (s *Server) gitEnv(sess ssh.Session, extra ...string) []string {
-	env := []string{"PATH=" + gitPath, "HOME=" + s.cfg.ReposDir}
-	for _, kv := range sess.Environ() {
-		if v, ok := strings.CutPrefix(kv, "GIT_PROTOCOL="); ok && gitProtocolRe.MatchString(v) {
-			env = append(env, kv)
-		}
+// environment leaks into it (secrets, GIT_DIR and the like). protocol is
+// the client's GIT_PROTOCOL value; one that does not look like git's is
+// dropped.
+func gitEnv(home, protocol string, extra ...string) []string {
+	env := []string{"PATH=" + gitPath, "HOME=" + home}
+	if protocol != "" && gitProtocolRe.MatchString(protocol) {
+		env = append(env, "GIT_PROTOCOL="+protocol)
 	}
 	return append(env, extra...)
+}
+
+// sessionGitEnv is gitEnv with the GIT_PROTOCOL the SSH client sent.
+func (s *Server) sessionGitEnv(sess ssh.Session, extra ...string) []string {
+	protocol := ""
+	for _, kv := range sess.Environ() {
+		if v, ok := strings.CutPrefix(kv, "GIT_PROTOCOL="); ok && gitProtocolRe.MatchString(v) {
+			protocol = v
+		}
+	}
+	return gitEnv(s.cfg.ReposDir, protocol, extra...)
 }
 
 func (s *Server) receivePack(sess ssh.Session, log *slog.Logger, name string, userID int64) {
@@ -161,7 +172,7 @@ func (s *Server) receivePack(sess ssh.Session, log *slog.Logger, name string, us
 	}
 	token, release := s.reg.Register(hooks.Push{Project: name, UserID: userID})
 	defer release()
-	env := s.gitEnv(sess,
+	env := s.sessionGitEnv(sess,
 		hooks.EnvHookSocket+"="+s.cfg.HookSocket,
 		hooks.EnvPushToken+"="+token,
 	)
@@ -183,5 +194,5 @@ func (s *Server) uploadPack(sess ssh.Session, log *slog.Logger, name string) {
 		s.deny(sess, fmt.Sprintf("error: project %q does not exist; push to it first", name))
 		return
 	}
-	s.runGit(sess, log, uploadPack, dir, s.gitEnv(sess), nil)
+	s.runGit(sess, log, uploadPack, dir, s.sessionGitEnv(sess), nil)
 }

@@ -1,0 +1,245 @@
+package panel
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"minivercel/schema"
+)
+
+// projectSummary is one project as the dashboard shows it.
+type projectSummary struct {
+	Project    schema.Project
+	URL        string
+	Latest     *schema.Build // newest build of any status
+	Live       *schema.Build // the build production serves
+	DeployedAt *time.Time    // when Live went live
+	Health     string        // "healthy", "unhealthy" or "" (nothing deployed, or unknown)
+}
+
+type dashboardView struct {
+	Projects []projectSummary
+	Host     string // for the "how to deploy" snippet
+	Base     string
+}
+
+func (s *Server) dashboardPage(c *fiber.Ctx) error {
+	ctx := c.UserContext()
+	sums, err := s.store.ProjectSummaries(ctx)
+	if err != nil {
+		return err
+	}
+	v := dashboardView{Host: requestHost(c), Base: s.cfg.BaseDomain}
+	for _, ps := range sums {
+		sum, err := s.summarise(ctx, ps)
+		if err != nil {
+			return err
+		}
+		v.Projects = append(v.Projects, sum)
+	}
+	return s.render(c, fiber.StatusOK, "dashboard", "Projects", v)
+}
+
+// summarise adds to a project's summary row the two builds the card shows.
+func (s *Server) summarise(ctx context.Context, ps schema.ProjectSummary) (projectSummary, error) {
+	sum := projectSummary{Project: ps.Project, URL: s.projectURL(ps.Name), Health: s.health(ps.Name), DeployedAt: ps.LastDeployAt}
+	get := func(id *int64) (*schema.Build, error) {
+		if id == nil {
+			return nil, nil
+		}
+		b, err := s.store.BuildByID(ctx, *id)
+		if errors.Is(err, schema.ErrNotFound) { // deleted meanwhile
+			return nil, nil
+		}
+		return &b, err
+	}
+	var err error
+	if sum.Latest, err = get(ps.LatestBuildID); err != nil {
+		return sum, err
+	}
+	if ps.ActiveBuildID != nil && sum.Latest != nil && *ps.ActiveBuildID == sum.Latest.ID {
+		sum.Live = sum.Latest
+	} else if sum.Live, err = get(ps.ActiveBuildID); err != nil {
+		return sum, err
+	}
+	return sum, nil
+}
+
+// liveBuild returns the build serving production and since when, or nils.
+func (s *Server) liveBuild(ctx context.Context, projectID int64) (*schema.Build, *time.Time, error) {
+	b, err := s.store.ActiveBuild(ctx, projectID)
+	if errors.Is(err, schema.ErrNotFound) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	deps, err := s.store.ListDeployments(ctx, projectID)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, d := range deps {
+		if d.Status == schema.DeploymentActive {
+			at := d.ActivatedAt
+			return &b, &at, nil
+		}
+	}
+	return &b, nil, nil
+}
+
+// health asks the edge; without one (a panel-only node) health is unknown.
+func (s *Server) health(project string) string {
+	if s.sites == nil {
+		return ""
+	}
+	healthy, found := s.sites.Health(project)
+	switch {
+	case !found:
+		return ""
+	case healthy:
+		return "healthy"
+	}
+	return "unhealthy"
+}
+
+// buildRow is one line of a project's builds table.
+type buildRow struct {
+	schema.Build
+	URL         string // the build's own URL, for builds that can serve
+	Live        bool
+	CanActivate bool
+	Rollback    bool // activating it would go back to an older build
+}
+
+type deploymentRow struct {
+	schema.Deployment
+	Build *schema.Build
+}
+
+type projectView struct {
+	Project     schema.Project
+	URL         string
+	Health      string
+	Live        *schema.Build
+	DeployedAt  *time.Time
+	Builds      []buildRow
+	Deployments []deploymentRow
+	Branches    []string // branches that have been built, production first
+	Host        string
+	CanRebuild  bool
+}
+
+func (s *Server) projectByParam(c *fiber.Ctx) (schema.Project, error) {
+	p, err := s.store.ProjectByName(c.UserContext(), c.Params("name"))
+	if errors.Is(err, schema.ErrNotFound) {
+		return p, fiber.NewError(fiber.StatusNotFound, "There is no project named “"+c.Params("name")+"”.")
+	}
+	return p, err
+}
+
+func (s *Server) projectPage(c *fiber.Ctx) error {
+	ctx := c.UserContext()
+	p, err := s.projectByParam(c)
+	if err != nil {
+		return err
+	}
+	builds, err := s.store.ListBuilds(ctx, p.ID)
+	if err != nil {
+		return err
+	}
+	live, deployedAt, err := s.liveBuild(ctx, p.ID)
+	if err != nil {
+		return err
+	}
+	deps, err := s.store.ListDeployments(ctx, p.ID)
+	if err != nil {
+		return err
+	}
+	v := projectView{Project: p, URL: s.projectURL(p.Name), Health: s.health(p.Name), Live: live, DeployedAt: deployedAt,
+		Host: requestHost(c), CanRebuild: s.builds != nil}
+	byID := map[int64]*schema.Build{}
+	seen := map[string]bool{p.ProductionBranch: true}
+	v.Branches = []string{p.ProductionBranch}
+	for i := range builds {
+		b := builds[i]
+		byID[b.ID] = &builds[i]
+		row := buildRow{Build: b}
+		if b.Status == schema.BuildSucceeded && b.ArtifactPath != "" {
+			row.URL = s.buildURL(b)
+			row.Live = live != nil && live.ID == b.ID
+			row.CanActivate = !row.Live && s.builds != nil
+			row.Rollback = live != nil && b.ID < live.ID
+		}
+		v.Builds = append(v.Builds, row)
+		if !seen[b.Branch] {
+			seen[b.Branch] = true
+			v.Branches = append(v.Branches, b.Branch)
+		}
+	}
+	for _, d := range deps {
+		v.Deployments = append(v.Deployments, deploymentRow{Deployment: d, Build: byID[d.BuildID]})
+	}
+	return s.render(c, fiber.StatusOK, "project", p.Name, v)
+}
+
+// activateSubmit deploys a succeeded build to production: a deploy for a
+// newer build, a rollback for an older one. It waits for the result, as the
+// CLI does, so the page after the redirect shows the truth.
+func (s *Server) activateSubmit(c *fiber.Ctx) error {
+	p, err := s.projectByParam(c)
+	if err != nil {
+		return err
+	}
+	back := "/projects/" + p.Name
+	if s.builds == nil {
+		return redirectWith(c, back, true, "This server runs no build system, so it cannot activate builds.")
+	}
+	id, err := strconv.ParseInt(c.FormValue("build_id"), 10, 64)
+	if err != nil {
+		return redirectWith(c, back, true, "No build was chosen.")
+	}
+	b, err := s.store.BuildByID(c.UserContext(), id)
+	if errors.Is(err, schema.ErrNotFound) || (err == nil && b.ProjectID != p.ID) {
+		return redirectWith(c, back, true, "Build #"+strconv.FormatInt(id, 10)+" is not a build of "+p.Name+".")
+	}
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.UserContext(), 5*time.Minute)
+	defer cancel()
+	if err := s.builds.Activate(ctx, id); err != nil {
+		s.log.Info("activate from panel failed", "project", p.Name, "build_id", id, "err", err)
+		return redirectWith(c, back, true, "Build #"+strconv.FormatInt(id, 10)+" was not activated: "+err.Error())
+	}
+	s.log.Info("build activated from panel", "project", p.Name, "build_id", id, "user", currentUser(c).Name)
+	return redirectWith(c, back, false, "Build #"+strconv.FormatInt(id, 10)+" is live at "+s.projectURL(p.Name))
+}
+
+// redeploySubmit builds a branch's current commit again and shows its log.
+func (s *Server) redeploySubmit(c *fiber.Ctx) error {
+	p, err := s.projectByParam(c)
+	if err != nil {
+		return err
+	}
+	back := "/projects/" + p.Name
+	if s.builds == nil {
+		return redirectWith(c, back, true, "This server runs no build system, so it cannot start builds.")
+	}
+	branch := strings.TrimSpace(c.FormValue("branch"))
+	if branch == "" {
+		branch = p.ProductionBranch
+	}
+	b, err := s.builds.Rebuild(c.UserContext(), p, branch, currentUser(c).ID)
+	if errors.Is(err, schema.ErrNotFound) {
+		return redirectWith(c, back, true, err.Error())
+	}
+	if err != nil {
+		return err
+	}
+	return redirectWith(c, "/builds/"+strconv.FormatInt(b.ID, 10), false, "Build #"+strconv.FormatInt(b.ID, 10)+" of "+branch+" is queued.")
+}

@@ -1,0 +1,153 @@
+// minivercel panel: confirmations and the live build log. Everything here is
+// an enhancement: every form also works as a plain POST without script.
+"use strict";
+
+(function () {
+  // --- Confirmations: forms with data-confirm ask first, in a <dialog>. ---
+  var dialog = document.getElementById("confirm-dialog");
+  document.addEventListener("submit", function (ev) {
+    var form = ev.target;
+    if (!(form instanceof HTMLFormElement)) return;
+    var typed = form.getAttribute("data-typed-confirm");
+    if (typed !== null) {
+      var input = form.querySelector("input[name=confirm]");
+      if (input && input.value.trim() !== typed) {
+        ev.preventDefault();
+        input.setCustomValidity("Type " + typed + " to confirm.");
+        input.reportValidity();
+        return;
+      }
+    }
+    var msg = form.getAttribute("data-confirm");
+    if (msg === null || form.dataset.confirmed === "1") {
+      busy(form);
+      return;
+    }
+    ev.preventDefault();
+    if (!dialog || typeof dialog.showModal !== "function") {
+      if (window.confirm(msg)) { busy(form); form.submit(); }
+      return;
+    }
+    document.getElementById("confirm-text").textContent = msg;
+    var ok = document.getElementById("confirm-ok");
+    ok.textContent = form.getAttribute("data-confirm-label") || "Confirm";
+    ok.className = "btn " + (/delete|remove|cancel/i.test(ok.textContent) ? "btn-danger" : "btn-primary");
+    dialog.returnValue = "";
+    dialog.onclose = function () {
+      if (dialog.returnValue === "ok") {
+        form.dataset.confirmed = "1";
+        busy(form);
+        form.submit(); // does not fire "submit" again
+      }
+    };
+    dialog.showModal();
+    ok.focus();
+  });
+  document.addEventListener("input", function (ev) {
+    if (ev.target instanceof HTMLInputElement) ev.target.setCustomValidity("");
+  });
+
+  // busy marks a form's button while the request runs (an activation waits
+  // for health checks), so it is not pressed twice.
+  function busy(form) {
+    var b = form.querySelector("button[type=submit], button:not([type])");
+    if (b) { b.setAttribute("aria-busy", "true"); }
+  }
+
+  // --- The live build log. ---
+  var log = document.getElementById("log");
+  if (!log || log.getAttribute("data-live") !== "true") return;
+
+  var buildID = Number(log.getAttribute("data-build-id"));
+  var lastSeq = Number(log.getAttribute("data-last-seq")) || 0;
+  var state = document.getElementById("log-state");
+  var finished = false;
+  var delay = 500; // reconnect backoff, doubled up to 15 s
+  var ws = null;
+  var ansi = /\x1b\[[0-9;?]*[ -\/]*[@-~]/g;
+
+  log.scrollTop = log.scrollHeight;
+
+  function setState(text, live) {
+    state.textContent = text;
+    state.classList.toggle("is-live", !!live);
+  }
+
+  function atBottom() {
+    return log.scrollHeight - log.scrollTop - log.clientHeight < 32;
+  }
+
+  // kind mirrors lineKind in pages.go.
+  function kind(line) {
+    if (line.indexOf("----->") === 0) return "ln ln-head";
+    if (/^(error:|ERROR|npm ERR!)/.test(line)) return "ln ln-err";
+    return "ln";
+  }
+
+  function append(seq, line) {
+    if (seq <= lastSeq) return; // already shown: a replay after reconnecting
+    var stick = atBottom();
+    var div = document.createElement("div");
+    line = String(line).replace(ansi, "");
+    div.className = kind(line);
+    div.setAttribute("data-seq", String(seq));
+    div.textContent = line; // never innerHTML: log lines are untrusted
+    log.appendChild(div);
+    lastSeq = seq;
+    log.setAttribute("data-last-seq", String(seq));
+    if (stick) log.scrollTop = log.scrollHeight;
+  }
+
+  function setStatus(status) {
+    var holder = document.getElementById("build-status");
+    var badge = holder && holder.querySelector(".badge");
+    if (badge) {
+      badge.className = "badge badge-" + status;
+      badge.setAttribute("data-status", status);
+      badge.querySelector(".badge-text").textContent = status.charAt(0).toUpperCase() + status.slice(1);
+    }
+    if (status === "succeeded" || status === "failed" || status === "canceled") {
+      finished = true;
+      var cancel = document.getElementById("cancel-form");
+      if (cancel) cancel.hidden = true;
+      document.getElementById("log-finished").hidden = false;
+      setState("Finished", false);
+      if (ws) ws.close();
+    }
+  }
+
+  function connect() {
+    var proto = location.protocol === "https:" ? "wss:" : "ws:";
+    var sock = new WebSocket(proto + "//" + location.host + "/ws");
+    ws = sock;
+    sock.onopen = function () {
+      delay = 500;
+      setState("Live", true);
+      sock.send(JSON.stringify({ type: "subscribe_build", build_id: buildID, after_seq: lastSeq }));
+    };
+    sock.onmessage = function (ev) {
+      if (sock !== ws) return;
+      var m;
+      try { m = JSON.parse(ev.data); } catch (e) { return; }
+      if (m.build_id !== undefined && m.build_id !== buildID) return;
+      switch (m.type) {
+        case "log": append(m.seq, m.line); break;
+        case "status": setStatus(m.status); break;
+        case "dropped":
+          // The server skipped lines for this slow reader: start over from
+          // the last line shown, so the gap is filled from storage.
+          sock.close();
+          break;
+        case "error": setState(m.error || "Error", false); break;
+      }
+    };
+    sock.onclose = function () {
+      if (sock !== ws || finished) return;
+      ws = null;
+      setState("Reconnecting…", false);
+      setTimeout(connect, delay);
+      delay = Math.min(delay * 2, 15000);
+    };
+  }
+  connect();
+})();

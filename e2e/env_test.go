@@ -64,7 +64,9 @@ require('http').createServer((q, r) => {
 	if strings.Contains(list, greeting) || !strings.Contains(list, "GREETING") || !strings.Contains(list, "hell••••••••") {
 		t.Errorf("env list:\n%s", list)
 	}
-	logs, _ := s.cli(t, "deploy", "logs", "envapp")
+	// Runtime logs are stored in batches: wait for the app's first line.
+	var logs string
+	s.waitFor(func() bool { logs, _ = s.cli(t, "deploy", "logs", "envapp"); return strings.Contains(logs, "starting with") })
 	if strings.Contains(logs, greeting) || !strings.Contains(logs, "starting with [secret]") {
 		t.Errorf("runtime log:\n%s", logs)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"minivercel/edge"
+	"minivercel/panel"
 	"minivercel/schema"
 	"minivercel/secret"
 )
@@ -17,6 +18,17 @@ type authorizer struct{ store *schema.Store }
 
 func (a authorizer) UserByKeyFingerprint(ctx context.Context, fingerprint string) (int64, error) {
 	u, err := a.store.UserByKeyFingerprint(ctx, fingerprint)
+	if err != nil {
+		return 0, err
+	}
+	return u.ID, nil
+}
+
+// tokenAuthorizer answers git-over-HTTP logins from the api_tokens table.
+type tokenAuthorizer struct{ store *schema.Store }
+
+func (a tokenAuthorizer) UserByToken(ctx context.Context, token string) (int64, error) {
+	u, err := a.store.UserByTokenHash(ctx, panel.HashToken(token))
 	if err != nil {
 		return 0, err
 	}

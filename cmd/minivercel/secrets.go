@@ -49,28 +49,32 @@ func loadSecretKey(fromEnv, file string) ([]byte, error) {
 	return k, f.Sync()
 }
 
-// panelProxy forwards the base-domain host to the panel's own listener,
-// websockets included, keeping the Host the browser asked for.
-type panelProxy struct {
-	p atomic.Pointer[httputil.ReverseProxy]
+// lateHandler is an http.Handler set after the edge is built: the panel and
+// git over HTTP depend on parts that themselves need the edge.
+type lateHandler struct {
+	h atomic.Pointer[http.Handler]
 }
 
-func (pp *panelProxy) target(addr string) {
+func (l *lateHandler) set(h http.Handler) { l.h.Store(&h) }
+
+func (l *lateHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := l.h.Load()
+	if h == nil {
+		http.Error(w, "503 starting", http.StatusServiceUnavailable)
+		return
+	}
+	(*h).ServeHTTP(w, r)
+}
+
+// panelProxy forwards the base-domain host to the panel's own listener,
+// websockets included, keeping the Host the browser asked for.
+func panelProxy(addr string) http.Handler {
 	u := &url.URL{Scheme: "http", Host: addr}
-	pp.p.Store(&httputil.ReverseProxy{
+	return &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(u)
 			r.SetXForwarded()
 			r.Out.Host = r.In.Host
 		},
-	})
-}
-
-func (pp *panelProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	p := pp.p.Load()
-	if p == nil {
-		http.Error(w, "503 the panel is starting", http.StatusServiceUnavailable)
-		return
 	}
-	p.ServeHTTP(w, r)
 }

@@ -159,10 +159,10 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	}
 	// The panel listens on loopback; the edge forwards the base-domain host to
 	// it once its port is known.
-	toPanel := &panelProxy{}
+	toPanel, gitHTTP := &lateHandler{}, &lateHandler{}
 	edgeSrv, err := edge.New(edge.Config{
 		Addr: f.httpAddr, BaseDomain: f.baseDomain, DeploymentsDir: dirs.deployments, Logger: log,
-		PanelHandler: toPanel,
+		PanelHandler: toPanel, GitHandler: gitHTTP,
 		Runtime: edge.RuntimeConfig{
 			UID: appUID, GID: appGID, DropPrivileges: os.Geteuid() == 0, Logs: runtimeLogs,
 		},
@@ -197,6 +197,14 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 		return err
 	}
 
+	gitHandler, err := gitd.NewHTTPHandler(gitd.HTTPConfig{
+		ReposDir: dirs.repos, HookCommand: exe, HookSocket: dirs.hookSocket(), Logger: log,
+	}, tokenAuthorizer{db.store}, projects{db.store}, hookSrv)
+	if err != nil {
+		return err
+	}
+	gitHTTP.set(gitHandler)
+
 	// Routes come back before the edge says it is ready, so a restart never
 	// serves a 404 for a site that was live.
 	if err := restoreRoutes(ctx, db.store, vars, edgeSrv, log); err != nil {
@@ -207,7 +215,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 			return err
 		}
 	}
-	toPanel.target(panelSrv.Addr().String())
+	toPanel.set(panelProxy(panelSrv.Addr().String()))
 	if err := queue.Start(ctx); err != nil {
 		return err
 	}

@@ -66,7 +66,10 @@ require('http').createServer((q, r) => {
 	}
 	// Runtime logs are stored in batches: wait for the app's first line.
 	var logs string
-	s.waitFor(func() bool { logs, _ = s.cli(t, "deploy", "logs", "envapp"); return strings.Contains(logs, "starting with") })
+	s.waitFor(func() bool {
+		logs, _ = s.cli(t, "deploy", "logs", "envapp")
+		return strings.Contains(logs, "starting with")
+	})
 	if strings.Contains(logs, greeting) || !strings.Contains(logs, "starting with [secret]") {
 		t.Errorf("runtime log:\n%s", logs)
 	}

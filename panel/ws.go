@@ -26,7 +26,9 @@ import (
 // Server → client:
 //
 //	{"type":"ready","user":"name"}
-//	{"type":"status","build_id":N,"status":"running"}
+//	{"type":"status","build_id":N,"status":"running","final":false}
+//	    (sent on subscribe and on each change; "final":true comes once, after
+//	    the build's last line: nothing follows it for that build)
 //	{"type":"log","build_id":N,"seq":S,"line":"..."}
 //	{"type":"dropped","build_id":N,"count":C}   (C lines were not sent: this client was too slow)
 //	{"type":"error","error":"...","build_id":N}
@@ -76,6 +78,10 @@ type wsStatus struct {
 	Type    string             `json:"type"`
 	BuildID int64              `json:"build_id"`
 	Status  schema.BuildStatus `json:"status"`
+	// Final marks the end of a build's stream. The status sent on subscribe
+	// to a finished build is already "succeeded", but its lines follow it:
+	// a client must wait for Final to know it has them all.
+	Final bool `json:"final"`
 }
 
 type wsLog struct {
@@ -355,8 +361,13 @@ func (w *wsConn) follow(ctx context.Context, id int64, last int, status schema.B
 		}
 		progressed := false
 		for ev := range events {
+			// After unsubscribe nothing more may reach the client, even
+			// events already buffered in the stream.
+			if ctx.Err() != nil {
+				return
+			}
 			if ev.Done {
-				w.out.push(id, false, wsStatus{Type: "status", BuildID: id, Status: ev.Status})
+				w.out.push(id, false, wsStatus{Type: "status", BuildID: id, Status: ev.Status, Final: true})
 				return
 			}
 			if ev.Seq <= last {

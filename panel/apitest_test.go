@@ -1,0 +1,474 @@
+package panel
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	fws "github.com/fasthttp/websocket"
+
+	"minivercel/edge"
+	"minivercel/pipeline"
+	"minivercel/schema"
+	"minivercel/schema/schematest"
+)
+
+// The shared harness of the API and websocket tests: a real PostgreSQL, a
+// real pipeline.Queue and Broker, a real edge.Server, and the panel on a real
+// loopback listener reached with net/http and a real websocket client.
+
+func TestMain(m *testing.M) { schematest.Main(m) }
+
+const testBaseDomain = "test.localhost"
+
+type testEnv struct {
+	t      testing.TB
+	store  *schema.Store
+	broker *pipeline.Broker
+	queue  *pipeline.Queue
+	edge   *edge.Server
+	srv    *Server
+	base   string // http://127.0.0.1:port
+	repos  string
+	admin  schema.User
+	token  string // the admin's session JWT
+	client *http.Client
+}
+
+// newEnv starts everything; with work the queue runs builds and activations.
+// builds, when not nil, wraps the queue as the panel's Builds.
+func newEnv(t testing.TB, work bool, wrap func(Builds) Builds) *testEnv {
+	t.Helper()
+	ctx := context.Background()
+	store := schematest.Store(t)
+	if err := pipeline.MigrateQueue(ctx, store.Pool()); err != nil {
+		t.Fatal(err)
+	}
+	// The build user must reach the workspaces: a short 0711 root outside
+	// t.TempDir (whose parents are 0700).
+	root, err := os.MkdirTemp("", "mvpanel")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	os.Chmod(root, 0o711)
+	dirs := map[string]string{}
+	for _, d := range []string{"repos", "builds", "artifacts", "deployments"} {
+		dirs[d] = filepath.Join(root, d)
+		if err := os.MkdirAll(dirs[d], 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logger := slog.New(slog.DiscardHandler)
+	if testing.Verbose() {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	eg, err := edge.New(edge.Config{DeploymentsDir: dirs["deployments"], BaseDomain: testBaseDomain, Logger: logger}, noLookup{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sandbox, err := pipeline.BuildUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	broker := pipeline.NewBroker(store, logger)
+	q, err := pipeline.NewQueue(pipeline.Config{
+		ReposDir: dirs["repos"], WorkDir: dirs["builds"], ArtifactsDir: dirs["artifacts"],
+		BaseDomain: testBaseDomain, Logger: logger,
+	}, store, broker, testActivator{edge: eg, store: store}, sandbox, work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if work {
+		qctx, cancel := context.WithCancel(ctx)
+		if err := q.Start(qctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+			defer scancel()
+			q.Shutdown(sctx)
+			cancel()
+		})
+	}
+	var builds Builds = q
+	if wrap != nil {
+		builds = wrap(q)
+	}
+	key := make([]byte, 32)
+	rand.Read(key)
+	srv, err := New(Config{JWTKey: key, BaseDomain: testBaseDomain, Logger: logger}, store, builds, eg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		<-served
+	})
+	e := &testEnv{t: t, store: store, broker: broker, queue: q, edge: eg, srv: srv,
+		base: "http://" + srv.Addr().String(), repos: dirs["repos"], client: &http.Client{Timeout: 2 * time.Minute}}
+	e.admin, e.token = e.user("admin", true)
+	return e
+}
+
+// user creates a user with the password "<name>-password" and returns it with
+// a session JWT.
+func (e *testEnv) user(name string, admin bool) (schema.User, string) {
+	e.t.Helper()
+	ctx := context.Background()
+	u, err := e.store.CreateUser(ctx, name, admin)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	hash, err := HashPassword(name + "-password")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.store.SetPasswordHash(ctx, u.ID, hash); err != nil {
+		e.t.Fatal(err)
+	}
+	tok, err := e.srv.issueJWT(u)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return u, tok
+}
+
+// request sends a request with an optional bearer token; body is a string
+// (sent as is) or a value (sent as JSON).
+func (e *testEnv) request(method, path, token string, body any, header ...string) (int, []byte, http.Header) {
+	e.t.Helper()
+	var r io.Reader
+	if body != nil {
+		switch b := body.(type) {
+		case string:
+			r = strings.NewReader(b)
+		default:
+			data, err := json.Marshal(b)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			r = bytes.NewReader(data)
+		}
+	}
+	req, err := http.NewRequest(method, e.base+path, r)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return resp.StatusCode, data, resp.Header
+}
+
+// call sends an admin request, checks the status and decodes the answer into out.
+func (e *testEnv) call(method, path string, body any, want int, out any) {
+	e.t.Helper()
+	code, data, _ := e.request(method, path, e.token, body)
+	if code != want {
+		e.t.Fatalf("%s %s: status %d, want %d: %s", method, path, code, want, data)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			e.t.Fatalf("%s %s: decode %s: %v", method, path, data, err)
+		}
+	}
+}
+
+// apiError is the body of an error answer.
+type apiError struct {
+	Error string `json:"error"`
+	Field string `json:"field"`
+}
+
+// expectError sends an admin request and checks an error answer.
+func (e *testEnv) expectError(method, path string, body any, want int, field string) apiError {
+	e.t.Helper()
+	var ae apiError
+	e.call(method, path, body, want, &ae)
+	if ae.Error == "" || ae.Field != field {
+		e.t.Fatalf("%s %s: error %+v, want a message and field %q", method, path, ae, field)
+	}
+	return ae
+}
+
+// project creates a project through the store, as a first push does.
+func (e *testEnv) project(name string) schema.Project {
+	e.t.Helper()
+	p, _, err := e.store.EnsureProject(context.Background(), name, e.admin.ID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return p
+}
+
+// storedBuild records a build row without running it.
+func (e *testEnv) storedBuild(p schema.Project) schema.Build {
+	e.t.Helper()
+	b, err := e.store.CreateBuild(context.Background(), schema.NewBuild{ProjectID: p.ID, Branch: p.ProductionBranch, CommitSHA: strings.Repeat("a", 40)})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return b
+}
+
+// gitPush makes a commit of files on branch and pushes it to the project's
+// bare repository (created when missing); it returns the commit id.
+func (e *testEnv) gitPush(project, branch string, files map[string]string) string {
+	e.t.Helper()
+	bare := filepath.Join(e.repos, project+".git")
+	work, err := os.MkdirTemp("", "mvwork")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer os.RemoveAll(work)
+	run := func(dir string, args ...string) string {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			e.t.Fatalf("git %v: %v: %s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if _, err := os.Stat(bare); err != nil {
+		run(e.repos, "init", "-q", "--bare", bare)
+	}
+	run(work, "init", "-q", "-b", branch)
+	for name, content := range files {
+		p := filepath.Join(work, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	run(work, "add", "-A")
+	run(work, "commit", "-q", "-m", "deploy "+branch)
+	sha := run(work, "rev-parse", "HEAD")
+	run(work, "push", "-q", "-f", bare, branch)
+	return sha
+}
+
+// waitBuild waits for a build to finish.
+func (e *testEnv) waitBuild(id int64) schema.Build {
+	e.t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		b, err := e.store.BuildByID(context.Background(), id)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if b.Status.Done() {
+			return b
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
+	}
+	e.t.Fatalf("build %d did not finish", id)
+	return schema.Build{}
+}
+
+// realBuild pushes a static site and builds it through the API.
+func (e *testEnv) realBuild(project, branch, content string) buildJSON {
+	e.t.Helper()
+	e.gitPush(project, branch, map[string]string{"index.html": content})
+	var b buildJSON
+	e.call("POST", "/api/projects/"+project+"/builds", map[string]string{"ref": branch}, http.StatusAccepted, &b)
+	if got := e.waitBuild(b.ID); got.Status != schema.BuildSucceeded {
+		logs, _ := e.store.LogLines(context.Background(), b.ID, 0)
+		e.t.Fatalf("build %d %s: %s; log: %v", b.ID, got.Status, got.Error, logs)
+	}
+	e.call("GET", "/api/builds/"+strconv.FormatInt(b.ID, 10), nil, http.StatusOK, &b)
+	return b
+}
+
+// noLookup knows no build URLs: the tests reach builds through the API only.
+type noLookup struct{}
+
+func (noLookup) SiteBySlug(_ context.Context, project, slug string) (edge.Site, error) {
+	return edge.Site{}, fmt.Errorf("build %s of %s: %w", slug, project, edge.ErrUnknownSite)
+}
+
+// testActivator switches production like the server's own activator: a
+// deployment row is started, the edge serves the build, the row is made active.
+type testActivator struct {
+	edge  *edge.Server
+	store *schema.Store
+}
+
+func (a testActivator) Activate(ctx context.Context, b schema.Build, progress func(string)) error {
+	d, err := a.store.StartDeployment(ctx, b.ProjectID, b.ID)
+	if err != nil {
+		return fmt.Errorf("start deployment: %w", err)
+	}
+	site := edge.Site{Project: b.ProjectName, BuildID: b.ID, Slug: b.Slug, ArtifactPath: b.ArtifactPath,
+		SHA256: b.ArtifactSHA256, SPA: b.SPA, Start: b.StartCommand, DeploymentID: d.ID}
+	if err := a.edge.Activate(ctx, site, progress); err != nil {
+		if ferr := a.store.FailDeployment(context.WithoutCancel(ctx), d.ID, schema.DeploymentFailed, err.Error()); ferr != nil {
+			return errors.Join(err, ferr)
+		}
+		return err
+	}
+	_, err = a.store.ActivateDeployment(context.WithoutCancel(ctx), d.ID, a.edge.Port(b.ProjectName))
+	return err
+}
+
+// --- websocket client ---
+
+// wsMsg is any server message.
+type wsMsg struct {
+	Type    string `json:"type"`
+	BuildID int64  `json:"build_id"`
+	Seq     int    `json:"seq"`
+	Line    string `json:"line"`
+	Status  string `json:"status"`
+	Final   bool   `json:"final"`
+	Count   int    `json:"count"`
+	Error   string `json:"error"`
+	User    string `json:"user"`
+}
+
+type wsClient struct {
+	t testing.TB
+	c *fws.Conn
+}
+
+// dialWS opens /ws with the query and headers given; it does not read.
+func (e *testEnv) dialWS(query string, header http.Header) (*wsClient, error) {
+	u := "ws://" + e.srv.Addr().String() + "/ws"
+	if query != "" {
+		u += "?" + query
+	}
+	c, resp, err := fws.DefaultDialer.Dial(u, header)
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("dial %s: %w (status %d)", u, err, resp.StatusCode)
+		}
+		return nil, err
+	}
+	wc := &wsClient{t: e.t, c: c}
+	e.t.Cleanup(func() { c.Close() })
+	return wc, nil
+}
+
+// connect opens an authenticated connection and waits for "ready".
+func (e *testEnv) connect() *wsClient {
+	e.t.Helper()
+	wc, err := e.dialWS("token="+url.QueryEscape(e.token), nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if m := wc.next(10 * time.Second); m.Type != "ready" {
+		e.t.Fatalf("first message %+v, want ready", m)
+	}
+	return wc
+}
+
+func (w *wsClient) send(v any) {
+	w.t.Helper()
+	if err := w.c.WriteJSON(v); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// next reads one message, failing the test after timeout.
+func (w *wsClient) next(timeout time.Duration) wsMsg {
+	w.t.Helper()
+	m, err := w.read(timeout)
+	if err != nil {
+		w.t.Fatalf("websocket read: %v", err)
+	}
+	return m
+}
+
+func (w *wsClient) read(timeout time.Duration) (wsMsg, error) {
+	w.c.SetReadDeadline(time.Now().Add(timeout))
+	var m wsMsg
+	_, data, err := w.c.ReadMessage()
+	if err != nil {
+		return m, err
+	}
+	return m, json.Unmarshal(data, &m)
+}
+
+func (w *wsClient) subscribe(id int64, after int) {
+	w.send(map[string]any{"type": "subscribe_build", "build_id": id, "after_seq": after})
+}
+
+// collect reads a build's messages until its final status and returns the
+// lines (with their seqs checked to rise), the final status and the dropped
+// count. Messages of other builds are ignored.
+func (w *wsClient) collect(id int64, timeout time.Duration) (lines []wsMsg, final string, dropped int) {
+	w.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		m, err := w.read(time.Until(deadline))
+		if err != nil {
+			w.t.Fatalf("build %d: after %d lines: %v", id, len(lines), err)
+		}
+		if m.BuildID != id {
+			continue
+		}
+		switch m.Type {
+		case "log":
+			lines = append(lines, m)
+		case "dropped":
+			dropped += m.Count
+		case "status":
+			if m.Final {
+				return lines, m.Status, dropped
+			}
+		case "error":
+			w.t.Fatalf("build %d: error %q", id, m.Error)
+		}
+	}
+}
+
+// withChecks lowers rapid's number of checks for one expensive property; a
+// -rapid.checks given on the command line still wins.
+func withChecks(t *testing.T, n int) {
+	f := flag.Lookup("rapid.checks")
+	if f == nil || f.Value.String() != f.DefValue {
+		return
+	}
+	old := f.Value.String()
+	f.Value.Set(strconv.Itoa(n))
+	t.Cleanup(func() { f.Value.Set(old) })
+}

@@ -211,6 +211,11 @@ func (q *Queue) activate(ctx context.Context, b schema.Build, progress func(stri
 	return q.act.Activate(ctx, b, progress)
 }
 
+// BranchHost returns the preview host that follows a branch's latest build.
+func (q *Queue) BranchHost(b schema.Build) string {
+	return b.ProjectName + "--git-" + schema.BranchSlug(b.Branch) + "." + q.cfg.BaseDomain
+}
+
 type buildWorker struct {
 	river.WorkerDefaults[BuildArgs]
 	q *Queue
@@ -273,7 +278,8 @@ func (q *Queue) run(ctx context.Context, buildID int64) error {
 			out.heading("Production: " + q.cfg.URL(q.ProjectHost(project.Name)))
 			out.detail("This build: " + q.cfg.URL(q.BuildHost(b)))
 		} else {
-			out.heading("This build: " + q.cfg.URL(q.BuildHost(b)))
+			out.heading("Preview of " + b.Branch + ": " + q.cfg.URL(q.BranchHost(b)))
+			out.detail("This build: " + q.cfg.URL(q.BuildHost(b)))
 		}
 	} else {
 		out.line("error: " + reason)

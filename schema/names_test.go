@@ -102,3 +102,14 @@ func TestValidateProjectNameAcceptsGrammar(t *testing.T) {
 		}
 	})
 }
+
+func TestBranchSlug(t *testing.T) {
+	for in, want := range map[string]string{
+		"main": "main", "feature/Login-Page": "feature-login-page", "fix__bug--42": "fix-bug-42",
+		"--x--": "x", "über": "ber", strings.Repeat("a", 50): strings.Repeat("a", 40), "release/v1.2": "release-v1-2",
+	} {
+		if got := BranchSlug(in); got != want {
+			t.Errorf("BranchSlug(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -131,11 +131,6 @@ func TestBrowserPanel(t *testing.T) {
 	defer os.RemoveAll(gate)
 	os.Chmod(gate, 0o755)
 	marker := filepath.Join(gate, "open")
-	r := newRepo(t, "main", map[string]string{"index.html": "version one"})
-	if out, code := s.push(r, "blog"); code != 0 {
-		t.Fatalf("push v1 exited %d:\n%s", code, out)
-	}
-	s.waitBody("blog.localhost", "/", "version one")
 
 	// Login, with the page that asked for it remembered.
 	b.do("open the panel",
@@ -161,6 +156,18 @@ func TestBrowserPanel(t *testing.T) {
 		t.Errorf("keys page lists %d keys, want the admin's one", n)
 	}
 	b.shot("keys")
+
+	// Before the first push the dashboard explains how to deploy.
+	b.do("empty dashboard", chromedp.Navigate(b.base+"/"), chromedp.WaitVisible(chromedp.CSS(".empty .snippet")))
+	if got := eval[string](b, `document.querySelector(".snippet").innerText`); !strings.Contains(got, "git remote add minivercel ssh://git@localhost:2222/my-app.git") {
+		t.Errorf("empty dashboard snippet:\n%s", got)
+	}
+	b.shot("dashboard-empty")
+	r := newRepo(t, "main", map[string]string{"index.html": "version one"})
+	if out, code := s.push(r, "blog"); code != 0 {
+		t.Fatalf("push v1 exited %d:\n%s", code, out)
+	}
+	s.waitBody("blog.localhost", "/", "version one")
 
 	// The dashboard shows the pushed project with its status and URL.
 	b.do("dashboard", chromedp.Navigate(b.base+"/"), chromedp.WaitVisible(chromedp.CSS(`a[href="/projects/blog"]`)))
@@ -220,6 +227,7 @@ const t = setInterval(() => {
 	b.waitJS("line printed after the page loaded appears",
 		`document.getElementById("log").innerText.includes("gate opened: building version two")`)
 	b.waitJS("status badge turns succeeded", `document.querySelector("#build-status .badge").dataset.status === "succeeded"`)
+	b.waitJS("the finished build's URL appears without a reload", `!!document.querySelector('#build-meta a[href*="blog--"]')`)
 	// Every line once, in order: the replay after subscribing overlaps the
 	// lines rendered with the page.
 	if dup := eval[string](b, `(() => {
@@ -253,6 +261,9 @@ const t = setInterval(() => {
 		t.Fatalf("after rollback the page says %q", msg)
 	}
 	b.shot("project")
+	b.do("project page on a phone", b.phone())
+	b.shot("project-phone")
+	b.do("desktop", b.desktop())
 	if code, body := s.get("blog.localhost", "/"); code != 200 || body != "version one" {
 		t.Fatalf("after rollback blog serves %d %q", code, body)
 	}

@@ -28,6 +28,7 @@
       if (window.confirm(msg)) { busy(form); form.submit(); }
       return;
     }
+    document.getElementById("confirm-title").textContent = form.getAttribute("data-confirm-title") || "Are you sure?";
     document.getElementById("confirm-text").textContent = msg;
     var ok = document.getElementById("confirm-ok");
     ok.textContent = form.getAttribute("data-confirm-label") || "Confirm";
@@ -110,10 +111,29 @@
       finished = true;
       var cancel = document.getElementById("cancel-form");
       if (cancel) cancel.hidden = true;
-      document.getElementById("log-finished").hidden = false;
       setState("Finished", false);
       if (ws) ws.close();
+      refreshDetails();
     }
+  }
+
+  // refreshDetails swaps in the finished build's header, details and error
+  // from a fresh copy of this page (server-rendered, already escaped), so
+  // its URL and duration appear without a reload that would lose the
+  // reader's place in the log.
+  function refreshDetails() {
+    var fallback = function () { document.getElementById("log-finished").hidden = false; };
+    if (!window.fetch || !window.DOMParser) { fallback(); return; }
+    fetch(location.pathname, { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then(function (r) { if (!r.ok) throw new Error(r.status); return r.text(); })
+      .then(function (html) {
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        ["build-head", "build-meta", "build-alert"].forEach(function (id) {
+          var now = document.getElementById(id), next = doc.getElementById(id);
+          if (now && next) now.replaceWith(document.importNode(next, true));
+        });
+      })
+      .catch(fallback);
   }
 
   function connect() {

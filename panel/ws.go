@@ -34,7 +34,8 @@ import (
 //	{"type":"error","error":"...","build_id":N}
 //
 // A build never waits for a websocket client: each connection has a bounded
-// queue, and lines that do not fit are counted and reported as "dropped".
+// queue, and lines that do not fit within wsFullWait are counted and
+// reported as "dropped".
 
 const (
 	// wsQueueLogs bounds the log lines waiting for one slow connection.
@@ -53,6 +54,12 @@ const (
 	// wsMaxMessage bounds a client message: they are small JSON objects.
 	wsMaxMessage = 8 << 10
 )
+
+// wsFullWait is how long a full queue may hold a subscription before its
+// lines are dropped: long enough for a burst of output (npm install) to drain
+// to a client that reads, short enough that a stalled client costs little.
+// (A variable so a test can make a stalled client drop at once.)
+var wsFullWait = time.Second
 
 // wsUserKey and wsBadCredentialKey carry the upgrade request's
 // authentication into the websocket handler.
@@ -223,7 +230,7 @@ func (s *Server) serveWS(hub *wsHub, conn *websocket.Conn) {
 	defer writer.Wait()
 	defer cancel() // stops the subscriptions and the writer
 
-	w.out.push(0, false, wsReady{Type: "ready", User: u.Name})
+	w.out.push(0, wsReady{Type: "ready", User: u.Name})
 	_ = conn.SetReadDeadline(time.Now().Add(wsPongWait))
 	conn.SetPongHandler(func(string) error { return conn.SetReadDeadline(time.Now().Add(wsPongWait)) })
 	for {
@@ -237,7 +244,7 @@ func (s *Server) serveWS(hub *wsHub, conn *websocket.Conn) {
 		_ = conn.SetReadDeadline(time.Now().Add(wsPongWait))
 		var m wsIn
 		if err := json.Unmarshal(data, &m); err != nil {
-			w.out.push(0, false, wsError{Type: "error", Error: "messages must be JSON objects"})
+			w.out.push(0, wsError{Type: "error", Error: "messages must be JSON objects"})
 			continue
 		}
 		w.handle(ctx, m)
@@ -289,13 +296,13 @@ func (w *wsConn) handle(ctx context.Context, m wsIn) {
 	case "auth":
 		// Already authenticated: a panel that always sends it is fine.
 	default:
-		w.out.push(0, false, wsError{Type: "error", Error: "unknown message type " + strconv.Quote(m.Type)})
+		w.out.push(0, wsError{Type: "error", Error: "unknown message type " + strconv.Quote(m.Type)})
 	}
 }
 
 func (w *wsConn) subscribe(ctx context.Context, id int64, after int) {
 	if id <= 0 {
-		w.out.push(0, false, wsError{Type: "error", Error: "build_id must name a build"})
+		w.out.push(0, wsError{Type: "error", Error: "build_id must name a build"})
 		return
 	}
 	w.mu.Lock()
@@ -306,20 +313,20 @@ func (w *wsConn) subscribe(ctx context.Context, id int64, after int) {
 		return // the running subscription already delivers every line
 	}
 	if full {
-		w.out.push(id, false, wsError{Type: "error", BuildID: id, Error: "too many subscriptions on one connection"})
+		w.out.push(id, wsError{Type: "error", BuildID: id, Error: "too many subscriptions on one connection"})
 		return
 	}
 	b, err := w.s.store.BuildByID(ctx, id)
 	if errors.Is(err, schema.ErrNotFound) {
-		w.out.push(id, false, wsError{Type: "error", BuildID: id, Error: "build not found"})
+		w.out.push(id, wsError{Type: "error", BuildID: id, Error: "build not found"})
 		return
 	}
 	if err != nil {
 		w.s.log.Error("read build for websocket", "build", id, "err", err)
-		w.out.push(id, false, wsError{Type: "error", BuildID: id, Error: "internal error"})
+		w.out.push(id, wsError{Type: "error", BuildID: id, Error: "internal error"})
 		return
 	}
-	w.out.push(id, false, wsStatus{Type: "status", BuildID: id, Status: b.Status})
+	w.out.push(id, wsStatus{Type: "status", BuildID: id, Status: b.Status})
 
 	sctx, cancel := context.WithCancel(ctx)
 	w.mu.Lock()
@@ -350,12 +357,13 @@ func (w *wsConn) endSub(id int64, gen uint64) {
 // what it already passed on, so the client never sees a line twice.
 func (w *wsConn) follow(ctx context.Context, id int64, last int, status schema.BuildStatus) {
 	retry := 0
+	dropping := false
 	for {
 		events, err := w.s.builds.Follow(ctx, id)
 		if err != nil {
 			if ctx.Err() == nil {
 				w.s.log.Error("follow build for websocket", "build", id, "err", err)
-				w.out.push(id, false, wsError{Type: "error", BuildID: id, Error: "cannot follow this build"})
+				w.out.push(id, wsError{Type: "error", BuildID: id, Error: "cannot follow this build"})
 			}
 			return
 		}
@@ -367,7 +375,7 @@ func (w *wsConn) follow(ctx context.Context, id int64, last int, status schema.B
 				return
 			}
 			if ev.Done {
-				w.out.push(id, false, wsStatus{Type: "status", BuildID: id, Status: ev.Status, Final: true})
+				w.out.push(id, wsStatus{Type: "status", BuildID: id, Status: ev.Status, Final: true})
 				return
 			}
 			if ev.Seq <= last {
@@ -377,10 +385,17 @@ func (w *wsConn) follow(ctx context.Context, id int64, last int, status schema.B
 				// Lines only come from a running build; the store said
 				// queued when the client subscribed.
 				status = schema.BuildRunning
-				w.out.push(id, false, wsStatus{Type: "status", BuildID: id, Status: status})
+				w.out.push(id, wsStatus{Type: "status", BuildID: id, Status: status})
 			}
 			last, progressed = ev.Seq, true
-			w.out.push(id, true, wsLog{Type: "log", BuildID: id, Seq: ev.Seq, Line: ev.Line})
+			// Once a line was dropped, the next ones are dropped without
+			// waiting until there is room again: a stalled client must not
+			// make this goroutine crawl (the broker would cut it off).
+			wait := wsFullWait
+			if dropping {
+				wait = 0
+			}
+			dropping = !w.out.pushLog(ctx, id, wsLog{Type: "log", BuildID: id, Seq: ev.Seq, Line: ev.Line}, wait)
 		}
 		if ctx.Err() != nil {
 			return
@@ -392,7 +407,7 @@ func (w *wsConn) follow(ctx context.Context, id int64, last int, status schema.B
 		// Closed with nothing new: a store error, or the build is gone.
 		// Back off instead of spinning.
 		if _, err := w.s.store.BuildByID(ctx, id); errors.Is(err, schema.ErrNotFound) {
-			w.out.push(id, false, wsError{Type: "error", BuildID: id, Error: "build not found"})
+			w.out.push(id, wsError{Type: "error", BuildID: id, Error: "build not found"})
 			return
 		}
 		retry++
@@ -433,42 +448,81 @@ func (w *wsConn) writeLoop(ctx context.Context) {
 	}
 }
 
-// outbox is a connection's send queue. Log lines beyond its bound are
-// dropped and counted per build; everything else (statuses, errors) is
-// always queued, since a client that misses a final status would wait
-// forever. The count reaches the client as a "dropped" message before the
-// next message of that build, or when the writer next has room.
+// outbox is a connection's send queue. Log lines beyond its bound wait a
+// moment for room (a burst of build output is absorbed), then are dropped and
+// counted per build; everything else (statuses, errors) is always queued,
+// since a client that misses a final status would wait forever. The count
+// reaches the client as a "dropped" message before the next message of that
+// build, or when the writer next has room.
 type outbox struct {
 	mu      sync.Mutex
 	items   []any
 	logs    int // log lines in items
 	max     int
 	dropped map[int64]int
-	wake    chan struct{}
+	wake    chan struct{} // signals the writer
+	room    chan struct{} // closed (and replaced) when the writer takes the queue
 }
 
 func newOutbox(max int) *outbox {
-	return &outbox{max: max, dropped: map[int64]int{}, wake: make(chan struct{}, 1)}
+	return &outbox{max: max, dropped: map[int64]int{}, wake: make(chan struct{}, 1), room: make(chan struct{})}
 }
 
-// push queues m, a message about build id (0: none); isLog marks a droppable
-// log line. It never blocks.
-func (o *outbox) push(id int64, isLog bool, m any) {
+// push queues m, a message about build id (0: none). It never blocks and
+// never drops.
+func (o *outbox) push(id int64, m any) {
 	o.mu.Lock()
-	if isLog {
-		if o.logs >= o.max {
+	o.append(id, m)
+	o.mu.Unlock()
+	o.signal()
+}
+
+// pushLog queues a log line of build id. When the queue is full it waits up
+// to wait for the writer to make room, then drops the line. It reports
+// whether the line was queued.
+func (o *outbox) pushLog(ctx context.Context, id int64, m any, wait time.Duration) bool {
+	var timeout <-chan time.Time
+	for {
+		o.mu.Lock()
+		if o.logs < o.max {
+			o.logs++
+			o.append(id, m)
+			o.mu.Unlock()
+			o.signal()
+			return true
+		}
+		if wait <= 0 {
 			o.dropped[id]++
 			o.mu.Unlock()
-			return
+			return false
 		}
-		o.logs++
+		room := o.room
+		o.mu.Unlock()
+		if timeout == nil {
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-room:
+		case <-timeout:
+			wait = 0
+		case <-ctx.Done():
+			return false
+		}
 	}
+}
+
+// append adds m after the pending drop count of its build. o.mu is held.
+func (o *outbox) append(id int64, m any) {
 	if n := o.dropped[id]; n > 0 && id != 0 {
 		o.items = append(o.items, wsDropped{Type: "dropped", BuildID: id, Count: n})
 		delete(o.dropped, id)
 	}
 	o.items = append(o.items, m)
-	o.mu.Unlock()
+}
+
+func (o *outbox) signal() {
 	select {
 	case o.wake <- struct{}{}:
 	default:
@@ -488,5 +542,7 @@ func (o *outbox) take(buf []any) []any {
 		buf = append(buf, wsDropped{Type: "dropped", BuildID: id, Count: n})
 	}
 	clear(o.dropped)
+	close(o.room)
+	o.room = make(chan struct{})
 	return buf
 }

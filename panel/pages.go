@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,11 +46,16 @@ func (s *Server) pageRoutes(app *fiber.App) {
 	app.Get("/static/:file", serveStatic)
 	app.Get("/favicon.ico", func(c *fiber.Ctx) error { return c.Redirect(assetURL("logo.svg"), fiber.StatusMovedPermanently) })
 
+	// The page login has its own failure budget, like the API's: a guesser
+	// cannot spend one to avoid the other's limit for longer than a window.
+	lim := newLoginLimiter(loginFailuresAllowed, loginWindow)
 	app.Get("/login", s.loginPage)
-	app.Post("/login", sameOrigin, s.loginSubmit)
-	app.Post("/logout", sameOrigin, s.logout)
+	app.Post("/login", sameOrigin, pageSameOrigin, s.loginSubmit(lim))
+	app.Post("/logout", sameOrigin, pageSameOrigin, s.logout)
 
-	auth := func(h fiber.Handler) []fiber.Handler { return []fiber.Handler{sameOrigin, s.requireSession, h} }
+	auth := func(h fiber.Handler) []fiber.Handler {
+		return []fiber.Handler{sameOrigin, pageSameOrigin, s.requireSession, h}
+	}
 	app.Get("/", auth(s.dashboardPage)...)
 	app.Get("/projects/:name", auth(s.projectPage)...)
 	app.Post("/projects/:name/activate", auth(s.activateSubmit)...)
@@ -282,20 +288,53 @@ func (s *Server) loginPage(c *fiber.Ctx) error {
 	return s.render(c, fiber.StatusOK, "login", "Sign in", loginView{Next: next})
 }
 
-func (s *Server) loginSubmit(c *fiber.Ctx) error {
-	name := strings.TrimSpace(c.FormValue("username"))
-	next := safeNext(c.FormValue("next"))
-	token, _, err := s.Login(c.UserContext(), name, c.FormValue("password"))
-	if errors.Is(err, ErrBadCredentials) {
-		s.log.Debug("login refused", "user", name, "ip", c.IP())
-		return s.render(c, fiber.StatusUnauthorized, "login", "Sign in",
-			loginView{Name: name, Next: next, Error: "Invalid username or password."})
+func (s *Server) loginSubmit(lim *loginLimiter) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		name := strings.TrimSpace(c.FormValue("username"))
+		next := safeNext(c.FormValue("next"))
+		ip := strings.Clone(c.IP()) // kept by the limiter beyond this request
+		if wait, ok := lim.begin(ip); !ok {
+			c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(wait.Seconds()+1)))
+			return s.render(c, fiber.StatusTooManyRequests, "login", "Sign in", loginView{Name: name, Next: next,
+				Error: fmt.Sprintf("Too many failed sign-ins from your address. Try again in %d s.", int(wait.Seconds()+1))})
+		}
+		token, _, err := s.Login(c.UserContext(), name, c.FormValue("password"))
+		if errors.Is(err, ErrBadCredentials) {
+			s.log.Debug("login refused", "user", name, "ip", ip)
+			return s.render(c, fiber.StatusUnauthorized, "login", "Sign in",
+				loginView{Name: name, Next: next, Error: "Invalid username or password."})
+		}
+		if err != nil {
+			return err
+		}
+		lim.succeeded(ip)
+		setSessionCookie(c, token, s.cfg.SessionTTL)
+		return c.Redirect(next, fiber.StatusSeeOther)
 	}
-	if err != nil {
-		return err
+}
+
+// pageSameOrigin is the strict form of sameOrigin for the pages. Every
+// project is served on a subdomain of the panel's host, which browsers count
+// as the same site, so SameSite=Lax lets a deployed app's page POST to the
+// panel with the visitor's cookie. The Origin (or, without it, the Referer,
+// which Referrer-Policy: same-origin keeps for our own pages) must name this
+// host exactly: a prefix match would let "http://localhost.evil.net" through
+// for "localhost". A form POST with neither header is refused: every
+// browser this panel supports sends Origin on POST.
+func pageSameOrigin(c *fiber.Ctx) error {
+	if c.Method() == fiber.MethodGet || c.Method() == fiber.MethodHead {
+		return c.Next()
 	}
-	setSessionCookie(c, token, s.cfg.SessionTTL)
-	return c.Redirect(next, fiber.StatusSeeOther)
+	if origin := c.Get(fiber.HeaderOrigin); origin != "" && origin != "null" {
+		if sameHost(origin, c.Hostname()) {
+			return c.Next()
+		}
+	} else if ref, err := url.Parse(c.Get(fiber.HeaderReferer)); err == nil && ref.Host != "" {
+		if sameHost(ref.Scheme+"://"+ref.Host, c.Hostname()) {
+			return c.Next()
+		}
+	}
+	return fiber.NewError(fiber.StatusForbidden, "cross-site request refused: this form must be sent from the panel itself")
 }
 
 func (s *Server) logout(c *fiber.Ctx) error {

@@ -414,6 +414,46 @@ func TestCrossSiteRefused(t *testing.T) {
 	if csp := r.header.Get("Content-Security-Policy"); csp == "" {
 		t.Error("error page without CSP")
 	}
+	// A deployed app is same-site with the panel (a subdomain), and a
+	// prefix match of the host would admit look-alike hosts.
+	for _, origin := range []string{"http://blog.example.com", "http://example.com.evil.net", "http://example.comevil.net", "null", ""} {
+		t.Run("origin "+origin, func(t *testing.T) {
+			b.origin = origin
+			r := b.post("/projects/blog/delete", url.Values{"confirm": {"blog"}})
+			if r.code != http.StatusForbidden {
+				t.Errorf("delete from %q = %d", origin, r.code)
+			}
+		})
+	}
+	if _, err := env.store.ProjectByName(context.Background(), "blog"); err != nil {
+		t.Fatalf("project gone after refused requests: %v", err)
+	}
+	t.Run("referer of the panel", func(t *testing.T) {
+		req := httptest.NewRequest(http.MethodPost, "/projects/blog/redeploy", strings.NewReader("branch=main"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Referer", "http://example.com/projects/blog")
+		b.origin = ""
+		if r := b.do(req); r.code != http.StatusSeeOther {
+			t.Errorf("same-origin POST with only a Referer = %d", r.code)
+		}
+	})
+}
+
+// TestLoginLimit: after too many failures from one address the login page
+// refuses further tries for a while, with a clear message.
+func TestLoginLimit(t *testing.T) {
+	env := newPageEnv(t)
+	b := env.browser()
+	for i := 0; i < loginFailuresAllowed; i++ {
+		if r := b.post("/login", url.Values{"username": {"admin"}, "password": {"guess"}}); r.code != http.StatusUnauthorized {
+			t.Fatalf("try %d = %d", i, r.code)
+		}
+	}
+	r := b.post("/login", url.Values{"username": {"admin"}, "password": {testPassword}})
+	if r.code != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
+		t.Fatalf("try after the limit = %d", r.code)
+	}
+	mustContain(t, r.body, "Too many failed sign-ins")
 }
 
 // TestSettings: bad values come back with a message next to each field and

@@ -48,6 +48,13 @@
     if (ev.target instanceof HTMLInputElement) ev.target.setCustomValidity("");
   });
 
+  // A page restored from the back/forward cache must not keep a button
+  // marked busy by the submission that left it.
+  window.addEventListener("pageshow", function (ev) {
+    if (!ev.persisted) return;
+    document.querySelectorAll("[aria-busy]").forEach(function (b) { b.removeAttribute("aria-busy"); });
+  });
+
   // busy marks a form's button while the request runs (an activation waits
   // for health checks), so it is not pressed twice.
   function busy(form) {

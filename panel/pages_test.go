@@ -392,6 +392,9 @@ func TestBuildPage(t *testing.T) {
 	if strings.Contains(r.body, "Cancel build") {
 		t.Error("a finished build offers cancel")
 	}
+	failed := env.build(p, "main", "broken", schema.BuildFailed)
+	r = b.get("/builds/" + strconv.FormatInt(failed.ID, 10))
+	mustContain(t, r.body, "Build failed:", "npm run build exited with 1", `data-status="failed"`)
 	if r := b.get("/builds/999999"); r.code != http.StatusNotFound {
 		t.Errorf("unknown build = %d", r.code)
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -145,7 +146,12 @@ func currentUser(c *fiber.Ctx) schema.User {
 func (s *Server) requireAPIAuth(c *fiber.Ctx) error {
 	cred, ok := strings.CutPrefix(c.Get(fiber.HeaderAuthorization), "Bearer ")
 	if !ok {
+		// A browser's cookie travels with cross-origin requests too: with
+		// the cookie, a change must come from the panel's own origin.
 		cred = c.Cookies(sessionCookie)
+		if err := checkSameOrigin(c); err != nil {
+			return err
+		}
 	}
 	u, err := s.Authenticate(c.UserContext(), strings.TrimSpace(cred))
 	if err != nil {
@@ -172,22 +178,33 @@ func (s *Server) requireSession(c *fiber.Ctx) error {
 	return c.Next()
 }
 
-// sameOrigin refuses state-changing page requests sent from another site: the
-// Origin (or Referer) must name the host the request was sent to. SameSite=Lax
-// cookies already stop most of them; this is the second lock.
+// sameOrigin refuses state-changing requests a browser sent from another
+// origin: the Origin (or, without one, the Referer) must name exactly the host
+// the request was sent to. SameSite=Lax cookies are not enough here: every
+// deployed app is a subdomain of the base domain, so browsers treat it as the
+// same site. A request with neither header, or Origin "null", is refused.
 func sameOrigin(c *fiber.Ctx) error {
-	if c.Method() == fiber.MethodGet || c.Method() == fiber.MethodHead {
-		return c.Next()
-	}
-	origin := c.Get(fiber.HeaderOrigin)
-	if origin == "" {
-		origin = c.Get(fiber.HeaderReferer)
-	}
-	host := c.Hostname()
-	if origin != "" && !strings.HasPrefix(origin, "http://"+host) && !strings.HasPrefix(origin, "https://"+host) {
-		return fiber.NewError(fiber.StatusForbidden, "cross-site request refused")
+	if err := checkSameOrigin(c); err != nil {
+		return err
 	}
 	return c.Next()
+}
+
+// checkSameOrigin is sameOrigin's test, for callers that continue themselves.
+func checkSameOrigin(c *fiber.Ctx) error {
+	if c.Method() == fiber.MethodGet || c.Method() == fiber.MethodHead {
+		return nil
+	}
+	if origin := c.Get(fiber.HeaderOrigin); origin != "" && origin != "null" {
+		if sameHost(origin, c.Hostname()) {
+			return nil
+		}
+	} else if ref, err := url.Parse(c.Get(fiber.HeaderReferer)); err == nil && ref.Host != "" {
+		if sameHost(ref.Scheme+"://"+ref.Host, c.Hostname()) {
+			return nil
+		}
+	}
+	return fiber.NewError(fiber.StatusForbidden, "cross-site request refused: this form must be sent from the panel itself")
 }
 
 func setSessionCookie(c *fiber.Ctx, token string, ttl time.Duration) {

@@ -264,7 +264,7 @@ func (s *Server) apiDeleteProject(c *fiber.Ctx) error {
 	if s.sites != nil {
 		s.sites.Deactivate(p.Name)
 	}
-	if err := s.store.DeleteProject(ctx, p.ID); err != nil {
+	if err := s.builds.DeleteProject(ctx, p); err != nil {
 		return lookupErr(err, "project")
 	}
 	s.log.Info("project deleted", "project", p.Name, "by", currentUser(c).Name)

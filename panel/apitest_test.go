@@ -326,6 +326,14 @@ func (noLookup) SiteBySlug(_ context.Context, project, slug string) (edge.Site, 
 	return edge.Site{}, fmt.Errorf("build %s of %s: %w", slug, project, edge.ErrUnknownSite)
 }
 
+func (noLookup) SiteByBranch(_ context.Context, project, branch string) (edge.Site, error) {
+	return edge.Site{}, fmt.Errorf("branch %s of %s: %w", branch, project, edge.ErrUnknownSite)
+}
+
+func (noLookup) SiteByBuildID(_ context.Context, id int64) (edge.Site, error) {
+	return edge.Site{}, fmt.Errorf("build %d: %w", id, edge.ErrUnknownSite)
+}
+
 // testActivator switches production like the server's own activator: a
 // deployment row is started, the edge serves the build, the row is made active.
 type testActivator struct {

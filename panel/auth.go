@@ -149,8 +149,10 @@ func (s *Server) requireAPIAuth(c *fiber.Ctx) error {
 		// A browser's cookie travels with cross-origin requests too: with
 		// the cookie, a change must come from the panel's own origin.
 		cred = c.Cookies(sessionCookie)
-		if err := checkSameOrigin(c); err != nil {
-			return err
+		if cred != "" {
+			if err := checkSameOrigin(c); err != nil {
+				return err
+			}
 		}
 	}
 	u, err := s.Authenticate(c.UserContext(), strings.TrimSpace(cred))

@@ -157,7 +157,7 @@ func (s *Server) deleteSubmit(c *fiber.Ctx) error {
 	if s.sites != nil {
 		s.sites.Deactivate(p.Name)
 	}
-	if err := s.store.DeleteProject(c.UserContext(), p.ID); err != nil && !errors.Is(err, schema.ErrNotFound) {
+	if err := s.builds.DeleteProject(c.UserContext(), p); err != nil && !errors.Is(err, schema.ErrNotFound) {
 		return err
 	}
 	s.log.Info("project deleted from panel", "project", p.Name, "user", currentUser(c).Name)

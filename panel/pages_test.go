@@ -33,12 +33,6 @@ type pageEnv struct {
 
 const testPassword = "correct horse battery"
 
-type noSites struct{}
-
-func (noSites) SiteBySlug(context.Context, string, string) (edge.Site, error) {
-	return edge.Site{}, schema.ErrNotFound
-}
-
 func newPageEnv(t *testing.T) *pageEnv {
 	t.Helper()
 	ctx := context.Background()
@@ -52,7 +46,7 @@ func newPageEnv(t *testing.T) *pageEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := edge.New(edge.Config{DeploymentsDir: root + "/deployments"}, noSites{})
+	e, err := edge.New(edge.Config{DeploymentsDir: root + "/deployments"}, noLookup{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,6 +48,9 @@ type Builds interface {
 	// Activate makes a succeeded build serve production (deploy or rollback)
 	// and returns when it serves, or with the reason it does not.
 	Activate(ctx context.Context, buildID int64) error
+	// DeleteProject cancels a project's builds and removes its rows, its
+	// repository and its artifacts. Call it after the edge stopped serving it.
+	DeleteProject(ctx context.Context, project schema.Project) error
 }
 
 // Sites is what the panel asks of the edge.

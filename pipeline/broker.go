@@ -161,6 +161,10 @@ func (b *Broker) Finish(buildID int64, status schema.BuildStatus) {
 	b.flush(buildID, l)
 	b.mu.Lock()
 	delete(b.builds, buildID)
+	// Wake followers waiting on the stored log: a build that began and ended
+	// between their two looks is finished now, and they should see it at once.
+	close(b.begun)
+	b.begun = make(chan struct{})
 	for ch := range l.subs {
 		select {
 		case ch <- Event{BuildID: buildID, Status: status, Done: true}:

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -84,4 +86,43 @@ func (q *Queue) Activate(ctx context.Context, buildID int64) error {
 		return err
 	}
 	return q.WaitActivation(ctx, job)
+}
+
+// DeleteProject cancels the project's unfinished builds, deletes its rows
+// (builds, logs, deployments and variables go with it) and then its files:
+// the repository, the artifacts and the extracted deployments under
+// deploymentsDir. A later push of the same name starts from nothing.
+func (q *Queue) DeleteProject(ctx context.Context, project schema.Project) error {
+	builds, err := q.store.ListBuilds(ctx, project.ID)
+	if err != nil {
+		return err
+	}
+	for _, b := range builds {
+		if !b.Status.Done() {
+			if err := q.Cancel(ctx, b.ID); err != nil && !errors.Is(err, schema.ErrConflict) {
+				q.log.Warn("cancel build of a deleted project", "build", b.ID, "err", err)
+			}
+		}
+	}
+	if err := q.store.DeleteProject(ctx, project.ID); err != nil {
+		return err
+	}
+	// The name was validated when the project was created: these paths stay
+	// inside their directories.
+	paths := []string{
+		filepath.Join(q.cfg.ReposDir, project.Name+".git"),
+		filepath.Join(q.cfg.ArtifactsDir, project.Name),
+	}
+	if q.cfg.DeploymentsDir != "" {
+		for _, b := range builds {
+			paths = append(paths, filepath.Join(q.cfg.DeploymentsDir, strconv.FormatInt(b.ID, 10)))
+		}
+	}
+	for _, p := range paths {
+		if err := os.RemoveAll(p); err != nil {
+			q.log.Warn("remove files of a deleted project", "path", p, "err", err)
+		}
+	}
+	q.log.Info("project deleted", "project", project.Name, "builds", len(builds))
+	return nil
 }

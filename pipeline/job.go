@@ -39,6 +39,9 @@ type Config struct {
 	WorkDir string
 	// ArtifactsDir holds every build's artifact, <ArtifactsDir>/<project>/<build id>.tar.gz.
 	ArtifactsDir string
+	// DeploymentsDir is where the edge extracts builds, <DeploymentsDir>/<build id>;
+	// deleting a project removes its builds there. Zero: nothing is removed there.
+	DeploymentsDir string
 	// Concurrency is how many builds run at once. Zero: 1.
 	Concurrency int
 	// URL returns the public URL of a host name (scheme and port included).

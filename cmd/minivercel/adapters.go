@@ -53,13 +53,31 @@ func (p projects) ProjectExists(ctx context.Context, name string) (bool, error) 
 	return err == nil, err
 }
 
-// buildLookup finds builds for their own URLs.
-type buildLookup struct{ store *schema.Store }
+// buildLookup finds builds for their preview URLs. Previews get the preview
+// target's variables.
+type buildLookup struct {
+	store *schema.Store
+	vars  *secret.Vars
+}
 
 func (l buildLookup) SiteBySlug(ctx context.Context, project, slug string) (edge.Site, error) {
 	b, err := l.store.BuildBySlug(ctx, project, slug)
-	if errors.Is(err, schema.ErrNotFound) || (err == nil && b.ArtifactPath == "") {
-		return edge.Site{}, fmt.Errorf("build %s of %s: %w", slug, project, edge.ErrUnknownSite)
+	return l.site(ctx, b, err, fmt.Sprintf("build %s of %s", slug, project))
+}
+
+func (l buildLookup) SiteByBranch(ctx context.Context, project, branchSlug string) (edge.Site, error) {
+	b, err := l.store.LatestBuildForBranchSlug(ctx, project, branchSlug)
+	return l.site(ctx, b, err, fmt.Sprintf("branch %s of %s", branchSlug, project))
+}
+
+func (l buildLookup) SiteByBuildID(ctx context.Context, id int64) (edge.Site, error) {
+	b, err := l.store.BuildByID(ctx, id)
+	return l.site(ctx, b, err, fmt.Sprintf("build %d", id))
+}
+
+func (l buildLookup) site(ctx context.Context, b schema.Build, err error, what string) (edge.Site, error) {
+	if errors.Is(err, schema.ErrNotFound) || (err == nil && (b.ArtifactPath == "" || b.Status != schema.BuildSucceeded)) {
+		return edge.Site{}, fmt.Errorf("%s: %w", what, edge.ErrUnknownSite)
 	}
 	if err != nil {
 		return edge.Site{}, err
@@ -68,7 +86,13 @@ func (l buildLookup) SiteBySlug(ctx context.Context, project, slug string) (edge
 	if err != nil {
 		return edge.Site{}, err
 	}
-	return siteOf(b, p, 0), nil
+	site := siteOf(b, p, 0)
+	if site.Start != "" && l.vars != nil {
+		if site.Env, err = l.vars.Resolve(ctx, p.ID, schema.TargetPreview); err != nil {
+			return edge.Site{}, err
+		}
+	}
+	return site, nil
 }
 
 // siteOf is how the edge serves a build; deploymentID names its runtime log.

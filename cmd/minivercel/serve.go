@@ -166,14 +166,14 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 		Runtime: edge.RuntimeConfig{
 			UID: appUID, GID: appGID, DropPrivileges: os.Geteuid() == 0, Logs: runtimeLogs,
 		},
-	}, buildLookup{db.store})
+	}, buildLookup{db.store, vars})
 	if err != nil {
 		return err
 	}
 	edgeSrv.KillOrphans()
 	broker := pipeline.NewBroker(db.store, log)
 	queue, err := pipeline.NewQueue(pipeline.Config{
-		ReposDir: dirs.repos, WorkDir: dirs.work, ArtifactsDir: dirs.artifacts,
+		ReposDir: dirs.repos, WorkDir: dirs.work, ArtifactsDir: dirs.artifacts, DeploymentsDir: dirs.deployments,
 		Concurrency: f.concurrency, URL: urlFor, BaseDomain: f.baseDomain, Env: vars, Logger: log,
 	}, db.store, broker, activator{edge: edgeSrv, store: db.store, vars: vars, log: log}, sandbox, true)
 	if err != nil {

@@ -72,6 +72,9 @@ type Config struct {
 	MaxCachedBuilds int
 	// Runtime configures how server apps run. Zero: see RuntimeConfig.
 	Runtime RuntimeConfig
+	// TLS, when set, serves HTTPS with on-demand certificates besides HTTP,
+	// and HTTP redirects to HTTPS (see tls.go). Zero: plain HTTP only.
+	TLS *TLSConfig
 }
 
 // Site is one build as the edge serves it.
@@ -140,6 +143,8 @@ type Server struct {
 	ports    *ports
 	done     chan struct{} // closed by Shutdown: supervisors stop restarting
 	doneOnce sync.Once
+
+	tls *tlsServer // nil without Config.TLS
 }
 
 // route is what a project's host serves: a static build or a running app.
@@ -212,6 +217,9 @@ func New(cfg Config, lookup BuildLookup) (*Server, error) {
 	s.srv.Protocols.SetHTTP1(true)
 	s.srv.Protocols.SetHTTP2(true)
 	s.srv.Protocols.SetUnencryptedHTTP2(true)
+	if err := s.initTLS(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -243,6 +251,10 @@ func (s *Server) Listen() error {
 	s.lnMu.Lock()
 	s.ln = ln
 	s.lnMu.Unlock()
+	if err := s.listenTLS(); err != nil {
+		ln.Close()
+		return err
+	}
 	return nil
 }
 
@@ -265,7 +277,7 @@ func (s *Server) Serve() error {
 	if ln == nil {
 		return errors.New("serve edge: Listen was not called")
 	}
-	if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+	if err := s.serveAll(ln); !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve edge: %w", err)
 	}
 	return nil
@@ -282,7 +294,7 @@ func (s *Server) ListenAndServe() error {
 // Shutdown stops accepting connections and waits, until ctx ends, for
 // requests in flight to finish.
 func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
+	err := errors.Join(s.srv.Shutdown(ctx), s.shutdownTLS(ctx))
 	s.doneOnce.Do(func() { close(s.done) })
 	// Apps stop after the last request was answered.
 	var wg sync.WaitGroup

@@ -26,6 +26,7 @@ var ErrAppStart = errors.New("app did not start")
 // check; the previous deployment keeps serving.
 var ErrUnhealthy = errors.New("app failed its health check")
 
-// ErrServerPreview reports a build URL of a server app that is not the one
-// running in production: such builds have no process to answer.
-var ErrServerPreview = errors.New("server app builds are served only while active")
+// ErrTooManyPreviews reports that a preview process could not start because
+// RuntimeConfig.MaxPreviews previews run and every one has a request in
+// flight; the client gets 503 and may try again.
+var ErrTooManyPreviews = errors.New("too many previews running")

@@ -52,6 +52,14 @@ type RuntimeConfig struct {
 	ProbeInterval time.Duration
 	// Logs receives every line an app prints. Zero: lines are dropped.
 	Logs RuntimeLogSink
+	// PreviewIdle is how long a preview's process may go without a request
+	// before it is drained and stopped; the next request starts it again.
+	// Zero: 10 minutes.
+	PreviewIdle time.Duration
+	// MaxPreviews bounds the preview processes running at once. When it is
+	// reached, starting another stops the least recently used idle one, or
+	// answers 503 when every one has a request in flight. Zero: 8.
+	MaxPreviews int
 }
 
 // RuntimeLogSink stores the lines a deployment's process prints. RuntimeLog is
@@ -92,6 +100,12 @@ func (r RuntimeConfig) withDefaults() RuntimeConfig {
 	}
 	if r.ProbeInterval == 0 {
 		r.ProbeInterval = 10 * time.Second
+	}
+	if r.PreviewIdle <= 0 {
+		r.PreviewIdle = defaultPreviewIdle
+	}
+	if r.MaxPreviews <= 0 {
+		r.MaxPreviews = defaultMaxPreviews
 	}
 	return r
 }

@@ -45,7 +45,8 @@ type Config struct {
 	// Addr is the TCP address to listen on. Zero: ":8080".
 	Addr string
 	// BaseDomain is the domain sites live under: production at
-	// <project>.<BaseDomain>, single builds at <project>-<slug>.<BaseDomain>.
+	// <project>.<BaseDomain>, single builds at <project>--<slug>.<BaseDomain>,
+	// branches at <project>--git-<branch>.<BaseDomain> (see preview.go).
 	// Matched case-insensitively. Zero: "localhost".
 	BaseDomain string
 	// DeploymentsDir is where builds are extracted, one directory per
@@ -75,6 +76,10 @@ type Config struct {
 	// TLS, when set, serves HTTPS with on-demand certificates besides HTTP,
 	// and HTTP redirects to HTTPS (see tls.go). Zero: plain HTTP only.
 	TLS *TLSConfig
+	// CustomDomains maps custom domains (hosts outside BaseDomain) to
+	// projects: such a host serves exactly what <project>.<BaseDomain> serves.
+	// Zero: no custom domains; such hosts answer 404.
+	CustomDomains DomainLookup
 }
 
 // Site is one build as the edge serves it.
@@ -84,7 +89,7 @@ type Site struct {
 	// BuildID identifies the build; it names the extraction directory.
 	BuildID int64
 	// Slug is the random per-build id in the build's own URL
-	// <project>-<slug>.<base-domain>: lowercase alphanumerics, 10-16 long.
+	// <project>--<slug>.<base-domain>: lowercase alphanumerics, 10-16 long.
 	Slug string
 	// ArtifactPath is the gzip-compressed tar holding the build output.
 	ArtifactPath string
@@ -98,20 +103,31 @@ type Site struct {
 	// DeploymentID names the deployment whose runtime log gets the app's output.
 	DeploymentID int64
 	// Env is extra environment for the app, KEY=VALUE; PORT and HOST are the
-	// platform's and cannot be overridden.
+	// platform's and cannot be overridden. A preview process gets the Env of
+	// the Site its lookup returned; it applies from the process's next start.
 	Env []string
 	// Health decides when a server app may take traffic.
 	Health HealthCheck
 }
 
-// BuildLookup finds the build behind a build URL. SiteBySlug is called
+// BuildLookup finds the builds behind preview URLs. Its methods are called
 // concurrently from request goroutines and must be safe for that. When no
-// build of project has that slug it returns an error wrapping
-// ErrUnknownSite (the edge then answers 404 and remembers the miss for a few
-// seconds); any other error is treated as temporary (503, not remembered).
-// It should honour ctx cancellation.
+// build matches they return an error wrapping ErrUnknownSite (the edge then
+// answers 404 and remembers the miss for a few seconds); any other error is
+// treated as temporary (503, not remembered). They should honour ctx
+// cancellation. Only builds whose artifact still exists should be returned.
 type BuildLookup interface {
+	// SiteBySlug returns the build of project with that slug, for
+	// <project>--<slug>.<base-domain>.
 	SiteBySlug(ctx context.Context, project, slug string) (Site, error)
+	// SiteByBranch returns the latest succeeded build of project whose
+	// branch has that slug (schema.BranchSlug), for
+	// <project>--git-<branchSlug>.<base-domain>. Its answer is remembered
+	// for only a few seconds, so a new build shows up quickly.
+	SiteByBranch(ctx context.Context, project, branchSlug string) (Site, error)
+	// SiteByBuildID returns the succeeded build with that id, of any
+	// project, for <base-domain>/preview/<id>/.
+	SiteByBuildID(ctx context.Context, id int64) (Site, error)
 }
 
 // Server is the edge: it routes requests by Host to the active build of a
@@ -138,7 +154,8 @@ type Server struct {
 
 	sf    singleflight.Group
 	negMu sync.Mutex
-	neg   map[string]time.Time // build-URL label → when the miss expires
+	neg   map[string]time.Time // lookup key → when the miss expires
+	pv    *previews            // preview processes and lookup caches
 
 	ports    *ports
 	done     chan struct{} // closed by Shutdown: supervisors stop restarting
@@ -197,6 +214,7 @@ func New(cfg Config, lookup BuildLookup) (*Server, error) {
 	if s.panel == nil {
 		s.panel = http.HandlerFunc(landing)
 	}
+	s.pv = newPreviews(s)
 	s.removeUnfinishedExtractions()
 	empty := map[string]*route{}
 	s.routes.Store(&empty)
@@ -303,6 +321,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			wg.Go(rt.be.app.stop)
 		}
 	}
+	wg.Go(s.pv.close)
 	wg.Wait()
 	if err != nil {
 		return fmt.Errorf("shut down edge: %w", err)
@@ -598,7 +617,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	}
 	label, ok := strings.CutSuffix(host, s.dotBase)
 	if !ok || label == "" || strings.IndexByte(label, '.') >= 0 {
-		unknownHost(w, host)
+		s.serveCustomDomain(w, r, host)
 		return
 	}
 	// One load of the table: the request keeps this handler even if a
@@ -617,6 +636,10 @@ func (s *Server) serveBase(w http.ResponseWriter, r *http.Request) {
 	}
 	if project, ok := strings.CutPrefix(r.URL.Path, "/api/health/"); ok {
 		s.serveProjectHealth(w, project)
+		return
+	}
+	if rest, ok := strings.CutPrefix(r.URL.Path, previewPrefix); ok {
+		s.servePreviewPath(w, r, rest)
 		return
 	}
 	if r.URL.Path == "/healthz" {
@@ -657,18 +680,31 @@ func (s *Server) serveProjectHealth(w http.ResponseWriter, project string) {
 	}
 }
 
-// serveBuildURL serves <project>--<slug>. Project names never contain "--",
-// so no project's own host can ever shadow another project's build URL, and
-// the "--" splits the label unambiguously.
+// serveBuildURL serves <project>--<slug> and <project>--git-<branch>.
+// Project names never contain "--", so no project's own host can ever shadow
+// another project's build URL, and the first "--" splits the label
+// unambiguously. Build slugs never contain "-", so "git-" marks a branch.
 func (s *Server) serveBuildURL(w http.ResponseWriter, r *http.Request, host, label string) {
-	i := strings.LastIndex(label, "--")
+	i := strings.Index(label, "--")
 	if i <= 0 {
 		unknownHost(w, host)
 		return
 	}
 	project, slug := label[:i], label[i+2:]
 	// Shape checks first: names that cannot exist never reach the database.
-	if !validProject(project) || !validSlug(slug) {
+	if !validProject(project) {
+		unknownHost(w, host)
+		return
+	}
+	if branch, ok := strings.CutPrefix(slug, "git-"); ok {
+		if !validBranchSlug(branch) {
+			unknownHost(w, host)
+			return
+		}
+		s.serveBranchURL(w, r, host, project, branch)
+		return
+	}
+	if !validSlug(slug) {
 		unknownHost(w, host)
 		return
 	}
@@ -676,74 +712,22 @@ func (s *Server) serveBuildURL(w http.ResponseWriter, r *http.Request, host, lab
 		rt.h.ServeHTTP(w, r)
 		return
 	}
-	h, err := s.buildURLHandler(r.Context(), label, project, slug)
-	switch {
-	case errors.Is(err, ErrUnknownSite):
-		s.log.Debug("no build for build url", "host", host)
-		unknownHost(w, host)
-	case errors.Is(err, ErrServerPreview):
-		http.Error(w, "503 service unavailable: this build is a server app that is not running; only the active build of a server app answers", http.StatusServiceUnavailable)
-	case err != nil:
-		s.log.Warn("serve build url", "host", host, "err", err)
-		http.Error(w, "503 service unavailable: this build cannot be served right now", http.StatusServiceUnavailable)
-	default:
-		h.ServeHTTP(w, r)
-	}
-}
-
-func (s *Server) buildURLHandler(ctx context.Context, label, project, slug string) (*Static, error) {
-	key := "u/" + label
-	s.mu.Lock()
-	h := s.builds.get(key)
-	s.mu.Unlock()
-	if h != nil {
-		return h, nil
-	}
-	s.negMu.Lock()
-	until, miss := s.neg[label]
-	s.negMu.Unlock()
-	if miss && time.Now().Before(until) {
-		return nil, ErrUnknownSite
-	}
-	// Concurrent first requests for one build share a lookup and an
-	// extraction.
-	v, err, _ := s.sf.Do(label, func() (any, error) {
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
-		defer cancel()
-		site, err := s.lookup.SiteBySlug(lctx, project, slug)
+	site, err := s.resolveSite(r.Context(), "u/"+label, siteTTL, negativeTTL, func(ctx context.Context) (Site, error) {
+		site, err := s.lookup.SiteBySlug(ctx, project, slug)
 		if err == nil && (site.Project != project || site.Slug != slug) {
 			err = fmt.Errorf("lookup returned %s--%s: %w", site.Project, site.Slug, ErrUnknownSite)
 		}
-		if err != nil {
-			if errors.Is(err, ErrUnknownSite) {
-				s.rememberMiss(label)
-			}
-			return nil, err
-		}
-		if site.Start != "" {
-			// Never serve a server app's files statically: that would
-			// publish its source.
-			return nil, ErrServerPreview
-		}
-		h, err := s.handlerFor(site)
-		if err != nil {
-			return nil, err
-		}
-		s.mu.Lock()
-		if s.builds.get(key) == nil {
-			s.cacheLocked(key, h)
-		}
-		s.unrefLocked(h)
-		s.mu.Unlock()
-		return h, nil
+		return site, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("find build %s: %w", label, err)
+		s.lookupFailed(w, host, err)
+		return
 	}
-	return v.(*Static), nil
+	s.serveSite(w, r, site, true)
 }
 
-func (s *Server) rememberMiss(label string) {
+// rememberMiss records that key found no build, for ttl.
+func (s *Server) rememberMiss(key string, ttl time.Duration) {
 	s.negMu.Lock()
 	defer s.negMu.Unlock()
 	now := time.Now()
@@ -757,7 +741,7 @@ func (s *Server) rememberMiss(label string) {
 			clear(s.neg)
 		}
 	}
-	s.neg[label] = now.Add(negativeTTL)
+	s.neg[key] = now.Add(ttl)
 }
 
 // normalizeHost lowercases the Host header and strips a port and a trailing

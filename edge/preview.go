@@ -243,7 +243,9 @@ func (s *Server) servePreviewPath(w http.ResponseWriter, r *http.Request, rest s
 // serveCustomDomain serves a host outside the base domain that a project
 // claims as its own, exactly as the project's own host.
 func (s *Server) serveCustomDomain(w http.ResponseWriter, r *http.Request, host string) {
-	if s.cfg.CustomDomains == nil || !validDomain(host) {
+	// Hosts under the base domain are never custom domains (the domains
+	// table refuses them), so scanners of deep names cost no lookup.
+	if s.cfg.CustomDomains == nil || !validDomain(host) || strings.HasSuffix(host, s.dotBase) {
 		unknownHost(w, host)
 		return
 	}
@@ -690,9 +692,13 @@ func validBranchSlug(s string) bool {
 }
 
 // validDomain is a cheap shape check before a custom-domain lookup: a dotted
-// DNS name of [a-z0-9-] labels, at most 253 long.
+// DNS name of [a-z0-9-] labels, at most 253 long, whose last label is not all
+// digits (no top-level domain is, so IPv4 addresses are out).
 func validDomain(h string) bool {
 	if len(h) > 253 || !strings.Contains(h, ".") {
+		return false
+	}
+	if tld := h[strings.LastIndexByte(h, '.')+1:]; strings.Trim(tld, "0123456789") == "" {
 		return false
 	}
 	for _, label := range strings.Split(h, ".") {

@@ -116,8 +116,11 @@ func httpGet(t testing.TB, hs *httptest.Server, host, path string) (int, string,
 func TestServerAppIsProxied(t *testing.T) {
 	sink := &logSink{}
 	e, hs := newAppEdge(t, sink)
+	var mu sync.Mutex
 	var progress []string
-	if err := e.srv.Activate(context.Background(), e.appSite("api", 1, "v1"), func(l string) { progress = append(progress, l) }); err != nil {
+	// progress is called from the app's output reader and from the activation.
+	record := func(l string) { mu.Lock(); progress = append(progress, l); mu.Unlock() }
+	if err := e.srv.Activate(context.Background(), e.appSite("api", 1, "v1"), record); err != nil {
 		t.Fatal(err)
 	}
 	if code, body, _ := httpGet(t, hs, "api.localhost", "/"); code != 200 || body != "v1" {
@@ -128,7 +131,9 @@ func TestServerAppIsProxied(t *testing.T) {
 		!strings.Contains(env, `"fwd":"127.0.0.1"`) || !strings.Contains(env, `"h":"api.localhost"`) {
 		t.Errorf("app saw %s", env)
 	}
+	mu.Lock()
 	joined := strings.Join(progress, "\n")
+	mu.Unlock()
 	if !strings.Contains(joined, "starting web process on port") || !strings.Contains(joined, "listening on") || !strings.Contains(joined, "healthy after") {
 		t.Errorf("progress lines:\n%s", joined)
 	}

@@ -349,7 +349,7 @@ func (s *Server) projectLock(project string) *sync.Mutex {
 // background. On any error, including ctx ending first, the previous build
 // keeps serving. Calls for one project are serialised. progress, when not nil,
 // receives the lines worth showing the person deploying (the app's output
-// while it starts, the health checks).
+// while it starts, the health checks); it is called from several goroutines.
 func (s *Server) Activate(ctx context.Context, site Site, progress func(string)) error {
 	if !validProject(site.Project) {
 		return fmt.Errorf("activate %q: invalid project name", site.Project)

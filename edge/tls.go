@@ -200,7 +200,9 @@ func (s *Server) listenTLS() error {
 	if err != nil {
 		return fmt.Errorf("listen edge https: %w", err)
 	}
+	s.lnMu.Lock()
 	t.ln = ln
+	s.lnMu.Unlock()
 	// Challenges are always answered by the edge's own listeners: HTTP-01
 	// by plainHTTP, TLS-ALPN-01 by the HTTPS listener. Pointing certmagic
 	// at those ports makes its solvers find them taken and rely on us,
@@ -223,7 +225,12 @@ func splitPort(a net.Addr) (string, int) {
 // TLSAddr returns the HTTPS listening address, or nil without TLS or
 // before Listen.
 func (s *Server) TLSAddr() net.Addr {
-	if s.tls == nil || s.tls.ln == nil {
+	if s.tls == nil {
+		return nil
+	}
+	s.lnMu.Lock()
+	defer s.lnMu.Unlock()
+	if s.tls.ln == nil {
 		return nil
 	}
 	return s.tls.ln.Addr()
@@ -284,7 +291,7 @@ func (t *tlsServer) plainHTTP(next http.Handler) http.Handler {
 		}
 		port := t.cfg.RedirectPort
 		if port == 0 {
-			_, port = splitPort(t.ln.Addr())
+			_, port = splitPort(t.ln.Addr()) // set by Listen, before serving
 		}
 		target := "https://" + host
 		if port != 443 && port != 0 {
@@ -302,17 +309,22 @@ func (t *tlsServer) plainHTTP(next http.Handler) http.Handler {
 // onEvent turns certmagic's events into log lines and CertReporter calls.
 func (t *tlsServer) onEvent(ctx context.Context, event string, data map[string]any) error {
 	host, _ := data["identifier"].(string)
+	renewal, _ := data["renewal"].(bool)
 	var (
 		status schema.CertStatus
 		cause  error
 	)
 	switch event {
 	case "cert_obtaining":
+		t.log.Info("ordering certificate", "host", host, "renewal", renewal)
+		if renewal {
+			// The current certificate still serves: the domain is not
+			// pending. A failed renewal is reported below.
+			return nil
+		}
 		status = schema.CertPending
-		t.log.Info("ordering certificate", "host", host)
 	case "cert_obtained":
 		status = schema.CertIssued
-		renewal, _ := data["renewal"].(bool)
 		t.log.Info("certificate obtained", "host", host, "renewal", renewal)
 	case "cert_failed":
 		status = schema.CertFailed
@@ -320,7 +332,6 @@ func (t *tlsServer) onEvent(ctx context.Context, event string, data map[string]a
 		if cause == nil {
 			cause = errors.New("certificate order failed")
 		}
-		renewal, _ := data["renewal"].(bool)
 		t.log.Warn("certificate order failed", "host", host, "renewal", renewal, "err", cause)
 	default:
 		return nil

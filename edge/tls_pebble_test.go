@@ -55,6 +55,7 @@ type acmeCA struct {
 	apiRoots  *x509.CertPool // trust for the ACME API
 	roots     *x509.CertPool // trust for the certificates it issues
 	orders    atomic.Int64   // new-order requests
+	db        *db.MemoryStore
 	h         atomic.Pointer[http.Handler]
 }
 
@@ -91,6 +92,7 @@ func (c *acmeCA) start(t *testing.T, httpPort, tlsPort int) {
 	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
 	logger := log.New(io.Discard, "", 0)
 	store := db.NewMemoryStore()
+	c.db = store
 	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})
 	validator := va.New(logger, httpPort, tlsPort, false, startDNS(t), store)
 	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
@@ -140,8 +142,9 @@ func startDNS(t *testing.T) string {
 
 // statusLog records CertReporter calls.
 type statusLog struct {
-	mu     sync.Mutex
-	events []string
+	mu      sync.Mutex
+	events  []string
+	changed chan struct{} // closed and replaced at every call
 }
 
 func (l *statusLog) CertStatus(_ context.Context, host string, status schema.CertStatus, err error) {
@@ -152,6 +155,32 @@ func (l *statusLog) CertStatus(_ context.Context, host string, status schema.Cer
 		e += ": " + err.Error()
 	}
 	l.events = append(l.events, e)
+	if l.changed != nil {
+		close(l.changed)
+	}
+	l.changed = make(chan struct{})
+}
+
+// waitFor waits until a reported status contains substr and returns all.
+func (l *statusLog) waitFor(t *testing.T, substr string) string {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		l.mu.Lock()
+		if l.changed == nil {
+			l.changed = make(chan struct{})
+		}
+		all, changed := strings.Join(l.events, "; "), l.changed
+		l.mu.Unlock()
+		if strings.Contains(all, substr) {
+			return all
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("no status %q reported; got %s", substr, all)
+		}
+	}
 }
 
 func (l *statusLog) String() string {
@@ -215,7 +244,11 @@ func startTLSEdge(t *testing.T, pool *pgxpool.Pool, c *acmeCA, hosts ...string) 
 // handshake connects to addr with SNI host, trusting only roots, and
 // returns the verified leaf certificate.
 func handshake(addr, host string, roots *x509.CertPool) (*x509.Certificate, error) {
-	d := &net.Dialer{Timeout: 30 * time.Second}
+	return handshakeWithin(30*time.Second, addr, host, roots)
+}
+
+func handshakeWithin(timeout time.Duration, addr, host string, roots *x509.CertPool) (*x509.Certificate, error) {
+	d := &net.Dialer{Timeout: timeout}
 	conn, err := tls.DialWithDialer(d, "tcp", addr, &tls.Config{ServerName: host, RootCAs: roots, NextProtos: []string{"h2", "http/1.1"}})
 	if err != nil {
 		return nil, err
@@ -328,17 +361,18 @@ func TestTLSOnDemandWithPebble(t *testing.T) {
 	})
 
 	t.Run("an unregistered host is refused and never ordered", func(t *testing.T) {
-		before := e.policy.calls.Load()
+		before := c.orders.Load()
+		asked := e.policy.calls.Load()
 		for _, host := range []string{"evil.example.net", "random.example.com"} {
 			if _, err := handshake(tlsAddr, host, c.roots); err == nil {
 				t.Fatalf("handshake for %s succeeded", host)
 			}
 		}
-		if e.policy.calls.Load() != before+2 {
-			t.Fatalf("the policy was asked %d times, want 2", e.policy.calls.Load()-before)
+		if n := e.policy.calls.Load() - asked; n != 2 {
+			t.Fatalf("the policy was asked %d times, want 2", n)
 		}
-		if n := c.orders.Load(); n != 2 {
-			t.Fatalf("%d orders, want still 2", n)
+		if n := c.orders.Load(); n != before {
+			t.Fatalf("%d orders, want still %d", n, before)
 		}
 		if strings.Contains(e.status.String(), "evil") {
 			t.Fatalf("a refusal was reported as a certificate failure: %s", e.status)
@@ -359,6 +393,21 @@ func TestTLSOnDemandWithPebble(t *testing.T) {
 			if resp.StatusCode != code || resp.Header.Get("Location") != want {
 				t.Fatalf("%s: %d %q, want %d %q", method, resp.StatusCode, resp.Header.Get("Location"), code, want)
 			}
+		}
+	})
+
+	// Last: certmagic goes on retrying this order in the background.
+	t.Run("a CA refusal is reported with its reason", func(t *testing.T) {
+		if err := c.db.AddBlockedDomain("blocked.test"); err != nil {
+			t.Fatal(err)
+		}
+		e.policy.set("blocked.test", true)
+		// certmagic keeps retrying a failed order while the client waits:
+		// this client gives up after a second, the report comes at once.
+		go handshakeWithin(time.Second, tlsAddr, "blocked.test", c.roots)
+		got := e.status.waitFor(t, "blocked.test failed: ")
+		if !strings.Contains(got, "rejectedIdentifier") {
+			t.Fatalf("reported statuses: %s", got)
 		}
 	})
 }

@@ -45,6 +45,13 @@ func (s *Server) apiRoutes(r fiber.Router) {
 
 	r.Post("/projects/:name/activate", s.apiActivate)
 	r.Get("/projects/:name/deployments", s.apiListDeployments)
+	r.Post("/projects/:name/redeploy", s.apiRedeploy)
+
+	r.Get("/projects/:name/env", s.apiListEnv)
+	r.Post("/projects/:name/env", s.apiCreateEnv)
+	r.Put("/projects/:name/env/:key", s.apiPutEnv)
+	r.Delete("/projects/:name/env/:key", s.apiDeleteEnv)
+	r.Get("/projects/:name/env/:key/value", s.apiRevealEnv)
 
 	r.Get("/keys", s.apiListKeys)
 	r.Post("/keys", s.apiAddKey)

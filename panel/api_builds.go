@@ -181,10 +181,18 @@ func (s *Server) apiActivate(c *fiber.Ctx) error {
 	if err != nil {
 		return fmt.Errorf("read build %d: %w", req.BuildID, err)
 	}
+	s.log.Info("activation requested", "project", p.Name, "build", b.ID, "by", currentUser(c).Name)
+	return s.activateBuild(c, p, b)
+}
+
+// activateBuild makes b serve p's production and answers with the build and
+// its deployment; the activation and redeploy routes share it, so both map
+// the build system's errors to the same statuses.
+func (s *Server) activateBuild(c *fiber.Ctx, p schema.Project, b schema.Build) error {
+	ctx := c.UserContext()
 	if err := pipeline.Activatable(b); err != nil {
 		return fiber.NewError(fiber.StatusConflict, fmt.Sprintf("build %d is %s: only a succeeded build can be activated", b.ID, b.Status))
 	}
-	s.log.Info("activation requested", "project", p.Name, "build", b.ID, "by", currentUser(c).Name)
 	if err := s.builds.Activate(ctx, b.ID); err != nil {
 		switch {
 		case errors.Is(err, pipeline.ErrNotActivatable):

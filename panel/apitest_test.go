@@ -26,6 +26,7 @@ import (
 	"minivercel/pipeline"
 	"minivercel/schema"
 	"minivercel/schema/schematest"
+	"minivercel/secret"
 )
 
 // The shared harness of the API and websocket tests: a real PostgreSQL, a
@@ -43,6 +44,7 @@ type testEnv struct {
 	queue  *pipeline.Queue
 	edge   *edge.Server
 	srv    *Server
+	vars   *secret.Vars
 	base   string // http://127.0.0.1:port
 	repos  string
 	admin  schema.User
@@ -86,11 +88,12 @@ func newEnv(t testing.TB, work bool, wrap func(Builds) Builds) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	vars := newTestVars(t, store)
 	broker := pipeline.NewBroker(store, logger)
 	q, err := pipeline.NewQueue(pipeline.Config{
 		ReposDir: dirs["repos"], WorkDir: dirs["builds"], ArtifactsDir: dirs["artifacts"],
-		BaseDomain: testBaseDomain, Logger: logger,
-	}, store, broker, testActivator{edge: eg, store: store}, sandbox, work)
+		BaseDomain: testBaseDomain, Env: vars, Logger: logger,
+	}, store, broker, testActivator{edge: eg, store: store, vars: vars}, sandbox, work)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +115,7 @@ func newEnv(t testing.TB, work bool, wrap func(Builds) Builds) *testEnv {
 	}
 	key := make([]byte, 32)
 	rand.Read(key)
-	srv, err := New(Config{JWTKey: key, BaseDomain: testBaseDomain, Logger: logger}, store, builds, eg)
+	srv, err := New(Config{JWTKey: key, BaseDomain: testBaseDomain, Logger: logger}, store, vars, builds, eg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +130,7 @@ func newEnv(t testing.TB, work bool, wrap func(Builds) Builds) *testEnv {
 		srv.Shutdown(sctx)
 		<-served
 	})
-	e := &testEnv{t: t, store: store, broker: broker, queue: q, edge: eg, srv: srv,
+	e := &testEnv{t: t, store: store, broker: broker, queue: q, edge: eg, srv: srv, vars: vars,
 		base: "http://" + srv.Addr().String(), repos: dirs["repos"], client: &http.Client{Timeout: 2 * time.Minute}}
 	e.admin, e.token = e.user("admin", true)
 	return e
@@ -334,11 +337,24 @@ func (noLookup) SiteByBuildID(_ context.Context, id int64) (edge.Site, error) {
 	return edge.Site{}, fmt.Errorf("build %d: %w", id, edge.ErrUnknownSite)
 }
 
+// newTestVars is the variables service on a fresh master key, as serve
+// builds it from the key file.
+func newTestVars(t testing.TB, store *schema.Store) *secret.Vars {
+	t.Helper()
+	keys, err := secret.LoadKeyring(secret.NewKey().String(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return secret.NewVars(store, keys)
+}
+
 // testActivator switches production like the server's own activator: a
-// deployment row is started, the edge serves the build, the row is made active.
+// deployment row is started, the edge serves the build with the production
+// variables, the row is made active.
 type testActivator struct {
 	edge  *edge.Server
 	store *schema.Store
+	vars  *secret.Vars
 }
 
 func (a testActivator) Activate(ctx context.Context, b schema.Build, progress func(string)) error {
@@ -348,6 +364,9 @@ func (a testActivator) Activate(ctx context.Context, b schema.Build, progress fu
 	}
 	site := edge.Site{Project: b.ProjectName, BuildID: b.ID, Slug: b.Slug, ArtifactPath: b.ArtifactPath,
 		SHA256: b.ArtifactSHA256, SPA: b.SPA, Start: b.StartCommand, DeploymentID: d.ID}
+	if site.Env, err = a.vars.Resolve(ctx, b.ProjectID, schema.TargetProduction); err != nil {
+		return errors.Join(err, a.store.FailDeployment(context.WithoutCancel(ctx), d.ID, schema.DeploymentFailed, "cannot read the variables"))
+	}
 	if err := a.edge.Activate(ctx, site, progress); err != nil {
 		if ferr := a.store.FailDeployment(context.WithoutCancel(ctx), d.ID, schema.DeploymentFailed, err.Error()); ferr != nil {
 			return errors.Join(err, ferr)

@@ -99,6 +99,7 @@ type settingsView struct {
 	Errors     map[string]string
 	Frameworks []struct{ Value, Label string }
 	Domains    []domainRow
+	Env        envView
 }
 
 func (s *Server) settingsView(p schema.Project, f settingsForm, errs map[string]string) settingsView {
@@ -112,7 +113,7 @@ func (s *Server) settingsPage(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return s.render(c, fiber.StatusOK, "settings", p.Name+" · Settings", s.settingsView(p, formFromSettings(p.Settings()), nil))
+	return s.renderSettings(c, fiber.StatusOK, s.settingsView(p, formFromSettings(p.Settings()), nil))
 }
 
 func (s *Server) settingsSubmit(c *fiber.Ctx) error {
@@ -129,12 +130,11 @@ func (s *Server) settingsSubmit(c *fiber.Ctx) error {
 	}
 	ps, errs := f.parse()
 	if len(errs) > 0 {
-		return s.render(c, fiber.StatusUnprocessableEntity, "settings", p.Name+" · Settings", s.settingsView(p, f, errs))
+		return s.renderSettings(c, fiber.StatusUnprocessableEntity, s.settingsView(p, f, errs))
 	}
 	if _, err := s.store.UpdateProjectSettings(c.UserContext(), p.ID, ps); err != nil {
 		if errors.Is(err, schema.ErrInvalid) {
-			return s.render(c, fiber.StatusUnprocessableEntity, "settings", p.Name+" · Settings",
-				s.settingsView(p, f, map[string]string{"": "A setting is out of range."}))
+			return s.renderSettings(c, fiber.StatusUnprocessableEntity, s.settingsView(p, f, map[string]string{"": "A setting is out of range."}))
 		}
 		return err
 	}

@@ -12,7 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/chromedp/chromedp"
 	"golang.org/x/crypto/ssh"
 
 	"minivercel/edge"
@@ -50,7 +52,7 @@ func newPageEnv(t *testing.T) *pageEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Config{JWTKey: []byte("0123456789abcdef0123456789abcdef")}, store, q, e)
+	srv, err := New(Config{JWTKey: []byte("0123456789abcdef0123456789abcdef")}, store, newTestVars(t, store), q, e)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -633,4 +635,226 @@ func TestActivateAndRedeploy(t *testing.T) {
 
 	r = b.follow("/projects/site/redeploy", url.Values{"branch": {"nope"}})
 	mustContain(t, r.body, "has no branch")
+}
+
+// loggedInAs returns a browser with a session of a new user.
+func (e *pageEnv) loggedInAs(name string, admin bool) *browser {
+	e.t.Helper()
+	ctx := context.Background()
+	u, err := e.store.CreateUser(ctx, name, admin)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	hash, err := HashPassword(testPassword)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.store.SetPasswordHash(ctx, u.ID, hash); err != nil {
+		e.t.Fatal(err)
+	}
+	b := e.browser()
+	if r := b.post("/login", url.Values{"username": {name}, "password": {testPassword}}); r.code != http.StatusSeeOther {
+		e.t.Fatalf("login as %s = %d", name, r.code)
+	}
+	return b
+}
+
+// TestSettingsEnv: the settings page lists variables masked, adds, replaces
+// and deletes them with messages next to the field at fault, offers Reveal to
+// administrators only, and never writes a value into the HTML, not even a
+// refused one.
+func TestSettingsEnv(t *testing.T) {
+	env := newPageEnv(t)
+	b := env.loggedIn()
+	p := env.project("blog")
+	ctx := context.Background()
+	const token = "tok_live_abcdef123456"
+
+	r := b.get("/projects/blog/settings")
+	mustContain(t, r.body, `id="env"`, "No variables yet", `action="/projects/blog/env"`, `name="value"`,
+		`<option value="production">`, "Nothing is live yet")
+	if strings.Contains(r.body, `action="/projects/blog/env/redeploy"`) {
+		t.Error("a project with nothing live offers a redeploy")
+	}
+
+	r = b.follow("/projects/blog/env", url.Values{"key": {"API_TOKEN"}, "value": {token}, "target": {"production"}})
+	mustContain(t, r.body, "API_TOKEN (production) was added", "applies from the next deploy", `<code class="env-key">API_TOKEN</code>`,
+		`data-masked="tok_••••••••">tok_••••••••</code>`,
+		`data-reveal="/api/projects/blog/env/API_TOKEN/value?target=production"`, `id="edit-value-API_TOKEN-production"`,
+		`action="/projects/blog/env/delete"`, `data-confirm="Delete API_TOKEN (production) from blog?`)
+	if strings.Contains(r.body, token) || strings.Contains(r.body, "abcdef123456") {
+		t.Fatal("the settings page holds the value")
+	}
+	if got, err := env.srv.vars.Reveal(ctx, p.ID, "API_TOKEN", "production"); err != nil || got != token {
+		t.Fatalf("stored %q, %v", got, err)
+	}
+
+	t.Run("refused add", func(t *testing.T) {
+		for _, tc := range []struct {
+			name, key, value, target, field, want string
+		}{
+			{"bad key", "1BAD", "secret-value-one", "all", "env-key-err", "use letters, digits and _"},
+			{"reserved key", "PORT", "secret-value-two", "all", "env-key-err", "reserved"},
+			{"bad target", "GOOD", "secret-value-three", "staging", "env-target-err", "want production, preview or all"},
+			{"NUL value", "GOOD", "secret-value\x00four", "all", "env-value-err", "Enter the value again"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				r := b.post("/projects/blog/env", url.Values{"key": {tc.key}, "value": {tc.value}, "target": {tc.target}})
+				if r.code != http.StatusUnprocessableEntity {
+					t.Fatalf("code = %d", r.code)
+				}
+				mustContain(t, r.body, `id="`+tc.field+`"`, tc.want, `aria-invalid="true"`, "The variable was not saved")
+				if strings.Contains(r.body, "secret-value") {
+					t.Error("a refused value came back into the page")
+				}
+				if tc.field == "env-key-err" {
+					mustContain(t, r.body, `id="env-key" name="key" type="text" value="`+tc.key+`"`)
+				}
+			})
+		}
+		if vs, _ := env.srv.vars.List(ctx, p.ID); len(vs) != 1 {
+			t.Fatalf("refused forms stored variables: %+v", vs)
+		}
+	})
+
+	t.Run("edit", func(t *testing.T) {
+		row := url.Values{"key": {"API_TOKEN"}, "target": {"production"}, "row": {"API_TOKEN-production"}}
+		row.Set("value", strings.Repeat("s", schema.MaxEnvValueBytes+1))
+		r := b.post("/projects/blog/env", row)
+		if r.code != http.StatusUnprocessableEntity {
+			t.Fatalf("too long a value = %d", r.code)
+		}
+		mustContain(t, r.body, `<details class="env-edit" open>`, `id="edit-value-API_TOKEN-production-err"`, "at most 65536")
+		if strings.Contains(r.body, "The variable was not saved") {
+			t.Error("an edit row's error is shown on the add form")
+		}
+		// Browsers send a textarea's line breaks as CRLF.
+		row.Set("value", "line one\r\nline two")
+		r = b.follow("/projects/blog/env", row)
+		mustContain(t, r.body, "API_TOKEN (production) was updated")
+		if got, _ := env.srv.vars.Reveal(ctx, p.ID, "API_TOKEN", "production"); got != "line one\nline two" {
+			t.Fatalf("edited value %q", got)
+		}
+		if strings.Contains(r.body, "line one") {
+			t.Error("the edited value is in the page")
+		}
+	})
+
+	t.Run("not an administrator", func(t *testing.T) {
+		dev := env.loggedInAs("dev", false)
+		r := dev.get("/projects/blog/settings")
+		mustContain(t, r.body, "API_TOKEN", `data-masked="line••••••••"`, "Add a variable")
+		if strings.Contains(r.body, "data-reveal") {
+			t.Error("a user who is not an administrator is offered Reveal")
+		}
+	})
+
+	t.Run("cross-site", func(t *testing.T) {
+		evil := &browser{t: t, srv: env.srv, cookies: b.cookies, origin: "http://blog.example.com"}
+		for _, path := range []string{"/projects/blog/env", "/projects/blog/env/delete", "/projects/blog/env/redeploy"} {
+			if r := evil.post(path, url.Values{"key": {"API_TOKEN"}, "value": {"x"}, "target": {"production"}}); r.code != http.StatusForbidden {
+				t.Errorf("cross-site POST %s = %d", path, r.code)
+			}
+		}
+	})
+
+	t.Run("delete and redeploy without a live build", func(t *testing.T) {
+		r := b.follow("/projects/blog/env/delete", url.Values{"key": {"API_TOKEN"}, "target": {"all"}})
+		mustContain(t, r.body, "There is no variable API_TOKEN (all deployments) to delete")
+		r = b.follow("/projects/blog/env/delete", url.Values{"key": {"API_TOKEN"}, "target": {"production"}})
+		mustContain(t, r.body, "API_TOKEN (production) was deleted", "No variables yet")
+		r = b.follow("/projects/blog/env/redeploy", nil)
+		mustContain(t, r.body, "Nothing is live yet: the variables apply to the first deploy")
+	})
+}
+
+// TestSettingsEnvRedeploy: with a live build, the settings page offers
+// "Redeploy with these values", and the button activates that build again
+// through the real queue and edge.
+func TestSettingsEnvRedeploy(t *testing.T) {
+	env := newEnv(t, true, nil)
+	b := &browser{t: t, srv: env.srv, cookies: map[string]string{sessionCookie: env.token}, origin: "http://example.com"}
+	env.project("site")
+	live := env.realBuild("site", "main", "static")
+	id := strconv.FormatInt(live.ID, 10)
+	r := b.get("/projects/site/settings")
+	mustContain(t, r.body, `action="/projects/site/env/redeploy"`, "Redeploy with these values", "restart build #"+id,
+		`data-confirm-title="Redeploy with these values?"`)
+	p, err := env.store.ProjectByName(context.Background(), "site")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := env.store.ListDeployments(context.Background(), p.ID)
+	r = b.follow("/projects/site/env/redeploy", nil)
+	mustContain(t, r.body, "Build #"+id+" was redeployed with the current variables")
+	after, _ := env.store.ListDeployments(context.Background(), p.ID)
+	if len(after) != len(before)+1 || after[0].BuildID != live.ID || after[0].Status != schema.DeploymentActive {
+		t.Fatalf("deployments after redeploy %+v", after)
+	}
+}
+
+// TestBrowserEnvReveal: in Chromium, an administrator's Reveal fetches the
+// value from the API with the session cookie and shows it in place; a second
+// click masks it again. The page as served never holds the value.
+func TestBrowserEnvReveal(t *testing.T) {
+	const chromium = "/usr/bin/chromium"
+	if _, err := os.Stat(chromium); err != nil {
+		t.Skipf("needs Chromium at %s: %v", chromium, err)
+	}
+	env := newEnv(t, false, nil)
+	p := env.project("blog")
+	const value = "sk_live_<b>&\"quoted\"</b>"
+	if _, err := env.vars.Set(context.Background(), p.ID, "STRIPE_KEY", "production", value); err != nil {
+		t.Fatal(err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.Headless,
+		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.UserDataDir(t.TempDir()))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	cell := `document.getElementById("val-STRIPE_KEY-production")`
+	text := func() string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](cell+`.textContent`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(env.base+"/login?next=/projects/blog/settings"),
+		chromedp.SetValue(chromedp.CSS("#username"), "admin"),
+		chromedp.SetValue(chromedp.CSS("#password"), "admin-password"),
+		chromedp.Submit(chromedp.CSS("#password")),
+		chromedp.WaitVisible(chromedp.CSS(`button[data-reveal]`)),
+	); err != nil {
+		t.Fatalf("open settings: %v", err)
+	}
+	if got := text(); got != "sk_l••••••••" {
+		t.Fatalf("masked cell shows %q", got)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`button[data-reveal]`)),
+		chromedp.WaitVisible(chromedp.CSS(".env-value.is-revealed")),
+	); err != nil {
+		t.Fatalf("reveal: %v", err)
+	}
+	if got := text(); got != value {
+		t.Fatalf("revealed %q, want %q", got, value)
+	}
+	// The value was set as text: its markup did not become elements.
+	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](cell+`.children.length`)); n != 0 {
+		t.Fatalf("the revealed value became %d elements", n)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`button[data-reveal]`)),
+		chromedp.WaitNotPresent(chromedp.CSS(".env-value.is-revealed")),
+	); err != nil {
+		t.Fatalf("hide: %v", err)
+	}
+	if got := text(); got != "sk_l••••••••" {
+		t.Fatalf("after the second click the cell shows %q", got)
+	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"minivercel/pipeline"
 	"minivercel/schema"
+	"minivercel/secret"
 )
 
 // Config configures the panel.
@@ -65,6 +66,7 @@ type Sites interface {
 type Server struct {
 	cfg    Config
 	store  *schema.Store
+	vars   *secret.Vars
 	builds Builds
 	sites  Sites
 	app    *fiber.App
@@ -74,10 +76,15 @@ type Server struct {
 	ln net.Listener
 }
 
-// New returns a Server; it does not listen yet.
-func New(cfg Config, store *schema.Store, builds Builds, sites Sites) (*Server, error) {
+// New returns a Server; it does not listen yet. vars is the one way to a
+// project's environment variables: the panel lists them masked and reveals a
+// value to administrators only.
+func New(cfg Config, store *schema.Store, vars *secret.Vars, builds Builds, sites Sites) (*Server, error) {
 	if len(cfg.JWTKey) < 32 {
 		return nil, errors.New("new panel: JWTKey must be at least 32 bytes")
+	}
+	if vars == nil {
+		return nil, errors.New("new panel: the variables service is required")
 	}
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
@@ -94,7 +101,7 @@ func New(cfg Config, store *schema.Store, builds Builds, sites Sites) (*Server, 
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, store: store, builds: builds, sites: sites, log: cfg.Logger.With("component", "panel")}
+	s := &Server{cfg: cfg, store: store, vars: vars, builds: builds, sites: sites, log: cfg.Logger.With("component", "panel")}
 	s.app = fiber.New(fiber.Config{
 		DisableStartupMessage: true,
 		AppName:               "minivercel",

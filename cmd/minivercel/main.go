@@ -35,6 +35,7 @@ Usage:
   minivercel deploy list|logs|redeploy <project>
   minivercel env set|unset|list|import <project> ...   encrypted environment variables
   minivercel admin rotate-key                         re-encrypt every variable under a new key
+  minivercel domain add|remove|list <project> [domain]  custom domains (automatic TLS)
   minivercel deploy activate <project> <build-id>   roll back (or forward) to a build
   minivercel version
 
@@ -66,6 +67,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = deploy(ctx, args[1:], stdout, stderr)
 	case "env":
 		err = envCmd(ctx, args[1:], stdin, stdout, stderr)
+	case "domain":
+		err = domainCmd(ctx, args[1:], stdout, stderr)
 	case "project":
 		err = projectCmd(ctx, args[1:], stdout, stderr)
 	case "hook":

@@ -34,6 +34,10 @@ type serveFlags struct {
 	baseDomain  string
 	concurrency int
 	publicPort  int
+	httpsAddr   string
+	acmeEmail   string
+	acmeCA      string
+	acmeCARoot  string
 }
 
 func serve(ctx context.Context, stop context.CancelFunc, args []string, stderr io.Writer) error {
@@ -45,7 +49,11 @@ func serve(ctx context.Context, stop context.CancelFunc, args []string, stderr i
 	fs.StringVar(&f.httpAddr, "http-addr", ":8080", "address of the edge (sites and /healthz)")
 	fs.StringVar(&f.baseDomain, "base-domain", "localhost", "projects are served at <project>.<base-domain>")
 	fs.IntVar(&f.concurrency, "build-concurrency", 1, "how many builds run at once")
-	fs.IntVar(&f.publicPort, "public-port", 0, "port shown in site URLs (default: the port of --http-addr; 80 is omitted)")
+	fs.IntVar(&f.publicPort, "public-port", 0, "port shown in site URLs (default: the port of --http-addr, or of --https-addr with TLS; 80 and 443 are omitted)")
+	fs.StringVar(&f.httpsAddr, "https-addr", "", "address of the HTTPS edge (e.g. :443); empty: plain HTTP only")
+	fs.StringVar(&f.acmeEmail, "acme-email", "", "contact email for the ACME account (certificate expiry notices)")
+	fs.StringVar(&f.acmeCA, "acme-ca", "", "ACME directory URL (default: Let's Encrypt production)")
+	fs.StringVar(&f.acmeCARoot, "acme-ca-root", "", "PEM file of extra roots to trust for the ACME server (for a private CA)")
 	if err := parseFlags(fs, args, os.Getenv); err != nil {
 		return err
 	}
@@ -152,7 +160,11 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	}
 	runtimeLogs := newRuntimeLogs(db.store, log)
 	defer runtimeLogs.Close()
-	urlFor := siteURL(f.httpAddr, f.publicPort)
+	urlFor := siteURL(f.httpAddr, f.httpsAddr, f.publicPort)
+	tlsCfg, err := tlsConfig(f, db.store, log)
+	if err != nil {
+		return err
+	}
 	jwtKey, err := loadSecretKey(os.Getenv("MINIVERCEL_JWT_KEY"), filepath.Join(root, "jwt.key"))
 	if err != nil {
 		return err
@@ -162,7 +174,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	toPanel, gitHTTP := &lateHandler{}, &lateHandler{}
 	edgeSrv, err := edge.New(edge.Config{
 		Addr: f.httpAddr, BaseDomain: f.baseDomain, DeploymentsDir: dirs.deployments, Logger: log,
-		PanelHandler: toPanel, GitHandler: gitHTTP,
+		PanelHandler: toPanel, GitHandler: gitHTTP, TLS: tlsCfg, CustomDomains: domainLookup{db.store},
 		Runtime: edge.RuntimeConfig{
 			UID: appUID, GID: appGID, DropPrivileges: os.Geteuid() == 0, Logs: runtimeLogs,
 		},
@@ -181,7 +193,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	}
 	panelSrv, err := panel.New(panel.Config{
 		JWTKey: jwtKey, BaseDomain: f.baseDomain, URL: urlFor, Logger: log,
-	}, db.store, queue, edgeSrv)
+	}, db.store, vars, queue, edgeSrv)
 	if err != nil {
 		return err
 	}
@@ -226,6 +238,9 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	g.Go(func() error { return ignoreClosed(gitSrv.Serve()) })
 	g.Go(func() error { return ignoreClosed(panelSrv.Serve()) })
 	edgeSrv.SetReady(true)
+	if a := edgeSrv.TLSAddr(); a != nil {
+		log.Info("https edge listening", "addr", a.String())
+	}
 	log.Info("minivercel is ready", "ssh", gitSrv.Addr().String(), "http", edgeSrv.Addr().String(),
 		"base_domain", f.baseDomain, "data_dir", root)
 
@@ -258,19 +273,24 @@ func ignoreClosed(err error) error {
 	return err
 }
 
-// siteURL returns how users reach a host through the edge.
-func siteURL(httpAddr string, publicPort int) func(host string) string {
+// siteURL returns how users reach a host through the edge: https when TLS is
+// on, with the port unless it is the scheme's default.
+func siteURL(httpAddr, httpsAddr string, publicPort int) func(host string) string {
+	scheme, addr, defaultPort := "http", httpAddr, 80
+	if httpsAddr != "" {
+		scheme, addr, defaultPort = "https", httpsAddr, 443
+	}
 	port := publicPort
 	if port == 0 {
-		if _, p, err := net.SplitHostPort(httpAddr); err == nil {
+		if _, p, err := net.SplitHostPort(addr); err == nil {
 			port, _ = strconv.Atoi(p)
 		}
 	}
 	return func(host string) string {
-		if port == 0 || port == 80 {
-			return "http://" + host + "/"
+		if port == 0 || port == defaultPort {
+			return scheme + "://" + host + "/"
 		}
-		return "http://" + host + ":" + strconv.Itoa(port) + "/"
+		return scheme + "://" + host + ":" + strconv.Itoa(port) + "/"
 	}
 }
 

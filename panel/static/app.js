@@ -62,6 +62,50 @@
     if (b) { b.setAttribute("aria-busy", "true"); }
   }
 
+  // --- Environment variables: an administrator's Reveal. ---
+  // The value is fetched from the API only when asked for (the page never
+  // holds it), shown as text, and put back to its masked form on a second
+  // click. The session cookie authenticates the same-origin fetch.
+  var envStatus = document.getElementById("env-status");
+  document.querySelectorAll("button[data-reveal]").forEach(function (btn) {
+    if (!window.fetch) return;
+    btn.hidden = false;
+    btn.addEventListener("click", function () {
+      var cell = document.getElementById(btn.getAttribute("aria-controls"));
+      if (!cell) return;
+      if (btn.getAttribute("aria-pressed") === "true") {
+        cell.textContent = cell.getAttribute("data-masked");
+        cell.classList.remove("is-revealed");
+        btn.setAttribute("aria-pressed", "false");
+        btn.textContent = "Reveal";
+        return;
+      }
+      btn.setAttribute("aria-busy", "true");
+      fetch(btn.getAttribute("data-reveal"), { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } })
+        .then(function (r) {
+          return r.json().catch(function () { return {}; }).then(function (body) {
+            if (!r.ok) throw new Error(body.error || ("the server answered " + r.status));
+            return body;
+          });
+        })
+        .then(function (body) {
+          cell.textContent = body.value; // never innerHTML: values are untrusted
+          cell.classList.add("is-revealed");
+          btn.setAttribute("aria-pressed", "true");
+          btn.textContent = "Hide";
+          if (envStatus) envStatus.textContent = "";
+        })
+        .catch(function (err) {
+          if (envStatus) envStatus.textContent = "Could not reveal the value: " + err.message;
+        })
+        .then(function () { btn.removeAttribute("aria-busy"); });
+    });
+  });
+  // A revealed value must not survive in the back/forward cache.
+  window.addEventListener("pagehide", function () {
+    document.querySelectorAll("button[data-reveal][aria-pressed=true]").forEach(function (b) { b.click(); });
+  });
+
   // --- The live build log. ---
   var log = document.getElementById("log");
   if (!log || log.getAttribute("data-live") !== "true") return;

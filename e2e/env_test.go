@@ -73,6 +73,14 @@ require('http').createServer((q, r) => {
 	if strings.Contains(logs, greeting) || !strings.Contains(logs, "starting with [secret]") {
 		t.Errorf("runtime log:\n%s", logs)
 	}
+	tokenOut, err := exec.Command(binary, "admin", "token", "create", "--data-dir", s.dataDir).Output()
+	if err != nil {
+		t.Fatalf("token create: %v", err)
+	}
+	code, _, raw := s.apiCall(t, "GET", "/api/projects/envapp/env", strings.TrimSpace(string(tokenOut)), "")
+	if code != 200 || !strings.Contains(raw, `"GREETING"`) || strings.Contains(raw, greeting) {
+		t.Errorf("API list = %d %s", code, raw)
+	}
 	s.assertNowhere(t, greeting)
 
 	// Rotation: every value still opens, through a running server too.

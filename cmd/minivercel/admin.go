@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -42,10 +41,7 @@ func admin(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		return usageError{adminUsage}
 	}
 	cmd := args[0] + " " + args[1]
-	fs := flag.NewFlagSet("admin "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var c common
-	c.register(fs)
+	fs, c := subcommand("admin "+cmd, stderr)
 	userName := fs.String("user", adminUser, "user the key or token belongs to")
 	label := fs.String("name", "", "a label for the key or token")
 	passwordStdin := fs.Bool("password-stdin", false, "read the password from standard input instead of the terminal")
@@ -61,19 +57,19 @@ func admin(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	if (n >= 0 && fs.NArg() != n) || (n < 0 && fs.NArg() == 0) {
 		return usageError{fmt.Sprintf("wrong arguments for admin %s\n%s", cmd, adminUsage)}
 	}
-	log, err := c.logger(stderr)
-	if err != nil {
+	if _, err := c.logger(stderr); err != nil {
 		return err
 	}
 	// Read the password before touching the database, so a typo in the
 	// prompt costs nothing.
 	var password string
 	if cmd == "user set-password" {
+		var err error
 		if password, err = readPassword(stdin, stderr, *passwordStdin); err != nil {
 			return err
 		}
 	}
-	db, err := openDatabase(ctx, &c, true, log)
+	db, err := c.open(ctx, stderr)
 	if err != nil {
 		return err
 	}
@@ -307,25 +303,18 @@ func seedAdmin(ctx context.Context, store *schema.Store, keysText string) (int, 
 // rotateKey re-encrypts every variable under a new master key in one
 // transaction (see secret.Vars.Rotate).
 func rotateKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("admin rotate-key", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var c common
-	c.register(fs)
+	fs, c := subcommand("admin rotate-key", stderr)
 	if err := parseFlags(fs, args, os.Getenv); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
 		return usageError{adminUsage}
 	}
-	log, err := c.logger(stderr)
+	keys, err := openKeyring(c)
 	if err != nil {
 		return err
 	}
-	keys, err := openKeyring(&c)
-	if err != nil {
-		return err
-	}
-	db, err := openDatabase(ctx, &c, true, log)
+	db, err := c.open(ctx, stderr)
 	if err != nil {
 		return err
 	}

@@ -79,22 +79,44 @@ func migrateAll(ctx context.Context, pool *pgxpool.Pool) error {
 }
 
 func migrateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var c common
-	c.register(fs)
+	fs, c := subcommand("migrate", stderr)
 	if err := parseFlags(fs, args, os.Getenv); err != nil {
 		return err
 	}
-	log, err := c.logger(stderr)
-	if err != nil {
-		return err
-	}
-	db, err := openDatabase(ctx, &c, true, log)
+	db, err := c.open(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	fmt.Fprintln(stdout, "migrations applied")
 	return nil
+}
+
+// subcommand returns a subcommand's flag set with the flags every subcommand
+// takes.
+func subcommand(name string, stderr io.Writer) (*flag.FlagSet, *common) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := &common{}
+	c.register(fs)
+	return fs, c
+}
+
+// open opens the database for an admin subcommand: it uses the running
+// server's private cluster when there is one.
+func (c *common) open(ctx context.Context, stderr io.Writer) (*database, error) {
+	log, err := c.logger(stderr)
+	if err != nil {
+		return nil, err
+	}
+	return openDatabase(ctx, c, true, log)
+}
+
+// project looks up a project for a subcommand, with a message a user can act on.
+func (d *database) project(ctx context.Context, name string) (schema.Project, error) {
+	p, err := d.store.ProjectByName(ctx, name)
+	if errors.Is(err, schema.ErrNotFound) {
+		return p, fmt.Errorf("no project named %q", name)
+	}
+	return p, err
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -27,10 +26,7 @@ func deploy(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if len(args) == 0 {
 		return usageError{deployUsage}
 	}
-	fs := flag.NewFlagSet("deploy "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var c common
-	c.register(fs)
+	fs, c := subcommand("deploy "+args[0], stderr)
 	lines := fs.Int("lines", 100, "how many of the newest runtime log lines to print")
 	wait := fs.Duration("timeout", 10*time.Minute, "how long activate waits for the server")
 	if err := parseFlags(fs, args[1:], os.Getenv); err != nil {
@@ -41,19 +37,12 @@ func deploy(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if !ok || fs.NArg() != n {
 		return usageError{deployUsage}
 	}
-	log, err := c.logger(stderr)
-	if err != nil {
-		return err
-	}
-	db, err := openDatabase(ctx, &c, true, log)
+	db, err := c.open(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	project, err := db.store.ProjectByName(ctx, fs.Arg(0))
-	if errors.Is(err, schema.ErrNotFound) {
-		return fmt.Errorf("no project named %q", fs.Arg(0))
-	}
+	project, err := db.project(ctx, fs.Arg(0))
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -23,10 +22,7 @@ func domainCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(args) == 0 {
 		return usageError{domainUsage}
 	}
-	fs := flag.NewFlagSet("domain "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var c common
-	c.register(fs)
+	fs, c := subcommand("domain "+args[0], stderr)
 	base := fs.String("base-domain", "localhost", "the server's base domain: its hosts cannot be added as custom domains")
 	if err := parseFlags(fs, args[1:], os.Getenv); err != nil {
 		return err
@@ -35,19 +31,12 @@ func domainCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if n, ok := want[args[0]]; !ok || fs.NArg() != n {
 		return usageError{domainUsage}
 	}
-	log, err := c.logger(stderr)
-	if err != nil {
-		return err
-	}
-	db, err := openDatabase(ctx, &c, true, log)
+	db, err := c.open(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	p, err := db.store.ProjectByName(ctx, fs.Arg(0))
-	if errors.Is(err, schema.ErrNotFound) {
-		return fmt.Errorf("no project named %q", fs.Arg(0))
-	}
+	p, err := db.project(ctx, fs.Arg(0))
 	if err != nil {
 		return err
 	}

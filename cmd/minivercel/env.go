@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -43,10 +42,7 @@ func envCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	if len(args) == 0 {
 		return usageError{envUsage}
 	}
-	fs := flag.NewFlagSet("env "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var c common
-	c.register(fs)
+	fs, c := subcommand("env "+args[0], stderr)
 	target := fs.String("target", "", "production, preview or all (set and import default to all; unset defaults to every target)")
 	if err := parseFlags(fs, args[1:], os.Getenv); err != nil {
 		return err
@@ -56,24 +52,17 @@ func envCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	if !ok || fs.NArg() < n || (args[0] == "list" && fs.NArg() != 1) || (args[0] == "import" && fs.NArg() != 2) {
 		return usageError{envUsage}
 	}
-	log, err := c.logger(stderr)
+	keys, err := openKeyring(c)
 	if err != nil {
 		return err
 	}
-	keys, err := openKeyring(&c)
-	if err != nil {
-		return err
-	}
-	db, err := openDatabase(ctx, &c, true, log)
+	db, err := c.open(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	vars := secret.NewVars(db.store, keys)
-	p, err := db.store.ProjectByName(ctx, fs.Arg(0))
-	if errors.Is(err, schema.ErrNotFound) {
-		return fmt.Errorf("no project named %q", fs.Arg(0))
-	}
+	p, err := db.project(ctx, fs.Arg(0))
 	if err != nil {
 		return err
 	}

@@ -28,10 +28,7 @@ func projectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if len(args) == 0 || (args[0] != "show" && args[0] != "set") {
 		return usageError{projectUsage}
 	}
-	fs := flag.NewFlagSet("project "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var c common
-	c.register(fs)
+	fs, c := subcommand("project "+args[0], stderr)
 	var ps schema.ProjectSettings
 	var interval time.Duration
 	fs.StringVar(&ps.ProductionBranch, "production-branch", "", "branch whose pushes go live")
@@ -49,19 +46,12 @@ func projectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if fs.NArg() != 1 {
 		return usageError{projectUsage}
 	}
-	log, err := c.logger(stderr)
-	if err != nil {
-		return err
-	}
-	db, err := openDatabase(ctx, &c, true, log)
+	db, err := c.open(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	p, err := db.store.ProjectByName(ctx, fs.Arg(0))
-	if errors.Is(err, schema.ErrNotFound) {
-		return fmt.Errorf("no project named %q", fs.Arg(0))
-	}
+	p, err := db.project(ctx, fs.Arg(0))
 	if err != nil {
 		return err
 	}

@@ -53,6 +53,10 @@ func (s *Server) apiRoutes(r fiber.Router) {
 	r.Delete("/projects/:name/env/:key", s.apiDeleteEnv)
 	r.Get("/projects/:name/env/:key/value", s.apiRevealEnv)
 
+	r.Get("/projects/:name/domains", s.apiListDomains)
+	r.Post("/projects/:name/domains", s.apiAddDomain)
+	r.Delete("/projects/:name/domains/:domain", s.apiRemoveDomain)
+
 	r.Get("/keys", s.apiListKeys)
 	r.Post("/keys", s.apiAddKey)
 	r.Delete("/keys/:id", s.apiDeleteKey)

@@ -41,7 +41,7 @@ func (s *Server) apiListBuilds(c *fiber.Ctx) error {
 	}
 	out := make([]buildJSON, 0, len(bs))
 	for _, b := range bs {
-		out = append(out, s.toBuildJSON(b, b.ID == active))
+		out = append(out, s.toBuildJSON(b, b.ID == active, p.ProductionBranch))
 	}
 	return c.JSON(out)
 }
@@ -77,7 +77,7 @@ func (s *Server) apiCreateBuild(c *fiber.Ctx) error {
 		return fmt.Errorf("rebuild %s %s: %w", p.Name, ref, err)
 	}
 	s.log.Info("build requested", "project", p.Name, "branch", ref, "build", b.ID, "by", currentUser(c).Name)
-	return c.Status(fiber.StatusAccepted).JSON(s.toBuildJSON(b, false))
+	return c.Status(fiber.StatusAccepted).JSON(s.toBuildJSON(b, false, p.ProductionBranch))
 }
 
 // buildParam loads the build named by the :id parameter.
@@ -93,6 +93,16 @@ func (s *Server) buildParam(c *fiber.Ctx) (schema.Build, error) {
 	return b, nil
 }
 
+// productionBranch reads the production branch of a build's project, which
+// the routes that start from a build need for its branch URL.
+func (s *Server) productionBranch(ctx context.Context, b schema.Build) (string, error) {
+	p, err := s.store.ProjectByID(ctx, b.ProjectID)
+	if err != nil {
+		return "", lookupErr(err, "build")
+	}
+	return p.ProductionBranch, nil
+}
+
 func (s *Server) apiGetBuild(c *fiber.Ctx) error {
 	b, err := s.buildParam(c)
 	if err != nil {
@@ -102,7 +112,11 @@ func (s *Server) apiGetBuild(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(s.toBuildJSON(b, b.ID == active))
+	prod, err := s.productionBranch(c.UserContext(), b)
+	if err != nil {
+		return err
+	}
+	return c.JSON(s.toBuildJSON(b, b.ID == active, prod))
 }
 
 func (s *Server) apiBuildLogs(c *fiber.Ctx) error {
@@ -145,7 +159,11 @@ func (s *Server) apiCancelBuild(c *fiber.Ctx) error {
 	if b, err = s.store.BuildByID(ctx, b.ID); err != nil {
 		return lookupErr(err, "build")
 	}
-	return c.Status(fiber.StatusAccepted).JSON(s.toBuildJSON(b, false))
+	prod, err := s.productionBranch(ctx, b)
+	if err != nil {
+		return err
+	}
+	return c.Status(fiber.StatusAccepted).JSON(s.toBuildJSON(b, false, prod))
 }
 
 // activateRequest is the body of POST /api/projects/{name}/activate.
@@ -209,7 +227,7 @@ func (s *Server) activateBuild(c *fiber.Ctx, p schema.Project, b schema.Build) e
 		s.log.Info("activation failed", "project", p.Name, "build", b.ID, "err", err)
 		return fiber.NewError(fiber.StatusBadGateway, "activation failed: "+err.Error())
 	}
-	resp := activateResponse{Build: s.toBuildJSON(b, true)}
+	resp := activateResponse{Build: s.toBuildJSON(b, true, p.ProductionBranch)}
 	ds, err := s.store.ListDeployments(ctx, p.ID)
 	if err != nil {
 		return fmt.Errorf("list deployments of %s: %w", p.Name, err)

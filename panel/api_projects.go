@@ -208,9 +208,17 @@ func (s *Server) projectDetail(c *fiber.Ctx, name string) (projectDetailJSON, er
 			return projectDetailJSON{}, fmt.Errorf("read active build of %s: %w", name, err)
 		}
 		if err == nil {
-			bj := s.toBuildJSON(b, true)
+			bj := s.toBuildJSON(b, true, p.ProductionBranch)
 			d.ActiveBuild = &bj
 		}
+	}
+	previews, err := s.branchPreviews(ctx, p.Project)
+	if err != nil {
+		return projectDetailJSON{}, err
+	}
+	d.PreviewURLs = make([]previewURLJSON, 0, len(previews))
+	for _, pv := range previews {
+		d.PreviewURLs = append(d.PreviewURLs, previewURLJSON{Branch: pv.Build.Branch, URL: pv.URL, BuildID: pv.Build.ID})
 	}
 	return d, nil
 }

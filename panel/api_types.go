@@ -56,6 +56,17 @@ type projectDetailJSON struct {
 	projectJSON
 	Settings    settingsJSON `json:"settings"`
 	ActiveBuild *buildJSON   `json:"active_build"`
+	// PreviewURLs are the branch previews: one per branch other than the
+	// production branch that has a succeeded build, newest first.
+	PreviewURLs []previewURLJSON `json:"preview_urls"`
+}
+
+// previewURLJSON is one branch preview: the URL following the branch, and
+// the build it serves.
+type previewURLJSON struct {
+	Branch  string `json:"branch"`
+	URL     string `json:"url"`
+	BuildID int64  `json:"build_id"`
 }
 
 type buildJSON struct {
@@ -75,8 +86,12 @@ type buildJSON struct {
 	// far; null before it starts.
 	DurationMS *int64 `json:"duration_ms"`
 	// URL serves exactly this build, <project>--<slug>.<base>.
-	URL    string `json:"url"`
-	Active bool   `json:"active"`
+	URL string `json:"url"`
+	// BranchURL follows the branch, <project>--git-<branch slug>.<base>: it
+	// serves the branch's latest succeeded build, which is this one or a
+	// newer one. Null for the production branch, whose URL is the project's.
+	BranchURL *string `json:"branch_url"`
+	Active    bool    `json:"active"`
 }
 
 type logLineJSON struct {
@@ -143,12 +158,17 @@ func (s *Server) toProjectJSON(p schema.ProjectSummary) projectJSON {
 	}
 }
 
-func (s *Server) toBuildJSON(b schema.Build, active bool) buildJSON {
+// toBuildJSON shapes a build; productionBranch is its project's, which
+// decides whether the build has a branch URL.
+func (s *Server) toBuildJSON(b schema.Build, active bool, productionBranch string) buildJSON {
 	j := buildJSON{
 		ID: b.ID, Project: b.ProjectName, Status: b.Status, Stage: b.Stage, Branch: b.Branch,
 		CommitSHA: b.CommitSHA, CommitMessage: b.CommitMessage, Error: b.Error, Kind: b.Kind,
 		CreatedAt: b.CreatedAt, StartedAt: b.StartedAt, FinishedAt: b.FinishedAt,
 		URL: s.apiBuildURL(b), Active: active,
+	}
+	if u := s.branchURL(b.ProjectName, b.Branch, productionBranch); u != "" {
+		j.BranchURL = &u
 	}
 	if b.StartedAt != nil {
 		end := time.Now()

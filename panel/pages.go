@@ -2,6 +2,7 @@ package panel
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -65,6 +66,8 @@ func (s *Server) pageRoutes(app *fiber.App) {
 	app.Post("/projects/:name/env", auth(s.envSubmit)...)
 	app.Post("/projects/:name/env/delete", auth(s.envDeleteSubmit)...)
 	app.Post("/projects/:name/env/redeploy", auth(s.envRedeploySubmit)...)
+	app.Post("/projects/:name/domains", auth(s.domainSubmit)...)
+	app.Post("/projects/:name/domains/delete", auth(s.domainDeleteSubmit)...)
 	app.Post("/projects/:name/delete", auth(s.deleteSubmit)...)
 	app.Get("/builds/:id", auth(s.buildPage)...)
 	app.Post("/builds/:id/cancel", auth(s.cancelSubmit)...)
@@ -344,6 +347,42 @@ func (s *Server) projectURL(name string) string { return s.cfg.URL(name + "." + 
 // these hosts never collide with a project's.
 func (s *Server) buildURL(b schema.Build) string {
 	return s.cfg.URL(b.ProjectName + "--" + b.Slug + "." + s.cfg.BaseDomain)
+}
+
+// branchURL is the preview URL that follows a branch,
+// <project>--git-<branch slug>.<base>, as the push output prints it
+// (pipeline.Queue.BranchHost). It is "" for the production branch, whose URL
+// is the project's own, and for a branch without a letter or digit: its slug
+// is empty and the edge serves no such host.
+func (s *Server) branchURL(project, branch, productionBranch string) string {
+	slug := schema.BranchSlug(branch)
+	if branch == productionBranch || slug == "" {
+		return ""
+	}
+	return s.cfg.URL(project + "--git-" + slug + "." + s.cfg.BaseDomain)
+}
+
+// branchPreview is a branch preview URL with the build it serves.
+type branchPreview struct {
+	Build schema.Build
+	URL   string
+}
+
+// branchPreviews lists a project's branch previews, newest first: one per
+// branch other than production with a succeeded build, its latest. The
+// project page and GET /api/projects/{name} share it.
+func (s *Server) branchPreviews(ctx context.Context, p schema.Project) ([]branchPreview, error) {
+	builds, err := s.store.LatestBranchBuilds(ctx, p.ID)
+	if err != nil {
+		return nil, fmt.Errorf("list branch previews of %s: %w", p.Name, err)
+	}
+	out := make([]branchPreview, 0, len(builds))
+	for _, b := range builds {
+		if u := s.branchURL(p.Name, b.Branch, p.ProductionBranch); u != "" {
+			out = append(out, branchPreview{Build: b, URL: u})
+		}
+	}
+	return out, nil
 }
 
 // requestHost is the host name the browser used, without a port: the best

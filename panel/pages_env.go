@@ -91,8 +91,10 @@ func (s *Server) loadEnv(ctx context.Context, p schema.Project, form envForm) (e
 	return v, nil
 }
 
-// renderSettings renders the settings page with its environment section; a
-// view whose section is not loaded yet gets it loaded with an empty form.
+// renderSettings renders the settings page with its environment and domains
+// sections; a view whose environment section is not loaded yet gets it
+// loaded with an empty form. The custom domains are always read here: their
+// list is the same whichever form was refused.
 func (s *Server) renderSettings(c *fiber.Ctx, code int, v settingsView) error {
 	if v.Env.Targets == nil {
 		env, err := s.loadEnv(c.UserContext(), v.Project, envForm{})
@@ -101,6 +103,11 @@ func (s *Server) renderSettings(c *fiber.Ctx, code int, v settingsView) error {
 		}
 		v.Env = env
 	}
+	custom, err := s.loadDomains(c.UserContext(), v.Project)
+	if err != nil {
+		return err
+	}
+	v.Domains.Custom = custom
 	return s.render(c, code, "settings", v.Project.Name+" · Settings", v)
 }
 

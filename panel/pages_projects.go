@@ -110,7 +110,10 @@ func (s *Server) health(project string) string {
 // buildRow is one line of a project's builds table.
 type buildRow struct {
 	schema.Build
-	URL         string // the build's own URL, for builds that can serve
+	URL string // the build's own URL, for builds that can serve
+	// BranchURL is the preview URL following the build's branch, for
+	// branches other than production that have a build it can serve.
+	BranchURL   string
 	Live        bool
 	CanActivate bool
 	Rollback    bool // activating it would go back to an older build
@@ -130,6 +133,7 @@ type projectView struct {
 	Builds      []buildRow
 	Deployments []deploymentRow
 	Branches    []string // branches that have been built, production first
+	Previews    []branchPreview
 	Host        string
 	CanRebuild  bool
 }
@@ -160,15 +164,23 @@ func (s *Server) projectPage(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	previews, err := s.branchPreviews(ctx, p)
+	if err != nil {
+		return err
+	}
 	v := projectView{Project: p, URL: s.projectURL(p.Name), Health: s.health(p.Name), Live: live, DeployedAt: deployedAt,
-		Host: requestHost(c), CanRebuild: s.builds != nil}
+		Host: requestHost(c), CanRebuild: s.builds != nil, Previews: previews}
+	branchURLs := map[string]string{}
+	for _, pv := range previews {
+		branchURLs[pv.Build.Branch] = pv.URL
+	}
 	byID := map[int64]*schema.Build{}
 	seen := map[string]bool{p.ProductionBranch: true}
 	v.Branches = []string{p.ProductionBranch}
 	for i := range builds {
 		b := builds[i]
 		byID[b.ID] = &builds[i]
-		row := buildRow{Build: b}
+		row := buildRow{Build: b, BranchURL: branchURLs[b.Branch]}
 		if b.Status == schema.BuildSucceeded && b.ArtifactPath != "" {
 			row.URL = s.buildURL(b)
 			row.Live = live != nil && live.ID == b.ID

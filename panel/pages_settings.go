@@ -85,12 +85,33 @@ func (f settingsForm) parse() (schema.ProjectSettings, map[string]string) {
 	return ps, errs
 }
 
-// domainRow is a host the project answers on. Custom domains will join the
-// production host here once the domains table is exposed.
+// domainRow is a host the project answers on: its production host, or a
+// custom domain with what the edge last learnt about its certificate.
 type domainRow struct {
 	Host string
 	URL  string
 	Kind string
+	// The rest is a custom domain's only.
+	Cert      schema.CertStatus
+	CertError string
+	CheckedAt *time.Time
+	AddedAt   time.Time
+}
+
+// domainForm is a refused add-domain form: the name as typed and why.
+type domainForm struct {
+	Domain string
+	Error  string
+}
+
+// domainsView is the domains section of the settings page.
+type domainsView struct {
+	Production domainRow
+	Custom     []domainRow
+	Form       domainForm
+	// HTTPS is whether the server's URLs are https, that is whether it
+	// obtains certificates at all; the help line says so when it does not.
+	HTTPS bool
 }
 
 type settingsView struct {
@@ -98,14 +119,17 @@ type settingsView struct {
 	Form       settingsForm
 	Errors     map[string]string
 	Frameworks []struct{ Value, Label string }
-	Domains    []domainRow
+	Domains    domainsView
 	Env        envView
 }
 
 func (s *Server) settingsView(p schema.Project, f settingsForm, errs map[string]string) settingsView {
 	host := p.Name + "." + s.cfg.BaseDomain
 	return settingsView{Project: p, Form: f, Errors: errs, Frameworks: frameworkChoices,
-		Domains: []domainRow{{Host: host, URL: s.cfg.URL(host), Kind: "Production"}}}
+		Domains: domainsView{
+			Production: domainRow{Host: host, URL: s.cfg.URL(host), Kind: "Production"},
+			HTTPS:      strings.HasPrefix(s.cfg.URL(host), "https://"),
+		}}
 }
 
 func (s *Server) settingsPage(c *fiber.Ctx) error {

@@ -462,7 +462,7 @@ func TestSettings(t *testing.T) {
 	b := env.loggedIn()
 	env.project("blog")
 	r := b.get("/projects/blog/settings")
-	mustContain(t, r.body, `name="production_branch"`, `value="main"`, "blog.localhost", "coming soon", "Delete project")
+	mustContain(t, r.body, `name="production_branch"`, `value="main"`, "blog.localhost", "Point the domain’s DNS at this server", "Delete project")
 
 	bad := url.Values{"production_branch": {"ma in"}, "framework": {"rails"}, "output_dir": {"../etc"},
 		"health_path": {"healthz"}, "health_tries": {"0"}, "health_interval": {"1h"}, "start_command": {"node x.js"}}

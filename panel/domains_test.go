@@ -5,8 +5,12 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"minivercel/schema"
 )
@@ -266,4 +270,77 @@ func TestSettingsDomains(t *testing.T) {
 			t.Fatalf("another project's domain after a removal from blog: %q, %v", got, err)
 		}
 	})
+}
+
+// TestBrowserDomainAddRemove drives the domains section in headless
+// Chromium: the add form, then Remove, which asks first: Cancel keeps the
+// domain, Confirm removes it.
+func TestBrowserDomainAddRemove(t *testing.T) {
+	const chromium = "/usr/bin/chromium"
+	if _, err := os.Stat(chromium); err != nil {
+		t.Skipf("needs Chromium at %s: %v", chromium, err)
+	}
+	env := newEnv(t, false, nil)
+	p := env.project("blog")
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.Headless,
+		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.UserDataDir(t.TempDir()))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	listed := func() []schema.Domain {
+		t.Helper()
+		ds, err := env.store.ListDomains(context.Background(), p.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ds
+	}
+	remove := `form[action="/projects/blog/domains/delete"] button`
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(env.base+"/login?next=/projects/blog/settings"),
+		chromedp.SetValue(chromedp.CSS("#username"), "admin"),
+		chromedp.SetValue(chromedp.CSS("#password"), "admin-password"),
+		chromedp.Submit(chromedp.CSS("#password")),
+		chromedp.WaitVisible(chromedp.CSS("#domain")),
+		chromedp.SetValue(chromedp.CSS("#domain"), "Shop.Example.com"),
+		chromedp.Submit(chromedp.CSS("#domain")),
+		chromedp.WaitVisible(chromedp.CSS(remove)),
+	); err != nil {
+		t.Fatalf("add a domain: %v", err)
+	}
+	flash, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(".flash")))
+	if err != nil || !strings.Contains(flash, "shop.example.com now serves blog") {
+		t.Fatalf("flash after adding %q, %v", flash, err)
+	}
+	if ds := listed(); len(ds) != 1 || ds[0].Name != "shop.example.com" {
+		t.Fatalf("stored %+v", ds)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(remove)),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-dialog[open]")),
+		chromedp.Click(chromedp.CSS(`#confirm-dialog button[value="cancel"]`)),
+		chromedp.WaitNotPresent(chromedp.CSS("#confirm-dialog[open]")),
+	); err != nil {
+		t.Fatalf("cancel the removal: %v", err)
+	}
+	if ds := listed(); len(ds) != 1 {
+		t.Fatalf("a canceled removal removed the domain: %+v", ds)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(remove)),
+		chromedp.WaitVisible(chromedp.CSS("#confirm-dialog[open]")),
+		chromedp.Click(chromedp.CSS("#confirm-ok")),
+		chromedp.WaitVisible(chromedp.CSS(".domains-empty")),
+	); err != nil {
+		t.Fatalf("confirm the removal: %v", err)
+	}
+	flash, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS(".flash")))
+	if err != nil || !strings.Contains(flash, "Removed shop.example.com from blog.") {
+		t.Fatalf("flash after removing %q, %v", flash, err)
+	}
+	if ds := listed(); len(ds) != 0 {
+		t.Fatalf("still stored after removal: %+v", ds)
+	}
 }

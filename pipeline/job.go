@@ -280,9 +280,12 @@ func (q *Queue) run(ctx context.Context, buildID int64) error {
 		if b.Branch == project.ProductionBranch {
 			out.heading("Production: " + q.cfg.URL(q.ProjectHost(project.Name)))
 			out.detail("This build: " + q.cfg.URL(q.BuildHost(b)))
-		} else {
+		} else if schema.BranchSlug(b.Branch) != "" {
 			out.heading("Preview of " + b.Branch + ": " + q.cfg.URL(q.BranchHost(b)))
 			out.detail("This build: " + q.cfg.URL(q.BuildHost(b)))
+		} else {
+			// A branch name with no letter or digit has no branch URL.
+			out.heading("This build: " + q.cfg.URL(q.BuildHost(b)))
 		}
 	} else {
 		out.line("error: " + reason)

@@ -241,6 +241,20 @@ func TestNextJSApp(t *testing.T) {
 	if code, body := s.get("nextapp.localhost", "/api/hello"); code != 200 || !strings.Contains(body, `"server":"next"`) {
 		t.Fatalf("route handler = %d %q", code, body)
 	}
+
+	// A second push installs from the dependency cache the first one left.
+	r.commit("v2", map[string]string{"app/page.js": "export default function Page() { return <h1>Second Next.js build</h1>; }\n"})
+	out2, code := s.push(r, "nextapp")
+	if code != 0 || !strings.Contains(out2, "Restored the dependency cache") {
+		t.Fatalf("second push exited %d:\n%s", code, out2)
+	}
+	if code, body := s.get("nextapp.localhost", "/"); code != 200 || !strings.Contains(body, "Second Next.js build") {
+		t.Fatalf("second page = %d", code)
+	}
+	took := regexp.MustCompile(`Build #\d+ succeeded in (\S+)`)
+	if a, b := took.FindStringSubmatch(out), took.FindStringSubmatch(out2); a != nil && b != nil {
+		t.Logf("Next.js build: %s cold, %s with the dependency cache", a[1], b[1])
+	}
 }
 
 // alive reports whether pid runs; a zombie (dead, not yet reaped by an init

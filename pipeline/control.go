@@ -113,6 +113,9 @@ func (q *Queue) DeleteProject(ctx context.Context, project schema.Project) error
 		filepath.Join(q.cfg.ReposDir, project.Name+".git"),
 		filepath.Join(q.cfg.ArtifactsDir, project.Name),
 	}
+	if q.cfg.CacheDir != "" {
+		paths = append(paths, filepath.Join(q.cfg.CacheDir, project.Name))
+	}
 	if q.cfg.DeploymentsDir != "" {
 		for _, b := range builds {
 			paths = append(paths, filepath.Join(q.cfg.DeploymentsDir, strconv.FormatInt(b.ID, 10)))

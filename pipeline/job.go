@@ -39,6 +39,11 @@ type Config struct {
 	WorkDir string
 	// ArtifactsDir holds every build's artifact, <ArtifactsDir>/<project>/<build id>.tar.gz.
 	ArtifactsDir string
+	// CacheDir keeps each project's build HOME between builds
+	// (<CacheDir>/<project>/home): the package managers' download caches
+	// (~/.npm, ~/.cache/yarn, the pnpm store) make the next install fast.
+	// Zero: every build starts with an empty HOME.
+	CacheDir string
 	// DeploymentsDir is where the edge extracts builds, <DeploymentsDir>/<build id>;
 	// deleting a project removes its builds there. Zero: nothing is removed there.
 	DeploymentsDir string
@@ -329,7 +334,9 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 			if err := os.MkdirAll(src, 0o755); err != nil {
 				return err
 			}
-			if err := os.MkdirAll(home, 0o755); err != nil {
+			if q.restoreCache(project.Name, home) {
+				out.detail("Restored the dependency cache of earlier builds")
+			} else if err := os.MkdirAll(home, 0o755); err != nil {
 				return err
 			}
 			if err := Checkout(ctx, filepath.Join(q.cfg.ReposDir, project.Name+".git"), b.CommitSHA, src); err != nil {
@@ -395,6 +402,10 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 			q.log.Warn("record build stage", "build", b.ID, "err", err)
 		}
 	})
+	// The HOME is kept after a failure too: package managers verify what
+	// they take from their caches, and a fix pushed after a failed build
+	// should not have to download everything again.
+	q.saveCache(project.Name, home)
 	if err == nil {
 		return schema.BuildSucceeded, ""
 	}
@@ -403,6 +414,38 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 	}
 	q.log.Debug("build failed", "build", b.ID, "stage", failed, "err", err)
 	return schema.BuildFailed, reasonFor(failed, err)
+}
+
+// cacheHome is where a project's build HOME waits between builds.
+func (q *Queue) cacheHome(project string) string {
+	return filepath.Join(q.cfg.CacheDir, project, "home")
+}
+
+// restoreCache moves the project's saved HOME into the workspace (a rename: no
+// copying) and reports whether there was one. Each project has its own, so a
+// build can only ever poison its own project's cache; two builds of one
+// project at once: the first takes it, the second starts empty.
+func (q *Queue) restoreCache(project, home string) bool {
+	if q.cfg.CacheDir == "" {
+		return false
+	}
+	return os.Rename(q.cacheHome(project), home) == nil
+}
+
+// saveCache keeps a build's HOME for the next build of the project.
+func (q *Queue) saveCache(project, home string) {
+	if q.cfg.CacheDir == "" {
+		return
+	}
+	dst := q.cacheHome(project)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+		q.log.Warn("save dependency cache", "project", project, "err", err)
+		return
+	}
+	_ = os.RemoveAll(dst)
+	if err := os.Rename(home, dst); err != nil {
+		q.log.Warn("save dependency cache", "project", project, "err", err)
+	}
 }
 
 // reasonFor is the one line a user reads about a failed stage: the tool's own

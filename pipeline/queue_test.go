@@ -142,7 +142,7 @@ func newTestQueue(t *testing.T, work bool) *testQueue {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, err := NewQueue(Config{ReposDir: tq.dirs.repos, WorkDir: tq.dirs.work, ArtifactsDir: tq.dirs.artifacts},
+	q, err := NewQueue(Config{ReposDir: tq.dirs.repos, WorkDir: tq.dirs.work, ArtifactsDir: tq.dirs.artifacts, CacheDir: filepath.Join(root, "cache")},
 		store, NewBroker(store, nil), nil, sb, work)
 	if err != nil {
 		t.Fatal(err)
@@ -280,5 +280,59 @@ func TestSuccessfulBuildsProduceArtifacts(t *testing.T) {
 				t.Errorf("workspace left behind: %v", err)
 			}
 		})
+	}
+}
+
+// TestDependencyCacheSurvivesBuilds: what a build leaves in its HOME (where
+// package managers keep their download caches) is there for the project's next
+// build, a failed build's included; other projects never see it.
+func TestDependencyCacheSurvivesBuilds(t *testing.T) {
+	q := newTestQueue(t, true)
+	ctx := context.Background()
+	u, _ := q.store.CreateUser(ctx, "u", true)
+	p, _, _ := q.store.EnsureProject(ctx, "cached", u.ID)
+	build := func(fail bool) string {
+		t.Helper()
+		script := `const fs = require('fs'), path = require('path');
+const f = path.join(process.env.HOME, '.fake-cache');
+const n = fs.existsSync(f) ? Number(fs.readFileSync(f, 'utf8')) + 1 : 1;
+fs.writeFileSync(f, String(n));
+console.log('cache count ' + n);
+fs.mkdirSync('dist', {recursive: true}); fs.writeFileSync('dist/index.html', 'x');`
+		if fail {
+			script += "\nprocess.exit(1);"
+		}
+		ids := gitRepo(t, q.dirs.repos, p.Name, "feature", map[string]string{
+			"package.json": `{"name":"c","scripts":{"build":"node build.js"}}`,
+			"build.js":     script + fmt.Sprintf("\n// %d", time.Now().UnixNano()),
+		})
+		b, err := q.Enqueue(ctx, schema.NewBuild{ProjectID: p.ID, Branch: "feature", CommitSHA: ids[len(ids)-1]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitBuild(t, q.store, b.ID)
+		lines, _ := q.store.LogLines(ctx, b.ID, 0)
+		var log strings.Builder
+		for _, l := range lines {
+			log.WriteString(l.Line + "\n")
+		}
+		return log.String()
+	}
+	if log := build(false); !strings.Contains(log, "cache count 1") || strings.Contains(log, "Restored the dependency cache") {
+		t.Fatalf("first build:\n%s", log)
+	}
+	if log := build(false); !strings.Contains(log, "cache count 2") || !strings.Contains(log, "Restored the dependency cache") {
+		t.Fatalf("second build:\n%s", log)
+	}
+	if log := build(true); !strings.Contains(log, "cache count 3") {
+		t.Fatalf("failing build:\n%s", log)
+	}
+	if log := build(false); !strings.Contains(log, "cache count 4") {
+		t.Fatalf("after a failed build:\n%s", log)
+	}
+	other, _, _ := q.store.EnsureProject(ctx, "other", u.ID)
+	p = other
+	if log := build(false); !strings.Contains(log, "cache count 1") {
+		t.Fatalf("another project saw the cache:\n%s", log)
 	}
 }

@@ -75,7 +75,7 @@ func serve(ctx context.Context, stop context.CancelFunc, args []string, stderr i
 // directory is traversable but not listable by others (0711): the build user
 // must reach its workspace and the cluster user its data, and nothing else.
 type layout struct {
-	root, repos, work, artifacts, deployments, run string
+	root, repos, work, cache, artifacts, deployments, run string
 }
 
 func newLayout(root string) (layout, error) {
@@ -83,12 +83,13 @@ func newLayout(root string) (layout, error) {
 		root:        root,
 		repos:       filepath.Join(root, "repos"),
 		work:        filepath.Join(root, "builds"),
+		cache:       filepath.Join(root, "cache"),
 		artifacts:   filepath.Join(root, "artifacts"),
 		deployments: filepath.Join(root, "deployments"),
 		run:         filepath.Join(root, "run"),
 	}
 	for dir, mode := range map[string]os.FileMode{
-		l.root: 0o711, l.repos: 0o700, l.work: 0o711, l.artifacts: 0o700, l.deployments: 0o711, l.run: 0o700,
+		l.root: 0o711, l.repos: 0o700, l.work: 0o711, l.cache: 0o700, l.artifacts: 0o700, l.deployments: 0o711, l.run: 0o700,
 	} {
 		if err := os.MkdirAll(dir, mode); err != nil {
 			return l, fmt.Errorf("create %s: %w", dir, err)
@@ -185,7 +186,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	edgeSrv.KillOrphans()
 	broker := pipeline.NewBroker(db.store, log)
 	queue, err := pipeline.NewQueue(pipeline.Config{
-		ReposDir: dirs.repos, WorkDir: dirs.work, ArtifactsDir: dirs.artifacts, DeploymentsDir: dirs.deployments,
+		ReposDir: dirs.repos, WorkDir: dirs.work, CacheDir: dirs.cache, ArtifactsDir: dirs.artifacts, DeploymentsDir: dirs.deployments,
 		Concurrency: f.concurrency, URL: urlFor, BaseDomain: f.baseDomain, Env: vars, Logger: log,
 	}, db.store, broker, activator{edge: edgeSrv, store: db.store, vars: vars, log: log}, sandbox, true)
 	if err != nil {

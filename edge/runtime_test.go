@@ -181,7 +181,7 @@ func TestFailedActivationKeepsPrevious(t *testing.T) {
 		want        string
 	}{
 		{"exits at start", "node -e 'console.error(\"config missing\"); process.exit(1)'", nil, "exited"},
-		{"never listens", "node -e 'setInterval(() => {}, 1000)'", nil, "health checks failed"},
+		{"never listens", "node -e 'setInterval(() => {}, 1000)' mv-never-listens-marker", nil, "health checks failed"},
 		{"answers 5xx", "node server.js", map[string]string{"server.js": `require('http').createServer((q, s) => { s.statusCode = 503; s.end('down') }).listen(process.env.PORT, process.env.HOST)`}, "answered 503"},
 	}
 	for i, tc := range cases {
@@ -200,10 +200,21 @@ func TestFailedActivationKeepsPrevious(t *testing.T) {
 			if code, body, _ := httpGet(t, hs, "web.localhost", "/"); code != 200 || body != "good" {
 				t.Fatalf("after a failed activation = %d %q", code, body)
 			}
+			// Regression: the failed app's processes are stopped and its
+			// port returned, not left running.
+			e.srv.ports.mu.Lock()
+			used := len(e.srv.ports.used)
+			e.srv.ports.mu.Unlock()
+			if used != 1 {
+				t.Fatalf("%d ports in use after a failed activation, want 1 (the good app's)", used)
+			}
 		})
 	}
 	if !strings.Contains(sink.text(10), "config missing") {
 		t.Errorf("the failing app's output is not in its runtime log: %q", sink.text(10))
+	}
+	if out, _ := exec.Command("pgrep", "-f", "mv-never-listens-marker").Output(); len(out) > 0 {
+		t.Errorf("the app that never listened still runs: pids %s", out)
 	}
 }
 

@@ -439,7 +439,8 @@ func (s *Server) startApp(ctx context.Context, site Site, progress func(string))
 		return nil, err
 	}
 	if err := a.waitHealthy(ctx, site.Health); err != nil {
-		a.stopping.Store(true)
+		// No supervisor runs yet: mark it ended, then stop kills the
+		// process group and gives the port back.
 		close(a.stopped)
 		a.stop()
 		return nil, err
@@ -453,12 +454,21 @@ func (s *Server) startApp(ctx context.Context, site Site, progress func(string))
 	return newBackend(a), nil
 }
 
+// chownTree gives a build's tree to the app user. It walks through an
+// os.Root, so a directory swapped for a symlink by a process of the same user
+// (an app of this build may already run: a redeploy or a preview) can never
+// make root change the owner of a file outside the tree.
 func chownTree(dir string, uid, gid int) error {
-	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	return fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		return os.Lchown(p, uid, gid)
+		return root.Lchown(p, uid, gid)
 	})
 }
 

@@ -234,6 +234,10 @@ func (s *Server) servePreviewPath(w http.ResponseWriter, r *http.Request, rest s
 		r2.URL.RawPath = "/" + strings.TrimPrefix(raw, "/")
 	}
 	r2.Header = r.Header.Clone()
+	// The browser sends the panel's session cookie to every path on the base
+	// domain: a preview's code must never receive it.
+	r2.Header.Del("Cookie")
+	r2.Header.Del("Authorization")
 	// The de facto header for "you are mounted under this prefix": apps that
 	// read it can write links that keep working.
 	r2.Header.Set("X-Forwarded-Prefix", prefix)
@@ -660,11 +664,26 @@ func (t *tailLines) snapshot() []string {
 // and the static handler redirect to "/x", which must become "/preview/7/x".
 type prefixWriter struct {
 	http.ResponseWriter
-	prefix string
+	prefix      string
+	wroteHeader bool
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	if !p.wroteHeader {
+		p.WriteHeader(http.StatusOK)
+	}
+	return p.ResponseWriter.Write(b)
 }
 
 func (p *prefixWriter) WriteHeader(code int) {
+	if p.wroteHeader {
+		return
+	}
+	p.wroteHeader = true
 	h := p.ResponseWriter.Header()
+	// The path form shares the panel's origin: a preview may not set cookies
+	// there (it could overwrite or plant the panel's session).
+	h.Del("Set-Cookie")
 	if loc := h.Get("Location"); strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, "//") && !strings.HasPrefix(loc, "/\\") &&
 		loc != p.prefix && !strings.HasPrefix(loc, p.prefix+"/") && !strings.HasPrefix(loc, p.prefix+"?") {
 		h.Set("Location", p.prefix+loc)

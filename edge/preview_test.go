@@ -653,3 +653,33 @@ func TestDomainRoutingProperty(t *testing.T) {
 		}
 	})
 }
+
+// TestPreviewPathHidesPanelCookies: the path form shares the panel's origin,
+// so the panel's session cookie never reaches a preview's code and a preview
+// cannot set cookies there.
+func TestPreviewPathHidesPanelCookies(t *testing.T) {
+	e, hs := newAppEdge(t, &logSink{})
+	s := e.site("jar", 41, map[string]string{"server.js": `require('http').createServer((q, r) => {
+  r.setHeader('Set-Cookie', 'mv_session=planted; Path=/');
+  r.end('cookie=' + (q.headers.cookie || '') + ' auth=' + (q.headers.authorization || ''));
+}).listen(process.env.PORT, process.env.HOST);`})
+	s.Start = "node server.js"
+	e.lookup.add(s)
+	e.srv.lookup = e.lookup
+	req, _ := http.NewRequest("GET", hs.URL+"/preview/41/", nil)
+	req.Host = "localhost"
+	req.Header.Set("Cookie", "mv_session=the-admins-session")
+	req.Header.Set("Authorization", "Bearer secret-token")
+	resp, err := hs.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if string(body) != "cookie= auth=" {
+		t.Fatalf("the preview saw %q", body)
+	}
+	if c := resp.Header.Get("Set-Cookie"); c != "" {
+		t.Fatalf("the preview set a cookie on the panel's origin: %q", c)
+	}
+}

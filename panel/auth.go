@@ -197,8 +197,15 @@ func checkSameOrigin(c *fiber.Ctx) error {
 	if c.Method() == fiber.MethodGet || c.Method() == fiber.MethodHead {
 		return nil
 	}
-	if origin := c.Get(fiber.HeaderOrigin); origin != "" && origin != "null" {
-		if sameHost(origin, c.Hostname()) {
+	// Sec-Fetch-Site, sent by current browsers, is the plainest answer.
+	if site := c.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return fiber.NewError(fiber.StatusForbidden, "cross-site request refused: this form must be sent from the panel itself")
+	}
+	// With an Origin header only the Origin counts: "null" (a sandboxed page,
+	// such as a /preview/ build on this very host) is refused, never rescued
+	// by its Referer.
+	if origin := c.Get(fiber.HeaderOrigin); origin != "" {
+		if origin != "null" && sameHost(origin, c.Hostname()) {
 			return nil
 		}
 	} else if ref, err := url.Parse(c.Get(fiber.HeaderReferer)); err == nil && ref.Host != "" {

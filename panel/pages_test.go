@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"github.com/gofiber/fiber/v2"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -856,5 +857,39 @@ func TestBrowserEnvReveal(t *testing.T) {
 	}
 	if got := text(); got != "sk_l••••••••" {
 		t.Fatalf("after the second click the cell shows %q", got)
+	}
+}
+
+// TestSameOriginRefusesSandboxedPreviews: a /preview/ page on the panel's own
+// host runs sandboxed, so its requests carry Origin "null" and a same-host
+// Referer; the Referer must not rescue them. Sec-Fetch-Site cross-site is
+// refused too.
+func TestSameOriginRefusesSandboxedPreviews(t *testing.T) {
+	app := fiber.New()
+	app.Post("/x", sameOrigin, func(c *fiber.Ctx) error { return c.SendString("ok") })
+	cases := []struct {
+		name    string
+		headers map[string]string
+		want    int
+	}{
+		{"null origin with a same-host referer", map[string]string{"Origin": "null", "Referer": "http://example.test/preview/4/"}, 403},
+		{"cross-site fetch metadata", map[string]string{"Origin": "http://example.test", "Sec-Fetch-Site": "same-site"}, 403},
+		{"look-alike origin", map[string]string{"Origin": "http://example.test.evil.net"}, 403},
+		{"same origin", map[string]string{"Origin": "http://example.test", "Sec-Fetch-Site": "same-origin"}, 200},
+		{"referer only", map[string]string{"Referer": "http://example.test/keys"}, 200},
+		{"neither", map[string]string{}, 403},
+	}
+	for _, tc := range cases {
+		req := httptest.NewRequest("POST", "http://example.test/x", nil)
+		for k, v := range tc.headers {
+			req.Header.Set(k, v)
+		}
+		resp, err := app.Test(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, resp.StatusCode, tc.want)
+		}
 	}
 }

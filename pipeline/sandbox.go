@@ -453,8 +453,16 @@ func (s Sandbox) Run(ctx context.Context, dir string, argv []string, env []strin
 	cmd.Args = args
 	cmd.Dir = dir
 	// A nil Env would mean "inherit the server's environment". bubblewrap
-	// passes its own environment on to the command unchanged.
-	cmd.Env = append([]string{}, env...)
+	// passes its own environment on to the command unchanged; the dynamic
+	// loader's variables are dropped because they would act on bubblewrap
+	// itself, before it isolates anything (schema.ValidateEnvVar refuses them
+	// too).
+	cmd.Env = make([]string, 0, len(env))
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "LD_") && !strings.HasPrefix(kv, "GLIBC_TUNABLES=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	cmd.Stdout, cmd.Stderr = pw, pw
 	cmd.SysProcAttr = s.sysProcAttr()
 	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid, syscall.SIGTERM) }

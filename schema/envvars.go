@@ -44,6 +44,10 @@ func ValidateEnvVar(name, target, value string) error {
 		return fmt.Errorf("%w: variable name %q: use letters, digits and _, not starting with a digit", ErrInvalid, name)
 	case name == "PORT" || name == "HOST" || strings.HasPrefix(strings.ToUpper(name), "MINIVERCEL_"):
 		return fmt.Errorf("%w: variable name %q is reserved: the platform sets PORT, HOST and MINIVERCEL_*", ErrInvalid, name)
+	case strings.HasPrefix(name, "LD_") || name == "GLIBC_TUNABLES":
+		// The dynamic loader reads these before any program runs: in a build
+		// they would run code in the sandbox's launcher, before it isolates.
+		return fmt.Errorf("%w: variable name %q is refused: the dynamic loader's variables (LD_*, GLIBC_TUNABLES) could run code outside the build sandbox", ErrInvalid, name)
 	case target != TargetAll && target != TargetProduction && target != TargetPreview:
 		return fmt.Errorf("%w: target %q: want production, preview or all", ErrInvalid, target)
 	case len(value) > MaxEnvValueBytes:

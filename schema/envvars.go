@@ -125,3 +125,27 @@ func (s *Store) AnyEnvCiphertext(ctx context.Context) ([]byte, error) {
 	}
 	return c, MapError(err)
 }
+
+// keyLock is the advisory lock that orders master-key rotations against writes
+// of variables: a rotation holds it exclusively, a write shares it.
+const keyLock = 7_213_405_117
+
+// WithKeyLock runs fn holding the master-key advisory lock: exclusive for a
+// rotation, shared for a write of a value. A write then either happens before a
+// rotation (and is re-encrypted by it) or after it (and uses the new key).
+func (s *Store) WithKeyLock(ctx context.Context, exclusive bool, fn func() error) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("acquire key lock: %w", err)
+	}
+	defer conn.Release()
+	lock, unlock := "SELECT pg_advisory_lock_shared($1)", "SELECT pg_advisory_unlock_shared($1)"
+	if exclusive {
+		lock, unlock = "SELECT pg_advisory_lock($1)", "SELECT pg_advisory_unlock($1)"
+	}
+	if _, err := conn.Exec(ctx, lock, keyLock); err != nil {
+		return fmt.Errorf("acquire key lock: %w", err)
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), unlock, keyLock)
+	return fn()
+}

@@ -135,6 +135,7 @@ type Keyring struct {
 	file    string // "" when the key came from the environment
 	mu      sync.RWMutex
 	current Key
+	stamp   os.FileInfo // the key file as last read
 }
 
 // LoadKeyring returns the keyring: fromEnv (hex) when set, else the key file,
@@ -152,11 +153,16 @@ func LoadKeyring(fromEnv, file string) (*Keyring, error) {
 	if errors.Is(err, os.ErrNotExist) {
 		k = NewKey()
 		err = writeKeyFile(file, k, false)
+		if errors.Is(err, os.ErrExist) {
+			// Another process created it first: use theirs.
+			k, err = readKeyFile(file)
+		}
 	}
 	if err != nil {
 		return nil, err
 	}
 	r.current = k
+	r.stamp, _ = os.Stat(file)
 	return r, nil
 }
 
@@ -164,8 +170,24 @@ func LoadKeyring(fromEnv, file string) (*Keyring, error) {
 // cannot update it: the operator must).
 func (r *Keyring) FromEnv() bool { return r.file == "" }
 
-// Current returns the key new values are sealed with.
+// Current returns the key new values are sealed with. With a key file it is
+// read again when the file changed (a rotation by another process), so a
+// running server never seals with a retired key.
 func (r *Keyring) Current() Key {
+	if r.file != "" {
+		if fi, err := os.Stat(r.file); err == nil {
+			r.mu.RLock()
+			same := r.stamp != nil && os.SameFile(fi, r.stamp) && fi.ModTime().Equal(r.stamp.ModTime())
+			r.mu.RUnlock()
+			if !same {
+				if k, err := readKeyFile(r.file); err == nil {
+					r.mu.Lock()
+					r.current, r.stamp = k, fi
+					r.mu.Unlock()
+				}
+			}
+		}
+	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.current
@@ -225,10 +247,7 @@ func (r *Keyring) FinishRotation(next Key) error {
 		if err := os.Rename(r.file+".next", r.file); err != nil {
 			return fmt.Errorf("install rotated key: %w", err)
 		}
-		if d, err := os.Open(filepath.Dir(r.file)); err == nil {
-			d.Sync()
-			d.Close()
-		}
+		syncDir(filepath.Dir(r.file))
 	}
 	r.mu.Lock()
 	r.current = next
@@ -272,11 +291,6 @@ func readKeyFile(file string) (Key, error) {
 // writeKeyFile writes a key with mode 0600 through a temporary file and a
 // rename; replace allows overwriting an existing file.
 func writeKeyFile(file string, k Key, replace bool) error {
-	if !replace {
-		if _, err := os.Stat(file); err == nil {
-			return fmt.Errorf("key file %s already exists", file)
-		}
-	}
 	tmp, err := os.CreateTemp(filepath.Dir(file), ".key-*")
 	if err != nil {
 		return fmt.Errorf("write key file: %w", err)
@@ -297,8 +311,22 @@ func writeKeyFile(file string, k Key, replace bool) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp.Name(), file); err != nil {
-		return fmt.Errorf("write key file: %w", err)
+	if replace {
+		if err := os.Rename(tmp.Name(), file); err != nil {
+			return fmt.Errorf("write key file: %w", err)
+		}
+	} else if err := os.Link(tmp.Name(), file); err != nil {
+		// A hard link never replaces: two processes starting together
+		// cannot both create a key.
+		return fmt.Errorf("create key file: %w", err)
 	}
+	syncDir(filepath.Dir(file))
 	return nil
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
 }

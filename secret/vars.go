@@ -2,6 +2,7 @@ package secret
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 
@@ -35,7 +36,13 @@ func (v *Vars) Set(ctx context.Context, projectID int64, name, target, value str
 	if err := schema.ValidateEnvVar(name, target, value); err != nil {
 		return false, err
 	}
-	_, created, err = v.store.SetEnvVar(ctx, projectID, name, target, v.keys.Seal(projectID, name, target, value))
+	// Sealed and stored under the shared key lock: never between a
+	// rotation's re-encryption and its installing the new key.
+	err = v.store.WithKeyLock(ctx, false, func() error {
+		var err error
+		_, created, err = v.store.SetEnvVar(ctx, projectID, name, target, v.keys.Seal(projectID, name, target, value))
+		return err
+	})
 	return created, err
 }
 
@@ -123,37 +130,52 @@ func (v *Vars) Values(ctx context.Context, projectID int64) ([]string, error) {
 	return out, nil
 }
 
+// ErrRotationIncomplete means the values were re-encrypted under the new key
+// but the key could not be installed: the caller must show the new key.
+var ErrRotationIncomplete = errors.New("values re-encrypted, but the new key was not installed")
+
 // Rotate re-seals every value of every project under a new key in one
-// transaction. The new key is written next to the key file before the
-// transaction and installed after it commits; a crash in between is repaired
-// by Recover at the next start. With a key from the environment the new key is
-// returned for the operator to install.
+// transaction, holding the key lock so no value is written meanwhile. The new
+// key is written next to the key file before the transaction and installed
+// after it commits; a crash in between is repaired by RecoverRotation at the
+// next start. With a key from the environment the new key is returned for the
+// operator to install; so it is when installing fails (ErrRotationIncomplete).
 func (v *Vars) Rotate(ctx context.Context) (next Key, n int, err error) {
-	next = NewKey()
-	if err := v.keys.PrepareRotation(next); err != nil {
-		return Key{}, 0, err
-	}
-	n, err = v.store.ResealAll(ctx, func(e schema.EnvVar) ([]byte, error) {
-		value, err := v.keys.Open(e.ProjectID, e.Name, e.Target, e.ValueCiphertext)
-		if err != nil {
-			return nil, err
+	err = v.store.WithKeyLock(ctx, true, func() error {
+		next = NewKey()
+		if err := v.keys.PrepareRotation(next); err != nil {
+			return err
 		}
-		return next.Seal(e.ProjectID, e.Name, e.Target, value), nil
+		var err error
+		n, err = v.store.ResealAll(ctx, func(e schema.EnvVar) ([]byte, error) {
+			value, err := v.keys.Open(e.ProjectID, e.Name, e.Target, e.ValueCiphertext)
+			if err != nil {
+				return nil, err
+			}
+			return next.Seal(e.ProjectID, e.Name, e.Target, value), nil
+		})
+		if err != nil {
+			_ = v.keys.Recover("") // drop the prepared key: nothing uses it
+			return err
+		}
+		if err := v.keys.FinishRotation(next); err != nil {
+			return fmt.Errorf("%w: %v", ErrRotationIncomplete, err)
+		}
+		return nil
 	})
-	if err != nil {
-		_ = v.keys.Recover("") // drop the prepared key: nothing uses it
-		return Key{}, 0, err
-	}
-	return next, n, v.keys.FinishRotation(next)
+	return next, n, err
 }
 
-// RecoverRotation finishes a rotation a crash interrupted (see Keyring.Recover).
+// RecoverRotation finishes a rotation a crash interrupted (see Keyring.Recover),
+// under the key lock so it never races a rotation in progress.
 func (v *Vars) RecoverRotation(ctx context.Context) error {
-	c, err := v.store.AnyEnvCiphertext(ctx)
-	if err != nil {
-		return err
-	}
-	return v.keys.Recover(KeyID(c))
+	return v.store.WithKeyLock(ctx, true, func() error {
+		c, err := v.store.AnyEnvCiphertext(ctx)
+		if err != nil {
+			return err
+		}
+		return v.keys.Recover(KeyID(c))
+	})
 }
 
 // MaskValue shows the first characters of a long value and hides the rest:

@@ -156,3 +156,28 @@ func TestRotateKeepsValues(t *testing.T) {
 		}
 	}
 }
+
+// TestRunningServerSealsWithTheRotatedKey: a keyring loaded before a rotation
+// by another process seals new values with the new key, so they open after a
+// restart.
+func TestRunningServerSealsWithTheRotatedKey(t *testing.T) {
+	store := schematest.Store(t)
+	ctx := context.Background()
+	u, _ := store.CreateUser(ctx, "u", true)
+	p, _, _ := store.EnsureProject(ctx, "rot2", u.ID)
+	file := t.TempDir() + "/master.key"
+	server, _ := secret.LoadKeyring("", file)
+	admin, _ := secret.LoadKeyring("", file)
+	secret.NewVars(store, server).Set(ctx, p.ID, "A", "all", "before-rotation")
+	if _, _, err := secret.NewVars(store, admin).Rotate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := secret.NewVars(store, server).Set(ctx, p.ID, "B", "all", "after-rotation"); err != nil {
+		t.Fatal(err)
+	}
+	restarted, _ := secret.LoadKeyring("", file)
+	env, err := secret.NewVars(store, restarted).Resolve(ctx, p.ID, "production")
+	if err != nil || strings.Join(env, " ") != "A=before-rotation B=after-rotation" {
+		t.Fatalf("after a restart: %q, %v", env, err)
+	}
+}

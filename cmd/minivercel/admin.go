@@ -325,6 +325,12 @@ func rotateKey(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	old := keys.Current().ID()
 	next, n, err := vars.Rotate(ctx)
+	if errors.Is(err, secret.ErrRotationIncomplete) {
+		// The values changed: without this key they are lost.
+		fmt.Fprintf(stderr, "error: %v\nthe values are now encrypted with this key; save it as the master key (64 hex characters):\n", err)
+		fmt.Fprintln(stdout, next.String())
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("rotate key: %w (nothing changed)", err)
 	}

@@ -378,7 +378,9 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 			if err := os.MkdirAll(filepath.Dir(artifact), 0o700); err != nil {
 				return err
 			}
-			sum, size, err := Pack(filepath.Join(src, plan.OutputDir), artifact)
+			// Packed through the workspace, which the build user cannot
+			// rename: not through paths it could swap for symlinks.
+			sum, size, err := PackIn(ws, filepath.Join("src", plan.OutputDir), artifact)
 			if err != nil {
 				return err
 			}

@@ -75,16 +75,47 @@ type packEntry struct {
 // through os.Root: a path swapped for a symlink mid-walk still cannot reach
 // a file outside srcDir.
 func Pack(srcDir, dstPath string) (sha256Hex string, size int64, err error) {
-	if fi, err := os.Lstat(srcDir); err != nil {
-		return "", 0, fmt.Errorf("pack %s: %w", srcDir, err)
-	} else if !fi.IsDir() {
-		return "", 0, fmt.Errorf("pack %s: output is not a directory (a symlink?): %w", srcDir, ErrUnsafePath)
-	}
-	root, err := os.OpenRoot(srcDir)
+	return PackIn(srcDir, ".", dstPath)
+}
+
+// PackIn is Pack of the directory rel inside base, opened through base: no
+// component of rel may be a symlink, so a build that swaps one of the
+// workspace's directories for a link (it owns them) cannot make root pack
+// anything outside base. base itself must be a directory the build user
+// cannot rename (its parent belongs to root).
+func PackIn(base, rel, dstPath string) (sha256Hex string, size int64, err error) {
+	srcDir := filepath.Join(base, rel)
+	baseRoot, err := os.OpenRoot(base)
 	if err != nil {
 		return "", 0, fmt.Errorf("pack %s: %w", srcDir, err)
 	}
-	defer root.Close()
+	defer baseRoot.Close()
+	// Walk down one component at a time, refusing symlinks: os.Root would
+	// follow a link that stays inside base, and even that must not happen.
+	root := baseRoot
+	for _, part := range strings.Split(filepath.ToSlash(filepath.Clean(rel)), "/") {
+		if part == "." || part == "" {
+			continue
+		}
+		fi, err := root.Lstat(part)
+		if err != nil {
+			return "", 0, fmt.Errorf("pack %s: %w", srcDir, err)
+		}
+		if !fi.IsDir() {
+			return "", 0, fmt.Errorf("pack %s: output is not a directory (a symlink?): %w", srcDir, ErrUnsafePath)
+		}
+		next, err := root.OpenRoot(part)
+		if err != nil {
+			return "", 0, fmt.Errorf("pack %s: %w", srcDir, err)
+		}
+		if root != baseRoot {
+			root.Close()
+		}
+		root = next
+	}
+	if root != baseRoot {
+		defer root.Close()
+	}
 
 	entries, err := collect(root)
 	if err != nil {

@@ -521,3 +521,24 @@ func TestServerAppSequence(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // polling a condition, not synchronising
 	}
 }
+
+// TestPackInRefusesSwappedDirectories: a workspace directory replaced by a
+// symlink (the build user owns them) is refused, wherever the link points.
+func TestPackInRefusesSwappedDirectories(t *testing.T) {
+	ws := t.TempDir()
+	secretDir := t.TempDir()
+	os.WriteFile(filepath.Join(secretDir, "master.key"), []byte("secret"), 0o600)
+	os.MkdirAll(filepath.Join(ws, "inside", "dist"), 0o755)
+	os.WriteFile(filepath.Join(ws, "inside", "dist", "index.html"), []byte("ok"), 0o644)
+	for name, target := range map[string]string{"src": secretDir, "other": filepath.Join(ws, "inside")} {
+		if err := os.Symlink(target, filepath.Join(ws, name)); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := PackIn(ws, filepath.Join(name, "dist"), filepath.Join(t.TempDir(), "a.tar.gz")); !errors.Is(err, ErrUnsafePath) {
+			t.Errorf("PackIn through the link %s = %v, want ErrUnsafePath", name, err)
+		}
+	}
+	if _, _, err := PackIn(ws, "inside/dist", filepath.Join(t.TempDir(), "a.tar.gz")); err != nil {
+		t.Errorf("PackIn of a real directory: %v", err)
+	}
+}

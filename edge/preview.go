@@ -241,6 +241,7 @@ func (s *Server) servePreviewPath(w http.ResponseWriter, r *http.Request, rest s
 	// The de facto header for "you are mounted under this prefix": apps that
 	// read it can write links that keep working.
 	r2.Header.Set("X-Forwarded-Prefix", prefix)
+	r2.Header.Set(internalPrefixHeader, "1")
 	s.serveSite(&prefixWriter{ResponseWriter: w, prefix: prefix}, r2, site, false)
 }
 

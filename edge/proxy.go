@@ -30,6 +30,11 @@ type backend struct {
 	ws   map[net.Conn]struct{}
 }
 
+// internalPrefixHeader marks, inside the edge, a request whose
+// X-Forwarded-Prefix the edge set itself (the path form of previews); it never
+// leaves the edge.
+const internalPrefixHeader = "X-Minivercel-Internal-Prefix"
+
 // appIdleTimeout is how long an idle connection to an app is kept. Node closes
 // idle keep-alive sockets after 5 s; closing ours first means the edge never
 // sends a request on a socket Node is closing.
@@ -50,6 +55,16 @@ func newBackend(a *app) *backend {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.SetXForwarded()
+			// Forwarding headers a client sent itself are not the edge's
+			// word: drop the ones SetXForwarded does not rewrite. (The path
+			// form of previews sets its own X-Forwarded-Prefix after this.)
+			for _, h := range []string{"X-Real-Ip", "X-Forwarded-Port", "X-Forwarded-Server"} {
+				pr.Out.Header.Del(h)
+			}
+			if pr.In.Header.Get(internalPrefixHeader) == "" {
+				pr.Out.Header.Del("X-Forwarded-Prefix")
+			}
+			pr.Out.Header.Del(internalPrefixHeader)
 			// Apps build absolute URLs and cookies from the host they were asked for.
 			pr.Out.Host = pr.In.Host
 		},

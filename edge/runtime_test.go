@@ -582,3 +582,26 @@ setTimeout(() => {
 		t.Fatalf("runtime log leaks or lacks the mask:\n%s", log)
 	}
 }
+
+// TestClientForwardingHeadersAreNotTrusted: an app sees the edge's own
+// X-Forwarded-For, never a client's X-Real-IP or X-Forwarded-Prefix.
+func TestClientForwardingHeadersAreNotTrusted(t *testing.T) {
+	e, hs := newAppEdge(t, &logSink{})
+	s := e.site("hdr", 1, map[string]string{"server.js": `require('http').createServer((q, r) => r.end(JSON.stringify([q.headers['x-real-ip'], q.headers['x-forwarded-prefix'], q.headers['x-forwarded-for']]))).listen(process.env.PORT, process.env.HOST);`})
+	s.Start = "node server.js"
+	e.activate(s)
+	req, _ := http.NewRequest("GET", hs.URL+"/", nil)
+	req.Host = "hdr.localhost"
+	req.Header.Set("X-Real-IP", "6.6.6.6")
+	req.Header.Set("X-Forwarded-Prefix", "/evil")
+	req.Header.Set("X-Forwarded-For", "6.6.6.6")
+	resp, err := hs.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if string(body) != `[null,null,"127.0.0.1"]` {
+		t.Fatalf("the app saw %s", body)
+	}
+}

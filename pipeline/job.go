@@ -92,9 +92,9 @@ type Queue struct {
 	projectLocks sync.Map
 }
 
-// jobTimeout bounds one whole build job: the sandbox's own 30-minute limit per
-// command, plus checkout, packing and activation.
-const jobTimeout = 45 * time.Minute
+// jobTimeout bounds one whole build job: install and build may each use the
+// sandbox's 30-minute limit, plus checkout, packing and activation.
+const jobTimeout = 2*DefaultTimeout + 15*time.Minute
 
 // MigrateQueue applies River's own migrations.
 func MigrateQueue(ctx context.Context, pool *pgxpool.Pool) error {

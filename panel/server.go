@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,8 +22,9 @@ import (
 
 // Config configures the panel.
 type Config struct {
-	// Addr is the panel's own listener. Zero: "127.0.0.1:0" (a free loopback
-	// port: users reach the panel through the edge).
+	// Addr is the panel's own listener: "host:port", or "unix:/path" for a
+	// unix socket (mode 0600) that only the edge, running as the same user,
+	// can reach. Zero: "127.0.0.1:0" (a free loopback port).
 	Addr string
 	// JWTKey signs session and API JWTs (HS256). Required, at least 32 bytes.
 	JWTKey []byte
@@ -111,8 +114,11 @@ func New(cfg Config, store *schema.Store, vars *secret.Vars, builds Builds, site
 		ErrorHandler:          s.errorHandler,
 		// The edge in front sets X-Forwarded-For; the panel trusts it from
 		// loopback only.
-		ProxyHeader:             fiber.HeaderXForwardedFor,
-		EnableTrustedProxyCheck: true,
+		ProxyHeader: fiber.HeaderXForwardedFor,
+		// On TCP any local process could connect and claim any client
+		// address; on the unix socket only the edge can, so its header is
+		// the truth (the login limits key on it).
+		EnableTrustedProxyCheck: !strings.HasPrefix(cfg.Addr, "unix:"),
 		TrustedProxies:          []string{"127.0.0.1", "::1"},
 	})
 	s.routes()
@@ -121,7 +127,16 @@ func New(cfg Config, store *schema.Store, vars *secret.Vars, builds Builds, site
 
 // Listen binds the panel's listener.
 func (s *Server) Listen() error {
-	ln, err := net.Listen("tcp", s.cfg.Addr)
+	var ln net.Listener
+	var err error
+	if path, ok := strings.CutPrefix(s.cfg.Addr, "unix:"); ok {
+		_ = os.Remove(path) // a socket left by an earlier run
+		if ln, err = net.Listen("unix", path); err == nil {
+			err = os.Chmod(path, 0o600)
+		}
+	} else {
+		ln, err = net.Listen("tcp", s.cfg.Addr)
+	}
 	if err != nil {
 		return fmt.Errorf("listen panel: %w", err)
 	}

@@ -1,16 +1,19 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"os"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // loadSecretKey returns a 32-byte key: from fromEnv (hex) when set, else from
@@ -66,15 +69,22 @@ func (l *lateHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	(*h).ServeHTTP(w, r)
 }
 
-// panelProxy forwards the base-domain host to the panel's own listener,
+// panelProxy forwards the base-domain host to the panel's unix socket,
 // websockets included, keeping the Host the browser asked for.
-func panelProxy(addr string) http.Handler {
-	u := &url.URL{Scheme: "http", Host: addr}
+func panelProxy(socket string) http.Handler {
+	u := &url.URL{Scheme: "http", Host: "panel"}
 	return &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(u)
 			r.SetXForwarded()
 			r.Out.Host = r.In.Host
+		},
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "unix", socket)
+			},
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     30 * time.Second,
 		},
 	}
 }

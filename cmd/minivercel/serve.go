@@ -101,17 +101,20 @@ func newLayout(root string) (layout, error) {
 	return l, nil
 }
 
-// hookSocket returns the hook socket's path: in the data directory when that
-// path fits the kernel's 108-byte limit, else in the system temp directory under
-// a name derived from the data directory.
-func (l layout) hookSocket() string {
-	p := filepath.Join(l.run, "hooks.sock")
+// socket returns a unix socket's path: in the data directory when that path
+// fits the kernel's 108-byte limit, else in the system temp directory under a
+// name derived from the data directory.
+func (l layout) socket(name string) string {
+	p := filepath.Join(l.run, name+".sock")
 	if len(p) < 100 {
 		return p
 	}
 	sum := sha256.Sum256([]byte(l.root))
-	return filepath.Join(os.TempDir(), "minivercel-"+hex.EncodeToString(sum[:6])+".sock")
+	return filepath.Join(os.TempDir(), "minivercel-"+hex.EncodeToString(sum[:6])+"-"+name+".sock")
 }
+
+// hookSocket is where the git hook reaches the server.
+func (l layout) hookSocket() string { return l.socket("hooks") }
 
 func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log *slog.Logger) error {
 	root, err := f.absDataDir()
@@ -193,7 +196,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 		return err
 	}
 	panelSrv, err := panel.New(panel.Config{
-		JWTKey: jwtKey, BaseDomain: f.baseDomain, URL: urlFor, Logger: log,
+		Addr: "unix:" + dirs.socket("panel"), JWTKey: jwtKey, BaseDomain: f.baseDomain, URL: urlFor, Logger: log,
 	}, db.store, vars, queue, edgeSrv)
 	if err != nil {
 		return err
@@ -228,7 +231,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 			return err
 		}
 	}
-	toPanel.set(panelProxy(panelSrv.Addr().String()))
+	toPanel.set(panelProxy(dirs.socket("panel")))
 	if err := queue.Start(ctx); err != nil {
 		return err
 	}

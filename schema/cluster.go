@@ -205,13 +205,18 @@ func (c *Cluster) prepareDirs(uid, gid uint32) error {
 		return fmt.Errorf("chmod cluster dir: %w", err)
 	}
 	for _, d := range []string{c.dataDir(), c.cfg.SocketDir} {
+		// The socket dir may live in the shared temp dir: a symlink planted
+		// there by another user must never make root change a path's owner.
+		if fi, err := os.Lstat(d); err == nil && !fi.IsDir() {
+			return fmt.Errorf("%w: %s exists and is not a directory (a symlink?)", ErrClusterStart, d)
+		}
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("create %s: %w", d, err)
 		}
 		if err := os.Chmod(d, 0o700); err != nil {
 			return fmt.Errorf("chmod %s: %w", d, err)
 		}
-		if err := os.Chown(d, int(uid), int(gid)); err != nil {
+		if err := os.Lchown(d, int(uid), int(gid)); err != nil {
 			return fmt.Errorf("chown %s: %w", d, err)
 		}
 	}

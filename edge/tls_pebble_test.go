@@ -398,14 +398,17 @@ func TestTLSOnDemandWithPebble(t *testing.T) {
 
 	// Last: certmagic goes on retrying this order in the background.
 	t.Run("a CA refusal is reported with its reason", func(t *testing.T) {
-		if err := c.db.AddBlockedDomain("blocked.test"); err != nil {
+		// A name of its own per run: certmagic remembers failed names for the
+		// whole process, so a second run (-count=2) must not reuse one.
+		blocked := fmt.Sprintf("blocked%d.test", time.Now().UnixNano())
+		if err := c.db.AddBlockedDomain(blocked); err != nil {
 			t.Fatal(err)
 		}
-		e.policy.set("blocked.test", true)
+		e.policy.set(blocked, true)
 		// certmagic keeps retrying a failed order while the client waits:
 		// this client gives up after a second, the report comes at once.
-		go handshakeWithin(time.Second, tlsAddr, "blocked.test", c.roots)
-		got := e.status.waitFor(t, "blocked.test failed: ")
+		go handshakeWithin(time.Second, tlsAddr, blocked, c.roots)
+		got := e.status.waitFor(t, blocked+" failed: ")
 		if !strings.Contains(got, "rejectedIdentifier") {
 			t.Fatalf("reported statuses: %s", got)
 		}

@@ -267,3 +267,50 @@ func alive(pid int) bool {
 	i := strings.LastIndexByte(string(b), ')')
 	return i > 0 && i+2 < len(b) && b[i+2] != 'Z'
 }
+
+// TestAppsOfDifferentProjectsAreIsolated: each project's app runs as its own
+// unprivileged user, so one app can read neither another's environment (its
+// secrets) nor its files.
+func TestAppsOfDifferentProjectsAreIsolated(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("apps run as their own users only when the server runs as root")
+	}
+	s := startServer(t)
+	probe := `const fs = require('fs');
+require('http').createServer((q, r) => {
+  const u = new URL(q.url, 'http://x');
+  if (u.pathname === '/pid') return r.end(String(process.pid) + ' ' + process.cwd());
+  if (u.pathname === '/read') {
+    try { fs.readFileSync(u.searchParams.get('f')); r.end('read'); } catch (e) { r.end(e.code); }
+    return;
+  }
+  r.end(String(process.getuid()));
+}).listen(process.env.PORT, process.env.HOST);`
+	for _, name := range []string{"alpha", "beta"} {
+		r := newRepo(t, "main", map[string]string{
+			"package.json": `{"name":"` + name + `","private":true,"scripts":{"start":"node server.js"}}`,
+			"server.js":    probe,
+		})
+		if out, code := s.push(r, name); code != 0 {
+			t.Fatalf("push %s exited %d:\n%s", name, code, out)
+		}
+	}
+	if out, code := s.cli(t, "env", "set", "beta", "BETA_SECRET=only-for-beta-123"); code != 0 {
+		t.Fatalf("env set: %d %s", code, out)
+	}
+	if out, code := s.cli(t, "deploy", "redeploy", "beta"); code != 0 {
+		t.Fatalf("redeploy: %d %s", code, out)
+	}
+	_, uidA := s.get("alpha.localhost", "/")
+	_, uidB := s.get("beta.localhost", "/")
+	if uidA == uidB || uidA == "0" || uidB == "0" {
+		t.Fatalf("apps run as uid %s and %s", uidA, uidB)
+	}
+	_, pidCwd := s.get("beta.localhost", "/pid")
+	pid, cwd, _ := strings.Cut(pidCwd, " ")
+	for _, f := range []string{"/proc/" + pid + "/environ", cwd + "/server.js"} {
+		if _, got := s.get("alpha.localhost", "/read?f="+f); got != "EACCES" {
+			t.Errorf("alpha reading beta's %s: %q, want EACCES", f, got)
+		}
+	}
+}

@@ -27,9 +27,17 @@ type RuntimeConfig struct {
 	// UID and GID are the unprivileged user apps run as. They are used only
 	// when DropPrivileges is set.
 	UID, GID uint32
-	// DropPrivileges runs apps as UID/GID. Zero: apps run as the server's own
-	// user (when the server is not root, there is nobody to drop to).
+	// DropPrivileges runs apps as UID/GID (or their project's user, see
+	// UserFor). Zero: apps run as the server's own user (when the server is
+	// not root, there is nobody to drop to).
 	DropPrivileges bool
+	// UserFor returns the user a project's apps run as, so that apps of
+	// different projects cannot read each other's files or environment.
+	// Zero: every app runs as UID/GID.
+	UserFor func(project string) (uid, gid uint32, err error)
+	// OrphanUIDs are the users whose processes KillOrphans ends at start
+	// (every app user there is). Zero: UID only.
+	OrphanUIDs []uint32
 	// PortMin and PortMax bound the loopback ports given to apps. Zero:
 	// 20000–29999, below Linux's ephemeral range so outgoing connections never
 	// take an app's port.
@@ -165,11 +173,12 @@ func (p *ports) release(port int) {
 // app is one deployment's web process and its supervisor: a process that dies
 // while the app is live is started again with exponential backoff.
 type app struct {
-	site Site
-	dir  string
-	port int
-	cfg  RuntimeConfig
-	srv  *Server
+	site     Site
+	dir      string
+	port     int
+	uid, gid uint32 // the user the process runs as, when privileges are dropped
+	cfg      RuntimeConfig
+	srv      *Server
 
 	healthy  atomic.Bool
 	crashes  atomic.Int32 // consecutive crashes since the last healthy start
@@ -220,7 +229,7 @@ func (a *app) spawn() error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if a.cfg.DropPrivileges {
 		// An empty group list: the app must not keep root's supplementary groups.
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: a.cfg.UID, Gid: a.cfg.GID, Groups: []uint32{}}
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: a.uid, Gid: a.gid, Groups: []uint32{}}
 	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -540,7 +549,13 @@ func killGroup(pid int, sig syscall.Signal) {
 // when apps do not run as their own user.
 func (s *Server) KillOrphans() int {
 	rc := s.cfg.Runtime
-	if !rc.DropPrivileges || rc.UID == 0 || rc.UID == uint32(os.Getuid()) {
+	uids := map[string]bool{}
+	for _, u := range append([]uint32{rc.UID}, rc.OrphanUIDs...) {
+		if u != 0 && u != uint32(os.Getuid()) {
+			uids[strconv.FormatUint(uint64(u), 10)] = true
+		}
+	}
+	if !rc.DropPrivileges || len(uids) == 0 {
 		return 0
 	}
 	entries, _ := os.ReadDir("/proc")
@@ -555,7 +570,7 @@ func (s *Server) KillOrphans() int {
 			continue
 		}
 		for _, line := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(line); len(f) >= 2 && f[0] == "Uid:" && f[1] == strconv.FormatUint(uint64(rc.UID), 10) {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "Uid:" && uids[f[1]] {
 				if syscall.Kill(pid, syscall.SIGKILL) == nil {
 					n++
 				}

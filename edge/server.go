@@ -415,10 +415,22 @@ func (s *Server) startApp(ctx context.Context, site Site, progress func(string))
 		return nil, err
 	}
 	rc := s.cfg.Runtime
+	uid, gid := rc.UID, rc.GID
 	if rc.DropPrivileges {
+		if rc.UserFor != nil {
+			var err error
+			if uid, gid, err = rc.UserFor(site.Project); err != nil {
+				return nil, fmt.Errorf("%w: %v", ErrAppStart, err)
+			}
+		}
 		// Apps expect to write next to their code (caches, uploads); the tree
-		// is theirs, while the artifact it came from stays read-only.
-		if err := chownTree(dir, int(rc.UID), int(rc.GID)); err != nil {
+		// is theirs, while the artifact it came from stays read-only. Its
+		// root is 0700: apps of other projects run as other users and cannot
+		// look inside.
+		if err := chownTree(dir, int(uid), int(gid)); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrAppStart, err)
+		}
+		if err := os.Chmod(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrAppStart, err)
 		}
 	}
@@ -426,7 +438,7 @@ func (s *Server) startApp(ctx context.Context, site Site, progress func(string))
 	if err != nil {
 		return nil, err
 	}
-	a := &app{site: site, dir: dir, port: port, cfg: rc, srv: s, stopped: make(chan struct{}), progress: progress}
+	a := &app{site: site, dir: dir, port: port, uid: uid, gid: gid, cfg: rc, srv: s, stopped: make(chan struct{}), progress: progress}
 	say := func(msg string) {
 		if progress != nil {
 			progress(msg)

@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +24,38 @@ import (
 // BuildUserName is the system account builds run as when the server is
 // root.
 const BuildUserName = "minivercel-build"
+
+// projectUserPrefix starts the name of each project's app user.
+const projectUserPrefix = "mva-"
+
+// ProjectAppUser returns (creating it when missing) the system user a
+// project's server apps run as: one per project, so apps of different projects
+// cannot read each other's files or /proc/<pid>/environ. The name is a hash of
+// the project's (user names are limited to 32 characters).
+func ProjectAppUser(project string) (uid, gid uint32, err error) {
+	sum := sha256.Sum256([]byte("minivercel app user\x00" + project))
+	return SystemUser(projectUserPrefix + hex.EncodeToString(sum[:6]))
+}
+
+// AppUIDs returns the uids of every app user on this machine (the shared one
+// and the per-project ones), for killing processes left by an earlier run.
+func AppUIDs() []uint32 {
+	b, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		return nil
+	}
+	var uids []uint32
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) < 3 || (f[0] != AppUserName && !strings.HasPrefix(f[0], projectUserPrefix)) {
+			continue
+		}
+		if u, err := strconv.ParseUint(f[2], 10, 32); err == nil && u != 0 {
+			uids = append(uids, uint32(u))
+		}
+	}
+	return uids
+}
 
 // AppUserName is the system account server apps run as when the server is
 // root. It is not the build user: a running app must not be able to write

@@ -181,6 +181,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 		PanelHandler: toPanel, GitHandler: gitHTTP, TLS: tlsCfg, CustomDomains: domainLookup{db.store},
 		Runtime: edge.RuntimeConfig{
 			UID: appUID, GID: appGID, DropPrivileges: os.Geteuid() == 0, Logs: runtimeLogs,
+			UserFor: pipeline.ProjectAppUser, OrphanUIDs: pipeline.AppUIDs(),
 		},
 	}, buildLookup{db.store, vars})
 	if err != nil {

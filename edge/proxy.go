@@ -82,6 +82,12 @@ func newBackend(a *app) *backend {
 func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.inflight.Add(1)
 	defer b.inflight.Add(-1)
+	if !b.app.serving.Load() && !b.app.stopping.Load() {
+		// The process died and its restart has not passed its health check:
+		// whatever answers on the port now is not this app.
+		b.proxyError(w, r, errors.New("app restarting"))
+		return
+	}
 	if r.ContentLength > b.maxBody {
 		http.Error(w, "413 request body too large", http.StatusRequestEntityTooLarge)
 		return

@@ -181,6 +181,7 @@ type app struct {
 	srv      *Server
 
 	healthy  atomic.Bool
+	serving  atomic.Bool  // the process passed its health check and still runs
 	crashes  atomic.Int32 // consecutive crashes since the last healthy start
 	stopping atomic.Bool
 	stopped  chan struct{} // closed when the supervisor has ended
@@ -393,6 +394,12 @@ func (a *app) waitHealthy(ctx context.Context, hc HealthCheck) error {
 			last = fmt.Sprintf("GET %s answered %d", hc.Path, resp.StatusCode)
 		default:
 			resp.Body.Close()
+			// The answer must come from this app: with privileges dropped,
+			// a listener on the port owned by anyone else (an app of
+			// another project that bound it first) is refused.
+			if a.cfg.DropPrivileges && !listenerOwnedBy(a.port, a.uid) {
+				return fmt.Errorf("%w: port %d is held by a process of another user", ErrUnhealthy, a.port)
+			}
 			return nil
 		}
 		a.system(fmt.Sprintf("health check %d/%d failed: %s", try, hc.Tries, last))
@@ -456,6 +463,9 @@ func (a *app) supervise(hc HealthCheck) {
 			continue
 		case <-exit:
 		}
+		// Until a new process passes its health check, nothing is proxied
+		// to the port: another local process could bind it meanwhile.
+		a.serving.Store(false)
 		if a.stopping.Load() {
 			return
 		}
@@ -487,11 +497,37 @@ func (a *app) supervise(hc HealthCheck) {
 		cancel()
 		if err == nil {
 			a.system("restarted and healthy")
+			a.serving.Store(true)
 			if a.crashes.Load() < crashLoop {
 				a.healthy.Store(true)
 			}
 		}
 	}
+}
+
+// listenerOwnedBy reports whether every listening TCP socket on port (IPv4
+// and IPv6) belongs to uid, reading the kernel's socket tables.
+func listenerOwnedBy(port int, uid uint32) bool {
+	want := fmt.Sprintf(":%04X", port)
+	found := false
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(table)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			// sl local_address rem_address st ... uid is the 8th field.
+			if len(f) < 8 || f[3] != "0A" || !strings.HasSuffix(f[1], want) {
+				continue
+			}
+			if f[7] != strconv.FormatUint(uint64(uid), 10) {
+				return false
+			}
+			found = true
+		}
+	}
+	return found
 }
 
 // probe is one health check of a running app.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -603,5 +604,27 @@ func TestClientForwardingHeadersAreNotTrusted(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	if string(body) != `[null,null,"127.0.0.1"]` {
 		t.Fatalf("the app saw %s", body)
+	}
+}
+
+// TestListenerOwnedBy reads the kernel's socket table: a listener of this
+// process belongs to this process's uid and to no other.
+func TestListenerOwnedBy(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	me := uint32(os.Getuid())
+	if !listenerOwnedBy(port, me) {
+		t.Errorf("own listener on %d not recognised", port)
+	}
+	if listenerOwnedBy(port, me+4242) {
+		t.Errorf("listener on %d attributed to another uid", port)
+	}
+	l.Close()
+	if listenerOwnedBy(port, me) {
+		t.Errorf("closed port %d still reported as listening", port)
 	}
 }

@@ -461,6 +461,7 @@ func (s *Server) startApp(ctx context.Context, site Site, progress func(string))
 	a.progress = nil // from now on the output goes to the runtime log only
 	a.mu.Unlock()
 	a.healthy.Store(true)
+	a.serving.Store(true)
 	say(fmt.Sprintf("healthy after %s", time.Since(began).Round(time.Millisecond)))
 	go a.supervise(site.Health)
 	return newBackend(a), nil

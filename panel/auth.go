@@ -128,6 +128,11 @@ func (s *Server) Authenticate(ctx context.Context, credential string) (schema.Us
 	if errors.Is(err, schema.ErrNotFound) {
 		return schema.User{}, ErrBadCredentials // a deleted user's sessions die with it
 	}
+	// JWT times have one-second precision: a session from the very second
+	// of a sign-out stays valid, any earlier one is refused.
+	if err == nil && claims.IssuedAt != nil && claims.IssuedAt.Time.Before(u.SessionsValidAfter.Truncate(time.Second)) {
+		return schema.User{}, ErrBadCredentials
+	}
 	return u, err
 }
 

@@ -319,7 +319,14 @@ func (s *Server) loginSubmit(lim *loginLimiter) fiber.Handler {
 	}
 }
 
+// logout ends every session of the user, not only this browser's: a JWT
+// copied elsewhere stops working too.
 func (s *Server) logout(c *fiber.Ctx) error {
+	if u, err := s.Authenticate(c.UserContext(), c.Cookies(sessionCookie)); err == nil {
+		if err := s.store.EndSessions(c.UserContext(), u.ID); err != nil {
+			return err
+		}
+	}
 	clearSessionCookie(c)
 	return redirectWith(c, "/login", false, "You are signed out.")
 }

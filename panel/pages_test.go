@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"github.com/gofiber/fiber/v2"
+	"github.com/golang-jwt/jwt/v5"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -891,5 +893,60 @@ func TestSameOriginRefusesSandboxedPreviews(t *testing.T) {
 		if resp.StatusCode != tc.want {
 			t.Errorf("%s: %d, want %d", tc.name, resp.StatusCode, tc.want)
 		}
+	}
+}
+
+// TestSignOutEndsEverySession: after a sign-out, a session token issued
+// before it (another browser, a stolen cookie) is refused; so it is after a
+// password change. (Tokens are back-dated rather than waiting for the clock.)
+func TestSignOutEndsEverySession(t *testing.T) {
+	e := newPageEnv(t)
+	ctx := context.Background()
+	u, _ := e.srv.store.UserByName(ctx, "admin")
+	earlier := func() string {
+		claims := jwt.RegisteredClaims{
+			Subject: strconv.FormatInt(u.ID, 10), Issuer: "minivercel",
+			IssuedAt:  jwt.NewNumericDate(time.Now().Add(-time.Minute)),
+			ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour)),
+		}
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(e.srv.cfg.JWTKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	// The test's setup set the password a moment ago, which ended older
+	// sessions: pretend that happened long ago.
+	rewind := func() {
+		if _, err := e.srv.store.Pool().Exec(ctx, `UPDATE users SET sessions_valid_after = now() - interval '1 hour'`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rewind()
+	stolen := earlier()
+	if _, err := e.srv.Authenticate(ctx, stolen); err != nil {
+		t.Fatalf("a valid session refused: %v", err)
+	}
+	b := e.loggedIn()
+	if r := b.post("/logout", nil); r.code != http.StatusSeeOther {
+		t.Fatalf("logout = %d", r.code)
+	}
+	if _, err := e.srv.Authenticate(ctx, stolen); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("a session from before the sign-out: %v, want ErrBadCredentials", err)
+	}
+	b2 := e.loggedIn()
+	if _, err := e.srv.Authenticate(ctx, b2.cookies[sessionCookie]); err != nil {
+		t.Fatalf("a new session after the sign-out: %v", err)
+	}
+	rewind()
+	if _, err := e.srv.Authenticate(ctx, earlier()); err != nil {
+		t.Fatalf("a valid session refused: %v", err)
+	}
+	hash, _ := HashPassword("another password 42")
+	if err := e.srv.store.SetPasswordHash(ctx, u.ID, hash); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.srv.Authenticate(ctx, earlier()); !errors.Is(err, ErrBadCredentials) {
+		t.Fatalf("a session from before a password change: %v, want ErrBadCredentials", err)
 	}
 }

@@ -19,7 +19,7 @@ type APIToken struct {
 
 // SetPasswordHash stores a user's password hash (bcrypt).
 func (s *Store) SetPasswordHash(ctx context.Context, userID int64, hash string) error {
-	tag, err := s.db.Exec(ctx, `UPDATE users SET password_hash = $2 WHERE id = $1`, userID, hash)
+	tag, err := s.db.Exec(ctx, `UPDATE users SET password_hash = $2, sessions_valid_after = now() WHERE id = $1`, userID, hash)
 	if err != nil {
 		return MapError(err)
 	}
@@ -34,9 +34,15 @@ func (s *Store) SetPasswordHash(ctx context.Context, userID int64, hash string) 
 func (s *Store) PasswordHash(ctx context.Context, name string) (User, string, error) {
 	var u User
 	var hash string
-	err := s.db.QueryRow(ctx, `SELECT id, name, is_admin, created_at, password_hash FROM users WHERE name = $1`, name).
-		Scan(&u.ID, &u.Name, &u.IsAdmin, &u.CreatedAt, &hash)
+	err := s.db.QueryRow(ctx, `SELECT id, name, is_admin, created_at, sessions_valid_after, password_hash FROM users WHERE name = $1`, name).
+		Scan(&u.ID, &u.Name, &u.IsAdmin, &u.CreatedAt, &u.SessionsValidAfter, &hash)
 	return u, hash, MapError(err)
+}
+
+// EndSessions refuses every session of the user issued until now.
+func (s *Store) EndSessions(ctx context.Context, userID int64) error {
+	_, err := s.db.Exec(ctx, `UPDATE users SET sessions_valid_after = now() WHERE id = $1`, userID)
+	return MapError(err)
 }
 
 // UserByID returns the user or ErrNotFound.

@@ -91,7 +91,7 @@ func NewSlug(n int) string {
 
 // --- users and keys ---
 
-const userCols = `id, name, is_admin, created_at`
+const userCols = `id, name, is_admin, created_at, sessions_valid_after`
 
 // CreateUser adds a user; a taken name is ErrConflict.
 func (s *Store) CreateUser(ctx context.Context, name string, admin bool) (User, error) {

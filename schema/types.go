@@ -89,6 +89,9 @@ type User struct {
 	Name      string
 	IsAdmin   bool
 	CreatedAt time.Time
+	// SessionsValidAfter: sessions issued before it are refused (sign-out and
+	// password changes move it).
+	SessionsValidAfter time.Time
 }
 
 // SSHKey is a public key that authenticates its user over SSH.

@@ -26,6 +26,9 @@ const minEncodedLen = 8
 type Redactor struct {
 	patterns [][]byte // longest first, so the longest match wins
 	maxLen   int
+	// byFirst holds the patterns by their first byte: most output bytes
+	// start no pattern and cost one table lookup.
+	byFirst [256][][]byte
 }
 
 // NewRedactor returns a redactor for the given values; values shorter than
@@ -64,6 +67,9 @@ func NewRedactor(values []string) *Redactor {
 	}
 	sort.Slice(r.patterns, func(i, j int) bool { return len(r.patterns[i]) > len(r.patterns[j]) })
 	r.maxLen = len(r.patterns[0])
+	for _, p := range r.patterns {
+		r.byFirst[p[0]] = append(r.byFirst[p[0]], p)
+	}
 	return r
 }
 
@@ -81,32 +87,37 @@ func (r *Redactor) String(s string) string {
 // proper prefix of a pattern), and returns how much of src it consumed: only
 // what might be a secret is held back, so ordinary output is never delayed.
 func (r *Redactor) scan(dst, src []byte, final bool) ([]byte, int) {
-	i := 0
+	i, plain := 0, 0 // src[plain:i] is copied in one go when a match or the end comes
 	for i < len(src) {
+		candidates := r.byFirst[src[i]]
+		if len(candidates) == 0 {
+			i++
+			continue
+		}
 		rest := src[i:]
 		if !final && len(rest) < r.maxLen {
-			for _, p := range r.patterns {
+			for _, p := range candidates {
 				if len(rest) < len(p) && bytes.HasPrefix(p, rest) {
-					return dst, i
+					return append(dst, src[plain:i]...), i
 				}
 			}
 		}
 		matched := 0
-		for _, p := range r.patterns {
+		for _, p := range candidates {
 			if bytes.HasPrefix(rest, p) {
 				matched = len(p)
 				break
 			}
 		}
 		if matched > 0 {
-			dst = append(dst, Mask...)
+			dst = append(append(dst, src[plain:i]...), Mask...)
 			i += matched
+			plain = i
 			continue
 		}
-		dst = append(dst, src[i])
 		i++
 	}
-	return dst, i
+	return append(dst, src[plain:i]...), i
 }
 
 // Writer redacts a byte stream however it is split into writes: a value cut

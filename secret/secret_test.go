@@ -2,6 +2,8 @@ package secret
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"encoding/base64"
 	"errors"
 	"os"
@@ -188,5 +190,21 @@ func TestWriterHoldsBackOnlyPossibleSecrets(t *testing.T) {
 	w.Write([]byte("ter22!\n"))
 	if out.String() != "ready on port 3000\npw: [secret]!\n" {
 		t.Fatalf("got %q", out.String())
+	}
+}
+
+// BenchmarkRedactWriter: build output (npm-like lines) through a redactor
+// holding 20 variables, the usual size of a project's environment.
+func BenchmarkRedactWriter(b *testing.B) {
+	var values []string
+	for i := 0; i < 20; i++ {
+		values = append(values, fmt.Sprintf("value-%02d-%s", i, strings.Repeat("x", 24)))
+	}
+	r := NewRedactor(values)
+	line := []byte("npm http fetch GET 200 https://registry.example/some-package/-/some-package-1.2.3.tgz 35ms (cache miss)\n")
+	b.SetBytes(int64(len(line)))
+	w := NewWriter(r, io.Discard)
+	for i := 0; i < b.N; i++ {
+		w.Write(line)
 	}
 }

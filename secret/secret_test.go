@@ -2,10 +2,10 @@ package secret
 
 import (
 	"bytes"
-	"fmt"
-	"io"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"

@@ -242,6 +242,12 @@ func (s *Server) serveWS(hub *wsHub, conn *websocket.Conn) {
 			return
 		}
 		_ = conn.SetReadDeadline(time.Now().Add(wsPongWait))
+		// Replies to a client's own messages are never dropped, so a client
+		// that sends without reading would make them pile up: cut it off.
+		if w.out.replies() > wsMaxReplies {
+			s.log.Debug("websocket closed: client does not read its replies", "user", u.Name)
+			return
+		}
 		var m wsIn
 		if err := json.Unmarshal(data, &m); err != nil {
 			w.out.push(0, wsError{Type: "error", Error: "messages must be JSON objects"})
@@ -466,6 +472,16 @@ type outbox struct {
 
 func newOutbox(max int) *outbox {
 	return &outbox{max: max, dropped: map[int64]int{}, wake: make(chan struct{}, 1), room: make(chan struct{})}
+}
+
+// wsMaxReplies bounds the messages other than log lines waiting for one client.
+const wsMaxReplies = 1024
+
+// replies counts the queued messages that are not log lines.
+func (o *outbox) replies() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.items) - o.logs
 }
 
 // push queues m, a message about build id (0: none). It never blocks and

@@ -101,9 +101,8 @@ type previews struct {
 	closed bool
 	starts sync.WaitGroup // starts in progress, awaited by close
 
-	cacheMu sync.Mutex
-	sites   map[string]cachedSite
-	domains map[string]cachedDomain
+	sites   *ttlCache[Site]   // found builds, by lookup key
+	domains *ttlCache[string] // custom domain → project; "" when none
 }
 
 // previewApp is one build's preview process. ready is closed when its start
@@ -125,16 +124,6 @@ type failedStart struct {
 	until time.Time
 }
 
-type cachedSite struct {
-	site  Site
-	until time.Time
-}
-
-type cachedDomain struct {
-	project string // "" when the host is no project's domain
-	until   time.Time
-}
-
 // startError is a preview start that failed, with the last lines the app and
 // the health checks printed, for the error page.
 type startError struct {
@@ -149,7 +138,7 @@ func newPreviews(s *Server) *previews {
 	return &previews{
 		srv: s, idle: s.cfg.Runtime.PreviewIdle, max: s.cfg.Runtime.MaxPreviews, branchTTL: branchTTL,
 		apps: map[int64]*previewApp{}, failed: map[int64]failedStart{},
-		sites: map[string]cachedSite{}, domains: map[string]cachedDomain{},
+		sites: newTTLCache[Site](cacheMax), domains: newTTLCache[string](cacheMax),
 	}
 }
 
@@ -282,13 +271,11 @@ func (s *Server) lookupFailed(w http.ResponseWriter, host string, err error) {
 // Concurrent requests for one key share one call to find, detached from their
 // contexts because any of them may go away first.
 func (s *Server) resolveSite(ctx context.Context, key string, hitTTL, missTTL time.Duration, find func(context.Context) (Site, error)) (Site, error) {
-	if site, ok := s.pv.cachedSite(key); ok {
+	now := time.Now()
+	if site, ok := s.pv.sites.get(key, now); ok {
 		return site, nil
 	}
-	s.negMu.Lock()
-	until, miss := s.neg[key]
-	s.negMu.Unlock()
-	if miss && time.Now().Before(until) {
+	if _, miss := s.misses.get(key, now); miss {
 		return Site{}, ErrUnknownSite
 	}
 	v, err, _ := s.sf.Do(key, func() (any, error) {
@@ -301,7 +288,7 @@ func (s *Server) resolveSite(ctx context.Context, key string, hitTTL, missTTL ti
 			}
 			return nil, err
 		}
-		s.pv.cacheSite(key, site, hitTTL)
+		s.pv.sites.put(key, site, time.Now(), hitTTL)
 		return site, nil
 	})
 	if err != nil {
@@ -310,41 +297,11 @@ func (s *Server) resolveSite(ctx context.Context, key string, hitTTL, missTTL ti
 	return v.(Site), nil
 }
 
-func (p *previews) cachedSite(key string) (Site, bool) {
-	p.cacheMu.Lock()
-	defer p.cacheMu.Unlock()
-	c, ok := p.sites[key]
-	if !ok || time.Now().After(c.until) {
-		return Site{}, false
-	}
-	return c.site, true
-}
-
-func (p *previews) cacheSite(key string, site Site, ttl time.Duration) {
-	p.cacheMu.Lock()
-	defer p.cacheMu.Unlock()
-	now := time.Now()
-	if len(p.sites) >= cacheMax {
-		for k, c := range p.sites {
-			if now.After(c.until) {
-				delete(p.sites, k)
-			}
-		}
-		if len(p.sites) >= cacheMax {
-			clear(p.sites)
-		}
-	}
-	p.sites[key] = cachedSite{site: site, until: now.Add(ttl)}
-}
-
 // projectForHost returns the project of a custom domain, or an error wrapping
 // ErrUnknownSite when it has none.
 func (p *previews) projectForHost(ctx context.Context, host string) (string, error) {
-	now := time.Now()
-	p.cacheMu.Lock()
-	c, ok := p.domains[host]
-	p.cacheMu.Unlock()
-	if !ok || now.After(c.until) {
+	project, ok := p.domains.get(host, time.Now())
+	if !ok {
 		v, err, _ := p.srv.sf.Do("d/"+host, func() (any, error) {
 			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
 			defer cancel()
@@ -355,35 +312,18 @@ func (p *previews) projectForHost(ctx context.Context, host string) (string, err
 			if !ok || !validProject(project) {
 				project = ""
 			}
-			p.cacheDomain(host, project)
+			p.domains.put(host, project, time.Now(), domainTTL)
 			return project, nil
 		})
 		if err != nil {
 			return "", fmt.Errorf("find project of %s: %w", host, err)
 		}
-		c.project = v.(string)
+		project = v.(string)
 	}
-	if c.project == "" {
+	if project == "" {
 		return "", fmt.Errorf("find project of %s: %w", host, ErrUnknownSite)
 	}
-	return c.project, nil
-}
-
-func (p *previews) cacheDomain(host, project string) {
-	p.cacheMu.Lock()
-	defer p.cacheMu.Unlock()
-	now := time.Now()
-	if len(p.domains) >= cacheMax {
-		for k, c := range p.domains {
-			if now.After(c.until) {
-				delete(p.domains, k)
-			}
-		}
-		if len(p.domains) >= cacheMax {
-			clear(p.domains)
-		}
-	}
-	p.domains[host] = cachedDomain{project: project, until: now.Add(domainTTL)}
+	return project, nil
 }
 
 // serve proxies a request to the build's preview process, starting it first

@@ -153,8 +153,7 @@ type Server struct {
 	refs   map[*Static]int // holders: LRU entries and routes
 
 	sf    singleflight.Group
-	negMu sync.Mutex
-	neg   map[string]time.Time // lookup key → when the miss expires
+	misses *ttlCache[struct{}] // lookup keys that found no build, remembered briefly
 	pv    *previews            // preview processes and lookup caches
 
 	ports    *ports
@@ -207,7 +206,7 @@ func New(cfg Config, lookup BuildLookup) (*Server, error) {
 		panel:   cfg.PanelHandler,
 		builds:  newHandlerLRU(),
 		refs:    map[*Static]int{},
-		neg:     map[string]time.Time{},
+		misses:  newTTLCache[struct{}](negativeMax),
 		ports:   &ports{min: cfg.Runtime.PortMin, max: cfg.Runtime.PortMax, used: map[int]bool{}},
 		done:    make(chan struct{}),
 	}
@@ -751,20 +750,7 @@ func (s *Server) serveBuildURL(w http.ResponseWriter, r *http.Request, host, lab
 
 // rememberMiss records that key found no build, for ttl.
 func (s *Server) rememberMiss(key string, ttl time.Duration) {
-	s.negMu.Lock()
-	defer s.negMu.Unlock()
-	now := time.Now()
-	if len(s.neg) >= negativeMax {
-		for k, until := range s.neg {
-			if now.After(until) {
-				delete(s.neg, k)
-			}
-		}
-		if len(s.neg) >= negativeMax {
-			clear(s.neg)
-		}
-	}
-	s.neg[key] = now.Add(ttl)
+	s.misses.put(key, struct{}{}, time.Now(), ttl)
 }
 
 // normalizeHost lowercases the Host header and strips a port and a trailing

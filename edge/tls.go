@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -352,14 +351,7 @@ type decider struct {
 	now     func() time.Time
 	limiter *rate.Limiter
 	sf      singleflight.Group
-
-	mu      sync.Mutex
-	answers map[string]answer
-}
-
-type answer struct {
-	allowed bool
-	until   time.Time
+	answers *ttlCache[bool] // host → allowed
 }
 
 func newDecider(p DomainPolicy, log *slog.Logger) *decider {
@@ -368,7 +360,7 @@ func newDecider(p DomainPolicy, log *slog.Logger) *decider {
 		log:     log,
 		now:     time.Now,
 		limiter: rate.NewLimiter(policyRate, policyBurst),
-		answers: map[string]answer{},
+		answers: newTTLCache[bool](decisionMax),
 	}
 }
 
@@ -380,11 +372,8 @@ func (d *decider) decide(ctx context.Context, name string) error {
 	if !plausibleHost(host) {
 		return errNotAllowed
 	}
-	d.mu.Lock()
-	a, ok := d.answers[host]
-	d.mu.Unlock()
-	if ok && d.now().Before(a.until) {
-		if a.allowed {
+	if allowed, ok := d.answers.get(host, d.now()); ok {
+		if allowed {
 			return nil
 		}
 		return errNotAllowed
@@ -424,20 +413,7 @@ func (d *decider) remember(host string, allowed bool) {
 	if allowed {
 		ttl = allowTTL
 	}
-	now := d.now()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if len(d.answers) >= decisionMax {
-		for k, a := range d.answers {
-			if now.After(a.until) {
-				delete(d.answers, k)
-			}
-		}
-		if len(d.answers) >= decisionMax {
-			clear(d.answers)
-		}
-	}
-	d.answers[host] = answer{allowed: allowed, until: now.Add(ttl)}
+	d.answers.put(host, allowed, d.now(), ttl)
 }
 
 // plausibleHost reports a host name that could have a public certificate:

@@ -152,9 +152,9 @@ type Server struct {
 	builds *handlerLRU
 	refs   map[*Static]int // holders: LRU entries and routes
 
-	sf    singleflight.Group
+	sf     singleflight.Group
 	misses *ttlCache[struct{}] // lookup keys that found no build, remembered briefly
-	pv    *previews            // preview processes and lookup caches
+	pv     *previews           // preview processes and lookup caches
 
 	ports    *ports
 	done     chan struct{} // closed by Shutdown: supervisors stop restarting

@@ -573,52 +573,7 @@ func TestClientDisconnectStopsReceivePack(t *testing.T) {
 	}))
 	work, _ := e.workTree("slow", "x")
 	cmd := e.gitCmd(e.userKey, work, "push", "--progress", e.url("slow.git"), "main")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(nil, 1<<20)
-		once := sync.OnceFunc(func() { close(started) })
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "-----> waiting") {
-				once()
-			}
-		}
-	}()
-	select {
-	case <-started:
-	case <-time.After(20 * time.Second):
-		t.Fatal("push never showed the hook's output")
-	}
-	// Ctrl-C reaches the whole foreground process group: git and ssh.
-	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
-
-	select {
-	case <-canceled:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the Receiver's context was not canceled after the client left")
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		left := processesMentioning(e.reposDir)
-		if len(left) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("processes still running after the client left: %v", left)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a condition, with a deadline
-	}
+	ctrlCDuringHook(t, cmd, canceled, e.reposDir)
 }
 
 // processesMentioning lists the pids whose command line mentions s.
@@ -649,4 +604,57 @@ type tWriter struct{ t *testing.T }
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// ctrlCDuringHook runs a push whose hook streams "-----> waiting" and then
+// waits for its context to end; once that line shows, it presses Ctrl-C (a
+// SIGINT to the push's whole process group, as a terminal does) and checks
+// that the server canceled the hook's context and that no process touching
+// reposDir is left behind.
+func ctrlCDuringHook(t *testing.T, cmd *exec.Cmd, canceled <-chan struct{}, reposDir string) {
+	t.Helper()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(nil, 1<<20)
+		once := sync.OnceFunc(func() { close(started) })
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "-----> waiting") {
+				once()
+			}
+		}
+	}()
+	select {
+	case <-started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("push never showed the hook's output")
+	}
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	select {
+	case <-canceled:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the Receiver's context was not canceled after the client left")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		left := processesMentioning(reposDir)
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("processes still running after the client left: %v", left)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition, with a deadline
+	}
 }

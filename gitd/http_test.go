@@ -16,9 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -625,53 +623,7 @@ func TestHTTPClientDisconnectStopsReceivePack(t *testing.T) {
 	}), 0)
 	work, sha := e.workTree("slow", map[string][]byte{"index.html": []byte("x")})
 	cmd := e.gitCmd(work, "push", "--progress", e.url(userToken, "slow.git"), "main")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(nil, 1<<20)
-		once := sync.OnceFunc(func() { close(started) })
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "-----> waiting") {
-				once()
-			}
-		}
-	}()
-	select {
-	case <-started:
-	case <-time.After(20 * time.Second):
-		t.Fatal("push never showed the hook's output")
-	}
-	// Ctrl-C reaches the whole foreground process group: git and its
-	// remote helper.
-	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
-
-	select {
-	case <-canceled:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the Receiver's context was not canceled after the client left")
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		left := processesMentioning(e.reposDir)
-		if len(left) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("processes still running after the client left: %v", left)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a condition, with a deadline
-	}
+	ctrlCDuringHook(t, cmd, canceled, e.reposDir)
 	if got := e.bareRef("slow", "refs/heads/main"); got != sha {
 		t.Errorf("refs/heads/main = %q, want %s", got, sha)
 	}

@@ -310,6 +310,7 @@ func rotateKey(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fs.NArg() != 0 {
 		return usageError{adminUsage}
 	}
+	// The keyring itself is needed here: the rotation reports its key ids.
 	keys, err := openKeyring(c)
 	if err != nil {
 		return err

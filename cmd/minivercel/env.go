@@ -38,6 +38,19 @@ func openKeyring(c *common) (*secret.Keyring, error) {
 	return secret.LoadKeyring(os.Getenv("MINIVERCEL_MASTER_KEY"), filepath.Join(dir, "master.key"))
 }
 
+// openVars opens the database and the variables service for a subcommand.
+func (c *common) openVars(ctx context.Context, stderr io.Writer) (*database, *secret.Vars, error) {
+	keys, err := openKeyring(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	db, err := c.open(ctx, stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	return db, secret.NewVars(db.store, keys), nil
+}
+
 func envCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return usageError{envUsage}
@@ -52,16 +65,11 @@ func envCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	if !ok || fs.NArg() < n || (args[0] == "list" && fs.NArg() != 1) || (args[0] == "import" && fs.NArg() != 2) {
 		return usageError{envUsage}
 	}
-	keys, err := openKeyring(c)
-	if err != nil {
-		return err
-	}
-	db, err := c.open(ctx, stderr)
+	db, vars, err := c.openVars(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	vars := secret.NewVars(db.store, keys)
 	p, err := db.project(ctx, fs.Arg(0))
 	if err != nil {
 		return err

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"minivercel/schema"
+	"minivercel/hosts"
 
 	"pgregory.net/rapid"
 )
@@ -76,7 +76,7 @@ func (l *previewLookup) SiteBySlug(_ context.Context, project, slug string) (Sit
 
 func (l *previewLookup) SiteByBranch(_ context.Context, project, branchSlug string) (Site, error) {
 	return l.find(func(b previewBuild) bool {
-		return b.site.Project == project && schema.BranchSlug(b.branch) == branchSlug
+		return b.site.Project == project && hosts.BranchSlug(b.branch) == branchSlug
 	})
 }
 
@@ -560,7 +560,7 @@ func TestPreviewCreationProperty(t *testing.T) {
 			}
 			lk.add(s, branch)
 			ok = append(ok, s)
-			latest[schema.BranchSlug(branch)] = s.BuildID
+			latest[hosts.BranchSlug(branch)] = s.BuildID
 			for slug, want := range latest {
 				if w := e.get(project+"--git-"+slug+".localhost", "/"); w.Code != 200 || w.Body.String() != fmt.Sprintf("build %d", want) {
 					rt.Fatalf("branch %s = %d %q, want build %d", slug, w.Code, w.Body.String(), want)

@@ -129,12 +129,6 @@ func toSettingsJSON(ps schema.ProjectSettings) settingsJSON {
 	}
 }
 
-func (s *Server) apiProjectURL(name string) string { return s.cfg.URL(name + "." + s.cfg.BaseDomain) }
-
-func (s *Server) apiBuildURL(b schema.Build) string {
-	return s.cfg.URL(b.ProjectName + "--" + b.Slug + "." + s.cfg.BaseDomain)
-}
-
 // apiHealth names what the edge says about a project's production.
 func (s *Server) apiHealth(name string) string {
 	if s.sites == nil {
@@ -152,7 +146,7 @@ func (s *Server) apiHealth(name string) string {
 
 func (s *Server) toProjectJSON(p schema.ProjectSummary) projectJSON {
 	return projectJSON{
-		Name: p.Name, ProductionBranch: p.ProductionBranch, URL: s.apiProjectURL(p.Name),
+		Name: p.Name, ProductionBranch: p.ProductionBranch, URL: s.projectURL(p.Name),
 		Status: p.LatestStatus, LatestBuildID: p.LatestBuildID, ActiveBuildID: p.ActiveBuildID,
 		LastDeployAt: p.LastDeployAt, Health: s.apiHealth(p.Name), CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
 	}
@@ -165,7 +159,7 @@ func (s *Server) toBuildJSON(b schema.Build, active bool, productionBranch strin
 		ID: b.ID, Project: b.ProjectName, Status: b.Status, Stage: b.Stage, Branch: b.Branch,
 		CommitSHA: b.CommitSHA, CommitMessage: b.CommitMessage, Error: b.Error, Kind: b.Kind,
 		CreatedAt: b.CreatedAt, StartedAt: b.StartedAt, FinishedAt: b.FinishedAt,
-		URL: s.apiBuildURL(b), Active: active,
+		URL: s.buildURL(b), Active: active,
 	}
 	if u := s.branchURL(b.ProjectName, b.Branch, productionBranch); u != "" {
 		j.BranchURL = &u

@@ -348,25 +348,22 @@ func safeNext(next string) string {
 // --- helpers shared by the pages ---
 
 // projectURL is the production URL of a project.
-func (s *Server) projectURL(name string) string { return s.cfg.URL(name + "." + s.cfg.BaseDomain) }
+func (s *Server) projectURL(name string) string { return s.cfg.URL(s.hosts.Production(name)) }
 
-// buildURL is a build's own URL; "--" cannot occur in project names, so
-// these hosts never collide with a project's.
+// buildURL is a build's own URL.
 func (s *Server) buildURL(b schema.Build) string {
-	return s.cfg.URL(b.ProjectName + "--" + b.Slug + "." + s.cfg.BaseDomain)
+	return s.cfg.URL(s.hosts.Build(b.ProjectName, b.Slug))
 }
 
-// branchURL is the preview URL that follows a branch,
-// <project>--git-<branch slug>.<base>, as the push output prints it
-// (pipeline.Queue.BranchHost). It is "" for the production branch, whose URL
-// is the project's own, and for a branch without a letter or digit: its slug
-// is empty and the edge serves no such host.
+// branchURL is the preview URL that follows a branch, as the push output
+// prints it. It is "" for the production branch, whose URL is the project's
+// own, and for a branch without a letter or digit, which has no host.
 func (s *Server) branchURL(project, branch, productionBranch string) string {
-	slug := schema.BranchSlug(branch)
-	if branch == productionBranch || slug == "" {
+	host := s.hosts.Branch(project, branch)
+	if branch == productionBranch || host == "" {
 		return ""
 	}
-	return s.cfg.URL(project + "--git-" + slug + "." + s.cfg.BaseDomain)
+	return s.cfg.URL(host)
 }
 
 // branchPreview is a branch preview URL with the build it serves.

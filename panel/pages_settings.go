@@ -124,7 +124,7 @@ type settingsView struct {
 }
 
 func (s *Server) settingsView(p schema.Project, f settingsForm, errs map[string]string) settingsView {
-	host := p.Name + "." + s.cfg.BaseDomain
+	host := s.hosts.Production(p.Name)
 	return settingsView{Project: p, Form: f, Errors: errs, Frameworks: frameworkChoices,
 		Domains: domainsView{
 			Production: domainRow{Host: host, URL: s.cfg.URL(host), Kind: "Production"},

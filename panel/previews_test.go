@@ -10,6 +10,7 @@ import (
 
 	"pgregory.net/rapid"
 
+	"minivercel/hosts"
 	"minivercel/schema"
 )
 
@@ -51,7 +52,7 @@ func orNull(u *string) string {
 // previewURL is what the push output prints for a branch preview
 // (pipeline.Queue.BranchHost), in the harness's URL form.
 func previewURL(project, branch string) string {
-	return "http://" + project + "--git-" + schema.BranchSlug(branch) + "." + testBaseDomain + "/"
+	return "http://" + project + "--git-" + hosts.BranchSlug(branch) + "." + testBaseDomain + "/"
 }
 
 // TestAPIBranchURLs: builds of other branches carry the branch preview URL
@@ -204,7 +205,7 @@ func TestPreviewURLDisplayProperty(t *testing.T) {
 		for _, s := range steps {
 			bl := e.finishedBuild(p, s.branch, s.status)
 			builds = append(builds, bl)
-			if s.status == schema.BuildSucceeded && s.branch != "main" && schema.BranchSlug(s.branch) != "" {
+			if s.status == schema.BuildSucceeded && s.branch != "main" && hosts.BranchSlug(s.branch) != "" {
 				latest[s.branch] = bl.ID
 			}
 		}
@@ -229,7 +230,7 @@ func TestPreviewURLDisplayProperty(t *testing.T) {
 				if j.BranchURL != nil {
 					rt.Fatalf("production build %d has branch_url %q", bl.ID, *j.BranchURL)
 				}
-			case schema.BranchSlug(bl.Branch) == "":
+			case hosts.BranchSlug(bl.Branch) == "":
 				if j.BranchURL != nil {
 					rt.Fatalf("build %d of %q (empty slug) has branch_url %q", bl.ID, bl.Branch, *j.BranchURL)
 				}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"minivercel/hosts"
 	"minivercel/pipeline"
 	"minivercel/schema"
 	"minivercel/secret"
@@ -74,6 +75,7 @@ type Server struct {
 	sites  Sites
 	app    *fiber.App
 	log    *slog.Logger
+	hosts  hosts.Scheme
 
 	mu sync.Mutex
 	ln net.Listener
@@ -104,7 +106,8 @@ func New(cfg Config, store *schema.Store, vars *secret.Vars, builds Builds, site
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, store: store, vars: vars, builds: builds, sites: sites, log: cfg.Logger.With("component", "panel")}
+	s := &Server{cfg: cfg, store: store, vars: vars, builds: builds, sites: sites, log: cfg.Logger.With("component", "panel"),
+		hosts: hosts.New(cfg.BaseDomain)}
 	s.app = fiber.New(fiber.Config{
 		DisableStartupMessage: true,
 		AppName:               "minivercel",

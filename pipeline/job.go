@@ -19,6 +19,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
 
+	"minivercel/hosts"
 	"minivercel/schema"
 	"minivercel/secret"
 )
@@ -201,15 +202,6 @@ func (q *Queue) Enqueue(ctx context.Context, nb schema.NewBuild) (schema.Build, 
 	return b, nil
 }
 
-// ProjectHost returns the production host of a project.
-func (q *Queue) ProjectHost(project string) string { return project + "." + q.cfg.BaseDomain }
-
-// BuildHost returns the host that serves exactly one build. "--" cannot occur
-// in a project name, so a build host never collides with a project's host.
-func (q *Queue) BuildHost(b schema.Build) string {
-	return b.ProjectName + "--" + b.Slug + "." + q.cfg.BaseDomain
-}
-
 // activate runs the activator with the project's lock held, so two builds or
 // rollbacks of one project never interleave their switches.
 func (q *Queue) activate(ctx context.Context, b schema.Build, progress func(string)) error {
@@ -217,11 +209,6 @@ func (q *Queue) activate(ctx context.Context, b schema.Build, progress func(stri
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
 	return q.act.Activate(ctx, b, progress)
-}
-
-// BranchHost returns the preview host that follows a branch's latest build.
-func (q *Queue) BranchHost(b schema.Build) string {
-	return b.ProjectName + "--git-" + schema.BranchSlug(b.Branch) + "." + q.cfg.BaseDomain
 }
 
 type buildWorker struct {
@@ -282,15 +269,17 @@ func (q *Queue) run(ctx context.Context, buildID int64) error {
 	}
 	if status == schema.BuildSucceeded {
 		out.heading(fmt.Sprintf("Build #%d succeeded in %s", b.ID, time.Since(started).Round(10*time.Millisecond)))
+		names := hosts.New(q.cfg.BaseDomain)
+		buildURL := q.cfg.URL(names.Build(b.ProjectName, b.Slug))
 		if b.Branch == project.ProductionBranch {
-			out.heading("Production: " + q.cfg.URL(q.ProjectHost(project.Name)))
-			out.detail("This build: " + q.cfg.URL(q.BuildHost(b)))
-		} else if schema.BranchSlug(b.Branch) != "" {
-			out.heading("Preview of " + b.Branch + ": " + q.cfg.URL(q.BranchHost(b)))
-			out.detail("This build: " + q.cfg.URL(q.BuildHost(b)))
+			out.heading("Production: " + q.cfg.URL(names.Production(project.Name)))
+			out.detail("This build: " + buildURL)
+		} else if branch := names.Branch(b.ProjectName, b.Branch); branch != "" {
+			out.heading("Preview of " + b.Branch + ": " + q.cfg.URL(branch))
+			out.detail("This build: " + buildURL)
 		} else {
 			// A branch name with no letter or digit has no branch URL.
-			out.heading("This build: " + q.cfg.URL(q.BuildHost(b)))
+			out.heading("This build: " + buildURL)
 		}
 	} else {
 		out.line("error: " + reason)

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"minivercel/edge"
+	"minivercel/hosts"
 	"minivercel/schema"
 )
 
@@ -47,26 +48,20 @@ type certPolicy struct {
 }
 
 func (c certPolicy) Allowed(ctx context.Context, host string) (bool, error) {
-	if host == c.base {
-		return true, nil
-	}
-	label, under := strings.CutSuffix(host, "."+c.base)
-	if !under {
-		return c.store.DomainKnown(ctx, host)
-	}
-	if label == "" || strings.Contains(label, ".") {
-		return false, nil
-	}
 	var err error
-	if i := strings.LastIndex(label, "--"); i > 0 {
-		project, rest := label[:i], label[i+2:]
-		if j := strings.Index(label, "--git-"); j > 0 {
-			_, err = c.store.LatestBuildForBranchSlug(ctx, label[:j], label[j+len("--git-"):])
-		} else {
-			_, err = c.store.BuildBySlug(ctx, project, rest)
-		}
-	} else {
-		_, err = c.store.ProjectByName(ctx, label)
+	switch h := hosts.New(c.base).Parse(host); h.Kind {
+	case hosts.Base:
+		return true, nil
+	case hosts.Custom:
+		return c.store.DomainKnown(ctx, h.Name)
+	case hosts.Production:
+		_, err = c.store.ProjectByName(ctx, h.Project)
+	case hosts.Build:
+		_, err = c.store.BuildBySlug(ctx, h.Project, h.Slug)
+	case hosts.Branch:
+		_, err = c.store.LatestBuildForBranchSlug(ctx, h.Project, h.Slug)
+	default:
+		return false, nil
 	}
 	if errors.Is(err, schema.ErrNotFound) {
 		return false, nil

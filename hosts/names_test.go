@@ -1,4 +1,4 @@
-package schema
+package hosts
 
 import (
 	"errors"
@@ -9,7 +9,7 @@ import (
 	"pgregory.net/rapid"
 )
 
-func TestValidateProjectName(t *testing.T) {
+func TestValidateProject(t *testing.T) {
 	tests := []struct {
 		name  string
 		input string
@@ -43,16 +43,16 @@ func TestValidateProjectName(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := ValidateProjectName(tt.input)
+			err := ValidateProject(tt.input)
 			if tt.ok && err != nil {
-				t.Fatalf("ValidateProjectName(%q) = %v, want nil", tt.input, err)
+				t.Fatalf("ValidateProject(%q) = %v, want nil", tt.input, err)
 			}
 			if !tt.ok {
 				if err == nil {
-					t.Fatalf("ValidateProjectName(%q) = nil, want error", tt.input)
+					t.Fatalf("ValidateProject(%q) = nil, want error", tt.input)
 				}
-				if !errors.Is(err, ErrInvalidName) {
-					t.Fatalf("ValidateProjectName(%q) = %v, want it to wrap ErrInvalidName", tt.input, err)
+				if !errors.Is(err, ErrInvalidProject) {
+					t.Fatalf("ValidateProject(%q) = %v, want it to wrap ErrInvalidProject", tt.input, err)
 				}
 				if !strings.HasPrefix(err.Error(), "invalid project name") {
 					t.Fatalf("error %q should start with %q", err, "invalid project name")
@@ -62,9 +62,9 @@ func TestValidateProjectName(t *testing.T) {
 	}
 }
 
-// TestValidateProjectNameSafePath checks the property gitd relies on: any
+// TestValidateProjectSafePath checks the property gitd relies on: any
 // accepted name, joined as <root>/<name>.git, stays directly under root.
-func TestValidateProjectNameSafePath(t *testing.T) {
+func TestValidateProjectSafePath(t *testing.T) {
 	const root = "/srv/minivercel/repos"
 	gen := rapid.OneOf(
 		rapid.String(),
@@ -73,7 +73,7 @@ func TestValidateProjectNameSafePath(t *testing.T) {
 	)
 	rapid.Check(t, func(t *rapid.T) {
 		name := gen.Draw(t, "name")
-		if ValidateProjectName(name) != nil {
+		if ValidateProject(name) != nil {
 			return
 		}
 		p := filepath.Join(root, name+".git")
@@ -89,16 +89,16 @@ func TestValidateProjectNameSafePath(t *testing.T) {
 	})
 }
 
-// TestValidateProjectNameAcceptsGrammar checks the other direction: every
+// TestValidateProjectAcceptsGrammar checks the other direction: every
 // name of the documented grammar that is not reserved is accepted.
-func TestValidateProjectNameAcceptsGrammar(t *testing.T) {
+func TestValidateProjectAcceptsGrammar(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		name := rapid.StringMatching(`[a-z0-9]([a-z0-9]|-[a-z0-9]){0,30}`).Draw(t, "name")
-		if reservedNames[name] {
+		if reserved[name] {
 			return
 		}
-		if err := ValidateProjectName(name); err != nil {
-			t.Fatalf("ValidateProjectName(%q) = %v, want nil", name, err)
+		if err := ValidateProject(name); err != nil {
+			t.Fatalf("ValidateProject(%q) = %v, want nil", name, err)
 		}
 	})
 }

@@ -196,7 +196,7 @@ func TestProcfileAndStartOverride(t *testing.T) {
 	if _, body := s.get("over.localhost", "/"); body != "overridden" {
 		t.Fatalf("after the override = %q", body)
 	}
-	if out, code := s.cli(t, "project", "set", "over", "--health-path", "nope"); code == 0 || !strings.Contains(out, "must start with /") {
+	if out, code := s.cli(t, "project", "set", "over", "--health-path", "nope"); code == 0 || !strings.Contains(out, `health path "nope" must be a URL path starting with /`) {
 		t.Errorf("bad health path accepted: %d %s", code, out)
 	}
 }

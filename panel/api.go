@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"net/url"
@@ -16,6 +15,8 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/golang-jwt/jwt/v5"
 
+	"minivercel/creds"
+	"minivercel/deploy"
 	"minivercel/schema"
 )
 
@@ -96,21 +97,6 @@ func sameHost(origin, host string) bool {
 
 // --- errors ---
 
-// fieldError is a 400 that names the request field at fault, so a form can
-// point at it: {"error": "...", "field": "health_tries"}.
-type fieldError struct {
-	Field string
-	Msg   string
-}
-
-func (e *fieldError) Error() string { return e.Field + ": " + e.Msg }
-
-// sendFieldError answers a fieldError; the shared error handler only knows
-// {"error"}.
-func sendFieldError(c *fiber.Ctx, fe *fieldError) error {
-	return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"error": fe.Msg, "field": fe.Field})
-}
-
 // notFound is the 404 of a named thing.
 func notFound(what string) error {
 	return fiber.NewError(fiber.StatusNotFound, what+" not found")
@@ -149,7 +135,7 @@ func decodeBody(c *fiber.Ctx, dst any, optional bool) error {
 	if err := dec.Decode(dst); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
-			return &fieldError{Field: te.Field, Msg: fmt.Sprintf("%s must be a %s", te.Field, jsonKind(te.Type.Kind().String()))}
+			return deploy.Invalid(te.Field, "%s must be a %s", te.Field, jsonKind(te.Type.Kind().String()))
 		}
 		return fiber.NewError(fiber.StatusBadRequest, "invalid JSON: "+strings.TrimPrefix(err.Error(), "json: "))
 	}
@@ -170,15 +156,6 @@ func jsonKind(goKind string) string {
 		return "object"
 	}
 	return goKind
-}
-
-// bodyError answers a decodeBody error: field errors with their field.
-func bodyError(c *fiber.Ctx, err error) error {
-	var fe *fieldError
-	if errors.As(err, &fe) {
-		return sendFieldError(c, fe)
-	}
-	return err
 }
 
 // idParam parses a numeric route parameter.
@@ -217,15 +194,15 @@ func (s *Server) apiLogin(lim *loginLimiter) fiber.Handler {
 	return func(c *fiber.Ctx) error {
 		var req loginRequest
 		if err := decodeBody(c, &req, false); err != nil {
-			return bodyError(c, err)
+			return err
 		}
 		ip := strings.Clone(c.IP())
 		if wait, ok := lim.begin(ip); !ok {
 			c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(wait.Seconds()+1)))
 			return fiber.NewError(fiber.StatusTooManyRequests, "too many failed logins: try again later")
 		}
-		tok, u, err := s.Login(c.UserContext(), req.Username, req.Password)
-		if errors.Is(err, ErrBadCredentials) {
+		tok, u, err := s.auth.Login(c.UserContext(), req.Username, req.Password)
+		if errors.Is(err, creds.ErrBadCredentials) {
 			// A refusal is not a failure of the server: debug, not error.
 			s.log.Debug("login refused", "user", req.Username, "ip", ip)
 			return fiber.NewError(fiber.StatusUnauthorized, "invalid username or password")
@@ -234,7 +211,7 @@ func (s *Server) apiLogin(lim *loginLimiter) fiber.Handler {
 			return err
 		}
 		lim.succeeded(ip)
-		resp := loginResponse{Token: tok, ExpiresAt: time.Now().Add(s.cfg.SessionTTL).UTC(), User: toUserJSON(u)}
+		resp := loginResponse{Token: tok, ExpiresAt: time.Now().Add(s.auth.SessionTTL()).UTC(), User: toUserJSON(u)}
 		// The token's own expiry is the truth; read it back rather than
 		// guess from the clock.
 		var claims jwt.RegisteredClaims

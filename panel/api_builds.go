@@ -5,11 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/gofiber/fiber/v2"
 
-	"minivercel/pipeline"
+	"minivercel/deploy"
 	"minivercel/schema"
 )
 
@@ -53,31 +52,19 @@ type createBuildRequest struct {
 }
 
 func (s *Server) apiCreateBuild(c *fiber.Ctx) error {
-	ctx := c.UserContext()
-	p, err := s.store.ProjectByName(ctx, c.Params("name"))
-	if err != nil {
-		return lookupErr(err, "project")
-	}
 	var req createBuildRequest
 	if err := decodeBody(c, &req, true); err != nil {
-		return bodyError(c, err)
+		return err
 	}
-	ref := strings.TrimPrefix(strings.TrimSpace(req.Ref), "refs/heads/")
-	if ref == "" {
-		ref = p.ProductionBranch
-	}
-	if err := validBranch(ref); err != nil {
-		return sendFieldError(c, &fieldError{"ref", err.Error()})
-	}
-	b, err := s.builds.Rebuild(ctx, p, ref, currentUser(c).ID)
-	if errors.Is(err, schema.ErrNotFound) {
-		return fiber.NewError(fiber.StatusNotFound, fmt.Sprintf("branch %q not found in project %s: push it first", ref, p.Name))
-	}
+	b, err := s.svc.Rebuild(c.UserContext(), currentUser(c), c.Params("name"), req.Ref)
 	if err != nil {
-		return fmt.Errorf("rebuild %s %s: %w", p.Name, ref, err)
+		return err
 	}
-	s.log.Info("build requested", "project", p.Name, "branch", ref, "build", b.ID, "by", currentUser(c).Name)
-	return c.Status(fiber.StatusAccepted).JSON(s.toBuildJSON(b, false, p.ProductionBranch))
+	prod, err := s.productionBranch(c.UserContext(), b)
+	if err != nil {
+		return err
+	}
+	return c.Status(fiber.StatusAccepted).JSON(s.toBuildJSON(b, false, prod))
 }
 
 // buildParam loads the build named by the :id parameter.
@@ -127,7 +114,7 @@ func (s *Server) apiBuildLogs(c *fiber.Ctx) error {
 	after := 0
 	if v := c.Query("after"); v != "" {
 		if after, err = strconv.Atoi(v); err != nil || after < 0 {
-			return sendFieldError(c, &fieldError{"after", "after must be a line number (seq) of at least 0"})
+			return deploy.Invalid("after", "%s", "after must be a line number (seq) of at least 0")
 		}
 	}
 	lines, err := s.store.LogLines(c.UserContext(), b.ID, after)
@@ -142,24 +129,17 @@ func (s *Server) apiBuildLogs(c *fiber.Ctx) error {
 }
 
 func (s *Server) apiCancelBuild(c *fiber.Ctx) error {
-	b, err := s.buildParam(c)
+	id, err := idParam(c, "id", "build")
 	if err != nil {
 		return err
 	}
-	ctx := c.UserContext()
-	if err := s.builds.Cancel(ctx, b.ID); err != nil {
-		if errors.Is(err, schema.ErrConflict) {
-			return fiber.NewError(fiber.StatusConflict, fmt.Sprintf("build %d already finished", b.ID))
-		}
-		return lookupErr(err, "build")
-	}
-	s.log.Info("build cancel requested", "build", b.ID, "project", b.ProjectName, "by", currentUser(c).Name)
-	// A running build stops at its next step: the status read here may still
+	// A running build stops at its next step: the status answered may still
 	// be "running"; the websocket reports the final one.
-	if b, err = s.store.BuildByID(ctx, b.ID); err != nil {
-		return lookupErr(err, "build")
+	b, err := s.svc.Cancel(c.UserContext(), currentUser(c), id)
+	if err != nil {
+		return err
 	}
-	prod, err := s.productionBranch(ctx, b)
+	prod, err := s.productionBranch(c.UserContext(), b)
 	if err != nil {
 		return err
 	}
@@ -178,59 +158,29 @@ type activateResponse struct {
 }
 
 func (s *Server) apiActivate(c *fiber.Ctx) error {
-	ctx := c.UserContext()
-	p, err := s.store.ProjectByName(ctx, c.Params("name"))
-	if err != nil {
-		return lookupErr(err, "project")
-	}
 	var req activateRequest
 	if err := decodeBody(c, &req, false); err != nil {
-		return bodyError(c, err)
+		return err
 	}
-	if req.BuildID <= 0 {
-		return sendFieldError(c, &fieldError{"build_id", "build_id must name a build"})
-	}
-	b, err := s.store.BuildByID(ctx, req.BuildID)
-	// A build of another project is as unknown here as a missing one: the
-	// route names the project it acts on.
-	if errors.Is(err, schema.ErrNotFound) || (err == nil && b.ProjectID != p.ID) {
-		return notFound(fmt.Sprintf("build %d of project %s", req.BuildID, p.Name))
-	}
+	b, err := s.svc.Activate(c.UserContext(), currentUser(c), c.Params("name"), req.BuildID)
 	if err != nil {
-		return fmt.Errorf("read build %d: %w", req.BuildID, err)
+		return err
 	}
-	s.log.Info("activation requested", "project", p.Name, "build", b.ID, "by", currentUser(c).Name)
-	return s.activateBuild(c, p, b)
+	return s.activated(c, b)
 }
 
-// activateBuild makes b serve p's production and answers with the build and
-// its deployment; the activation and redeploy routes share it, so both map
-// the build system's errors to the same statuses.
-func (s *Server) activateBuild(c *fiber.Ctx, p schema.Project, b schema.Build) error {
+// activated answers an activation or redeploy that went live with the build
+// and its deployment.
+func (s *Server) activated(c *fiber.Ctx, b schema.Build) error {
 	ctx := c.UserContext()
-	if err := pipeline.Activatable(b); err != nil {
-		return fiber.NewError(fiber.StatusConflict, fmt.Sprintf("build %d is %s: only a succeeded build can be activated", b.ID, b.Status))
-	}
-	if err := s.builds.Activate(ctx, b.ID); err != nil {
-		switch {
-		case errors.Is(err, pipeline.ErrNotActivatable):
-			return fiber.NewError(fiber.StatusConflict, fmt.Sprintf("build %d cannot be activated: it did not succeed or has no artifact", b.ID))
-		case errors.Is(err, schema.ErrNotFound):
-			return notFound(fmt.Sprintf("build %d of project %s", b.ID, p.Name))
-		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-			s.log.Warn("activation not finished", "project", p.Name, "build", b.ID, "err", err)
-			return fiber.NewError(fiber.StatusGatewayTimeout, "activation did not finish in time")
-		}
-		// The reason is about the user's own app (it would not start, its
-		// health check failed): it is what they need to read. The previous
-		// deployment keeps serving.
-		s.log.Info("activation failed", "project", p.Name, "build", b.ID, "err", err)
-		return fiber.NewError(fiber.StatusBadGateway, "activation failed: "+err.Error())
-	}
-	resp := activateResponse{Build: s.toBuildJSON(b, true, p.ProductionBranch)}
-	ds, err := s.store.ListDeployments(ctx, p.ID)
+	prod, err := s.productionBranch(ctx, b)
 	if err != nil {
-		return fmt.Errorf("list deployments of %s: %w", p.Name, err)
+		return err
+	}
+	resp := activateResponse{Build: s.toBuildJSON(b, true, prod)}
+	ds, err := s.store.ListDeployments(ctx, b.ProjectID)
+	if err != nil {
+		return fmt.Errorf("list deployments of %s: %w", b.ProjectName, err)
 	}
 	for _, d := range ds {
 		if d.Status == schema.DeploymentActive && d.BuildID == b.ID {

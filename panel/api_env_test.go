@@ -14,6 +14,7 @@ import (
 
 	"pgregory.net/rapid"
 
+	"minivercel/deploy"
 	"minivercel/schema"
 	"minivercel/schema/schematest"
 	"minivercel/secret"
@@ -219,11 +220,7 @@ func TestAPIEnvRevealLogged(t *testing.T) {
 	ctx := context.Background()
 	store := schematest.Store(t)
 	var logs bytes.Buffer
-	srv, err := New(Config{JWTKey: bytes.Repeat([]byte("k"), 32), Logger: slog.New(slog.NewTextHandler(&logs, nil))},
-		store, newTestVars(t, store), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, _ := newTestServer(t, Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, store, newTestVars(t, store), nil, nil, nil)
 	admin, err := store.CreateUser(ctx, "root", true)
 	if err != nil {
 		t.Fatal(err)
@@ -231,7 +228,7 @@ func TestAPIEnvRevealLogged(t *testing.T) {
 	if _, _, err := store.EnsureProject(ctx, "app", admin.ID); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := srv.issueJWT(admin)
+	tok, err := srv.auth.Session(admin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +313,7 @@ func TestAPIEnvMaskingProperty(t *testing.T) {
 		key := rapid.StringMatching(`[A-Z_][A-Z0-9_]{0,15}`).Draw(rt, "key")
 		target := rapid.SampledFrom([]string{"all", "production", "preview"}).Draw(rt, "target")
 		value := rapid.StringN(6, 80, -1).Draw(rt, "value")
-		if validateEnv(key, target, value) != nil {
+		if deploy.ValidateVar(key, target, value) != nil {
 			rt.Skip("not a variable the API accepts")
 		}
 		masked := secret.MaskValue(value)

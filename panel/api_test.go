@@ -18,6 +18,8 @@ import (
 	"golang.org/x/crypto/ssh"
 	"pgregory.net/rapid"
 
+	"minivercel/creds"
+	"minivercel/deploy"
 	"minivercel/schema"
 )
 
@@ -169,7 +171,7 @@ func TestAPIProjectsCRUD(t *testing.T) {
 			{"install_command", "npm ci --omit=dev", true, func(s settingsJSON) bool { return s.InstallCommand == "npm ci --omit=dev" }},
 			{"install_command", "a\nb", false, nil},
 			{"build_command", "npm run build:prod", true, func(s settingsJSON) bool { return s.BuildCommand == "npm run build:prod" }},
-			{"build_command", strings.Repeat("x", maxCommandLen+1), false, nil},
+			{"build_command", strings.Repeat("x", deploy.MaxCommandLen+1), false, nil},
 			{"start_command", "node server.js", true, func(s settingsJSON) bool { return s.StartCommand == "node server.js" }},
 			{"output_dir", "dist/", true, func(s settingsJSON) bool { return s.OutputDir == "dist" }},
 			{"output_dir", "../etc", false, nil},
@@ -340,7 +342,7 @@ func TestAPIBuildsAndDeployments(t *testing.T) {
 		e.store.SetBuildArtifact(context.Background(), broken.ID, schema.Artifact{Kind: "static", Path: "/nonexistent/a.tar.gz", SHA256: strings.Repeat("0", 64)})
 		e.store.FinishBuild(context.Background(), broken.ID, schema.BuildSucceeded, "")
 		ae = e.expectError("POST", "/api/projects/site/activate", map[string]int64{"build_id": broken.ID}, http.StatusBadGateway, "")
-		if !strings.HasPrefix(ae.Error, "activation failed: ") {
+		if !strings.HasPrefix(ae.Error, "build "+strconv.FormatInt(broken.ID, 10)+" was not activated: ") {
 			t.Fatalf("502 says %q", ae.Error)
 		}
 		if active, _ := e.edge.Active("site"); active != first.ID {
@@ -622,11 +624,11 @@ func TestAPIEveryRouteRequiresAuth(t *testing.T) {
 		{"DELETE", "/api/keys/999999"},
 		{"GET", "/api/no-such-route"},
 	}
-	apiToken, hash := NewToken()
+	apiToken, hash := creds.NewToken()
 	if _, err := e.store.CreateToken(ctx, e.admin.ID, "ci", hash); err != nil {
 		t.Fatal(err)
 	}
-	revoked, rhash := NewToken()
+	revoked, rhash := creds.NewToken()
 	rtok, _ := e.store.CreateToken(ctx, e.admin.ID, "old", rhash)
 	if err := e.store.RevokeToken(ctx, rtok.ID); err != nil {
 		t.Fatal(err)
@@ -648,12 +650,12 @@ func TestAPIEveryRouteRequiresAuth(t *testing.T) {
 	refused := map[string]string{
 		"none":           "",
 		"garbage":        "garbage",
-		"unknown token":  TokenPrefix + "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+		"unknown token":  creds.TokenPrefix + "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
 		"revoked token":  revoked,
-		"expired JWT":    sign(e.srv.cfg.JWTKey, e.admin.ID, time.Now().Add(-time.Minute)),
+		"expired JWT":    sign(e.key, e.admin.ID, time.Now().Add(-time.Minute)),
 		"forged JWT":     sign([]byte("another key of at least 32 bytes!!"), e.admin.ID, time.Now().Add(time.Hour)),
 		"deleted user":   goneToken,
-		"alg none JWT":   "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0." + strings.Split(sign(e.srv.cfg.JWTKey, e.admin.ID, time.Now().Add(time.Hour)), ".")[1] + ".",
+		"alg none JWT":   "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0." + strings.Split(sign(e.key, e.admin.ID, time.Now().Add(time.Hour)), ".")[1] + ".",
 		"no Bearer word": "",
 	}
 	accepted := map[string]string{"JWT": e.token, "API token": apiToken}

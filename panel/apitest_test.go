@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -22,6 +21,8 @@ import (
 
 	fws "github.com/fasthttp/websocket"
 
+	"minivercel/creds"
+	"minivercel/deploy"
 	"minivercel/edge"
 	"minivercel/pipeline"
 	"minivercel/schema"
@@ -45,6 +46,9 @@ type testEnv struct {
 	edge   *edge.Server
 	srv    *Server
 	vars   *secret.Vars
+	svc    *deploy.Service
+	auth   *creds.Authenticator
+	key    []byte // the JWT key
 	base   string // http://127.0.0.1:port
 	repos  string
 	admin  schema.User
@@ -53,8 +57,8 @@ type testEnv struct {
 }
 
 // newEnv starts everything; with work the queue runs builds and activations.
-// builds, when not nil, wraps the queue as the panel's Builds.
-func newEnv(t testing.TB, work bool, wrap func(Builds) Builds) *testEnv {
+// wrap, when not nil, wraps the queue as the panel's Logs.
+func newEnv(t testing.TB, work bool, wrap func(Logs) Logs) *testEnv {
 	t.Helper()
 	ctx := context.Background()
 	store := schematest.Store(t)
@@ -80,7 +84,9 @@ func newEnv(t testing.TB, work bool, wrap func(Builds) Builds) *testEnv {
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	eg, err := edge.New(edge.Config{DeploymentsDir: dirs["deployments"], BaseDomain: testBaseDomain, Logger: logger}, noLookup{})
+	vars := newTestVars(t, store)
+	eg, err := edge.New(edge.Config{DeploymentsDir: dirs["deployments"], BaseDomain: testBaseDomain, Logger: logger},
+		deploy.NewLookup(store, vars))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,12 +94,11 @@ func newEnv(t testing.TB, work bool, wrap func(Builds) Builds) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vars := newTestVars(t, store)
 	broker := pipeline.NewBroker(store, logger)
 	q, err := pipeline.NewQueue(pipeline.Config{
 		ReposDir: dirs["repos"], WorkDir: dirs["builds"], ArtifactsDir: dirs["artifacts"],
 		BaseDomain: testBaseDomain, Env: vars, Logger: logger,
-	}, store, broker, testActivator{edge: eg, store: store, vars: vars}, sandbox, work)
+	}, store, broker, deploy.NewActivator(eg, store, vars, logger), sandbox, work)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,16 +114,11 @@ func newEnv(t testing.TB, work bool, wrap func(Builds) Builds) *testEnv {
 			cancel()
 		})
 	}
-	var builds Builds = q
+	var logs Logs = q
 	if wrap != nil {
-		builds = wrap(q)
+		logs = wrap(q)
 	}
-	key := make([]byte, 32)
-	rand.Read(key)
-	srv, err := New(Config{JWTKey: key, BaseDomain: testBaseDomain, Logger: logger}, store, vars, builds, eg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, key := newTestServer(t, Config{BaseDomain: testBaseDomain, Logger: logger}, store, vars, q, logs, eg)
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func newEnv(t testing.TB, work bool, wrap func(Builds) Builds) *testEnv {
 		srv.Shutdown(sctx)
 		<-served
 	})
-	e := &testEnv{t: t, store: store, broker: broker, queue: q, edge: eg, srv: srv, vars: vars,
+	e := &testEnv{t: t, store: store, broker: broker, queue: q, edge: eg, srv: srv, vars: vars, svc: srv.svc, auth: srv.auth, key: key,
 		base: "http://" + srv.Addr().String(), repos: dirs["repos"], client: &http.Client{Timeout: 2 * time.Minute}}
 	e.admin, e.token = e.user("admin", true)
 	return e
@@ -145,14 +145,14 @@ func (e *testEnv) user(name string, admin bool) (schema.User, string) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	hash, err := HashPassword(name + "-password")
+	hash, err := creds.HashPassword(name + "-password")
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	if err := e.store.SetPasswordHash(ctx, u.ID, hash); err != nil {
 		e.t.Fatal(err)
 	}
-	tok, err := e.srv.issueJWT(u)
+	tok, err := e.auth.Session(u)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -322,19 +322,45 @@ func (e *testEnv) realBuild(project, branch, content string) buildJSON {
 	return b
 }
 
-// noLookup knows no build URLs: the tests reach builds through the API only.
-type noLookup struct{}
-
-func (noLookup) SiteBySlug(_ context.Context, project, slug string) (edge.Site, error) {
-	return edge.Site{}, fmt.Errorf("build %s of %s: %w", slug, project, edge.ErrUnknownSite)
+// newTestServer is the panel with the real service and authenticator on a
+// fresh JWT key, which it returns. builds and sites may be nil: a panel in a
+// process without a build system or edge.
+func newTestServer(t testing.TB, cfg Config, store *schema.Store, vars *secret.Vars, builds *pipeline.Queue, logs Logs, sites *edge.Server) (*Server, []byte) {
+	t.Helper()
+	key := make([]byte, 32)
+	rand.Read(key)
+	auth, err := creds.NewAuthenticator(store, key, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b deploy.Builds
+	if builds != nil {
+		b = builds
+	}
+	var ds deploy.Sites
+	var ps Sites
+	if sites != nil {
+		ds, ps = sites, sites
+	}
+	svc, err := deploy.New(deploy.Config{BaseDomain: cfg.BaseDomain, Logger: cfg.Logger}, store, vars, b, ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if logs == nil {
+		logs = noLogs{}
+	}
+	srv, err := New(cfg, store, svc, auth, logs, ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, key
 }
 
-func (noLookup) SiteByBranch(_ context.Context, project, branch string) (edge.Site, error) {
-	return edge.Site{}, fmt.Errorf("branch %s of %s: %w", branch, project, edge.ErrUnknownSite)
-}
+// noLogs is a panel without a build system: no build has a log to follow.
+type noLogs struct{}
 
-func (noLookup) SiteByBuildID(_ context.Context, id int64) (edge.Site, error) {
-	return edge.Site{}, fmt.Errorf("build %d: %w", id, edge.ErrUnknownSite)
+func (noLogs) Follow(context.Context, int64) (<-chan pipeline.Event, error) {
+	return nil, schema.ErrNotFound
 }
 
 // newTestVars is the variables service on a fresh master key, as serve
@@ -346,35 +372,6 @@ func newTestVars(t testing.TB, store *schema.Store) *secret.Vars {
 		t.Fatal(err)
 	}
 	return secret.NewVars(store, keys)
-}
-
-// testActivator switches production like the server's own activator: a
-// deployment row is started, the edge serves the build with the production
-// variables, the row is made active.
-type testActivator struct {
-	edge  *edge.Server
-	store *schema.Store
-	vars  *secret.Vars
-}
-
-func (a testActivator) Activate(ctx context.Context, b schema.Build, progress func(string)) error {
-	d, err := a.store.StartDeployment(ctx, b.ProjectID, b.ID)
-	if err != nil {
-		return fmt.Errorf("start deployment: %w", err)
-	}
-	site := edge.Site{Project: b.ProjectName, BuildID: b.ID, Slug: b.Slug, ArtifactPath: b.ArtifactPath,
-		SHA256: b.ArtifactSHA256, SPA: b.SPA, Start: b.StartCommand, DeploymentID: d.ID}
-	if site.Env, err = a.vars.Resolve(ctx, b.ProjectID, schema.TargetProduction); err != nil {
-		return errors.Join(err, a.store.FailDeployment(context.WithoutCancel(ctx), d.ID, schema.DeploymentFailed, "cannot read the variables"))
-	}
-	if err := a.edge.Activate(ctx, site, progress); err != nil {
-		if ferr := a.store.FailDeployment(context.WithoutCancel(ctx), d.ID, schema.DeploymentFailed, err.Error()); ferr != nil {
-			return errors.Join(err, ferr)
-		}
-		return err
-	}
-	_, err = a.store.ActivateDeployment(context.WithoutCancel(ctx), d.ID, a.edge.Port(b.ProjectName))
-	return err
 }
 
 // --- websocket client ---

@@ -21,6 +21,8 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"minivercel/creds"
+	"minivercel/deploy"
 	"minivercel/schema"
 )
 
@@ -288,7 +290,7 @@ type loginView struct {
 
 func (s *Server) loginPage(c *fiber.Ctx) error {
 	next := safeNext(c.Query("next"))
-	if _, err := s.Authenticate(c.UserContext(), c.Cookies(sessionCookie)); err == nil {
+	if _, err := s.auth.Authenticate(c.UserContext(), c.Cookies(sessionCookie)); err == nil {
 		return c.Redirect(next, fiber.StatusSeeOther)
 	}
 	return s.render(c, fiber.StatusOK, "login", "Sign in", loginView{Next: next})
@@ -304,8 +306,8 @@ func (s *Server) loginSubmit(lim *loginLimiter) fiber.Handler {
 			return s.render(c, fiber.StatusTooManyRequests, "login", "Sign in", loginView{Name: name, Next: next,
 				Error: fmt.Sprintf("Too many failed sign-ins from your address. Try again in %d s.", int(wait.Seconds()+1))})
 		}
-		token, _, err := s.Login(c.UserContext(), name, c.FormValue("password"))
-		if errors.Is(err, ErrBadCredentials) {
+		token, _, err := s.auth.Login(c.UserContext(), name, c.FormValue("password"))
+		if errors.Is(err, creds.ErrBadCredentials) {
 			s.log.Debug("login refused", "user", name, "ip", ip)
 			return s.render(c, fiber.StatusUnauthorized, "login", "Sign in",
 				loginView{Name: name, Next: next, Error: "Invalid username or password."})
@@ -314,7 +316,7 @@ func (s *Server) loginSubmit(lim *loginLimiter) fiber.Handler {
 			return err
 		}
 		lim.succeeded(ip)
-		setSessionCookie(c, token, s.cfg.SessionTTL)
+		setSessionCookie(c, token, s.auth.SessionTTL())
 		return c.Redirect(next, fiber.StatusSeeOther)
 	}
 }
@@ -322,7 +324,7 @@ func (s *Server) loginSubmit(lim *loginLimiter) fiber.Handler {
 // logout ends every session of the user, not only this browser's: a JWT
 // copied elsewhere stops working too.
 func (s *Server) logout(c *fiber.Ctx) error {
-	if u, err := s.Authenticate(c.UserContext(), c.Cookies(sessionCookie)); err == nil {
+	if u, err := s.auth.Authenticate(c.UserContext(), c.Cookies(sessionCookie)); err == nil {
 		if err := s.store.EndSessions(c.UserContext(), u.ID); err != nil {
 			return err
 		}
@@ -446,6 +448,29 @@ func initial(name string) string {
 func hostOf(u string) string {
 	u = strings.TrimPrefix(strings.TrimPrefix(u, "https://"), "http://")
 	return strings.TrimSuffix(u, "/")
+}
+
+// sentence turns a service message into a sentence for a page: a first word
+// of plain lowercase letters is capitalised (never a name such as
+// www.example.com or a quoted value), and it ends with a full stop.
+func sentence(msg string) string {
+	first, _, _ := strings.Cut(msg, " ")
+	if first != "" && strings.Trim(first, "abcdefghijklmnopqrstuvwxyz") == "" {
+		msg = capitalize(msg)
+	}
+	if !strings.HasSuffix(msg, ".") {
+		msg += "."
+	}
+	return msg
+}
+
+// refusedTo answers a form the service refused by going back with its reason;
+// any other error is a failure for the error handler.
+func refusedTo(c *fiber.Ctx, back string, err error) error {
+	if e := deploy.AsError(err); e != nil {
+		return redirectWith(c, back, true, sentence(e.Msg))
+	}
+	return err
 }
 
 func capitalize(s string) string {

@@ -64,16 +64,8 @@ func (s *Server) cancelSubmit(c *fiber.Ctx) error {
 		return err
 	}
 	back := "/builds/" + strconv.FormatInt(b.ID, 10)
-	if s.builds == nil {
-		return redirectWith(c, back, true, "This server runs no build system, so it cannot cancel builds.")
+	if _, err := s.svc.Cancel(c.UserContext(), currentUser(c), b.ID); err != nil {
+		return refusedTo(c, back, err)
 	}
-	err = s.builds.Cancel(c.UserContext(), b.ID)
-	if errors.Is(err, schema.ErrConflict) {
-		return redirectWith(c, back, true, "The build had already finished.")
-	}
-	if err != nil {
-		return err
-	}
-	s.log.Info("build canceled from panel", "build_id", b.ID, "user", currentUser(c).Name)
 	return redirectWith(c, back, false, "Build #"+strconv.FormatInt(b.ID, 10)+" is being canceled.")
 }

@@ -2,23 +2,22 @@ package panel
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
 
+	"minivercel/deploy"
 	"minivercel/schema"
 )
 
 // The settings page's custom domains: the page side of the domain routes,
-// with the same validation and the CLI's words in its messages.
+// through the same service methods.
 
 // loadDomains reads the custom-domain rows of the settings page.
 func (s *Server) loadDomains(ctx context.Context, p schema.Project) ([]domainRow, error) {
-	ds, err := s.store.ListDomains(ctx, p.ID)
+	ds, err := s.svc.Domains(ctx, p.Name)
 	if err != nil {
-		return nil, fmt.Errorf("list domains of %s: %w", p.Name, err)
+		return nil, err
 	}
 	rows := make([]domainRow, 0, len(ds))
 	for _, d := range ds {
@@ -41,26 +40,19 @@ func (s *Server) domainSubmit(c *fiber.Ctx) error {
 		return err
 	}
 	typed := strings.TrimSpace(c.FormValue("domain"))
-	refuse := func(msg string) error {
+	d, created, err := s.svc.AddDomain(c.UserContext(), currentUser(c), p.Name, typed)
+	if e := deploy.AsError(err); e != nil {
 		v := s.settingsView(p, formFromSettings(p.Settings()), nil)
-		v.Domains.Form = domainForm{Domain: typed, Error: msg}
+		v.Domains.Form = domainForm{Domain: typed, Error: sentence(e.Msg)}
 		return s.renderSettings(c, fiber.StatusUnprocessableEntity, v)
-	}
-	name, err := schema.ValidateDomain(typed, s.cfg.BaseDomain, false)
-	if err != nil {
-		return refuse(capitalize(domainInvalid(err)) + ".")
-	}
-	_, created, err := s.addDomain(c, p, name)
-	if errors.Is(err, schema.ErrConflict) {
-		return refuse(domainTaken(name) + ".")
 	}
 	if err != nil {
 		return err
 	}
 	if !created {
-		return redirectWith(c, domainsBack(p), false, name+" already serves "+p.Name+".")
+		return redirectWith(c, domainsBack(p), false, d.Name+" already serves "+p.Name+".")
 	}
-	return redirectWith(c, domainsBack(p), false, name+" now serves "+p.Name+". Point its DNS at this server.")
+	return redirectWith(c, domainsBack(p), false, d.Name+" now serves "+p.Name+". Point its DNS at this server.")
 }
 
 // domainDeleteSubmit removes a custom domain after the page's confirmation.
@@ -69,12 +61,9 @@ func (s *Server) domainDeleteSubmit(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	name := storedDomainName(c.FormValue("domain"))
-	if err := s.removeDomain(c, p, name); err != nil {
-		if errors.Is(err, schema.ErrNotFound) {
-			return redirectWith(c, domainsBack(p), true, name+" is not a domain of "+p.Name+".")
-		}
-		return err
+	name, err := s.svc.RemoveDomain(c.UserContext(), currentUser(c), p.Name, c.FormValue("domain"))
+	if err != nil {
+		return refusedTo(c, domainsBack(p), err)
 	}
 	return redirectWith(c, domainsBack(p), false, "Removed "+name+" from "+p.Name+".")
 }

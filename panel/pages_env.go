@@ -11,6 +11,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"minivercel/deploy"
 	"minivercel/schema"
 )
 
@@ -70,9 +71,9 @@ func (s *Server) loadEnv(ctx context.Context, p schema.Project, form envForm) (e
 	if v.Form.Target == "" {
 		v.Form.Target = schema.TargetAll
 	}
-	vars, err := s.vars.List(ctx, p.ID)
+	vars, err := s.svc.Vars(ctx, p.Name)
 	if err != nil {
-		return v, fmt.Errorf("list variables of %s: %w", p.Name, err)
+		return v, err
 	}
 	for _, e := range vars {
 		updated, _ := time.Parse(time.RFC3339, e.UpdatedAt)
@@ -128,9 +129,10 @@ func (s *Server) envSubmit(c *fiber.Ctx) error {
 	// Browsers send a textarea's line breaks as CRLF; a pasted PEM key or
 	// multi-line value must reach the app with the LF it was typed with.
 	value := strings.ReplaceAll(c.FormValue("value"), "\r\n", "\n")
-	if fe := validateEnv(key, target, value); fe != nil {
-		form := envForm{Key: key, Target: target, Row: strings.TrimSpace(c.FormValue("row")), Errors: map[string]string{fe.Field: capitalize(fe.Msg) + "."}}
-		if fe.Field == "value" {
+	res, err := s.svc.SetVars(c.UserContext(), currentUser(c), p.Name, target, []deploy.Var{{Key: key, Value: value}})
+	if e := deploy.AsError(err); e != nil {
+		form := envForm{Key: key, Target: target, Row: strings.TrimSpace(c.FormValue("row")), Errors: map[string]string{e.Field: sentence(e.Msg)}}
+		if e.Field == "value" {
 			form.Errors["value"] += " Enter the value again: a refused value is not sent back to the page."
 		}
 		env, err := s.loadEnv(c.UserContext(), p, form)
@@ -141,16 +143,14 @@ func (s *Server) envSubmit(c *fiber.Ctx) error {
 		v.Env = env
 		return s.renderSettings(c, fiber.StatusUnprocessableEntity, v)
 	}
-	if target == "" {
-		target = schema.TargetAll
-	}
-	created, err := s.vars.Set(c.UserContext(), p.ID, key, target, value)
 	if err != nil {
 		return err
 	}
-	s.log.Info("environment variable set from panel", "project", p.Name, "key", key, "target", target, "created", created, "user", currentUser(c).Name)
+	if target == "" {
+		target = schema.TargetAll
+	}
 	verb := "was updated"
-	if created {
+	if res[0].Created {
 		verb = "was added"
 	}
 	return redirectWith(c, envBack(p), false, key+" ("+targetLabel(target)+") "+verb+". It applies from the next deploy.")
@@ -164,16 +164,14 @@ func (s *Server) envDeleteSubmit(c *fiber.Ctx) error {
 	}
 	key := strings.TrimSpace(c.FormValue("key"))
 	target := strings.TrimSpace(c.FormValue("target"))
-	if target != schema.TargetAll && target != schema.TargetProduction && target != schema.TargetPreview {
+	if target == "" {
+		// The form always names its row's target: an empty one would
+		// remove the variable from every target.
 		return redirectWith(c, envBack(p), true, "No variable was deleted: the form named no target.")
 	}
-	if err := s.vars.Unset(c.UserContext(), p.ID, key, target); err != nil {
-		if errors.Is(err, schema.ErrNotFound) {
-			return redirectWith(c, envBack(p), true, "There is no variable "+key+" ("+targetLabel(target)+") to delete.")
-		}
-		return err
+	if err := s.svc.UnsetVar(c.UserContext(), currentUser(c), p.Name, key, target); err != nil {
+		return refusedTo(c, envBack(p), err)
 	}
-	s.log.Info("environment variable removed from panel", "project", p.Name, "key", key, "target", target, "user", currentUser(c).Name)
 	return redirectWith(c, envBack(p), false, key+" ("+targetLabel(target)+") was deleted. Deploys from now on run without it.")
 }
 
@@ -185,28 +183,13 @@ func (s *Server) envRedeploySubmit(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	back := envBack(p)
-	if s.builds == nil {
-		return redirectWith(c, back, true, "This server runs no build system, so it cannot redeploy.")
-	}
-	b, err := s.store.ActiveBuild(c.UserContext(), p.ID)
-	if errors.Is(err, schema.ErrNotFound) {
-		return redirectWith(c, back, true, "Nothing is live yet: the variables apply to the first deploy.")
-	}
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(c.UserContext(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(c.UserContext(), activateWait)
 	defer cancel()
-	id := strconv.FormatInt(b.ID, 10)
-	if err := s.builds.Activate(ctx, b.ID); err != nil {
-		// The reason is about the user's app (it did not start, or failed
-		// its health check) and names no value; the old process serves on.
-		s.log.Info("redeploy from panel failed", "project", p.Name, "build_id", b.ID, "err", err)
-		return redirectWith(c, back, true, "Build #"+id+" was not redeployed: "+err.Error())
+	b, err := s.svc.Redeploy(ctx, currentUser(c), p.Name)
+	if err != nil {
+		return refusedTo(c, envBack(p), err)
 	}
-	s.log.Info("build redeployed from panel", "project", p.Name, "build_id", b.ID, "user", currentUser(c).Name)
-	return redirectWith(c, back, false, "Build #"+id+" was redeployed with the current variables.")
+	return redirectWith(c, envBack(p), false, "Build #"+strconv.FormatInt(b.ID, 10)+" was redeployed with the current variables.")
 }
 
 // targetLabel names a target in messages.

@@ -169,7 +169,7 @@ func (s *Server) projectPage(c *fiber.Ctx) error {
 		return err
 	}
 	v := projectView{Project: p, URL: s.projectURL(p.Name), Health: s.health(p.Name), Live: live, DeployedAt: deployedAt,
-		Host: requestHost(c), CanRebuild: s.builds != nil, Previews: previews}
+		Host: requestHost(c), CanRebuild: s.svc.CanBuild(), Previews: previews}
 	branchURLs := map[string]string{}
 	for _, pv := range previews {
 		branchURLs[pv.Build.Branch] = pv.URL
@@ -184,7 +184,7 @@ func (s *Server) projectPage(c *fiber.Ctx) error {
 		if b.Status == schema.BuildSucceeded && b.ArtifactPath != "" {
 			row.URL = s.buildURL(b)
 			row.Live = live != nil && live.ID == b.ID
-			row.CanActivate = !row.Live && s.builds != nil
+			row.CanActivate = !row.Live && s.svc.CanBuild()
 			row.Rollback = live != nil && b.ID < live.ID
 		}
 		v.Builds = append(v.Builds, row)
@@ -199,36 +199,29 @@ func (s *Server) projectPage(c *fiber.Ctx) error {
 	return s.render(c, fiber.StatusOK, "project", p.Name, v)
 }
 
+// activateWait bounds how long a page waits for an activation: a server app's
+// health checks may take a while, and the page after the redirect should
+// show the truth.
+const activateWait = 5 * time.Minute
+
 // activateSubmit deploys a succeeded build to production: a deploy for a
 // newer build, a rollback for an older one. It waits for the result, as the
-// CLI does, so the page after the redirect shows the truth.
+// CLI does.
 func (s *Server) activateSubmit(c *fiber.Ctx) error {
 	p, err := s.projectByParam(c)
 	if err != nil {
 		return err
 	}
 	back := "/projects/" + p.Name
-	if s.builds == nil {
-		return redirectWith(c, back, true, "This server runs no build system, so it cannot activate builds.")
-	}
 	id, err := strconv.ParseInt(c.FormValue("build_id"), 10, 64)
 	if err != nil {
 		return redirectWith(c, back, true, "No build was chosen.")
 	}
-	b, err := s.store.BuildByID(c.UserContext(), id)
-	if errors.Is(err, schema.ErrNotFound) || (err == nil && b.ProjectID != p.ID) {
-		return redirectWith(c, back, true, "Build #"+strconv.FormatInt(id, 10)+" is not a build of "+p.Name+".")
-	}
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(c.UserContext(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(c.UserContext(), activateWait)
 	defer cancel()
-	if err := s.builds.Activate(ctx, id); err != nil {
-		s.log.Info("activate from panel failed", "project", p.Name, "build_id", id, "err", err)
-		return redirectWith(c, back, true, "Build #"+strconv.FormatInt(id, 10)+" was not activated: "+err.Error())
+	if _, err := s.svc.Activate(ctx, currentUser(c), p.Name, id); err != nil {
+		return refusedTo(c, back, err)
 	}
-	s.log.Info("build activated from panel", "project", p.Name, "build_id", id, "user", currentUser(c).Name)
 	return redirectWith(c, back, false, "Build #"+strconv.FormatInt(id, 10)+" is live at "+s.projectURL(p.Name))
 }
 
@@ -238,20 +231,10 @@ func (s *Server) redeploySubmit(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	back := "/projects/" + p.Name
-	if s.builds == nil {
-		return redirectWith(c, back, true, "This server runs no build system, so it cannot start builds.")
-	}
 	branch := strings.TrimSpace(c.FormValue("branch"))
-	if branch == "" {
-		branch = p.ProductionBranch
-	}
-	b, err := s.builds.Rebuild(c.UserContext(), p, branch, currentUser(c).ID)
-	if errors.Is(err, schema.ErrNotFound) {
-		return redirectWith(c, back, true, err.Error())
-	}
+	b, err := s.svc.Rebuild(c.UserContext(), currentUser(c), p.Name, branch)
 	if err != nil {
-		return err
+		return refusedTo(c, "/projects/"+p.Name, err)
 	}
-	return redirectWith(c, "/builds/"+strconv.FormatInt(b.ID, 10), false, "Build #"+strconv.FormatInt(b.ID, 10)+" of "+branch+" is queued.")
+	return redirectWith(c, "/builds/"+strconv.FormatInt(b.ID, 10), false, "Build #"+strconv.FormatInt(b.ID, 10)+" of "+b.Branch+" is queued.")
 }

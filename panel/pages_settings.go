@@ -8,18 +8,22 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"minivercel/deploy"
+	"minivercel/pipeline"
 	"minivercel/schema"
 )
 
-// frameworkChoices are the framework override's options, in the order the
-// settings form lists them; "" means detect.
-var frameworkChoices = []struct{ Value, Label string }{
-	{"", "Detect automatically"},
-	{"static", "Static site"},
-	{"npm", "npm build (single-page app)"},
-	{"nextjs", "Next.js"},
-	{"node", "Node server"},
-	{"procfile", "Procfile"},
+// frameworkChoice is one option of the settings form's framework select.
+type frameworkChoice struct{ Value, Label string }
+
+// frameworkChoices are the framework select's options: detection, then
+// pipeline.Frameworks in their order.
+func frameworkChoices() []frameworkChoice {
+	out := []frameworkChoice{{"", "Detect automatically"}}
+	for _, f := range pipeline.Frameworks {
+		out = append(out, frameworkChoice{f.Kind.String(), f.Label})
+	}
+	return out
 }
 
 // settingsForm holds the settings as typed, so a refused form comes back
@@ -45,44 +49,26 @@ func formFromSettings(ps schema.ProjectSettings) settingsForm {
 	}
 }
 
-// parse checks the form by the same rules as `minivercel project set` and
-// returns the settings or one message per refused field.
-func (f settingsForm) parse() (schema.ProjectSettings, map[string]string) {
-	errs := map[string]string{}
-	ps := schema.ProjectSettings{
-		ProductionBranch: f.ProductionBranch, Framework: f.Framework, InstallCommand: f.InstallCommand,
-		BuildCommand: f.BuildCommand, StartCommand: f.StartCommand, OutputDir: f.OutputDir, HealthPath: f.HealthPath,
+// patch is the service's form of the submitted settings: every field is
+// given. A number or duration that does not parse is refused with the
+// service's own words, and that field is left out of the patch.
+func (f settingsForm) patch() (deploy.SettingsPatch, []error) {
+	var errs []error
+	p := deploy.SettingsPatch{
+		ProductionBranch: &f.ProductionBranch, Framework: &f.Framework, InstallCommand: &f.InstallCommand,
+		BuildCommand: &f.BuildCommand, StartCommand: &f.StartCommand, OutputDir: &f.OutputDir, HealthPath: &f.HealthPath,
 	}
-	if ps.Framework == "auto" {
-		ps.Framework = ""
+	if tries, err := deploy.ParseHealthTries(f.HealthTries); err != nil {
+		errs = append(errs, err)
+	} else {
+		p.HealthTries = &tries
 	}
-	if b := ps.ProductionBranch; b == "" || strings.ContainsAny(b, " ~^:?*[\\") || strings.Contains(b, "..") {
-		errs["ProductionBranch"] = "Enter a branch name, such as main (no spaces, “..” or any of ~^:?*[\\)."
+	if iv, err := deploy.ParseHealthInterval(f.HealthInterval); err != nil {
+		errs = append(errs, err)
+	} else {
+		p.HealthInterval = &iv
 	}
-	known := false
-	for _, fc := range frameworkChoices {
-		known = known || fc.Value == ps.Framework
-	}
-	if !known {
-		errs["Framework"] = "Choose one of the listed frameworks."
-	}
-	if strings.Contains(ps.OutputDir, "..") {
-		errs["OutputDir"] = "The output directory must stay inside the repository: no “..”."
-	}
-	if !strings.HasPrefix(ps.HealthPath, "/") {
-		errs["HealthPath"] = "The health path must start with /."
-	}
-	tries, err := strconv.Atoi(f.HealthTries)
-	if err != nil || tries < 1 || tries > 100 {
-		errs["HealthTries"] = "Enter a whole number from 1 to 100."
-	}
-	ps.HealthTries = tries
-	iv, err := time.ParseDuration(f.HealthInterval)
-	if err != nil || iv < 100*time.Millisecond || iv > 10*time.Minute {
-		errs["HealthInterval"] = "Enter a duration from 100ms to 10m, such as 5s."
-	}
-	ps.HealthIntervalMS = int(iv / time.Millisecond)
-	return ps, errs
+	return p, errs
 }
 
 // domainRow is a host the project answers on: its production host, or a
@@ -115,17 +101,19 @@ type domainsView struct {
 }
 
 type settingsView struct {
-	Project    schema.Project
-	Form       settingsForm
+	Project schema.Project
+	Form    settingsForm
+	// Errors holds a refused form's message by field (the API's field
+	// names); "" for one that names no field.
 	Errors     map[string]string
-	Frameworks []struct{ Value, Label string }
+	Frameworks []frameworkChoice
 	Domains    domainsView
 	Env        envView
 }
 
 func (s *Server) settingsView(p schema.Project, f settingsForm, errs map[string]string) settingsView {
 	host := s.hosts.Production(p.Name)
-	return settingsView{Project: p, Form: f, Errors: errs, Frameworks: frameworkChoices,
+	return settingsView{Project: p, Form: f, Errors: errs, Frameworks: frameworkChoices(),
 		Domains: domainsView{
 			Production: domainRow{Host: host, URL: s.cfg.URL(host), Kind: "Production"},
 			HTTPS:      strings.HasPrefix(s.cfg.URL(host), "https://"),
@@ -152,17 +140,27 @@ func (s *Server) settingsSubmit(c *fiber.Ctx) error {
 		OutputDir: field("output_dir"), HealthPath: field("health_path"), HealthTries: field("health_tries"),
 		HealthInterval: field("health_interval"),
 	}
-	ps, errs := f.parse()
-	if len(errs) > 0 {
-		return s.renderSettings(c, fiber.StatusUnprocessableEntity, s.settingsView(p, f, errs))
+	patch, errs := f.patch()
+	if len(errs) == 0 {
+		_, err = s.svc.UpdateProject(c.UserContext(), currentUser(c), p.Name, patch)
+	} else {
+		// Nothing is stored; the rest of the form is checked too, so every
+		// field at fault is marked at once.
+		_, verr := patch.Apply(p.Settings())
+		err = errors.Join(append(errs, verr)...)
 	}
-	if _, err := s.store.UpdateProjectSettings(c.UserContext(), p.ID, ps); err != nil {
-		if errors.Is(err, schema.ErrInvalid) {
-			return s.renderSettings(c, fiber.StatusUnprocessableEntity, s.settingsView(p, f, map[string]string{"": "A setting is out of range."}))
+	if refused := deploy.Refusals(err); len(refused) > 0 {
+		msgs := map[string]string{}
+		for _, e := range refused {
+			if _, ok := msgs[e.Field]; !ok {
+				msgs[e.Field] = sentence(e.Msg)
+			}
 		}
+		return s.renderSettings(c, fiber.StatusUnprocessableEntity, s.settingsView(p, f, msgs))
+	}
+	if err != nil {
 		return err
 	}
-	s.log.Info("project settings changed", "project", p.Name, "user", currentUser(c).Name)
 	return redirectWith(c, "/projects/"+p.Name+"/settings", false, "Settings saved. They apply from the next build.")
 }
 
@@ -178,12 +176,8 @@ func (s *Server) deleteSubmit(c *fiber.Ctx) error {
 		return redirectWith(c, "/projects/"+p.Name+"/settings", true,
 			"The project was not deleted: type its name, "+p.Name+", to confirm.")
 	}
-	if s.sites != nil {
-		s.sites.Deactivate(p.Name)
+	if err := s.svc.DeleteProject(c.UserContext(), currentUser(c), p.Name); err != nil {
+		return refusedTo(c, "/projects/"+p.Name+"/settings", err)
 	}
-	if err := s.builds.DeleteProject(c.UserContext(), p); err != nil && !errors.Is(err, schema.ErrNotFound) {
-		return err
-	}
-	s.log.Info("project deleted from panel", "project", p.Name, "user", currentUser(c).Name)
 	return redirectWith(c, "/", false, "Project "+p.Name+" was deleted.")
 }

@@ -20,10 +20,13 @@ import (
 	"github.com/chromedp/chromedp"
 	"golang.org/x/crypto/ssh"
 
+	"minivercel/creds"
+	"minivercel/deploy"
 	"minivercel/edge"
 	"minivercel/pipeline"
 	"minivercel/schema"
 	"minivercel/schema/schematest"
+	"minivercel/secret"
 )
 
 // pageEnv is a panel on a fresh database with a real (non-working) build
@@ -34,6 +37,9 @@ type pageEnv struct {
 	store *schema.Store
 	admin schema.User
 	edge  *edge.Server
+	key   []byte // the JWT key
+	queue *pipeline.Queue
+	vars  *secret.Vars
 }
 
 const testPassword = "correct horse battery"
@@ -51,26 +57,24 @@ func newPageEnv(t *testing.T) *pageEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := edge.New(edge.Config{DeploymentsDir: root + "/deployments"}, noLookup{})
+	vars := newTestVars(t, store)
+	e, err := edge.New(edge.Config{DeploymentsDir: root + "/deployments"}, deploy.NewLookup(store, vars))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(Config{JWTKey: []byte("0123456789abcdef0123456789abcdef")}, store, newTestVars(t, store), q, e)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, key := newTestServer(t, Config{}, store, vars, q, q, e)
 	admin, err := store.CreateUser(ctx, "admin", true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hash, err := HashPassword(testPassword)
+	hash, err := creds.HashPassword(testPassword)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := store.SetPasswordHash(ctx, admin.ID, hash); err != nil {
 		t.Fatal(err)
 	}
-	return &pageEnv{t: t, srv: srv, store: store, admin: admin, edge: e}
+	return &pageEnv{t: t, srv: srv, store: store, admin: admin, edge: e, key: key, queue: q, vars: vars}
 }
 
 // browser keeps cookies between requests, as a browser would.
@@ -350,9 +354,9 @@ func TestActivateRefused(t *testing.T) {
 	failed := env.build(p, "main", "broken", schema.BuildFailed)
 	other := env.build(env.project("other"), "main", "x", schema.BuildSucceeded)
 	r := b.follow("/projects/blog/activate", url.Values{"build_id": {strconv.FormatInt(failed.ID, 10)}})
-	mustContain(t, r.body, "was not activated", "only a succeeded build can be activated")
+	mustContain(t, r.body, "Build "+strconv.FormatInt(failed.ID, 10)+" is failed: only a succeeded build can be activated.")
 	r = b.follow("/projects/blog/activate", url.Values{"build_id": {strconv.FormatInt(other.ID, 10)}})
-	mustContain(t, r.body, "is not a build of blog")
+	mustContain(t, r.body, "Project blog has no build "+strconv.FormatInt(other.ID, 10)+".")
 }
 
 // TestBuildPage: stored lines are in the page, escaped, with the last seq for
@@ -374,7 +378,7 @@ func TestBuildPage(t *testing.T) {
 		t.Error("log line not escaped")
 	}
 
-	queued, err := env.srv.builds.(*pipeline.Queue).Enqueue(context.Background(),
+	queued, err := env.queue.Enqueue(context.Background(),
 		schema.NewBuild{ProjectID: p.ID, Branch: "main", CommitSHA: strings.Repeat("a", 40)})
 	if err != nil {
 		t.Fatal(err)
@@ -637,7 +641,7 @@ func TestActivateAndRedeploy(t *testing.T) {
 	mustContain(t, r.body, "Build #"+strconv.FormatInt(id, 10), `data-status="succeeded"`, "-----&gt;")
 
 	r = b.follow("/projects/site/redeploy", url.Values{"branch": {"nope"}})
-	mustContain(t, r.body, "has no branch")
+	mustContain(t, r.body, "Branch &#34;nope&#34; not found in project site: push it first.")
 }
 
 // loggedInAs returns a browser with a session of a new user.
@@ -648,7 +652,7 @@ func (e *pageEnv) loggedInAs(name string, admin bool) *browser {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	hash, err := HashPassword(testPassword)
+	hash, err := creds.HashPassword(testPassword)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -688,7 +692,7 @@ func TestSettingsEnv(t *testing.T) {
 	if strings.Contains(r.body, token) || strings.Contains(r.body, "abcdef123456") {
 		t.Fatal("the settings page holds the value")
 	}
-	if got, err := env.srv.vars.Reveal(ctx, p.ID, "API_TOKEN", "production"); err != nil || got != token {
+	if got, err := env.vars.Reveal(ctx, p.ID, "API_TOKEN", "production"); err != nil || got != token {
 		t.Fatalf("stored %q, %v", got, err)
 	}
 
@@ -715,7 +719,7 @@ func TestSettingsEnv(t *testing.T) {
 				}
 			})
 		}
-		if vs, _ := env.srv.vars.List(ctx, p.ID); len(vs) != 1 {
+		if vs, _ := env.vars.List(ctx, p.ID); len(vs) != 1 {
 			t.Fatalf("refused forms stored variables: %+v", vs)
 		}
 	})
@@ -735,7 +739,7 @@ func TestSettingsEnv(t *testing.T) {
 		row.Set("value", "line one\r\nline two")
 		r = b.follow("/projects/blog/env", row)
 		mustContain(t, r.body, "API_TOKEN (production) was updated")
-		if got, _ := env.srv.vars.Reveal(ctx, p.ID, "API_TOKEN", "production"); got != "line one\nline two" {
+		if got, _ := env.vars.Reveal(ctx, p.ID, "API_TOKEN", "production"); got != "line one\nline two" {
 			t.Fatalf("edited value %q", got)
 		}
 		if strings.Contains(r.body, "line one") {
@@ -763,11 +767,11 @@ func TestSettingsEnv(t *testing.T) {
 
 	t.Run("delete and redeploy without a live build", func(t *testing.T) {
 		r := b.follow("/projects/blog/env/delete", url.Values{"key": {"API_TOKEN"}, "target": {"all"}})
-		mustContain(t, r.body, "There is no variable API_TOKEN (all deployments) to delete")
+		mustContain(t, r.body, "Project blog has no variable API_TOKEN (all).")
 		r = b.follow("/projects/blog/env/delete", url.Values{"key": {"API_TOKEN"}, "target": {"production"}})
 		mustContain(t, r.body, "API_TOKEN (production) was deleted", "No variables yet")
 		r = b.follow("/projects/blog/env/redeploy", nil)
-		mustContain(t, r.body, "Nothing is live yet: the variables apply to the first deploy")
+		mustContain(t, r.body, "Project blog has nothing live to redeploy: push or activate a build first.")
 	})
 }
 
@@ -909,7 +913,7 @@ func TestSignOutEndsEverySession(t *testing.T) {
 			IssuedAt:  jwt.NewNumericDate(time.Now().Add(-time.Minute)),
 			ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour)),
 		}
-		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(e.srv.cfg.JWTKey)
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(e.key)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -924,29 +928,29 @@ func TestSignOutEndsEverySession(t *testing.T) {
 	}
 	rewind()
 	stolen := earlier()
-	if _, err := e.srv.Authenticate(ctx, stolen); err != nil {
+	if _, err := e.srv.auth.Authenticate(ctx, stolen); err != nil {
 		t.Fatalf("a valid session refused: %v", err)
 	}
 	b := e.loggedIn()
 	if r := b.post("/logout", nil); r.code != http.StatusSeeOther {
 		t.Fatalf("logout = %d", r.code)
 	}
-	if _, err := e.srv.Authenticate(ctx, stolen); !errors.Is(err, ErrBadCredentials) {
+	if _, err := e.srv.auth.Authenticate(ctx, stolen); !errors.Is(err, creds.ErrBadCredentials) {
 		t.Fatalf("a session from before the sign-out: %v, want ErrBadCredentials", err)
 	}
 	b2 := e.loggedIn()
-	if _, err := e.srv.Authenticate(ctx, b2.cookies[sessionCookie]); err != nil {
+	if _, err := e.srv.auth.Authenticate(ctx, b2.cookies[sessionCookie]); err != nil {
 		t.Fatalf("a new session after the sign-out: %v", err)
 	}
 	rewind()
-	if _, err := e.srv.Authenticate(ctx, earlier()); err != nil {
+	if _, err := e.srv.auth.Authenticate(ctx, earlier()); err != nil {
 		t.Fatalf("a valid session refused: %v", err)
 	}
-	hash, _ := HashPassword("another password 42")
+	hash, _ := creds.HashPassword("another password 42")
 	if err := e.srv.store.SetPasswordHash(ctx, u.ID, hash); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.srv.Authenticate(ctx, earlier()); !errors.Is(err, ErrBadCredentials) {
+	if _, err := e.srv.auth.Authenticate(ctx, earlier()); !errors.Is(err, creds.ErrBadCredentials) {
 		t.Fatalf("a session from before a password change: %v, want ErrBadCredentials", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"pgregory.net/rapid"
 
+	"minivercel/deploy"
 	"minivercel/hosts"
 	"minivercel/schema"
 )
@@ -165,7 +166,7 @@ func TestProjectPagePreviews(t *testing.T) {
 	}
 }
 
-// branchName draws branch names git accepts (validBranch), of every shape
+// branchName draws branch names git accepts (deploy.ValidateBranch), of every shape
 // BranchSlug must handle: mixed case, separators, runs of them, non-ASCII,
 // and names with no letter or digit at all.
 func branchName() *rapid.Generator[string] {
@@ -173,7 +174,7 @@ func branchName() *rapid.Generator[string] {
 		rapid.StringMatching(`[A-Za-z0-9][A-Za-z0-9._/-]{0,60}`),
 		rapid.StringMatching(`[a-zé€_-]{1,12}(/[A-Za-z0-9_]{1,12}){0,2}`),
 		rapid.StringMatching(`[_-]{1,4}`),
-	).Filter(func(s string) bool { return validBranch(s) == nil && s != "main" })
+	).Filter(func(s string) bool { return deploy.ValidateBranch(s) == nil && s != "main" })
 }
 
 // TestPreviewURLDisplayProperty is the seed's Property 18 (preview URL

@@ -15,10 +15,11 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"minivercel/creds"
+	"minivercel/deploy"
 	"minivercel/hosts"
 	"minivercel/pipeline"
 	"minivercel/schema"
-	"minivercel/secret"
 )
 
 // Config configures the panel.
@@ -27,10 +28,6 @@ type Config struct {
 	// unix socket (mode 0600) that only the edge, running as the same user,
 	// can reach. Zero: "127.0.0.1:0" (a free loopback port).
 	Addr string
-	// JWTKey signs session and API JWTs (HS256). Required, at least 32 bytes.
-	JWTKey []byte
-	// SessionTTL is how long a login lasts. Zero: 12 hours.
-	SessionTTL time.Duration
 	// BaseDomain names project hosts (<project>.<BaseDomain>). Zero: "localhost".
 	BaseDomain string
 	// URL returns the public URL of a host. Zero: "http://" + host + "/".
@@ -39,63 +36,45 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Builds is what the panel asks of the build system. Methods are safe for
-// concurrent use; a build or project that does not exist is an error wrapping
-// schema.ErrNotFound.
-type Builds interface {
-	// Follow streams a build's log: every earlier line, the new ones, then a
-	// Done event (see pipeline.Broker.Follow).
+// Logs streams build logs (*pipeline.Queue). Follow returns every earlier
+// line, the new ones, then a Done event (see pipeline.Broker.Follow); a
+// build that does not exist wraps schema.ErrNotFound. Safe for concurrent use.
+type Logs interface {
 	Follow(ctx context.Context, buildID int64) (<-chan pipeline.Event, error)
-	// Rebuild queues a new build of a branch's current commit.
-	Rebuild(ctx context.Context, project schema.Project, branch string, userID int64) (schema.Build, error)
-	// Cancel stops a queued or running build; a finished build is ErrConflict.
-	Cancel(ctx context.Context, buildID int64) error
-	// Activate makes a succeeded build serve production (deploy or rollback)
-	// and returns when it serves, or with the reason it does not.
-	Activate(ctx context.Context, buildID int64) error
-	// DeleteProject cancels a project's builds and removes its rows, its
-	// repository and its artifacts. Call it after the edge stopped serving it.
-	DeleteProject(ctx context.Context, project schema.Project) error
 }
 
-// Sites is what the panel asks of the edge.
+// Sites is what the panel asks of the edge: a project's production health
+// (see edge.Server.Health).
 type Sites interface {
-	// Deactivate removes a project's route and stops its app.
-	Deactivate(project string)
-	// Health reports a project's production health (see edge.Server.Health).
 	Health(project string) (healthy, found bool)
 }
 
-// Server is the panel and API server.
+// Server is the panel and API server. Every change a user asks for goes
+// through the service layer (deploy.Service); the panel reads listings and
+// logs from the store directly.
 type Server struct {
-	cfg    Config
-	store  *schema.Store
-	vars   *secret.Vars
-	builds Builds
-	sites  Sites
-	app    *fiber.App
-	log    *slog.Logger
-	hosts  hosts.Scheme
+	cfg   Config
+	store *schema.Store
+	svc   *deploy.Service
+	auth  *creds.Authenticator
+	logs  Logs
+	sites Sites
+	app   *fiber.App
+	log   *slog.Logger
+	hosts hosts.Scheme
 
 	mu sync.Mutex
 	ln net.Listener
 }
 
-// New returns a Server; it does not listen yet. vars is the one way to a
-// project's environment variables: the panel lists them masked and reveals a
-// value to administrators only.
-func New(cfg Config, store *schema.Store, vars *secret.Vars, builds Builds, sites Sites) (*Server, error) {
-	if len(cfg.JWTKey) < 32 {
-		return nil, errors.New("new panel: JWTKey must be at least 32 bytes")
-	}
-	if vars == nil {
-		return nil, errors.New("new panel: the variables service is required")
+// New returns a Server; it does not listen yet. sites may be nil (no health
+// shown).
+func New(cfg Config, store *schema.Store, svc *deploy.Service, auth *creds.Authenticator, logs Logs, sites Sites) (*Server, error) {
+	if store == nil || svc == nil || auth == nil || logs == nil {
+		return nil, errors.New("new panel: the store, the service, the authenticator and the logs are required")
 	}
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:0"
-	}
-	if cfg.SessionTTL == 0 {
-		cfg.SessionTTL = 12 * time.Hour
 	}
 	if cfg.BaseDomain == "" {
 		cfg.BaseDomain = "localhost"
@@ -106,8 +85,8 @@ func New(cfg Config, store *schema.Store, vars *secret.Vars, builds Builds, site
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, store: store, vars: vars, builds: builds, sites: sites, log: cfg.Logger.With("component", "panel"),
-		hosts: hosts.New(cfg.BaseDomain)}
+	s := &Server{cfg: cfg, store: store, svc: svc, auth: auth, logs: logs, sites: sites,
+		log: cfg.Logger.With("component", "panel"), hosts: hosts.New(cfg.BaseDomain)}
 	s.app = fiber.New(fiber.Config{
 		DisableStartupMessage: true,
 		AppName:               "minivercel",
@@ -189,13 +168,43 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	code := fiber.StatusInternalServerError
 	msg := "internal error"
 	var fe *fiber.Error
-	if errors.As(err, &fe) {
+	var field string
+	e := deploy.AsError(err)
+	if e != nil {
+		code, msg, field = statusOf(e), e.Msg, e.Field
+	} else if errors.As(err, &fe) {
 		code, msg = fe.Code, fe.Message
 	} else {
 		s.log.Error("request failed", "method", c.Method(), "path", c.Path(), "err", err)
 	}
 	if isAPI(c) {
-		return c.Status(code).JSON(fiber.Map{"error": msg})
+		body := fiber.Map{"error": msg}
+		if field != "" {
+			body["field"] = field
+		}
+		return c.Status(code).JSON(body)
+	}
+	if e != nil {
+		msg = sentence(msg)
 	}
 	return s.errorPage(c, code, msg)
+}
+
+// statusOf is the HTTP status of a service refusal.
+func statusOf(e *deploy.Error) int {
+	switch {
+	case errors.Is(e, deploy.ErrInvalid):
+		return fiber.StatusBadRequest
+	case errors.Is(e, deploy.ErrNotFound):
+		return fiber.StatusNotFound
+	case errors.Is(e, deploy.ErrConflict):
+		return fiber.StatusConflict
+	case errors.Is(e, deploy.ErrForbidden):
+		return fiber.StatusForbidden
+	case errors.Is(e, deploy.ErrActivation):
+		return fiber.StatusBadGateway
+	case errors.Is(e, deploy.ErrUnavailable):
+		return fiber.StatusServiceUnavailable
+	}
+	return fiber.StatusInternalServerError
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/gofiber/contrib/websocket"
 	"github.com/gofiber/fiber/v2"
 
+	"minivercel/creds"
 	"minivercel/schema"
 )
 
@@ -130,8 +131,8 @@ func (s *Server) wsUpgrade(c *fiber.Ctx) error {
 		return fiber.NewError(fiber.StatusUpgradeRequired, "this is a websocket endpoint")
 	}
 	if tok := c.Query("token"); tok != "" {
-		u, err := s.Authenticate(c.UserContext(), tok)
-		if err != nil && !errors.Is(err, ErrBadCredentials) {
+		u, err := s.auth.Authenticate(c.UserContext(), tok)
+		if err != nil && !errors.Is(err, creds.ErrBadCredentials) {
 			return err
 		}
 		if err != nil {
@@ -148,9 +149,9 @@ func (s *Server) wsUpgrade(c *fiber.Ctx) error {
 	if cookie := c.Cookies(sessionCookie); cookie != "" {
 		origin := c.Get(fiber.HeaderOrigin)
 		if origin == "" || sameHost(origin, c.Hostname()) {
-			if u, err := s.Authenticate(c.UserContext(), cookie); err == nil {
+			if u, err := s.auth.Authenticate(c.UserContext(), cookie); err == nil {
 				c.Locals(wsUserKey, u)
-			} else if !errors.Is(err, ErrBadCredentials) {
+			} else if !errors.Is(err, creds.ErrBadCredentials) {
 				return err
 			}
 		}
@@ -277,9 +278,9 @@ func (s *Server) wsAuthenticate(conn *websocket.Conn) (schema.User, bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), wsAuthTimeout)
 	defer cancel()
-	u, err := s.Authenticate(ctx, strings.TrimSpace(m.Token))
+	u, err := s.auth.Authenticate(ctx, strings.TrimSpace(m.Token))
 	if err != nil {
-		if !errors.Is(err, ErrBadCredentials) {
+		if !errors.Is(err, creds.ErrBadCredentials) {
 			s.log.Error("authenticate websocket", "err", err)
 		}
 		return schema.User{}, false
@@ -365,7 +366,7 @@ func (w *wsConn) follow(ctx context.Context, id int64, last int, status schema.B
 	retry := 0
 	dropping := false
 	for {
-		events, err := w.s.builds.Follow(ctx, id)
+		events, err := w.s.logs.Follow(ctx, id)
 		if err != nil {
 			if ctx.Err() == nil {
 				w.s.log.Error("follow build for websocket", "build", id, "err", err)

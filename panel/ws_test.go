@@ -15,6 +15,7 @@ import (
 	fws "github.com/fasthttp/websocket"
 	"pgregory.net/rapid"
 
+	"minivercel/creds"
 	"minivercel/pipeline"
 	"minivercel/schema"
 )
@@ -57,7 +58,7 @@ func TestWSAuth(t *testing.T) {
 	}
 	t.Run("query token", func(t *testing.T) { ready(t, dial(t, "token="+url.QueryEscape(e.token), nil)) })
 	t.Run("API token", func(t *testing.T) {
-		tok, hash := NewToken()
+		tok, hash := creds.NewToken()
 		if _, err := e.store.CreateToken(context.Background(), e.admin.ID, "ws", hash); err != nil {
 			t.Fatal(err)
 		}
@@ -361,14 +362,14 @@ func TestWSSlowClient(t *testing.T) {
 // a few events without Done, as the broker ends a follower that fell too
 // far behind.
 type cutOff struct {
-	Builds
+	Logs
 	after int
 	mu    sync.Mutex
 	cut   map[int64]bool
 }
 
 func (c *cutOff) Follow(ctx context.Context, id int64) (<-chan pipeline.Event, error) {
-	in, err := c.Builds.Follow(ctx, id)
+	in, err := c.Logs.Follow(ctx, id)
 	c.mu.Lock()
 	first := !c.cut[id]
 	c.cut[id] = true
@@ -399,7 +400,7 @@ func (c *cutOff) Follow(ctx context.Context, id int64) (<-chan pipeline.Event, e
 // status, the websocket follows again and skips what it already sent: the
 // client still gets every line exactly once.
 func TestWSRefollowAfterCutOff(t *testing.T) {
-	e := newEnv(t, false, func(b Builds) Builds { return &cutOff{Builds: b, after: 7, cut: map[int64]bool{}} })
+	e := newEnv(t, false, func(l Logs) Logs { return &cutOff{Logs: l, after: 7, cut: map[int64]bool{}} })
 	p := e.project("cut")
 	b := e.storedBuild(p)
 	wc := e.connect()

@@ -55,8 +55,65 @@ func (k Kind) Valid() bool {
 	return ok
 }
 
-// kindList is the list of framework names for error messages.
-const kindList = "static, npm, nextjs, node, procfile"
+// Framework is a kind a project's settings can force, with its name for
+// people.
+type Framework struct {
+	Kind  Kind
+	Label string
+}
+
+// Frameworks are the kinds a project can force, in the order the panel
+// offers them: the one list every front end shows and validates against.
+var Frameworks = []Framework{
+	{KindStatic, "Static site"},
+	{KindNPM, "npm build (single-page app)"},
+	{KindNextJS, "Next.js"},
+	{KindNode, "Node server"},
+	{KindProcfile, "Procfile"},
+}
+
+// ValidFramework reports whether name is a Settings.Framework value: a kind's
+// name or "" (detect).
+func ValidFramework(name string) bool {
+	_, ok := frameworkKind(name)
+	return ok || name == ""
+}
+
+// ServerFramework reports whether a project forced to name may have a start
+// command: any kind that runs a process, or "" (detect, which turns a project
+// with a start command into a server app).
+func ServerFramework(name string) bool {
+	k, ok := frameworkKind(name)
+	return name == "" || ok && k != KindStatic && k != KindNPM
+}
+
+// FrameworkNames lists the framework names for messages: "static, npm, …".
+func FrameworkNames() string { return frameworkNames(func(Kind) bool { return true }) }
+
+// ServerFrameworkNames lists the frameworks that run a process.
+func ServerFrameworkNames() string {
+	return frameworkNames(func(k Kind) bool { return k != KindStatic && k != KindNPM })
+}
+
+func frameworkNames(keep func(Kind) bool) string {
+	var names []string
+	for _, f := range Frameworks {
+		if keep(f.Kind) {
+			names = append(names, f.Kind.String())
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+// frameworkKind finds the kind a framework name forces, in any letter case.
+func frameworkKind(name string) (Kind, bool) {
+	for _, f := range Frameworks {
+		if strings.EqualFold(name, f.Kind.String()) {
+			return f.Kind, true
+		}
+	}
+	return 0, false
+}
 
 // Settings are a project's build overrides. The zero value means: detect
 // everything. Every field wins over what Detect would find.
@@ -306,13 +363,9 @@ func Detect(dir string, s Settings) (Plan, error) {
 
 	var forced Kind
 	if s.Framework != "" {
-		for k, n := range kindNames {
-			if strings.EqualFold(s.Framework, n) {
-				forced = k
-			}
-		}
-		if !forced.Valid() {
-			return Plan{}, fmt.Errorf("detect: framework %q is not one of %s: %w", s.Framework, kindList, ErrInvalidSettings)
+		var ok bool
+		if forced, ok = frameworkKind(s.Framework); !ok {
+			return Plan{}, fmt.Errorf("detect: framework %q is not one of %s: %w", s.Framework, FrameworkNames(), ErrInvalidSettings)
 		}
 	}
 	if s.OutputDir != "" {
@@ -324,7 +377,7 @@ func Detect(dir string, s Settings) (Plan, error) {
 	}
 	s.StartCommand = strings.TrimSpace(s.StartCommand)
 	if s.StartCommand != "" && (forced == KindStatic || forced == KindNPM) {
-		return Plan{}, fmt.Errorf("detect: a start command needs a server framework (node, nextjs, procfile), not %s: %w", forced, ErrInvalidSettings)
+		return Plan{}, fmt.Errorf("detect: a start command needs a server framework (%s), not %s: %w", ServerFrameworkNames(), forced, ErrInvalidSettings)
 	}
 
 	pkg, hasPkg, err := readPackageJSON(root)

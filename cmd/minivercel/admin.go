@@ -12,16 +12,11 @@ import (
 	"text/tabwriter"
 	"time"
 
-	gossh "golang.org/x/crypto/ssh"
 	"golang.org/x/term"
 
-	"minivercel/panel"
-	"minivercel/schema"
+	"minivercel/deploy"
 	"minivercel/secret"
 )
-
-// adminUser is the user created on first start from MINIVERCEL_INITIAL_ADMIN_KEYS.
-const adminUser = "admin"
 
 const adminUsage = `usage:
   minivercel admin key add [--user NAME] [--name LABEL] KEY|-
@@ -42,7 +37,7 @@ func admin(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 	}
 	cmd := args[0] + " " + args[1]
 	fs, c := subcommand("admin "+cmd, stderr)
-	userName := fs.String("user", adminUser, "user the key or token belongs to")
+	userName := fs.String("user", deploy.AdminUser, "user the key or token belongs to")
 	label := fs.String("name", "", "a label for the key or token")
 	passwordStdin := fs.Bool("password-stdin", false, "read the password from standard input instead of the terminal")
 	if err := parseFlags(fs, args[2:], os.Getenv); err != nil {
@@ -69,57 +64,40 @@ func admin(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 			return err
 		}
 	}
-	db, err := c.open(ctx, stderr)
+	db, svc, err := c.openService(ctx, stderr, "")
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	op := deploy.Operator
 	switch cmd {
 	case "key add":
-		return addKeys(ctx, db.store, strings.Join(fs.Args(), " "), *userName, *label, stdin, stdout)
+		return addKeys(ctx, svc, strings.Join(fs.Args(), " "), *userName, *label, stdin, stdout)
 	case "key list":
-		return listKeys(ctx, db.store, stdout)
+		return listKeys(ctx, svc, stdout)
 	case "key remove":
-		k, err := db.store.RemoveKey(ctx, fs.Arg(0))
-		if errors.Is(err, schema.ErrNotFound) {
-			return fmt.Errorf("no key with id or fingerprint %q (see: minivercel admin key list)", fs.Arg(0))
-		}
+		k, err := svc.RemoveKey(ctx, op, fs.Arg(0))
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "removed key %d %s of %s\n", k.ID, k.Fingerprint, k.UserName)
 	case "user set-password":
-		hash, err := panel.HashPassword(password)
+		u, err := svc.SetPassword(ctx, op, fs.Arg(0), password)
 		if err != nil {
-			return usageError{err.Error()}
-		}
-		u, err := findOrCreateUser(ctx, db.store, fs.Arg(0))
-		if err != nil {
-			return err
-		}
-		if err := db.store.SetPasswordHash(ctx, u.ID, hash); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "password set for %s\n", u.Name)
 	case "token create":
-		u, err := db.store.UserByName(ctx, *userName)
-		if errors.Is(err, schema.ErrNotFound) {
-			return fmt.Errorf("no user named %q", *userName)
-		}
-		if err != nil {
-			return err
-		}
-		token, hash := panel.NewToken()
-		t, err := db.store.CreateToken(ctx, u.ID, *label, hash)
+		token, t, err := svc.CreateToken(ctx, op, *userName, *label)
 		if err != nil {
 			return err
 		}
 		// The token goes alone to stdout so scripts can capture it; it is not
 		// stored and cannot be shown again.
-		fmt.Fprintf(stderr, "created token %d for %s; it is shown once:\n", t.ID, u.Name)
+		fmt.Fprintf(stderr, "created token %d for %s; it is shown once:\n", t.ID, t.UserName)
 		fmt.Fprintln(stdout, token)
 	case "token list":
-		tokens, err := db.store.ListTokens(ctx)
+		tokens, err := svc.Tokens(ctx, op)
 		if err != nil {
 			return err
 		}
@@ -135,9 +113,7 @@ func admin(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		if err != nil {
 			return usageError{fmt.Sprintf("token id %q is not a number", fs.Arg(0))}
 		}
-		if err := db.store.RevokeToken(ctx, id); errors.Is(err, schema.ErrNotFound) {
-			return fmt.Errorf("no live token %d (see: minivercel admin token list)", id)
-		} else if err != nil {
+		if err := svc.RevokeToken(ctx, op, id); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "revoked token %d\n", id)
@@ -171,7 +147,7 @@ func readPassword(stdin io.Reader, stderr io.Writer, fromStdin bool) (string, er
 	return strings.TrimRight(line, "\r\n"), nil
 }
 
-func addKeys(ctx context.Context, store *schema.Store, text, userName, label string, stdin io.Reader, stdout io.Writer) error {
+func addKeys(ctx context.Context, svc *deploy.Service, text, userName, label string, stdin io.Reader, stdout io.Writer) error {
 	if text == "-" {
 		b, err := io.ReadAll(io.LimitReader(stdin, 1<<20))
 		if err != nil {
@@ -179,26 +155,19 @@ func addKeys(ctx context.Context, store *schema.Store, text, userName, label str
 		}
 		text = string(b)
 	}
-	keys, err := parseAuthorizedKeys(text)
+	keys, err := deploy.ParseKeys(text)
 	if err != nil {
 		return err
 	}
-	for _, k := range keys {
-		name := label
-		if name == "" {
-			name = k.comment
-		}
-		added, err := addKey(ctx, store, userName, name, k)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "added key %d %s for %s\n", added.ID, added.Fingerprint, added.UserName)
+	added, err := svc.AddKeys(ctx, deploy.Operator, userName, keys, label)
+	for _, k := range added {
+		fmt.Fprintf(stdout, "added key %d %s for %s\n", k.ID, k.Fingerprint, k.UserName)
 	}
-	return nil
+	return err
 }
 
-func listKeys(ctx context.Context, store *schema.Store, stdout io.Writer) error {
-	keys, err := store.ListKeys(ctx)
+func listKeys(ctx context.Context, svc *deploy.Service, stdout io.Writer) error {
+	keys, err := svc.Keys(ctx, deploy.Operator)
 	if err != nil {
 		return err
 	}
@@ -213,91 +182,6 @@ func listKeys(ctx context.Context, store *schema.Store, stdout io.Writer) error 
 			k.CreatedAt.Format("2006-01-02 15:04"), timeOr(k.LastUsedAt, "never"))
 	}
 	return tw.Flush()
-}
-
-// authorizedKey is one parsed public key line.
-type authorizedKey struct {
-	fingerprint string
-	line        string
-	comment     string
-}
-
-// parseAuthorizedKeys reads public keys in authorized_keys form, one per line;
-// blank lines and # comments are skipped. Any bad line fails the whole input, so
-// a typo never half-applies.
-func parseAuthorizedKeys(text string) ([]authorizedKey, error) {
-	var keys []authorizedKey
-	sc := bufio.NewScanner(strings.NewReader(text))
-	sc.Buffer(make([]byte, 64*1024), 64*1024)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		pk, comment, _, _, err := gossh.ParseAuthorizedKey([]byte(line))
-		if err != nil {
-			return nil, fmt.Errorf("line %d is not an SSH public key (want e.g. \"ssh-ed25519 AAAA... you@host\"): %w", n, err)
-		}
-		keys = append(keys, authorizedKey{
-			fingerprint: gossh.FingerprintSHA256(pk),
-			line:        strings.TrimSpace(string(gossh.MarshalAuthorizedKey(pk))),
-			comment:     comment,
-		})
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read keys: %w", err)
-	}
-	if len(keys) == 0 {
-		return nil, usageError{"no SSH public key given"}
-	}
-	return keys, nil
-}
-
-// findOrCreateUser returns the named user, creating it when missing (the admin
-// user is an administrator).
-func findOrCreateUser(ctx context.Context, store *schema.Store, name string) (schema.User, error) {
-	u, err := store.UserByName(ctx, name)
-	if errors.Is(err, schema.ErrNotFound) {
-		u, err = store.CreateUser(ctx, name, name == adminUser)
-	}
-	if err != nil {
-		return schema.User{}, fmt.Errorf("find user %s: %w", name, err)
-	}
-	return u, nil
-}
-
-func addKey(ctx context.Context, store *schema.Store, userName, label string, k authorizedKey) (schema.SSHKey, error) {
-	u, err := findOrCreateUser(ctx, store, userName)
-	if err != nil {
-		return schema.SSHKey{}, err
-	}
-	added, err := store.AddKey(ctx, u.ID, label, k.fingerprint, k.line)
-	if errors.Is(err, schema.ErrConflict) {
-		return schema.SSHKey{}, fmt.Errorf("key %s is already registered", k.fingerprint)
-	}
-	return added, err
-}
-
-// seedAdmin creates the admin user with the keys of MINIVERCEL_INITIAL_ADMIN_KEYS
-// when the database has no user yet (the first start).
-func seedAdmin(ctx context.Context, store *schema.Store, keysText string) (int, error) {
-	if strings.TrimSpace(keysText) == "" {
-		return 0, nil
-	}
-	n, err := store.CountUsers(ctx)
-	if err != nil || n > 0 {
-		return 0, err
-	}
-	keys, err := parseAuthorizedKeys(keysText)
-	if err != nil {
-		return 0, fmt.Errorf("MINIVERCEL_INITIAL_ADMIN_KEYS: %w", err)
-	}
-	for _, k := range keys {
-		if _, err := addKey(ctx, store, adminUser, k.comment, k); err != nil {
-			return 0, err
-		}
-	}
-	return len(keys), nil
 }
 
 // rotateKey re-encrypts every variable under a new master key in one

@@ -10,86 +10,79 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"minivercel/pipeline"
+	"minivercel/deploy"
 	"minivercel/schema"
 )
 
 const deployUsage = `usage:
   minivercel deploy list <project>                  builds and deployments, which one is live
-  minivercel deploy activate <project> <build-id>   make an earlier build live again (rollback)
-  minivercel deploy logs <project> [--lines N]      the live deployment's runtime log
-  minivercel deploy redeploy <project>              restart the live build with the current variables`
+  minivercel deploy activate <project> <build-id>   make a build live (a rollback for an earlier one)
+  minivercel deploy rollback <project> [build-id]   make the previous live build (or the one given) live again
+  minivercel deploy redeploy <project>              restart the live build with the current variables
+  minivercel deploy rebuild <project> [branch]      build a branch's current commit again (default: production)
+  minivercel deploy logs <project> [--lines N]      the live deployment's runtime log`
 
-// deploy runs the deploy subcommands. They talk to the running server through
-// the database: an activation is a job its workers pick up.
-func deploy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// deployCmd runs the deploy subcommands. They talk to the running server
+// through the database: a build or an activation is a job its workers pick up.
+func deployCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return usageError{deployUsage}
 	}
 	fs, c := subcommand("deploy "+args[0], stderr)
 	lines := fs.Int("lines", 100, "how many of the newest runtime log lines to print")
-	wait := fs.Duration("timeout", 10*time.Minute, "how long activate waits for the server")
+	wait := fs.Duration("timeout", 10*time.Minute, "how long activate, rollback and redeploy wait for the server")
 	if err := parseFlags(fs, args[1:], os.Getenv); err != nil {
 		return err
 	}
-	want := map[string]int{"list": 1, "activate": 2, "logs": 1, "redeploy": 1}
-	n, ok := want[args[0]]
-	if !ok || fs.NArg() != n {
+	nargs := map[string][2]int{"list": {1, 1}, "activate": {2, 2}, "rollback": {1, 2}, "logs": {1, 1}, "redeploy": {1, 1}, "rebuild": {1, 2}}
+	n, ok := nargs[args[0]]
+	if !ok || fs.NArg() < n[0] || fs.NArg() > n[1] {
 		return usageError{deployUsage}
 	}
-	db, err := c.open(ctx, stderr)
+	db, svc, err := c.openService(ctx, stderr, "")
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	project, err := db.project(ctx, fs.Arg(0))
+	project, err := svc.Project(ctx, fs.Arg(0))
 	if err != nil {
 		return err
 	}
+	var id int64
+	if fs.NArg() > 1 && args[0] != "rebuild" {
+		if id, err = strconv.ParseInt(fs.Arg(1), 10, 64); err != nil || id <= 0 {
+			return usageError{fmt.Sprintf("build id %q is not a number", fs.Arg(1))}
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, *wait)
+	defer cancel()
+	var b schema.Build
 	switch args[0] {
 	case "list":
 		return listDeploys(ctx, db.store, project, stdout)
 	case "logs":
 		return printRuntimeLogs(ctx, db.store, project, *lines, stdout)
-	}
-	var id int64
-	if args[0] == "redeploy" {
-		active, err := db.store.ActiveBuild(ctx, project.ID)
-		if errors.Is(err, schema.ErrNotFound) {
-			return fmt.Errorf("%s has no live build to redeploy", project.Name)
-		}
-		if err != nil {
+	case "rebuild":
+		if b, err = svc.Rebuild(ctx, deploy.Operator, project.Name, fs.Arg(1)); err != nil {
 			return err
 		}
-		id = active.ID
-	} else if id, err = strconv.ParseInt(fs.Arg(1), 10, 64); err != nil {
-		return usageError{fmt.Sprintf("build id %q is not a number", fs.Arg(1))}
-	}
-	b, err := db.store.BuildByID(ctx, id)
-	if errors.Is(err, schema.ErrNotFound) || (err == nil && b.ProjectID != project.ID) {
-		return fmt.Errorf("project %s has no build %d (see: minivercel deploy list %s)", project.Name, id, project.Name)
+		fmt.Fprintf(stdout, "build #%d of %s (%s %.7s) is queued; follow it in the panel or with: minivercel deploy list %s\n",
+			b.ID, project.Name, b.Branch, b.CommitSHA, project.Name)
+		return nil
+	case "activate":
+		fmt.Fprintf(stdout, "activating build #%d of %s...\n", id, project.Name)
+		b, err = svc.Activate(wctx, deploy.Operator, project.Name, id)
+	case "rollback":
+		fmt.Fprintf(stdout, "rolling back %s...\n", project.Name)
+		b, err = svc.Rollback(wctx, deploy.Operator, project.Name, id)
+	case "redeploy":
+		fmt.Fprintf(stdout, "redeploying %s...\n", project.Name)
+		b, err = svc.Redeploy(wctx, deploy.Operator, project.Name)
 	}
 	if err != nil {
 		return err
 	}
-	if err := pipeline.Activatable(b); err != nil {
-		return err
-	}
-	q, err := pipeline.NewQueue(pipeline.Config{}, db.store, nil, nil, pipeline.Sandbox{}, false)
-	if err != nil {
-		return err
-	}
-	job, err := q.RequestActivation(ctx, b.ID)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "activating build #%d of %s (%s %.7s)...\n", b.ID, project.Name, b.Branch, b.CommitSHA)
-	wctx, cancel := context.WithTimeout(ctx, *wait)
-	defer cancel()
-	if err := q.WaitActivation(wctx, job); err != nil {
-		return fmt.Errorf("build #%d was not activated: %w", b.ID, err)
-	}
-	fmt.Fprintf(stdout, "build #%d is live\n", b.ID)
+	fmt.Fprintf(stdout, "build #%d is live (%s %.7s)\n", b.ID, b.Branch, b.CommitSHA)
 	return nil
 }
 

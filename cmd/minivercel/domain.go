@@ -2,13 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"text/tabwriter"
 
-	"minivercel/schema"
+	"minivercel/deploy"
 )
 
 const domainUsage = `usage:
@@ -31,45 +30,36 @@ func domainCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if n, ok := want[args[0]]; !ok || fs.NArg() != n {
 		return usageError{domainUsage}
 	}
-	db, err := c.open(ctx, stderr)
+	db, svc, err := c.openService(ctx, stderr, *base)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	p, err := db.project(ctx, fs.Arg(0))
-	if err != nil {
-		return err
-	}
+	project := fs.Arg(0)
 	switch args[0] {
 	case "add":
-		name, err := schema.ValidateDomain(fs.Arg(1), *base, false)
+		d, created, err := svc.AddDomain(ctx, deploy.Operator, project, fs.Arg(1))
 		if err != nil {
-			return usageError{err.Error()}
-		}
-		if _, err := db.store.AddDomain(ctx, p.ID, name); errors.Is(err, schema.ErrConflict) {
-			return fmt.Errorf("%s already belongs to another project", name)
-		} else if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%s now serves %s\n", name, p.Name)
+		if !created {
+			fmt.Fprintf(stdout, "%s already serves %s\n", d.Name, project)
+			return nil
+		}
+		fmt.Fprintf(stdout, "%s now serves %s\n", d.Name, project)
 	case "remove":
-		name, err := schema.ValidateDomain(fs.Arg(1), *base, false)
+		name, err := svc.RemoveDomain(ctx, deploy.Operator, project, fs.Arg(1))
 		if err != nil {
-			return usageError{err.Error()}
-		}
-		if err := db.store.RemoveDomain(ctx, p.ID, name); errors.Is(err, schema.ErrNotFound) {
-			return fmt.Errorf("%s is not a domain of %s", name, p.Name)
-		} else if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "removed %s from %s\n", name, p.Name)
+		fmt.Fprintf(stdout, "removed %s from %s\n", name, project)
 	case "list":
-		domains, err := db.store.ListDomains(ctx, p.ID)
+		domains, err := svc.Domains(ctx, project)
 		if err != nil {
 			return err
 		}
 		if len(domains) == 0 {
-			fmt.Fprintf(stdout, "%s has no custom domains; add one with: minivercel domain add %s www.example.com\n", p.Name, p.Name)
+			fmt.Fprintf(stdout, "%s has no custom domains; add one with: minivercel domain add %s www.example.com\n", project, project)
 			return nil
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,7 +11,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"minivercel/schema"
+	"minivercel/deploy"
 	"minivercel/secret"
 )
 
@@ -38,19 +37,6 @@ func openKeyring(c *common) (*secret.Keyring, error) {
 	return secret.LoadKeyring(os.Getenv("MINIVERCEL_MASTER_KEY"), filepath.Join(dir, "master.key"))
 }
 
-// openVars opens the database and the variables service for a subcommand.
-func (c *common) openVars(ctx context.Context, stderr io.Writer) (*database, *secret.Vars, error) {
-	keys, err := openKeyring(c)
-	if err != nil {
-		return nil, nil, err
-	}
-	db, err := c.open(ctx, stderr)
-	if err != nil {
-		return nil, nil, err
-	}
-	return db, secret.NewVars(db.store, keys), nil
-}
-
 func envCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return usageError{envUsage}
@@ -65,23 +51,20 @@ func envCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	if !ok || fs.NArg() < n || (args[0] == "list" && fs.NArg() != 1) || (args[0] == "import" && fs.NArg() != 2) {
 		return usageError{envUsage}
 	}
-	db, vars, err := c.openVars(ctx, stderr)
+	db, svc, err := c.openService(ctx, stderr, "")
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	p, err := db.project(ctx, fs.Arg(0))
-	if err != nil {
-		return err
-	}
+	project := fs.Arg(0)
 	switch args[0] {
 	case "list":
-		list, err := vars.List(ctx, p.ID)
+		list, err := svc.Vars(ctx, project)
 		if err != nil {
 			return err
 		}
 		if len(list) == 0 {
-			fmt.Fprintf(stdout, "%s has no variables; set one with: minivercel env set %s KEY=VALUE\n", p.Name, p.Name)
+			fmt.Fprintf(stdout, "%s has no variables; set one with: minivercel env set %s KEY=VALUE\n", project, project)
 			return nil
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -92,9 +75,7 @@ func envCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return tw.Flush()
 	case "unset":
 		for _, name := range fs.Args()[1:] {
-			if err := vars.Unset(ctx, p.ID, name, *target); errors.Is(err, schema.ErrNotFound) {
-				return fmt.Errorf("%s has no variable %s", p.Name, name)
-			} else if err != nil {
+			if err := svc.UnsetVar(ctx, deploy.Operator, project, name, *target); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "unset %s\n", name)
@@ -118,35 +99,26 @@ func envCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 			return err
 		}
 	}
-	// Validate everything first: a bad pair never half-applies.
-	type kv struct{ k, v string }
-	var set []kv
+	vars := make([]deploy.Var, 0, len(pairs))
 	for _, pair := range pairs {
 		k, v, ok := strings.Cut(pair, "=")
 		if !ok {
 			return usageError{fmt.Sprintf("%q is not KEY=VALUE", truncate(pair, 40))}
 		}
-		t := *target
-		if t == "" {
-			t = schema.TargetAll
-		}
-		if err := schema.ValidateEnvVar(k, t, v); err != nil {
-			return usageError{strings.TrimPrefix(err.Error(), schema.ErrInvalid.Error()+": ")}
-		}
-		set = append(set, kv{k, v})
+		vars = append(vars, deploy.Var{Key: k, Value: v})
 	}
-	for _, e := range set {
-		created, err := vars.Set(ctx, p.ID, e.k, *target, e.v)
-		if err != nil {
-			return err
-		}
+	res, err := svc.SetVars(ctx, deploy.Operator, project, *target, vars)
+	if err != nil {
+		return err
+	}
+	for _, r := range res {
 		verb := "updated"
-		if created {
+		if r.Created {
 			verb = "set"
 		}
-		fmt.Fprintf(stdout, "%s %s\n", verb, e.k)
+		fmt.Fprintf(stdout, "%s %s\n", verb, r.Key)
 	}
-	fmt.Fprintf(stdout, "takes effect on the next deploy (or now: minivercel deploy redeploy %s)\n", p.Name)
+	fmt.Fprintf(stdout, "takes effect on the next deploy (or now: minivercel deploy redeploy %s)\n", project)
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 
+	"minivercel/deploy"
 	"minivercel/hooks"
 )
 
@@ -32,7 +33,7 @@ Usage:
   minivercel admin user set-password NAME [--password-stdin]
   minivercel admin token create|list|revoke ...      API tokens (also git over HTTP)
   minivercel project show|set <project> [--start-command CMD ...]
-  minivercel deploy list|logs|redeploy <project>
+  minivercel deploy list|logs|redeploy|rollback|rebuild <project>
   minivercel env set|unset|list|import <project> ...   encrypted environment variables
   minivercel admin rotate-key                         re-encrypt every variable under a new key
   minivercel domain add|remove|list <project> [domain]  custom domains (automatic TLS)
@@ -64,7 +65,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "admin":
 		err = admin(ctx, args[1:], stdin, stdout, stderr)
 	case "deploy":
-		err = deploy(ctx, args[1:], stdout, stderr)
+		err = deployCmd(ctx, args[1:], stdout, stderr)
 	case "env":
 		err = envCmd(ctx, args[1:], stdin, stdout, stderr)
 	case "domain":
@@ -96,6 +97,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		var ue usageError
 		if errors.As(err, &ue) {
 			fmt.Fprintf(stderr, "error: %s\n", ue.msg)
+			return 2
+		}
+		// Bad input refused by the service is a usage error too: the same
+		// words as the API and the panel, exit code 2.
+		if errors.Is(err, deploy.ErrInvalid) {
+			fmt.Fprintf(stderr, "error: %v\n", err)
 			return 2
 		}
 		fmt.Fprintf(stderr, "error: %v\n", err)

@@ -18,12 +18,13 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"minivercel/creds"
+	"minivercel/deploy"
 	"minivercel/edge"
 	"minivercel/gitd"
 	"minivercel/hooks"
 	"minivercel/panel"
 	"minivercel/pipeline"
-	"minivercel/schema"
 	"minivercel/secret"
 )
 
@@ -142,15 +143,6 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	if err := vars.RecoverRotation(ctx); err != nil {
 		return err
 	}
-	if n, err := seedAdmin(ctx, db.store, os.Getenv("MINIVERCEL_INITIAL_ADMIN_KEYS")); err != nil {
-		return err
-	} else if n > 0 {
-		log.Info("created the admin user", "keys", n)
-	}
-	if n, _ := db.store.CountUsers(ctx); n == 0 {
-		log.Warn("no user can push yet: set MINIVERCEL_INITIAL_ADMIN_KEYS or run: minivercel admin key add \"$(cat ~/.ssh/id_ed25519.pub)\"")
-	}
-
 	sandbox, err := pipeline.BuildUser()
 	if err != nil {
 		return err
@@ -173,32 +165,50 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	if err != nil {
 		return err
 	}
+	lookup := deploy.NewLookup(db.store, vars)
 	// The panel listens on loopback; the edge forwards the base-domain host to
 	// it once its port is known.
 	toPanel, gitHTTP := &lateHandler{}, &lateHandler{}
 	edgeSrv, err := edge.New(edge.Config{
 		Addr: f.httpAddr, BaseDomain: f.baseDomain, DeploymentsDir: dirs.deployments, Logger: log,
-		PanelHandler: toPanel, GitHandler: gitHTTP, TLS: tlsCfg, CustomDomains: domainLookup{db.store},
+		PanelHandler: toPanel, GitHandler: gitHTTP, TLS: tlsCfg, CustomDomains: lookup,
 		Runtime: edge.RuntimeConfig{
 			UID: appUID, GID: appGID, DropPrivileges: os.Geteuid() == 0, Logs: runtimeLogs,
 			UserFor: pipeline.ProjectAppUser, OrphanUIDs: pipeline.AppUIDs(),
 		},
-	}, buildLookup{db.store, vars})
+	}, lookup)
 	if err != nil {
 		return err
 	}
 	edgeSrv.KillOrphans()
 	broker := pipeline.NewBroker(db.store, log)
+	activator := deploy.NewActivator(edgeSrv, db.store, vars, log)
 	queue, err := pipeline.NewQueue(pipeline.Config{
 		ReposDir: dirs.repos, WorkDir: dirs.work, CacheDir: dirs.cache, ArtifactsDir: dirs.artifacts, DeploymentsDir: dirs.deployments,
 		Concurrency: f.concurrency, URL: urlFor, BaseDomain: f.baseDomain, Env: vars, Logger: log,
-	}, db.store, broker, activator{edge: edgeSrv, store: db.store, vars: vars, log: log}, sandbox, true)
+	}, db.store, broker, activator, sandbox, true)
+	if err != nil {
+		return err
+	}
+	svc, err := deploy.New(deploy.Config{BaseDomain: f.baseDomain, Logger: log}, db.store, vars, queue, edgeSrv)
+	if err != nil {
+		return err
+	}
+	if n, err := svc.SeedAdmin(ctx, os.Getenv("MINIVERCEL_INITIAL_ADMIN_KEYS")); err != nil {
+		return fmt.Errorf("MINIVERCEL_INITIAL_ADMIN_KEYS: %w", err)
+	} else if n > 0 {
+		log.Info("created the admin user", "keys", n)
+	}
+	if n, _ := db.store.CountUsers(ctx); n == 0 {
+		log.Warn("no user can push yet: set MINIVERCEL_INITIAL_ADMIN_KEYS or run: minivercel admin key add \"$(cat ~/.ssh/id_ed25519.pub)\"")
+	}
+	auth, err := creds.NewAuthenticator(db.store, jwtKey, 0)
 	if err != nil {
 		return err
 	}
 	panelSrv, err := panel.New(panel.Config{
-		Addr: "unix:" + dirs.socket("panel"), JWTKey: jwtKey, BaseDomain: f.baseDomain, URL: urlFor, Logger: log,
-	}, db.store, vars, queue, edgeSrv)
+		Addr: "unix:" + dirs.socket("panel"), BaseDomain: f.baseDomain, URL: urlFor, Logger: log,
+	}, db.store, svc, auth, queue, edgeSrv)
 	if err != nil {
 		return err
 	}
@@ -209,14 +219,14 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	gitSrv, err := gitd.New(gitd.Config{
 		Addr: f.sshAddr, HostKeyPath: filepath.Join(root, "ssh_host_ed25519_key"), ReposDir: dirs.repos,
 		HookCommand: exe, HookSocket: dirs.hookSocket(), Logger: log,
-	}, authorizer{db.store}, projects{db.store}, hookSrv)
+	}, svc, svc, hookSrv)
 	if err != nil {
 		return err
 	}
 
 	gitHandler, err := gitd.NewHTTPHandler(gitd.HTTPConfig{
 		ReposDir: dirs.repos, HookCommand: exe, HookSocket: dirs.hookSocket(), Logger: log,
-	}, tokenAuthorizer{db.store}, projects{db.store}, hookSrv)
+	}, svc, svc, hookSrv)
 	if err != nil {
 		return err
 	}
@@ -224,9 +234,11 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 
 	// Routes come back before the edge says it is ready, so a restart never
 	// serves a 404 for a site that was live.
-	if err := restoreRoutes(ctx, db.store, vars, edgeSrv, log); err != nil {
+	n, err := activator.Restore(ctx)
+	if err != nil {
 		return err
 	}
+	log.Info("restored active deployments", "count", n)
 	for _, l := range []interface{ Listen() error }{panelSrv, edgeSrv, hookSrv, gitSrv} {
 		if err := l.Listen(); err != nil {
 			return err
@@ -297,33 +309,4 @@ func siteURL(httpAddr, httpsAddr string, publicPort int) func(host string) strin
 		}
 		return scheme + "://" + host + ":" + strconv.Itoa(port) + "/"
 	}
-}
-
-// restoreRoutes brings back every project's active deployment: static builds
-// are routed again, server apps started and health-checked.
-func restoreRoutes(ctx context.Context, store *schema.Store, vars *secret.Vars, e *edge.Server, log *slog.Logger) error {
-	active, err := store.ActiveBuilds(ctx)
-	if err != nil {
-		return fmt.Errorf("load active deployments: %w", err)
-	}
-	sites := make([]edge.Site, 0, len(active))
-	for _, ab := range active {
-		p, err := store.ProjectByID(ctx, ab.ProjectID)
-		if err != nil {
-			return fmt.Errorf("load project of build %d: %w", ab.ID, err)
-		}
-		site := siteOf(ab.Build, p, ab.DeploymentID)
-		if site.Start != "" {
-			if site.Env, err = vars.Resolve(ctx, p.ID, schema.TargetProduction); err != nil {
-				return fmt.Errorf("read variables of %s: %w", p.Name, err)
-			}
-		}
-		sites = append(sites, site)
-	}
-	if err := e.Restore(ctx, sites); err != nil {
-		// One broken deployment must not keep every other site down.
-		log.Error("restore routes", "err", err)
-	}
-	log.Info("restored active deployments", "count", len(sites))
-	return nil
 }

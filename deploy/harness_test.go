@@ -1,0 +1,253 @@
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"minivercel/edge"
+	"minivercel/pipeline"
+	"minivercel/schema"
+	"minivercel/schema/schematest"
+	"minivercel/secret"
+)
+
+// The deploy tests run the real service on a real PostgreSQL, the real
+// activation queue (River) with the real Activator, and the real edge serving
+// real artifacts and real Node processes. Builds are recorded directly in the
+// database with artifacts packed by pipeline.Pack: how a build is made is the
+// pipeline's business, what happens to it afterwards is this package's.
+
+func TestMain(m *testing.M) { schematest.Main(m) }
+
+const testBase = "test.localhost"
+
+type env struct {
+	t     testing.TB
+	store *schema.Store
+	vars  *secret.Vars
+	edge  *edge.Server
+	act   *Activator
+	queue *pipeline.Queue
+	svc   *Service
+	root  string
+	admin schema.User
+	n     int
+}
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	ctx := context.Background()
+	store := schematest.Store(t)
+	if err := pipeline.MigrateQueue(ctx, store.Pool()); err != nil {
+		t.Fatal(err)
+	}
+	// Apps run as another user must reach their extracted build: a short
+	// 0711 root outside t.TempDir (whose parents are 0700).
+	root, err := os.MkdirTemp("", "mvdeploy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	if err := os.Chmod(root, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"deployments", "artifacts", "repos"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys, err := secret.LoadKeyring(secret.NewKey().String(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := secret.NewVars(store, keys)
+	log := slog.New(slog.DiscardHandler)
+	e := &env{t: t, store: store, vars: vars, root: root}
+	e.edge = e.newEdge()
+	e.act = NewActivator(e.edge, store, vars, log)
+	q, err := pipeline.NewQueue(pipeline.Config{ReposDir: filepath.Join(root, "repos"), Logger: log},
+		store, pipeline.NewBroker(store, log), e.act, pipeline.Sandbox{}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qctx, cancel := context.WithCancel(ctx)
+	if err := q.Start(qctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+		defer scancel()
+		q.Shutdown(sctx)
+		cancel()
+	})
+	e.queue = q
+	if e.svc, err = New(Config{BaseDomain: testBase, Logger: log}, store, vars, q, e.edge); err != nil {
+		t.Fatal(err)
+	}
+	if e.admin, err = store.CreateUser(ctx, "admin", true); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// newEdge starts an edge on the test's deployment directory (a restarted
+// server's edge is a second one on the same directory).
+func (e *env) newEdge() *edge.Server {
+	e.t.Helper()
+	eg, err := edge.New(edge.Config{
+		DeploymentsDir: filepath.Join(e.root, "deployments"), BaseDomain: testBase, Logger: slog.New(slog.DiscardHandler),
+		Runtime: edge.RuntimeConfig{StopTimeout: 2 * time.Second, DrainTimeout: 2 * time.Second, WebsocketGrace: time.Second},
+	}, NewLookup(e.store, e.vars))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		eg.Shutdown(ctx)
+	})
+	return eg
+}
+
+// project creates a project as a first push does. Its health checks are
+// generous: a check starts as soon as the port accepts, so a healthy app goes
+// live at once whatever the limits, and a loaded machine never fails it.
+func (e *env) project(name string) schema.Project {
+	e.t.Helper()
+	ctx := context.Background()
+	p, _, err := e.store.EnsureProject(ctx, name, e.admin.ID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ps := p.Settings()
+	ps.HealthTries, ps.HealthIntervalMS = 20, 500
+	if p, err = e.store.UpdateProjectSettings(ctx, p.ID, ps); err != nil {
+		e.t.Fatal(err)
+	}
+	return p
+}
+
+// build records a succeeded build of branch whose artifact holds files; a
+// non-empty start makes it a server app.
+func (e *env) build(p schema.Project, branch string, files map[string]string, start string) schema.Build {
+	e.t.Helper()
+	ctx := context.Background()
+	e.n++
+	src := filepath.Join(e.root, "src-"+strconv.Itoa(e.n))
+	for name, content := range files {
+		path := filepath.Join(src, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			e.t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	b, err := e.store.CreateBuild(ctx, schema.NewBuild{ProjectID: p.ID, Branch: branch, CommitSHA: strings.Repeat(strconv.Itoa(e.n%10), 40)})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	dst := filepath.Join(e.root, "artifacts", strconv.FormatInt(b.ID, 10)+".tar.gz")
+	sum, size, err := pipeline.Pack(src, dst)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	kind := "static"
+	if start != "" {
+		kind = "node"
+	}
+	if err := e.store.SetBuildArtifact(ctx, b.ID, schema.Artifact{Kind: kind, StartCommand: start, Path: dst, SHA256: sum, Size: size}); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.store.FinishBuild(ctx, b.ID, schema.BuildSucceeded, ""); err != nil {
+		e.t.Fatal(err)
+	}
+	if b, err = e.store.BuildByID(ctx, b.ID); err != nil {
+		e.t.Fatal(err)
+	}
+	return b
+}
+
+// site is a static build whose index.html says content.
+func (e *env) site(p schema.Project, content string) schema.Build {
+	return e.build(p, p.ProductionBranch, map[string]string{"index.html": content}, "")
+}
+
+// envApp answers every request with the variables it was started with whose
+// names start with V_, as JSON; with status it answers that status instead.
+const envApp = `const http = require('http');
+const status = Number(process.env.APP_STATUS || 200);
+http.createServer((q, r) => {
+  const vs = {};
+  for (const [k, v] of Object.entries(process.env)) if (k.startsWith('V_')) vs[k] = v;
+  r.statusCode = status;
+  r.setHeader('content-type', 'application/json');
+  r.end(JSON.stringify(vs));
+}).listen(process.env.PORT, process.env.HOST);
+`
+
+// app is a server-app build of envApp; status is the status it answers.
+func (e *env) app(p schema.Project, branch string, status int) schema.Build {
+	return e.build(p, branch, map[string]string{"server.js": envApp}, "APP_STATUS="+strconv.Itoa(status)+" node server.js")
+}
+
+// get requests host through the edge's handler.
+func (e *env) get(host string) (int, string) {
+	e.t.Helper()
+	w := httptest.NewRecorder()
+	e.edge.Handler().ServeHTTP(w, httptest.NewRequest("GET", "http://"+host+"/", nil))
+	return w.Code, w.Body.String()
+}
+
+// appVars reads the variables an app of host was started with.
+func (e *env) appVars(host string) map[string]string {
+	e.t.Helper()
+	code, body := e.get(host)
+	if code != http.StatusOK {
+		e.t.Fatalf("GET %s = %d %s", host, code, body)
+	}
+	var vs map[string]string
+	if err := json.Unmarshal([]byte(body), &vs); err != nil {
+		e.t.Fatalf("GET %s: %q: %v", host, body, err)
+	}
+	return vs
+}
+
+// liveRows returns the project's active deployments (there must be at most one).
+func (e *env) liveRows(p schema.Project) []schema.Deployment {
+	e.t.Helper()
+	ds, err := e.store.ListDeployments(context.Background(), p.ID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var live []schema.Deployment
+	for _, d := range ds {
+		if d.Status == schema.DeploymentActive {
+			live = append(live, d)
+		}
+	}
+	return live
+}
+
+// withChecks lowers rapid's number of checks for an expensive property (each
+// check here activates real builds through the queue); a -rapid.checks given
+// on the command line still wins.
+func withChecks(t *testing.T, n int) {
+	f := flag.Lookup("rapid.checks")
+	if f == nil || f.Value.String() != f.DefValue {
+		return
+	}
+	old := f.Value.String()
+	f.Value.Set(strconv.Itoa(n))
+	t.Cleanup(func() { f.Value.Set(old) })
+}

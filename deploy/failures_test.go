@@ -1,0 +1,248 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"minivercel/edge"
+	"minivercel/schema"
+)
+
+// liveApp creates a project with one variable and makes an app build of it
+// live.
+func (e *env) liveApp(name, target, key, value string) (schema.Project, schema.Build) {
+	e.t.Helper()
+	ctx := context.Background()
+	p := e.project(name)
+	if _, err := e.svc.SetVars(ctx, e.admin, name, target, []Var{{Key: key, Value: value}}); err != nil {
+		e.t.Fatal(err)
+	}
+	b := e.app(p, "main", 200)
+	if _, err := e.svc.Activate(ctx, e.admin, name, b.ID); err != nil {
+		e.t.Fatal(err)
+	}
+	return p, b
+}
+
+// TestUnhealthyActivationRecorded: an app that answers its health check with
+// 500 is recorded unhealthy with the reason, its process is gone, and the
+// previous app serves on with its variables.
+func TestUnhealthyActivationRecorded(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	p, good := e.liveApp("svc", "", "V_MODE", "first")
+	ps := p.Settings()
+	ps.HealthTries, ps.HealthIntervalMS = 2, 100
+	if _, err := e.store.UpdateProjectSettings(ctx, p.ID, ps); err != nil {
+		t.Fatal(err)
+	}
+	bad := e.app(p, "main", 500)
+	_, err := e.svc.Activate(ctx, e.admin, "svc", bad.ID)
+	if !errors.Is(err, ErrActivation) || !strings.Contains(err.Error(), "was not activated") {
+		t.Fatalf("activating an app that answers 500: %v", err)
+	}
+	ds, _ := e.store.ListDeployments(ctx, p.ID)
+	if ds[0].BuildID != bad.ID || ds[0].Status != schema.DeploymentUnhealthy || ds[0].Error == "" {
+		t.Fatalf("newest deployment %+v, want build %d unhealthy with a reason", ds[0], bad.ID)
+	}
+	if got := e.appVars("svc." + testBase); got["V_MODE"] != "first" {
+		t.Fatalf("the previous app serves %v", got)
+	}
+	if live := e.liveRows(p); len(live) != 1 || live[0].BuildID != good.ID {
+		t.Fatalf("active deployments %+v, want build %d", live, good.ID)
+	}
+}
+
+// failActivationRecord makes PostgreSQL refuse to record build id as active:
+// a real database failure at the one moment after the edge switched and
+// before the database agrees, which nothing else can cause on demand.
+func (e *env) failActivationRecord(buildID int64) {
+	e.t.Helper()
+	_, err := e.store.Pool().Exec(context.Background(), fmt.Sprintf(`
+		CREATE FUNCTION refuse_activation() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN RAISE EXCEPTION 'disk full (test)'; END $$;
+		CREATE TRIGGER refuse_activation BEFORE UPDATE ON deployments FOR EACH ROW
+		WHEN (NEW.status = 'active' AND NEW.build_id = %d) EXECUTE FUNCTION refuse_activation();`, buildID))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// TestFailedRecordPutsBackPreviousApp: when the switch happened but the
+// database could not record it, the previous build serves again, restarted
+// with its variables; the failure is reported, and the database still says
+// the previous build is live, which is what is served.
+func TestFailedRecordPutsBackPreviousApp(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	p, old := e.liveApp("shop", "production", "V_DB", "postgres://prod")
+	next := e.app(p, "main", 200)
+	e.failActivationRecord(next.ID)
+	_, err := e.svc.Activate(ctx, e.admin, "shop", next.ID)
+	if err == nil || !strings.Contains(err.Error(), "record activation") {
+		t.Fatalf("activation whose record failed: %v", err)
+	}
+	if id, _ := e.edge.Active("shop"); id != old.ID {
+		t.Fatalf("the edge serves build %d, want the previous %d", id, old.ID)
+	}
+	if got := e.appVars("shop." + testBase); got["V_DB"] != "postgres://prod" {
+		t.Fatalf("the previous app came back with %v, want its variables", got)
+	}
+	if live := e.liveRows(p); len(live) != 1 || live[0].BuildID != old.ID {
+		t.Fatalf("active deployments %+v, want build %d", live, old.ID)
+	}
+}
+
+// afterSwitch is the real edge with one addition: right after it switched to
+// build buildID, then runs. It times a fault that nothing else can place
+// between the switch and what follows it.
+type afterSwitch struct {
+	Edge
+	buildID int64
+	then    func()
+}
+
+func (a afterSwitch) Activate(ctx context.Context, site edge.Site, progress func(string)) error {
+	err := a.Edge.Activate(ctx, site, progress)
+	if err == nil && site.BuildID == a.buildID {
+		a.then()
+	}
+	return err
+}
+
+// TestFailedRecordWithUnreadableVariables: if the previous app cannot get its
+// variables back, it is not restarted without them: the new build, started
+// with its variables, serves on, and the error says why nothing was put back.
+func TestFailedRecordWithUnreadableVariables(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	p, _ := e.liveApp("pay", "", "V_KEY", "sk_live_123456")
+	next := e.app(p, "main", 200)
+	e.failActivationRecord(next.ID)
+	corrupt := func() {
+		if _, err := e.store.Pool().Exec(ctx, `UPDATE environment_variables SET value_ciphertext = '\x00'`); err != nil {
+			t.Error(err)
+		}
+	}
+	act := NewActivator(afterSwitch{Edge: e.edge, buildID: next.ID, then: corrupt}, e.store, e.vars, nil)
+	err := act.Activate(ctx, next, nil)
+	if err == nil || !strings.Contains(err.Error(), "record activation") || !strings.Contains(err.Error(), "read the project's variables") {
+		t.Fatalf("activation whose record failed and whose put-back cannot read variables: %v", err)
+	}
+	if id, _ := e.edge.Active("pay"); id != next.ID {
+		t.Fatalf("the edge serves build %d, want the new %d, which has its variables", id, next.ID)
+	}
+	if got := e.appVars("pay." + testBase); got["V_KEY"] != "sk_live_123456" {
+		t.Fatalf("the serving app has %v", got)
+	}
+}
+
+// TestRestoreSkipsBrokenProject: at start, a project whose variables cannot
+// be decrypted stays down and is logged; every other site comes back.
+func TestRestoreSkipsBrokenProject(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	fine := e.project("fine")
+	fb := e.site(fine, "still here")
+	if _, err := e.svc.Activate(ctx, e.admin, "fine", fb.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.liveApp("broken", "", "V_X", "some value")
+	if _, err := e.store.Pool().Exec(ctx, `UPDATE environment_variables SET value_ciphertext = '\x00'`); err != nil {
+		t.Fatal(err)
+	}
+	// A restarted server: a new edge on the same directory.
+	e.edge.Deactivate("broken")
+	restarted := e.newEdge()
+	n, err := NewActivator(restarted, e.store, e.vars, nil).Restore(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("Restore = %d, %v; want the one readable site", n, err)
+	}
+	e.edge = restarted
+	if code, body := e.get("fine." + testBase); code != http.StatusOK || body != "still here" {
+		t.Fatalf("fine after restore = %d %q", code, body)
+	}
+	if _, ok := restarted.Active("broken"); ok {
+		t.Fatal("the project whose variables cannot be read was started anyway")
+	}
+}
+
+// TestLookupServesOnlySucceededBuilds: the real filter behind preview hosts:
+// a failed, canceled or running build, or one without an artifact, is as
+// unknown as a missing one.
+func TestLookupServesOnlySucceededBuilds(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	p := e.project("prev")
+	ok := e.site(p, "fine")
+	l := NewLookup(e.store, e.vars)
+	if s, err := l.SiteBySlug(ctx, "prev", ok.Slug); err != nil || s.BuildID != ok.ID {
+		t.Fatalf("succeeded build: %+v, %v", s, err)
+	}
+	if s, err := l.SiteByBuildID(ctx, ok.ID); err != nil || s.BuildID != ok.ID {
+		t.Fatalf("succeeded build by id: %+v, %v", s, err)
+	}
+	if s, err := l.SiteByBranch(ctx, "prev", "main"); err != nil || s.BuildID != ok.ID {
+		t.Fatalf("branch: %+v, %v", s, err)
+	}
+	for _, status := range []schema.BuildStatus{schema.BuildFailed, schema.BuildCanceled} {
+		b := e.site(p, "not this one")
+		if _, err := e.store.Pool().Exec(ctx, `UPDATE builds SET status = $2 WHERE id = $1`, b.ID, string(status)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.SiteBySlug(ctx, "prev", b.Slug); !errors.Is(err, edge.ErrUnknownSite) {
+			t.Errorf("%s build by slug: %v, want ErrUnknownSite", status, err)
+		}
+		if _, err := l.SiteByBuildID(ctx, b.ID); !errors.Is(err, edge.ErrUnknownSite) {
+			t.Errorf("%s build by id: %v, want ErrUnknownSite", status, err)
+		}
+		if s, err := l.SiteByBranch(ctx, "prev", "main"); err != nil || s.BuildID != ok.ID {
+			t.Errorf("branch after a %s build: %+v, %v; want the succeeded %d", status, s, err, ok.ID)
+		}
+	}
+	if _, err := l.SiteBySlug(ctx, "other", ok.Slug); !errors.Is(err, edge.ErrUnknownSite) {
+		t.Errorf("another project's slug: %v", err)
+	}
+}
+
+// TestCertPolicyAgainstDatabase: certificates only for hosts the database
+// knows, checked against the real tables.
+func TestCertPolicyAgainstDatabase(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	p := e.project("blog")
+	b := e.site(p, "x")
+	failed := e.site(p, "y")
+	if _, err := e.store.Pool().Exec(ctx, `UPDATE builds SET status = 'failed' WHERE id = $1`, failed.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.svc.AddDomain(ctx, e.admin, "blog", "www.example.org"); err != nil {
+		t.Fatal(err)
+	}
+	policy := NewCertPolicy(e.store, testBase)
+	for host, want := range map[string]bool{
+		testBase:                                     true,
+		"blog." + testBase:                           true,
+		"blog--" + b.Slug + "." + testBase:           true,
+		"blog--git-main." + testBase:                 true,
+		"www.example.org":                            true,
+		"blog--" + failed.Slug + "." + testBase:      false,
+		"nope." + testBase:                           false,
+		"blog--zzzzzzzzzzzz." + testBase:             false,
+		"blog--git-nobranch." + testBase:             false,
+		"a.b." + testBase:                            false,
+		"evil.example.org":                           false,
+		"127.0.0.1":                                  false,
+		strings.Repeat("x", 70) + "." + testBase:     false,
+		"blog--" + b.Slug + "." + testBase + ".evil": false,
+	} {
+		got, err := policy.Allowed(ctx, host)
+		if err != nil || got != want {
+			t.Errorf("Allowed(%q) = %v, %v; want %v", host, got, err, want)
+		}
+	}
+}

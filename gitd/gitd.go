@@ -1,6 +1,13 @@
-// Package gitd is the SSH front end for git: it authenticates keys, checks
-// project names, creates bare repositories on first push and runs the
-// system git-receive-pack and git-upload-pack.
+// Package gitd is the git front end, over SSH (Server) and smart HTTP
+// (NewHTTPHandler): it authenticates keys and tokens, checks project names,
+// creates bare repositories on first push and runs the system
+// git-receive-pack and git-upload-pack.
+//
+// Both transports run git through one runner (runGit, built on package
+// proc): its own process group, SIGTERM to the group when the client goes
+// away, the same exit-status mapping and the same logging. They differ only
+// in where git's input comes from and where its output goes, so a fix to how
+// git is run is made once for both.
 package gitd
 
 import (

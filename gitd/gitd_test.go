@@ -100,14 +100,11 @@ func (f receiverFunc) Receive(ctx context.Context, p hooks.Push, updates []hooks
 	return f(ctx, p, updates, out)
 }
 
+// testEnv runs the SSH server for a test.
 type testEnv struct {
-	t        *testing.T
-	dir      string
-	reposDir string
-	home     string
+	*clientEnv
 	port     int
 	auth     *memAuth
-	projects *memProjects
 	userKey  string // private key file of user 1
 	otherKey string // private key file of user 2
 	unknown  string // private key file nobody authorized
@@ -117,53 +114,24 @@ type testEnv struct {
 // host key, repos dir and hook command, on a free port.
 func newTestEnv(t *testing.T, recv hooks.Receiver) *testEnv {
 	t.Helper()
-	for _, tool := range []string{"git", "ssh", "ssh-keygen"} {
+	for _, tool := range []string{"ssh", "ssh-keygen"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("these tests need %s: %v", tool, err)
 		}
 	}
-	// Short path: the hook socket must stay under 108 bytes.
-	dir, err := os.MkdirTemp("", "mvg")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	e := &testEnv{
-		t:        t,
-		dir:      dir,
-		reposDir: filepath.Join(dir, "repos"),
-		home:     filepath.Join(dir, "home"),
-		auth:     &memAuth{users: map[string]int64{}},
-		projects: &memProjects{owners: map[string]int64{}},
-	}
-	if err := os.MkdirAll(e.home, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	e := &testEnv{clientEnv: newClientEnv(t, "mvg", recv), auth: &memAuth{users: map[string]int64{}}}
 	e.userKey = e.newKey("user", 1)
 	e.otherKey = e.newKey("other", 2)
 	e.unknown = e.newKey("unknown", 0)
 
-	hookSrv, err := hooks.NewServer(hooks.ServerConfig{SocketPath: filepath.Join(dir, "hook.sock"), Logger: testLogger(t)}, recv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := hookSrv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	go hookSrv.Serve()
-
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	srv, err := New(Config{
 		Addr:        "127.0.0.1:0",
-		HostKeyPath: filepath.Join(dir, "keys", "host_ed25519"),
+		HostKeyPath: filepath.Join(e.dir, "keys", "host_ed25519"),
 		ReposDir:    e.reposDir,
-		HookCommand: self,
-		HookSocket:  filepath.Join(dir, "hook.sock"),
+		HookCommand: e.hookCommand(),
+		HookSocket:  e.hookSock,
 		Logger:      testLogger(t),
-	}, e.auth, e.projects, hookSrv)
+	}, e.auth, e.projects, e.hooks)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,9 +149,6 @@ func newTestEnv(t *testing.T, recv hooks.Receiver) *testEnv {
 		}
 		if err := <-served; !errors.Is(err, ErrServerClosed) {
 			t.Errorf("gitd Serve returned %v, want ErrServerClosed", err)
-		}
-		if err := hookSrv.Shutdown(ctx); err != nil {
-			t.Errorf("hooks Shutdown: %v", err)
 		}
 	})
 	return e
@@ -230,14 +195,8 @@ func (e *testEnv) url(name string) string {
 
 // gitCmd prepares a git command run as a developer would, with key.
 func (e *testEnv) gitCmd(key, dir string, args ...string) *exec.Cmd {
-	cmd := exec.Command("git", append([]string{"-c", "user.name=Dev", "-c", "user.email=dev@example.com", "-c", "init.defaultBranch=main"}, args...)...)
-	cmd.Dir = dir
-	cmd.Env = []string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + e.home,
-		"GIT_CONFIG_NOSYSTEM=1",
-		"GIT_SSH_COMMAND=" + e.sshCommand(key),
-	}
+	cmd := e.clientEnv.gitCmd(dir, args...)
+	cmd.Env = append(cmd.Env, "GIT_SSH_COMMAND="+e.sshCommand(key))
 	return cmd
 }
 
@@ -264,86 +223,16 @@ func (e *testEnv) ssh(key string, args ...string) (string, int) {
 	return string(out), 0
 }
 
-// workTree makes a local repository with one commit and returns its path
-// and the commit id.
-func (e *testEnv) workTree(name, content string) (string, string) {
-	e.t.Helper()
-	dir := filepath.Join(e.dir, "work-"+name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		e.t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "index.html"), []byte(content), 0o644); err != nil {
-		e.t.Fatal(err)
-	}
-	for _, args := range [][]string{{"init", "-q"}, {"add", "."}, {"commit", "-q", "-m", "first"}} {
-		if out, err := e.git(e.userKey, dir, args...); err != nil {
-			e.t.Fatalf("git %v: %v: %s", args, err, out)
-		}
-	}
-	sha, err := e.git(e.userKey, dir, "rev-parse", "HEAD")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return dir, strings.TrimSpace(sha)
-}
-
-func (e *testEnv) repoEntries() []string {
-	e.t.Helper()
-	entries, err := os.ReadDir(e.reposDir)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	var names []string
-	for _, de := range entries {
-		names = append(names, de.Name())
-	}
-	return names
-}
-
 func TestPushCreatesRepoStreamsAndClones(t *testing.T) {
-	type call struct {
-		push    hooks.Push
-		updates []hooks.RefUpdate
-	}
-	calls := make(chan call, 1)
-	e := newTestEnv(t, receiverFunc(func(ctx context.Context, p hooks.Push, updates []hooks.RefUpdate, out io.Writer) int {
-		calls <- call{p, updates}
-		fmt.Fprintf(out, "-----> Building %s\n", p.Project)
-		fmt.Fprintf(out, "       commit %s\n", updates[0].New[:7])
-		return 0
-	}))
-	work, sha := e.workTree("blog", "<h1>hello</h1>\n")
+	calls := make(chan pushCall, 1)
+	e := newTestEnv(t, announcesBuilds(calls))
+	work, sha := e.workTree("blog", page("<h1>hello</h1>\n"))
 
 	out, err := e.git(e.userKey, work, "push", e.url("blog.git"), "main")
 	if err != nil {
 		t.Fatalf("git push: %v\n%s", err, out)
 	}
-	for _, want := range []string{"remote: -----> Building blog", "remote:        commit " + sha[:7]} {
-		if !strings.Contains(out, want) {
-			t.Errorf("push output lacks %q:\n%s", want, out)
-		}
-	}
-	select {
-	case c := <-calls:
-		if c.push != (hooks.Push{Project: "blog", UserID: 1}) {
-			t.Errorf("push = %+v", c.push)
-		}
-		if len(c.updates) != 1 || c.updates[0].Name != "refs/heads/main" || c.updates[0].New != sha || !c.updates[0].IsCreate() {
-			t.Errorf("updates = %+v", c.updates)
-		}
-	default:
-		t.Fatal("the Receiver was not called")
-	}
-	if e.projects.count() != 1 {
-		t.Errorf("projects = %v", e.projects.owners)
-	}
-	hook, err := os.ReadFile(filepath.Join(e.reposDir, "blog.git", "hooks", "post-receive"))
-	if err != nil || !strings.HasPrefix(string(hook), "#!/bin/sh\nexec '") {
-		t.Errorf("post-receive hook = %q, %v", hook, err)
-	}
-	if got := e.repoEntries(); len(got) != 1 || got[0] != "blog.git" {
-		t.Errorf("repos dir holds %v, want only blog.git", got)
-	}
+	e.checkFirstPush(out, calls, sha)
 
 	clone := filepath.Join(e.dir, "clone")
 	if out, err := e.git(e.userKey, e.dir, "clone", "-q", e.url("blog.git"), clone); err != nil {
@@ -360,11 +249,8 @@ func TestPushCreatesRepoStreamsAndClones(t *testing.T) {
 }
 
 func TestUnknownKeyIsToldHowToGetAdded(t *testing.T) {
-	e := newTestEnv(t, receiverFunc(func(ctx context.Context, p hooks.Push, updates []hooks.RefUpdate, out io.Writer) int {
-		t.Error("Receiver called for an unknown key")
-		return 0
-	}))
-	work, _ := e.workTree("site", "x")
+	e := newTestEnv(t, refuses(t, "for an unknown key"))
+	work, _ := e.workTree("site", page("x"))
 	out, err := e.git(e.unknown, work, "push", e.url("site.git"), "main")
 	if err == nil {
 		t.Fatalf("push with an unknown key succeeded:\n%s", out)
@@ -381,9 +267,7 @@ func TestUnknownKeyIsToldHowToGetAdded(t *testing.T) {
 }
 
 func TestRefusedCommandsAndPaths(t *testing.T) {
-	e := newTestEnv(t, receiverFunc(func(ctx context.Context, p hooks.Push, updates []hooks.RefUpdate, out io.Writer) int {
-		return 0
-	}))
+	e := newTestEnv(t, replies(0, ""))
 	_, evilErr := os.Stat("/tmp/evil.git")
 	tests := []struct {
 		name string
@@ -410,23 +294,7 @@ func TestRefusedCommandsAndPaths(t *testing.T) {
 			}
 		})
 	}
-	if got := e.repoEntries(); len(got) != 0 {
-		t.Errorf("repos dir holds %v", got)
-	}
-	entries, _ := os.ReadDir(e.dir)
-	for _, de := range entries {
-		switch de.Name() {
-		case "repos", "home", "keys", "hook.sock":
-		default:
-			t.Errorf("unexpected %s next to the repos dir", de.Name())
-		}
-	}
-	if _, err := os.Stat("/tmp/evil.git"); evilErr != nil && err == nil {
-		t.Error("/tmp/evil.git was created")
-	}
-	if e.projects.count() != 0 {
-		t.Errorf("projects created: %v", e.projects.owners)
-	}
+	e.checkNothingCreated(evilErr, "keys")
 
 	out, err := e.git(e.userKey, e.dir, "clone", e.url("nope.git"), filepath.Join(e.dir, "nope"))
 	if err == nil || !strings.Contains(out, `error: project "nope" does not exist`) {
@@ -461,10 +329,7 @@ func newSigner(t *testing.T) gossh.Signer {
 // with its own unknown key B. The public-key callback saw A after B's first
 // offer; the session must still act as B (refused), never as A's user.
 func TestKeyConfusionCVE202445337(t *testing.T) {
-	e := newTestEnv(t, receiverFunc(func(ctx context.Context, p hooks.Push, updates []hooks.RefUpdate, out io.Writer) int {
-		t.Error("Receiver called during a key-confusion attack")
-		return 0
-	}))
+	e := newTestEnv(t, refuses(t, "during a key-confusion attack"))
 	victim := newSigner(t)   // A: authorized, the attacker only knows its public half
 	attacker := newSigner(t) // B: the attacker's own key, unknown to the server
 	e.auth.mu.Lock()
@@ -559,19 +424,8 @@ func TestVerifiedFingerprintRefusesMismatch(t *testing.T) {
 // hanging (they get SIGTERM), and the Receiver's context must be canceled.
 func TestClientDisconnectStopsReceivePack(t *testing.T) {
 	canceled := make(chan struct{})
-	e := newTestEnv(t, receiverFunc(func(ctx context.Context, p hooks.Push, updates []hooks.RefUpdate, out io.Writer) int {
-		defer close(canceled)
-		io.WriteString(out, "-----> waiting\n")
-		line := strings.Repeat("x", 1000) + "\n"
-		for ctx.Err() == nil {
-			if _, err := io.WriteString(out, line); err != nil {
-				break
-			}
-		}
-		<-ctx.Done()
-		return 0
-	}))
-	work, _ := e.workTree("slow", "x")
+	e := newTestEnv(t, streamsUntilCanceled(canceled))
+	work, _ := e.workTree("slow", page("x"))
 	cmd := e.gitCmd(e.userKey, work, "push", "--progress", e.url("slow.git"), "main")
 	ctrlCDuringHook(t, cmd, canceled, e.reposDir)
 }

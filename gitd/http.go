@@ -14,10 +14,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"minivercel/hooks"
+	"minivercel/proc"
 	"minivercel/schema"
 )
 
@@ -254,7 +254,7 @@ func (h *httpHandler) receivePack(w http.ResponseWriter, r *http.Request, log *s
 		return
 	}
 	if rt.advertise {
-		h.runGit(w, r, log, rt, dir, gitEnv(h.cfg.ReposDir, ""), nil)
+		h.serveGit(w, r, log, rt, dir, gitEnv(h.cfg.ReposDir, ""), nil)
 		return
 	}
 	token, release := h.reg.Register(hooks.Push{Project: rt.name, UserID: userID})
@@ -263,7 +263,7 @@ func (h *httpHandler) receivePack(w http.ResponseWriter, r *http.Request, log *s
 		hooks.EnvHookSocket+"="+h.cfg.HookSocket,
 		hooks.EnvPushToken+"="+token,
 	)
-	h.runGit(w, r, log, rt, dir, env, release)
+	h.serveGit(w, r, log, rt, dir, env, release)
 }
 
 func (h *httpHandler) uploadPack(w http.ResponseWriter, r *http.Request, log *slog.Logger, rt httpRoute) {
@@ -279,10 +279,10 @@ func (h *httpHandler) uploadPack(w http.ResponseWriter, r *http.Request, log *sl
 		deny(w, http.StatusNotFound, fmt.Sprintf("error: project %q does not exist; push to it first", rt.name))
 		return
 	}
-	h.runGit(w, r, log, rt, dir, gitEnv(h.cfg.ReposDir, r.Header.Get("Git-Protocol")), nil)
+	h.serveGit(w, r, log, rt, dir, gitEnv(h.cfg.ReposDir, r.Header.Get("Git-Protocol")), nil)
 }
 
-// runGit runs "git <svc> --stateless-rpc [--advertise-refs] <dir>" with
+// serveGit runs "git <svc> --stateless-rpc [--advertise-refs] <dir>" with
 // the request body (for POST) as stdin and streams its stdout into the
 // response, flushing after every read so that progress and the build log
 // reach the pusher as they happen. stderr goes to the log only: anything
@@ -290,7 +290,7 @@ func (h *httpHandler) uploadPack(w http.ResponseWriter, r *http.Request, log *sl
 //
 // hookExit, when not nil, returns the post-receive hook's exit code once
 // receive-pack has exited; see hookFailure for what becomes of it.
-func (h *httpHandler) runGit(w http.ResponseWriter, r *http.Request, log *slog.Logger, rt httpRoute, dir string, env []string, hookExit func() int) {
+func (h *httpHandler) serveGit(w http.ResponseWriter, r *http.Request, log *slog.Logger, rt httpRoute, dir string, env []string, hookExit func() int) {
 	rc := http.NewResponseController(w)
 	out := &gitResponse{w: w, rc: rc, log: log, contentType: "application/x-git-" + string(rt.svc) + "-result"}
 	var stdin io.Reader
@@ -330,111 +330,41 @@ func (h *httpHandler) runGit(w http.ResponseWriter, r *http.Request, log *slog.L
 		}
 	}
 
-	args := []string{string(rt.svc), "--stateless-rpc"}
-	if rt.advertise {
-		args = append(args, "--advertise-refs")
-	}
-	cmd := exec.CommandContext(r.Context(), h.repos.git, append(args, dir)...)
-	cmd.Env = env
-	cmd.Dir = dir
-	// Own process group, so the hook and its children are signalled with
-	// receive-pack, and SIGTERM rather than exec's SIGKILL when the
-	// request ends early (the pusher pressed Ctrl-C): git must remove its
-	// .lock files, and the refs it already updated stay. The build itself
-	// belongs to the hook server and goes on (FIELD-NOTES, git over SSH).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error {
-		return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-	}
-	cmd.WaitDelay = waitDelay
-	cmd.Stderr = &logWriter{log: log}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		log.Error("git stdout pipe", "err", err)
-		deny(w, http.StatusInternalServerError, "error: internal error while starting git")
-		return
-	}
-	var stdinPipe io.WriteCloser
 	if stdin != nil {
-		if stdinPipe, err = cmd.StdinPipe(); err != nil {
-			log.Error("git stdin pipe", "err", err)
-			deny(w, http.StatusInternalServerError, "error: internal error while starting git")
-			return
-		}
 		// git may write before it has read the whole body (progress,
 		// sideband): without full duplex, net/http's HTTP/1.1 server would
 		// cut the body off at the first flush. HTTP/2 is always duplex and
 		// reports ErrNotSupported.
 		_ = rc.EnableFullDuplex()
 	}
-	if err := cmd.Start(); err != nil {
-		log.Error("start git", "err", err)
+	if hookExit != nil {
+		out.tail = &pktTail{}
+	}
+	args := []string{"--stateless-rpc"}
+	if rt.advertise {
+		args = append(args, "--advertise-refs")
+	}
+	stderr := stderrLog(log)
+	code, err := runGit(r.Context(), h.repos.git, log, gitRun{
+		svc: rt.svc, args: append(args, dir), dir: dir, env: env,
+		stdin: stdin,
+		// A read deadline in the past ends a read of a stalled client's
+		// body, so the body is not touched after the handler returns.
+		unblockStdin: func() { _ = rc.SetReadDeadline(pastDeadline) },
+		stdout:       out, stderr: stderr,
+	})
+	stderr.Flush()
+	if err != nil {
 		deny(w, http.StatusInternalServerError, "error: internal error while starting git")
 		return
 	}
-	copied := make(chan error, 1)
-	if stdinPipe != nil {
-		// Not cmd.Stdin = body: Wait would wait for the copy even when it
-		// is stuck reading a stalled client.
-		go func() {
-			_, err := io.Copy(stdinPipe, stdin)
-			stdinPipe.Close()
-			copied <- err
-		}()
-	} else {
-		copied <- nil
-	}
-
-	var tail *pktTail
-	if hookExit != nil {
-		tail = &pktTail{}
-	}
-	buf := make([]byte, 32<<10)
-	for {
-		n, rerr := stdout.Read(buf)
-		if n > 0 {
-			chunk := buf[:n]
-			if tail != nil {
-				chunk = tail.feed(chunk)
-			}
-			out.write(chunk)
-		}
-		if rerr != nil {
-			break // EOF, or the pipe closed by WaitDelay
-		}
-	}
-	err = cmd.Wait()
-	select {
-	case cerr := <-copied:
-		if cerr != nil {
-			log.Info("read git request body", "err", cerr)
-		}
-	default:
-		// git is gone but the copy still waits for the client's body: a
-		// read deadline in the past ends that read, so the body is not
-		// touched after the handler returns.
-		_ = rc.SetReadDeadline(pastDeadline)
-		if cerr := <-copied; cerr != nil {
-			log.Debug("read git request body", "err", cerr)
-		}
-	}
-
-	code := exitCode(err)
-	if tail != nil {
+	if out.tail != nil {
 		var extra []byte
 		if hc := hookExit(); code == 0 && hc != 0 && sniff.sideband() {
 			log.Info("build failed; telling the pusher", "hook_exit", hc)
 			extra = hookFailure()
 		}
-		out.write(tail.finish(extra))
-	}
-	switch {
-	case r.Context().Err() != nil:
-		log.Info("git ended early: client went away", "exit", code, "err", err)
-	case code != 0:
-		log.Info("git failed", "exit", code, "err", err)
-	default:
-		log.Debug("git done")
+		out.write(out.tail.finish(extra))
 	}
 	if !out.started {
 		if code != 0 {
@@ -473,9 +403,22 @@ type gitResponse struct {
 	rc          *http.ResponseController
 	log         *slog.Logger
 	contentType string
-	prefix      []byte // written right after the headers
+	prefix      []byte   // written right after the headers
+	tail        *pktTail // when not nil, git's stdout passes through it
 	started     bool
 	gone        bool
+}
+
+// Write takes git's stdout (through tail when set). It never fails: when
+// the client is gone the output is dropped, so git does not block on a
+// full pipe before the request's end signals it.
+func (g *gitResponse) Write(p []byte) (int, error) {
+	chunk := p
+	if g.tail != nil {
+		chunk = g.tail.feed(p)
+	}
+	g.write(chunk)
+	return len(p), nil
 }
 
 func (g *gitResponse) write(p []byte) {
@@ -506,55 +449,21 @@ func (g *gitResponse) write(p []byte) {
 	}
 }
 
-// logWriter sends git's stderr to the log, a line per record, at most
-// maxLogged bytes in all so that a chatty git cannot flood the log.
-type logWriter struct {
-	log    *slog.Logger
-	buf    []byte
-	logged int
+// stderrLog sends git's stderr to the log, a line per record, at most
+// maxLogged bytes in all so that a chatty git cannot flood the log. None of
+// it goes into the response: anything there is protocol.
+func stderrLog(log *slog.Logger) *proc.LineWriter {
+	logged := 0 // guarded by the LineWriter's lock, under which emit runs
+	return proc.NewLineWriter(4096, func(line string) {
+		if line == "" || logged > maxLogged {
+			return
+		}
+		logged += len(line)
+		log.Info("git stderr", "line", line)
+	})
 }
 
 const maxLogged = 64 << 10
-
-func (l *logWriter) Write(p []byte) (int, error) {
-	l.buf = append(l.buf, p...)
-	for {
-		i := bytes.IndexByte(l.buf, '\n')
-		if i < 0 {
-			break
-		}
-		l.emit(l.buf[:i])
-		l.buf = l.buf[i+1:]
-	}
-	if len(l.buf) > 4096 {
-		l.emit(l.buf)
-		l.buf = l.buf[:0]
-	}
-	return len(p), nil
-}
-
-func (l *logWriter) emit(line []byte) {
-	line = bytes.TrimRight(line, "\r")
-	if len(line) == 0 || l.logged > maxLogged {
-		return
-	}
-	l.logged += len(line)
-	l.log.Info("git stderr", "line", string(line))
-}
-
-// exitCode is the exit status of a finished command; 1 for any failure
-// without one (a signal, an I/O error).
-func exitCode(err error) int {
-	var exitErr *exec.ExitError
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &exitErr) && exitErr.ExitCode() > 0:
-		return exitErr.ExitCode()
-	default:
-		return 1
-	}
-}
 
 // deny answers with a status and a one-line text/plain message. git shows
 // a text/plain error body to the user as "remote: ..." lines.

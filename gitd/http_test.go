@@ -18,7 +18,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"pgregory.net/rapid"
 
@@ -42,59 +41,25 @@ const (
 	otherToken = "mvt_user2"
 )
 
+// httpEnv runs the git HTTP handler for a test.
 type httpEnv struct {
-	t        *testing.T
-	dir      string
-	reposDir string
-	home     string
-	srv      *httptest.Server
-	projects *memProjects
-	chunked  atomic.Int32 // receive-pack requests that came chunked
+	*clientEnv
+	srv     *httptest.Server
+	chunked atomic.Int32 // receive-pack requests that came chunked
 }
 
 // newHTTPEnv runs a hooks.Server with recv and the git HTTP handler on an
 // httptest server on 127.0.0.1. maxBody 0 is the handler's default.
 func newHTTPEnv(t *testing.T, recv hooks.Receiver, maxBody int64) *httpEnv {
 	t.Helper()
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Fatalf("these tests need git: %v", err)
-	}
-	// Short path: the hook socket must stay under 108 bytes.
-	dir, err := os.MkdirTemp("", "mvh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	e := &httpEnv{
-		t:        t,
-		dir:      dir,
-		reposDir: filepath.Join(dir, "repos"),
-		home:     filepath.Join(dir, "home"),
-		projects: &memProjects{owners: map[string]int64{}},
-	}
-	if err := os.MkdirAll(e.home, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "hook.sock")
-	hookSrv, err := hooks.NewServer(hooks.ServerConfig{SocketPath: sock, Logger: testLogger(t)}, recv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := hookSrv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	go hookSrv.Serve()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := &httpEnv{clientEnv: newClientEnv(t, "mvh", recv)}
 	h, err := NewHTTPHandler(HTTPConfig{
 		ReposDir:     e.reposDir,
-		HookCommand:  self,
-		HookSocket:   sock,
+		HookCommand:  e.hookCommand(),
+		HookSocket:   e.hookSock,
 		Logger:       testLogger(t),
 		MaxBodyBytes: maxBody,
-	}, memTokens{userToken: 1, otherToken: 2}, e.projects, hookSrv)
+	}, memTokens{userToken: 1, otherToken: 2}, e.projects, e.hooks)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,14 +69,7 @@ func newHTTPEnv(t *testing.T, recv hooks.Receiver, maxBody int64) *httpEnv {
 		}
 		h.ServeHTTP(w, r)
 	}))
-	t.Cleanup(func() {
-		e.srv.Close() // waits for running handlers, so git has exited
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := hookSrv.Shutdown(ctx); err != nil {
-			t.Errorf("hooks Shutdown: %v", err)
-		}
-	})
+	t.Cleanup(e.srv.Close) // waits for running handlers, so git has exited
 	return e
 }
 
@@ -125,119 +83,16 @@ func (e *httpEnv) url(token, path string) string {
 	return "http://" + u + "/" + path
 }
 
-// git runs git as a developer would, never prompting.
-func (e *httpEnv) git(dir string, args ...string) (string, error) {
-	cmd := e.gitCmd(dir, args...)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
-func (e *httpEnv) gitCmd(dir string, args ...string) *exec.Cmd {
-	cmd := exec.Command("git", append([]string{"-c", "user.name=Dev", "-c", "user.email=dev@example.com", "-c", "init.defaultBranch=main"}, args...)...)
-	cmd.Dir = dir
-	cmd.Env = []string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + e.home,
-		"GIT_CONFIG_NOSYSTEM=1",
-		"GIT_TERMINAL_PROMPT=0",
-	}
-	return cmd
-}
-
-func (e *httpEnv) mustGit(dir string, args ...string) string {
-	e.t.Helper()
-	out, err := e.git(dir, args...)
-	if err != nil {
-		e.t.Fatalf("git %v: %v\n%s", args, err, out)
-	}
-	return strings.TrimSpace(out)
-}
-
-// workTree makes a local repository with files and one commit and returns
-// its path and the commit id.
-func (e *httpEnv) workTree(name string, files map[string][]byte) (string, string) {
-	e.t.Helper()
-	dir := filepath.Join(e.dir, "work-"+name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		e.t.Fatal(err)
-	}
-	for f, b := range files {
-		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
-			e.t.Fatal(err)
-		}
-	}
-	e.mustGit(dir, "init", "-q")
-	e.mustGit(dir, "add", ".")
-	e.mustGit(dir, "commit", "-q", "-m", "first")
-	return dir, e.mustGit(dir, "rev-parse", "HEAD")
-}
-
-func (e *httpEnv) repoEntries() []string {
-	e.t.Helper()
-	entries, err := os.ReadDir(e.reposDir)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	var names []string
-	for _, de := range entries {
-		names = append(names, de.Name())
-	}
-	return names
-}
-
-// bareRef is a ref of a project's bare repository, "" if missing.
-func (e *httpEnv) bareRef(project, ref string) string {
-	out, err := exec.Command("git", "--git-dir", filepath.Join(e.reposDir, project+".git"), "rev-parse", "--verify", "-q", ref).Output()
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(out))
-}
-
 func TestHTTPPushCreatesProjectStreamsClonesAndFetches(t *testing.T) {
-	type call struct {
-		push    hooks.Push
-		updates []hooks.RefUpdate
-	}
-	calls := make(chan call, 2)
-	e := newHTTPEnv(t, receiverFunc(func(ctx context.Context, p hooks.Push, updates []hooks.RefUpdate, out io.Writer) int {
-		calls <- call{p, updates}
-		fmt.Fprintf(out, "-----> Building %s\n", p.Project)
-		fmt.Fprintf(out, "       commit %s\n", updates[0].New[:7])
-		return 0
-	}), 0)
-	work, sha := e.workTree("blog", map[string][]byte{"index.html": []byte("<h1>hello</h1>\n")})
+	calls := make(chan pushCall, 2)
+	e := newHTTPEnv(t, announcesBuilds(calls), 0)
+	work, sha := e.workTree("blog", page("<h1>hello</h1>\n"))
 
 	out, err := e.git(work, "push", e.url(userToken, "blog.git"), "main")
 	if err != nil {
 		t.Fatalf("git push: %v\n%s", err, out)
 	}
-	for _, want := range []string{"remote: -----> Building blog", "remote:        commit " + sha[:7], "* [new branch]      main -> main"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("push output lacks %q:\n%s", want, out)
-		}
-	}
-	select {
-	case c := <-calls:
-		if c.push != (hooks.Push{Project: "blog", UserID: 1}) {
-			t.Errorf("push = %+v", c.push)
-		}
-		if len(c.updates) != 1 || c.updates[0].Name != "refs/heads/main" || c.updates[0].New != sha || !c.updates[0].IsCreate() {
-			t.Errorf("updates = %+v", c.updates)
-		}
-	default:
-		t.Fatal("the Receiver was not called")
-	}
-	if e.projects.count() != 1 {
-		t.Errorf("projects = %v", e.projects.owners)
-	}
-	hook, err := os.ReadFile(filepath.Join(e.reposDir, "blog.git", "hooks", "post-receive"))
-	if err != nil || !strings.HasPrefix(string(hook), "#!/bin/sh\nexec '") {
-		t.Errorf("post-receive hook = %q, %v", hook, err)
-	}
-	if got := e.repoEntries(); len(got) != 1 || got[0] != "blog.git" {
-		t.Errorf("repos dir holds %v, want only blog.git", got)
-	}
+	e.checkFirstPush(out, calls, sha)
 
 	// Clone with protocol v2 (git's default) and v0: the advertisement is
 	// framed differently.
@@ -277,11 +132,8 @@ func TestHTTPPushCreatesProjectStreamsClonesAndFetches(t *testing.T) {
 // TestHTTPFailedBuildFailsPush: over HTTP there is no exit status, yet a
 // failed build must make `git push` exit non-zero, as over SSH.
 func TestHTTPFailedBuildFailsPush(t *testing.T) {
-	e := newHTTPEnv(t, receiverFunc(func(ctx context.Context, p hooks.Push, updates []hooks.RefUpdate, out io.Writer) int {
-		io.WriteString(out, "error: npm run build exited with status 2\n")
-		return 1
-	}), 0)
-	work, sha := e.workTree("app", map[string][]byte{"index.html": []byte("x")})
+	e := newHTTPEnv(t, replies(1, "error: npm run build exited with status 2\n"), 0)
+	work, sha := e.workTree("app", page("x"))
 	cmd := e.gitCmd(work, "push", e.url(userToken, "app.git"), "main")
 	out, err := cmd.CombinedOutput()
 	var exitErr *exec.ExitError
@@ -302,11 +154,8 @@ func TestHTTPFailedBuildFailsPush(t *testing.T) {
 }
 
 func TestHTTPAuthRequired(t *testing.T) {
-	e := newHTTPEnv(t, receiverFunc(func(ctx context.Context, p hooks.Push, updates []hooks.RefUpdate, out io.Writer) int {
-		t.Error("Receiver called without valid credentials")
-		return 0
-	}), 0)
-	work, _ := e.workTree("site", map[string][]byte{"index.html": []byte("x")})
+	e := newHTTPEnv(t, refuses(t, "without valid credentials"), 0)
+	work, _ := e.workTree("site", page("x"))
 	for _, tt := range []struct{ name, token, want string }{
 		// git asks for credentials, and may not prompt.
 		{"no credentials", "", "could not read Username"},
@@ -377,10 +226,7 @@ func authHeader(token string) http.Header {
 }
 
 func TestHTTPRefusedPaths(t *testing.T) {
-	e := newHTTPEnv(t, receiverFunc(func(ctx context.Context, p hooks.Push, updates []hooks.RefUpdate, out io.Writer) int {
-		t.Error("Receiver called for a refused path")
-		return 0
-	}), 0)
+	e := newHTTPEnv(t, refuses(t, "for a refused path"), 0)
 	_, evilErr := os.Stat("/tmp/evil.git")
 	addr := strings.TrimPrefix(e.srv.URL, "http://")
 	tests := []struct {
@@ -411,23 +257,7 @@ func TestHTTPRefusedPaths(t *testing.T) {
 			}
 		})
 	}
-	if got := e.repoEntries(); len(got) != 0 {
-		t.Errorf("repos dir holds %v", got)
-	}
-	entries, _ := os.ReadDir(e.dir)
-	for _, de := range entries {
-		switch de.Name() {
-		case "repos", "home", "hook.sock":
-		default:
-			t.Errorf("unexpected %s next to the repos dir", de.Name())
-		}
-	}
-	if _, err := os.Stat("/tmp/evil.git"); evilErr != nil && err == nil {
-		t.Error("/tmp/evil.git was created")
-	}
-	if e.projects.count() != 0 {
-		t.Errorf("projects created: %v", e.projects.owners)
-	}
+	e.checkNothingCreated(evilErr)
 
 	// git itself shows why: a bad name and a missing project.
 	out, err := e.git(e.dir, "clone", e.url(userToken, "nope.git"), filepath.Join(e.dir, "nope"))
@@ -446,10 +276,7 @@ func TestHTTPRefusedPaths(t *testing.T) {
 // TestHTTPLargePush: git sends a pack larger than http.postBuffer (1 MiB)
 // chunked, without Content-Length.
 func TestHTTPLargePush(t *testing.T) {
-	e := newHTTPEnv(t, receiverFunc(func(ctx context.Context, p hooks.Push, updates []hooks.RefUpdate, out io.Writer) int {
-		io.WriteString(out, "-----> got it\n")
-		return 0
-	}), 0)
+	e := newHTTPEnv(t, replies(0, "-----> got it\n"), 0)
 	files := map[string][]byte{}
 	for i := range 5 {
 		b := make([]byte, 1<<20)
@@ -479,10 +306,7 @@ func TestHTTPLargePush(t *testing.T) {
 // TestHTTPBodyLimit: a push larger than MaxBodyBytes is refused and leaves
 // the refs alone.
 func TestHTTPBodyLimit(t *testing.T) {
-	e := newHTTPEnv(t, receiverFunc(func(ctx context.Context, p hooks.Push, updates []hooks.RefUpdate, out io.Writer) int {
-		t.Error("Receiver called for a push over the limit")
-		return 0
-	}), 64<<10)
+	e := newHTTPEnv(t, refuses(t, "for a push over the limit"), 64<<10)
 	b := make([]byte, 256<<10)
 	rand.Read(b)
 	work, _ := e.workTree("fat", map[string][]byte{"blob.bin": b})
@@ -493,6 +317,32 @@ func TestHTTPBodyLimit(t *testing.T) {
 	if got := e.bareRef("fat", "refs/heads/main"); got != "" {
 		t.Errorf("refs/heads/main = %s after a refused push", got)
 	}
+}
+
+// do sends one request as git would, with user 1's token (under a user
+// name git would not use: it is ignored) and protocol as Git-Protocol. A
+// POST body is a gzip-encoded upload-pack request.
+func (e *httpEnv) do(t *testing.T, method, path, protocol string, gzipBody []byte) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, e.srv.URL+path, bytes.NewReader(gzipBody))
+	req.SetBasicAuth("anyone", userToken)
+	if method == "POST" {
+		req.Header.Set("Content-Type", "application/x-git-upload-pack-request")
+		req.Header.Set("Content-Encoding", "gzip")
+	}
+	if protocol != "" {
+		req.Header.Set("Git-Protocol", protocol)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
 }
 
 func gzipped(t *testing.T, b []byte) []byte {
@@ -509,10 +359,8 @@ func gzipped(t *testing.T, b []byte) []byte {
 // TestHTTPGzipRequest sends hand-made gzip-encoded upload-pack requests,
 // as git does for large fetch negotiations.
 func TestHTTPGzipRequest(t *testing.T) {
-	e := newHTTPEnv(t, receiverFunc(func(ctx context.Context, p hooks.Push, updates []hooks.RefUpdate, out io.Writer) int {
-		return 0
-	}), 0)
-	work, sha := e.workTree("zip", map[string][]byte{"index.html": []byte("x")})
+	e := newHTTPEnv(t, replies(0, ""), 0)
+	work, sha := e.workTree("zip", page("x"))
 	e.mustGit(work, "push", "-q", e.url(userToken, "zip.git"), "main")
 
 	flush := "0000"
@@ -527,19 +375,7 @@ func TestHTTPGzipRequest(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, _ := http.NewRequest("POST", e.srv.URL+"/zip.git/git-upload-pack", bytes.NewReader(gzipped(t, []byte(tt.body))))
-			req.SetBasicAuth("git", userToken)
-			req.Header.Set("Content-Type", "application/x-git-upload-pack-request")
-			req.Header.Set("Content-Encoding", "gzip")
-			if tt.protocol != "" {
-				req.Header.Set("Git-Protocol", tt.protocol)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			got, _ := io.ReadAll(resp.Body)
+			resp, got := e.do(t, "POST", "/zip.git/git-upload-pack", tt.protocol, gzipped(t, []byte(tt.body)))
 			if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/x-git-upload-pack-result" {
 				t.Fatalf("status %d, content type %q: %q", resp.StatusCode, resp.Header.Get("Content-Type"), got)
 			}
@@ -549,25 +385,14 @@ func TestHTTPGzipRequest(t *testing.T) {
 		})
 	}
 
-	req, _ := http.NewRequest("POST", e.srv.URL+"/zip.git/git-upload-pack", strings.NewReader("not gzip"))
-	req.SetBasicAuth("git", userToken)
-	req.Header.Set("Content-Type", "application/x-git-upload-pack-request")
-	req.Header.Set("Content-Encoding", "gzip")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusUnsupportedMediaType {
+	if resp, _ := e.do(t, "POST", "/zip.git/git-upload-pack", "", []byte("not gzip")); resp.StatusCode != http.StatusUnsupportedMediaType {
 		t.Errorf("a body that is not gzip: status %d", resp.StatusCode)
 	}
 }
 
 func TestHTTPInfoRefsResponse(t *testing.T) {
-	e := newHTTPEnv(t, receiverFunc(func(ctx context.Context, p hooks.Push, updates []hooks.RefUpdate, out io.Writer) int {
-		return 0
-	}), 0)
-	work, _ := e.workTree("refs", map[string][]byte{"index.html": []byte("x")})
+	e := newHTTPEnv(t, replies(0, ""), 0)
+	work, _ := e.workTree("refs", page("x"))
 	e.mustGit(work, "push", "-q", e.url(userToken, "refs.git"), "main")
 	tests := []struct {
 		name, service, protocol, wantStart string
@@ -579,17 +404,7 @@ func TestHTTPInfoRefsResponse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, _ := http.NewRequest("GET", e.srv.URL+"/refs.git/info/refs?service="+tt.service, nil)
-			req.SetBasicAuth("anyone", userToken)
-			if tt.protocol != "" {
-				req.Header.Set("Git-Protocol", tt.protocol)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			body, _ := io.ReadAll(resp.Body)
+			resp, body := e.do(t, "GET", "/refs.git/info/refs?service="+tt.service, tt.protocol, nil)
 			if ct := resp.Header.Get("Content-Type"); ct != "application/x-"+tt.service+"-advertisement" {
 				t.Errorf("Content-Type = %q", ct)
 			}
@@ -609,19 +424,8 @@ func TestHTTPInfoRefsResponse(t *testing.T) {
 // canceled (the build it started goes on: that is the Receiver's side).
 func TestHTTPClientDisconnectStopsReceivePack(t *testing.T) {
 	canceled := make(chan struct{})
-	e := newHTTPEnv(t, receiverFunc(func(ctx context.Context, p hooks.Push, updates []hooks.RefUpdate, out io.Writer) int {
-		defer close(canceled)
-		io.WriteString(out, "-----> waiting\n")
-		line := strings.Repeat("x", 1000) + "\n"
-		for ctx.Err() == nil {
-			if _, err := io.WriteString(out, line); err != nil {
-				break
-			}
-		}
-		<-ctx.Done()
-		return 0
-	}), 0)
-	work, sha := e.workTree("slow", map[string][]byte{"index.html": []byte("x")})
+	e := newHTTPEnv(t, streamsUntilCanceled(canceled), 0)
+	work, sha := e.workTree("slow", page("x"))
 	cmd := e.gitCmd(work, "push", "--progress", e.url(userToken, "slow.git"), "main")
 	ctrlCDuringHook(t, cmd, canceled, e.reposDir)
 	if got := e.bareRef("slow", "refs/heads/main"); got != sha {

@@ -1,78 +1,100 @@
 package gitd
 
 import (
-	"errors"
+	"context"
 	"io"
 	"log/slog"
-	"os/exec"
 	"syscall"
 
-	"github.com/gliderlabs/ssh"
+	"minivercel/proc"
 )
 
-// runGit runs "git <svc> <dir>" with the SSH channel as its stdin and
-// stdout, and reports its exit status to the client.
-//
-// hookExit, when not nil, returns the exit code of the post-receive hook run
-// of this push; a git that succeeded still reports the hook's failure.
-func (s *Server) runGit(sess ssh.Session, log *slog.Logger, svc service, dir string, env []string, hookExit func() int) {
-	ctx := sess.Context()
-	cmd := exec.CommandContext(ctx, s.git, string(svc), dir)
-	cmd.Env = env
-	cmd.Dir = dir
-	// Own process group, so the hook and its children can be signalled
-	// together with receive-pack.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	// When the client vanishes, receive-pack can hang forever waiting for a
-	// hook whose output nobody reads (FIELD-NOTES). SIGTERM, not SIGKILL:
-	// git must get to remove its .lock files.
-	cmd.Cancel = func() error {
-		return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-	}
-	cmd.WaitDelay = waitDelay
-	cmd.Stdout = sess
-	cmd.Stderr = sess.Stderr() // exec copies stdout and stderr concurrently
+// gitRun is one run of a git service. SSH and HTTP run git the same way and
+// differ only in where its input comes from and where its output goes.
+type gitRun struct {
+	svc  service
+	args []string // after the service name: flags, then the repository
+	dir  string   // the bare repository, also the working directory
+	env  []string // the whole environment (gitEnv)
+	// stdin is the client's request stream; nil gives git no input.
+	stdin io.Reader
+	// unblockStdin, when not nil, ends a read of stdin still blocked after
+	// git exited, so that nothing reads the client's stream once runGit
+	// has returned (an HTTP handler must not touch the body afterwards).
+	// Nil leaves that read to end with the stream, as an SSH channel does
+	// when the session ends.
+	unblockStdin func()
+	// stdout and stderr receive git's output. They are written from two
+	// goroutines at once: git must never block on a full stderr pipe while
+	// we wait on stdout (gitkit's serial copy does exactly that).
+	stdout, stderr io.Writer
+}
 
-	// Not cmd.Stdin = sess: Wait would then wait for a copy goroutine
-	// blocked reading the channel, which a client may keep open until it
-	// sees the exit status.
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		log.Error("git stdin pipe", "err", err)
-		s.deny(sess, "error: internal error while starting git")
-		return
+// runGit runs "git <svc> <args...>" and returns the exit status to report
+// (proc.ExitCode: a signal or I/O failure is 1, never 0). err is not nil only
+// when git could not be started; the caller tells its client in its own
+// way. How the run ended is logged here, once for both transports.
+//
+// git gets its own process group, so that the post-receive hook and its
+// children are signalled with receive-pack. When ctx ends early (the pusher
+// pressed Ctrl-C, the connection dropped) the group gets SIGTERM, not
+// SIGKILL: git must remove its .lock files, and the refs it already updated
+// stay. Without it receive-pack can hang forever waiting for a hook whose
+// output nobody reads (FIELD-NOTES, git over SSH). The build itself belongs
+// to the hook server and goes on.
+func runGit(ctx context.Context, git string, log *slog.Logger, r gitRun) (code int, err error) {
+	cmd := proc.Command(ctx, syscall.SIGTERM, waitDelay, git, append([]string{string(r.svc)}, r.args...)...)
+	cmd.Env = r.env
+	cmd.Dir = r.dir
+	cmd.Stdout, cmd.Stderr = r.stdout, r.stderr
+	// Not cmd.Stdin = r.stdin: Wait would then wait for a copy goroutine
+	// blocked reading a client that may keep its stream open until it sees
+	// the exit status, or stall on purpose.
+	var stdin io.WriteCloser
+	if r.stdin != nil {
+		if stdin, err = cmd.StdinPipe(); err != nil {
+			log.Error("git stdin pipe", "err", err)
+			return 0, err
+		}
 	}
 	if err := cmd.Start(); err != nil {
 		log.Error("start git", "err", err)
-		s.deny(sess, "error: internal error while starting git")
-		return
+		return 0, err
 	}
-	go func() {
-		_, _ = io.Copy(stdin, sess)
-		stdin.Close()
-	}()
-	err = cmd.Wait()
-	code := 0
-	var exitErr *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exitErr):
-		code = exitErr.ExitCode()
-		if code < 0 { // killed by a signal
-			code = 1
-		}
-	default:
-		code = 1
-	}
-	if code == 0 && hookExit != nil {
-		code = hookExit()
-	}
-	if ctx.Err() != nil {
-		log.Info("git ended early: client went away", "exit", code, "err", err)
-	} else if code != 0 {
-		log.Info("git failed", "exit", code, "err", err)
+	copied := make(chan error, 1)
+	if stdin != nil {
+		go func() {
+			_, err := io.Copy(stdin, r.stdin)
+			stdin.Close()
+			copied <- err
+		}()
 	} else {
+		copied <- nil
+	}
+	err = cmd.Wait()
+	var cerr error
+	select {
+	case cerr = <-copied:
+	default:
+		if r.unblockStdin != nil {
+			r.unblockStdin()
+			cerr = <-copied
+		}
+	}
+	if cerr != nil {
+		// Often only the echo of git's own end (a closed pipe) or of the
+		// client's; git's status says what happened.
+		log.Debug("copy git request stream", "err", cerr)
+	}
+
+	code = proc.ExitCode(err)
+	switch {
+	case ctx.Err() != nil:
+		log.Info("git ended early: client went away", "exit", code, "err", err)
+	case code != 0:
+		log.Info("git failed", "exit", code, "err", err)
+	default:
 		log.Debug("git done")
 	}
-	_ = sess.Exit(code)
+	return code, nil
 }

@@ -178,7 +178,7 @@ func (s *Server) receivePack(sess ssh.Session, log *slog.Logger, name string, us
 	)
 	// The refs are stored whatever the hook says; a failed build still makes
 	// `git push` exit non-zero, through the SSH exit status.
-	s.runGit(sess, log, receivePack, dir, env, release)
+	s.serveGit(sess, log, receivePack, dir, env, release)
 }
 
 func (s *Server) uploadPack(sess ssh.Session, log *slog.Logger, name string) {
@@ -194,5 +194,29 @@ func (s *Server) uploadPack(sess ssh.Session, log *slog.Logger, name string) {
 		s.deny(sess, fmt.Sprintf("error: project %q does not exist; push to it first", name))
 		return
 	}
-	s.runGit(sess, log, uploadPack, dir, s.sessionGitEnv(sess), nil)
+	s.serveGit(sess, log, uploadPack, dir, s.sessionGitEnv(sess), nil)
+}
+
+// serveGit runs "git <svc> <dir>" with the SSH channel as its stdin and
+// stdout and the channel's stderr as its stderr, and reports its exit
+// status to the client.
+//
+// hookExit, when not nil, returns the exit code of the post-receive hook run
+// of this push; a git that succeeded still reports the hook's failure, so a
+// failed build makes `git push` exit non-zero.
+func (s *Server) serveGit(sess ssh.Session, log *slog.Logger, svc service, dir string, env []string, hookExit func() int) {
+	code, err := runGit(sess.Context(), s.git, log, gitRun{
+		svc: svc, args: []string{dir}, dir: dir, env: env,
+		stdin: sess, stdout: sess, stderr: sess.Stderr(),
+	})
+	if err != nil {
+		s.deny(sess, "error: internal error while starting git")
+		return
+	}
+	if code == 0 && hookExit != nil {
+		if code = hookExit(); code != 0 {
+			log.Info("build failed; telling the pusher", "hook_exit", code)
+		}
+	}
+	_ = sess.Exit(code)
 }

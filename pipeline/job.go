@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +19,7 @@ import (
 	"github.com/riverqueue/river/rivermigrate"
 
 	"minivercel/hosts"
+	"minivercel/proc"
 	"minivercel/schema"
 	"minivercel/secret"
 )
@@ -486,7 +486,7 @@ func (l *buildLog) detail(s string)  { l.line("       " + s) }
 // Secret values are masked in the byte stream, before it is cut into lines, so
 // a value split across lines or writes is masked too.
 func (l *buildLog) run(ctx context.Context, sb Sandbox, dir string, argv, env []string) error {
-	lines := &lineWriter{emit: l.detail}
+	lines := proc.NewLineWriter(maxLineBytes, l.detail)
 	w := secret.NewWriter(l.redact, lines)
 	err := sb.Run(ctx, dir, argv, env, w)
 	w.Flush()
@@ -496,46 +496,3 @@ func (l *buildLog) run(ctx context.Context, sb Sandbox, dir string, argv, env []
 
 // maxLineBytes caps one log line; longer output is split.
 const maxLineBytes = 4096
-
-// lineWriter splits a byte stream into lines: \n ends a line, \r (a progress bar
-// redrawing itself) does too, and overlong lines are cut.
-type lineWriter struct {
-	mu     sync.Mutex
-	buf    []byte
-	emit   func(string)
-	lastCR bool // the previous line ended in \r, so a \n right after it ends nothing
-}
-
-// Write implements io.Writer.
-func (w *lineWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	for {
-		i := bytes.IndexAny(w.buf, "\r\n")
-		if i < 0 {
-			break
-		}
-		cr := w.buf[i] == '\r'
-		if i > 0 || !(w.lastCR || cr) {
-			w.emit(strings.ToValidUTF8(string(w.buf[:i]), "?"))
-		}
-		w.lastCR = cr
-		w.buf = w.buf[i+1:]
-	}
-	for len(w.buf) > maxLineBytes {
-		w.emit(strings.ToValidUTF8(string(w.buf[:maxLineBytes]), "?"))
-		w.buf = w.buf[maxLineBytes:]
-	}
-	return len(p), nil
-}
-
-// Flush emits a last line without a newline.
-func (w *lineWriter) Flush() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.buf) > 0 {
-		w.emit(strings.ToValidUTF8(string(w.buf), "?"))
-		w.buf = nil
-	}
-}

@@ -55,27 +55,6 @@ func TestStagesRunInOrderAndStopAtFirstFailure(t *testing.T) {
 	})
 }
 
-// TestLineWriterIgnoresChunking: however a command's output is split into
-// writes, the log gets the same lines.
-func TestLineWriterIgnoresChunking(t *testing.T) {
-	rapid.Check(t, func(t *rapid.T) {
-		lines := rapid.SliceOfN(rapid.StringMatching(`[a-z ]{1,20}`), 1, 10).Draw(t, "lines")
-		text := strings.Join(lines, "\r\n") + "\n"
-		var got []string
-		w := &lineWriter{emit: func(s string) { got = append(got, s) }}
-		rest := []byte(text)
-		for len(rest) > 0 {
-			n := rapid.IntRange(1, len(rest)).Draw(t, "n")
-			w.Write(rest[:n])
-			rest = rest[n:]
-		}
-		w.Flush()
-		if fmt.Sprint(got) != fmt.Sprint(lines) {
-			t.Fatalf("got %q, want %q", got, lines)
-		}
-	})
-}
-
 // gitRepo makes a bare repository with one commit per content map on branch and
 // returns its path and the commit ids.
 func gitRepo(t *testing.T, reposDir, project, branch string, commits ...map[string]string) []string {

@@ -2,8 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -11,56 +9,14 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"minivercel/proc"
 )
-
-// BuildUserName is the system account builds run as when the server is
-// root.
-const BuildUserName = "minivercel-build"
-
-// projectUserPrefix starts the name of each project's app user.
-const projectUserPrefix = "mva-"
-
-// ProjectAppUser returns (creating it when missing) the system user a
-// project's server apps run as: one per project, so apps of different projects
-// cannot read each other's files or /proc/<pid>/environ. The name is a hash of
-// the project's (user names are limited to 32 characters).
-func ProjectAppUser(project string) (uid, gid uint32, err error) {
-	sum := sha256.Sum256([]byte("minivercel app user\x00" + project))
-	return SystemUser(projectUserPrefix + hex.EncodeToString(sum[:6]))
-}
-
-// AppUIDs returns the uids of every app user on this machine (the shared one
-// and the per-project ones), for killing processes left by an earlier run.
-func AppUIDs() []uint32 {
-	b, err := os.ReadFile("/etc/passwd")
-	if err != nil {
-		return nil
-	}
-	var uids []uint32
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Split(line, ":")
-		if len(f) < 3 || (f[0] != AppUserName && !strings.HasPrefix(f[0], projectUserPrefix)) {
-			continue
-		}
-		if u, err := strconv.ParseUint(f[2], 10, 32); err == nil && u != 0 {
-			uids = append(uids, uint32(u))
-		}
-	}
-	return uids
-}
-
-// AppUserName is the system account server apps run as when the server is
-// root. It is not the build user: a running app must not be able to write
-// into builds in progress, nor a build into a running app.
-const AppUserName = "minivercel-app"
 
 // DefaultTimeout is how long one sandboxed command may run when
 // Sandbox.Timeout is zero.
@@ -113,55 +69,8 @@ type Sandbox struct {
 // log: "sandbox: bubblewrap" rather than "sandbox: unprivileged user only".
 func (s Sandbox) Isolated() bool { return s.Bwrap != "" }
 
-// systemUserMu serialises the look-up-or-create, so two workers starting at
-// once do not both run useradd.
-var systemUserMu sync.Mutex
-
-// SystemUser returns the ids of the system account name, creating it with
-// useradd when missing: a system account with no home (/nonexistent), the
-// nologin shell and its own group. An account with uid or gid 0 is refused,
-// since running anything "unprivileged" as root would be meaningless. When
-// the server is not root it cannot switch users, so SystemUser returns the
-// current uid and gid without looking name up.
-func SystemUser(name string) (uid, gid uint32, err error) {
-	if os.Geteuid() != 0 {
-		return uint32(os.Getuid()), uint32(os.Getgid()), nil
-	}
-	systemUserMu.Lock()
-	defer systemUserMu.Unlock()
-
-	u, err := user.Lookup(name)
-	var unknown user.UnknownUserError
-	if errors.As(err, &unknown) {
-		// --user-group: the account must not share a group with anyone,
-		// or it could read files left group-readable for that group.
-		cmd := exec.Command("/usr/sbin/useradd", "--system", "--user-group", "--no-create-home",
-			"--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name)
-		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"}
-		out, addErr := cmd.CombinedOutput()
-		// Another process may have created the user meanwhile (useradd exit
-		// 9): the second look-up decides.
-		u, err = user.Lookup(name)
-		if err != nil && addErr != nil {
-			return 0, 0, fmt.Errorf("create system user %s: %w: %s", name, addErr, strings.TrimSpace(string(out)))
-		}
-	}
-	if err != nil {
-		return 0, 0, fmt.Errorf("look up system user %s: %w", name, err)
-	}
-	uid64, err1 := strconv.ParseUint(u.Uid, 10, 32)
-	gid64, err2 := strconv.ParseUint(u.Gid, 10, 32)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, 0, fmt.Errorf("parse ids of system user %s: %w", name, err)
-	}
-	if uid64 == 0 || gid64 == 0 {
-		return 0, 0, fmt.Errorf("system user %s has uid %d gid %d: refusing to use root", name, uid64, gid64)
-	}
-	return uint32(uid64), uint32(gid64), nil
-}
-
 // BuildUser returns the Sandbox for this process. As root it uses the
-// system user BuildUserName (see SystemUser) and returns an enabled Sandbox
+// system user proc.BuildUserName (see proc.SystemUser) and returns an enabled Sandbox
 // with its ids; not as root it returns a Sandbox that runs commands as the
 // current user. Either way it then checks once, by running a command in it
 // as that user, whether bubblewrap works here: it is missing on some hosts
@@ -169,7 +78,7 @@ func SystemUser(name string) (uid, gid uint32, err error) {
 // Sandbox uses it; when not, a warning is logged and commands are isolated
 // by the uid only.
 func BuildUser() (Sandbox, error) {
-	uid, gid, err := SystemUser(BuildUserName)
+	uid, gid, err := proc.SystemUser(proc.BuildUserName)
 	if err != nil {
 		return Sandbox{}, fmt.Errorf("set up build user: %w", err)
 	}
@@ -201,12 +110,11 @@ func (s Sandbox) probeBwrap(bwrap string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bwrap)
+	cmd := proc.Command(ctx, syscall.SIGKILL, killGrace, bwrap)
 	cmd.Args = args
 	cmd.Dir = "/"
 	cmd.Env = []string{"PATH=" + sandboxPath}
-	cmd.SysProcAttr = s.sysProcAttr()
-	cmd.WaitDelay = killGrace
+	s.addCredentials(cmd.SysProcAttr)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("probe %s: %w: %s", bwrap, err, strings.TrimSpace(string(out)))
 	}
@@ -289,20 +197,17 @@ func realDir(dir string) (string, error) {
 	return filepath.EvalSymlinks(abs)
 }
 
-// sysProcAttr is the process set-up shared by Run and the probe.
-func (s Sandbox) sysProcAttr() *syscall.SysProcAttr {
-	a := &syscall.SysProcAttr{
-		Setpgid: true,
-		// If the server dies, its builds die with it instead of running on
-		// unowned. Go sets this after the credential switch, which would
-		// otherwise clear it.
-		Pdeathsig: syscall.SIGKILL,
-	}
+// addCredentials adds to a command's process set-up (from proc.Command)
+// what Run and the probe share: the build user and death with the server.
+func (s Sandbox) addCredentials(a *syscall.SysProcAttr) {
+	// If the server dies, its builds die with it instead of running on
+	// unowned. Go sets this after the credential switch, which would
+	// otherwise clear it.
+	a.Pdeathsig = syscall.SIGKILL
 	if s.Enabled {
 		// An empty Groups drops root's supplementary groups.
 		a.Credential = &syscall.Credential{Uid: s.UID, Gid: s.GID, Groups: []uint32{}}
 	}
-	return a
 }
 
 // Prepare hands the workspace tree at dir (checkout, HOME, caches) to the
@@ -454,9 +359,6 @@ func (s Sandbox) Run(ctx context.Context, dir string, argv []string, env []strin
 	if len(argv) == 0 {
 		return errors.New("run: empty command")
 	}
-	if out == nil {
-		out = io.Discard
-	}
 	bin, err := lookPathEnv(argv[0], env)
 	if err != nil {
 		return fmt.Errorf("run %s: %w", argv[0], err)
@@ -477,56 +379,27 @@ func (s Sandbox) Run(ctx context.Context, dir string, argv []string, env []strin
 	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return fmt.Errorf("run %s: %w", argv[0], err)
-	}
-	defer pr.Close()
-
-	cmd := exec.CommandContext(tctx, prog)
+	cmd := proc.Command(tctx, syscall.SIGTERM, killGrace, prog)
 	cmd.Args = args
 	cmd.Dir = dir
-	// A nil Env would mean "inherit the server's environment". bubblewrap
-	// passes its own environment on to the command unchanged; the dynamic
-	// loader's variables are dropped because they would act on bubblewrap
-	// itself, before it isolates anything (schema.ValidateEnvVar refuses them
-	// too).
-	cmd.Env = make([]string, 0, len(env))
+	// bubblewrap passes its own environment on to the command unchanged; the
+	// dynamic loader's variables are dropped because they would act on
+	// bubblewrap itself, before it isolates anything
+	// (schema.ValidateEnvVar refuses them too).
 	for _, kv := range env {
 		if !strings.HasPrefix(kv, "LD_") && !strings.HasPrefix(kv, "GLIBC_TUNABLES=") {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	cmd.Stdout, cmd.Stderr = pw, pw
-	cmd.SysProcAttr = s.sysProcAttr()
-	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid, syscall.SIGTERM) }
-	// After the grace the leader gets SIGKILL from os/exec; the rest of the
-	// group gets it below.
-	cmd.WaitDelay = killGrace
-
-	err = cmd.Start()
-	pw.Close() // the child holds its own copy; EOF comes when all holders exit
+	s.addCredentials(cmd.SysProcAttr)
+	p, err := proc.StartPiped(cmd, out)
 	if err != nil {
 		return fmt.Errorf("run %s: %w", argv[0], err)
 	}
-	copied := make(chan struct{})
-	go func() {
-		defer close(copied)
-		_, _ = io.Copy(out, pr)
-	}()
-
-	waitErr := cmd.Wait()
 	// Leftovers (a dev server started in the background, a daemonised
-	// watcher) must not outlive their step, and would keep the pipe open.
-	// The group id cannot have been reused while any member is alive.
-	_ = killGroup(cmd.Process.Pid, syscall.SIGKILL)
-	select {
-	case <-copied:
-	case <-time.After(killGrace):
-		// Something escaped the group (setsid) and still holds the pipe.
-		_ = pr.SetReadDeadline(time.Now())
-		<-copied
-	}
+	// watcher) must not outlive their step, and would keep the pipe open:
+	// no linger for them.
+	waitErr := p.Wait(0)
 
 	switch {
 	case ctx.Err() != nil:
@@ -536,24 +409,10 @@ func (s Sandbox) Run(ctx context.Context, dir string, argv []string, env []strin
 	case waitErr == nil:
 		return nil
 	}
-	var ee *exec.ExitError
-	if errors.As(waitErr, &ee) {
-		e := &ExitError{Argv: append([]string(nil), argv...), Code: ee.ExitCode()}
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			e.Signal = ws.Signal()
-		}
-		return e
+	if st, ok := proc.StatusOf(waitErr); ok {
+		return &ExitError{Argv: append([]string(nil), argv...), Code: st.Code, Signal: st.Signal}
 	}
 	return fmt.Errorf("run %s: %w", argv[0], waitErr)
-}
-
-// killGroup signals the process group led by pid.
-func killGroup(pid int, sig syscall.Signal) error {
-	err := syscall.Kill(-pid, sig)
-	if errors.Is(err, syscall.ESRCH) {
-		return os.ErrProcessDone
-	}
-	return err
 }
 
 // lookPathEnv resolves name in the PATH of env, as the child would: the

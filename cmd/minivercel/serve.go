@@ -25,6 +25,7 @@ import (
 	"minivercel/hooks"
 	"minivercel/panel"
 	"minivercel/pipeline"
+	"minivercel/proc"
 	"minivercel/secret"
 )
 
@@ -150,7 +151,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	// Builds see nothing of the data directory: not the database, the
 	// repositories, the artifacts, nor other builds' workspaces.
 	sandbox.Hide = []string{root}
-	appUID, appGID, err := pipeline.SystemUser(pipeline.AppUserName)
+	appUID, appGID, err := proc.SystemUser(proc.AppUserName)
 	if err != nil {
 		return err
 	}
@@ -174,7 +175,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 		PanelHandler: toPanel, GitHandler: gitHTTP, TLS: tlsCfg, CustomDomains: lookup,
 		Runtime: edge.RuntimeConfig{
 			UID: appUID, GID: appGID, DropPrivileges: os.Geteuid() == 0, Logs: runtimeLogs,
-			UserFor: pipeline.ProjectAppUser, OrphanUIDs: pipeline.AppUIDs(),
+			UserFor: proc.ProjectAppUser, OrphanUIDs: proc.AppUIDs(),
 		},
 	}, lookup)
 	if err != nil {

@@ -1,0 +1,101 @@
+package proc
+
+import (
+	"os"
+	"os/user"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create system users")
+	}
+}
+
+func TestSystemUser(t *testing.T) {
+	requireRoot(t)
+	// Concurrent first calls must agree and not fail on each other's useradd.
+	type ids struct{ uid, gid uint32 }
+	got := make([]ids, 4)
+	errs := make([]error, 4)
+	var wg sync.WaitGroup
+	for i := range got {
+		wg.Go(func() { got[i].uid, got[i].gid, errs[i] = SystemUser(AppUserName) })
+	}
+	wg.Wait()
+	for i := range got {
+		if errs[i] != nil {
+			t.Fatalf("SystemUser: %v", errs[i])
+		}
+		if got[i] != got[0] {
+			t.Fatalf("SystemUser results differ: %+v vs %+v", got[i], got[0])
+		}
+	}
+	u, err := user.Lookup(AppUserName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Uid != strconv.Itoa(int(got[0].uid)) || u.Gid != strconv.Itoa(int(got[0].gid)) || got[0].uid == 0 || got[0].gid == 0 {
+		t.Fatalf("SystemUser = %+v, user %+v; want the same non-root ids", got[0], u)
+	}
+	build, _, err := SystemUser(BuildUserName)
+	if err != nil || build == got[0].uid {
+		t.Fatalf("build user uid %d, %v; want a different user than the app's %d", build, err, got[0].uid)
+	}
+	passwd, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(passwd), "\n") {
+		if strings.HasPrefix(line, AppUserName+":") && !strings.HasSuffix(line, ":/nonexistent:/usr/sbin/nologin") {
+			t.Errorf("passwd entry %q: want home /nonexistent and shell nologin", line)
+		}
+	}
+	if _, _, err := SystemUser("root"); err == nil || !strings.Contains(err.Error(), "refusing") {
+		t.Errorf("SystemUser(root) err = %v, want a refusal", err)
+	}
+}
+
+// TestProjectAppUser: each project gets a user of its own, the same one on
+// every call, and AppUIDs finds it (with the shared app user) so that the
+// edge can kill an earlier run's orphans.
+func TestProjectAppUser(t *testing.T) {
+	requireRoot(t)
+	a1, _, err := ProjectAppUser("proc-test-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2, _, err := ProjectAppUser("proc-test-a")
+	if err != nil || a2 != a1 {
+		t.Fatalf("second call: uid %d, %v; want %d", a2, err, a1)
+	}
+	b, _, err := ProjectAppUser("proc-test-b")
+	if err != nil || b == a1 {
+		t.Fatalf("another project: uid %d, %v; want a uid other than %d", b, err, a1)
+	}
+	if name := projectAppUserName("proc-test-a"); len(name) > 32 {
+		t.Errorf("user name %q is longer than useradd allows", name)
+	}
+	shared, _, err := SystemUser(AppUserName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	build, _, err := SystemUser(BuildUserName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uids := AppUIDs()
+	for _, want := range []uint32{a1, b, shared} {
+		if !slices.Contains(uids, want) {
+			t.Errorf("AppUIDs() = %v lacks %d", uids, want)
+		}
+	}
+	if slices.Contains(uids, build) || slices.Contains(uids, 0) {
+		t.Errorf("AppUIDs() = %v holds the build user %d or root", uids, build)
+	}
+}

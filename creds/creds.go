@@ -171,3 +171,9 @@ func (a *Authenticator) UserByToken(ctx context.Context, token string) (schema.U
 	}
 	return u, err
 }
+
+// EndSessions signs a user out everywhere: every session issued until now is
+// refused from now on.
+func (a *Authenticator) EndSessions(ctx context.Context, userID int64) error {
+	return a.store.EndSessions(ctx, userID)
+}

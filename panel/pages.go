@@ -325,7 +325,7 @@ func (s *Server) loginSubmit(lim *loginLimiter) fiber.Handler {
 // copied elsewhere stops working too.
 func (s *Server) logout(c *fiber.Ctx) error {
 	if u, err := s.auth.Authenticate(c.UserContext(), c.Cookies(sessionCookie)); err == nil {
-		if err := s.store.EndSessions(c.UserContext(), u.ID); err != nil {
+		if err := s.auth.EndSessions(c.UserContext(), u.ID); err != nil {
 			return err
 		}
 	}

@@ -497,7 +497,9 @@ func withChecks(t *testing.T, n int) {
 
 // TestSeamlessUpdatesProperty is the seed's Property 20 as a property: for any
 // number of switches between any builds (static or server), with requests of
-// any mix in flight, every request is answered by one of the builds.
+// any mix in flight, every request is answered by one of the builds. Each
+// switch waits until a request begun after it was served, so every window
+// between switches is checked with traffic, however fast the switches are.
 func TestSeamlessUpdatesProperty(t *testing.T) {
 	withChecks(t, 15)
 	e, hs := newAppEdge(t, &logSink{})
@@ -506,31 +508,66 @@ func TestSeamlessUpdatesProperty(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		order := rapid.SliceOfN(rapid.IntRange(0, len(builds)-1), 1, 4).Draw(rt, "switches")
 		clients := rapid.IntRange(1, 6).Draw(rt, "clients")
-		var stop atomic.Bool
-		var bad atomic.Value
-		var wg sync.WaitGroup
+		var (
+			stop   atomic.Bool
+			window atomic.Int64 // switches done so far
+			bad    atomic.Value
+			wg     sync.WaitGroup
+			mu     sync.Mutex
+			served = map[int64]int{} // requests answered, by the window they began in
+			tick   = make(chan struct{}, 1)
+		)
 		for c := 0; c < clients; c++ {
 			path := []string{"/", "/slow"}[c%2]
 			wg.Go(func() {
 				for !stop.Load() {
+					began := window.Load()
 					code, body, err := httpGet(t, hs, "seam.localhost", path)
 					if err != nil || code != 200 || !(strings.HasPrefix(body, "A") || strings.HasPrefix(body, "B") || body == "C") {
 						bad.Store(fmt.Sprintf("%d %q %v", code, body, err))
 					}
+					mu.Lock()
+					served[began]++
+					mu.Unlock()
+					select {
+					case tick <- struct{}{}:
+					default:
+					}
 				}
 			})
 		}
-		for _, i := range order {
+		// Clients stop when the check ends, also when it fails early.
+		defer func() { stop.Store(true); wg.Wait() }()
+		servedIn := func(w int64) int {
+			mu.Lock()
+			defer mu.Unlock()
+			return served[w]
+		}
+		for n, i := range order {
 			s := builds[i]
 			s.DeploymentID = time.Now().UnixNano()
 			if err := e.srv.Activate(context.Background(), s, nil); err != nil {
 				rt.Fatalf("activate: %v", err)
+			}
+			w := window.Add(1)
+			deadline := time.After(30 * time.Second) // a hang, not a pace
+			for servedIn(w) == 0 {
+				select {
+				case <-tick:
+				case <-deadline:
+					rt.Fatalf("no request served within 30s after switch %d", n+1)
+				}
 			}
 		}
 		stop.Store(true)
 		wg.Wait()
 		if v := bad.Load(); v != nil {
 			rt.Fatalf("a request failed during the switches: %s", v)
+		}
+		for w := int64(1); w <= int64(len(order)); w++ {
+			if servedIn(w) == 0 {
+				rt.Fatalf("no request served after switch %d", w)
+			}
 		}
 	})
 }

@@ -557,11 +557,13 @@ func TestPreviewCreationProperty(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		project := fmt.Sprintf("p16-%d", check.Add(1))
 		latest := map[string]int64{}
+		tried := map[string]bool{} // branch slugs with any build
 		var ok, failed []Site
 		n := rapid.IntRange(1, 8).Draw(rt, "builds")
 		for range n {
 			branch := rapid.SampledFrom(branches).Draw(rt, "branch")
 			succeeded := rapid.Float64().Draw(rt, "outcome") < 0.7
+			tried[hosts.BranchSlug(branch)] = true
 			s := e.site(project, id.Add(1), map[string]string{"index.html": fmt.Sprintf("build %d", id.Load())})
 			if succeeded {
 				lk.add(s, branch)
@@ -583,6 +585,13 @@ func TestPreviewCreationProperty(t *testing.T) {
 			}
 			if w := e.get("localhost", fmt.Sprintf("/preview/%d/", s.BuildID)); w.Code != 200 || w.Body.String() != fmt.Sprintf("build %d", s.BuildID) {
 				rt.Fatalf("path form of %d = %d %q", s.BuildID, w.Code, w.Body.String())
+			}
+		}
+		for slug := range tried {
+			if _, some := latest[slug]; !some {
+				if w := e.get(project+"--git-"+slug+".localhost", "/"); w.Code != 404 {
+					rt.Fatalf("branch %s has only failed builds but answers %d %q", slug, w.Code, w.Body.String())
+				}
 			}
 		}
 		for _, s := range failed {

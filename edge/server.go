@@ -97,18 +97,20 @@ type Site struct {
 // build matches they return an error wrapping ErrUnknownSite (the edge then
 // answers 404 and remembers the miss for a few seconds); any other error is
 // treated as temporary (503, not remembered). They should honour ctx
-// cancellation. Only builds whose artifact still exists should be returned.
+// cancellation. Only succeeded builds whose artifact still exists are
+// returned: a failed build answers ErrUnknownSite even when it has an
+// artifact.
 type BuildLookup interface {
-	// SiteBySlug returns the build of project with that slug, for
-	// <project>--<slug>.<base-domain>.
+	// SiteBySlug returns the succeeded build of project with that slug, for
+	// its build host (hosts.Scheme.Build).
 	SiteBySlug(ctx context.Context, project, slug string) (Site, error)
 	// SiteByBranch returns the latest succeeded build of project whose
-	// branch has that slug (schema.BranchSlug), for
-	// <project>--git-<branchSlug>.<base-domain>. Its answer is remembered
+	// branch has that slug (hosts.BranchSlug), for its branch host
+	// (hosts.Scheme.Branch). Its answer is remembered
 	// for only a few seconds, so a new build shows up quickly.
 	SiteByBranch(ctx context.Context, project, branchSlug string) (Site, error)
 	// SiteByBuildID returns the succeeded build with that id, of any
-	// project, for <base-domain>/preview/<id>/.
+	// project, for the path form (hosts.PreviewPath).
 	SiteByBuildID(ctx context.Context, id int64) (Site, error)
 }
 
@@ -129,9 +131,34 @@ type Server struct {
 	tls      *tlsServer // nil without Config.TLS
 	srv      *http.Server
 	projLock [64]sync.Mutex // serialises Activate/Deactivate per project
+	ln       listenerSlot
+}
 
-	lnMu sync.Mutex
-	ln   net.Listener
+// listenerSlot holds the listener Listen opened, for Serve and Addr, which
+// may run on other goroutines.
+type listenerSlot struct {
+	mu sync.Mutex
+	ln net.Listener
+}
+
+func (l *listenerSlot) set(ln net.Listener) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ln = ln
+}
+
+func (l *listenerSlot) get() net.Listener {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ln
+}
+
+// addr returns the listener's address, or nil before one is set.
+func (l *listenerSlot) addr() net.Addr {
+	if ln := l.get(); ln != nil {
+		return ln.Addr()
+	}
+	return nil
 }
 
 // New checks cfg and returns a Server; it does not listen yet.
@@ -215,9 +242,7 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("listen edge: %w", err)
 	}
-	s.lnMu.Lock()
-	s.ln = ln
-	s.lnMu.Unlock()
+	s.ln.set(ln)
 	if s.tls != nil {
 		if err := s.tls.listen(ln.Addr()); err != nil {
 			ln.Close()
@@ -229,12 +254,7 @@ func (s *Server) Listen() error {
 
 // Addr returns the listening address, or nil before Listen.
 func (s *Server) Addr() net.Addr {
-	s.lnMu.Lock()
-	defer s.lnMu.Unlock()
-	if s.ln == nil {
-		return nil
-	}
-	return s.ln.Addr()
+	return s.ln.addr()
 }
 
 // TLSAddr returns the HTTPS listening address, or nil without TLS or
@@ -249,9 +269,7 @@ func (s *Server) TLSAddr() net.Addr {
 // Serve serves on the listeners opened by Listen until Shutdown; it returns
 // nil after a Shutdown, and as soon as either listener fails.
 func (s *Server) Serve() error {
-	s.lnMu.Lock()
-	ln := s.ln
-	s.lnMu.Unlock()
+	ln := s.ln.get()
 	if ln == nil {
 		return errors.New("serve edge: Listen was not called")
 	}

@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -129,9 +128,7 @@ type tlsServer struct {
 	decide *decider
 	srv    *http.Server
 	base   string // the base domain, whose /healthz plain HTTP still serves
-
-	mu sync.Mutex // guards ln
-	ln net.Listener
+	ln     listenerSlot
 }
 
 // newTLSServer prepares HTTPS: certmagic's cache and config and an HTTPS
@@ -196,9 +193,7 @@ func (t *tlsServer) listen(httpAddr net.Addr) error {
 	if err != nil {
 		return fmt.Errorf("listen edge https: %w", err)
 	}
-	t.mu.Lock()
-	t.ln = ln
-	t.mu.Unlock()
+	t.ln.set(ln)
 	// Challenges are always answered by the edge's own listeners: HTTP-01
 	// by plainHTTP, TLS-ALPN-01 by the HTTPS listener. Pointing certmagic
 	// at those ports makes its solvers find them taken and rely on us,
@@ -219,21 +214,11 @@ func splitPort(a net.Addr) (string, int) {
 }
 
 // addr returns the HTTPS listening address, or nil before listen.
-func (t *tlsServer) addr() net.Addr {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.ln == nil {
-		return nil
-	}
-	return t.ln.Addr()
-}
+func (t *tlsServer) addr() net.Addr { return t.ln.addr() }
 
 // serve serves HTTPS on the listener listen opened until shutdown.
 func (t *tlsServer) serve() error {
-	t.mu.Lock()
-	ln := t.ln
-	t.mu.Unlock()
-	return t.srv.ServeTLS(ln, "", "")
+	return t.srv.ServeTLS(t.ln.get(), "", "")
 }
 
 // shutdown stops HTTPS and certmagic's maintenance.

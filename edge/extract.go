@@ -162,10 +162,19 @@ func isDir(p string) (bool, error) {
 	return true, nil
 }
 
+// decodeDigest parses a recorded sha256 hex digest.
+func decodeDigest(want string) ([]byte, error) {
+	sum, err := hex.DecodeString(strings.ToLower(strings.TrimSpace(want)))
+	if err != nil || len(sum) != sha256.Size {
+		return nil, fmt.Errorf("%w: recorded checksum %q is not a sha256 hex digest", ErrChecksumMismatch, want)
+	}
+	return sum, nil
+}
+
 func verifySHA256(r io.Reader, want string) error {
-	wantSum, err := hex.DecodeString(strings.ToLower(strings.TrimSpace(want)))
-	if err != nil || len(wantSum) != sha256.Size {
-		return fmt.Errorf("%w: recorded checksum %q is not a sha256 hex digest", ErrChecksumMismatch, want)
+	wantSum, err := decodeDigest(want)
+	if err != nil {
+		return err
 	}
 	h := sha256.New()
 	if _, err := io.Copy(h, r); err != nil {

@@ -40,7 +40,10 @@ func (f *fakeLookup) SiteByBuildID(_ context.Context, id int64) (Site, error) {
 }
 
 // previewLookup is an in-memory BuildLookup that knows branches: builds are
-// added in the order they succeed, so the last one of a branch is its latest.
+// added in the order they end, so the last one of a branch is its latest. It
+// answers as the server's lookup over the builds table does: a failed build
+// is found by slug or id but is no site, and a branch's latest build is its
+// latest succeeded one.
 type previewLookup struct {
 	mu     sync.Mutex
 	builds []previewBuild
@@ -50,12 +53,21 @@ type previewLookup struct {
 type previewBuild struct {
 	site   Site
 	branch string
+	failed bool
 }
 
 func (l *previewLookup) add(s Site, branch string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.builds = append(l.builds, previewBuild{s, branch})
+	l.builds = append(l.builds, previewBuild{site: s, branch: branch})
+}
+
+// addFailed records a build that failed (its artifact may exist: a build
+// can fail after packing it, at activation).
+func (l *previewLookup) addFailed(s Site, branch string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.builds = append(l.builds, previewBuild{site: s, branch: branch, failed: true})
 }
 
 func (l *previewLookup) find(match func(previewBuild) bool) (Site, error) {
@@ -63,8 +75,11 @@ func (l *previewLookup) find(match func(previewBuild) bool) (Site, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for i := len(l.builds) - 1; i >= 0; i-- {
-		if match(l.builds[i]) {
-			return l.builds[i].site, nil
+		if b := l.builds[i]; match(b) {
+			if b.failed {
+				return Site{}, fmt.Errorf("build %d failed: %w", b.site.BuildID, ErrUnknownSite)
+			}
+			return b.site, nil
 		}
 	}
 	return Site{}, fmt.Errorf("find build: %w", ErrUnknownSite)
@@ -76,7 +91,7 @@ func (l *previewLookup) SiteBySlug(_ context.Context, project, slug string) (Sit
 
 func (l *previewLookup) SiteByBranch(_ context.Context, project, branchSlug string) (Site, error) {
 	return l.find(func(b previewBuild) bool {
-		return b.site.Project == project && hosts.BranchSlug(b.branch) == branchSlug
+		return !b.failed && b.site.Project == project && hosts.BranchSlug(b.branch) == branchSlug
 	})
 }
 
@@ -113,14 +128,13 @@ type previewEdge struct {
 func newPreviewEdge(t *testing.T, rc RuntimeConfig, domains DomainLookup) *previewEdge {
 	t.Helper()
 	needNode(t)
-	tmp := t.TempDir()
 	sink := &logSink{}
 	rc.Logs, rc.StopTimeout, rc.WebsocketGrace, rc.ProbeInterval = sink, 2*time.Second, time.Second, 200*time.Millisecond
 	lk := &previewLookup{}
-	srv, err := New(Config{DeploymentsDir: tmp + "/deployments", Runtime: rc, CustomDomains: domains}, lk)
-	if err != nil {
-		t.Fatal(err)
-	}
+	te := newEdgeWith(t, lk, func(c *Config) {
+		c.Logger, c.Runtime, c.CustomDomains = nil, rc, domains
+	})
+	srv := te.srv
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {
 		hs.Close()
@@ -128,7 +142,7 @@ func newPreviewEdge(t *testing.T, rc RuntimeConfig, domains DomainLookup) *previ
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
-	return &previewEdge{testEdge: &testEdge{t: t, srv: srv, tmp: tmp}, hs: hs, lookup: lk, sink: sink}
+	return &previewEdge{testEdge: te, hs: hs, lookup: lk, sink: sink}
 }
 
 // previewJS answers its version on /, its view of the request on /env,
@@ -146,7 +160,7 @@ http.createServer((req, res) => {
 func (e *previewEdge) app(project string, id int64, version string) Site {
 	s := e.site(project, id, map[string]string{"server.js": fmt.Sprintf(previewJS, version)})
 	s.Start, s.DeploymentID = "node server.js", id
-	s.Health = HealthCheck{Tries: 3, Interval: 200 * time.Millisecond}
+	s.Health = patientHealth
 	return s
 }
 
@@ -204,7 +218,7 @@ func (e *previewEdge) starts(id int64) int {
 func buildHost(s Site) string { return s.Project + "--" + s.Slug + ".localhost" }
 
 func runningPreviews(s *Server) []int64 {
-	ids := s.pv.running()
+	ids := s.previews.running()
 	slices.Sort(ids)
 	return ids
 }
@@ -214,9 +228,9 @@ func runningPreviews(s *Server) []int64 {
 // lookup gave, and concurrent first requests share that one start.
 func TestPreviewAppStartsOnDemand(t *testing.T) {
 	e := newPreviewEdge(t, RuntimeConfig{}, nil)
-	prod := e.app("api", 1, "production")
+	prod := e.app("orders-api", 1, "production")
 	e.activate(prod)
-	pre := e.app("api", 2, "preview")
+	pre := e.app("orders-api", 2, "preview")
 	pre.Env = []string{"PREVIEW_VAR=from-preview-target"}
 	e.lookup.add(prod, "main")
 	e.lookup.add(pre, "feature")
@@ -236,16 +250,16 @@ func TestPreviewAppStartsOnDemand(t *testing.T) {
 		t.Errorf("the preview started %d processes for concurrent first requests, want 1", n)
 	}
 	v := e.view(buildHost(pre), "/env")
-	if v.V != "from-preview-target" || v.Port == fmt.Sprint(e.srv.Port("api")) || v.Host != buildHost(pre) {
-		t.Errorf("preview app saw %+v (production port %d)", v, e.srv.Port("api"))
+	if v.V != "from-preview-target" || v.Port == fmt.Sprint(e.srv.Port("orders-api")) || v.Host != buildHost(pre) {
+		t.Errorf("preview app saw %+v (production port %d)", v, e.srv.Port("orders-api"))
 	}
-	e.expect("api.localhost", "/", 200, "production")
-	if id, _ := e.srv.Active("api"); id != 1 {
+	e.expect("orders-api.localhost", "/", 200, "production")
+	if id, _ := e.srv.Active("orders-api"); id != 1 {
 		t.Errorf("Active = %d after a preview ran, want 1", id)
 	}
 	// The build production serves is answered by production's process.
-	if v := e.view(buildHost(prod), "/env"); v.Port != fmt.Sprint(e.srv.Port("api")) {
-		t.Errorf("the active build's URL went to port %s, production is on %d", v.Port, e.srv.Port("api"))
+	if v := e.view(buildHost(prod), "/env"); v.Port != fmt.Sprint(e.srv.Port("orders-api")) {
+		t.Errorf("the active build's URL went to port %s, production is on %d", v.Port, e.srv.Port("orders-api"))
 	}
 	if ids := runningPreviews(e.srv); !slices.Equal(ids, []int64{2}) {
 		t.Errorf("running previews %v, want [2]", ids)
@@ -296,9 +310,9 @@ func TestPreviewBusyIsNotIdle(t *testing.T) {
 }
 
 func (e *previewEdge) previewActive(id int64) int {
-	e.srv.pv.mu.Lock()
-	defer e.srv.pv.mu.Unlock()
-	if pa := e.srv.pv.apps[id]; pa != nil {
+	e.srv.previews.mu.Lock()
+	defer e.srv.previews.mu.Unlock()
+	if pa := e.srv.previews.apps[id]; pa != nil {
 		return pa.active
 	}
 	return 0
@@ -364,7 +378,7 @@ func TestPreviewStartFailure(t *testing.T) {
 	e.activate(prod)
 	bad := e.site("shop", 2, map[string]string{"README": "x"})
 	bad.Start, bad.DeploymentID = `node -e 'console.error("config missing: DATABASE_URL"); process.exit(1)'`, 2
-	bad.Health = HealthCheck{Tries: 2, Interval: 100 * time.Millisecond}
+	bad.Health = oneTry
 	e.lookup.add(prod, "main")
 	e.lookup.add(bad, "broken")
 
@@ -394,13 +408,13 @@ func TestBranchURLFollowsNewBuild(t *testing.T) {
 	host := "blog--git-feature-login.localhost"
 	// A short cache keeps the test short; the miss is remembered only as
 	// briefly as a hit.
-	e.srv.pv.branchTTL = 100 * time.Millisecond
+	e.resolver().branchTTL = 100 * time.Millisecond
 	e.expect(host, "/", 404, "No site is deployed")
 	v1 := e.site("blog", 1, map[string]string{"index.html": "first"})
 	e.lookup.add(v1, "feature/Login")
 	waitFor(t, func() bool { _, body := e.get(host, "/"); return body == "first" })
 	// With the real cache period, requests in a burst share one lookup.
-	e.srv.pv.branchTTL = branchTTL
+	e.resolver().branchTTL = branchTTL
 	before := e.lookup.calls.Load()
 	waitFor(t, func() bool { e.get(host, "/"); return e.lookup.calls.Load() > before })
 	e.lookup.calls.Store(0)
@@ -411,7 +425,7 @@ func TestBranchURLFollowsNewBuild(t *testing.T) {
 	if n := e.lookup.calls.Load(); n != 0 {
 		t.Errorf("%d lookups within the cache period, want 0", n)
 	}
-	e.srv.pv.branchTTL = 100 * time.Millisecond
+	e.resolver().branchTTL = 100 * time.Millisecond
 	waitFor(t, func() bool { _, body := e.get(host, "/"); return body == "second" })
 	v3 := e.app("blog", 3, "server third")
 	e.lookup.add(v3, "feature/login")
@@ -487,9 +501,8 @@ func TestPreviewPathIsSandboxed(t *testing.T) {
 // TestCustomDomains: a host mapped to a project is served as the project's
 // host; unknown hosts answer 404 and are remembered; lookup errors are 503.
 func TestCustomDomains(t *testing.T) {
-	e := newTestEdge(t)
 	dm := &domainMap{hosts: map[string]string{"www.example.com": "shop"}}
-	e.srv.cfg.CustomDomains = dm
+	e := newEdgeWith(t, &fakeLookup{}, func(c *Config) { c.CustomDomains = dm })
 	e.activate(e.site("shop", 1, map[string]string{"index.html": "shop v1"}))
 	e.expect("WWW.Example.com:8080", "/", 200, "shop v1")
 	e.expect("www.example.com.", "/", 200, "shop v1")
@@ -507,8 +520,7 @@ func TestCustomDomains(t *testing.T) {
 	e.srv.Deactivate("shop")
 	e.expect("www.example.com", "/", 404, "No site is deployed")
 
-	failing := newTestEdge(t)
-	failing.srv.cfg.CustomDomains = &domainMap{err: errors.New("database down")}
+	failing := newEdgeWith(t, &fakeLookup{}, func(c *Config) { c.CustomDomains = &domainMap{err: errors.New("database down")} })
 	failing.expect("www.example.com", "/", 503, "cannot be served right now")
 }
 
@@ -531,36 +543,36 @@ func TestShutdownStopsPreviews(t *testing.T) {
 }
 
 // TestPreviewCreationProperty is the seed's Property 16: for any sequence of
-// builds on any branches, every succeeded build answers at its build URL,
-// every branch with a succeeded build answers its latest at the branch URL,
-// and a failed build has no URL.
+// builds on any branches, every succeeded build answers at its build URL and
+// its path form, every branch with a succeeded build answers its latest
+// succeeded one at the branch URL, and a failed build, though the lookup
+// knows it and its artifact exists, is served at none of them.
 func TestPreviewCreationProperty(t *testing.T) {
-	e := newTestEdge(t)
 	lk := &previewLookup{}
-	e.srv.lookup = lk
+	e := newEdgeWith(t, lk, nil)
 	// The branch cache has its own test; here every answer is fresh.
-	e.srv.pv.branchTTL = 0
+	e.resolver().branchTTL = 0
 	branches := []string{"main", "feature/Login", "Feature_login", "fix-42", "release/v1.2", "ÜBER/x"}
 	var id, check atomic.Int64
 	rapid.Check(t, func(rt *rapid.T) {
 		project := fmt.Sprintf("p16-%d", check.Add(1))
 		latest := map[string]int64{}
-		var ok []Site
+		tried := map[string]bool{} // branch slugs with any build
+		var ok, failed []Site
 		n := rapid.IntRange(1, 8).Draw(rt, "builds")
 		for range n {
 			branch := rapid.SampledFrom(branches).Draw(rt, "branch")
-			succeeded := rapid.Float64().Draw(rt, "outcome") < 0.8
+			succeeded := rapid.Float64().Draw(rt, "outcome") < 0.7
+			tried[hosts.BranchSlug(branch)] = true
 			s := e.site(project, id.Add(1), map[string]string{"index.html": fmt.Sprintf("build %d", id.Load())})
-			if !succeeded {
-				// A failed build never reaches the lookup.
-				if w := e.get(project+"--"+s.Slug+".localhost", "/"); w.Code != 404 {
-					rt.Fatalf("failed build %d answers %d at its build URL", s.BuildID, w.Code)
-				}
-				continue
+			if succeeded {
+				lk.add(s, branch)
+				ok = append(ok, s)
+				latest[hosts.BranchSlug(branch)] = s.BuildID
+			} else {
+				lk.addFailed(s, branch)
+				failed = append(failed, s)
 			}
-			lk.add(s, branch)
-			ok = append(ok, s)
-			latest[hosts.BranchSlug(branch)] = s.BuildID
 			for slug, want := range latest {
 				if w := e.get(project+"--git-"+slug+".localhost", "/"); w.Code != 200 || w.Body.String() != fmt.Sprintf("build %d", want) {
 					rt.Fatalf("branch %s = %d %q, want build %d", slug, w.Code, w.Body.String(), want)
@@ -568,8 +580,26 @@ func TestPreviewCreationProperty(t *testing.T) {
 			}
 		}
 		for _, s := range ok {
-			if w := e.get(project+"--"+s.Slug+".localhost", "/"); w.Code != 200 || w.Body.String() != fmt.Sprintf("build %d", s.BuildID) {
+			if w := e.get(buildHost(s), "/"); w.Code != 200 || w.Body.String() != fmt.Sprintf("build %d", s.BuildID) {
 				rt.Fatalf("build URL of %d = %d %q", s.BuildID, w.Code, w.Body.String())
+			}
+			if w := e.get("localhost", fmt.Sprintf("/preview/%d/", s.BuildID)); w.Code != 200 || w.Body.String() != fmt.Sprintf("build %d", s.BuildID) {
+				rt.Fatalf("path form of %d = %d %q", s.BuildID, w.Code, w.Body.String())
+			}
+		}
+		for slug := range tried {
+			if _, some := latest[slug]; !some {
+				if w := e.get(project+"--git-"+slug+".localhost", "/"); w.Code != 404 {
+					rt.Fatalf("branch %s has only failed builds but answers %d %q", slug, w.Code, w.Body.String())
+				}
+			}
+		}
+		for _, s := range failed {
+			if w := e.get(buildHost(s), "/"); w.Code != 404 {
+				rt.Fatalf("failed build %d answers %d %q at its build URL", s.BuildID, w.Code, w.Body.String())
+			}
+			if w := e.get("localhost", fmt.Sprintf("/preview/%d/", s.BuildID)); w.Code != 404 {
+				rt.Fatalf("failed build %d answers %d %q at its path form", s.BuildID, w.Code, w.Body.String())
 			}
 		}
 	})
@@ -665,7 +695,6 @@ func TestPreviewPathHidesPanelCookies(t *testing.T) {
 }).listen(process.env.PORT, process.env.HOST);`})
 	s.Start = "node server.js"
 	e.lookup.add(s)
-	e.srv.lookup = e.lookup
 	req, _ := http.NewRequest("GET", hs.URL+"/preview/41/", nil)
 	req.Host = "localhost"
 	req.Header.Set("Cookie", "mv_session=the-admins-session")

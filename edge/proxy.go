@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -21,6 +22,7 @@ import (
 // period, and only then is the process stopped.
 type backend struct {
 	app       *app
+	log       *slog.Logger
 	proxy     *httputil.ReverseProxy
 	transport *http.Transport
 	maxBody   int64
@@ -40,7 +42,7 @@ const internalPrefixHeader = "X-Minivercel-Internal-Prefix"
 // sends a request on a socket Node is closing.
 const appIdleTimeout = 4 * time.Second
 
-func newBackend(a *app) *backend {
+func newBackend(a *app, log *slog.Logger) *backend {
 	target := &url.URL{Scheme: "http", Host: "127.0.0.1:" + strconv.Itoa(a.port)}
 	t := &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -50,7 +52,7 @@ func newBackend(a *app) *backend {
 		ResponseHeaderTimeout: a.cfg.ResponseHeaderTimeout,
 		DisableCompression:    true, // pass the app's encoding through untouched
 	}
-	b := &backend{app: a, transport: t, maxBody: a.cfg.MaxBodyBytes, ws: map[net.Conn]struct{}{}}
+	b := &backend{app: a, log: log, transport: t, maxBody: a.cfg.MaxBodyBytes, ws: map[net.Conn]struct{}{}}
 	b.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
@@ -110,13 +112,17 @@ func (b *backend) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		// The client went away; nobody reads an answer.
 		w.WriteHeader(499)
 	default:
-		b.app.srv.log.Debug("proxy to app", "project", b.app.site.Project, "port", b.app.port, "err", err)
+		b.log.Debug("proxy to app", "project", b.app.site.Project, "port", b.app.port, "err", err)
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusBadGateway)
 		fmt.Fprintf(w, "<!doctype html><title>502 Bad Gateway</title><h1>502 Bad Gateway</h1><p>The app is not answering right now.</p>\n")
 	}
 }
+
+func (b *backend) port() int     { return b.app.port }
+func (b *backend) healthy() bool { return b.app.healthy.Load() }
+func (b *backend) stop()         { b.app.stop() }
 
 // bufferPool reuses the 32 KiB copy buffers of the proxy.
 type bufferPool struct{}

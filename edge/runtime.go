@@ -1,25 +1,19 @@
 package edge
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
+	"io/fs"
+	"log/slog"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
-
-	"minivercel/secret"
 )
 
 // RuntimeConfig configures how the edge runs server apps.
@@ -164,427 +158,133 @@ func (p *ports) take() (int, error) {
 	return 0, fmt.Errorf("%w: every port in %d-%d is taken", ErrAppStart, p.min, p.max)
 }
 
+// inUse returns how many ports are taken.
+func (p *ports) inUse() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.used)
+}
+
 func (p *ports) release(port int) {
 	p.mu.Lock()
 	delete(p.used, port)
 	p.mu.Unlock()
 }
 
-// app is one deployment's web process and its supervisor: a process that dies
-// while the app is live is started again with exponential backoff.
-type app struct {
-	site     Site
-	dir      string
-	port     int
-	uid, gid uint32 // the user the process runs as, when privileges are dropped
-	cfg      RuntimeConfig
-	srv      *Server
+// appRuntime runs server apps: it gives each a port, starts its process in
+// the build's extracted tree, health-checks it and supervises it. It knows
+// nothing of routes or previews; whoever starts an app owns it and stops it.
+// Safe for concurrent use.
+type appRuntime struct {
+	cfg     RuntimeConfig
+	extract extractFunc
+	ports   *ports
+	log     *slog.Logger
 
-	healthy  atomic.Bool
-	serving  atomic.Bool  // the process passed its health check and still runs
-	crashes  atomic.Int32 // consecutive crashes since the last healthy start
-	stopping atomic.Bool
-	stopped  chan struct{} // closed when the supervisor has ended
-
-	mu   sync.Mutex
-	proc *exec.Cmd
-	exit chan struct{} // closed when the current process exits
-	// progress receives output lines while the app is being activated.
-	progress func(string)
-	logSeq   int64
+	done     chan struct{} // closed by close: supervisors stop restarting
+	doneOnce sync.Once
 }
 
-// crashLoop is how many consecutive crashes make an app unhealthy.
-const crashLoop = 3
-
-// maxBackoff caps the delay between restarts of a crashing app.
-const maxBackoff = 30 * time.Second
-
-func (a *app) env() []string {
-	path := filepath.Join(a.dir, "node_modules", ".bin") + ":/usr/local/bin:/usr/bin:/bin"
-	env := []string{
-		"PATH=" + path, "HOME=" + a.dir, "LANG=C.UTF-8", "NODE_ENV=production",
-		"PORT=" + strconv.Itoa(a.port), "HOST=127.0.0.1", "HOSTNAME=127.0.0.1",
+// newAppRuntime returns a runtime that gets builds' trees from extract.
+// cfg must have its defaults applied.
+func newAppRuntime(cfg RuntimeConfig, extract extractFunc, log *slog.Logger) *appRuntime {
+	return &appRuntime{
+		cfg: cfg, extract: extract, log: log,
+		ports: &ports{min: cfg.PortMin, max: cfg.PortMax, used: map[int]bool{}},
+		done:  make(chan struct{}),
 	}
-	// The site's own variables come last so that, apart from PORT and HOST,
-	// which the platform owns, they win.
-	for _, kv := range a.site.Env {
-		k, _, _ := strings.Cut(kv, "=")
-		if k == "PORT" || k == "HOST" {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
 }
 
-// spawn starts one process of the app.
-func (a *app) spawn() error {
-	cmd := exec.Command("/bin/sh", "-c", a.site.Start)
-	cmd.Dir = a.dir
-	cmd.Env = a.env()
-	cmd.Stdin = nil
-	// Own process group: SIGTERM and SIGKILL reach every process the start
-	// command spawned. Pdeathsig kills the direct child if the server dies;
-	// its descendants are found by uid at the next start (KillOrphans).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if a.cfg.DropPrivileges {
-		// An empty group list: the app must not keep root's supplementary groups.
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: a.uid, Gid: a.gid, Groups: []uint32{}}
-	}
-	pr, pw, err := os.Pipe()
+// start extracts a server app's build, starts its process and waits until it
+// is healthy; on failure the process is stopped, its port given back and
+// nothing else changes.
+func (r *appRuntime) start(ctx context.Context, site Site, progress func(string)) (runningApp, error) {
+	dir, err := r.extract(ctx, site)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrAppStart, err)
+		return nil, err
 	}
-	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
-		pr.Close()
-		pw.Close()
-		return fmt.Errorf("%w: %v", ErrAppStart, err)
+	rc := r.cfg
+	uid, gid := rc.UID, rc.GID
+	if rc.DropPrivileges {
+		if rc.UserFor != nil {
+			if uid, gid, err = rc.UserFor(site.Project); err != nil {
+				return nil, fmt.Errorf("%w: %v", ErrAppStart, err)
+			}
+		}
+		// Apps expect to write next to their code (caches, uploads); the tree
+		// is theirs, while the artifact it came from stays read-only. Its
+		// root is 0700: apps of other projects run as other users and cannot
+		// look inside.
+		if err := chownTree(dir, int(uid), int(gid)); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrAppStart, err)
+		}
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrAppStart, err)
+		}
 	}
-	pw.Close()
-	exit := make(chan struct{})
+	port, err := r.ports.take()
+	if err != nil {
+		return nil, err
+	}
+	a := &app{site: site, dir: dir, port: port, uid: uid, gid: gid, cfg: rc, ports: r.ports, done: r.done,
+		stopped: make(chan struct{}), progress: progress}
+	say := func(msg string) {
+		if progress != nil {
+			progress(msg)
+		}
+	}
+	say(fmt.Sprintf("starting web process on port %d: %s", port, site.Start))
+	began := time.Now()
+	if err := a.spawn(); err != nil {
+		r.ports.release(port)
+		return nil, err
+	}
+	if err := a.waitHealthy(ctx, site.Health); err != nil {
+		// No supervisor runs yet: mark it ended, then stop kills the
+		// process group and gives the port back.
+		close(a.stopped)
+		a.stop()
+		return nil, err
+	}
 	a.mu.Lock()
-	a.proc, a.exit = cmd, exit
+	a.progress = nil // from now on the output goes to the runtime log only
 	a.mu.Unlock()
-	output := make(chan struct{})
-	go func() {
-		defer close(output)
-		a.copyOutput(pr)
-	}()
-	go func() {
-		err := cmd.Wait()
-		// The group may outlive the shell; its output pipe closes with it.
-		select {
-		case <-output:
-		case <-time.After(a.cfg.StopTimeout):
-			killGroup(cmd.Process.Pid, syscall.SIGKILL)
-		}
-		pr.Close()
-		a.system(exitMessage(err))
-		close(exit)
-	}()
-	return nil
+	a.healthy.Store(true)
+	a.serving.Store(true)
+	say(fmt.Sprintf("healthy after %s", time.Since(began).Round(time.Millisecond)))
+	go a.supervise(site.Health)
+	return newBackend(a, r.log), nil
 }
 
-func exitMessage(err error) string {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return "process exited on signal " + ws.Signal().String()
-		}
-		return fmt.Sprintf("process exited with code %d", ee.ExitCode())
-	}
+// close stops supervisors from restarting apps; the apps themselves are
+// stopped by whoever started them.
+func (r *appRuntime) close() {
+	r.doneOnce.Do(func() { close(r.done) })
+}
+
+// chownTree gives a build's tree to the app user. It walks through an
+// os.Root, so a directory swapped for a symlink by a process of the same user
+// (an app of this build may already run: a redeploy or a preview) can never
+// make root change the owner of a file outside the tree.
+func chownTree(dir string, uid, gid int) error {
+	root, err := os.OpenRoot(dir)
 	if err != nil {
-		return "process ended: " + err.Error()
+		return err
 	}
-	return "process exited with code 0"
-}
-
-// maxRuntimeLine caps one stored line of app output.
-const maxRuntimeLine = 8 << 10
-
-// copyOutput turns the app's output into runtime log lines. Secret values (the
-// app's environment variables) are masked in the byte stream, before it is cut
-// into lines, so a value split across lines is masked too.
-func (a *app) copyOutput(r io.Reader) {
-	var values []string
-	for _, kv := range a.site.Env {
-		_, v, _ := strings.Cut(kv, "=")
-		values = append(values, v)
-	}
-	lines := &lineSplitter{emit: a.log}
-	w := secret.NewWriter(secret.NewRedactor(values), lines)
-	_, _ = io.Copy(w, r)
-	w.Flush()
-	lines.flush()
-}
-
-// lineSplitter cuts a byte stream into lines of at most maxRuntimeLine bytes.
-type lineSplitter struct {
-	buf  []byte
-	emit func(string)
-}
-
-func (l *lineSplitter) Write(p []byte) (int, error) {
-	l.buf = append(l.buf, p...)
-	for {
-		i := bytes.IndexByte(l.buf, '\n')
-		if i < 0 {
-			break
-		}
-		l.line(l.buf[:i])
-		l.buf = l.buf[i+1:]
-	}
-	for len(l.buf) > maxRuntimeLine {
-		l.line(l.buf[:maxRuntimeLine])
-		l.buf = l.buf[maxRuntimeLine:]
-	}
-	return len(p), nil
-}
-
-func (l *lineSplitter) line(b []byte) {
-	l.emit(strings.ToValidUTF8(strings.TrimSuffix(string(b), "\r"), "?"))
-}
-
-func (l *lineSplitter) flush() {
-	if len(l.buf) > 0 {
-		l.line(l.buf)
-		l.buf = nil
-	}
-}
-
-// system records a line of the platform's own in the app's runtime log.
-func (a *app) system(msg string) { a.log("[minivercel] " + msg) }
-
-func (a *app) log(line string) {
-	a.mu.Lock()
-	progress := a.progress
-	a.mu.Unlock()
-	if progress != nil {
-		progress(line)
-	}
-	if a.cfg.Logs != nil {
-		a.cfg.Logs.RuntimeLog(a.site.DeploymentID, line)
-	}
-}
-
-func (a *app) exited() <-chan struct{} {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.exit
-}
-
-// waitHealthy checks the health path until it answers below 500. An attempt
-// fails when the port does not accept connections within the interval, the
-// request fails or it answers 5xx; the process exiting fails at once.
-func (a *app) waitHealthy(ctx context.Context, hc HealthCheck) error {
-	hc = hc.withDefaults()
-	client := &http.Client{
-		Timeout:   hc.Interval,
-		Transport: &http.Transport{DisableKeepAlives: true},
-		// A redirect is an answer: the app is up.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	url := "http://127.0.0.1:" + strconv.Itoa(a.port) + hc.Path
-	exit := a.exited()
-	var last string
-	for try := 1; try <= hc.Tries; try++ {
-		deadline := time.Now().Add(hc.Interval)
-		// Wait for the port to accept: most apps listen within milliseconds,
-		// and a try should not be spent on an app still booting.
-		for !a.accepting() && time.Now().Before(deadline) {
-			select {
-			case <-exit:
-				return fmt.Errorf("%w: the process exited before answering on port %d", ErrUnhealthy, a.port)
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		req.Host = a.site.Project + ".localhost"
-		req.Header.Set("User-Agent", "minivercel-health-check")
-		resp, err := client.Do(req)
-		switch {
-		case err != nil:
-			last = fmt.Sprintf("GET %s: %v", hc.Path, trimURLError(err))
-		case resp.StatusCode >= 500:
-			resp.Body.Close()
-			last = fmt.Sprintf("GET %s answered %d", hc.Path, resp.StatusCode)
-		default:
-			resp.Body.Close()
-			// The answer must come from this app: with privileges dropped,
-			// a listener on the port owned by anyone else (an app of
-			// another project that bound it first) is refused.
-			if a.cfg.DropPrivileges && !listenerOwnedBy(a.port, a.uid) {
-				return fmt.Errorf("%w: port %d is held by a process of another user", ErrUnhealthy, a.port)
-			}
-			return nil
-		}
-		a.system(fmt.Sprintf("health check %d/%d failed: %s", try, hc.Tries, last))
-		if try == hc.Tries {
-			break
-		}
-		select {
-		case <-exit:
-			return fmt.Errorf("%w: the process exited (last check: %s)", ErrUnhealthy, last)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Until(deadline)):
-		}
-	}
-	return fmt.Errorf("%w: %d health checks failed, last: %s", ErrUnhealthy, hc.Tries, last)
-}
-
-func trimURLError(err error) string {
-	var ue interface{ Unwrap() error }
-	if errors.As(err, &ue) {
-		if inner := ue.Unwrap(); inner != nil {
-			return inner.Error()
-		}
-	}
-	return err.Error()
-}
-
-func (a *app) accepting() bool {
-	c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(a.port), 200*time.Millisecond)
-	if err != nil {
-		return false
-	}
-	c.Close()
-	return true
-}
-
-// supervise restarts the process whenever it exits while the app is live,
-// waiting 1 s, 2 s, 4 s… up to maxBackoff between attempts, and probes the
-// health path of a running process every ProbeInterval.
-func (a *app) supervise(hc HealthCheck) {
-	defer close(a.stopped)
-	backoff := time.Second
-	probeFails := 0
-	ticker := time.NewTicker(a.cfg.ProbeInterval)
-	defer ticker.Stop()
-	for {
-		exit := a.exited()
-		select {
-		case <-ticker.C:
-			if a.stopping.Load() {
-				return
-			}
-			if a.probe(hc) {
-				probeFails = 0
-				a.crashes.Store(0)
-				a.healthy.Store(true)
-				backoff = time.Second
-			} else if probeFails++; probeFails >= crashLoop {
-				a.healthy.Store(false)
-			}
-			continue
-		case <-exit:
-		}
-		// Until a new process passes its health check, nothing is proxied
-		// to the port: another local process could bind it meanwhile.
-		a.serving.Store(false)
-		if a.stopping.Load() {
-			return
-		}
-		n := a.crashes.Add(1)
-		if n >= crashLoop {
-			a.healthy.Store(false)
-		}
-		a.system(fmt.Sprintf("restarting in %s (crash %d in a row)", backoff, n))
-		select {
-		case <-time.After(backoff):
-		case <-a.srv.done:
-			return
-		}
-		if a.stopping.Load() {
-			return
-		}
-		backoff = min(backoff*2, maxBackoff)
-		if err := a.spawn(); err != nil {
-			a.system("restart failed: " + err.Error())
-			a.mu.Lock()
-			done := make(chan struct{})
-			close(done)
-			a.exit = done // try again after the next backoff
-			a.mu.Unlock()
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(hc.withDefaults().Tries+1)*hc.withDefaults().Interval)
-		err := a.waitHealthy(ctx, hc)
-		cancel()
-		if err == nil {
-			a.system("restarted and healthy")
-			a.serving.Store(true)
-			if a.crashes.Load() < crashLoop {
-				a.healthy.Store(true)
-			}
-		}
-	}
-}
-
-// listenerOwnedBy reports whether every listening TCP socket on port (IPv4
-// and IPv6) belongs to uid, reading the kernel's socket tables.
-func listenerOwnedBy(port int, uid uint32) bool {
-	want := fmt.Sprintf(":%04X", port)
-	found := false
-	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		b, err := os.ReadFile(table)
+	defer root.Close()
+	return fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			continue
+			return err
 		}
-		for _, line := range strings.Split(string(b), "\n")[1:] {
-			f := strings.Fields(line)
-			// sl local_address rem_address st ... uid is the 8th field.
-			if len(f) < 8 || f[3] != "0A" || !strings.HasSuffix(f[1], want) {
-				continue
-			}
-			if f[7] != strconv.FormatUint(uint64(uid), 10) {
-				return false
-			}
-			found = true
-		}
-	}
-	return found
+		return root.Lchown(p, uid, gid)
+	})
 }
 
-// probe is one health check of a running app.
-func (a *app) probe(hc HealthCheck) bool {
-	hc = hc.withDefaults()
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	req, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(a.port)+hc.Path, nil)
-	req.Host = a.site.Project + ".localhost"
-	req.Header.Set("User-Agent", "minivercel-health-check")
-	resp, err := client.Do(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode < 500
-}
-
-// stop ends the app for good: SIGTERM to its process group, SIGKILL after
-// StopTimeout, then its port goes back to the pool.
-func (a *app) stop() {
-	if a.stopping.Swap(true) {
-		<-a.stopped
-		return
-	}
-	a.mu.Lock()
-	proc, exit := a.proc, a.exit
-	a.mu.Unlock()
-	if proc != nil && proc.Process != nil {
-		select {
-		case <-exit:
-		default:
-			killGroup(proc.Process.Pid, syscall.SIGTERM)
-			select {
-			case <-exit:
-			case <-time.After(a.cfg.StopTimeout):
-				a.system("did not stop within " + a.cfg.StopTimeout.String() + " of SIGTERM: killing")
-				killGroup(proc.Process.Pid, syscall.SIGKILL)
-				<-exit
-			}
-		}
-	}
-	<-a.stopped
-	a.srv.ports.release(a.port)
-}
-
-func killGroup(pid int, sig syscall.Signal) {
-	if pid > 0 {
-		_ = syscall.Kill(-pid, sig)
-	}
-}
-
-// KillOrphans kills every process of the app user left over from an earlier
+// killOrphans kills every process of the app users left over from an earlier
 // run of the server (one killed too hard to stop its apps). It does nothing
 // when apps do not run as their own user.
-func (s *Server) KillOrphans() int {
-	rc := s.cfg.Runtime
+func (r *appRuntime) killOrphans() int {
+	rc := r.cfg
 	uids := map[string]bool{}
 	for _, u := range append([]uint32{rc.UID}, rc.OrphanUIDs...) {
 		if u != 0 && u != uint32(os.Getuid()) {
@@ -614,7 +314,7 @@ func (s *Server) KillOrphans() int {
 		}
 	}
 	if n > 0 {
-		s.log.Warn("killed app processes left from an earlier run", "count", n)
+		r.log.Warn("killed app processes left from an earlier run", "count", n)
 	}
 	return n
 }

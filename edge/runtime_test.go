@@ -73,16 +73,15 @@ func needNode(t *testing.T) {
 func newAppEdge(t *testing.T, sink *logSink) (*testEdge, *httptest.Server) {
 	t.Helper()
 	needNode(t)
-	tmp := t.TempDir()
-	srv, err := New(Config{
-		DeploymentsDir: tmp + "/deployments",
-		Runtime: RuntimeConfig{
+	lk := &fakeLookup{}
+	e := newEdgeWith(t, lk, func(c *Config) {
+		c.Logger = nil
+		c.Runtime = RuntimeConfig{
 			Logs: sink, StopTimeout: 2 * time.Second, WebsocketGrace: time.Second, ProbeInterval: 200 * time.Millisecond,
-		},
-	}, &fakeLookup{})
-	if err != nil {
-		t.Fatal(err)
-	}
+		}
+	})
+	e.lookup = lk
+	srv := e.srv
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() {
 		hs.Close()
@@ -90,7 +89,7 @@ func newAppEdge(t *testing.T, sink *logSink) (*testEdge, *httptest.Server) {
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
-	return &testEdge{t: t, srv: srv, lookup: &fakeLookup{}, tmp: tmp}, hs
+	return e, hs
 }
 
 // appSite is a server app build answering version.
@@ -98,9 +97,20 @@ func (e *testEdge) appSite(project string, id int64, version string) Site {
 	s := e.site(project, id, map[string]string{"server.js": fmt.Sprintf(serverJS, version)})
 	s.Start = "node server.js"
 	s.DeploymentID = id
-	s.Health = HealthCheck{Path: "/", Tries: 3, Interval: 200 * time.Millisecond}
+	s.Health = patientHealth
 	return s
 }
+
+// patientHealth is the health check of apps that must pass it: a try waits
+// for the port to accept before it asks, so a healthy app passes at its
+// first answer and generous limits cost nothing, while a machine busy enough
+// to start Node slowly cannot fail the test.
+var patientHealth = HealthCheck{Path: "/", Tries: 10, Interval: 2 * time.Second}
+
+// oneTry is the health check of apps expected to fail it in a particular
+// way: one try that waits long for the port, so the reason it fails (an
+// exit, a 5xx answer) does not depend on how fast Node starts.
+var oneTry = HealthCheck{Tries: 1, Interval: 30 * time.Second}
 
 func httpGet(t testing.TB, hs *httptest.Server, host, path string) (int, string, error) {
 	req, _ := http.NewRequest("GET", hs.URL+path, nil)
@@ -121,15 +131,15 @@ func TestServerAppIsProxied(t *testing.T) {
 	var progress []string
 	// progress is called from the app's output reader and from the activation.
 	record := func(l string) { mu.Lock(); progress = append(progress, l); mu.Unlock() }
-	if err := e.srv.Activate(context.Background(), e.appSite("api", 1, "v1"), record); err != nil {
+	if err := e.srv.Activate(context.Background(), e.appSite("orders-api", 1, "v1"), record); err != nil {
 		t.Fatal(err)
 	}
-	if code, body, _ := httpGet(t, hs, "api.localhost", "/"); code != 200 || body != "v1" {
+	if code, body, _ := httpGet(t, hs, "orders-api.localhost", "/"); code != 200 || body != "v1" {
 		t.Fatalf("GET / = %d %q", code, body)
 	}
-	_, env, _ := httpGet(t, hs, "api.localhost", "/env")
-	if !strings.Contains(env, `"host":"127.0.0.1"`) || !strings.Contains(env, fmt.Sprintf(`"port":"%d"`, e.srv.Port("api"))) ||
-		!strings.Contains(env, `"fwd":"127.0.0.1"`) || !strings.Contains(env, `"h":"api.localhost"`) {
+	_, env, _ := httpGet(t, hs, "orders-api.localhost", "/env")
+	if !strings.Contains(env, `"host":"127.0.0.1"`) || !strings.Contains(env, fmt.Sprintf(`"port":"%d"`, e.srv.Port("orders-api"))) ||
+		!strings.Contains(env, `"fwd":"127.0.0.1"`) || !strings.Contains(env, `"h":"orders-api.localhost"`) {
 		t.Errorf("app saw %s", env)
 	}
 	mu.Lock()
@@ -141,12 +151,12 @@ func TestServerAppIsProxied(t *testing.T) {
 	if !strings.Contains(sink.text(1), "listening on") {
 		t.Errorf("runtime log lacks the app's output: %q", sink.text(1))
 	}
-	if healthy, found := e.srv.Health("api"); !healthy || !found {
+	if healthy, found := e.srv.Health("orders-api"); !healthy || !found {
 		t.Errorf("Health = %v, %v", healthy, found)
 	}
-	code, body, _ := httpGet(t, hs, "localhost", "/api/health/api")
+	code, body, _ := httpGet(t, hs, "localhost", "/api/health/orders-api")
 	if code != 200 || !strings.Contains(body, "healthy") {
-		t.Errorf("/api/health/api = %d %s", code, body)
+		t.Errorf("/api/health/orders-api = %d %s", code, body)
 	}
 	if code, _, _ := httpGet(t, hs, "localhost", "/api/health/nothing"); code != 404 {
 		t.Errorf("/api/health/nothing = %d, want 404", code)
@@ -179,11 +189,14 @@ func TestFailedActivationKeepsPrevious(t *testing.T) {
 	cases := []struct {
 		name, start string
 		files       map[string]string
+		health      HealthCheck
 		want        string
 	}{
-		{"exits at start", "node -e 'console.error(\"config missing\"); process.exit(1)'", nil, "exited"},
-		{"never listens", "node -e 'setInterval(() => {}, 1000)' mv-never-listens-marker", nil, "health checks failed"},
-		{"answers 5xx", "node server.js", map[string]string{"server.js": `require('http').createServer((q, s) => { s.statusCode = 503; s.end('down') }).listen(process.env.PORT, process.env.HOST)`}, "answered 503"},
+		{"exits at start", "node -e 'console.error(\"config missing\"); process.exit(1)'", nil, oneTry, "exited"},
+		// It never listens whatever the limits: short ones keep the test short.
+		{"never listens", "node -e 'setInterval(() => {}, 1000)' mv-never-listens-marker", nil,
+			HealthCheck{Tries: 3, Interval: 100 * time.Millisecond}, "health checks failed"},
+		{"answers 5xx", "node server.js", map[string]string{"server.js": `require('http').createServer((q, s) => { s.statusCode = 503; s.end('down') }).listen(process.env.PORT, process.env.HOST)`}, oneTry, "answered 503"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -193,7 +206,7 @@ func TestFailedActivationKeepsPrevious(t *testing.T) {
 			}
 			s := e.site("web", int64(10+i), files)
 			s.Start, s.DeploymentID = tc.start, int64(10+i)
-			s.Health = HealthCheck{Tries: 3, Interval: 100 * time.Millisecond}
+			s.Health = tc.health
 			err := e.srv.Activate(context.Background(), s, nil)
 			if !errors.Is(err, ErrUnhealthy) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Activate = %v, want ErrUnhealthy mentioning %q", err, tc.want)
@@ -203,10 +216,7 @@ func TestFailedActivationKeepsPrevious(t *testing.T) {
 			}
 			// Regression: the failed app's processes are stopped and its
 			// port returned, not left running.
-			e.srv.ports.mu.Lock()
-			used := len(e.srv.ports.used)
-			e.srv.ports.mu.Unlock()
-			if used != 1 {
+			if used := e.srv.runtime.ports.inUse(); used != 1 {
 				t.Fatalf("%d ports in use after a failed activation, want 1 (the good app's)", used)
 			}
 		})
@@ -243,10 +253,11 @@ func TestCrashLoopIsUnhealthy(t *testing.T) {
 const fs = require('fs');
 if (fs.existsSync(f)) process.exit(9);
 fs.writeFileSync(f, '');
-require('http').createServer((q, r) => r.end('first')).listen(process.env.PORT, process.env.HOST);
-setTimeout(() => process.exit(9), 50);`})
+require('http').createServer((q, r) => { r.end('first'); setTimeout(() => process.exit(9), 10); }).listen(process.env.PORT, process.env.HOST);`})
 	s.Start, s.DeploymentID = "node server.js", 1
-	s.Health = HealthCheck{Tries: 1, Interval: 5 * time.Second}
+	// The first process exits once it has answered its health check; every
+	// restart exits at once.
+	s.Health = oneTry
 	e.activate(s)
 	t.Cleanup(func() { exec.Command("sh", "-c", "rm -f /tmp/mv-crashloop-*").Run() })
 	waitFor(t, func() bool { healthy, _ := e.srv.Health("loop"); return !healthy })
@@ -353,15 +364,17 @@ func TestDrainLetsInFlightFinish(t *testing.T) {
 		done <- body
 	}()
 	// The slow request is in flight once the old backend counts it.
-	waitFor(t, func() bool {
-		rt := (*e.srv.routes.Load())["drain"]
-		return rt.be.inflight.Load() > 0
-	})
+	waitFor(t, func() bool { return e.backend("drain").inflight.Load() > 0 })
 	e.activate(e.appSite("drain", 2, "new"))
 	if body := <-done; body != "old slow" {
 		t.Fatalf("in-flight request got %q", body)
 	}
 	waitFor(t, func() bool { return !portOpen(oldPort) })
+}
+
+// backend is the proxy to the project's production app.
+func (e *testEdge) backend(project string) *backend {
+	return e.srv.routes.get(project).app.(*backend)
 }
 
 func portOpen(port int) bool {
@@ -387,8 +400,7 @@ func TestStopKillsTheWholeGroup(t *testing.T) {
 	s := e.appSite("tree", 1, "v")
 	s.Start = "sleep 1000 & node server.js"
 	e.activate(s)
-	rt := (*e.srv.routes.Load())["tree"]
-	pgid := rt.be.app.proc.Process.Pid
+	pgid := e.backend("tree").app.proc.Process.Pid
 	e.srv.Deactivate("tree")
 	waitFor(t, func() bool { return syscall.Kill(-pgid, 0) != nil })
 }
@@ -485,7 +497,9 @@ func withChecks(t *testing.T, n int) {
 
 // TestSeamlessUpdatesProperty is the seed's Property 20 as a property: for any
 // number of switches between any builds (static or server), with requests of
-// any mix in flight, every request is answered by one of the builds.
+// any mix in flight, every request is answered by one of the builds. Each
+// switch waits until a request begun after it was served, so every window
+// between switches is checked with traffic, however fast the switches are.
 func TestSeamlessUpdatesProperty(t *testing.T) {
 	withChecks(t, 15)
 	e, hs := newAppEdge(t, &logSink{})
@@ -494,31 +508,66 @@ func TestSeamlessUpdatesProperty(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		order := rapid.SliceOfN(rapid.IntRange(0, len(builds)-1), 1, 4).Draw(rt, "switches")
 		clients := rapid.IntRange(1, 6).Draw(rt, "clients")
-		var stop atomic.Bool
-		var bad atomic.Value
-		var wg sync.WaitGroup
+		var (
+			stop   atomic.Bool
+			window atomic.Int64 // switches done so far
+			bad    atomic.Value
+			wg     sync.WaitGroup
+			mu     sync.Mutex
+			served = map[int64]int{} // requests answered, by the window they began in
+			tick   = make(chan struct{}, 1)
+		)
 		for c := 0; c < clients; c++ {
 			path := []string{"/", "/slow"}[c%2]
 			wg.Go(func() {
 				for !stop.Load() {
+					began := window.Load()
 					code, body, err := httpGet(t, hs, "seam.localhost", path)
 					if err != nil || code != 200 || !(strings.HasPrefix(body, "A") || strings.HasPrefix(body, "B") || body == "C") {
 						bad.Store(fmt.Sprintf("%d %q %v", code, body, err))
 					}
+					mu.Lock()
+					served[began]++
+					mu.Unlock()
+					select {
+					case tick <- struct{}{}:
+					default:
+					}
 				}
 			})
 		}
-		for _, i := range order {
+		// Clients stop when the check ends, also when it fails early.
+		defer func() { stop.Store(true); wg.Wait() }()
+		servedIn := func(w int64) int {
+			mu.Lock()
+			defer mu.Unlock()
+			return served[w]
+		}
+		for n, i := range order {
 			s := builds[i]
 			s.DeploymentID = time.Now().UnixNano()
 			if err := e.srv.Activate(context.Background(), s, nil); err != nil {
 				rt.Fatalf("activate: %v", err)
+			}
+			w := window.Add(1)
+			deadline := time.After(30 * time.Second) // a hang, not a pace
+			for servedIn(w) == 0 {
+				select {
+				case <-tick:
+				case <-deadline:
+					rt.Fatalf("no request served within 30s after switch %d", n+1)
+				}
 			}
 		}
 		stop.Store(true)
 		wg.Wait()
 		if v := bad.Load(); v != nil {
 			rt.Fatalf("a request failed during the switches: %s", v)
+		}
+		for w := int64(1); w <= int64(len(order)); w++ {
+			if servedIn(w) == 0 {
+				rt.Fatalf("no request served after switch %d", w)
+			}
 		}
 	})
 }

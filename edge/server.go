@@ -1,26 +1,18 @@
 package edge
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"html"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/singleflight"
+	"minivercel/hosts"
 )
 
 const (
@@ -28,16 +20,6 @@ const (
 	defaultBaseDomain      = "localhost"
 	defaultCacheBytes      = 256 << 20
 	defaultMaxCachedBuilds = 64
-	// negativeTTL is how long "no such build" is remembered for a build
-	// URL: long enough to absorb a burst of scanner requests, short enough
-	// that a build created right after a miss appears within seconds.
-	negativeTTL = 10 * time.Second
-	// negativeMax bounds the remembered misses; beyond it the cache is
-	// cleared, so random host names cannot grow memory.
-	negativeMax = 4096
-	// lookupTimeout bounds one BuildLookup call. It is detached from the
-	// request because concurrent requests share the call.
-	lookupTimeout = 15 * time.Second
 )
 
 // Config configures a Server.
@@ -45,9 +27,9 @@ type Config struct {
 	// Addr is the TCP address to listen on. Zero: ":8080".
 	Addr string
 	// BaseDomain is the domain sites live under: production at
-	// <project>.<BaseDomain>, single builds at <project>--<slug>.<BaseDomain>,
-	// branches at <project>--git-<branch>.<BaseDomain> (see preview.go).
-	// Matched case-insensitively. Zero: "localhost".
+	// <project>.<BaseDomain>, and every build and branch at a host of its
+	// own, as package hosts builds them. Matched case-insensitively. Zero:
+	// "localhost".
 	BaseDomain string
 	// DeploymentsDir is where builds are extracted, one directory per
 	// build: <DeploymentsDir>/<BuildID>. Required. The edge never deletes
@@ -115,60 +97,68 @@ type Site struct {
 // build matches they return an error wrapping ErrUnknownSite (the edge then
 // answers 404 and remembers the miss for a few seconds); any other error is
 // treated as temporary (503, not remembered). They should honour ctx
-// cancellation. Only builds whose artifact still exists should be returned.
+// cancellation. Only succeeded builds whose artifact still exists are
+// returned: a failed build answers ErrUnknownSite even when it has an
+// artifact.
 type BuildLookup interface {
-	// SiteBySlug returns the build of project with that slug, for
-	// <project>--<slug>.<base-domain>.
+	// SiteBySlug returns the succeeded build of project with that slug, for
+	// its build host (hosts.Scheme.Build).
 	SiteBySlug(ctx context.Context, project, slug string) (Site, error)
 	// SiteByBranch returns the latest succeeded build of project whose
-	// branch has that slug (schema.BranchSlug), for
-	// <project>--git-<branchSlug>.<base-domain>. Its answer is remembered
+	// branch has that slug (hosts.BranchSlug), for its branch host
+	// (hosts.Scheme.Branch). Its answer is remembered
 	// for only a few seconds, so a new build shows up quickly.
 	SiteByBranch(ctx context.Context, project, branchSlug string) (Site, error)
 	// SiteByBuildID returns the succeeded build with that id, of any
-	// project, for <base-domain>/preview/<id>/.
+	// project, for the path form (hosts.PreviewPath).
 	SiteByBuildID(ctx context.Context, id int64) (Site, error)
 }
 
 // Server is the edge: it routes requests by Host to the active build of a
-// project, or to one exact build for build URLs, and switches builds
-// atomically. Its methods are safe for concurrent use.
+// project, or to one exact build for preview URLs, and switches builds
+// atomically. It wires its parts together: the route table, the router, the
+// static handler cache, the app runtime, the preview pool and, with TLS, the
+// HTTPS server; none of them knows the Server. Its methods are safe for
+// concurrent use.
 type Server struct {
 	cfg      Config
 	log      *slog.Logger
-	lookup   BuildLookup
-	budget   *memBudget
-	base     string // lowercased BaseDomain
-	dotBase  string // "." + base
-	panel    http.Handler
-	ready    atomic.Bool
-	routes   atomic.Pointer[map[string]*route] // project → route; never mutated once stored
+	routes   *routeTable
+	router   *router
+	statics  *staticCache
+	runtime  *appRuntime
+	previews *previewPool
+	tls      *tlsServer // nil without Config.TLS
 	srv      *http.Server
-	lnMu     sync.Mutex
-	ln       net.Listener
 	projLock [64]sync.Mutex // serialises Activate/Deactivate per project
-
-	mu     sync.Mutex // guards builds and refs, and orders route writes
-	builds *handlerLRU
-	refs   map[*Static]int // holders: LRU entries and routes
-
-	sf     singleflight.Group
-	misses *ttlCache[struct{}] // lookup keys that found no build, remembered briefly
-	pv     *previews           // preview processes and lookup caches
-
-	ports    *ports
-	done     chan struct{} // closed by Shutdown: supervisors stop restarting
-	doneOnce sync.Once
-
-	tls *tlsServer // nil without Config.TLS
+	ln       listenerSlot
 }
 
-// route is what a project's host serves: a static build or a running app.
-type route struct {
-	site   Site
-	h      http.Handler
-	static *Static  // pinned in the handler cache; nil for apps
-	be     *backend // nil for static builds
+// listenerSlot holds the listener Listen opened, for Serve and Addr, which
+// may run on other goroutines.
+type listenerSlot struct {
+	mu sync.Mutex
+	ln net.Listener
+}
+
+func (l *listenerSlot) set(ln net.Listener) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ln = ln
+}
+
+func (l *listenerSlot) get() net.Listener {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ln
+}
+
+// addr returns the listener's address, or nil before one is set.
+func (l *listenerSlot) addr() net.Addr {
+	if ln := l.get(); ln != nil {
+		return ln.Addr()
+	}
+	return nil
 }
 
 // New checks cfg and returns a Server; it does not listen yet.
@@ -194,38 +184,31 @@ func New(cfg Config, lookup BuildLookup) (*Server, error) {
 	if cfg.MaxCachedBuilds <= 0 {
 		cfg.MaxCachedBuilds = defaultMaxCachedBuilds
 	}
+	if cfg.PanelHandler == nil {
+		cfg.PanelHandler = http.HandlerFunc(landing)
+	}
 	cfg.Runtime = cfg.Runtime.withDefaults()
-	base := strings.TrimSuffix(strings.ToLower(cfg.BaseDomain), ".")
-	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger.With("component", "edge"),
-		lookup:  lookup,
-		budget:  &memBudget{limit: cfg.CacheBytes},
-		base:    base,
-		dotBase: "." + base,
-		panel:   cfg.PanelHandler,
-		builds:  newHandlerLRU(),
-		refs:    map[*Static]int{},
-		misses:  newTTLCache[struct{}](negativeMax),
-		ports:   &ports{min: cfg.Runtime.PortMin, max: cfg.Runtime.PortMax, used: map[int]bool{}},
-		done:    make(chan struct{}),
-	}
-	if s.panel == nil {
-		s.panel = http.HandlerFunc(landing)
-	}
-	s.pv = newPreviews(s)
-	s.removeUnfinishedExtractions()
-	empty := map[string]*route{}
-	s.routes.Store(&empty)
+	log := cfg.Logger.With("component", "edge")
+	scheme := hosts.New(cfg.BaseDomain)
+	deps := newDeployments(cfg.DeploymentsDir, cfg.Limits)
+	deps.removeUnfinished(log)
+	s := &Server{cfg: cfg, log: log, routes: newRouteTable()}
+	s.statics = newStaticCache(deps.extract, cfg.CacheBytes, cfg.MaxCachedBuilds)
+	s.runtime = newAppRuntime(cfg.Runtime, deps.extract, log)
+	s.previews = newPreviewPool(s.runtime, cfg.Runtime.PreviewIdle, cfg.Runtime.MaxPreviews, log)
+	s.router = newRouter(routerConfig{
+		scheme: scheme, routes: s.routes, sites: newSiteResolver(lookup, cfg.CustomDomains),
+		statics: s.statics, previews: s.previews, panel: cfg.PanelHandler, git: cfg.GitHandler, log: log,
+	})
 	s.srv = &http.Server{
-		Handler: s.Handler(),
+		Handler: s.router,
 		// Slow-header clients must not hold connections for ever; bodies
 		// are not limited because downloads of large assets are legit.
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		// Client hang-ups and TLS noise are not the operator's problem.
-		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	// HTTP/2 without TLS (h2c, prior knowledge) besides HTTP/1.1: proxies and
 	// load balancers in front of the edge speak it; with TLS, HTTP/2 is
@@ -234,68 +217,74 @@ func New(cfg Config, lookup BuildLookup) (*Server, error) {
 	s.srv.Protocols.SetHTTP1(true)
 	s.srv.Protocols.SetHTTP2(true)
 	s.srv.Protocols.SetUnencryptedHTTP2(true)
-	if err := s.initTLS(); err != nil {
-		return nil, err
+	if cfg.TLS != nil {
+		t, err := newTLSServer(*cfg.TLS, s.router, s.srv, scheme.Base(), log)
+		if err != nil {
+			return nil, err
+		}
+		// With HTTPS on, plain HTTP answers challenges and redirects.
+		s.srv.Handler = t.plainHTTP(s.router)
+		s.tls = t
 	}
 	return s, nil
-}
-
-// removeUnfinishedExtractions deletes the temporary directories of extractions
-// that a crash interrupted; a finished extraction is always renamed away from
-// its temporary name.
-func (s *Server) removeUnfinishedExtractions() {
-	tmps, _ := filepath.Glob(filepath.Join(s.cfg.DeploymentsDir, ".*.tmp-*"))
-	for _, t := range tmps {
-		if err := os.RemoveAll(t); err != nil {
-			s.log.Warn("remove unfinished extraction", "dir", t, "err", err)
-		}
-	}
 }
 
 // Handler returns the edge's request router, for mounting in tests,
 // benchmarks or another server.
 func (s *Server) Handler() http.Handler {
-	return http.HandlerFunc(s.serveHTTP)
+	return s.router
 }
 
-// Listen opens the TCP listener at Config.Addr, so that Addr is known
-// before Serve runs.
+// Listen opens the TCP listener at Config.Addr (and the HTTPS one with
+// Config.TLS), so that Addr is known before Serve runs.
 func (s *Server) Listen() error {
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen edge: %w", err)
 	}
-	s.lnMu.Lock()
-	s.ln = ln
-	s.lnMu.Unlock()
-	if err := s.listenTLS(); err != nil {
-		ln.Close()
-		return err
+	s.ln.set(ln)
+	if s.tls != nil {
+		if err := s.tls.listen(ln.Addr()); err != nil {
+			ln.Close()
+			return err
+		}
 	}
 	return nil
 }
 
 // Addr returns the listening address, or nil before Listen.
 func (s *Server) Addr() net.Addr {
-	s.lnMu.Lock()
-	defer s.lnMu.Unlock()
-	if s.ln == nil {
-		return nil
-	}
-	return s.ln.Addr()
+	return s.ln.addr()
 }
 
-// Serve serves on the listener opened by Listen until Shutdown; it returns
-// nil after a Shutdown.
+// TLSAddr returns the HTTPS listening address, or nil without TLS or
+// before Listen.
+func (s *Server) TLSAddr() net.Addr {
+	if s.tls == nil {
+		return nil
+	}
+	return s.tls.addr()
+}
+
+// Serve serves on the listeners opened by Listen until Shutdown; it returns
+// nil after a Shutdown, and as soon as either listener fails.
 func (s *Server) Serve() error {
-	s.lnMu.Lock()
-	ln := s.ln
-	s.lnMu.Unlock()
+	ln := s.ln.get()
 	if ln == nil {
 		return errors.New("serve edge: Listen was not called")
 	}
-	if err := s.serveAll(ln); !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve edge: %w", err)
+	serves := []func() error{func() error { return s.srv.Serve(ln) }}
+	if s.tls != nil {
+		serves = append(serves, s.tls.serve)
+	}
+	errs := make(chan error, len(serves))
+	for _, serve := range serves {
+		go func() { errs <- serve() }()
+	}
+	for range serves {
+		if err := <-errs; !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve edge: %w", err)
+		}
 	}
 	return nil
 }
@@ -309,18 +298,19 @@ func (s *Server) ListenAndServe() error {
 }
 
 // Shutdown stops accepting connections and waits, until ctx ends, for
-// requests in flight to finish.
+// requests in flight to finish; then it stops every app and preview.
 func (s *Server) Shutdown(ctx context.Context) error {
-	err := errors.Join(s.srv.Shutdown(ctx), s.shutdownTLS(ctx))
-	s.doneOnce.Do(func() { close(s.done) })
+	err := s.srv.Shutdown(ctx)
+	if s.tls != nil {
+		err = errors.Join(err, s.tls.shutdown(ctx))
+	}
+	s.runtime.close()
 	// Apps stop after the last request was answered.
 	var wg sync.WaitGroup
-	for _, rt := range *s.routes.Load() {
-		if rt.be != nil {
-			wg.Go(rt.be.app.stop)
-		}
+	for _, app := range s.routes.apps() {
+		wg.Go(app.stop)
 	}
-	wg.Go(s.pv.close)
+	wg.Go(s.previews.close)
 	wg.Wait()
 	if err != nil {
 		return fmt.Errorf("shut down edge: %w", err)
@@ -331,7 +321,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // SetReady sets what /healthz on the base domain answers: 200 once ready,
 // 503 before (for example while Restore runs).
 func (s *Server) SetReady(ready bool) {
-	s.ready.Store(ready)
+	s.router.ready.Store(ready)
+}
+
+// KillOrphans kills every process of the app users left over from an earlier
+// run of the server (one killed too hard to stop its apps) and returns how
+// many. It does nothing when apps do not run as their own user.
+func (s *Server) KillOrphans() int {
+	return s.runtime.killOrphans()
 }
 
 func (s *Server) projectLock(project string) *sync.Mutex {
@@ -350,138 +347,53 @@ func (s *Server) projectLock(project string) *sync.Mutex {
 // receives the lines worth showing the person deploying (the app's output
 // while it starts, the health checks); it is called from several goroutines.
 func (s *Server) Activate(ctx context.Context, site Site, progress func(string)) error {
-	if !validProject(site.Project) {
-		return fmt.Errorf("activate %q: invalid project name", site.Project)
+	if err := hosts.ValidateProject(site.Project); err != nil {
+		return fmt.Errorf("activate build %d: %w", site.BuildID, err)
 	}
 	mu := s.projectLock(site.Project)
 	mu.Lock()
 	defer mu.Unlock()
 	start := time.Now()
-	var next *route
-	if site.Start == "" {
-		h, err := s.handlerFor(site)
-		if err != nil {
-			return fmt.Errorf("activate %s build %d: %w", site.Project, site.BuildID, err)
-		}
-		if err := ctx.Err(); err != nil {
-			s.unref(h)
-			return fmt.Errorf("activate %s build %d: %w", site.Project, site.BuildID, err)
-		}
-		next = &route{site: site, h: h, static: h} // takes over the pin
-	} else {
-		be, err := s.startApp(ctx, site, progress)
-		if err != nil {
-			return fmt.Errorf("activate %s build %d: %w", site.Project, site.BuildID, err)
-		}
-		next = &route{site: site, h: be, be: be}
+	next, err := s.prepare(ctx, site, progress)
+	if err != nil {
+		return fmt.Errorf("activate %s build %d: %w", site.Project, site.BuildID, err)
 	}
-	prev := s.swap(site.Project, next)
-	if prev != nil && prev.be != nil {
-		go prev.be.drain()
-	}
+	s.retire(s.routes.swap(site.Project, next))
 	s.log.Info("site activated", "project", site.Project, "build_id", site.BuildID, "took", time.Since(start))
 	return nil
 }
 
-// swap installs rt as the project's route (nil removes it) and returns the
-// route it replaced.
-func (s *Server) swap(project string, rt *route) *route {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old := *s.routes.Load()
-	next := make(map[string]*route, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
-	if rt == nil {
-		delete(next, project)
-	} else {
-		next[project] = rt
-	}
-	prev := old[project]
-	if prev != nil && prev.static != nil {
-		s.unrefLocked(prev.static)
-	}
-	s.routes.Store(&next)
-	return prev
-}
-
-// startApp extracts a server app's build, starts its process and waits until
-// it is healthy; on failure the process is stopped and nothing changes.
-func (s *Server) startApp(ctx context.Context, site Site, progress func(string)) (*backend, error) {
-	dir := filepath.Join(s.cfg.DeploymentsDir, strconv.FormatInt(site.BuildID, 10))
-	if err := s.cfg.Limits.EnsureExtracted(site.ArtifactPath, site.SHA256, dir); err != nil {
-		return nil, err
-	}
-	rc := s.cfg.Runtime
-	uid, gid := rc.UID, rc.GID
-	if rc.DropPrivileges {
-		if rc.UserFor != nil {
-			var err error
-			if uid, gid, err = rc.UserFor(site.Project); err != nil {
-				return nil, fmt.Errorf("%w: %v", ErrAppStart, err)
-			}
-		}
-		// Apps expect to write next to their code (caches, uploads); the tree
-		// is theirs, while the artifact it came from stays read-only. Its
-		// root is 0700: apps of other projects run as other users and cannot
-		// look inside.
-		if err := chownTree(dir, int(uid), int(gid)); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrAppStart, err)
-		}
-		if err := os.Chmod(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrAppStart, err)
-		}
-	}
-	port, err := s.ports.take()
-	if err != nil {
-		return nil, err
-	}
-	a := &app{site: site, dir: dir, port: port, uid: uid, gid: gid, cfg: rc, srv: s, stopped: make(chan struct{}), progress: progress}
-	say := func(msg string) {
-		if progress != nil {
-			progress(msg)
-		}
-	}
-	say(fmt.Sprintf("starting web process on port %d: %s", port, site.Start))
-	began := time.Now()
-	if err := a.spawn(); err != nil {
-		s.ports.release(port)
-		return nil, err
-	}
-	if err := a.waitHealthy(ctx, site.Health); err != nil {
-		// No supervisor runs yet: mark it ended, then stop kills the
-		// process group and gives the port back.
-		close(a.stopped)
-		a.stop()
-		return nil, err
-	}
-	a.mu.Lock()
-	a.progress = nil // from now on the output goes to the runtime log only
-	a.mu.Unlock()
-	a.healthy.Store(true)
-	a.serving.Store(true)
-	say(fmt.Sprintf("healthy after %s", time.Since(began).Round(time.Millisecond)))
-	go a.supervise(site.Health)
-	return newBackend(a), nil
-}
-
-// chownTree gives a build's tree to the app user. It walks through an
-// os.Root, so a directory swapped for a symlink by a process of the same user
-// (an app of this build may already run: a redeploy or a preview) can never
-// make root change the owner of a file outside the tree.
-func chownTree(dir string, uid, gid int) error {
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	return fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+// prepare readies the route that will serve site: the handler of a static
+// build, or the healthy process of a server app.
+func (s *Server) prepare(ctx context.Context, site Site, progress func(string)) (*route, error) {
+	if site.Start != "" {
+		app, err := s.runtime.start(ctx, site, progress)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		return root.Lchown(p, uid, gid)
-	})
+		return &route{site: site, h: app, app: app}, nil
+	}
+	h, err := s.statics.acquire(ctx, site)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		s.statics.release(h)
+		return nil, err
+	}
+	return &route{site: site, h: h, static: h}, nil // the route takes over the reference
+}
+
+// retire lets go of a route that no longer serves: its static handler's
+// reference, or its app after a drain in the background.
+func (s *Server) retire(prev *route) {
+	switch {
+	case prev == nil:
+	case prev.static != nil:
+		s.statics.release(prev.static)
+	case prev.app != nil:
+		go prev.app.drain()
+	}
 }
 
 // Deactivate removes the project's route; its host then answers 404.
@@ -490,21 +402,19 @@ func (s *Server) Deactivate(project string) {
 	mu := s.projectLock(project)
 	mu.Lock()
 	defer mu.Unlock()
-	prev := s.swap(project, nil)
+	prev := s.routes.swap(project, nil)
 	if prev == nil {
 		return
 	}
-	if prev.be != nil {
-		go prev.be.drain()
-	}
+	s.retire(prev)
 	s.log.Info("site deactivated", "project", project, "build_id", prev.site.BuildID)
 }
 
 // Port returns the port of the project's running app; 0 for a static build or
 // no build.
 func (s *Server) Port(project string) int {
-	if rt := (*s.routes.Load())[project]; rt != nil && rt.be != nil {
-		return rt.be.app.port
+	if rt := s.routes.get(project); rt != nil && rt.app != nil {
+		return rt.app.port()
 	}
 	return 0
 }
@@ -513,19 +423,12 @@ func (s *Server) Port(project string) int {
 // when it has no active build; a static build is always healthy; an app is
 // healthy while its process runs and answers its health path.
 func (s *Server) Health(project string) (healthy, found bool) {
-	rt := (*s.routes.Load())[project]
-	if rt == nil {
-		return false, false
-	}
-	if rt.be == nil {
-		return true, true
-	}
-	return rt.be.app.healthy.Load(), true
+	return routeHealth(s.routes.get(project))
 }
 
 // Active reports the build served at the project's production host.
 func (s *Server) Active(project string) (buildID int64, ok bool) {
-	if rt := (*s.routes.Load())[project]; rt != nil {
+	if rt := s.routes.get(project); rt != nil {
 		return rt.site.BuildID, true
 	}
 	return 0, false
@@ -557,313 +460,4 @@ func (s *Server) Restore(ctx context.Context, sites []Site) error {
 		return fmt.Errorf("restore sites: %w", err)
 	}
 	return nil
-}
-
-// handlerFor returns the cached handler of a build, extracting the build
-// first if needed, pinned: the caller owns one reference and must hand it
-// to a route or drop it with unref, so an LRU eviction in between cannot
-// release a handler about to go live. Extraction runs outside s.mu so that
-// one slow artifact does not stall other activations or build-URL requests.
-func (s *Server) handlerFor(site Site) (*Static, error) {
-	key := "b/" + strconv.FormatInt(site.BuildID, 10) + "/" + strconv.FormatBool(site.SPA)
-	s.mu.Lock()
-	h := s.builds.get(key)
-	if h != nil {
-		s.refs[h]++
-	}
-	s.mu.Unlock()
-	if h != nil {
-		return h, nil
-	}
-	dir := filepath.Join(s.cfg.DeploymentsDir, strconv.FormatInt(site.BuildID, 10))
-	if err := s.cfg.Limits.EnsureExtracted(site.ArtifactPath, site.SHA256, dir); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if h := s.builds.get(key); h != nil {
-		s.refs[h]++
-		return h, nil
-	}
-	h, err := newStatic(dir, site.SPA, s.budget)
-	if err != nil {
-		return nil, err
-	}
-	s.refs[h]++
-	s.cacheLocked(key, h)
-	return h, nil
-}
-
-func (s *Server) unref(h *Static) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.unrefLocked(h)
-}
-
-func (s *Server) cacheLocked(key string, h *Static) {
-	s.builds.add(key, h)
-	s.refs[h]++
-	for s.builds.len() > s.cfg.MaxCachedBuilds {
-		s.unrefLocked(s.builds.removeOldest())
-	}
-}
-
-// unrefLocked drops one holder of h; the last one returns h's cache budget.
-// A released handler still serves the requests that hold it, it just stops
-// caching.
-func (s *Server) unrefLocked(h *Static) {
-	s.refs[h]--
-	if s.refs[h] <= 0 {
-		delete(s.refs, h)
-		h.release()
-	}
-}
-
-func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	if s.log.Enabled(r.Context(), slog.LevelDebug) {
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		start := time.Now()
-		s.route(rec, r)
-		s.log.Debug("request", "host", r.Host, "method", r.Method, "path", r.URL.Path,
-			"status", rec.status, "took", time.Since(start))
-		return
-	}
-	s.route(w, r)
-}
-
-func (s *Server) route(w http.ResponseWriter, r *http.Request) {
-	host := normalizeHost(r.Host)
-	if host == s.base {
-		s.serveBase(w, r)
-		return
-	}
-	label, ok := strings.CutSuffix(host, s.dotBase)
-	if !ok || label == "" || strings.IndexByte(label, '.') >= 0 {
-		s.serveCustomDomain(w, r, host)
-		return
-	}
-	// One load of the table: the request keeps this handler even if a
-	// swap happens while it runs.
-	if rt := (*s.routes.Load())[label]; rt != nil {
-		rt.h.ServeHTTP(w, r)
-		return
-	}
-	s.serveBuildURL(w, r, host, label)
-}
-
-func (s *Server) serveBase(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.GitHandler != nil && isGitPath(r.URL.Path) {
-		s.cfg.GitHandler.ServeHTTP(w, r)
-		return
-	}
-	if project, ok := strings.CutPrefix(r.URL.Path, "/api/health/"); ok {
-		s.serveProjectHealth(w, project)
-		return
-	}
-	if rest, ok := strings.CutPrefix(r.URL.Path, previewPrefix); ok {
-		s.servePreviewPath(w, r, rest)
-		return
-	}
-	if r.URL.Path == "/healthz" {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		if !s.ready.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			io.WriteString(w, "not ready\n")
-			return
-		}
-		io.WriteString(w, "ok\n")
-		return
-	}
-	s.panel.ServeHTTP(w, r)
-}
-
-// isGitPath reports a git smart-HTTP path: /<name>.git or /<name>.git/...
-func isGitPath(p string) bool {
-	first, _, _ := strings.Cut(strings.TrimPrefix(p, "/"), "/")
-	return strings.HasSuffix(first, ".git") && len(first) > len(".git")
-}
-
-// serveProjectHealth answers GET /api/health/{project}: 200 when the active
-// deployment is healthy, 503 when it is not, 404 when there is none.
-func (s *Server) serveProjectHealth(w http.ResponseWriter, project string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	healthy, found := s.Health(project)
-	switch {
-	case !found:
-		w.WriteHeader(http.StatusNotFound)
-		fmt.Fprintf(w, "{\"project\":%q,\"status\":\"none\",\"error\":\"no active deployment\"}\n", project)
-	case healthy:
-		fmt.Fprintf(w, "{\"project\":%q,\"status\":\"healthy\"}\n", project)
-	default:
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintf(w, "{\"project\":%q,\"status\":\"unhealthy\"}\n", project)
-	}
-}
-
-// serveBuildURL serves <project>--<slug> and <project>--git-<branch>.
-// Project names never contain "--", so no project's own host can ever shadow
-// another project's build URL, and the first "--" splits the label
-// unambiguously. Build slugs never contain "-", so "git-" marks a branch.
-func (s *Server) serveBuildURL(w http.ResponseWriter, r *http.Request, host, label string) {
-	i := strings.Index(label, "--")
-	if i <= 0 {
-		unknownHost(w, host)
-		return
-	}
-	project, slug := label[:i], label[i+2:]
-	// Shape checks first: names that cannot exist never reach the database.
-	if !validProject(project) {
-		unknownHost(w, host)
-		return
-	}
-	if branch, ok := strings.CutPrefix(slug, "git-"); ok {
-		if !validBranchSlug(branch) {
-			unknownHost(w, host)
-			return
-		}
-		s.serveBranchURL(w, r, host, project, branch)
-		return
-	}
-	if !validSlug(slug) {
-		unknownHost(w, host)
-		return
-	}
-	if rt := (*s.routes.Load())[project]; rt != nil && rt.site.Slug == slug {
-		rt.h.ServeHTTP(w, r)
-		return
-	}
-	site, err := s.resolveSite(r.Context(), "u/"+label, siteTTL, negativeTTL, func(ctx context.Context) (Site, error) {
-		site, err := s.lookup.SiteBySlug(ctx, project, slug)
-		if err == nil && (site.Project != project || site.Slug != slug) {
-			err = fmt.Errorf("lookup returned %s--%s: %w", site.Project, site.Slug, ErrUnknownSite)
-		}
-		return site, err
-	})
-	if err != nil {
-		s.lookupFailed(w, host, err)
-		return
-	}
-	s.serveSite(w, r, site, true)
-}
-
-// rememberMiss records that key found no build, for ttl.
-func (s *Server) rememberMiss(key string, ttl time.Duration) {
-	s.misses.put(key, struct{}{}, time.Now(), ttl)
-}
-
-// normalizeHost lowercases the Host header and strips a port and a trailing
-// dot, without allocating in the common already-lowercase case.
-func normalizeHost(h string) string {
-	if strings.HasPrefix(h, "[") {
-		if i := strings.IndexByte(h, ']'); i >= 0 {
-			h = h[:i+1]
-		}
-	} else if i := strings.LastIndexByte(h, ':'); i >= 0 {
-		h = h[:i]
-	}
-	h = strings.TrimSuffix(h, ".")
-	return strings.ToLower(h)
-}
-
-// validProject mirrors the project name rule: ^[a-z0-9][a-z0-9-]{0,62}$,
-// without "--".
-func validProject(p string) bool {
-	if p == "" || len(p) > 63 || p[0] == '-' || p[len(p)-1] == '-' || strings.Contains(p, "--") {
-		return false
-	}
-	for i := 0; i < len(p); i++ {
-		c := p[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-// validSlug: 10-16 lowercase alphanumerics.
-func validSlug(s string) bool {
-	if len(s) < 10 || len(s) > 16 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
-}
-
-func unknownHost(w http.ResponseWriter, host string) {
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(http.StatusNotFound)
-	// The host comes from the client: escaped, it cannot inject markup.
-	io.WriteString(w, "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>No site here</title></head>\n<body><h1>404</h1><p>No site is deployed at "+
-		html.EscapeString(host)+".</p></body></html>\n")
-}
-
-func landing(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != "/" {
-		http.NotFound(w, r)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	io.WriteString(w, "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>minivercel</title></head>\n<body><h1>minivercel</h1><p>This server hosts sites at &lt;project&gt; subdomains.</p></body></html>\n")
-}
-
-// statusRecorder captures the status for the debug access log.
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (r *statusRecorder) WriteHeader(code int) {
-	r.status = code
-	r.ResponseWriter.WriteHeader(code)
-}
-
-// Unwrap lets http.ResponseController reach the real writer.
-func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
-// handlerLRU is a plain LRU of site handlers; its caller holds the lock.
-type handlerLRU struct {
-	order *list.List // front = most recent; values are *lruEntry
-	items map[string]*list.Element
-}
-
-type lruEntry struct {
-	key string
-	h   *Static
-}
-
-func newHandlerLRU() *handlerLRU {
-	return &handlerLRU{order: list.New(), items: map[string]*list.Element{}}
-}
-
-func (l *handlerLRU) get(key string) *Static {
-	e, ok := l.items[key]
-	if !ok {
-		return nil
-	}
-	l.order.MoveToFront(e)
-	return e.Value.(*lruEntry).h
-}
-
-func (l *handlerLRU) add(key string, h *Static) {
-	l.items[key] = l.order.PushFront(&lruEntry{key: key, h: h})
-}
-
-func (l *handlerLRU) len() int { return l.order.Len() }
-
-func (l *handlerLRU) removeOldest() *Static {
-	e := l.order.Back()
-	l.order.Remove(e)
-	ent := e.Value.(*lruEntry)
-	delete(l.items, ent.key)
-	return ent.h
 }

@@ -54,18 +54,34 @@ type testEdge struct {
 
 func newTestEdge(t *testing.T) *testEdge {
 	t.Helper()
-	tmp := t.TempDir()
 	lk := &fakeLookup{}
-	srv, err := New(Config{
+	e := newEdgeWith(t, lk, nil)
+	e.lookup = lk
+	return e
+}
+
+// newEdgeWith is an edge with lookup behind its preview URLs and the
+// defaults of Config, changed by configure when it is not nil.
+func newEdgeWith(t *testing.T, lookup BuildLookup, configure func(*Config)) *testEdge {
+	t.Helper()
+	tmp := t.TempDir()
+	cfg := Config{
 		Addr:           "127.0.0.1:0",
 		DeploymentsDir: tmp + "/deployments",
 		Logger:         slog.New(slog.DiscardHandler),
-	}, lk)
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	srv, err := New(cfg, lookup)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testEdge{t: t, srv: srv, lookup: lk, tmp: tmp}
+	return &testEdge{t: t, srv: srv, tmp: tmp}
 }
+
+// resolver is the edge's cache of preview URL and custom domain lookups.
+func (e *testEdge) resolver() *siteResolver { return e.srv.router.sites.(*siteResolver) }
 
 // site builds an artifact with the given files and returns its Site.
 func (e *testEdge) site(project string, id int64, files map[string]string) Site {
@@ -207,13 +223,26 @@ func TestBuildURLs(t *testing.T) {
 	}
 }
 
+// TestBuildURLMissesStayBounded: misses of build URLs are remembered, so a
+// repeated unknown host costs no lookup, yet a scan of random hosts cannot
+// grow the memory of them beyond the bound.
 func TestBuildURLMissesStayBounded(t *testing.T) {
 	e := newTestEdge(t)
-	for i := range negativeMax + 10 {
-		e.get(fmt.Sprintf("p--%012d.localhost", i), "/")
+	var last string
+	for i := range cacheMax + 10 {
+		last = fmt.Sprintf("p--%012d.localhost", i)
+		e.expect(last, "/", 404, "No site is deployed")
 	}
-	if n := e.srv.misses.len(); n > negativeMax {
-		t.Errorf("remembered %d misses, bound %d", n, negativeMax)
+	if n := e.lookup.calls.Load(); n != cacheMax+10 {
+		t.Fatalf("%d lookups for %d distinct unknown hosts", n, cacheMax+10)
+	}
+	n := e.resolver().misses.len()
+	if n == 0 || n > cacheMax {
+		t.Errorf("remembered %d misses, want some and at most %d", n, cacheMax)
+	}
+	e.expect(last, "/", 404, "No site is deployed")
+	if n := e.lookup.calls.Load(); n != cacheMax+10 {
+		t.Errorf("the last unknown host was looked up again: the miss was not remembered")
 	}
 }
 

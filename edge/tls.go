@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 
+	"minivercel/hosts"
 	"minivercel/schema"
 )
 
@@ -115,7 +116,9 @@ var (
 	errRateLimited = errors.New("too many certificate decisions; try again")
 )
 
-// tlsServer is the HTTPS half of the edge.
+// tlsServer is the HTTPS half of the edge: certmagic with on-demand
+// certificates decided by the DomainPolicy, the HTTPS listener and server,
+// and the plain-HTTP handler that answers ACME challenges and redirects.
 type tlsServer struct {
 	cfg    TLSConfig
 	log    *slog.Logger
@@ -124,20 +127,16 @@ type tlsServer struct {
 	issuer *certmagic.ACMEIssuer
 	decide *decider
 	srv    *http.Server
-	ln     net.Listener
-	base   string
+	base   string // the base domain, whose /healthz plain HTTP still serves
+	ln     listenerSlot
 }
 
-// initTLS prepares HTTPS when Config.TLS is set: certmagic's cache and
-// config, the HTTPS server with the same router as HTTP, and the plain-HTTP
-// redirect. Without Config.TLS nothing changes.
-func (s *Server) initTLS() error {
-	if s.cfg.TLS == nil {
-		return nil
-	}
-	c := *s.cfg.TLS
+// newTLSServer prepares HTTPS: certmagic's cache and config and an HTTPS
+// server serving handler with the settings of plain, the edge's HTTP server.
+// It does not listen yet.
+func newTLSServer(c TLSConfig, handler http.Handler, plain *http.Server, base string, log *slog.Logger) (*tlsServer, error) {
 	if c.Storage == nil || c.Domains == nil {
-		return errors.New("new edge: TLS needs Storage and Domains")
+		return nil, errors.New("new edge: TLS needs Storage and Domains")
 	}
 	if c.Addr == "" {
 		c.Addr = defaultTLSAddr
@@ -145,8 +144,8 @@ func (s *Server) initTLS() error {
 	if c.CA == "" {
 		c.CA = certmagic.LetsEncryptProductionCA
 	}
-	t := &tlsServer{cfg: c, log: s.log, base: s.base}
-	t.decide = newDecider(c.Domains, s.log)
+	t := &tlsServer{cfg: c, log: log, base: base}
+	t.decide = newDecider(c.Domains, log)
 	t.cache = certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return t.magic, nil },
 		Logger:           zap.NewNop(),
@@ -174,39 +173,32 @@ func (s *Server) initTLS() error {
 	tc.NextProtos = append([]string{"h2", "http/1.1"}, tc.NextProtos...)
 	tc.MinVersion = tls.VersionTLS12
 	t.srv = &http.Server{
-		Handler:           s.Handler(),
+		Handler:           handler,
 		TLSConfig:         tc,
-		ReadHeaderTimeout: s.srv.ReadHeaderTimeout,
-		IdleTimeout:       s.srv.IdleTimeout,
-		MaxHeaderBytes:    s.srv.MaxHeaderBytes,
-		ErrorLog:          s.srv.ErrorLog,
+		ReadHeaderTimeout: plain.ReadHeaderTimeout,
+		IdleTimeout:       plain.IdleTimeout,
+		MaxHeaderBytes:    plain.MaxHeaderBytes,
+		ErrorLog:          plain.ErrorLog,
 	}
 	t.srv.Protocols = new(http.Protocols)
 	t.srv.Protocols.SetHTTP1(true)
 	t.srv.Protocols.SetHTTP2(true)
-	s.srv.Handler = t.plainHTTP(s.srv.Handler)
-	s.tls = t
-	return nil
+	return t, nil
 }
 
-// listenTLS opens the HTTPS listener after Listen opened the HTTP one.
-func (s *Server) listenTLS() error {
-	t := s.tls
-	if t == nil {
-		return nil
-	}
+// listen opens the HTTPS listener; httpAddr is the address plain HTTP
+// listens on.
+func (t *tlsServer) listen(httpAddr net.Addr) error {
 	ln, err := net.Listen("tcp", t.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen edge https: %w", err)
 	}
-	s.lnMu.Lock()
-	t.ln = ln
-	s.lnMu.Unlock()
+	t.ln.set(ln)
 	// Challenges are always answered by the edge's own listeners: HTTP-01
 	// by plainHTTP, TLS-ALPN-01 by the HTTPS listener. Pointing certmagic
 	// at those ports makes its solvers find them taken and rely on us,
 	// instead of opening listeners of their own on :80 and :443.
-	host, port := splitPort(s.Addr())
+	host, port := splitPort(httpAddr)
 	t.issuer.ListenHost, t.issuer.AltHTTPPort = host, port
 	_, t.issuer.AltTLSALPNPort = splitPort(ln.Addr())
 	return nil
@@ -221,44 +213,18 @@ func splitPort(a net.Addr) (string, int) {
 	return host, port
 }
 
-// TLSAddr returns the HTTPS listening address, or nil without TLS or
-// before Listen.
-func (s *Server) TLSAddr() net.Addr {
-	if s.tls == nil {
-		return nil
-	}
-	s.lnMu.Lock()
-	defer s.lnMu.Unlock()
-	if s.tls.ln == nil {
-		return nil
-	}
-	return s.tls.ln.Addr()
+// addr returns the HTTPS listening address, or nil before listen.
+func (t *tlsServer) addr() net.Addr { return t.ln.addr() }
+
+// serve serves HTTPS on the listener listen opened until shutdown.
+func (t *tlsServer) serve() error {
+	return t.srv.ServeTLS(t.ln.get(), "", "")
 }
 
-// serveAll serves HTTP on ln and, with TLS, HTTPS on its own listener. It
-// returns after Shutdown, or as soon as either fails.
-func (s *Server) serveAll(ln net.Listener) error {
-	if s.tls == nil {
-		return s.srv.Serve(ln)
-	}
-	errs := make(chan error, 2)
-	go func() { errs <- s.srv.Serve(ln) }()
-	go func() { errs <- s.tls.srv.ServeTLS(s.tls.ln, "", "") }()
-	for range 2 {
-		if err := <-errs; !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-	}
-	return http.ErrServerClosed
-}
-
-// shutdownTLS stops HTTPS and certmagic's maintenance.
-func (s *Server) shutdownTLS(ctx context.Context) error {
-	if s.tls == nil {
-		return nil
-	}
-	err := s.tls.srv.Shutdown(ctx)
-	s.tls.cache.Stop()
+// shutdown stops HTTPS and certmagic's maintenance.
+func (t *tlsServer) shutdown(ctx context.Context) error {
+	err := t.srv.Shutdown(ctx)
+	t.cache.Stop()
 	return err
 }
 
@@ -277,7 +243,7 @@ func (t *tlsServer) plainHTTP(next http.Handler) http.Handler {
 			http.NotFound(w, r)
 			return
 		}
-		host := normalizeHost(r.Host)
+		host := hosts.Normalize(r.Host)
 		if host == t.base && r.URL.Path == "/healthz" {
 			next.ServeHTTP(w, r)
 			return
@@ -290,7 +256,7 @@ func (t *tlsServer) plainHTTP(next http.Handler) http.Handler {
 		}
 		port := t.cfg.RedirectPort
 		if port == 0 {
-			_, port = splitPort(t.ln.Addr()) // set by Listen, before serving
+			_, port = splitPort(t.addr()) // set by listen, before serving
 		}
 		target := "https://" + host
 		if port != 443 && port != 0 {

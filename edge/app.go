@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"minivercel/proc"
 	"minivercel/secret"
 )
 
@@ -110,7 +110,7 @@ func (a *app) spawn() error {
 		select {
 		case <-output:
 		case <-time.After(a.cfg.StopTimeout):
-			killGroup(cmd.Process.Pid, syscall.SIGKILL)
+			_ = proc.KillGroup(cmd.Process.Pid, syscall.SIGKILL)
 		}
 		pr.Close()
 		a.system(exitMessage(err))
@@ -120,17 +120,14 @@ func (a *app) spawn() error {
 }
 
 func exitMessage(err error) string {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return "process exited on signal " + ws.Signal().String()
-		}
-		return fmt.Sprintf("process exited with code %d", ee.ExitCode())
-	}
-	if err != nil {
+	st, ok := proc.StatusOf(err)
+	switch {
+	case !ok:
 		return "process ended: " + err.Error()
+	case st.Signal != 0:
+		return "process exited on signal " + st.Signal.String()
 	}
-	return "process exited with code 0"
+	return fmt.Sprintf("process exited with code %d", st.Code)
 }
 
 // maxRuntimeLine caps one stored line of app output.
@@ -145,45 +142,11 @@ func (a *app) copyOutput(r io.Reader) {
 		_, v, _ := strings.Cut(kv, "=")
 		values = append(values, v)
 	}
-	lines := &lineSplitter{emit: a.log}
+	lines := proc.NewLineWriter(maxRuntimeLine, a.log)
 	w := secret.NewWriter(secret.NewRedactor(values), lines)
 	_, _ = io.Copy(w, r)
 	w.Flush()
-	lines.flush()
-}
-
-// lineSplitter cuts a byte stream into lines of at most maxRuntimeLine bytes.
-type lineSplitter struct {
-	buf  []byte
-	emit func(string)
-}
-
-func (l *lineSplitter) Write(p []byte) (int, error) {
-	l.buf = append(l.buf, p...)
-	for {
-		i := bytes.IndexByte(l.buf, '\n')
-		if i < 0 {
-			break
-		}
-		l.line(l.buf[:i])
-		l.buf = l.buf[i+1:]
-	}
-	for len(l.buf) > maxRuntimeLine {
-		l.line(l.buf[:maxRuntimeLine])
-		l.buf = l.buf[maxRuntimeLine:]
-	}
-	return len(p), nil
-}
-
-func (l *lineSplitter) line(b []byte) {
-	l.emit(strings.ToValidUTF8(strings.TrimSuffix(string(b), "\r"), "?"))
-}
-
-func (l *lineSplitter) flush() {
-	if len(l.buf) > 0 {
-		l.line(l.buf)
-		l.buf = nil
-	}
+	lines.Flush()
 }
 
 // system records a line of the platform's own in the app's runtime log.
@@ -406,18 +369,18 @@ func (a *app) stop() {
 		return
 	}
 	a.mu.Lock()
-	proc, exit := a.proc, a.exit
+	cmd, exit := a.proc, a.exit
 	a.mu.Unlock()
-	if proc != nil && proc.Process != nil {
+	if cmd != nil && cmd.Process != nil {
 		select {
 		case <-exit:
 		default:
-			killGroup(proc.Process.Pid, syscall.SIGTERM)
+			_ = proc.KillGroup(cmd.Process.Pid, syscall.SIGTERM)
 			select {
 			case <-exit:
 			case <-time.After(a.cfg.StopTimeout):
 				a.system("did not stop within " + a.cfg.StopTimeout.String() + " of SIGTERM: killing")
-				killGroup(proc.Process.Pid, syscall.SIGKILL)
+				_ = proc.KillGroup(cmd.Process.Pid, syscall.SIGKILL)
 				<-exit
 			}
 		}
@@ -426,8 +389,3 @@ func (a *app) stop() {
 	a.ports.release(a.port)
 }
 
-func killGroup(pid int, sig syscall.Signal) {
-	if pid > 0 {
-		_ = syscall.Kill(-pid, sig)
-	}
-}

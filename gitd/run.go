@@ -40,7 +40,7 @@ type gitRun struct {
 // pressed Ctrl-C, the connection dropped) the group gets SIGTERM, not
 // SIGKILL: git must remove its .lock files, and the refs it already updated
 // stay. Without it receive-pack can hang forever waiting for a hook whose
-// output nobody reads (FIELD-NOTES, git over SSH). The build itself belongs
+// output nobody reads once the client is gone. The build itself belongs
 // to the hook server and goes on.
 func runGit(ctx context.Context, git string, log *slog.Logger, r gitRun) (code int, err error) {
 	cmd := proc.Command(ctx, syscall.SIGTERM, waitDelay, git, append([]string{string(r.svc)}, r.args...)...)

@@ -1,3 +1,10 @@
+// Package hooks is the git hook protocol both ways: the post-receive hook
+// (RunPostReceive, run by git inside receive-pack) hands the ref updates of a
+// push to the server over a unix socket with a one-time token and copies the
+// build log it gets back to git, which shows it to the pusher as "remote:"
+// lines; the server side (Server) turns a push into builds through a
+// Receiver. A build belongs to the server: a hook that goes away stops
+// nothing but its own copy of the log.
 package hooks
 
 // The hook protocol, over a unix stream socket:

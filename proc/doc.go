@@ -4,11 +4,10 @@
 // a command's output into lines, and the unprivileged system users builds
 // and apps run as.
 //
-// It exists because each of these used to be written again by every caller
-// (gitd over SSH and over HTTP, the build sandbox, the app runtime), each
-// copy with its own exit-code mapping and its own idea of what a line is.
-// The rules it encodes come from FIELD-NOTES: a child gets its own process
-// group so that hooks and build tools are signalled with it; cancellation
+// Every caller (gitd over SSH and over HTTP, the build sandbox, the app
+// runtime) shares one exit-code mapping and one idea of what a line is. The
+// rules: a child gets its own process group so that hooks and build tools
+// are signalled with it; cancellation
 // sends a chosen signal to the group (SIGTERM for git, which must release its
 // .lock files) instead of os/exec's SIGKILL to the leader only; WaitDelay is
 // always set so that a grandchild holding a pipe cannot hang Wait; and the

@@ -1,9 +1,10 @@
-package deploy
+package deploy_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"minivercel/deploy"
 	"net/http"
 	"strings"
 	"testing"
@@ -27,7 +28,7 @@ func (e *env) checkServes(t tb, p schema.Project, b schema.Build, content string
 	if len(live) != 1 || live[0].BuildID != b.ID {
 		t.Fatalf("active deployments of %s: %+v, want one of build %d", p.Name, live, b.ID)
 	}
-	active, err := e.store.ActiveBuild(context.Background(), p.ID)
+	active, err := e.Store.ActiveBuild(context.Background(), p.ID)
 	if err != nil || active.ID != b.ID {
 		t.Fatalf("the database says build %d is live (%v), want %d", active.ID, err, b.ID)
 	}
@@ -53,7 +54,7 @@ func TestActivationPipelineProperty(t *testing.T) {
 				b := e.site(p, c)
 				if rapid.IntRange(0, 4).Draw(rt, "broken") == 0 {
 					// An artifact that is not what its checksum says.
-					if _, err := e.store.Pool().Exec(ctx, `UPDATE builds SET artifact_sha256 = $2 WHERE id = $1`, b.ID, strings.Repeat("0", 64)); err != nil {
+					if _, err := e.Store.Pool().Exec(ctx, `UPDATE builds SET artifact_sha256 = $2 WHERE id = $1`, b.ID, strings.Repeat("0", 64)); err != nil {
 						rt.Fatal(err)
 					}
 					b.ArtifactSHA256 = strings.Repeat("0", 64)
@@ -63,12 +64,12 @@ func TestActivationPipelineProperty(t *testing.T) {
 				contents[b.ID] = c
 			}
 			b := builds[rapid.IntRange(0, len(builds)-1).Draw(rt, "activate")]
-			_, err := e.svc.Activate(ctx, e.admin, p.Name, b.ID)
+			_, err := e.svc.Activate(ctx, e.Admin, p.Name, b.ID)
 			if contents[b.ID] == "" {
-				if !errors.Is(err, ErrActivation) {
+				if !errors.Is(err, deploy.ErrActivation) {
 					rt.Fatalf("activating a broken build: %v, want ErrActivation", err)
 				}
-				ds, _ := e.store.ListDeployments(ctx, p.ID)
+				ds, _ := e.Store.ListDeployments(ctx, p.ID)
 				if ds[0].BuildID != b.ID || ds[0].Status != schema.DeploymentFailed {
 					rt.Fatalf("newest deployment %+v, want build %d failed", ds[0], b.ID)
 				}
@@ -103,7 +104,7 @@ func TestRollbackEquivalentProperty(t *testing.T) {
 		contents := map[int64]string{}
 		var history []int64 // builds in the order they went live
 		for i, n := 0, rapid.IntRange(2, 7).Draw(rt, "steps"); i < n; i++ {
-			before, _ := e.store.ListDeployments(ctx, p.ID)
+			before, _ := e.Store.ListDeployments(ctx, p.ID)
 			var want schema.Build
 			switch op := rapid.IntRange(0, 2).Draw(rt, "op"); {
 			case op == 0 || len(builds) == 0:
@@ -111,17 +112,17 @@ func TestRollbackEquivalentProperty(t *testing.T) {
 				want = e.site(p, c)
 				builds = append(builds, want)
 				contents[want.ID] = c
-				if _, err := e.svc.Activate(ctx, e.admin, p.Name, want.ID); err != nil {
+				if _, err := e.svc.Activate(ctx, e.Admin, p.Name, want.ID); err != nil {
 					rt.Fatal(err)
 				}
 			case op == 1:
 				want = builds[rapid.IntRange(0, len(builds)-1).Draw(rt, "to")]
-				got, err := e.svc.Rollback(ctx, e.admin, p.Name, want.ID)
+				got, err := e.svc.Rollback(ctx, e.Admin, p.Name, want.ID)
 				if err != nil || got.ID != want.ID {
 					rt.Fatalf("rollback to %d: %d, %v", want.ID, got.ID, err)
 				}
 			default:
-				got, err := e.svc.Rollback(ctx, e.admin, p.Name, 0)
+				got, err := e.svc.Rollback(ctx, e.Admin, p.Name, 0)
 				prev := int64(0)
 				for j := len(history) - 1; j >= 0; j-- {
 					if history[j] != history[len(history)-1] {
@@ -130,7 +131,7 @@ func TestRollbackEquivalentProperty(t *testing.T) {
 					}
 				}
 				if prev == 0 {
-					if !errors.Is(err, ErrConflict) {
+					if !errors.Is(err, deploy.ErrConflict) {
 						rt.Fatalf("rollback with nothing earlier: %v, want ErrConflict", err)
 					}
 					continue
@@ -142,7 +143,7 @@ func TestRollbackEquivalentProperty(t *testing.T) {
 			}
 			history = append(history, want.ID)
 			e.checkServes(rt, p, want, contents[want.ID])
-			after, _ := e.store.ListDeployments(ctx, p.ID)
+			after, _ := e.Store.ListDeployments(ctx, p.ID)
 			if len(after) != len(before)+1 || after[0].BuildID != want.ID {
 				rt.Fatalf("history after going to %d: %d rows (was %d), newest %+v", want.ID, len(after), len(before), after[0])
 			}
@@ -162,7 +163,7 @@ func TestDeploymentHistoryProperty(t *testing.T) {
 		p := e.project(fmt.Sprintf("h%d", e.n+1))
 		good := e.site(p, "good")
 		bad := e.site(p, "bad")
-		if _, err := e.store.Pool().Exec(ctx, `UPDATE builds SET artifact_sha256 = $2 WHERE id = $1`, bad.ID, strings.Repeat("0", 64)); err != nil {
+		if _, err := e.Store.Pool().Exec(ctx, `UPDATE builds SET artifact_sha256 = $2 WHERE id = $1`, bad.ID, strings.Repeat("0", 64)); err != nil {
 			rt.Fatal(err)
 		}
 		n := rapid.IntRange(1, 8).Draw(rt, "activations")
@@ -172,11 +173,11 @@ func TestDeploymentHistoryProperty(t *testing.T) {
 			if rapid.Bool().Draw(rt, "bad") {
 				b = bad
 			}
-			if _, err := e.svc.Activate(ctx, e.admin, p.Name, b.ID); err == nil {
+			if _, err := e.svc.Activate(ctx, e.Admin, p.Name, b.ID); err == nil {
 				served = b.ID
 			}
 		}
-		ds, err := e.store.ListDeployments(ctx, p.ID)
+		ds, err := e.Store.ListDeployments(ctx, p.ID)
 		if err != nil || len(ds) != n {
 			rt.Fatalf("%d activations left %d rows (%v)", n, len(ds), err)
 		}

@@ -1,9 +1,10 @@
-package deploy
+package deploy_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"minivercel/deploy"
 	"net/http"
 	"strings"
 	"testing"
@@ -18,11 +19,11 @@ func (e *env) liveApp(name, target, key, value string) (schema.Project, schema.B
 	e.t.Helper()
 	ctx := context.Background()
 	p := e.project(name)
-	if _, err := e.svc.SetVars(ctx, e.admin, name, target, []Var{{Key: key, Value: value}}); err != nil {
+	if _, err := e.svc.SetVars(ctx, e.Admin, name, target, []deploy.Var{{Key: key, Value: value}}); err != nil {
 		e.t.Fatal(err)
 	}
 	b := e.app(p, "main", 200)
-	if _, err := e.svc.Activate(ctx, e.admin, name, b.ID); err != nil {
+	if _, err := e.svc.Activate(ctx, e.Admin, name, b.ID); err != nil {
 		e.t.Fatal(err)
 	}
 	return p, b
@@ -37,15 +38,15 @@ func TestUnhealthyActivationRecorded(t *testing.T) {
 	p, good := e.liveApp("svc", "", "V_MODE", "first")
 	ps := p.Settings()
 	ps.HealthTries, ps.HealthIntervalMS = 2, 100
-	if _, err := e.store.UpdateProjectSettings(ctx, p.ID, ps); err != nil {
+	if _, err := e.Store.UpdateProjectSettings(ctx, p.ID, ps); err != nil {
 		t.Fatal(err)
 	}
 	bad := e.app(p, "main", 500)
-	_, err := e.svc.Activate(ctx, e.admin, "svc", bad.ID)
-	if !errors.Is(err, ErrActivation) || !strings.Contains(err.Error(), "was not activated") {
+	_, err := e.svc.Activate(ctx, e.Admin, "svc", bad.ID)
+	if !errors.Is(err, deploy.ErrActivation) || !strings.Contains(err.Error(), "was not activated") {
 		t.Fatalf("activating an app that answers 500: %v", err)
 	}
-	ds, _ := e.store.ListDeployments(ctx, p.ID)
+	ds, _ := e.Store.ListDeployments(ctx, p.ID)
 	if ds[0].BuildID != bad.ID || ds[0].Status != schema.DeploymentUnhealthy || ds[0].Error == "" {
 		t.Fatalf("newest deployment %+v, want build %d unhealthy with a reason", ds[0], bad.ID)
 	}
@@ -62,7 +63,7 @@ func TestUnhealthyActivationRecorded(t *testing.T) {
 // before the database agrees, which nothing else can cause on demand.
 func (e *env) failActivationRecord(buildID int64) {
 	e.t.Helper()
-	_, err := e.store.Pool().Exec(context.Background(), fmt.Sprintf(`
+	_, err := e.Store.Pool().Exec(context.Background(), fmt.Sprintf(`
 		CREATE FUNCTION refuse_activation() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN RAISE EXCEPTION 'disk full (test)'; END $$;
 		CREATE TRIGGER refuse_activation BEFORE UPDATE ON deployments FOR EACH ROW
@@ -82,7 +83,7 @@ func TestFailedRecordPutsBackPreviousApp(t *testing.T) {
 	p, old := e.liveApp("shop", "production", "V_DB", "postgres://prod")
 	next := e.app(p, "main", 200)
 	e.failActivationRecord(next.ID)
-	_, err := e.svc.Activate(ctx, e.admin, "shop", next.ID)
+	_, err := e.svc.Activate(ctx, e.Admin, "shop", next.ID)
 	if err == nil || !strings.Contains(err.Error(), "record activation") {
 		t.Fatalf("activation whose record failed: %v", err)
 	}
@@ -101,7 +102,7 @@ func TestFailedRecordPutsBackPreviousApp(t *testing.T) {
 // build buildID, then runs. It times a fault that nothing else can place
 // between the switch and what follows it.
 type afterSwitch struct {
-	Edge
+	deploy.Edge
 	buildID int64
 	then    func()
 }
@@ -124,11 +125,11 @@ func TestFailedRecordWithUnreadableVariables(t *testing.T) {
 	next := e.app(p, "main", 200)
 	e.failActivationRecord(next.ID)
 	corrupt := func() {
-		if _, err := e.store.Pool().Exec(ctx, `UPDATE environment_variables SET value_ciphertext = '\x00'`); err != nil {
+		if _, err := e.Store.Pool().Exec(ctx, `UPDATE environment_variables SET value_ciphertext = '\x00'`); err != nil {
 			t.Error(err)
 		}
 	}
-	act := NewActivator(afterSwitch{Edge: e.edge, buildID: next.ID, then: corrupt}, e.store, e.vars, nil)
+	act := deploy.NewActivator(afterSwitch{Edge: e.edge, buildID: next.ID, then: corrupt}, e.Store, e.Vars, nil)
 	err := act.Activate(ctx, next, nil)
 	if err == nil || !strings.Contains(err.Error(), "record activation") || !strings.Contains(err.Error(), "read the project's variables") {
 		t.Fatalf("activation whose record failed and whose put-back cannot read variables: %v", err)
@@ -148,17 +149,17 @@ func TestRestoreSkipsBrokenProject(t *testing.T) {
 	ctx := context.Background()
 	fine := e.project("fine")
 	fb := e.site(fine, "still here")
-	if _, err := e.svc.Activate(ctx, e.admin, "fine", fb.ID); err != nil {
+	if _, err := e.svc.Activate(ctx, e.Admin, "fine", fb.ID); err != nil {
 		t.Fatal(err)
 	}
 	e.liveApp("broken", "", "V_X", "some value")
-	if _, err := e.store.Pool().Exec(ctx, `UPDATE environment_variables SET value_ciphertext = '\x00'`); err != nil {
+	if _, err := e.Store.Pool().Exec(ctx, `UPDATE environment_variables SET value_ciphertext = '\x00'`); err != nil {
 		t.Fatal(err)
 	}
 	// A restarted server: a new edge on the same directory.
 	e.edge.Deactivate("broken")
-	restarted := e.newEdge()
-	n, err := NewActivator(restarted, e.store, e.vars, nil).Restore(ctx)
+	restarted := e.NewEdge(t)
+	n, err := deploy.NewActivator(restarted, e.Store, e.Vars, nil).Restore(ctx)
 	if err != nil || n != 1 {
 		t.Fatalf("Restore = %d, %v; want the one readable site", n, err)
 	}
@@ -179,7 +180,7 @@ func TestLookupServesOnlySucceededBuilds(t *testing.T) {
 	ctx := context.Background()
 	p := e.project("prev")
 	ok := e.site(p, "fine")
-	l := NewLookup(e.store, e.vars)
+	l := deploy.NewLookup(e.Store, e.Vars)
 	if s, err := l.SiteBySlug(ctx, "prev", ok.Slug); err != nil || s.BuildID != ok.ID {
 		t.Fatalf("succeeded build: %+v, %v", s, err)
 	}
@@ -191,7 +192,7 @@ func TestLookupServesOnlySucceededBuilds(t *testing.T) {
 	}
 	for _, status := range []schema.BuildStatus{schema.BuildFailed, schema.BuildCanceled} {
 		b := e.site(p, "not this one")
-		if _, err := e.store.Pool().Exec(ctx, `UPDATE builds SET status = $2 WHERE id = $1`, b.ID, string(status)); err != nil {
+		if _, err := e.Store.Pool().Exec(ctx, `UPDATE builds SET status = $2 WHERE id = $1`, b.ID, string(status)); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := l.SiteBySlug(ctx, "prev", b.Slug); !errors.Is(err, edge.ErrUnknownSite) {
@@ -217,13 +218,13 @@ func TestCertPolicyAgainstDatabase(t *testing.T) {
 	p := e.project("blog")
 	b := e.site(p, "x")
 	failed := e.site(p, "y")
-	if _, err := e.store.Pool().Exec(ctx, `UPDATE builds SET status = 'failed' WHERE id = $1`, failed.ID); err != nil {
+	if _, err := e.Store.Pool().Exec(ctx, `UPDATE builds SET status = 'failed' WHERE id = $1`, failed.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := e.svc.AddDomain(ctx, e.admin, "blog", "www.example.org"); err != nil {
+	if _, _, err := e.svc.AddDomain(ctx, e.Admin, "blog", "www.example.org"); err != nil {
 		t.Fatal(err)
 	}
-	policy := NewCertPolicy(e.store, testBase)
+	policy := deploy.NewCertPolicy(e.Store, testBase)
 	for host, want := range map[string]bool{
 		testBase:                                     true,
 		"blog." + testBase:                           true,

@@ -1,10 +1,9 @@
-package deploy
+package deploy_test
 
 import (
 	"context"
 	"encoding/json"
 	"flag"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,109 +13,38 @@ import (
 	"testing"
 	"time"
 
+	"minivercel/deploy"
+	"minivercel/deploy/deploytest"
 	"minivercel/edge"
 	"minivercel/pipeline"
 	"minivercel/schema"
 	"minivercel/schema/schematest"
-	"minivercel/secret"
 )
 
 // The deploy tests run the real service on a real PostgreSQL, the real
 // activation queue (River) with the real Activator, and the real edge serving
-// real artifacts and real Node processes. Builds are recorded directly in the
-// database with artifacts packed by pipeline.Pack: how a build is made is the
-// pipeline's business, what happens to it afterwards is this package's.
+// real artifacts and real Node processes (deploytest). Builds are recorded
+// directly in the database with artifacts packed by pipeline.Pack: how a
+// build is made is the pipeline's business, what happens to it afterwards is
+// this package's.
 
 func TestMain(m *testing.M) { schematest.Main(m) }
 
-const testBase = "test.localhost"
+const testBase = deploytest.BaseDomain
 
 type env struct {
-	t     testing.TB
-	store *schema.Store
-	vars  *secret.Vars
-	edge  *edge.Server
-	act   *Activator
-	queue *pipeline.Queue
-	svc   *Service
-	root  string
-	admin schema.User
-	n     int
+	*deploytest.Stack
+	t    testing.TB
+	edge *edge.Server
+	svc  *deploy.Service
+	n    int
 }
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	ctx := context.Background()
-	store := schematest.Store(t)
-	if err := pipeline.MigrateQueue(ctx, store.Pool()); err != nil {
-		t.Fatal(err)
-	}
-	// Apps run as another user must reach their extracted build: a short
-	// 0711 root outside t.TempDir (whose parents are 0700).
-	root, err := os.MkdirTemp("", "mvdeploy")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(root) })
-	if err := os.Chmod(root, 0o711); err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range []string{"deployments", "artifacts", "repos"} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o711); err != nil {
-			t.Fatal(err)
-		}
-	}
-	keys, err := secret.LoadKeyring(secret.NewKey().String(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	vars := secret.NewVars(store, keys)
-	log := slog.New(slog.DiscardHandler)
-	e := &env{t: t, store: store, vars: vars, root: root}
-	e.edge = e.newEdge()
-	e.act = NewActivator(e.edge, store, vars, log)
-	q, err := pipeline.NewQueue(pipeline.Config{ReposDir: filepath.Join(root, "repos"), Logger: log},
-		store, pipeline.NewBroker(store, log), e.act, pipeline.Sandbox{}, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	qctx, cancel := context.WithCancel(ctx)
-	if err := q.Start(qctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
-		defer scancel()
-		q.Shutdown(sctx)
-		cancel()
-	})
-	e.queue = q
-	if e.svc, err = New(Config{BaseDomain: testBase, Logger: log}, store, vars, q, e.edge); err != nil {
-		t.Fatal(err)
-	}
-	if e.admin, err = store.CreateUser(ctx, "admin", true); err != nil {
-		t.Fatal(err)
-	}
-	return e
-}
-
-// newEdge starts an edge on the test's deployment directory (a restarted
-// server's edge is a second one on the same directory).
-func (e *env) newEdge() *edge.Server {
-	e.t.Helper()
-	eg, err := edge.New(edge.Config{
-		DeploymentsDir: filepath.Join(e.root, "deployments"), BaseDomain: testBase, Logger: slog.New(slog.DiscardHandler),
-		Runtime: edge.RuntimeConfig{StopTimeout: 2 * time.Second, DrainTimeout: 2 * time.Second, WebsocketGrace: time.Second},
-	}, NewLookup(e.store, e.vars))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		eg.Shutdown(ctx)
-	})
-	return eg
+	s := deploytest.New(t, deploytest.Options{Work: true,
+		Runtime: edge.RuntimeConfig{StopTimeout: 2 * time.Second, DrainTimeout: 2 * time.Second, WebsocketGrace: time.Second}})
+	return &env{Stack: s, t: t, edge: s.Edge, svc: s.Service}
 }
 
 // project creates a project as a first push does. Its health checks are
@@ -125,13 +53,13 @@ func (e *env) newEdge() *edge.Server {
 func (e *env) project(name string) schema.Project {
 	e.t.Helper()
 	ctx := context.Background()
-	p, _, err := e.store.EnsureProject(ctx, name, e.admin.ID)
+	p, _, err := e.Store.EnsureProject(ctx, name, e.Admin.ID)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	ps := p.Settings()
 	ps.HealthTries, ps.HealthIntervalMS = 20, 500
-	if p, err = e.store.UpdateProjectSettings(ctx, p.ID, ps); err != nil {
+	if p, err = e.Store.UpdateProjectSettings(ctx, p.ID, ps); err != nil {
 		e.t.Fatal(err)
 	}
 	return p
@@ -143,7 +71,7 @@ func (e *env) build(p schema.Project, branch string, files map[string]string, st
 	e.t.Helper()
 	ctx := context.Background()
 	e.n++
-	src := filepath.Join(e.root, "src-"+strconv.Itoa(e.n))
+	src := filepath.Join(e.Root, "src-"+strconv.Itoa(e.n))
 	for name, content := range files {
 		path := filepath.Join(src, name)
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
@@ -153,11 +81,11 @@ func (e *env) build(p schema.Project, branch string, files map[string]string, st
 			e.t.Fatal(err)
 		}
 	}
-	b, err := e.store.CreateBuild(ctx, schema.NewBuild{ProjectID: p.ID, Branch: branch, CommitSHA: strings.Repeat(strconv.Itoa(e.n%10), 40)})
+	b, err := e.Store.CreateBuild(ctx, schema.NewBuild{ProjectID: p.ID, Branch: branch, CommitSHA: strings.Repeat(strconv.Itoa(e.n%10), 40)})
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	dst := filepath.Join(e.root, "artifacts", strconv.FormatInt(b.ID, 10)+".tar.gz")
+	dst := filepath.Join(e.Dir("artifacts"), strconv.FormatInt(b.ID, 10)+".tar.gz")
 	sum, size, err := pipeline.Pack(src, dst)
 	if err != nil {
 		e.t.Fatal(err)
@@ -166,13 +94,13 @@ func (e *env) build(p schema.Project, branch string, files map[string]string, st
 	if start != "" {
 		kind = "node"
 	}
-	if err := e.store.SetBuildArtifact(ctx, b.ID, schema.Artifact{Kind: kind, StartCommand: start, Path: dst, SHA256: sum, Size: size}); err != nil {
+	if err := e.Store.SetBuildArtifact(ctx, b.ID, schema.Artifact{Kind: kind, StartCommand: start, Path: dst, SHA256: sum, Size: size}); err != nil {
 		e.t.Fatal(err)
 	}
-	if err := e.store.FinishBuild(ctx, b.ID, schema.BuildSucceeded, ""); err != nil {
+	if err := e.Store.FinishBuild(ctx, b.ID, schema.BuildSucceeded, ""); err != nil {
 		e.t.Fatal(err)
 	}
-	if b, err = e.store.BuildByID(ctx, b.ID); err != nil {
+	if b, err = e.Store.BuildByID(ctx, b.ID); err != nil {
 		e.t.Fatal(err)
 	}
 	return b
@@ -226,7 +154,7 @@ func (e *env) appVars(host string) map[string]string {
 // liveRows returns the project's active deployments (there must be at most one).
 func (e *env) liveRows(p schema.Project) []schema.Deployment {
 	e.t.Helper()
-	ds, err := e.store.ListDeployments(context.Background(), p.ID)
+	ds, err := e.Store.ListDeployments(context.Background(), p.ID)
 	if err != nil {
 		e.t.Fatal(err)
 	}

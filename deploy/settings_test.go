@@ -1,7 +1,8 @@
-package deploy
+package deploy_test
 
 import (
 	"errors"
+	"minivercel/deploy"
 	"strings"
 	"testing"
 	"time"
@@ -18,31 +19,31 @@ func ptr[T any](v T) *T { return &v }
 func TestSettingsPatch(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		patch SettingsPatch
+		patch deploy.SettingsPatch
 		field string // "" when the patch is accepted
 		want  func(schema.ProjectSettings) bool
 	}{
-		{"nothing", SettingsPatch{}, "", func(ps schema.ProjectSettings) bool { return ps == defaults() }},
-		{"trimmed", SettingsPatch{StartCommand: ptr("  node x.js "), Framework: ptr(" Node ")}, "",
+		{"nothing", deploy.SettingsPatch{}, "", func(ps schema.ProjectSettings) bool { return ps == defaults() }},
+		{"trimmed", deploy.SettingsPatch{StartCommand: ptr("  node x.js "), Framework: ptr(" Node ")}, "",
 			func(ps schema.ProjectSettings) bool { return ps.StartCommand == "node x.js" && ps.Framework == "node" }},
-		{"auto detects", SettingsPatch{Framework: ptr("auto")}, "", func(ps schema.ProjectSettings) bool { return ps.Framework == "" }},
-		{"output dir cleaned", SettingsPatch{OutputDir: ptr("./site//dist/")}, "", func(ps schema.ProjectSettings) bool { return ps.OutputDir == "site/dist" }},
-		{"interval rounds up", SettingsPatch{HealthInterval: ptr(100*time.Millisecond + 1)}, "",
+		{"auto detects", deploy.SettingsPatch{Framework: ptr("auto")}, "", func(ps schema.ProjectSettings) bool { return ps.Framework == "" }},
+		{"output dir cleaned", deploy.SettingsPatch{OutputDir: ptr("./site//dist/")}, "", func(ps schema.ProjectSettings) bool { return ps.OutputDir == "site/dist" }},
+		{"interval rounds up", deploy.SettingsPatch{HealthInterval: ptr(100*time.Millisecond + 1)}, "",
 			func(ps schema.ProjectSettings) bool { return ps.HealthIntervalMS == 101 }},
-		{"unknown framework", SettingsPatch{Framework: ptr("rails")}, "framework", nil},
-		{"branch with space", SettingsPatch{ProductionBranch: ptr("ma in")}, "production_branch", nil},
-		{"branch with ..", SettingsPatch{ProductionBranch: ptr("a..b")}, "production_branch", nil},
-		{"two-line command", SettingsPatch{BuildCommand: ptr("npm run build\nrm -rf /")}, "build_command", nil},
-		{"huge command", SettingsPatch{InstallCommand: ptr(strings.Repeat("x", MaxCommandLen+1))}, "install_command", nil},
-		{"output dir escapes", SettingsPatch{OutputDir: ptr("../etc")}, "output_dir", nil},
-		{"absolute output dir", SettingsPatch{OutputDir: ptr("/etc")}, "output_dir", nil},
-		{"health path relative", SettingsPatch{HealthPath: ptr("healthz")}, "health_path", nil},
-		{"health path not a URL path", SettingsPatch{HealthPath: ptr("/%zz")}, "health_path", nil},
-		{"health path with a host", SettingsPatch{HealthPath: ptr("//evil.example/x")}, "health_path", nil},
-		{"health path with a space", SettingsPatch{HealthPath: ptr("/a b")}, "health_path", nil},
-		{"no tries", SettingsPatch{HealthTries: ptr(0)}, "health_tries", nil},
-		{"interval too long", SettingsPatch{HealthInterval: ptr(time.Hour)}, "health_interval", nil},
-		{"start command on a static site", SettingsPatch{Framework: ptr("static"), StartCommand: ptr("node x.js")}, "start_command", nil},
+		{"unknown framework", deploy.SettingsPatch{Framework: ptr("rails")}, "framework", nil},
+		{"branch with space", deploy.SettingsPatch{ProductionBranch: ptr("ma in")}, "production_branch", nil},
+		{"branch with ..", deploy.SettingsPatch{ProductionBranch: ptr("a..b")}, "production_branch", nil},
+		{"two-line command", deploy.SettingsPatch{BuildCommand: ptr("npm run build\nrm -rf /")}, "build_command", nil},
+		{"huge command", deploy.SettingsPatch{InstallCommand: ptr(strings.Repeat("x", deploy.MaxCommandLen+1))}, "install_command", nil},
+		{"output dir escapes", deploy.SettingsPatch{OutputDir: ptr("../etc")}, "output_dir", nil},
+		{"absolute output dir", deploy.SettingsPatch{OutputDir: ptr("/etc")}, "output_dir", nil},
+		{"health path relative", deploy.SettingsPatch{HealthPath: ptr("healthz")}, "health_path", nil},
+		{"health path not a URL path", deploy.SettingsPatch{HealthPath: ptr("/%zz")}, "health_path", nil},
+		{"health path with a host", deploy.SettingsPatch{HealthPath: ptr("//evil.example/x")}, "health_path", nil},
+		{"health path with a space", deploy.SettingsPatch{HealthPath: ptr("/a b")}, "health_path", nil},
+		{"no tries", deploy.SettingsPatch{HealthTries: ptr(0)}, "health_tries", nil},
+		{"interval too long", deploy.SettingsPatch{HealthInterval: ptr(time.Hour)}, "health_interval", nil},
+		{"start command on a static site", deploy.SettingsPatch{Framework: ptr("static"), StartCommand: ptr("node x.js")}, "start_command", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ps, err := tc.patch.Apply(defaults())
@@ -52,8 +53,8 @@ func TestSettingsPatch(t *testing.T) {
 				}
 				return
 			}
-			e := AsError(err)
-			if e == nil || e.Field != tc.field || !errors.Is(err, ErrInvalid) || e.Msg == "" {
+			e := deploy.AsError(err)
+			if e == nil || e.Field != tc.field || !errors.Is(err, deploy.ErrInvalid) || e.Msg == "" {
 				t.Fatalf("Apply = %v (%#v), want a refusal of %s", err, e, tc.field)
 			}
 		})
@@ -63,45 +64,45 @@ func TestSettingsPatch(t *testing.T) {
 // TestSettingsAllFieldsReported: a form with several bad fields learns about
 // every one of them at once, first field first.
 func TestSettingsAllFieldsReported(t *testing.T) {
-	_, err := SettingsPatch{ProductionBranch: ptr(""), HealthTries: ptr(0), OutputDir: ptr("..")}.Apply(defaults())
+	_, err := deploy.SettingsPatch{ProductionBranch: ptr(""), HealthTries: ptr(0), OutputDir: ptr("..")}.Apply(defaults())
 	var fields []string
-	for _, e := range Refusals(err) {
+	for _, e := range deploy.Refusals(err) {
 		fields = append(fields, e.Field)
 	}
 	if got := strings.Join(fields, ","); got != "production_branch,output_dir,health_tries" {
 		t.Fatalf("refused fields %q", got)
 	}
-	if AsError(err).Field != "production_branch" {
-		t.Fatalf("first refusal %v", AsError(err))
+	if deploy.AsError(err).Field != "production_branch" {
+		t.Fatalf("first refusal %v", deploy.AsError(err))
 	}
 }
 
 // TestHealthPathThatIsNoURLPathRegression: "/%zz" passed every check once and
 // left the health checker without a request: the server panicked at every
-// start. Every health path ValidateHealthPath accepts must make a request.
+// start. Every health path deploy.ValidateHealthPath accepts must make a request.
 func TestHealthPathThatIsNoURLPathRegression(t *testing.T) {
-	if err := ValidateHealthPath("/%zz"); err == nil {
+	if err := deploy.ValidateHealthPath("/%zz"); err == nil {
 		t.Fatal(`"/%zz" accepted`)
 	}
 	for _, p := range []string{"/", "/healthz", "/api/health?full=1", "/a%20b", "/ünïcode"} {
-		if err := ValidateHealthPath(p); err != nil {
+		if err := deploy.ValidateHealthPath(p); err != nil {
 			t.Errorf("%q refused: %v", p, err)
 		}
 	}
 }
 
 func TestParseHealthNumbers(t *testing.T) {
-	if n, err := ParseHealthTries(" 7 "); err != nil || n != 7 {
-		t.Fatalf("ParseHealthTries = %d, %v", n, err)
+	if n, err := deploy.ParseHealthTries(" 7 "); err != nil || n != 7 {
+		t.Fatalf("deploy.ParseHealthTries = %d, %v", n, err)
 	}
-	if _, err := ParseHealthTries("many"); AsError(err) == nil || AsError(err).Field != "health_tries" {
-		t.Fatalf("ParseHealthTries(many) = %v", err)
+	if _, err := deploy.ParseHealthTries("many"); deploy.AsError(err) == nil || deploy.AsError(err).Field != "health_tries" {
+		t.Fatalf("deploy.ParseHealthTries(many) = %v", err)
 	}
-	if d, err := ParseHealthInterval("1.5s"); err != nil || d != 1500*time.Millisecond {
-		t.Fatalf("ParseHealthInterval = %v, %v", d, err)
+	if d, err := deploy.ParseHealthInterval("1.5s"); err != nil || d != 1500*time.Millisecond {
+		t.Fatalf("deploy.ParseHealthInterval = %v, %v", d, err)
 	}
-	if _, err := ParseHealthInterval("soon"); AsError(err) == nil || AsError(err).Field != "health_interval" {
-		t.Fatalf("ParseHealthInterval(soon) = %v", err)
+	if _, err := deploy.ParseHealthInterval("soon"); deploy.AsError(err) == nil || deploy.AsError(err).Field != "health_interval" {
+		t.Fatalf("deploy.ParseHealthInterval(soon) = %v", err)
 	}
 }
 
@@ -124,19 +125,19 @@ func TestParseKeys(t *testing.T) {
 		{"second line bad", ed + "\nnope", 0, "line 2: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			keys, err := ParseKeys(tc.text)
+			keys, err := deploy.ParseKeys(tc.text)
 			if tc.refusal == "" {
 				if err != nil || len(keys) != tc.n || !strings.HasPrefix(keys[0].Fingerprint, "SHA256:") || keys[0].Comment != "me@laptop" {
-					t.Fatalf("ParseKeys = %+v, %v", keys, err)
+					t.Fatalf("deploy.ParseKeys = %+v, %v", keys, err)
 				}
 				return
 			}
-			if e := AsError(err); e == nil || e.Field != "public_key" || !strings.Contains(e.Msg, tc.refusal) {
-				t.Fatalf("ParseKeys = %v, want a public_key refusal containing %q", err, tc.refusal)
+			if e := deploy.AsError(err); e == nil || e.Field != "public_key" || !strings.Contains(e.Msg, tc.refusal) {
+				t.Fatalf("deploy.ParseKeys = %v, want a public_key refusal containing %q", err, tc.refusal)
 			}
 		})
 	}
-	if _, err := ParseKey(ed + "\n" + ed); AsError(err) == nil || !strings.Contains(err.Error(), "one key at a time") {
-		t.Fatalf("ParseKey of two keys = %v", err)
+	if _, err := deploy.ParseKey(ed + "\n" + ed); deploy.AsError(err) == nil || !strings.Contains(err.Error(), "one key at a time") {
+		t.Fatalf("deploy.ParseKey of two keys = %v", err)
 	}
 }

@@ -1,9 +1,10 @@
-package deploy
+package deploy_test
 
 import (
 	"context"
 	"fmt"
 	"maps"
+	"minivercel/deploy"
 	"testing"
 
 	"pgregory.net/rapid"
@@ -32,7 +33,7 @@ func TestVariablePropagationToAppsProperty(t *testing.T) {
 			targets := rapid.SampledFrom([][]string{{"all"}, {"production"}, {"preview"}, {"all", "production"}, {"preview", "all"}, {"production", "preview"}}).Draw(rt, "targets")
 			for _, target := range targets {
 				v := rapid.StringMatching(`[ -~]{0,30}`).Draw(rt, "value")
-				if _, err := e.svc.SetVars(ctx, e.admin, name, target, []Var{{Key: k, Value: v}}); err != nil {
+				if _, err := e.svc.SetVars(ctx, e.Admin, name, target, []deploy.Var{{Key: k, Value: v}}); err != nil {
 					rt.Fatal(err)
 				}
 				set[k][target] = v
@@ -50,7 +51,7 @@ func TestVariablePropagationToAppsProperty(t *testing.T) {
 			}
 		}
 		prod := e.app(p, "main", 200)
-		if _, err := e.svc.Activate(ctx, e.admin, name, prod.ID); err != nil {
+		if _, err := e.svc.Activate(ctx, e.Admin, name, prod.ID); err != nil {
 			rt.Fatal(err)
 		}
 		if got := e.appVars(name + "." + testBase); !maps.Equal(got, want[schema.TargetProduction]) {
@@ -61,13 +62,13 @@ func TestVariablePropagationToAppsProperty(t *testing.T) {
 			rt.Fatalf("preview app has %v, want %v", got, want[schema.TargetPreview])
 		}
 
-		if _, err := e.svc.SetVars(ctx, e.admin, name, "production", []Var{{Key: keys[0], Value: "changed"}}); err != nil {
+		if _, err := e.svc.SetVars(ctx, e.Admin, name, "production", []deploy.Var{{Key: keys[0], Value: "changed"}}); err != nil {
 			rt.Fatal(err)
 		}
 		if got := e.appVars(name + "." + testBase); got[keys[0]] != want[schema.TargetProduction][keys[0]] {
 			rt.Fatalf("a running app saw a changed value without a redeploy: %v", got)
 		}
-		if _, err := e.svc.Redeploy(ctx, e.admin, name); err != nil {
+		if _, err := e.svc.Redeploy(ctx, e.Admin, name); err != nil {
 			rt.Fatal(err)
 		}
 		if got := e.appVars(name + "." + testBase); got[keys[0]] != "changed" {

@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -23,6 +22,7 @@ import (
 
 	"minivercel/creds"
 	"minivercel/deploy"
+	"minivercel/deploy/deploytest"
 	"minivercel/edge"
 	"minivercel/pipeline"
 	"minivercel/schema"
@@ -61,64 +61,14 @@ type testEnv struct {
 func newEnv(t testing.TB, work bool, wrap func(Logs) Logs) *testEnv {
 	t.Helper()
 	ctx := context.Background()
-	store := schematest.Store(t)
-	if err := pipeline.MigrateQueue(ctx, store.Pool()); err != nil {
-		t.Fatal(err)
-	}
-	// The build user must reach the workspaces: a short 0711 root outside
-	// t.TempDir (whose parents are 0700).
-	root, err := os.MkdirTemp("", "mvpanel")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(root) })
-	os.Chmod(root, 0o711)
-	dirs := map[string]string{}
-	for _, d := range []string{"repos", "builds", "artifacts", "deployments"} {
-		dirs[d] = filepath.Join(root, d)
-		if err := os.MkdirAll(dirs[d], 0o711); err != nil {
-			t.Fatal(err)
-		}
-	}
-	logger := slog.New(slog.DiscardHandler)
-	if testing.Verbose() {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
-	vars := newTestVars(t, store)
-	eg, err := edge.New(edge.Config{DeploymentsDir: dirs["deployments"], BaseDomain: testBaseDomain, Logger: logger},
-		deploy.NewLookup(store, vars))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sandbox, err := pipeline.BuildUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	broker := pipeline.NewBroker(store, logger)
-	q, err := pipeline.NewQueue(pipeline.Config{
-		ReposDir: dirs["repos"], WorkDir: dirs["builds"], ArtifactsDir: dirs["artifacts"],
-		BaseDomain: testBaseDomain, Env: vars, Logger: logger,
-	}, store, broker, deploy.NewActivator(eg, store, vars, logger), sandbox, work)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if work {
-		qctx, cancel := context.WithCancel(ctx)
-		if err := q.Start(qctx); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
-			defer scancel()
-			q.Shutdown(sctx)
-			cancel()
-		})
-	}
+	st := deploytest.New(t, deploytest.Options{BaseDomain: testBaseDomain, Work: work, Sandbox: true})
+	store, vars, q, eg := st.Store, st.Vars, st.Queue, st.Edge
 	var logs Logs = q
 	if wrap != nil {
 		logs = wrap(q)
 	}
-	srv, key := newTestServer(t, Config{BaseDomain: testBaseDomain, Logger: logger}, store, vars, q, logs, eg)
+	logger := st.Logger
+	srv, key := newTestServerWith(t, Config{BaseDomain: testBaseDomain, Logger: logger}, store, st.Service, logs, eg)
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -130,9 +80,9 @@ func newEnv(t testing.TB, work bool, wrap func(Logs) Logs) *testEnv {
 		srv.Shutdown(sctx)
 		<-served
 	})
-	e := &testEnv{t: t, store: store, broker: broker, queue: q, edge: eg, srv: srv, vars: vars, svc: srv.svc, auth: srv.auth, key: key,
-		base: "http://" + srv.Addr().String(), repos: dirs["repos"], client: &http.Client{Timeout: 2 * time.Minute}}
-	e.admin, e.token = e.user("admin", true)
+	e := &testEnv{t: t, store: store, broker: st.Broker, queue: q, edge: eg, srv: srv, vars: vars, svc: srv.svc, auth: srv.auth, key: key,
+		base: "http://" + srv.Addr().String(), repos: st.Dir("repos"), client: &http.Client{Timeout: 2 * time.Minute}}
+	e.admin, e.token = st.Admin, e.login(st.Admin)
 	return e
 }
 
@@ -140,23 +90,28 @@ func newEnv(t testing.TB, work bool, wrap func(Logs) Logs) *testEnv {
 // a session JWT.
 func (e *testEnv) user(name string, admin bool) (schema.User, string) {
 	e.t.Helper()
-	ctx := context.Background()
-	u, err := e.store.CreateUser(ctx, name, admin)
+	u, err := e.store.CreateUser(context.Background(), name, admin)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	hash, err := creds.HashPassword(name + "-password")
+	return u, e.login(u)
+}
+
+// login gives a user the password "<name>-password" and returns a session JWT.
+func (e *testEnv) login(u schema.User) string {
+	e.t.Helper()
+	hash, err := creds.HashPassword(u.Name + "-password")
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if err := e.store.SetPasswordHash(ctx, u.ID, hash); err != nil {
+	if err := e.store.SetPasswordHash(context.Background(), u.ID, hash); err != nil {
 		e.t.Fatal(err)
 	}
 	tok, err := e.auth.Session(u)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return u, tok
+	return tok
 }
 
 // request sends a request with an optional bearer token; body is a string
@@ -327,12 +282,6 @@ func (e *testEnv) realBuild(project, branch, content string) buildJSON {
 // process without a build system or edge.
 func newTestServer(t testing.TB, cfg Config, store *schema.Store, vars *secret.Vars, builds *pipeline.Queue, logs Logs, sites *edge.Server) (*Server, []byte) {
 	t.Helper()
-	key := make([]byte, 32)
-	rand.Read(key)
-	auth, err := creds.NewAuthenticator(store, key, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var b deploy.Builds
 	if builds != nil {
 		b = builds
@@ -346,10 +295,22 @@ func newTestServer(t testing.TB, cfg Config, store *schema.Store, vars *secret.V
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newTestServerWith(t, cfg, store, svc, logs, ps)
+}
+
+// newTestServerWith is the panel over a given service.
+func newTestServerWith(t testing.TB, cfg Config, store *schema.Store, svc *deploy.Service, logs Logs, sites Sites) (*Server, []byte) {
+	t.Helper()
+	key := make([]byte, 32)
+	rand.Read(key)
+	auth, err := creds.NewAuthenticator(store, key, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if logs == nil {
 		logs = noLogs{}
 	}
-	srv, err := New(cfg, store, svc, auth, logs, ps)
+	srv, err := New(cfg, store, svc, auth, logs, sites)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,16 +324,8 @@ func (noLogs) Follow(context.Context, int64) (<-chan pipeline.Event, error) {
 	return nil, schema.ErrNotFound
 }
 
-// newTestVars is the variables service on a fresh master key, as serve
-// builds it from the key file.
-func newTestVars(t testing.TB, store *schema.Store) *secret.Vars {
-	t.Helper()
-	keys, err := secret.LoadKeyring(secret.NewKey().String(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return secret.NewVars(store, keys)
-}
+// newTestVars is the variables service on a fresh master key.
+func newTestVars(t testing.TB, store *schema.Store) *secret.Vars { return deploytest.NewVars(t, store) }
 
 // --- websocket client ---
 

@@ -21,11 +21,10 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"minivercel/creds"
-	"minivercel/deploy"
+	"minivercel/deploy/deploytest"
 	"minivercel/edge"
 	"minivercel/pipeline"
 	"minivercel/schema"
-	"minivercel/schema/schematest"
 	"minivercel/secret"
 )
 
@@ -47,26 +46,10 @@ const testPassword = "correct horse battery"
 func newPageEnv(t *testing.T) *pageEnv {
 	t.Helper()
 	ctx := context.Background()
-	store := schematest.Store(t)
-	if err := pipeline.MigrateQueue(ctx, store.Pool()); err != nil {
-		t.Fatal(err)
-	}
-	root := t.TempDir()
-	q, err := pipeline.NewQueue(pipeline.Config{ReposDir: root + "/repos", WorkDir: root + "/work", ArtifactsDir: root + "/artifacts"},
-		store, pipeline.NewBroker(store, nil), nil, pipeline.Sandbox{}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vars := newTestVars(t, store)
-	e, err := edge.New(edge.Config{DeploymentsDir: root + "/deployments"}, deploy.NewLookup(store, vars))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, key := newTestServer(t, Config{}, store, vars, q, q, e)
-	admin, err := store.CreateUser(ctx, "admin", true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := deploytest.New(t, deploytest.Options{BaseDomain: "localhost"})
+	store, vars, q, e := st.Store, st.Vars, st.Queue, st.Edge
+	srv, key := newTestServerWith(t, Config{}, store, st.Service, q, e)
+	admin := st.Admin
 	hash, err := creds.HashPassword(testPassword)
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"html"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -18,12 +17,9 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"minivercel/creds"
-	"minivercel/deploy"
+	"minivercel/deploy/deploytest"
 	"minivercel/panel"
-	"minivercel/pipeline"
-	"minivercel/schema"
 	"minivercel/schema/schematest"
-	"minivercel/secret"
 )
 
 func TestMain(m *testing.M) { schematest.Main(m) }
@@ -43,34 +39,16 @@ type frontEnds struct {
 func newFrontEnds(t *testing.T) *frontEnds {
 	t.Helper()
 	ctx := context.Background()
-	f := &frontEnds{t: t, dsn: schematest.DSN(t), dataDir: t.TempDir()}
-	// The CLI migrates the queue's tables and creates the master key; the
-	// panel then opens the same key file, as the server does.
-	if out, code := f.cli("", "project", "show", "nothing"); code != 1 || !strings.Contains(out, `no project named "nothing"`) {
-		t.Fatalf("first CLI run: %d %s", code, out)
-	}
-	pool, err := schema.Open(ctx, f.dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	store := schema.NewStore(pool)
-	keys, err := secret.LoadKeyring("", filepath.Join(f.dataDir, "master.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.DiscardHandler)
-	svc, err := deploy.New(deploy.Config{BaseDomain: frontBase, Logger: log}, store, secret.NewVars(store, keys), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dataDir := t.TempDir()
+	st := deploytest.New(t, deploytest.Options{BaseDomain: frontBase, MasterKeyFile: filepath.Join(dataDir, "master.key")})
+	f := &frontEnds{t: t, dsn: st.DSN, dataDir: dataDir}
 	key := make([]byte, 32)
 	rand.Read(key)
-	auth, err := creds.NewAuthenticator(store, key, 0)
+	auth, err := creds.NewAuthenticator(st.Store, key, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := panel.New(panel.Config{BaseDomain: frontBase, Logger: log}, store, svc, auth, noLogs{}, nil)
+	srv, err := panel.New(panel.Config{BaseDomain: frontBase, Logger: st.Logger}, st.Store, st.Service, auth, st.Queue, st.Edge)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,14 +58,10 @@ func newFrontEnds(t *testing.T) *frontEnds {
 	go srv.Serve()
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
 	f.base = "http://" + srv.Addr().String()
-	admin, err := store.CreateUser(ctx, "admin", true)
-	if err != nil {
+	if f.session, err = auth.Session(st.Admin); err != nil {
 		t.Fatal(err)
 	}
-	if f.session, err = auth.Session(admin); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := store.EnsureProject(ctx, "blog", admin.ID); err != nil {
+	if _, _, err := st.Store.EnsureProject(ctx, "blog", st.Admin.ID); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -254,8 +228,3 @@ func TestFrontEndsRefuseAlike(t *testing.T) {
 		t.Fatalf("project show after refusals: %d %s", code, out)
 	}
 }
-
-// noLogs is a panel without a build system: no build has a log to follow.
-type noLogs struct{}
-
-func (noLogs) Follow(context.Context, int64) (<-chan pipeline.Event, error) { return nil, schema.ErrNotFound }

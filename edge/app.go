@@ -388,4 +388,3 @@ func (a *app) stop() {
 	<-a.stopped
 	a.ports.release(a.port)
 }
-

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"minivercel/hosts"
+	"minivercel/listen"
 )
 
 const (
@@ -131,34 +132,7 @@ type Server struct {
 	tls      *tlsServer // nil without Config.TLS
 	srv      *http.Server
 	projLock [64]sync.Mutex // serialises Activate/Deactivate per project
-	ln       listenerSlot
-}
-
-// listenerSlot holds the listener Listen opened, for Serve and Addr, which
-// may run on other goroutines.
-type listenerSlot struct {
-	mu sync.Mutex
-	ln net.Listener
-}
-
-func (l *listenerSlot) set(ln net.Listener) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.ln = ln
-}
-
-func (l *listenerSlot) get() net.Listener {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.ln
-}
-
-// addr returns the listener's address, or nil before one is set.
-func (l *listenerSlot) addr() net.Addr {
-	if ln := l.get(); ln != nil {
-		return ln.Addr()
-	}
-	return nil
+	ln       listen.Slot
 }
 
 // New checks cfg and returns a Server; it does not listen yet.
@@ -242,7 +216,9 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("listen edge: %w", err)
 	}
-	s.ln.set(ln)
+	if err := s.ln.Set(ln); err != nil {
+		return fmt.Errorf("listen edge: %w", err)
+	}
 	if s.tls != nil {
 		if err := s.tls.listen(ln.Addr()); err != nil {
 			ln.Close()
@@ -254,7 +230,7 @@ func (s *Server) Listen() error {
 
 // Addr returns the listening address, or nil before Listen.
 func (s *Server) Addr() net.Addr {
-	return s.ln.addr()
+	return s.ln.Addr()
 }
 
 // TLSAddr returns the HTTPS listening address, or nil without TLS or
@@ -269,7 +245,7 @@ func (s *Server) TLSAddr() net.Addr {
 // Serve serves on the listeners opened by Listen until Shutdown; it returns
 // nil after a Shutdown, and as soon as either listener fails.
 func (s *Server) Serve() error {
-	ln := s.ln.get()
+	ln, _ := s.ln.Get()
 	if ln == nil {
 		return errors.New("serve edge: Listen was not called")
 	}

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"minivercel/hosts"
+	"minivercel/listen"
 	"minivercel/schema"
 )
 
@@ -128,7 +129,7 @@ type tlsServer struct {
 	decide *decider
 	srv    *http.Server
 	base   string // the base domain, whose /healthz plain HTTP still serves
-	ln     listenerSlot
+	ln     listen.Slot
 }
 
 // newTLSServer prepares HTTPS: certmagic's cache and config and an HTTPS
@@ -193,7 +194,9 @@ func (t *tlsServer) listen(httpAddr net.Addr) error {
 	if err != nil {
 		return fmt.Errorf("listen edge https: %w", err)
 	}
-	t.ln.set(ln)
+	if err := t.ln.Set(ln); err != nil {
+		return fmt.Errorf("listen edge https: %w", err)
+	}
 	// Challenges are always answered by the edge's own listeners: HTTP-01
 	// by plainHTTP, TLS-ALPN-01 by the HTTPS listener. Pointing certmagic
 	// at those ports makes its solvers find them taken and rely on us,
@@ -214,11 +217,12 @@ func splitPort(a net.Addr) (string, int) {
 }
 
 // addr returns the HTTPS listening address, or nil before listen.
-func (t *tlsServer) addr() net.Addr { return t.ln.addr() }
+func (t *tlsServer) addr() net.Addr { return t.ln.Addr() }
 
 // serve serves HTTPS on the listener listen opened until shutdown.
 func (t *tlsServer) serve() error {
-	return t.srv.ServeTLS(t.ln.get(), "", "")
+	ln, _ := t.ln.Get()
+	return t.srv.ServeTLS(ln, "", "")
 }
 
 // shutdown stops HTTPS and certmagic's maintenance.

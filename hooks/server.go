@@ -11,9 +11,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"time"
+
+	"minivercel/listen"
 )
 
 // Push identifies one git push: the project pushed to and the user whose
@@ -145,42 +146,12 @@ func (s *Server) Listen() error {
 	if s.ln != nil {
 		return nil
 	}
-	if err := removeStaleSocket(s.cfg.SocketPath); err != nil {
-		return err
-	}
-	ln, err := net.Listen("unix", s.cfg.SocketPath)
+	ln, err := listen.Unix(s.cfg.SocketPath)
 	if err != nil {
 		return fmt.Errorf("listen on hook socket: %w", err)
 	}
-	if err := os.Chmod(s.cfg.SocketPath, 0o600); err != nil {
-		ln.Close()
-		return fmt.Errorf("restrict hook socket: %w", err)
-	}
 	s.ln = ln
 	s.log.Info("hook server listening", "socket", s.cfg.SocketPath)
-	return nil
-}
-
-// removeStaleSocket removes a socket file nobody listens on any more, and
-// refuses to steal one that a live server still uses.
-func removeStaleSocket(path string) error {
-	fi, err := os.Lstat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("check hook socket: %w", err)
-	}
-	if fi.Mode()&os.ModeSocket == 0 {
-		return fmt.Errorf("check hook socket: %s exists and is not a socket", path)
-	}
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-		c.Close()
-		return fmt.Errorf("check hook socket: %s is in use by another server", path)
-	}
-	if err := os.Remove(path); err != nil {
-		return fmt.Errorf("remove stale hook socket: %w", err)
-	}
 	return nil
 }
 

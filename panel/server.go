@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -18,6 +16,7 @@ import (
 	"minivercel/creds"
 	"minivercel/deploy"
 	"minivercel/hosts"
+	"minivercel/listen"
 	"minivercel/pipeline"
 	"minivercel/schema"
 )
@@ -62,9 +61,7 @@ type Server struct {
 	app   *fiber.App
 	log   *slog.Logger
 	hosts hosts.Scheme
-
-	mu sync.Mutex
-	ln net.Listener
+	ln    listen.Slot
 }
 
 // New returns a Server; it does not listen yet. sites may be nil (no health
@@ -109,41 +106,23 @@ func New(cfg Config, store *schema.Store, svc *deploy.Service, auth *creds.Authe
 
 // Listen binds the panel's listener.
 func (s *Server) Listen() error {
-	var ln net.Listener
-	var err error
-	if path, ok := strings.CutPrefix(s.cfg.Addr, "unix:"); ok {
-		_ = os.Remove(path) // a socket left by an earlier run
-		if ln, err = net.Listen("unix", path); err == nil {
-			err = os.Chmod(path, 0o600)
-		}
-	} else {
-		ln, err = net.Listen("tcp", s.cfg.Addr)
+	ln, err := listen.Open(s.cfg.Addr)
+	if err == nil {
+		err = s.ln.Set(ln)
 	}
 	if err != nil {
 		return fmt.Errorf("listen panel: %w", err)
 	}
-	s.mu.Lock()
-	s.ln = ln
-	s.mu.Unlock()
 	s.log.Info("panel listening", "addr", ln.Addr().String())
 	return nil
 }
 
 // Addr returns the bound address, nil before Listen.
-func (s *Server) Addr() net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ln == nil {
-		return nil
-	}
-	return s.ln.Addr()
-}
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // Serve serves on the listener bound by Listen until Shutdown.
 func (s *Server) Serve() error {
-	s.mu.Lock()
-	ln := s.ln
-	s.mu.Unlock()
+	ln, _ := s.ln.Get()
 	if ln == nil {
 		return errors.New("serve panel: Listen was not called")
 	}

@@ -26,9 +26,9 @@ func (s *Server) activeBuildID(ctx context.Context, projectID int64) (int64, err
 
 func (s *Server) apiListBuilds(c *fiber.Ctx) error {
 	ctx := c.UserContext()
-	p, err := s.store.ProjectByName(ctx, c.Params("name"))
+	p, err := s.projectByParam(c)
 	if err != nil {
-		return lookupErr(err, "project")
+		return err
 	}
 	bs, err := s.store.ListBuilds(ctx, p.ID)
 	if err != nil {
@@ -194,9 +194,9 @@ func (s *Server) activated(c *fiber.Ctx, b schema.Build) error {
 
 func (s *Server) apiListDeployments(c *fiber.Ctx) error {
 	ctx := c.UserContext()
-	p, err := s.store.ProjectByName(ctx, c.Params("name"))
+	p, err := s.projectByParam(c)
 	if err != nil {
-		return lookupErr(err, "project")
+		return err
 	}
 	ds, err := s.store.ListDeployments(ctx, p.ID)
 	if err != nil {

@@ -129,19 +129,13 @@ func toSettingsJSON(ps schema.ProjectSettings) settingsJSON {
 	}
 }
 
-// apiHealth names what the edge says about a project's production.
+// apiHealth names what the edge says about a project's production:
+// "healthy", "unhealthy" or "none".
 func (s *Server) apiHealth(name string) string {
-	if s.sites == nil {
-		return "none"
+	if h := s.health(name); h != "" {
+		return h
 	}
-	healthy, found := s.sites.Health(name)
-	switch {
-	case !found:
-		return "none"
-	case healthy:
-		return "healthy"
-	}
-	return "unhealthy"
+	return "none"
 }
 
 func (s *Server) toProjectJSON(p schema.ProjectSummary) projectJSON {

@@ -92,7 +92,8 @@ func (s *Server) liveBuild(ctx context.Context, projectID int64) (*schema.Build,
 	return &b, nil, nil
 }
 
-// health asks the edge; without one (a panel-only node) health is unknown.
+// health asks the edge about a project's production: "healthy",
+// "unhealthy", or "" when nothing is live or no edge runs in this process.
 func (s *Server) health(project string) string {
 	if s.sites == nil {
 		return ""
@@ -139,11 +140,7 @@ type projectView struct {
 }
 
 func (s *Server) projectByParam(c *fiber.Ctx) (schema.Project, error) {
-	p, err := s.store.ProjectByName(c.UserContext(), c.Params("name"))
-	if errors.Is(err, schema.ErrNotFound) {
-		return p, fiber.NewError(fiber.StatusNotFound, "There is no project named “"+c.Params("name")+"”.")
-	}
-	return p, err
+	return s.svc.Project(c.UserContext(), c.Params("name"))
 }
 
 func (s *Server) projectPage(c *fiber.Ctx) error {

@@ -323,7 +323,7 @@ func TestProjectPage(t *testing.T) {
 	if strings.Contains(r.body, `name="build_id" value="`+strconv.FormatInt(live.ID, 10)+`"`) {
 		t.Error("the live build offers activation")
 	}
-	if r := b.get("/projects/nope"); r.code != http.StatusNotFound || !strings.Contains(r.body, "no project named") {
+	if r := b.get("/projects/nope"); r.code != http.StatusNotFound || !strings.Contains(r.body, "No project named &#34;nope&#34;.") {
 		t.Errorf("unknown project = %d\n%s", r.code, r.body)
 	}
 }

@@ -169,21 +169,25 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	return s.errorPage(c, code, msg)
 }
 
+// statuses maps the kinds of service refusal to HTTP statuses.
+var statuses = []struct {
+	kind error
+	code int
+}{
+	{deploy.ErrInvalid, fiber.StatusBadRequest},
+	{deploy.ErrNotFound, fiber.StatusNotFound},
+	{deploy.ErrConflict, fiber.StatusConflict},
+	{deploy.ErrForbidden, fiber.StatusForbidden},
+	{deploy.ErrActivation, fiber.StatusBadGateway},
+	{deploy.ErrUnavailable, fiber.StatusServiceUnavailable},
+}
+
 // statusOf is the HTTP status of a service refusal.
 func statusOf(e *deploy.Error) int {
-	switch {
-	case errors.Is(e, deploy.ErrInvalid):
-		return fiber.StatusBadRequest
-	case errors.Is(e, deploy.ErrNotFound):
-		return fiber.StatusNotFound
-	case errors.Is(e, deploy.ErrConflict):
-		return fiber.StatusConflict
-	case errors.Is(e, deploy.ErrForbidden):
-		return fiber.StatusForbidden
-	case errors.Is(e, deploy.ErrActivation):
-		return fiber.StatusBadGateway
-	case errors.Is(e, deploy.ErrUnavailable):
-		return fiber.StatusServiceUnavailable
+	for _, s := range statuses {
+		if errors.Is(e, s.kind) {
+			return s.code
+		}
 	}
 	return fiber.StatusInternalServerError
 }

@@ -12,21 +12,30 @@ import (
 	"testing"
 	"time"
 
+	"minivercel/deploy"
 	"minivercel/hooks"
+	"minivercel/schema"
+	"minivercel/schema/schematest"
+	"minivercel/secret"
 )
 
 // clientEnv is what the SSH and HTTP test environments share: a short
 // temporary directory with the repos dir, a HOME for the developer's git and
-// the hook socket; the in-memory project registry; a running hooks.Server
-// with the test's Receiver.
+// the hook socket; the server's service layer on a fresh database, which is
+// gitd's Authorizer, TokenAuthorizer and Projects as in cmd/minivercel; a
+// running hooks.Server with the test's Receiver.
 type clientEnv struct {
 	t        *testing.T
 	dir      string
 	reposDir string
 	home     string
 	hookSock string
-	projects *memProjects
+	store    *schema.Store
+	svc      *deploy.Service
 	hooks    *hooks.Server
+	// devID and otherID are the users the transport's env gives
+	// credentials to.
+	devID, otherID int64
 }
 
 // newClientEnv makes the directories (under a name starting with prefix)
@@ -50,7 +59,15 @@ func newClientEnv(t *testing.T, prefix string, recv hooks.Receiver) *clientEnv {
 		reposDir: filepath.Join(dir, "repos"),
 		home:     filepath.Join(dir, "home"),
 		hookSock: filepath.Join(dir, "hook.sock"),
-		projects: &memProjects{owners: map[string]int64{}},
+		store:    schematest.Store(t),
+	}
+	keys, err := secret.LoadKeyring(secret.NewKey().String(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No build system and no edge: gitd only needs users and projects.
+	if e.svc, err = deploy.New(deploy.Config{Logger: testLogger(t)}, e.store, secret.NewVars(e.store, keys), nil, nil); err != nil {
+		t.Fatal(err)
 	}
 	if err := os.MkdirAll(e.home, 0o700); err != nil {
 		t.Fatal(err)
@@ -174,8 +191,55 @@ func (e *clientEnv) checkNothingCreated(evilErr error, allowed ...string) {
 	if _, err := os.Stat("/tmp/evil.git"); evilErr != nil && err == nil {
 		e.t.Error("/tmp/evil.git was created")
 	}
-	if e.projects.count() != 0 {
-		e.t.Errorf("projects created: %v", e.projects.owners)
+	if ps := e.projects(); len(ps) != 0 {
+		e.t.Errorf("projects created: %v", ps)
+	}
+}
+
+// authorize registers an authorized_keys line for user (created when
+// missing) as `minivercel admin key add --user` does, and returns the
+// user's id.
+func (e *clientEnv) authorize(user, line string) int64 {
+	e.t.Helper()
+	keys, err := deploy.ParseKeys(line)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	added, err := e.svc.AddKeys(context.Background(), deploy.Operator, user, keys, "")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return added[0].UserID
+}
+
+// newToken makes an API token for user (created when missing) as
+// `minivercel admin token create` does, and returns it and the user's id.
+func (e *clientEnv) newToken(user string) (string, int64) {
+	e.t.Helper()
+	token, row, err := e.svc.CreateToken(context.Background(), deploy.Operator, user, "laptop")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return token, row.UserID
+}
+
+// projects lists the projects in the database.
+func (e *clientEnv) projects() []schema.Project {
+	e.t.Helper()
+	ps, err := e.store.ListProjects(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return ps
+}
+
+// checkOnlyProject fails the test unless the database holds exactly one
+// project, name, owned by ownerID.
+func (e *clientEnv) checkOnlyProject(name string, ownerID int64) {
+	e.t.Helper()
+	ps := e.projects()
+	if len(ps) != 1 || ps[0].Name != name || ps[0].OwnerID == nil || *ps[0].OwnerID != ownerID {
+		e.t.Errorf("projects = %+v, want only %s owned by user %d", ps, name, ownerID)
 	}
 }
 
@@ -230,7 +294,7 @@ func streamsUntilCanceled(canceled chan<- struct{}) hooks.Receiver {
 	})
 }
 
-// checkFirstPush checks what user 1's first push of branch main of project
+// checkFirstPush checks what the dev user's first push of branch main of project
 // blog (commit sha, received by announcesBuilds) left, whatever the
 // transport: the pusher saw the build's lines, the Receiver got the push,
 // and the project and its bare repository exist with the hook, alone.
@@ -244,7 +308,7 @@ func (e *clientEnv) checkFirstPush(out string, calls <-chan pushCall, sha string
 	}
 	select {
 	case c := <-calls:
-		if c.push != (hooks.Push{Project: "blog", UserID: 1}) {
+		if c.push != (hooks.Push{Project: "blog", UserID: e.devID}) {
 			t.Errorf("push = %+v", c.push)
 		}
 		if len(c.updates) != 1 || c.updates[0].Name != "refs/heads/main" || c.updates[0].New != sha || !c.updates[0].IsCreate() {
@@ -253,9 +317,7 @@ func (e *clientEnv) checkFirstPush(out string, calls <-chan pushCall, sha string
 	default:
 		t.Fatal("the Receiver was not called")
 	}
-	if e.projects.count() != 1 {
-		t.Errorf("projects = %v", e.projects.owners)
-	}
+	e.checkOnlyProject("blog", e.devID)
 	hook, err := os.ReadFile(filepath.Join(e.reposDir, "blog.git", "hooks", "post-receive"))
 	if err != nil || !strings.HasPrefix(string(hook), "#!/bin/sh\nexec '") {
 		t.Errorf("post-receive hook = %q, %v", hook, err)
@@ -263,4 +325,28 @@ func (e *clientEnv) checkFirstPush(out string, calls <-chan pushCall, sha string
 	if got := e.repoEntries(); len(got) != 1 || got[0] != "blog.git" {
 		t.Errorf("repos dir holds %v, want only blog.git", got)
 	}
+}
+
+// checkTeamPush checks the other user's push of sha to branch "other" of
+// blog, after checkFirstPush: every authenticated user may push to every
+// project (one team per server), so it went through as theirs, and blog
+// stays its first pusher's.
+func (e *clientEnv) checkTeamPush(out string, err error, calls <-chan pushCall, sha string) {
+	t := e.t
+	t.Helper()
+	if err != nil {
+		t.Fatalf("push by another user: %v\n%s", err, out)
+	}
+	select {
+	case c := <-calls:
+		if c.push != (hooks.Push{Project: "blog", UserID: e.otherID}) || len(c.updates) != 1 || c.updates[0].Name != "refs/heads/other" {
+			t.Errorf("push = %+v, updates = %+v", c.push, c.updates)
+		}
+	default:
+		t.Fatal("the Receiver was not called for the other user's push")
+	}
+	if got := e.bareRef("blog", "refs/heads/other"); got != sha {
+		t.Errorf("refs/heads/other = %q, want %s", got, sha)
+	}
+	e.checkOnlyProject("blog", e.devID)
 }

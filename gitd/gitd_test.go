@@ -23,8 +23,9 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"minivercel/deploy"
 	"minivercel/hooks"
-	"minivercel/schema"
+	"minivercel/schema/schematest"
 )
 
 // TestMain doubles as the post-receive hook: gitd runs HookCommand (this
@@ -34,64 +35,28 @@ func TestMain(m *testing.M) {
 	if len(os.Args) == 3 && os.Args[1] == "hook" && os.Args[2] == "post-receive" {
 		os.Exit(hooks.RunPostReceive(context.Background(), os.Stdin, os.Stdout, os.Stderr, os.Getenv))
 	}
-	os.Exit(m.Run())
+	schematest.Main(m)
 }
 
-// memAuth is an in-memory Authorizer that remembers what it was asked.
-type memAuth struct {
+// recordingAuth is the real Authorizer (the service) that also remembers
+// which fingerprints it was asked about, for the key-confusion test.
+type recordingAuth struct {
+	Authorizer
 	mu      sync.Mutex
-	users   map[string]int64
 	lookups []string
 }
 
-func (a *memAuth) UserByKeyFingerprint(ctx context.Context, fp string) (int64, error) {
+func (a *recordingAuth) UserByKeyFingerprint(ctx context.Context, fp string) (int64, error) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	a.lookups = append(a.lookups, fp)
-	id, ok := a.users[fp]
-	if !ok {
-		return 0, fmt.Errorf("key %s: %w", fp, schema.ErrNotFound)
-	}
-	return id, nil
+	a.mu.Unlock()
+	return a.Authorizer.UserByKeyFingerprint(ctx, fp)
 }
 
-func (a *memAuth) asked() []string {
+func (a *recordingAuth) asked() []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return append([]string(nil), a.lookups...)
-}
-
-// memProjects is an in-memory Projects: a project belongs to its first
-// pusher.
-type memProjects struct {
-	mu     sync.Mutex
-	owners map[string]int64
-}
-
-func (p *memProjects) EnsureProject(ctx context.Context, name string, ownerID int64) (bool, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if owner, ok := p.owners[name]; ok {
-		if owner != ownerID {
-			return false, fmt.Errorf("project %s: %w", name, ErrForbidden)
-		}
-		return false, nil
-	}
-	p.owners[name] = ownerID
-	return true, nil
-}
-
-func (p *memProjects) ProjectExists(ctx context.Context, name string) (bool, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	_, ok := p.owners[name]
-	return ok, nil
-}
-
-func (p *memProjects) count() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.owners)
 }
 
 type receiverFunc func(ctx context.Context, p hooks.Push, updates []hooks.RefUpdate, out io.Writer) int
@@ -104,9 +69,9 @@ func (f receiverFunc) Receive(ctx context.Context, p hooks.Push, updates []hooks
 type testEnv struct {
 	*clientEnv
 	port     int
-	auth     *memAuth
-	userKey  string // private key file of user 1
-	otherKey string // private key file of user 2
+	auth     *recordingAuth
+	userKey  string // private key file of the dev user
+	otherKey string // private key file of the other user
 	unknown  string // private key file nobody authorized
 }
 
@@ -119,10 +84,13 @@ func newTestEnv(t *testing.T, recv hooks.Receiver) *testEnv {
 			t.Fatalf("these tests need %s: %v", tool, err)
 		}
 	}
-	e := &testEnv{clientEnv: newClientEnv(t, "mvg", recv), auth: &memAuth{users: map[string]int64{}}}
-	e.userKey = e.newKey("user", 1)
-	e.otherKey = e.newKey("other", 2)
-	e.unknown = e.newKey("unknown", 0)
+	e := &testEnv{clientEnv: newClientEnv(t, "mvg", recv)}
+	e.auth = &recordingAuth{Authorizer: e.svc}
+	e.userKey = e.newKey("dev")
+	e.otherKey = e.newKey("other")
+	e.unknown = e.newKey("unknown")
+	e.devID = e.authorize("dev", e.pubKey(e.userKey))
+	e.otherID = e.authorize("other", e.pubKey(e.otherKey))
 
 	srv, err := New(Config{
 		Addr:        "127.0.0.1:0",
@@ -131,7 +99,7 @@ func newTestEnv(t *testing.T, recv hooks.Receiver) *testEnv {
 		HookCommand: e.hookCommand(),
 		HookSocket:  e.hookSock,
 		Logger:      testLogger(t),
-	}, e.auth, e.projects, e.hooks)
+	}, e.auth, e.svc, e.hooks)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,9 +122,9 @@ func newTestEnv(t *testing.T, recv hooks.Receiver) *testEnv {
 	return e
 }
 
-// newKey creates an ed25519 key pair with ssh-keygen and, when userID is
-// not 0, authorizes it for that user.
-func (e *testEnv) newKey(name string, userID int64) string {
+// newKey creates an ed25519 key pair with ssh-keygen and returns the path
+// of its private half.
+func (e *testEnv) newKey(name string) string {
 	e.t.Helper()
 	path := filepath.Join(e.dir, "keys", name)
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -165,10 +133,17 @@ func (e *testEnv) newKey(name string, userID int64) string {
 	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", path).CombinedOutput(); err != nil {
 		e.t.Fatalf("ssh-keygen: %v: %s", err, out)
 	}
-	if userID != 0 {
-		e.auth.users[keyFingerprint(e.t, path)] = userID
-	}
 	return path
+}
+
+// pubKey is the authorized_keys line of a key newKey made.
+func (e *testEnv) pubKey(privPath string) string {
+	e.t.Helper()
+	b, err := os.ReadFile(privPath + ".pub")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return string(b)
 }
 
 func keyFingerprint(t *testing.T, privPath string) string {
@@ -224,7 +199,7 @@ func (e *testEnv) ssh(key string, args ...string) (string, int) {
 }
 
 func TestPushCreatesRepoStreamsAndClones(t *testing.T) {
-	calls := make(chan pushCall, 1)
+	calls := make(chan pushCall, 2)
 	e := newTestEnv(t, announcesBuilds(calls))
 	work, sha := e.workTree("blog", page("<h1>hello</h1>\n"))
 
@@ -242,24 +217,30 @@ func TestPushCreatesRepoStreamsAndClones(t *testing.T) {
 		t.Fatalf("cloned index.html = %q, %v", b, err)
 	}
 
-	// Another user may not push to blog.
-	if out, err := e.git(e.otherKey, work, "push", e.url("blog.git"), "main:other"); err == nil || !strings.Contains(out, `error: you may not push to project "blog"`) {
-		t.Fatalf("push by another user: %v\n%s", err, out)
-	}
+	out, err = e.git(e.otherKey, work, "push", e.url("blog.git"), "main:other")
+	e.checkTeamPush(out, err, calls, sha)
 }
 
 func TestUnknownKeyIsToldHowToGetAdded(t *testing.T) {
 	e := newTestEnv(t, refuses(t, "for an unknown key"))
-	work, _ := e.workTree("site", page("x"))
-	out, err := e.git(e.unknown, work, "push", e.url("site.git"), "main")
-	if err == nil {
-		t.Fatalf("push with an unknown key succeeded:\n%s", out)
+	// A key removed from its user is as unknown as one never added.
+	if _, err := e.svc.RemoveKey(context.Background(), deploy.Operator, keyFingerprint(t, e.otherKey)); err != nil {
+		t.Fatal(err)
 	}
-	fp := keyFingerprint(t, e.unknown)
-	for _, want := range []string{"error: this SSH key (" + fp + ") is not authorized.", "minivercel admin key add", "ssh-ed25519 AAAA"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("output lacks %q:\n%s", want, out)
-		}
+	work, _ := e.workTree("site", page("x"))
+	for name, key := range map[string]string{"never added": e.unknown, "removed": e.otherKey} {
+		t.Run(name, func(t *testing.T) {
+			out, err := e.git(key, work, "push", e.url("site.git"), "main")
+			if err == nil {
+				t.Fatalf("push with an unknown key succeeded:\n%s", out)
+			}
+			fp := keyFingerprint(t, key)
+			for _, want := range []string{"error: this SSH key (" + fp + ") is not authorized.", "minivercel admin key add", "ssh-ed25519 AAAA"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("output lacks %q:\n%s", want, out)
+				}
+			}
+		})
 	}
 	if got := e.repoEntries(); len(got) != 0 {
 		t.Errorf("repos dir holds %v after a refused push", got)
@@ -332,9 +313,7 @@ func TestKeyConfusionCVE202445337(t *testing.T) {
 	e := newTestEnv(t, refuses(t, "during a key-confusion attack"))
 	victim := newSigner(t)   // A: authorized, the attacker only knows its public half
 	attacker := newSigner(t) // B: the attacker's own key, unknown to the server
-	e.auth.mu.Lock()
-	e.auth.users[gossh.FingerprintSHA256(victim.PublicKey())] = 1
-	e.auth.mu.Unlock()
+	e.authorize("victim", string(gossh.MarshalAuthorizedKey(victim.PublicKey())))
 
 	// Offer B (a multi-entry server key cache keeps it), offer A, then sign
 	// with B: the public-key callback's last call was for A, and a server
@@ -383,7 +362,7 @@ func TestKeyConfusionCVE202445337(t *testing.T) {
 			t.Error("the session looked up the victim's key")
 		}
 	}
-	if e.projects.count() != 0 || len(e.repoEntries()) != 0 {
+	if len(e.projects()) != 0 || len(e.repoEntries()) != 0 {
 		t.Error("git ran as the victim's user")
 	}
 }
@@ -511,4 +490,39 @@ func ctrlCDuringHook(t *testing.T, cmd *exec.Cmd, canceled <-chan struct{}, repo
 		}
 		time.Sleep(20 * time.Millisecond) // polling a condition, with a deadline
 	}
+}
+
+// TestDatabaseDownIsAnInternalError: when the database cannot answer, a
+// pusher with a valid key or token is told of an internal error, never that
+// the credentials are unknown and never the database's own words, and no
+// repository is made. Closing the service's pool is the real fault.
+func TestDatabaseDownIsAnInternalError(t *testing.T) {
+	check := func(t *testing.T, e *clientEnv, out string, err error, want string) {
+		t.Helper()
+		if err == nil || !strings.Contains(out, want) {
+			t.Errorf("push with the database down: %v, want %q\n%s", err, want, out)
+		}
+		for _, leak := range []string{"not authorized", "unknown", "closed", "pool"} {
+			if strings.Contains(out, leak) {
+				t.Errorf("push output says %q:\n%s", leak, out)
+			}
+		}
+		if got := e.repoEntries(); len(got) != 0 {
+			t.Errorf("repos dir holds %v", got)
+		}
+	}
+	t.Run("ssh", func(t *testing.T) {
+		e := newTestEnv(t, refuses(t, "with the database down"))
+		work, _ := e.workTree("site", page("x"))
+		e.store.Pool().Close()
+		out, err := e.git(e.userKey, work, "push", e.url("site.git"), "main")
+		check(t, e.clientEnv, out, err, "error: internal error while checking your SSH key")
+	})
+	t.Run("http", func(t *testing.T) {
+		e := newHTTPEnv(t, refuses(t, "with the database down"), 0)
+		work, _ := e.workTree("site", page("x"))
+		e.store.Pool().Close()
+		out, err := e.git(work, "push", e.url(e.userToken, "site.git"), "main")
+		check(t, e.clientEnv, out, err, "error: internal error while checking your token")
+	})
 }

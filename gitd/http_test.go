@@ -21,31 +21,17 @@ import (
 
 	"pgregory.net/rapid"
 
+	"minivercel/deploy"
 	"minivercel/hooks"
-	"minivercel/schema"
-)
-
-// memTokens is an in-memory TokenAuthorizer.
-type memTokens map[string]int64
-
-func (m memTokens) UserByToken(ctx context.Context, token string) (int64, error) {
-	id, ok := m[token]
-	if !ok {
-		return 0, fmt.Errorf("token: %w", schema.ErrNotFound)
-	}
-	return id, nil
-}
-
-const (
-	userToken  = "mvt_user1"
-	otherToken = "mvt_user2"
 )
 
 // httpEnv runs the git HTTP handler for a test.
 type httpEnv struct {
 	*clientEnv
-	srv     *httptest.Server
-	chunked atomic.Int32 // receive-pack requests that came chunked
+	userToken  string // the dev user's API token
+	otherToken string // the other user's API token
+	srv        *httptest.Server
+	chunked    atomic.Int32 // receive-pack requests that came chunked
 }
 
 // newHTTPEnv runs a hooks.Server with recv and the git HTTP handler on an
@@ -53,13 +39,15 @@ type httpEnv struct {
 func newHTTPEnv(t *testing.T, recv hooks.Receiver, maxBody int64) *httpEnv {
 	t.Helper()
 	e := &httpEnv{clientEnv: newClientEnv(t, "mvh", recv)}
+	e.userToken, e.devID = e.newToken("dev")
+	e.otherToken, e.otherID = e.newToken("other")
 	h, err := NewHTTPHandler(HTTPConfig{
 		ReposDir:     e.reposDir,
 		HookCommand:  e.hookCommand(),
 		HookSocket:   e.hookSock,
 		Logger:       testLogger(t),
 		MaxBodyBytes: maxBody,
-	}, memTokens{userToken: 1, otherToken: 2}, e.projects, e.hooks)
+	}, e.svc, e.svc, e.hooks)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +76,7 @@ func TestHTTPPushCreatesProjectStreamsClonesAndFetches(t *testing.T) {
 	e := newHTTPEnv(t, announcesBuilds(calls), 0)
 	work, sha := e.workTree("blog", page("<h1>hello</h1>\n"))
 
-	out, err := e.git(work, "push", e.url(userToken, "blog.git"), "main")
+	out, err := e.git(work, "push", e.url(e.userToken, "blog.git"), "main")
 	if err != nil {
 		t.Fatalf("git push: %v\n%s", err, out)
 	}
@@ -98,7 +86,7 @@ func TestHTTPPushCreatesProjectStreamsClonesAndFetches(t *testing.T) {
 	// framed differently.
 	for _, version := range []string{"2", "0"} {
 		clone := filepath.Join(e.dir, "clone-v"+version)
-		e.mustGit(e.dir, "-c", "protocol.version="+version, "clone", "-q", e.url(userToken, "blog.git"), clone)
+		e.mustGit(e.dir, "-c", "protocol.version="+version, "clone", "-q", e.url(e.userToken, "blog.git"), clone)
 		if b, err := os.ReadFile(filepath.Join(clone, "index.html")); err != nil || string(b) != "<h1>hello</h1>\n" {
 			t.Fatalf("protocol v%s: cloned index.html = %q, %v", version, b, err)
 		}
@@ -111,7 +99,7 @@ func TestHTTPPushCreatesProjectStreamsClonesAndFetches(t *testing.T) {
 	e.mustGit(work, "add", ".")
 	e.mustGit(work, "commit", "-q", "-m", "second")
 	sha2 := e.mustGit(work, "rev-parse", "HEAD")
-	e.mustGit(work, "push", "-q", e.url(userToken, "blog.git"), "main")
+	e.mustGit(work, "push", "-q", e.url(e.userToken, "blog.git"), "main")
 	<-calls
 	clone := filepath.Join(e.dir, "clone-v2")
 	e.mustGit(clone, "fetch", "-q", "origin")
@@ -119,14 +107,8 @@ func TestHTTPPushCreatesProjectStreamsClonesAndFetches(t *testing.T) {
 		t.Errorf("fetched origin/main = %s, want %s", got, sha2)
 	}
 
-	// Another user may not push to blog.
-	out, err = e.git(work, "push", e.url(otherToken, "blog.git"), "main:other")
-	if err == nil || !strings.Contains(out, `error: you may not push to project "blog"`) {
-		t.Fatalf("push by another user: %v\n%s", err, out)
-	}
-	if e.bareRef("blog", "refs/heads/other") != "" {
-		t.Error("another user's push created a branch")
-	}
+	out, err = e.git(work, "push", e.url(e.otherToken, "blog.git"), "main:other")
+	e.checkTeamPush(out, err, calls, sha2)
 }
 
 // TestHTTPFailedBuildFailsPush: over HTTP there is no exit status, yet a
@@ -134,7 +116,7 @@ func TestHTTPPushCreatesProjectStreamsClonesAndFetches(t *testing.T) {
 func TestHTTPFailedBuildFailsPush(t *testing.T) {
 	e := newHTTPEnv(t, replies(1, "error: npm run build exited with status 2\n"), 0)
 	work, sha := e.workTree("app", page("x"))
-	cmd := e.gitCmd(work, "push", e.url(userToken, "app.git"), "main")
+	cmd := e.gitCmd(work, "push", e.url(e.userToken, "app.git"), "main")
 	out, err := cmd.CombinedOutput()
 	var exitErr *exec.ExitError
 	if !errors.As(err, &exitErr) {
@@ -156,10 +138,12 @@ func TestHTTPFailedBuildFailsPush(t *testing.T) {
 func TestHTTPAuthRequired(t *testing.T) {
 	e := newHTTPEnv(t, refuses(t, "without valid credentials"), 0)
 	work, _ := e.workTree("site", page("x"))
+	e.revokeTokensOf(e.otherID)
 	for _, tt := range []struct{ name, token, want string }{
 		// git asks for credentials, and may not prompt.
 		{"no credentials", "", "could not read Username"},
 		{"unknown token", "mvt_nope", "remote: error: this API token is unknown or revoked"},
+		{"revoked token", e.otherToken, "remote: error: this API token is unknown or revoked"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			out, err := e.git(work, "push", e.url(tt.token, "site.git"), "main")
@@ -185,8 +169,26 @@ func TestHTTPAuthRequired(t *testing.T) {
 			}
 		})
 	}
-	if got := e.repoEntries(); len(got) != 0 || e.projects.count() != 0 {
-		t.Errorf("refused pushes created %v, %v", got, e.projects.owners)
+	if got, ps := e.repoEntries(), e.projects(); len(got) != 0 || len(ps) != 0 {
+		t.Errorf("refused pushes created %v, %v", got, ps)
+	}
+}
+
+// revokeTokensOf revokes a user's API tokens, as `minivercel admin token
+// revoke` does.
+func (e *httpEnv) revokeTokensOf(userID int64) {
+	e.t.Helper()
+	ctx := context.Background()
+	ts, err := e.svc.Tokens(ctx, deploy.Operator)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, tok := range ts {
+		if tok.UserID == userID {
+			if err := e.svc.RevokeToken(ctx, deploy.Operator, tok.ID); err != nil {
+				e.t.Fatal(err)
+			}
+		}
 	}
 }
 
@@ -251,7 +253,7 @@ func TestHTTPRefusedPaths(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, body := rawRequest(t, addr, tt.method, tt.target, authHeader(userToken), nil)
+			resp, body := rawRequest(t, addr, tt.method, tt.target, authHeader(e.userToken), nil)
 			if resp.StatusCode != tt.status {
 				t.Errorf("status %d, want %d (%q)", resp.StatusCode, tt.status, body)
 			}
@@ -260,15 +262,15 @@ func TestHTTPRefusedPaths(t *testing.T) {
 	e.checkNothingCreated(evilErr)
 
 	// git itself shows why: a bad name and a missing project.
-	out, err := e.git(e.dir, "clone", e.url(userToken, "nope.git"), filepath.Join(e.dir, "nope"))
+	out, err := e.git(e.dir, "clone", e.url(e.userToken, "nope.git"), filepath.Join(e.dir, "nope"))
 	if err == nil || !strings.Contains(out, `remote: error: project "nope" does not exist`) || !strings.Contains(out, "not found") {
 		t.Errorf("clone of a missing project: %v\n%s", err, out)
 	}
-	out, err = e.git(e.dir, "ls-remote", e.url(userToken, "Bad_Name.git"))
+	out, err = e.git(e.dir, "ls-remote", e.url(e.userToken, "Bad_Name.git"))
 	if err == nil || !strings.Contains(out, "remote: error: invalid project name") {
 		t.Errorf("ls-remote of a bad name: %v\n%s", err, out)
 	}
-	if e.projects.count() != 0 || len(e.repoEntries()) != 0 {
+	if len(e.projects()) != 0 || len(e.repoEntries()) != 0 {
 		t.Error("refused fetches created something")
 	}
 }
@@ -284,7 +286,7 @@ func TestHTTPLargePush(t *testing.T) {
 		files[fmt.Sprintf("blob%d.bin", i)] = b
 	}
 	work, sha := e.workTree("big", files)
-	out, err := e.git(work, "push", e.url(userToken, "big.git"), "main")
+	out, err := e.git(work, "push", e.url(e.userToken, "big.git"), "main")
 	if err != nil || !strings.Contains(out, "remote: -----> got it") {
 		t.Fatalf("git push: %v\n%s", err, out)
 	}
@@ -295,7 +297,7 @@ func TestHTTPLargePush(t *testing.T) {
 		t.Error("no receive-pack request came chunked: the test did not test chunked bodies")
 	}
 	clone := filepath.Join(e.dir, "big-clone")
-	e.mustGit(e.dir, "clone", "-q", e.url(userToken, "big.git"), clone)
+	e.mustGit(e.dir, "clone", "-q", e.url(e.userToken, "big.git"), clone)
 	for name, want := range files {
 		if b, err := os.ReadFile(filepath.Join(clone, name)); err != nil || !bytes.Equal(b, want) {
 			t.Errorf("cloned %s differs (%v)", name, err)
@@ -310,7 +312,7 @@ func TestHTTPBodyLimit(t *testing.T) {
 	b := make([]byte, 256<<10)
 	rand.Read(b)
 	work, _ := e.workTree("fat", map[string][]byte{"blob.bin": b})
-	out, err := e.git(work, "push", e.url(userToken, "fat.git"), "main")
+	out, err := e.git(work, "push", e.url(e.userToken, "fat.git"), "main")
 	if err == nil {
 		t.Fatalf("push over the limit succeeded:\n%s", out)
 	}
@@ -325,7 +327,7 @@ func TestHTTPBodyLimit(t *testing.T) {
 func (e *httpEnv) do(t *testing.T, method, path, protocol string, gzipBody []byte) (*http.Response, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(method, e.srv.URL+path, bytes.NewReader(gzipBody))
-	req.SetBasicAuth("anyone", userToken)
+	req.SetBasicAuth("anyone", e.userToken)
 	if method == "POST" {
 		req.Header.Set("Content-Type", "application/x-git-upload-pack-request")
 		req.Header.Set("Content-Encoding", "gzip")
@@ -361,7 +363,7 @@ func gzipped(t *testing.T, b []byte) []byte {
 func TestHTTPGzipRequest(t *testing.T) {
 	e := newHTTPEnv(t, replies(0, ""), 0)
 	work, sha := e.workTree("zip", page("x"))
-	e.mustGit(work, "push", "-q", e.url(userToken, "zip.git"), "main")
+	e.mustGit(work, "push", "-q", e.url(e.userToken, "zip.git"), "main")
 
 	flush := "0000"
 	tests := []struct {
@@ -393,7 +395,7 @@ func TestHTTPGzipRequest(t *testing.T) {
 func TestHTTPInfoRefsResponse(t *testing.T) {
 	e := newHTTPEnv(t, replies(0, ""), 0)
 	work, _ := e.workTree("refs", page("x"))
-	e.mustGit(work, "push", "-q", e.url(userToken, "refs.git"), "main")
+	e.mustGit(work, "push", "-q", e.url(e.userToken, "refs.git"), "main")
 	tests := []struct {
 		name, service, protocol, wantStart string
 	}{
@@ -426,7 +428,7 @@ func TestHTTPClientDisconnectStopsReceivePack(t *testing.T) {
 	canceled := make(chan struct{})
 	e := newHTTPEnv(t, streamsUntilCanceled(canceled), 0)
 	work, sha := e.workTree("slow", page("x"))
-	cmd := e.gitCmd(work, "push", "--progress", e.url(userToken, "slow.git"), "main")
+	cmd := e.gitCmd(work, "push", "--progress", e.url(e.userToken, "slow.git"), "main")
 	ctrlCDuringHook(t, cmd, canceled, e.reposDir)
 	if got := e.bareRef("slow", "refs/heads/main"); got != sha {
 		t.Errorf("refs/heads/main = %q, want %s", got, sha)

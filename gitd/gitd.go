@@ -66,9 +66,9 @@ type Authorizer interface {
 // Projects is the project registry gitd consults before running git.
 //
 // EnsureProject is called before every push, concurrently; it creates the
-// project owned by ownerID if it does not exist and reports whether it did.
-// An error wrapping ErrForbidden denies the push (the user may not push to
-// an existing project of someone else); any other error fails it.
+// project owned by ownerID if it does not exist and reports whether it did;
+// an error fails the push. Every authenticated user may push to every
+// project: one team per server.
 // ProjectExists is called before every fetch or clone. name has passed
 // schema.ValidateProjectName. ctx ends when the SSH connection does.
 type Projects interface {

@@ -234,11 +234,6 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // starts there.
 func (h *httpHandler) receivePack(w http.ResponseWriter, r *http.Request, log *slog.Logger, rt httpRoute, userID int64) {
 	created, err := h.projects.EnsureProject(r.Context(), rt.name, userID)
-	if errors.Is(err, ErrForbidden) {
-		log.Debug("push refused", "reason", "forbidden")
-		deny(w, http.StatusForbidden, fmt.Sprintf("error: you may not push to project %q", rt.name))
-		return
-	}
 	if err != nil {
 		log.Error("ensure project", "err", err)
 		deny(w, http.StatusInternalServerError, "error: internal error while preparing the project; please try again later")

@@ -151,11 +151,6 @@ func (s *Server) sessionGitEnv(sess ssh.Session, extra ...string) []string {
 func (s *Server) receivePack(sess ssh.Session, log *slog.Logger, name string, userID int64) {
 	ctx := sess.Context()
 	created, err := s.projects.EnsureProject(ctx, name, userID)
-	if errors.Is(err, ErrForbidden) {
-		log.Debug("push refused", "reason", "forbidden")
-		s.deny(sess, fmt.Sprintf("error: you may not push to project %q", name))
-		return
-	}
 	if err != nil {
 		log.Error("ensure project", "err", err)
 		s.deny(sess, "error: internal error while preparing the project; please try again later")

@@ -29,8 +29,9 @@ type RuntimeConfig struct {
 	// different projects cannot read each other's files or environment.
 	// Zero: every app runs as UID/GID.
 	UserFor func(project string) (uid, gid uint32, err error)
-	// OrphanUIDs are the users whose processes KillOrphans ends at start
-	// (every app user there is). Zero: UID only.
+	// OrphanUIDs are the users whose processes KillOrphans ends at start:
+	// every app user of this server, and of no other server on the machine.
+	// Zero: UID only.
 	OrphanUIDs []uint32
 	// PortMin and PortMax bound the loopback ports given to apps. Zero:
 	// 20000–29999, below Linux's ephemeral range so outgoing connections never
@@ -286,7 +287,11 @@ func chownTree(dir string, uid, gid int) error {
 func (r *appRuntime) killOrphans() int {
 	rc := r.cfg
 	uids := map[string]bool{}
-	for _, u := range append([]uint32{rc.UID}, rc.OrphanUIDs...) {
+	owned := rc.OrphanUIDs
+	if len(owned) == 0 {
+		owned = []uint32{rc.UID}
+	}
+	for _, u := range owned {
 		if u != 0 && u != uint32(os.Getuid()) {
 			uids[strconv.FormatUint(uint64(u), 10)] = true
 		}

@@ -22,26 +22,38 @@ const BuildUserName = "minivercel-build"
 // into builds in progress, nor a build into a running app.
 const AppUserName = "minivercel-app"
 
-// projectUserPrefix starts the name of each project's app user.
-const projectUserPrefix = "mva-"
-
-// ProjectAppUser returns (creating it when missing) the system user a
-// project's server apps run as: one per project, so apps of different projects
-// cannot read each other's files or /proc/<pid>/environ. The name is a hash of
-// the project's (user names are limited to 32 characters).
-func ProjectAppUser(project string) (uid, gid uint32, err error) {
-	return SystemUser(projectAppUserName(project))
+// AppUsers names the system users of one server's apps: one per project, so
+// that apps of different projects cannot read each other's files or
+// /proc/<pid>/environ, and a prefix of the server's own, so that two servers
+// on one machine (another data directory) never share an app user and
+// neither kills the other's apps when it cleans up at start. Names are
+// "mva" + 8 hex characters of the server + "-" + 12 of the project: user names
+// are limited to 32 characters.
+type AppUsers struct {
+	prefix string
 }
 
-// projectAppUserName is the name of the system user of a project's apps.
-func projectAppUserName(project string) string {
+// NewAppUsers returns the app users of the server identified by serverID
+// (its absolute data directory).
+func NewAppUsers(serverID string) AppUsers {
+	sum := sha256.Sum256([]byte("minivercel server\x00" + serverID))
+	return AppUsers{prefix: "mva" + hex.EncodeToString(sum[:4]) + "-"}
+}
+
+// For returns (creating it when missing) the system user a project's server
+// apps run as.
+func (a AppUsers) For(project string) (uid, gid uint32, err error) {
+	return SystemUser(a.name(project))
+}
+
+func (a AppUsers) name(project string) string {
 	sum := sha256.Sum256([]byte("minivercel app user\x00" + project))
-	return projectUserPrefix + hex.EncodeToString(sum[:6])
+	return a.prefix + hex.EncodeToString(sum[:6])
 }
 
-// AppUIDs returns the uids of every app user on this machine (the shared one
-// and the per-project ones), for killing processes left by an earlier run.
-func AppUIDs() []uint32 {
+// UIDs returns the uids of this server's app users that exist, for killing
+// the processes an earlier run of this server left behind.
+func (a AppUsers) UIDs() []uint32 {
 	b, err := os.ReadFile("/etc/passwd")
 	if err != nil {
 		return nil
@@ -49,7 +61,7 @@ func AppUIDs() []uint32 {
 	var uids []uint32
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Split(line, ":")
-		if len(f) < 3 || (f[0] != AppUserName && !strings.HasPrefix(f[0], projectUserPrefix)) {
+		if len(f) < 3 || !strings.HasPrefix(f[0], a.prefix) {
 			continue
 		}
 		if u, err := strconv.ParseUint(f[2], 10, 32); err == nil && u != 0 {

@@ -61,41 +61,43 @@ func TestSystemUser(t *testing.T) {
 	}
 }
 
-// TestProjectAppUser: each project gets a user of its own, the same one on
-// every call, and AppUIDs finds it (with the shared app user) so that the
-// edge can kill an earlier run's orphans.
-func TestProjectAppUser(t *testing.T) {
+// TestAppUsers: each project gets a user of its own, the same one on every
+// call; another server's users are other users; UIDs finds this server's
+// users and only them, so that one server cleaning up at start never kills
+// another server's apps.
+func TestAppUsers(t *testing.T) {
 	requireRoot(t)
-	a1, _, err := ProjectAppUser("proc-test-a")
+	one, two := NewAppUsers("/srv/proc-test-one"), NewAppUsers("/srv/proc-test-two")
+	a1, _, err := one.For("proc-test-a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	a2, _, err := ProjectAppUser("proc-test-a")
+	a2, _, err := one.For("proc-test-a")
 	if err != nil || a2 != a1 {
 		t.Fatalf("second call: uid %d, %v; want %d", a2, err, a1)
 	}
-	b, _, err := ProjectAppUser("proc-test-b")
+	b, _, err := one.For("proc-test-b")
 	if err != nil || b == a1 {
 		t.Fatalf("another project: uid %d, %v; want a uid other than %d", b, err, a1)
 	}
-	if name := projectAppUserName("proc-test-a"); len(name) > 32 {
-		t.Errorf("user name %q is longer than useradd allows", name)
+	other, _, err := two.For("proc-test-a")
+	if err != nil || other == a1 {
+		t.Fatalf("the same project of another server: uid %d, %v; want a uid other than %d", other, err, a1)
 	}
-	shared, _, err := SystemUser(AppUserName)
-	if err != nil {
-		t.Fatal(err)
+	if name := one.name("proc-test-a"); len(name) > 32 {
+		t.Errorf("user name %q is longer than useradd allows", name)
 	}
 	build, _, err := SystemUser(BuildUserName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	uids := AppUIDs()
-	for _, want := range []uint32{a1, b, shared} {
+	uids := one.UIDs()
+	for _, want := range []uint32{a1, b} {
 		if !slices.Contains(uids, want) {
-			t.Errorf("AppUIDs() = %v lacks %d", uids, want)
+			t.Errorf("UIDs() = %v lacks %d", uids, want)
 		}
 	}
-	if slices.Contains(uids, build) || slices.Contains(uids, 0) {
-		t.Errorf("AppUIDs() = %v holds the build user %d or root", uids, build)
+	if slices.Contains(uids, other) || slices.Contains(uids, build) || slices.Contains(uids, 0) {
+		t.Errorf("UIDs() = %v holds another server's user %d, the build user %d or root", uids, other, build)
 	}
 }

@@ -155,6 +155,9 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	if err != nil {
 		return err
 	}
+	// Each project's apps run as a user of this server's own: another
+	// server on the machine never shares one, nor kills its apps at start.
+	appUsers := proc.NewAppUsers(root)
 	runtimeLogs := newRuntimeLogs(db.store, log)
 	defer runtimeLogs.Close()
 	urlFor := siteURL(f.httpAddr, f.httpsAddr, f.publicPort)
@@ -175,7 +178,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 		PanelHandler: toPanel, GitHandler: gitHTTP, TLS: tlsCfg, CustomDomains: lookup,
 		Runtime: edge.RuntimeConfig{
 			UID: appUID, GID: appGID, DropPrivileges: os.Geteuid() == 0, Logs: runtimeLogs,
-			UserFor: proc.ProjectAppUser, OrphanUIDs: proc.AppUIDs(),
+			UserFor: appUsers.For, OrphanUIDs: appUsers.UIDs(),
 		},
 	}, lookup)
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"log/slog"
 	"path/filepath"
 
 	"minivercel/deploy"
@@ -10,16 +11,36 @@ import (
 	"minivercel/secret"
 )
 
+// openVars opens the database (shared: a running server's private cluster is
+// used, not refused) and the variables under the master key, and finishes a
+// key rotation that a crash interrupted.
+func (c *common) openVars(ctx context.Context, log *slog.Logger, shared bool) (*database, *secret.Keyring, *secret.Vars, error) {
+	keys, err := openKeyring(c)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	db, err := openDatabase(ctx, c, shared, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	vars := secret.NewVars(db.store, keys)
+	if err := vars.RecoverRotation(ctx); err != nil {
+		db.Close()
+		return nil, nil, nil, err
+	}
+	return db, keys, vars, nil
+}
+
 // openService opens what a subcommand needs to act through the service
 // layer: the database, the variables and a build queue that only enqueues.
 // The running server's workers carry out what it asks for (an activation is
 // a job they pick up), so the subcommands work while the server runs.
 func (c *common) openService(ctx context.Context, stderr io.Writer, baseDomain string) (*database, *deploy.Service, error) {
-	keys, err := openKeyring(c)
+	log, err := c.logger(stderr)
 	if err != nil {
 		return nil, nil, err
 	}
-	db, err := c.open(ctx, stderr)
+	db, _, vars, err := c.openVars(ctx, log, true)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -33,7 +54,7 @@ func (c *common) openService(ctx context.Context, stderr io.Writer, baseDomain s
 		db.Close()
 		return nil, nil, err
 	}
-	svc, err := deploy.New(deploy.Config{BaseDomain: baseDomain}, db.store, secret.NewVars(db.store, keys), q, nil)
+	svc, err := deploy.New(deploy.Config{BaseDomain: baseDomain}, db.store, vars, q, nil)
 	if err != nil {
 		db.Close()
 		return nil, nil, err

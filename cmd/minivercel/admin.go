@@ -194,20 +194,16 @@ func rotateKey(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fs.NArg() != 0 {
 		return usageError{adminUsage}
 	}
-	// The keyring itself is needed here: the rotation reports its key ids.
-	keys, err := openKeyring(c)
+	log, err := c.logger(stderr)
 	if err != nil {
 		return err
 	}
-	db, err := c.open(ctx, stderr)
+	// The keyring itself is needed here: the rotation reports its key ids.
+	db, keys, vars, err := c.openVars(ctx, log, true)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	vars := secret.NewVars(db.store, keys)
-	if err := vars.RecoverRotation(ctx); err != nil {
-		return err
-	}
 	old := keys.Current().ID()
 	next, n, err := vars.Rotate(ctx)
 	if errors.Is(err, secret.ErrRotationIncomplete) {

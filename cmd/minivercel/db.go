@@ -111,12 +111,3 @@ func (c *common) open(ctx context.Context, stderr io.Writer) (*database, error) 
 	}
 	return openDatabase(ctx, c, true, log)
 }
-
-// project looks up a project for a subcommand, with a message a user can act on.
-func (d *database) project(ctx context.Context, name string) (schema.Project, error) {
-	p, err := d.store.ProjectByName(ctx, name)
-	if errors.Is(err, schema.ErrNotFound) {
-		return p, fmt.Errorf("no project named %q", name)
-	}
-	return p, err
-}

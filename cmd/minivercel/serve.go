@@ -26,7 +26,6 @@ import (
 	"minivercel/panel"
 	"minivercel/pipeline"
 	"minivercel/proc"
-	"minivercel/secret"
 )
 
 type serveFlags struct {
@@ -131,19 +130,11 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	if err != nil {
 		return fmt.Errorf("find own executable for the git hook: %w", err)
 	}
-	keys, err := openKeyring(&f.common)
-	if err != nil {
-		return err
-	}
-	db, err := openDatabase(ctx, &f.common, false, log)
+	db, _, vars, err := f.openVars(ctx, log, false)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	vars := secret.NewVars(db.store, keys)
-	if err := vars.RecoverRotation(ctx); err != nil {
-		return err
-	}
 	sandbox, err := pipeline.BuildUser()
 	if err != nil {
 		return err

@@ -50,7 +50,7 @@ func (w *activateWorker) Work(ctx context.Context, job *river.Job[ActivateArgs])
 		return err
 	}
 	w.q.log.Info("activating", "project", b.ProjectName, "build", b.ID)
-	return w.q.activate(ctx, b, func(line string) { w.q.log.Debug("activation", "build", b.ID, "line", line) })
+	return w.q.activate(ctx, b, func(line string) { w.q.log.Debug("activation", "build", b.ID, "line", line) }, false)
 }
 
 // Activatable says whether a build can serve: it must have succeeded and kept

@@ -204,10 +204,26 @@ func (q *Queue) Enqueue(ctx context.Context, nb schema.NewBuild) (schema.Build, 
 
 // activate runs the activator with the project's lock held, so two builds or
 // rollbacks of one project never interleave their switches.
-func (q *Queue) activate(ctx context.Context, b schema.Build, progress func(string)) error {
+//
+// With pushed set (a build going live at its own end), a build is not
+// activated when a later build is live already: with several builds of one
+// project running at once, the last push wins, whichever build finishes
+// last. An explicit activation (a rollback) always goes ahead.
+func (q *Queue) activate(ctx context.Context, b schema.Build, progress func(string), pushed bool) error {
 	mu, _ := q.projectLocks.LoadOrStore(b.ProjectID, &sync.Mutex{})
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
+	if pushed {
+		live, err := q.store.ActiveBuild(ctx, b.ProjectID)
+		if err != nil && !errors.Is(err, schema.ErrNotFound) {
+			return fmt.Errorf("read the live build: %w", err)
+		}
+		if err == nil && live.ID > b.ID {
+			progress(fmt.Sprintf("Build #%d, pushed later, is live already: production stays on it (to make this build live: minivercel deploy activate %s %d)",
+				live.ID, b.ProjectName, b.ID))
+			return nil
+		}
+	}
 	return q.act.Activate(ctx, b, progress)
 }
 
@@ -385,7 +401,7 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 				return nil
 			}
 			out.heading("Activating")
-			return q.activate(ctx, b, out.detail)
+			return q.activate(ctx, b, out.detail, true)
 		}},
 	}
 	failed, err := runSteps(ctx, steps, func(s schema.Stage) {

@@ -127,14 +127,8 @@ func TestBrowserPanel(t *testing.T) {
 
 	// Version one is live; version two's build waits at a gate the test
 	// opens once the build page is showing, so the line printed after the
-	// gate can only reach the page live. Not under /tmp: builds get their own.
-	gate, err := os.MkdirTemp("/var/tmp", "mvgate")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(gate)
-	os.Chmod(gate, 0o755)
-	marker := filepath.Join(gate, "open")
+	// gate can only reach the page live.
+	marker := newGate(t, "open")
 
 	// Login, with the page that asked for it remembered.
 	b.do("open the panel",

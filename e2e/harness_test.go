@@ -374,6 +374,22 @@ func runCmd(t testing.TB, cmd *exec.Cmd) (string, int) {
 	return string(out), 0
 }
 
+// newGate returns the path of a file that a build can wait for and the test
+// creates when the build may go on, so that the test needs no timing guess.
+// It is not under /tmp: the sandbox gives each build an empty /tmp of its own.
+func newGate(t testing.TB, name string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/var/tmp", "mvgate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil { // the build user must see the file
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, name)
+}
+
 // readUntil reads lines from r until one contains want, returning what it read.
 func readUntil(t testing.TB, r *bufio.Reader, want string) string {
 	t.Helper()

@@ -187,15 +187,8 @@ func TestCtrlCDuringBuild(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
 	// The build waits for a file the test creates after the Ctrl-C, so the
-	// interrupt lands mid-build without any timing guess. Not under /tmp:
-	// the sandbox gives each build an empty /tmp of its own.
-	gate, err := os.MkdirTemp("/var/tmp", "mvgate")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(gate)
-	os.Chmod(gate, 0o755)
-	marker := filepath.Join(gate, "go")
+	// interrupt lands mid-build without any timing guess.
+	marker := newGate(t, "go")
 	r := newRepo(t, "main", map[string]string{
 		"package.json": `{"name":"slow","scripts":{"build":"node build.js"}}`,
 		"build.js": fmt.Sprintf(`const fs = require('fs');

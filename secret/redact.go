@@ -28,6 +28,12 @@ type Redactor struct {
 	// byFirst holds the patterns by their first byte: most output bytes
 	// start no pattern and cost one table lookup.
 	byFirst [256][][]byte
+	// second is, for each first byte, the set of the patterns' second
+	// bytes (every pattern has one: values have at least MinRedactLen
+	// bytes). Most bytes that do start a pattern are not followed by one of
+	// these, and cost a second lookup rather than a comparison with each
+	// pattern.
+	second [256][4]uint64
 }
 
 // NewRedactor returns a redactor for the given values; values shorter than
@@ -64,6 +70,7 @@ func NewRedactor(values []string) *Redactor {
 	r.maxLen = len(r.patterns[0])
 	for _, p := range r.patterns {
 		r.byFirst[p[0]] = append(r.byFirst[p[0]], p)
+		r.second[p[0]][p[1]/64] |= 1 << (p[1] % 64)
 	}
 	return r
 }
@@ -107,7 +114,7 @@ func (r *Redactor) String(s string) string {
 func (r *Redactor) scan(dst, src []byte, final bool) ([]byte, int) {
 	i, plain := 0, 0 // src[plain:i] is copied in one go when a match or the end comes
 	for i < len(src) {
-		if len(r.byFirst[src[i]]) == 0 {
+		if !r.mayStart(src[i:]) {
 			i++
 			continue
 		}
@@ -129,6 +136,15 @@ func (r *Redactor) scan(dst, src []byte, final bool) ([]byte, int) {
 		i, plain = end, end
 	}
 	return append(dst, src[plain:i]...), i
+}
+
+// mayStart reports whether a pattern may begin at s[0], judging by its first
+// two bytes (the first only, when s has one).
+func (r *Redactor) mayStart(s []byte) bool {
+	if len(r.byFirst[s[0]]) == 0 {
+		return false
+	}
+	return len(s) == 1 || r.second[s[0]][s[1]/64]&(1<<(s[1]%64)) != 0
 }
 
 // longestAt returns the length of the longest pattern s begins with, or 0.

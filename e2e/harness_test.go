@@ -224,17 +224,16 @@ func (s *server) stop() {
 		return
 	}
 	select {
-	case <-s.done:
-		return
+	case <-s.done: // it exited by itself (or was stopped before)
 	default:
-	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(60 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.done
-		s.t.Errorf("server did not stop on SIGTERM:\n%s", s.log.String())
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.done:
+		case <-time.After(60 * time.Second):
+			s.cmd.Process.Kill()
+			<-s.done
+			s.t.Errorf("server did not stop on SIGTERM:\n%s", s.log.String())
+		}
 	}
 	if log := s.log.String(); strings.Contains(log, "WARNING: DATA RACE") {
 		s.t.Errorf("the race detector found a data race in the server:\n%s", log)

@@ -20,8 +20,12 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
 
+# Every package runs under the race detector. The end-to-end tests drive a
+# separate server binary: under -race they build it with -race as well and fail
+# on any race it reports (e2e/race_test.go). Database-backed tests run in
+# parallel, each on a database of its own (schema/schematest).
 test: vet
-	$(GO) test -count=1 -timeout 25m ./...
+	$(GO) test -race -count=1 -timeout 25m ./...
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3s -timeout 20m ./edge ./pipeline ./panel ./e2e

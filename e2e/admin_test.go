@@ -20,6 +20,7 @@ func (s *server) admin(t *testing.T, stdin string, args ...string) (string, int)
 // TestAdminKeys: keys added, listed and removed offline take effect at once for
 // pushes to the running server.
 func TestAdminKeys(t *testing.T) {
+	t.Parallel()
 	s := startServer(t)
 	dev := newKey(t, t.TempDir(), "dev")
 	pub, _ := os.ReadFile(dev + ".pub")

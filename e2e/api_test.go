@@ -42,6 +42,7 @@ func (s *server) apiCall(t *testing.T, method, path, token, body string) (int, m
 // logs in, lists a project pushed over SSH, and refuses requests without
 // credentials; the token pushes over HTTP like SSH does, build log included.
 func TestAPIAndGitOverHTTP(t *testing.T) {
+	t.Parallel()
 	s := startServer(t)
 	r := newRepo(t, "main", map[string]string{"index.html": "over ssh"})
 	if out, code := s.push(r, "site"); code != 0 {

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"minivercel/internal/testenv"
 )
 
 // nodeApp is a Node server without dependencies: it answers its version and
@@ -35,7 +37,8 @@ http.createServer((req, res) => {
 // version never listens, restarted when killed, restored after a restart of
 // the server, and rolled back with `minivercel deploy activate`.
 func TestNodeServerApp(t *testing.T) {
-	s := startServer(t)
+	t.Parallel()
+	s := startAppServer(t)
 	r := newRepo(t, "main", nodeApp("version 1"))
 	out, code := s.push(r, "svc")
 	if code != 0 {
@@ -164,7 +167,8 @@ func (s *server) waitFor(cond func() bool) {
 // TestProcfileAndStartOverride: a Procfile's web process runs; a start command
 // set on the project turns a static repository into a server app.
 func TestProcfileAndStartOverride(t *testing.T) {
-	s := startServer(t)
+	t.Parallel()
+	s := startAppServer(t)
 	r := newRepo(t, "main", map[string]string{
 		"Procfile": "web: node web.js --port $PORT\n",
 		"web.js":   `require('http').createServer((q, r) => r.end('procfile web ' + process.argv[3])).listen(process.env.PORT, process.env.HOST);`,
@@ -211,13 +215,14 @@ func registryReachable() bool {
 // TestNextJSApp: a Next.js app with standalone output installs from the npm
 // registry, builds with next build and serves its page through the edge.
 func TestNextJSApp(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("-short: skipping the Next.js build (a minute of npm install and next build)")
 	}
 	if !registryReachable() {
-		t.Skip("the npm registry cannot be reached from this machine: skipping the Next.js build")
+		testenv.Skipf(t, "the npm registry cannot be reached from this machine: skipping the Next.js build, the suite's only real npm install from the registry")
 	}
-	s := startServer(t)
+	s := startAppServer(t)
 	r := newRepo(t, "main", map[string]string{
 		"package.json": `{"name":"nextapp","private":true,
   "scripts":{"build":"next build","start":"next start"},
@@ -272,10 +277,9 @@ func alive(pid int) bool {
 // unprivileged user, so one app can read neither another's environment (its
 // secrets) nor its files.
 func TestAppsOfDifferentProjectsAreIsolated(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("apps run as their own users only when the server runs as root")
-	}
-	s := startServer(t)
+	t.Parallel()
+	testenv.NeedRoot(t, "apps run as their own users only when the server runs as root")
+	s := startAppServer(t)
 	probe := `const fs = require('fs');
 require('http').createServer((q, r) => {
   const u = new URL(q.url, 'http://x');

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"minivercel/internal/testenv"
+
 	"github.com/chromedp/chromedp"
 )
 
@@ -22,12 +24,13 @@ type browser struct {
 	base string // http://localhost:<edge port>
 }
 
-// newBrowser starts Debian's Chromium with a fresh profile. It skips the test
-// when Chromium is not installed: the rest of the suite needs no browser.
+// newBrowser starts Debian's Chromium with a fresh profile. When Chromium is
+// not installed it skips the test (fails it in CI, see testenv.Skipf): the
+// rest of the suite needs no browser.
 func newBrowser(t *testing.T, s *server) *browser {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Skipf("browser tests need Chromium at %s (apt-get install chromium): %v", chromiumPath, err)
+		testenv.Skipf(t, "browser tests need Chromium at %s (apt-get install chromium): %v", chromiumPath, err)
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromiumPath),
@@ -114,6 +117,7 @@ func (b *browser) desktop() chromedp.Action[chromedp.Void] {
 // find the pushed project, watch a running build's log grow live, then roll
 // production back with the Activate button and its confirmation.
 func TestBrowserPanel(t *testing.T) {
+	t.Parallel()
 	s := startServer(t)
 	b := newBrowser(t, s)
 	const password = "panel-test-password"
@@ -123,14 +127,8 @@ func TestBrowserPanel(t *testing.T) {
 
 	// Version one is live; version two's build waits at a gate the test
 	// opens once the build page is showing, so the line printed after the
-	// gate can only reach the page live. Not under /tmp: builds get their own.
-	gate, err := os.MkdirTemp("/var/tmp", "mvgate")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(gate)
-	os.Chmod(gate, 0o755)
-	marker := filepath.Join(gate, "open")
+	// gate can only reach the page live.
+	marker := newGate(t, "open")
 
 	// Login, with the page that asked for it remembered.
 	b.do("open the panel",

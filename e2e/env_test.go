@@ -14,7 +14,8 @@ import (
 // database dump nor anywhere in the data directory; a rotation keeps it
 // readable; a reserved name is refused.
 func TestEnvironmentVariables(t *testing.T) {
-	s := startServer(t)
+	t.Parallel()
+	s := startAppServer(t)
 	const greeting = "hello-from-a-secret-7f3a9c"
 	r := newRepo(t, "main", map[string]string{
 		"package.json": `{"name":"envapp","private":true,"scripts":{"build":"node build.js","start":"node server.js"}}`,

@@ -28,7 +28,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "minivercel")
-	build := exec.Command("go", "build", "-o", binary, "../cmd/minivercel")
+	args := []string{"build", "-o", binary}
+	if raceEnabled {
+		// The server under test is where data races would be: the race
+		// detector in this test process only watches the harness.
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "../cmd/minivercel")...)
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build minivercel:", err)
@@ -50,6 +56,7 @@ type server struct {
 	cmd      *exec.Cmd
 	log      *syncBuffer
 	done     chan struct{}
+	apps     bool // the test holds the apps lock: its apps must live
 }
 
 type syncBuffer struct {
@@ -90,9 +97,44 @@ func newKey(t testing.TB, dir, name string) string {
 	return p
 }
 
+// lockApps keeps one server's start from killing another's apps. A server
+// started as root kills every process of the apps' system users that it did
+// not start (edge's KillOrphans): on a machine running several servers, those
+// are the other servers' apps, also those of another `go test` run. So a test
+// whose server runs apps holds this machine-wide lock exclusively for its
+// whole run (startAppServer), and every other server start holds it shared
+// while it starts. how is syscall.LOCK_EX or LOCK_SH; the lock is released
+// by the returned function.
+func lockApps(t testing.TB, how int) (unlock func()) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "minivercel-e2e-apps.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		t.Fatalf("lock the apps: %v", err)
+	}
+	return func() { f.Close() } // closing the file releases the lock
+}
+
+// startAppServer is startServer for a test that pushes apps with a web
+// process: no other server starts while it runs (see lockApps).
+func startAppServer(t testing.TB, extraEnv ...string) *server {
+	t.Helper()
+	t.Cleanup(lockApps(t, syscall.LOCK_EX)) // runs after the server's cleanup stopped it
+	return newServer(t, true, extraEnv)
+}
+
 // startServer starts a server on fresh ports with a fresh data directory whose
-// admin holds a fresh key.
+// admin holds a fresh key. Its builds must not run apps with a web process:
+// see startAppServer.
 func startServer(t testing.TB, extraEnv ...string) *server {
+	t.Helper()
+	return newServer(t, false, extraEnv)
+}
+
+func newServer(t testing.TB, apps bool, extraEnv []string) *server {
 	t.Helper()
 	// Short paths: the private PostgreSQL's socket path must stay under 108 bytes.
 	dir, err := os.MkdirTemp("", "mvs")
@@ -102,21 +144,49 @@ func startServer(t testing.TB, extraEnv ...string) *server {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	keys := filepath.Join(dir, "keys")
 	os.Mkdir(keys, 0o700)
-	s := &server{t: t, dataDir: filepath.Join(dir, "data"), key: newKey(t, keys, "admin")}
+	s := &server{t: t, key: newKey(t, keys, "admin"), apps: apps}
 	pub, err := os.ReadFile(s.key + ".pub")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.env = append([]string{"MINIVERCEL_INITIAL_ADMIN_KEYS=" + string(pub)}, extraEnv...)
-	s.sshPort, s.httpPort = freePort(t), freePort(t)
-	s.start()
-	t.Cleanup(s.stop)
+	// A port found free may be taken by another test's process before the
+	// server binds it: try other ports then, with a data directory no
+	// process of the failed attempt can still hold.
+	for attempt := 1; ; attempt++ {
+		s.dataDir = filepath.Join(dir, fmt.Sprintf("data%d", attempt))
+		s.sshPort, s.httpPort = freePort(t), freePort(t)
+		err := s.launch()
+		if err == nil {
+			break
+		}
+		if attempt == 3 || !strings.Contains(s.log.String(), "address already in use") {
+			t.Fatal(err)
+		}
+		t.Logf("ports taken, trying others: %v", err)
+	}
+	t.Cleanup(func() {
+		s.stop()
+		if t.Failed() {
+			t.Logf("server log:\n%s", s.log.String())
+		}
+	})
 	return s
 }
 
+// start starts the server again on its ports and data directory.
 func (s *server) start() {
-	t := s.t
-	t.Helper()
+	s.t.Helper()
+	if err := s.launch(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// launch starts `minivercel serve` and waits until it answers /healthz.
+func (s *server) launch() error {
+	if !s.apps {
+		defer lockApps(s.t, syscall.LOCK_SH)()
+	}
 	s.log = &syncBuffer{}
 	s.done = make(chan struct{})
 	s.cmd = exec.Command(binary, "serve", "--data-dir", s.dataDir,
@@ -125,22 +195,24 @@ func (s *server) start() {
 	s.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, s.env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	go func() { s.cmd.Wait(); close(s.done) }()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		code, _ := s.get("localhost", "/healthz")
 		if code == 200 {
-			return
+			return nil
 		}
 		select {
 		case <-s.done:
-			t.Fatalf("server exited before it was ready:\n%s", s.log.String())
+			return fmt.Errorf("server exited before it was ready:\n%s", s.log.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("server not ready in time:\n%s", s.log.String())
+			s.cmd.Process.Kill()
+			<-s.done
+			return fmt.Errorf("server not ready in time:\n%s", s.log.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -152,17 +224,19 @@ func (s *server) stop() {
 		return
 	}
 	select {
-	case <-s.done:
-		return
+	case <-s.done: // it exited by itself (or was stopped before)
 	default:
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.done:
+		case <-time.After(60 * time.Second):
+			s.cmd.Process.Kill()
+			<-s.done
+			s.t.Errorf("server did not stop on SIGTERM:\n%s", s.log.String())
+		}
 	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(60 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.done
-		s.t.Errorf("server did not stop on SIGTERM:\n%s", s.log.String())
+	if log := s.log.String(); strings.Contains(log, "WARNING: DATA RACE") {
+		s.t.Errorf("the race detector found a data race in the server:\n%s", log)
 	}
 }
 
@@ -297,6 +371,22 @@ func runCmd(t testing.TB, cmd *exec.Cmd) (string, int) {
 		t.Fatalf("%v: %v", cmd.Args, err)
 	}
 	return string(out), 0
+}
+
+// newGate returns the path of a file that a build can wait for and the test
+// creates when the build may go on, so that the test needs no timing guess.
+// It is not under /tmp: the sandbox gives each build an empty /tmp of its own.
+func newGate(t testing.TB, name string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/var/tmp", "mvgate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil { // the build user must see the file
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, name)
 }
 
 // readUntil reads lines from r until one contains want, returning what it read.

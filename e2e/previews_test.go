@@ -12,7 +12,8 @@ import (
 // starts on its first request, with the preview variables); the path form
 // serves a build under /preview/<id>/; a custom domain serves production.
 func TestPreviewsAndDomains(t *testing.T) {
-	s := startServer(t)
+	t.Parallel()
+	s := startAppServer(t)
 	r := newRepo(t, "main", nodeApp("production v1"))
 	if out, code := s.push(r, "shop"); code != 0 {
 		t.Fatalf("push main exited %d:\n%s", code, out)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"minivercel/internal/testenv"
 )
 
 // TestPushStaticSite: the quick start. A push streams the build log back as
@@ -17,6 +19,7 @@ import (
 // changes what is served; the first build's own URL keeps serving it; the
 // repository can be cloned back.
 func TestPushStaticSite(t *testing.T) {
+	t.Parallel()
 	s := startServer(t)
 	r := newRepo(t, "main", map[string]string{"index.html": "<h1>version one</h1>", "style.css": "h1{color:red}"})
 	out, code := s.push(r, "blog")
@@ -71,6 +74,7 @@ func TestPushStaticSite(t *testing.T) {
 // as the unprivileged build user and its output directory served, with the SPA
 // fallback for client-side routes.
 func TestPushNPMBuild(t *testing.T) {
+	t.Parallel()
 	s := startServer(t)
 	r := newRepo(t, "main", map[string]string{
 		"package.json": `{"name":"app","private":true,"scripts":{"build":"node build.js"}}`,
@@ -85,7 +89,17 @@ console.log('wrote dist as uid', uid);`,
 	if code != 0 {
 		t.Fatalf("push exited %d:\n%s", code, out)
 	}
-	for _, want := range []string{"remote: -----> Building: npm run build", "remote:        wrote dist as uid"} {
+	// The build is isolated by bubblewrap wherever it is installed; the
+	// server falls back to the uid alone only where bubblewrap cannot run,
+	// and the push log says which.
+	sandbox := "remote:        Sandbox: bubblewrap, as an unprivileged user"
+	if _, err := exec.LookPath("bwrap"); err != nil {
+		if testenv.Strict() {
+			t.Errorf("bubblewrap is not installed (apt-get install bubblewrap): builds run without the sandbox")
+		}
+		sandbox = "remote:        Sandbox: unprivileged user only (bubblewrap is not available)"
+	}
+	for _, want := range []string{"remote: -----> Building: npm run build", "remote:        wrote dist as uid", sandbox} {
 		if !strings.Contains(out, want) {
 			t.Errorf("push output lacks %q:\n%s", want, out)
 		}
@@ -105,6 +119,7 @@ console.log('wrote dist as uid', uid);`,
 // TestFailingBuildKeepsTheOldSite: the tool's own output, a one-line reason, a
 // non-zero push, and the previous deployment still serving.
 func TestFailingBuildKeepsTheOldSite(t *testing.T) {
+	t.Parallel()
 	s := startServer(t)
 	r := newRepo(t, "main", map[string]string{
 		"package.json": `{"name":"app","scripts":{"build":"node build.js"}}`,
@@ -131,6 +146,7 @@ func TestFailingBuildKeepsTheOldSite(t *testing.T) {
 // TestUnknownKeyIsRefused: a key the server does not know gets a clear message
 // and creates nothing.
 func TestUnknownKeyIsRefused(t *testing.T) {
+	t.Parallel()
 	s := startServer(t)
 	stranger := newKey(t, t.TempDir(), "stranger")
 	r := newRepo(t, "main", map[string]string{"index.html": "x"})
@@ -146,6 +162,7 @@ func TestUnknownKeyIsRefused(t *testing.T) {
 // TestBadProjectNamesAreRefused: names that could reach the file system
 // outside the repositories are refused before git runs.
 func TestBadProjectNamesAreRefused(t *testing.T) {
+	t.Parallel()
 	s := startServer(t)
 	r := newRepo(t, "main", map[string]string{"index.html": "x"})
 	for _, path := range []string{"../evil", "a/../../evil", "~root/evil", "Evil", "a--b", "api"} {
@@ -167,17 +184,11 @@ func TestBadProjectNamesAreRefused(t *testing.T) {
 // TestCtrlCDuringBuild: the pusher interrupts git while the build runs; the
 // build goes on and its site goes live.
 func TestCtrlCDuringBuild(t *testing.T) {
+	t.Parallel()
 	s := startServer(t)
 	// The build waits for a file the test creates after the Ctrl-C, so the
-	// interrupt lands mid-build without any timing guess. Not under /tmp:
-	// the sandbox gives each build an empty /tmp of its own.
-	gate, err := os.MkdirTemp("/var/tmp", "mvgate")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(gate)
-	os.Chmod(gate, 0o755)
-	marker := filepath.Join(gate, "go")
+	// interrupt lands mid-build without any timing guess.
+	marker := newGate(t, "go")
 	r := newRepo(t, "main", map[string]string{
 		"package.json": `{"name":"slow","scripts":{"build":"node build.js"}}`,
 		"build.js": fmt.Sprintf(`const fs = require('fs');
@@ -210,6 +221,7 @@ const t = setInterval(() => {
 // TestRestartKeepsServing: after a restart every active build is served again,
 // and pushes keep working.
 func TestRestartKeepsServing(t *testing.T) {
+	t.Parallel()
 	s := startServer(t)
 	r := newRepo(t, "main", map[string]string{"index.html": "before restart"})
 	if out, code := s.push(r, "site"); code != 0 {
@@ -231,6 +243,7 @@ func TestRestartKeepsServing(t *testing.T) {
 // TestBranchesAndMaster: a project first pushed as master deploys master; other
 // branches build with their own URL and leave production alone.
 func TestBranchesAndMaster(t *testing.T) {
+	t.Parallel()
 	s := startServer(t)
 	r := newRepo(t, "master", map[string]string{"index.html": "production"})
 	if out, code := s.push(r, "legacy", "master"); code != 0 || !strings.Contains(out, "(production)") {

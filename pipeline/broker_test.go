@@ -16,6 +16,7 @@ import (
 // begins, while it runs, or after it ended reads every line exactly once, in
 // order, then the final status.
 func TestFollowGetsEveryLineOnceInOrder(t *testing.T) {
+	t.Parallel()
 	store := schematest.Store(t)
 	ctx := context.Background()
 	u, _ := store.CreateUser(ctx, "u", true)

@@ -19,12 +19,15 @@ import (
 	"minivercel/schema/schematest"
 )
 
-func TestMain(m *testing.M) { schematest.Main(m) }
+// TestMain gives every test database River's tables too: the template is
+// migrated once, not each test's database.
+func TestMain(m *testing.M) { schematest.MainWith(m, schematest.Options{Migrate: MigrateQueue}) }
 
 // TestStagesRunInOrderAndStopAtFirstFailure is the seed's Property 7: clone,
 // install and build (then artifact and activate) run in that order, and nothing
 // after the first failing stage runs.
 func TestStagesRunInOrderAndStopAtFirstFailure(t *testing.T) {
+	t.Parallel()
 	all := []schema.Stage{schema.StageClone, schema.StageInstall, schema.StageBuild, schema.StageArtifact, schema.StageActivate}
 	rapid.Check(t, func(t *rapid.T) {
 		failAt := rapid.IntRange(-1, len(all)-1).Draw(t, "failAt")
@@ -101,9 +104,6 @@ type testQueue struct {
 func newTestQueue(t *testing.T, work bool) *testQueue {
 	t.Helper()
 	store := schematest.Store(t)
-	if err := MigrateQueue(context.Background(), store.Pool()); err != nil {
-		t.Fatal(err)
-	}
 	root, err := os.MkdirTemp("", "mvq")
 	if err != nil {
 		t.Fatal(err)
@@ -145,6 +145,7 @@ func newTestQueue(t *testing.T, work bool) *testQueue {
 // TestEnqueueCreatesBuildAndJob is the seed's Property 6: every build request
 // leaves exactly one queued build row and one job that names it.
 func TestEnqueueCreatesBuildAndJob(t *testing.T) {
+	t.Parallel()
 	q := newTestQueue(t, false)
 	ctx := context.Background()
 	u, _ := q.store.CreateUser(ctx, "u", true)
@@ -193,6 +194,7 @@ func waitBuild(t *testing.T, store *schema.Store, id int64) schema.Build {
 // file's; a failing build has none and says why. (Preview branches: activation
 // is the edge's and is covered end to end.)
 func TestSuccessfulBuildsProduceArtifacts(t *testing.T) {
+	t.Parallel()
 	q := newTestQueue(t, true)
 	ctx := context.Background()
 	u, _ := q.store.CreateUser(ctx, "u", true)
@@ -266,6 +268,7 @@ func TestSuccessfulBuildsProduceArtifacts(t *testing.T) {
 // package managers keep their download caches) is there for the project's next
 // build, a failed build's included; other projects never see it.
 func TestDependencyCacheSurvivesBuilds(t *testing.T) {
+	t.Parallel()
 	q := newTestQueue(t, true)
 	ctx := context.Background()
 	u, _ := q.store.CreateUser(ctx, "u", true)

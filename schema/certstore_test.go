@@ -67,6 +67,7 @@ func (m storageModel) list(dir string, recursive bool) ([]string, bool) {
 // against PostgreSQL and the model. Key segments include LIKE's
 // metacharacters, so a prefix "a_" must not list "ab/...".
 func TestCertStorageContract(t *testing.T) {
+	t.Parallel()
 	store := schematest.Store(t)
 	cs := schema.NewCertStorage(store.Pool())
 	ctx := context.Background()
@@ -169,6 +170,7 @@ func waitFor[T any](t *testing.T, ch <-chan T, what string) T {
 }
 
 func TestCertStorageLocks(t *testing.T) {
+	t.Parallel()
 	store := schematest.Store(t)
 	ctx := context.Background()
 	// Two storages stand for two edge nodes: they share only the database.

@@ -15,6 +15,7 @@ import (
 )
 
 func TestValidateDomain(t *testing.T) {
+	t.Parallel()
 	long63 := strings.Repeat("a", 63)
 	ok := []struct {
 		name, in, base string
@@ -133,6 +134,7 @@ func ipString() *rapid.Generator[string] {
 // TestValidateDomainProperties: whatever it accepts is no IP address, at
 // most 253 bytes with labels of at most 63, and accepted unchanged again.
 func TestValidateDomainProperties(t *testing.T) {
+	t.Parallel()
 	rapid.Check(t, func(t *rapid.T) {
 		wildcard := rapid.Bool().Draw(t, "wildcard")
 		in := hostish().Draw(t, "in")
@@ -170,20 +172,8 @@ func TestValidateDomainProperties(t *testing.T) {
 	})
 }
 
-func newProject(t *testing.T, store *schema.Store, name string) schema.Project {
-	t.Helper()
-	u, err := store.CreateUser(context.Background(), "owner-"+name, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, _, err := store.EnsureProject(context.Background(), name, u.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func TestDomains(t *testing.T) {
+	t.Parallel()
 	store := schematest.Store(t)
 	ctx := context.Background()
 	blog := newProject(t, store, "blog")

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -16,19 +17,23 @@ const Mask = "[secret]"
 // "80") would mask ordinary words everywhere.
 const MinRedactLen = 6
 
-// minEncodedLen is the shortest encoded form worth masking, against false
-// positives on short base64 fragments.
-const minEncodedLen = 8
-
-// Redactor replaces secret values in text: the values themselves and their
-// base64 (standard and URL alphabets, at any alignment inside a longer base64
-// text) and hex encodings. Safe for concurrent use; nil redacts nothing.
+// Redactor replaces secret values in text: the values themselves, their hex
+// encodings in either case and their base64 encodings (standard and URL
+// alphabets, padded or not, at any alignment inside a longer base64 text).
+// Occurrences that overlap are masked together, so no part of either shows.
+// Safe for concurrent use; nil redacts nothing.
 type Redactor struct {
 	patterns [][]byte // longest first, so the longest match wins
 	maxLen   int
 	// byFirst holds the patterns by their first byte: most output bytes
 	// start no pattern and cost one table lookup.
 	byFirst [256][][]byte
+	// second is, for each first byte, the set of the patterns' second
+	// bytes (every pattern has one: values have at least MinRedactLen
+	// bytes). Most bytes that do start a pattern are not followed by one of
+	// these, and cost a second lookup rather than a comparison with each
+	// pattern.
+	second [256][4]uint64
 }
 
 // NewRedactor returns a redactor for the given values; values shorter than
@@ -47,18 +52,14 @@ func NewRedactor(values []string) *Redactor {
 			continue
 		}
 		add(v)
-		add(hex.EncodeToString([]byte(v)))
+		h := hex.EncodeToString([]byte(v))
+		add(h)
+		add(strings.ToUpper(h)) // xxd -u, printf %X, many dumps
 		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
-			// Inside a longer base64 text the value starts at one of three
-			// alignments; for each, the bytes from the first block boundary
-			// on encode the same way whatever surrounds them.
-			for skip := 0; skip < 3 && skip < len(v); skip++ {
-				inner := v[skip:]
-				inner = inner[:len(inner)/3*3]
-				if e := enc.EncodeToString([]byte(inner)); len(e) >= minEncodedLen {
-					add(e)
-				}
+			for _, core := range base64Cores(enc, v) {
+				add(core)
 			}
+			// Alone, the value is masked with its padding, not only its core.
 			add(enc.EncodeToString([]byte(v)))
 		}
 	}
@@ -69,8 +70,27 @@ func NewRedactor(values []string) *Redactor {
 	r.maxLen = len(r.patterns[0])
 	for _, p := range r.patterns {
 		r.byFirst[p[0]] = append(r.byFirst[p[0]], p)
+		r.second[p[0]][p[1]/64] |= 1 << (p[1] % 64)
 	}
 	return r
+}
+
+// base64Cores returns, for each of the three byte alignments v can have inside
+// a longer base64 text, the characters that encode bits of v only: they read
+// the same whatever surrounds v. A character holds 6 bits, so with v starting
+// a bytes into a 3-byte block, character k is v's own when its bits
+// [6k, 6k+6) lie within v's bits [8a, 8a+8len(v)). A value of MinRedactLen
+// bytes has cores of 7 or 8 characters: long enough not to match by chance.
+func base64Cores(enc *base64.Encoding, v string) []string {
+	raw := enc.WithPadding(base64.NoPadding)
+	cores := make([]string, 0, 3)
+	for a := range 3 {
+		buf := make([]byte, a+len(v))
+		copy(buf[a:], v)
+		first, end := (8*a+5)/6, 8*(a+len(v))/6
+		cores = append(cores, raw.EncodeToString(buf)[first:end])
+	}
+	return cores
 }
 
 // String redacts one complete text.
@@ -86,38 +106,69 @@ func (r *Redactor) String(s string) string {
 // the first position where the rest of src could still grow into a value (a
 // proper prefix of a pattern), and returns how much of src it consumed: only
 // what might be a secret is held back, so ordinary output is never delayed.
+//
+// Where matches overlap, the whole run they cover becomes one mask: masking
+// only the leftmost longest match would print the rest of a second value
+// that begins inside the first (values "sk_live_1234" and "1234abcd" in
+// "sk_live_1234abcd" would leave "abcd").
 func (r *Redactor) scan(dst, src []byte, final bool) ([]byte, int) {
 	i, plain := 0, 0 // src[plain:i] is copied in one go when a match or the end comes
 	for i < len(src) {
-		candidates := r.byFirst[src[i]]
-		if len(candidates) == 0 {
+		if !r.mayStart(src[i:]) {
 			i++
 			continue
 		}
-		rest := src[i:]
-		if !final && len(rest) < r.maxLen {
-			for _, p := range candidates {
-				if len(rest) < len(p) && bytes.HasPrefix(p, rest) {
-					return append(dst, src[plain:i]...), i
-				}
-			}
+		if !final && r.mayGrow(src[i:]) {
+			return append(dst, src[plain:i]...), i
 		}
-		matched := 0
-		for _, p := range candidates {
-			if bytes.HasPrefix(rest, p) {
-				matched = len(p)
-				break
-			}
-		}
-		if matched > 0 {
-			dst = append(append(dst, src[plain:i]...), Mask...)
-			i += matched
-			plain = i
+		end := i + r.longestAt(src[i:])
+		if end == i {
+			i++
 			continue
 		}
-		i++
+		for j := i + 1; j < end; j++ {
+			if !final && r.mayGrow(src[j:]) {
+				return append(dst, src[plain:i]...), i
+			}
+			end = max(end, j+r.longestAt(src[j:]))
+		}
+		dst = append(append(dst, src[plain:i]...), Mask...)
+		i, plain = end, end
 	}
 	return append(dst, src[plain:i]...), i
+}
+
+// mayStart reports whether a pattern may begin at s[0], judging by its first
+// two bytes (the first only, when s has one).
+func (r *Redactor) mayStart(s []byte) bool {
+	if len(r.byFirst[s[0]]) == 0 {
+		return false
+	}
+	return len(s) == 1 || r.second[s[0]][s[1]/64]&(1<<(s[1]%64)) != 0
+}
+
+// longestAt returns the length of the longest pattern s begins with, or 0.
+func (r *Redactor) longestAt(s []byte) int {
+	for _, p := range r.byFirst[s[0]] { // longest first
+		if bytes.HasPrefix(s, p) {
+			return len(p)
+		}
+	}
+	return 0
+}
+
+// mayGrow reports whether s is a proper prefix of a pattern: more input
+// could complete a longer match than s holds now.
+func (r *Redactor) mayGrow(s []byte) bool {
+	if len(s) >= r.maxLen {
+		return false
+	}
+	for _, p := range r.byFirst[s[0]] {
+		if len(s) < len(p) && bytes.HasPrefix(p, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // Writer redacts a byte stream however it is split into writes: a value cut

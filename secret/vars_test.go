@@ -15,19 +15,31 @@ import (
 
 func TestMain(m *testing.M) { schematest.Main(m) }
 
-func newVars(t *testing.T) (*secret.Vars, *schema.Store, int64) {
+// newProject returns the queries on the test's own database, which holds one
+// project, and that project's id.
+func newProject(t *testing.T) (*schema.Store, int64) {
+	t.Helper()
 	store := schematest.Store(t)
 	ctx := context.Background()
-	u, _ := store.CreateUser(ctx, "u", true)
+	u, err := store.CreateUser(ctx, "u", true)
+	if err != nil {
+		t.Fatal(err)
+	}
 	p, _, err := store.EnsureProject(ctx, "envs", u.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return store, p.ID
+}
+
+func newVars(t *testing.T) (*secret.Vars, *schema.Store, int64) {
+	t.Helper()
+	store, project := newProject(t)
 	keys, err := secret.LoadKeyring(secret.NewKey().String(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return secret.NewVars(store, keys), store, p.ID
+	return secret.NewVars(store, keys), store, project
 }
 
 type varKey struct{ name, target string }
@@ -37,6 +49,7 @@ type varKey struct{ name, target string }
 // with masked values, each target resolves to the model's merge (specific
 // targets win over "all"), and the stored rows hold no value in plain text.
 func TestEnvVarCRUD(t *testing.T) {
+	t.Parallel()
 	vars, store, project := newVars(t)
 	ctx := context.Background()
 	model := map[varKey]string{}
@@ -110,6 +123,7 @@ func TestEnvVarCRUD(t *testing.T) {
 }
 
 func TestSetValidates(t *testing.T) {
+	t.Parallel()
 	vars, _, project := newVars(t)
 	ctx := context.Background()
 	for _, tc := range []struct{ name, target, value string }{
@@ -128,28 +142,27 @@ func TestSetValidates(t *testing.T) {
 
 // TestRotateKeepsValues: after a rotation every value opens, under the new key only.
 func TestRotateKeepsValues(t *testing.T) {
-	store := schematest.Store(t)
+	t.Parallel()
+	store, project := newProject(t)
 	ctx := context.Background()
-	u, _ := store.CreateUser(ctx, "u", true)
-	p, _, _ := store.EnsureProject(ctx, "rot", u.ID)
 	keys, err := secret.LoadKeyring("", t.TempDir()+"/master.key")
 	if err != nil {
 		t.Fatal(err)
 	}
 	vars := secret.NewVars(store, keys)
 	for i, v := range []string{"one-value", "two-value", "three-value"} {
-		vars.Set(ctx, p.ID, []string{"A", "B", "C"}[i], "all", v)
+		vars.Set(ctx, project, []string{"A", "B", "C"}[i], "all", v)
 	}
 	old := keys.Current().ID()
 	next, n, err := vars.Rotate(ctx)
 	if err != nil || n != 3 || next.ID() == old {
 		t.Fatalf("rotate: %d, %v", n, err)
 	}
-	env, err := vars.Resolve(ctx, p.ID, "production")
+	env, err := vars.Resolve(ctx, project, "production")
 	if err != nil || strings.Join(env, " ") != "A=one-value B=two-value C=three-value" {
 		t.Fatalf("after rotation: %q, %v", env, err)
 	}
-	rows, _ := store.ListEnvVars(ctx, p.ID)
+	rows, _ := store.ListEnvVars(ctx, project)
 	for _, r := range rows {
 		if secret.KeyID(r.ValueCiphertext) != next.ID() {
 			t.Fatalf("%s still sealed by the old key", r.Name)
@@ -161,22 +174,21 @@ func TestRotateKeepsValues(t *testing.T) {
 // by another process seals new values with the new key, so they open after a
 // restart.
 func TestRunningServerSealsWithTheRotatedKey(t *testing.T) {
-	store := schematest.Store(t)
+	t.Parallel()
+	store, project := newProject(t)
 	ctx := context.Background()
-	u, _ := store.CreateUser(ctx, "u", true)
-	p, _, _ := store.EnsureProject(ctx, "rot2", u.ID)
 	file := t.TempDir() + "/master.key"
 	server, _ := secret.LoadKeyring("", file)
 	admin, _ := secret.LoadKeyring("", file)
-	secret.NewVars(store, server).Set(ctx, p.ID, "A", "all", "before-rotation")
+	secret.NewVars(store, server).Set(ctx, project, "A", "all", "before-rotation")
 	if _, _, err := secret.NewVars(store, admin).Rotate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := secret.NewVars(store, server).Set(ctx, p.ID, "B", "all", "after-rotation"); err != nil {
+	if _, err := secret.NewVars(store, server).Set(ctx, project, "B", "all", "after-rotation"); err != nil {
 		t.Fatal(err)
 	}
 	restarted, _ := secret.LoadKeyring("", file)
-	env, err := secret.NewVars(store, restarted).Resolve(ctx, p.ID, "production")
+	env, err := secret.NewVars(store, restarted).Resolve(ctx, project, "production")
 	if err != nil || strings.Join(env, " ") != "A=before-rotation B=after-rotation" {
 		t.Fatalf("after a restart: %q, %v", env, err)
 	}

@@ -1,0 +1,225 @@
+package schema
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"time"
+
+	"minivercel/hosts"
+)
+
+// BuildStatus is the lifecycle state of a build:
+// queued → running → succeeded | failed | canceled.
+type BuildStatus string
+
+// The build statuses.
+const (
+	BuildQueued    BuildStatus = "queued"
+	BuildRunning   BuildStatus = "running"
+	BuildSucceeded BuildStatus = "succeeded"
+	BuildFailed    BuildStatus = "failed"
+	BuildCanceled  BuildStatus = "canceled"
+)
+
+// String returns the status as stored.
+func (s BuildStatus) String() string { return string(s) }
+
+// Valid reports whether s is one of the build statuses.
+func (s BuildStatus) Valid() bool {
+	switch s {
+	case BuildQueued, BuildRunning, BuildSucceeded, BuildFailed, BuildCanceled:
+		return true
+	}
+	return false
+}
+
+// Done reports whether the status is final.
+func (s BuildStatus) Done() bool {
+	return s == BuildSucceeded || s == BuildFailed || s == BuildCanceled
+}
+
+// Stage is the step a running build is in, in this order:
+// clone, install, build, artifact, activate.
+type Stage string
+
+// The build stages.
+const (
+	StageClone    Stage = "clone"
+	StageInstall  Stage = "install"
+	StageBuild    Stage = "build"
+	StageArtifact Stage = "artifact"
+	StageActivate Stage = "activate"
+)
+
+// String returns the stage as stored.
+func (s Stage) String() string { return string(s) }
+
+// Valid reports whether s is one of the stages.
+func (s Stage) Valid() bool {
+	switch s {
+	case StageClone, StageInstall, StageBuild, StageArtifact, StageActivate:
+		return true
+	}
+	return false
+}
+
+// Build is one build of one commit of a branch.
+type Build struct {
+	ID             int64
+	ProjectID      int64
+	ProjectName    string
+	Slug           string // random, names the build's own URL
+	Branch         string
+	CommitSHA      string
+	CommitMessage  string
+	Status         BuildStatus
+	Stage          Stage
+	Error          string
+	Kind           string
+	SPA            bool
+	StartCommand   string // the web process's shell command; empty for static builds
+	ArtifactPath   string
+	ArtifactSHA256 string
+	ArtifactSize   int64
+	CreatedBy      *int64
+	CreatedAt      time.Time
+	StartedAt      *time.Time
+	FinishedAt     *time.Time
+}
+
+const buildCols = `b.id, b.project_id, p.name AS project_name, b.slug, b.branch, b.commit_sha, b.commit_message,
+	b.status, b.stage, b.error, b.kind, b.spa, b.start_command, b.artifact_path, b.artifact_sha256, b.artifact_size,
+	b.created_by, b.created_at, b.started_at, b.finished_at`
+
+// NewBuild is what a push knows about a build it asks for.
+type NewBuild struct {
+	ProjectID     int64
+	Branch        string
+	CommitSHA     string
+	CommitMessage string
+	CreatedBy     *int64
+}
+
+// CreateBuild records a queued build with a fresh slug.
+func (s *Store) CreateBuild(ctx context.Context, nb NewBuild) (Build, error) {
+	return one[Build](ctx, s.db, `WITH b AS (
+		INSERT INTO builds (project_id, slug, branch, commit_sha, commit_message, created_by)
+		VALUES ($1, $2, $3, $4, $5, $6) RETURNING *)
+		SELECT `+buildCols+` FROM b JOIN projects p ON p.id = b.project_id`,
+		nb.ProjectID, NewSlug(12), nb.Branch, nb.CommitSHA, nb.CommitMessage, nb.CreatedBy)
+}
+
+// BuildByID returns the build or ErrNotFound.
+func (s *Store) BuildByID(ctx context.Context, id int64) (Build, error) {
+	return one[Build](ctx, s.db, `SELECT `+buildCols+` FROM builds b JOIN projects p ON p.id = b.project_id WHERE b.id = $1`, id)
+}
+
+// BuildBySlug returns the build of project with this slug, or ErrNotFound.
+func (s *Store) BuildBySlug(ctx context.Context, project, slug string) (Build, error) {
+	return one[Build](ctx, s.db, `SELECT `+buildCols+` FROM builds b JOIN projects p ON p.id = b.project_id
+		WHERE b.slug = $1 AND p.name = $2`, slug, project)
+}
+
+// ListBuilds returns a project's builds, newest first.
+func (s *Store) ListBuilds(ctx context.Context, projectID int64) ([]Build, error) {
+	return many[Build](ctx, s.db, `SELECT `+buildCols+` FROM builds b JOIN projects p ON p.id = b.project_id
+		WHERE b.project_id = $1 ORDER BY b.id DESC`, projectID)
+}
+
+// CountBuilds returns how many builds a project has.
+func (s *Store) CountBuilds(ctx context.Context, projectID int64) (int, error) {
+	var n int
+	err := s.db.QueryRow(ctx, `SELECT count(*) FROM builds WHERE project_id = $1`, projectID).Scan(&n)
+	return n, err
+}
+
+// StartBuild moves a queued build to running; a build that is not queued (a
+// retried job whose build already ran) is ErrConflict.
+func (s *Store) StartBuild(ctx context.Context, id int64) error {
+	tag, err := s.db.Exec(ctx, `UPDATE builds SET status = 'running', started_at = now() WHERE id = $1 AND status = 'queued'`, id)
+	if err != nil {
+		return MapError(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("start build %d: %w", id, ErrConflict)
+	}
+	return nil
+}
+
+// SetBuildStage records the stage a running build has reached.
+func (s *Store) SetBuildStage(ctx context.Context, id int64, stage Stage) error {
+	_, err := s.db.Exec(ctx, `UPDATE builds SET stage = $2 WHERE id = $1`, id, stage)
+	return MapError(err)
+}
+
+// Artifact is a build's packed output and how to serve it.
+type Artifact struct {
+	Kind         string
+	SPA          bool
+	StartCommand string
+	Path         string
+	SHA256       string
+	Size         int64
+}
+
+// SetBuildArtifact records the packed output of a build and how to serve it.
+func (s *Store) SetBuildArtifact(ctx context.Context, id int64, a Artifact) error {
+	_, err := s.db.Exec(ctx, `UPDATE builds SET kind = $2, spa = $3, start_command = $4, artifact_path = $5,
+		artifact_sha256 = $6, artifact_size = $7 WHERE id = $1`, id, a.Kind, a.SPA, a.StartCommand, a.Path, a.SHA256, a.Size)
+	return MapError(err)
+}
+
+// FinishBuild records a build's final status and, for a failure, its one-line reason.
+func (s *Store) FinishBuild(ctx context.Context, id int64, status BuildStatus, reason string) error {
+	if !status.Done() {
+		return fmt.Errorf("finish build %d with %q: %w", id, status, ErrInvalid)
+	}
+	_, err := s.db.Exec(ctx, `UPDATE builds SET status = $2, error = $3, finished_at = now() WHERE id = $1`, id, status, reason)
+	return MapError(err)
+}
+
+// NewSlug returns a random lowercase base-36 identifier of n characters, used to
+// name a build's own URL so that build URLs cannot be guessed from build ids.
+func NewSlug(n int) string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	for i := range b {
+		// 252 is the largest multiple of 36 below 256; rejecting above it would
+		// be unbiased, but a slight bias in a 12-character id costs nothing here.
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}
+
+// LatestBuildForBranchSlug returns the newest succeeded build of a project
+// whose branch has the given slug, or ErrNotFound.
+func (s *Store) LatestBuildForBranchSlug(ctx context.Context, project, slug string) (Build, error) {
+	builds, err := many[Build](ctx, s.db, `SELECT `+buildCols+` FROM builds b JOIN projects p ON p.id = b.project_id
+		WHERE p.name = $1 AND b.status = 'succeeded' AND b.artifact_path <> '' ORDER BY b.id DESC LIMIT 500`, project)
+	if err != nil {
+		return Build{}, err
+	}
+	for _, b := range builds {
+		if hosts.BranchSlug(b.Branch) == slug {
+			return b, nil
+		}
+	}
+	return Build{}, ErrNotFound
+}
+
+// LatestBranchBuilds returns, for each branch of a project other than its
+// production branch, the newest succeeded build that has an artifact, newest
+// first: the builds the branch preview URLs serve. The conditions are
+// LatestBuildForBranchSlug's, so the panel lists a branch preview exactly
+// when the edge can serve it (two branches with one slug are listed apart,
+// though their shared URL serves the newer build of either).
+func (s *Store) LatestBranchBuilds(ctx context.Context, projectID int64) ([]Build, error) {
+	return many[Build](ctx, s.db, `SELECT * FROM (
+		SELECT DISTINCT ON (b.branch) `+buildCols+` FROM builds b JOIN projects p ON p.id = b.project_id
+		WHERE b.project_id = $1 AND b.status = 'succeeded' AND b.artifact_path <> '' AND b.branch <> p.production_branch
+		ORDER BY b.branch, b.id DESC) latest ORDER BY id DESC`, projectID)
+}

@@ -1,0 +1,77 @@
+package schema
+
+import (
+	"context"
+	"time"
+)
+
+// --- build logs ---
+
+// LogLine is one line of a build's log; Seq counts from 1 per build.
+type LogLine struct {
+	BuildID   int64
+	Seq       int
+	Line      string
+	CreatedAt time.Time
+}
+
+// AppendLogLines stores lines of a build's log numbered from firstSeq on.
+func (s *Store) AppendLogLines(ctx context.Context, buildID int64, firstSeq int, lines []string) error {
+	if len(lines) == 0 {
+		return nil
+	}
+	_, err := s.db.Exec(ctx, `INSERT INTO build_log_lines (build_id, seq, line)
+		SELECT $1, $2 + n - 1, line FROM unnest($3::text[]) WITH ORDINALITY AS t(line, n)`, buildID, firstSeq, lines)
+	return MapError(err)
+}
+
+// LogLines returns a build's log lines with seq greater than afterSeq, in order.
+func (s *Store) LogLines(ctx context.Context, buildID int64, afterSeq int) ([]LogLine, error) {
+	return many[LogLine](ctx, s.db, `SELECT build_id, seq, line, created_at FROM build_log_lines
+		WHERE build_id = $1 AND seq > $2 ORDER BY seq`, buildID, afterSeq)
+}
+
+// --- runtime logs ---
+
+// RuntimeLogLine is one line a deployment's process printed; Seq counts from 1
+// per deployment and keeps counting across restarts of the process.
+type RuntimeLogLine struct {
+	DeploymentID int64
+	Seq          int64
+	Line         string
+	CreatedAt    time.Time
+}
+
+// AppendRuntimeLogs stores lines a deployment's process printed, numbered from
+// firstSeq on.
+func (s *Store) AppendRuntimeLogs(ctx context.Context, deploymentID, firstSeq int64, lines []string) error {
+	if len(lines) == 0 {
+		return nil
+	}
+	_, err := s.db.Exec(ctx, `INSERT INTO runtime_log_lines (deployment_id, seq, line)
+		SELECT $1, $2 + n - 1, line FROM unnest($3::text[]) WITH ORDINALITY AS t(line, n)
+		ON CONFLICT DO NOTHING`, deploymentID, firstSeq, lines)
+	return MapError(err)
+}
+
+// TrimRuntimeLogs keeps only the newest keep lines of a deployment's runtime log.
+func (s *Store) TrimRuntimeLogs(ctx context.Context, deploymentID int64, keep int) error {
+	_, err := s.db.Exec(ctx, `DELETE FROM runtime_log_lines WHERE deployment_id = $1
+		AND seq <= (SELECT max(seq) FROM runtime_log_lines WHERE deployment_id = $1) - $2`, deploymentID, keep)
+	return MapError(err)
+}
+
+// RuntimeLogs returns up to limit lines of a deployment's runtime log after
+// afterSeq, oldest first.
+func (s *Store) RuntimeLogs(ctx context.Context, deploymentID, afterSeq int64, limit int) ([]RuntimeLogLine, error) {
+	return many[RuntimeLogLine](ctx, s.db, `SELECT deployment_id, seq, line, created_at FROM runtime_log_lines
+		WHERE deployment_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, deploymentID, afterSeq, limit)
+}
+
+// LastRuntimeSeq returns the highest stored seq of a deployment's runtime log, 0
+// when it has none, so a restarted server continues the numbering.
+func (s *Store) LastRuntimeSeq(ctx context.Context, deploymentID int64) (int64, error) {
+	var n int64
+	err := s.db.QueryRow(ctx, `SELECT coalesce(max(seq), 0) FROM runtime_log_lines WHERE deployment_id = $1`, deploymentID).Scan(&n)
+	return n, MapError(err)
+}

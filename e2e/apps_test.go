@@ -38,7 +38,7 @@ http.createServer((req, res) => {
 // the server, and rolled back with `minivercel deploy activate`.
 func TestNodeServerApp(t *testing.T) {
 	t.Parallel()
-	s := startAppServer(t)
+	s := startServer(t)
 	r := newRepo(t, "main", nodeApp("version 1"))
 	out, code := s.push(r, "svc")
 	if code != 0 {
@@ -168,7 +168,7 @@ func (s *server) waitFor(cond func() bool) {
 // set on the project turns a static repository into a server app.
 func TestProcfileAndStartOverride(t *testing.T) {
 	t.Parallel()
-	s := startAppServer(t)
+	s := startServer(t)
 	r := newRepo(t, "main", map[string]string{
 		"Procfile": "web: node web.js --port $PORT\n",
 		"web.js":   `require('http').createServer((q, r) => r.end('procfile web ' + process.argv[3])).listen(process.env.PORT, process.env.HOST);`,
@@ -222,7 +222,7 @@ func TestNextJSApp(t *testing.T) {
 	if !registryReachable() {
 		testenv.Skipf(t, "the npm registry cannot be reached from this machine: skipping the Next.js build, the suite's only real npm install from the registry")
 	}
-	s := startAppServer(t)
+	s := startServer(t)
 	r := newRepo(t, "main", map[string]string{
 		"package.json": `{"name":"nextapp","private":true,
   "scripts":{"build":"next build","start":"next start"},
@@ -279,7 +279,7 @@ func alive(pid int) bool {
 func TestAppsOfDifferentProjectsAreIsolated(t *testing.T) {
 	t.Parallel()
 	testenv.NeedRoot(t, "apps run as their own users only when the server runs as root")
-	s := startAppServer(t)
+	s := startServer(t)
 	probe := `const fs = require('fs');
 require('http').createServer((q, r) => {
   const u = new URL(q.url, 'http://x');

@@ -15,7 +15,7 @@ import (
 // readable; a reserved name is refused.
 func TestEnvironmentVariables(t *testing.T) {
 	t.Parallel()
-	s := startAppServer(t)
+	s := startServer(t)
 	const greeting = "hello-from-a-secret-7f3a9c"
 	r := newRepo(t, "main", map[string]string{
 		"package.json": `{"name":"envapp","private":true,"scripts":{"build":"node build.js","start":"node server.js"}}`,

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"minivercel/proc"
 )
 
 var binary string // the minivercel binary built once for the whole run
@@ -56,7 +58,6 @@ type server struct {
 	cmd      *exec.Cmd
 	log      *syncBuffer
 	done     chan struct{}
-	apps     bool // the test holds the apps lock: its apps must live
 }
 
 type syncBuffer struct {
@@ -97,44 +98,16 @@ func newKey(t testing.TB, dir, name string) string {
 	return p
 }
 
-// lockApps keeps one server's start from killing another's apps. A server
-// started as root kills every process of the apps' system users that it did
-// not start (edge's KillOrphans): on a machine running several servers, those
-// are the other servers' apps, also those of another `go test` run. So a test
-// whose server runs apps holds this machine-wide lock exclusively for its
-// whole run (startAppServer), and every other server start holds it shared
-// while it starts. how is syscall.LOCK_EX or LOCK_SH; the lock is released
-// by the returned function.
-func lockApps(t testing.TB, how int) (unlock func()) {
-	t.Helper()
-	f, err := os.OpenFile(filepath.Join(os.TempDir(), "minivercel-e2e-apps.lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Flock(int(f.Fd()), how); err != nil {
-		f.Close()
-		t.Fatalf("lock the apps: %v", err)
-	}
-	return func() { f.Close() } // closing the file releases the lock
-}
-
-// startAppServer is startServer for a test that pushes apps with a web
-// process: no other server starts while it runs (see lockApps).
-func startAppServer(t testing.TB, extraEnv ...string) *server {
-	t.Helper()
-	t.Cleanup(lockApps(t, syscall.LOCK_EX)) // runs after the server's cleanup stopped it
-	return newServer(t, true, extraEnv)
-}
-
 // startServer starts a server on fresh ports with a fresh data directory whose
-// admin holds a fresh key. Its builds must not run apps with a web process:
-// see startAppServer.
+// admin holds a fresh key. Servers of parallel tests never touch each other's
+// apps: each server's apps run as users of its own (proc.AppUsers), removed
+// when the test ends.
 func startServer(t testing.TB, extraEnv ...string) *server {
 	t.Helper()
-	return newServer(t, false, extraEnv)
+	return newServer(t, extraEnv)
 }
 
-func newServer(t testing.TB, apps bool, extraEnv []string) *server {
+func newServer(t testing.TB, extraEnv []string) *server {
 	t.Helper()
 	// Short paths: the private PostgreSQL's socket path must stay under 108 bytes.
 	dir, err := os.MkdirTemp("", "mvs")
@@ -144,7 +117,7 @@ func newServer(t testing.TB, apps bool, extraEnv []string) *server {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	keys := filepath.Join(dir, "keys")
 	os.Mkdir(keys, 0o700)
-	s := &server{t: t, key: newKey(t, keys, "admin"), apps: apps}
+	s := &server{t: t, key: newKey(t, keys, "admin")}
 	pub, err := os.ReadFile(s.key + ".pub")
 	if err != nil {
 		t.Fatal(err)
@@ -170,6 +143,11 @@ func newServer(t testing.TB, apps bool, extraEnv []string) *server {
 		if t.Failed() {
 			t.Logf("server log:\n%s", s.log.String())
 		}
+		if os.Geteuid() == 0 {
+			if err := proc.NewAppUsers(s.dataDir).RemoveAll(); err != nil {
+				t.Errorf("remove the server's app users: %v", err)
+			}
+		}
 	})
 	return s
 }
@@ -184,9 +162,6 @@ func (s *server) start() {
 
 // launch starts `minivercel serve` and waits until it answers /healthz.
 func (s *server) launch() error {
-	if !s.apps {
-		defer lockApps(s.t, syscall.LOCK_SH)()
-	}
 	s.log = &syncBuffer{}
 	s.done = make(chan struct{})
 	s.cmd = exec.Command(binary, "serve", "--data-dir", s.dataDir,

@@ -13,7 +13,7 @@ import (
 // serves a build under /preview/<id>/; a custom domain serves production.
 func TestPreviewsAndDomains(t *testing.T) {
 	t.Parallel()
-	s := startAppServer(t)
+	s := startServer(t)
 	r := newRepo(t, "main", nodeApp("production v1"))
 	if out, code := s.push(r, "shop"); code != 0 {
 		t.Fatalf("push main exited %d:\n%s", code, out)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -264,5 +265,59 @@ func TestBranchesAndMaster(t *testing.T) {
 	}
 	if code, body := s.get(m[1], "/"); code != 200 || body != "feature work" {
 		t.Fatalf("branch build URL = %d %q", code, body)
+	}
+}
+
+// TestConcurrentPushesLastPushWins: two pushes to one project build at once
+// (two workers); the later push's build goes live first, and the earlier
+// one, finishing after it, leaves production on the later push and says so.
+func TestConcurrentPushesLastPushWins(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "MINIVERCEL_BUILD_CONCURRENCY=2")
+	gate := newGate(t, "go")
+	r := newRepo(t, "main", map[string]string{
+		"package.json": `{"name":"race","scripts":{"build":"node build.js"}}`,
+		"build.js": fmt.Sprintf(`const fs = require('fs');
+console.log('waiting for the gate');
+const t = setInterval(() => {
+  if (!fs.existsSync(%q)) return;
+  clearInterval(t);
+  fs.mkdirSync('dist');
+  fs.writeFileSync('dist/index.html', 'first push');
+}, 20);`, gate),
+	})
+	first := s.pushCmd(r, s.key, s.remote("race"), "HEAD")
+	stderr, err := first.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out := bufio.NewReader(stderr)
+	readUntil(t, out, "waiting for the gate")
+
+	r.commit("second", map[string]string{"build.js": `const fs = require('fs');
+fs.mkdirSync('dist');
+fs.writeFileSync('dist/index.html', 'second push');`})
+	if log, code := s.push(r, "race"); code != 0 {
+		t.Fatalf("second push exited %d:\n%s", code, log)
+	}
+	if code, body := s.get("race.localhost", "/"); code != 200 || body != "second push" {
+		t.Fatalf("after the second push = %d %q", code, body)
+	}
+
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := io.ReadAll(out)
+	if err := first.Wait(); err != nil {
+		t.Fatalf("first push: %v\n%s", err, rest)
+	}
+	if !strings.Contains(string(rest), "pushed later, is live already") {
+		t.Errorf("the first push's log does not say production stays on the later build:\n%s", rest)
+	}
+	if code, body := s.get("race.localhost", "/"); code != 200 || body != "second push" {
+		t.Fatalf("after the first build finished = %d %q, want the second push", code, body)
 	}
 }

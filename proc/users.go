@@ -54,21 +54,48 @@ func (a AppUsers) name(project string) string {
 // UIDs returns the uids of this server's app users that exist, for killing
 // the processes an earlier run of this server left behind.
 func (a AppUsers) UIDs() []uint32 {
+	var uids []uint32
+	for _, u := range a.existing() {
+		uids = append(uids, u.uid)
+	}
+	return uids
+}
+
+// RemoveAll deletes this server's app users and their groups, for a server
+// whose data directory is gone for good (a test's). Their processes must be
+// gone already.
+func (a AppUsers) RemoveAll() error {
+	var errs []error
+	for _, u := range a.existing() {
+		if out, err := exec.Command("userdel", u.name).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("userdel %s: %v: %s", u.name, err, strings.TrimSpace(string(out))))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+type passwdEntry struct {
+	name string
+	uid  uint32
+}
+
+// existing lists this server's app users from /etc/passwd.
+func (a AppUsers) existing() []passwdEntry {
 	b, err := os.ReadFile("/etc/passwd")
 	if err != nil {
 		return nil
 	}
-	var uids []uint32
+	var out []passwdEntry
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Split(line, ":")
 		if len(f) < 3 || !strings.HasPrefix(f[0], a.prefix) {
 			continue
 		}
 		if u, err := strconv.ParseUint(f[2], 10, 32); err == nil && u != 0 {
-			uids = append(uids, uint32(u))
+			out = append(out, passwdEntry{f[0], uint32(u)})
 		}
 	}
-	return uids
+	return out
 }
 
 // systemUserMu serialises the look-up-or-create, so two workers starting at

@@ -100,4 +100,16 @@ func TestAppUsers(t *testing.T) {
 	if slices.Contains(uids, other) || slices.Contains(uids, build) || slices.Contains(uids, 0) {
 		t.Errorf("UIDs() = %v holds another server's user %d, the build user %d or root", uids, other, build)
 	}
+	if err := one.RemoveAll(); err != nil {
+		t.Fatal(err)
+	}
+	if uids := one.UIDs(); len(uids) != 0 {
+		t.Errorf("after RemoveAll: %v", uids)
+	}
+	if uids := two.UIDs(); !slices.Contains(uids, other) {
+		t.Errorf("RemoveAll of one server removed another's user: %v", uids)
+	}
+	if err := two.RemoveAll(); err != nil {
+		t.Fatal(err)
+	}
 }

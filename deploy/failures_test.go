@@ -33,6 +33,7 @@ func (e *env) liveApp(name, target, key, value string) (schema.Project, schema.B
 // 500 is recorded unhealthy with the reason, its process is gone, and the
 // previous app serves on with its variables.
 func TestUnhealthyActivationRecorded(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	p, good := e.liveApp("svc", "", "V_MODE", "first")
@@ -78,6 +79,7 @@ func (e *env) failActivationRecord(buildID int64) {
 // with its variables; the failure is reported, and the database still says
 // the previous build is live, which is what is served.
 func TestFailedRecordPutsBackPreviousApp(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	p, old := e.liveApp("shop", "production", "V_DB", "postgres://prod")
@@ -119,6 +121,7 @@ func (a afterSwitch) Activate(ctx context.Context, site edge.Site, progress func
 // variables back, it is not restarted without them: the new build, started
 // with its variables, serves on, and the error says why nothing was put back.
 func TestFailedRecordWithUnreadableVariables(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	p, _ := e.liveApp("pay", "", "V_KEY", "sk_live_123456")
@@ -145,6 +148,7 @@ func TestFailedRecordWithUnreadableVariables(t *testing.T) {
 // TestRestoreSkipsBrokenProject: at start, a project whose variables cannot
 // be decrypted stays down and is logged; every other site comes back.
 func TestRestoreSkipsBrokenProject(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	fine := e.project("fine")
@@ -176,6 +180,7 @@ func TestRestoreSkipsBrokenProject(t *testing.T) {
 // a failed, canceled or running build, or one without an artifact, is as
 // unknown as a missing one.
 func TestLookupServesOnlySucceededBuilds(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	p := e.project("prev")
@@ -213,6 +218,7 @@ func TestLookupServesOnlySucceededBuilds(t *testing.T) {
 // TestCertPolicyAgainstDatabase: certificates only for hosts the database
 // knows, checked against the real tables.
 func TestCertPolicyAgainstDatabase(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	p := e.project("blog")

@@ -28,7 +28,10 @@ import (
 // build is made is the pipeline's business, what happens to it afterwards is
 // this package's.
 
-func TestMain(m *testing.M) { schematest.Main(m) }
+// The template database every test copies has River's tables too.
+func TestMain(m *testing.M) {
+	schematest.MainWith(m, schematest.Options{Migrate: pipeline.MigrateQueue})
+}
 
 const testBase = deploytest.BaseDomain
 

@@ -27,6 +27,7 @@ const envSecret = "postgres://app:hunter2-s3cret@db:5432/app"
 // answers: strict bodies, fields named in 400s, 201 against 200, 404s, and
 // the masked form in every answer but the reveal.
 func TestAPIEnv(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, false, nil)
 	p := e.project("app")
 	const base = "/api/projects/app/env"
@@ -217,6 +218,7 @@ func TestAPIEnv(t *testing.T) {
 // TestAPIEnvRevealLogged: a reveal is logged at info with the user and the
 // variable, a change with the variable; no log line holds a value.
 func TestAPIEnvRevealLogged(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	store := schematest.Store(t)
 	var logs bytes.Buffer
@@ -385,6 +387,7 @@ func TestAPIEnvMaskingProperty(t *testing.T) {
 // POST /redeploy, which restarts the same build without a rebuild. A project
 // with nothing live is a 409.
 func TestAPIRedeploy(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, true, nil)
 	e.project("greeter")
 	e.call("PUT", "/api/projects/greeter/env/GREETING", map[string]string{"value": "hello from one"}, http.StatusCreated, nil)

@@ -24,6 +24,7 @@ import (
 )
 
 func TestAPILogin(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, false, nil)
 	t.Run("success", func(t *testing.T) {
 		var resp loginResponse
@@ -72,6 +73,7 @@ func TestAPILogin(t *testing.T) {
 // TestAPILoginRateLimit is the brute-force guard: after 10 failed logins from one
 // address within a minute, even the right password gets 429.
 func TestAPILoginRateLimit(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, false, nil)
 	bad := map[string]string{"username": "admin", "password": "wrong-password"}
 	for i := 0; i < loginFailuresAllowed; i++ {
@@ -114,6 +116,7 @@ func TestAPILoginLimiterWindow(t *testing.T) {
 }
 
 func TestAPIMe(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, false, nil)
 	var u userJSON
 	e.call("GET", "/api/me", nil, http.StatusOK, &u)
@@ -127,6 +130,7 @@ func TestAPIMe(t *testing.T) {
 }
 
 func TestAPIProjectsCRUD(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, false, nil)
 	var d projectDetailJSON
 	e.call("POST", "/api/projects", map[string]any{"name": "blog", "framework": "static", "output_dir": "site"}, http.StatusCreated, &d)
@@ -215,6 +219,7 @@ func TestAPIProjectsCRUD(t *testing.T) {
 // same site as the panel, so SameSite cookies do not stop its forged POSTs;
 // the Origin check does. Prefix tricks do not pass it.
 func TestAPICrossOriginWritesRefused(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, false, nil)
 	host := e.srv.Addr().String()
 	for _, origin := range []string{"http://evil." + testBaseDomain, "http://" + host + ".evil.net", "null"} {
@@ -232,6 +237,7 @@ func TestAPICrossOriginWritesRefused(t *testing.T) {
 // TestAPIBuildsAndDeployments drives real builds of a static site through the
 // API: rebuild, list, logs, cancel, activate, deployments, delete.
 func TestAPIBuildsAndDeployments(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, true, nil)
 	e.call("POST", "/api/projects", map[string]any{"name": "site"}, http.StatusCreated, nil)
 	e.project("other")
@@ -390,6 +396,7 @@ func newAuthorizedKey(t *testing.T, comment string) string {
 }
 
 func TestAPIKeys(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, false, nil)
 	key := newAuthorizedKey(t, "me@laptop")
 	var k keyJSON
@@ -592,6 +599,7 @@ func TestAPIDeploymentHistoryProperty(t *testing.T) {
 // expired JWT, a JWT of a deleted user or a revoked API token (401), and
 // answers a valid JWT or API token with something other than 401.
 func TestAPIEveryRouteRequiresAuth(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, false, nil)
 	ctx := context.Background()
 	p := e.project("guarded")

@@ -34,7 +34,10 @@ import (
 // real pipeline.Queue and Broker, a real edge.Server, and the panel on a real
 // loopback listener reached with net/http and a real websocket client.
 
-func TestMain(m *testing.M) { schematest.Main(m) }
+// The template database every test copies has River's tables too.
+func TestMain(m *testing.M) {
+	schematest.MainWith(m, schematest.Options{Migrate: pipeline.MigrateQueue})
+}
 
 const testBaseDomain = "test.localhost"
 

@@ -20,6 +20,7 @@ import (
 // unknown projects and for domains the project does not have, 409 without
 // naming the owner, and the certificate status the edge recorded.
 func TestAPIDomains(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, false, nil)
 	e.project("blog")
 	e.project("secretclient")
@@ -176,6 +177,7 @@ func TestDomainURLScheme(t *testing.T) {
 // bad and taken names next to the field, keeping the input; add and remove
 // work from the panel's own origin only.
 func TestSettingsDomains(t *testing.T) {
+	t.Parallel()
 	env := newPageEnv(t)
 	ctx := context.Background()
 	b := env.loggedIn()
@@ -276,6 +278,7 @@ func TestSettingsDomains(t *testing.T) {
 // Chromium: the add form, then Remove, which asks first: Cancel keeps the
 // domain, Confirm removes it.
 func TestBrowserDomainAddRemove(t *testing.T) {
+	t.Parallel()
 	const chromium = "/usr/bin/chromium"
 	if _, err := os.Stat(chromium); err != nil {
 		t.Skipf("needs Chromium at %s: %v", chromium, err)

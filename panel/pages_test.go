@@ -193,6 +193,7 @@ func (e *pageEnv) project(name string) schema.Project {
 // TestPagesRequireSession: every page but /login sends a browser without a
 // session to the login page, remembering where it was going.
 func TestPagesRequireSession(t *testing.T) {
+	t.Parallel()
 	env := newPageEnv(t)
 	b := env.browser()
 	for _, path := range []string{"/", "/projects/blog", "/projects/blog/settings", "/builds/1", "/keys"} {
@@ -221,6 +222,7 @@ func TestPagesRequireSession(t *testing.T) {
 // unknown users and wrong passwords; right ones set the session cookie and go
 // to next, but only to a local path.
 func TestLogin(t *testing.T) {
+	t.Parallel()
 	env := newPageEnv(t)
 	for _, tc := range []struct{ name, user, password string }{
 		{"wrong password", "admin", "not the password"},
@@ -274,6 +276,7 @@ func TestLogin(t *testing.T) {
 // TestDashboard: the empty state explains how to deploy; a project shows its
 // status, live build, URL and health.
 func TestDashboard(t *testing.T) {
+	t.Parallel()
 	env := newPageEnv(t)
 	b := env.loggedIn()
 	r := b.get("/")
@@ -298,6 +301,7 @@ func TestDashboard(t *testing.T) {
 // TestProjectPage: builds with status, commit and their own URL; the live one
 // marked; older succeeded builds offer a rollback, newer ones an activation.
 func TestProjectPage(t *testing.T) {
+	t.Parallel()
 	env := newPageEnv(t)
 	b := env.loggedIn()
 	p := env.project("blog")
@@ -331,6 +335,7 @@ func TestProjectPage(t *testing.T) {
 // TestActivateRefused: the queue's refusal (a failed build) comes back as a
 // message on the project page; a build of another project is refused before.
 func TestActivateRefused(t *testing.T) {
+	t.Parallel()
 	env := newPageEnv(t)
 	b := env.loggedIn()
 	p := env.project("blog")
@@ -346,6 +351,7 @@ func TestActivateRefused(t *testing.T) {
 // the live script; a running build has a cancel button, and cancelling a
 // queued build through the real queue marks it canceled.
 func TestBuildPage(t *testing.T) {
+	t.Parallel()
 	env := newPageEnv(t)
 	b := env.loggedIn()
 	p := env.project("blog")
@@ -389,6 +395,7 @@ func TestBuildPage(t *testing.T) {
 // TestCrossSiteRefused: a POST from another origin is refused before it does
 // anything, even with a valid session cookie.
 func TestCrossSiteRefused(t *testing.T) {
+	t.Parallel()
 	env := newPageEnv(t)
 	b := env.loggedIn()
 	env.project("blog")
@@ -431,6 +438,7 @@ func TestCrossSiteRefused(t *testing.T) {
 // TestLoginLimit: after too many failures from one address the login page
 // refuses further tries for a while, with a clear message.
 func TestLoginLimit(t *testing.T) {
+	t.Parallel()
 	env := newPageEnv(t)
 	b := env.browser()
 	for i := 0; i < loginFailuresAllowed; i++ {
@@ -448,6 +456,7 @@ func TestLoginLimit(t *testing.T) {
 // TestSettings: bad values come back with a message next to each field and
 // the input as typed; good ones are stored.
 func TestSettings(t *testing.T) {
+	t.Parallel()
 	env := newPageEnv(t)
 	b := env.loggedIn()
 	env.project("blog")
@@ -478,6 +487,7 @@ func TestSettings(t *testing.T) {
 
 // TestDeleteProject: the typed name must match; then the project is gone.
 func TestDeleteProject(t *testing.T) {
+	t.Parallel()
 	env := newPageEnv(t)
 	b := env.loggedIn()
 	env.project("blog")
@@ -506,6 +516,7 @@ func newPublicKey(t *testing.T, comment string) (authorized, fingerprint string)
 // TestKeys: the user's own keys are listed, added with clear errors, and
 // removed; another user's key cannot be removed.
 func TestKeys(t *testing.T) {
+	t.Parallel()
 	env := newPageEnv(t)
 	b := env.loggedIn()
 	r := b.get("/keys")
@@ -569,6 +580,7 @@ func TestKeys(t *testing.T) {
 // TestErrorPageAndAssets: unknown paths get the styled 404 page; assets are
 // served with their types and cached forever under their hashed URL.
 func TestErrorPageAndAssets(t *testing.T) {
+	t.Parallel()
 	env := newPageEnv(t)
 	b := env.loggedIn()
 	r := b.get("/no/such/page")
@@ -595,6 +607,7 @@ func TestErrorPageAndAssets(t *testing.T) {
 // makes an older build live again, and Redeploy starts a build of the branch
 // and leads to its page.
 func TestActivateAndRedeploy(t *testing.T) {
+	t.Parallel()
 	env := newEnv(t, true, nil)
 	b := &browser{t: t, srv: env.srv, cookies: map[string]string{sessionCookie: env.token}, origin: "http://example.com"}
 	env.project("site")
@@ -659,6 +672,7 @@ func (e *pageEnv) loggedInAs(name string, admin bool) *browser {
 // administrators only, and never writes a value into the HTML, not even a
 // refused one.
 func TestSettingsEnv(t *testing.T) {
+	t.Parallel()
 	env := newPageEnv(t)
 	b := env.loggedIn()
 	p := env.project("blog")
@@ -767,6 +781,7 @@ func TestSettingsEnv(t *testing.T) {
 // "Redeploy with these values", and the button activates that build again
 // through the real queue and edge.
 func TestSettingsEnvRedeploy(t *testing.T) {
+	t.Parallel()
 	env := newEnv(t, true, nil)
 	b := &browser{t: t, srv: env.srv, cookies: map[string]string{sessionCookie: env.token}, origin: "http://example.com"}
 	env.project("site")
@@ -792,6 +807,7 @@ func TestSettingsEnvRedeploy(t *testing.T) {
 // value from the API with the session cookie and shows it in place; a second
 // click masks it again. The page as served never holds the value.
 func TestBrowserEnvReveal(t *testing.T) {
+	t.Parallel()
 	const chromium = "/usr/bin/chromium"
 	if _, err := os.Stat(chromium); err != nil {
 		t.Skipf("needs Chromium at %s: %v", chromium, err)
@@ -892,6 +908,7 @@ func TestSameOriginRefusesSandboxedPreviews(t *testing.T) {
 // before it (another browser, a stolen cookie) is refused; so it is after a
 // password change. (Tokens are back-dated rather than waiting for the clock.)
 func TestSignOutEndsEverySession(t *testing.T) {
+	t.Parallel()
 	e := newPageEnv(t)
 	ctx := context.Background()
 	u, _ := e.srv.store.UserByName(ctx, "admin")

@@ -61,6 +61,7 @@ func previewURL(project, branch string) string {
 // lists one preview per branch with a succeeded build, its latest. Which
 // branch is production is read at request time.
 func TestAPIBranchURLs(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, false, nil)
 	p := e.project("shop")
 	prod := e.finishedBuild(p, "main", schema.BuildSucceeded)
@@ -139,6 +140,7 @@ func TestAPIBranchURLs(t *testing.T) {
 // with its latest build; build rows of that branch link it, production rows
 // do not; a project without previews says how to get one.
 func TestProjectPagePreviews(t *testing.T) {
+	t.Parallel()
 	env := newPageEnv(t)
 	b := env.loggedIn()
 	p := env.project("blog")

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -62,6 +63,8 @@ type Server struct {
 	log   *slog.Logger
 	hosts hosts.Scheme
 	ln    listen.Slot
+	// fullWait is wsFullWait, as a time.Duration.
+	fullWait atomic.Int64
 }
 
 // New returns a Server; it does not listen yet. sites may be nil (no health
@@ -84,6 +87,7 @@ func New(cfg Config, store *schema.Store, svc *deploy.Service, auth *creds.Authe
 	}
 	s := &Server{cfg: cfg, store: store, svc: svc, auth: auth, logs: logs, sites: sites,
 		log: cfg.Logger.With("component", "panel"), hosts: hosts.New(cfg.BaseDomain)}
+	s.fullWait.Store(int64(wsFullWait))
 	s.app = fiber.New(fiber.Config{
 		DisableStartupMessage: true,
 		AppName:               "minivercel",

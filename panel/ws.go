@@ -59,8 +59,8 @@ const (
 // wsFullWait is how long a full queue may hold a subscription before its
 // lines are dropped: long enough for a burst of output (npm install) to drain
 // to a client that reads, short enough that a stalled client costs little.
-// (A variable so a test can make a stalled client drop at once.)
-var wsFullWait = time.Second
+// Server.fullWait holds it, so that a test can change it for its own server.
+const wsFullWait = time.Second
 
 // wsUserKey and wsBadCredentialKey carry the upgrade request's
 // authentication into the websocket handler.
@@ -398,7 +398,7 @@ func (w *wsConn) follow(ctx context.Context, id int64, last int, status schema.B
 			// Once a line was dropped, the next ones are dropped without
 			// waiting until there is room again: a stalled client must not
 			// make this goroutine crawl (the broker would cut it off).
-			wait := wsFullWait
+			wait := time.Duration(w.s.fullWait.Load())
 			if dropping {
 				wait = 0
 			}

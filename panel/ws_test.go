@@ -33,6 +33,7 @@ func expectUnauthorized(t *testing.T, wc *wsClient) {
 }
 
 func TestWSAuth(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, false, nil)
 	host := e.srv.Addr().String()
 	cookie := func(origin string) http.Header {
@@ -98,6 +99,7 @@ func TestWSAuth(t *testing.T) {
 }
 
 func TestWSErrors(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, false, nil)
 	wc := e.connect()
 	for _, tc := range []struct {
@@ -241,6 +243,7 @@ func TestWSStatusPushProperty(t *testing.T) {
 // TestWSRealBuild follows a real build queued through the API, from queued to
 // succeeded, and gets the same lines the API stores.
 func TestWSRealBuild(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, true, nil)
 	e.project("real")
 	e.gitPush("real", "main", map[string]string{"index.html": "<h1>hi</h1>"})
@@ -264,6 +267,7 @@ func TestWSRealBuild(t *testing.T) {
 // TestWSUnsubscribe: after unsubscribe_build no line of that build arrives;
 // several subscriptions share one connection.
 func TestWSUnsubscribe(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, false, nil)
 	p := e.project("unsub")
 	a, b := e.storedBuild(p), e.storedBuild(p)
@@ -299,7 +303,10 @@ func TestWSUnsubscribe(t *testing.T) {
 // TestWSBurstIsNotDropped: a client that reads gets every line of a burst of
 // output far larger than its queue: the queue waits for it a moment.
 func TestWSBurstIsNotDropped(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, false, nil)
+	// However slow the machine, a client that reads is waited for.
+	e.srv.fullWait.Store(int64(time.Minute))
 	b := e.storedBuild(e.project("burst"))
 	wc := e.connect()
 	wc.subscribe(b.ID, 0)
@@ -319,12 +326,11 @@ func TestWSBurstIsNotDropped(t *testing.T) {
 // what its queue cannot hold is reported as dropped, and every line it does
 // get arrives once, in order, followed by the final status.
 func TestWSSlowClient(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false, nil)
 	// No grace for a full queue: this client stalls for as long as the
 	// build runs, however fast the machine.
-	old := wsFullWait
-	wsFullWait = 0
-	t.Cleanup(func() { wsFullWait = old })
-	e := newEnv(t, false, nil)
+	e.srv.fullWait.Store(0)
 	p := e.project("slow")
 	b := e.storedBuild(p)
 	wc := e.connect()
@@ -400,6 +406,7 @@ func (c *cutOff) Follow(ctx context.Context, id int64) (<-chan pipeline.Event, e
 // status, the websocket follows again and skips what it already sent: the
 // client still gets every line exactly once.
 func TestWSRefollowAfterCutOff(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, false, func(l Logs) Logs { return &cutOff{Logs: l, after: 7, cut: map[int64]bool{}} })
 	p := e.project("cut")
 	b := e.storedBuild(p)

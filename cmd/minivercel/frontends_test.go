@@ -19,10 +19,14 @@ import (
 	"minivercel/creds"
 	"minivercel/deploy/deploytest"
 	"minivercel/panel"
+	"minivercel/pipeline"
 	"minivercel/schema/schematest"
 )
 
-func TestMain(m *testing.M) { schematest.Main(m) }
+// The template database every test copies has River's tables too.
+func TestMain(m *testing.M) {
+	schematest.MainWith(m, schematest.Options{Migrate: pipeline.MigrateQueue})
+}
 
 const frontBase = "test.localhost"
 
@@ -137,6 +141,7 @@ func settingsForm(change map[string]string) url.Values {
 // API and the pages: each refuses it with the same words (the pages make a
 // sentence of them: a capital letter, a full stop), and the CLI exits 2.
 func TestFrontEndsRefuseAlike(t *testing.T) {
+	t.Parallel()
 	f := newFrontEnds(t)
 	rk, err := rsa.GenerateKey(rand.Reader, 1024)
 	if err != nil {

@@ -53,6 +53,7 @@ var (
 // a permanent failure or a success ends the retry at once, and a context that
 // ends during a wait stops it with the context's error.
 func TestBackoffProperty(t *testing.T) {
+	t.Parallel()
 	rapid.Check(t, func(rt *rapid.T) {
 		outcomes := rapid.SliceOfN(rapid.SampledFrom([]string{"ok", "transient", "permanent"}), 1, 10).Draw(rt, "outcomes")
 		rec := &recordedSleep{}
@@ -143,6 +144,7 @@ func btoi(b bool) int {
 // through every try fails with an error naming the cause; a permanent
 // failure (an unsafe archive, a malformed checksum) fails at once.
 func TestArtifactReadRetriedProperty(t *testing.T) {
+	t.Parallel()
 	tmp := t.TempDir()
 	good, sum := writeArchive(t, tmp, []entry{file("index.html", "whole")})
 	whole, err := os.ReadFile(good)
@@ -221,6 +223,7 @@ func TestArtifactReadRetriedProperty(t *testing.T) {
 // TestArtifactRetryHonoursContext: an activation whose context ends while
 // the edge waits for an artifact stops waiting.
 func TestArtifactRetryHonoursContext(t *testing.T) {
+	t.Parallel()
 	d := newDeployments(t.TempDir(), Limits{})
 	ctx, cancel := context.WithCancel(context.Background())
 	rec := &recordedSleep{then: func(int) error { cancel(); return nil }}
@@ -234,6 +237,7 @@ func TestArtifactRetryHonoursContext(t *testing.T) {
 // TestSleepCtx: the real sleep of the backoff returns at once when the
 // context has ended.
 func TestSleepCtx(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := sleepCtx(ctx, time.Hour); !errors.Is(err, context.Canceled) {

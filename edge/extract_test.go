@@ -79,6 +79,7 @@ func writeArchive(t fataler, dir string, entries []entry) (string, string) {
 }
 
 func TestExtractRoundTrip(t *testing.T) {
+	t.Parallel()
 	tmp := t.TempDir()
 	arch, sum := writeArchive(t, tmp, []entry{
 		dir("assets/"),
@@ -117,6 +118,7 @@ func TestExtractRoundTrip(t *testing.T) {
 }
 
 func TestExtractRefusals(t *testing.T) {
+	t.Parallel()
 	big := Limits{MaxTotalBytes: 10, MaxEntries: 3}
 	cases := []struct {
 		name    string
@@ -163,6 +165,7 @@ func TestExtractRefusals(t *testing.T) {
 }
 
 func TestExtractChecksum(t *testing.T) {
+	t.Parallel()
 	tmp := t.TempDir()
 	arch, sum := writeArchive(t, tmp, []entry{file("index.html", "x")})
 	for _, bad := range []string{"", "zz", strings.Repeat("0", 64), sum[:62]} {
@@ -177,6 +180,7 @@ func TestExtractChecksum(t *testing.T) {
 }
 
 func TestEnsureExtractedConcurrent(t *testing.T) {
+	t.Parallel()
 	tmp := t.TempDir()
 	arch, sum := writeArchive(t, tmp, []entry{file("index.html", "same")})
 	dst := filepath.Join(tmp, "deploy", "7")
@@ -202,6 +206,7 @@ func TestEnsureExtractedConcurrent(t *testing.T) {
 // TestExtractPropertyConfined: for any archive, extraction either fails or
 // creates nothing outside dst, and no symlink it creates resolves outside dst.
 func TestExtractPropertyConfined(t *testing.T) {
+	t.Parallel()
 	// Mostly plain names, so that many archives extract and the symlinks
 	// they plant get written through by later entries.
 	elems := []string{"a", "b", "l", "a", "b", "l", "x.txt", "..", ".", ""}
@@ -276,6 +281,7 @@ func TestExtractPropertyConfined(t *testing.T) {
 // TestExtractPropertyRoundTrip: any valid tree of dirs and files comes back
 // byte for byte with the right kinds.
 func TestExtractPropertyRoundTrip(t *testing.T) {
+	t.Parallel()
 	rapid.Check(t, func(rt *rapid.T) {
 		n := rapid.IntRange(0, 20).Draw(rt, "files")
 		want := map[string]string{}

@@ -47,6 +47,7 @@ func (a *fakeApp) drain()        { a.drained.Store(true); a.stop() }
 func (a *fakeApp) stop()         { a.stopped.Store(true) }
 
 func TestRouteTableSwap(t *testing.T) {
+	t.Parallel()
 	tab := newRouteTable()
 	if tab.get("p") != nil {
 		t.Fatal("an empty table has a route")
@@ -72,6 +73,7 @@ func TestRouteTableSwap(t *testing.T) {
 }
 
 func TestStaticCacheReferences(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	var extractions atomic.Int64
 	extract := func(_ context.Context, s Site) (string, error) {
@@ -174,6 +176,7 @@ func (f *fakePreviews) serve(w http.ResponseWriter, r *http.Request, s Site, sho
 // TestRouterAlone drives the router with fakes for everything it is given:
 // each host form reaches the right part, with the right build.
 func TestRouterAlone(t *testing.T) {
+	t.Parallel()
 	tab := newRouteTable()
 	prod := &fakeApp{name: "prod"}
 	tab.swap("shop", &route{site: Site{Project: "shop", BuildID: 1, Slug: "aaaaaaaaaa"}, h: prod, app: prod})
@@ -270,6 +273,7 @@ func previewGet(p *previewPool, site Site) *httptest.ResponseRecorder {
 // 503 when every preview is busy, remembers a failed start, and close stops
 // everything.
 func TestPreviewPoolAlone(t *testing.T) {
+	t.Parallel()
 	st := &fakeStarter{gate: make(chan struct{})}
 	p := newPreviewPool(st, time.Hour, 2, discard)
 	one, two, three := Site{Project: "p", BuildID: 1}, Site{Project: "p", BuildID: 2}, Site{Project: "p", BuildID: 3}
@@ -332,6 +336,7 @@ func sortedIDs(ids []int64) []int64 {
 // lookups of one name share a call, and a lookup that returns another build
 // than asked is no answer.
 func TestSiteResolverAlone(t *testing.T) {
+	t.Parallel()
 	lk := &previewLookup{}
 	good := Site{Project: "p", BuildID: 1, Slug: "aaaaaaaaaa"}
 	lk.add(good, "main")
@@ -362,6 +367,7 @@ func TestSiteResolverAlone(t *testing.T) {
 // TestAppRuntimeAlone starts, checks and stops a real process through the
 // runtime, with a tree prepared by hand instead of an artifact.
 func TestAppRuntimeAlone(t *testing.T) {
+	t.Parallel()
 	needNode(t)
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "server.js"), []byte(fmt.Sprintf(serverJS, "alone")), 0o644); err != nil {
@@ -393,6 +399,7 @@ func TestAppRuntimeAlone(t *testing.T) {
 // TestTLSServerAlone: the HTTPS part, given only its config, a handler and
 // the plain server's settings, listens and redirects plain HTTP to its port.
 func TestTLSServerAlone(t *testing.T) {
+	t.Parallel()
 	plain := &http.Server{ReadHeaderTimeout: time.Second}
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "next") })
 	ts, err := newTLSServer(TLSConfig{Addr: "127.0.0.1:0", Storage: &certmagic.FileStorage{Path: t.TempDir()}, Domains: &fakePolicy{}},

@@ -227,6 +227,7 @@ func runningPreviews(s *Server) []int64 {
 // production starts its own process on the first request, with the Env its
 // lookup gave, and concurrent first requests share that one start.
 func TestPreviewAppStartsOnDemand(t *testing.T) {
+	t.Parallel()
 	e := newPreviewEdge(t, RuntimeConfig{}, nil)
 	prod := e.app("orders-api", 1, "production")
 	e.activate(prod)
@@ -269,6 +270,7 @@ func TestPreviewAppStartsOnDemand(t *testing.T) {
 // TestPreviewStopsWhenIdle: after the idle period without a request the
 // preview's process is gone; the next request starts it again.
 func TestPreviewStopsWhenIdle(t *testing.T) {
+	t.Parallel()
 	e := newPreviewEdge(t, RuntimeConfig{PreviewIdle: 300 * time.Millisecond}, nil)
 	pre := e.app("idle", 1, "v1")
 	e.lookup.add(pre, "feature")
@@ -286,6 +288,7 @@ func TestPreviewStopsWhenIdle(t *testing.T) {
 // TestPreviewBusyIsNotIdle: a request in flight longer than the idle period
 // keeps the process running.
 func TestPreviewBusyIsNotIdle(t *testing.T) {
+	t.Parallel()
 	e := newPreviewEdge(t, RuntimeConfig{PreviewIdle: 200 * time.Millisecond}, nil)
 	pre := e.app("busy", 1, "v1")
 	e.lookup.add(pre, "feature")
@@ -321,6 +324,7 @@ func (e *previewEdge) previewActive(id int64) int {
 // TestPreviewLRUBound: with MaxPreviews running, starting another stops the
 // least recently used one.
 func TestPreviewLRUBound(t *testing.T) {
+	t.Parallel()
 	e := newPreviewEdge(t, RuntimeConfig{MaxPreviews: 2}, nil)
 	a, b, c := e.app("lru", 1, "A"), e.app("lru", 2, "B"), e.app("lru", 3, "C")
 	for _, s := range []Site{a, b, c} {
@@ -345,6 +349,7 @@ func TestPreviewLRUBound(t *testing.T) {
 // TestTooManyPreviewsBusy: when every running preview has a request in
 // flight, another preview answers 503 instead of stopping one.
 func TestTooManyPreviewsBusy(t *testing.T) {
+	t.Parallel()
 	e := newPreviewEdge(t, RuntimeConfig{MaxPreviews: 1}, nil)
 	a, b := e.app("full", 1, "A"), e.app("full", 2, "B")
 	e.lookup.add(a, "a")
@@ -373,6 +378,7 @@ func TestTooManyPreviewsBusy(t *testing.T) {
 // app's own error on its host, only the summary on the guessable path form,
 // is not restarted by every request, and production keeps serving.
 func TestPreviewStartFailure(t *testing.T) {
+	t.Parallel()
 	e := newPreviewEdge(t, RuntimeConfig{}, nil)
 	prod := e.app("shop", 1, "production")
 	e.activate(prod)
@@ -404,6 +410,7 @@ func TestPreviewStartFailure(t *testing.T) {
 // TestBranchURLFollowsNewBuild: the branch URL serves the branch's latest
 // build, static or server, and follows a new one within its short cache.
 func TestBranchURLFollowsNewBuild(t *testing.T) {
+	t.Parallel()
 	e := newPreviewEdge(t, RuntimeConfig{}, nil)
 	host := "blog--git-feature-login.localhost"
 	// A short cache keeps the test short; the miss is remembered only as
@@ -439,6 +446,7 @@ func TestBranchURLFollowsNewBuild(t *testing.T) {
 // TestPreviewPathForm: /preview/<id>/ on the base domain serves a build
 // under the prefix, static and server, with redirects kept under it.
 func TestPreviewPathForm(t *testing.T) {
+	t.Parallel()
 	e := newPreviewEdge(t, RuntimeConfig{}, nil)
 	st := e.site("docs", 7, map[string]string{"index.html": "static home", "about.html": "about page", "guide/index.html": "guide"})
 	app := e.app("docs", 8, "server")
@@ -476,6 +484,7 @@ func TestPreviewPathForm(t *testing.T) {
 // origin: its pages share the panel's origin, so they are served in a CSP
 // sandbox without allow-same-origin and cannot use the panel's session.
 func TestPreviewPathIsSandboxed(t *testing.T) {
+	t.Parallel()
 	e := newPreviewEdge(t, RuntimeConfig{}, nil)
 	st := e.site("evil", 1, map[string]string{"index.html": "<script>fetch('/api/projects')</script>"})
 	app := e.app("evil", 2, "server")
@@ -501,6 +510,7 @@ func TestPreviewPathIsSandboxed(t *testing.T) {
 // TestCustomDomains: a host mapped to a project is served as the project's
 // host; unknown hosts answer 404 and are remembered; lookup errors are 503.
 func TestCustomDomains(t *testing.T) {
+	t.Parallel()
 	dm := &domainMap{hosts: map[string]string{"www.example.com": "shop"}}
 	e := newEdgeWith(t, &fakeLookup{}, func(c *Config) { c.CustomDomains = dm })
 	e.activate(e.site("shop", 1, map[string]string{"index.html": "shop v1"}))
@@ -526,6 +536,7 @@ func TestCustomDomains(t *testing.T) {
 
 // TestShutdownStopsPreviews: no preview process outlives the edge.
 func TestShutdownStopsPreviews(t *testing.T) {
+	t.Parallel()
 	e := newPreviewEdge(t, RuntimeConfig{}, nil)
 	pre := e.app("bye", 1, "v")
 	e.lookup.add(pre, "x")
@@ -548,6 +559,7 @@ func TestShutdownStopsPreviews(t *testing.T) {
 // succeeded one at the branch URL, and a failed build, though the lookup
 // knows it and its artifact exists, is served at none of them.
 func TestPreviewCreationProperty(t *testing.T) {
+	t.Parallel()
 	lk := &previewLookup{}
 	e := newEdgeWith(t, lk, nil)
 	// The branch cache has its own test; here every answer is fresh.
@@ -688,6 +700,7 @@ func TestDomainRoutingProperty(t *testing.T) {
 // so the panel's session cookie never reaches a preview's code and a preview
 // cannot set cookies there.
 func TestPreviewPathHidesPanelCookies(t *testing.T) {
+	t.Parallel()
 	e, hs := newAppEdge(t, &logSink{})
 	s := e.site("jar", 41, map[string]string{"server.js": `require('http').createServer((q, r) => {
   r.setHeader('Set-Cookie', 'mv_session=planted; Path=/');

@@ -125,6 +125,7 @@ func httpGet(t testing.TB, hs *httptest.Server, host, path string) (int, string,
 }
 
 func TestServerAppIsProxied(t *testing.T) {
+	t.Parallel()
 	sink := &logSink{}
 	e, hs := newAppEdge(t, sink)
 	var mu sync.Mutex
@@ -165,6 +166,7 @@ func TestServerAppIsProxied(t *testing.T) {
 
 // TestServerSentEventsStream: the first event arrives before the response ends.
 func TestServerSentEventsStream(t *testing.T) {
+	t.Parallel()
 	e, hs := newAppEdge(t, &logSink{})
 	e.activate(e.appSite("sse", 1, "v1"))
 	req, _ := http.NewRequest("GET", hs.URL+"/sse", nil)
@@ -183,6 +185,7 @@ func TestServerSentEventsStream(t *testing.T) {
 // TestFailedActivationKeepsPrevious is the seed's Property 29 for each way an
 // app can fail: it exits at start, never listens, or answers 5xx.
 func TestFailedActivationKeepsPrevious(t *testing.T) {
+	t.Parallel()
 	sink := &logSink{}
 	e, hs := newAppEdge(t, sink)
 	e.activate(e.appSite("web", 1, "good"))
@@ -232,6 +235,7 @@ func TestFailedActivationKeepsPrevious(t *testing.T) {
 // TestCrashedAppIsRestarted: a process that dies comes back on its own, the
 // restart is in its runtime log, and repeated crashes make it unhealthy.
 func TestCrashedAppIsRestarted(t *testing.T) {
+	t.Parallel()
 	sink := &logSink{}
 	e, hs := newAppEdge(t, sink)
 	e.activate(e.appSite("phoenix", 1, "alive"))
@@ -247,6 +251,7 @@ func TestCrashedAppIsRestarted(t *testing.T) {
 }
 
 func TestCrashLoopIsUnhealthy(t *testing.T) {
+	t.Parallel()
 	sink := &logSink{}
 	e, hs := newAppEdge(t, sink)
 	s := e.site("loop", 1, map[string]string{"server.js": `const f = '/tmp/mv-crashloop-' + process.env.PORT;
@@ -269,6 +274,7 @@ require('http').createServer((q, r) => { r.end('first'); setTimeout(() => proces
 // TestSwitchUnderLoadDropsNothing is the seed's Property 20: while versions are
 // switched back and forth, every request is answered by one of them.
 func TestSwitchUnderLoadDropsNothing(t *testing.T) {
+	t.Parallel()
 	e, hs := newAppEdge(t, &logSink{})
 	a, b := e.appSite("busy", 1, "A"), e.appSite("busy", 2, "B")
 	e.activate(a)
@@ -319,6 +325,7 @@ func TestSwitchUnderLoadDropsNothing(t *testing.T) {
 // builds, production serves the last activated build, static builds from their
 // files and server builds from their process.
 func TestActivationSequencesServeTheLast(t *testing.T) {
+	t.Parallel()
 	e, hs := newAppEdge(t, &logSink{})
 	builds := []Site{
 		e.site("mix", 1, map[string]string{"index.html": "static one"}),
@@ -352,6 +359,7 @@ func TestActivationSequencesServeTheLast(t *testing.T) {
 // TestDrainLetsInFlightFinish: a slow request started on the old app finishes
 // with its answer after the switch, and the old process is stopped after it.
 func TestDrainLetsInFlightFinish(t *testing.T) {
+	t.Parallel()
 	e, hs := newAppEdge(t, &logSink{})
 	e.activate(e.appSite("drain", 1, "old"))
 	oldPort := e.srv.Port("drain")
@@ -396,6 +404,7 @@ func waitFor(t *testing.T, cond func() bool) {
 // TestStopKillsTheWholeGroup: a start command that spawns children leaves
 // nothing running after the app is stopped.
 func TestStopKillsTheWholeGroup(t *testing.T) {
+	t.Parallel()
 	e, _ := newAppEdge(t, &logSink{})
 	s := e.appSite("tree", 1, "v")
 	s.Start = "sleep 1000 & node server.js"
@@ -408,6 +417,7 @@ func TestStopKillsTheWholeGroup(t *testing.T) {
 // TestHTTP2Cleartext: a client speaking HTTP/2 with prior knowledge reaches a
 // server app through the edge's own listener.
 func TestHTTP2Cleartext(t *testing.T) {
+	t.Parallel()
 	e, _ := newAppEdge(t, &logSink{})
 	e.srv.cfg.Addr = "127.0.0.1:0"
 	if err := e.srv.Listen(); err != nil {
@@ -433,6 +443,7 @@ func TestHTTP2Cleartext(t *testing.T) {
 // TestWebsocketsClosedAfterGrace: an upgraded connection keeps working through
 // a switch, then is closed after the grace period so the old app can stop.
 func TestWebsocketsClosedAfterGrace(t *testing.T) {
+	t.Parallel()
 	e, _ := newAppEdge(t, &logSink{})
 	e.srv.cfg.Addr = "127.0.0.1:0"
 	if err := e.srv.Listen(); err != nil {
@@ -613,6 +624,7 @@ func TestFailedActivationProperty(t *testing.T) {
 // TestRuntimeLogsRedactSecrets: values of the app's variables never reach its
 // runtime log, also when printed split across lines or base64-encoded.
 func TestRuntimeLogsRedactSecrets(t *testing.T) {
+	t.Parallel()
 	sink := &logSink{}
 	e, _ := newAppEdge(t, sink)
 	s := e.site("leaky", 1, map[string]string{"server.js": `const v = process.env.API_TOKEN;
@@ -636,6 +648,7 @@ setTimeout(() => {
 // TestClientForwardingHeadersAreNotTrusted: an app sees the edge's own
 // X-Forwarded-For, never a client's X-Real-IP or X-Forwarded-Prefix.
 func TestClientForwardingHeadersAreNotTrusted(t *testing.T) {
+	t.Parallel()
 	e, hs := newAppEdge(t, &logSink{})
 	s := e.site("hdr", 1, map[string]string{"server.js": `require('http').createServer((q, r) => r.end(JSON.stringify([q.headers['x-real-ip'], q.headers['x-forwarded-prefix'], q.headers['x-forwarded-for']]))).listen(process.env.PORT, process.env.HOST);`})
 	s.Start = "node server.js"
@@ -659,6 +672,7 @@ func TestClientForwardingHeadersAreNotTrusted(t *testing.T) {
 // TestListenerOwnedBy reads the kernel's socket table: a listener of this
 // process belongs to this process's uid and to no other.
 func TestListenerOwnedBy(t *testing.T) {
+	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -118,6 +118,7 @@ func (e *testEdge) expect(host, path string, code int, body string) {
 }
 
 func TestActivateSwitchesBuild(t *testing.T) {
+	t.Parallel()
 	e := newTestEdge(t)
 	v1 := e.site("my-app", 1, map[string]string{"index.html": "v1"})
 	v2 := e.site("my-app", 2, map[string]string{"index.html": "v2"})
@@ -140,6 +141,7 @@ func TestActivateSwitchesBuild(t *testing.T) {
 }
 
 func TestActivateFailureKeepsOldBuild(t *testing.T) {
+	t.Parallel()
 	e := newTestEdge(t)
 	e.activate(e.site("app", 1, map[string]string{"index.html": "good"}))
 	bad := e.site("app", 2, map[string]string{"index.html": "bad"})
@@ -164,6 +166,7 @@ func TestActivateFailureKeepsOldBuild(t *testing.T) {
 }
 
 func TestHostsAndHealth(t *testing.T) {
+	t.Parallel()
 	e := newTestEdge(t)
 	e.expect("localhost", "/healthz", 503, "not ready")
 	e.srv.SetReady(true)
@@ -178,6 +181,7 @@ func TestHostsAndHealth(t *testing.T) {
 }
 
 func TestPanelHandlerSeam(t *testing.T) {
+	t.Parallel()
 	srv, err := New(Config{DeploymentsDir: t.TempDir(), BaseDomain: "Example.Test.",
 		PanelHandler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "panel") })}, &fakeLookup{})
 	if err != nil {
@@ -193,6 +197,7 @@ func TestPanelHandlerSeam(t *testing.T) {
 }
 
 func TestBuildURLs(t *testing.T) {
+	t.Parallel()
 	e := newTestEdge(t)
 	old := e.site("shop-front", 1, map[string]string{"index.html": "old build"})
 	cur := e.site("shop-front", 2, map[string]string{"index.html": "new build"})
@@ -227,6 +232,7 @@ func TestBuildURLs(t *testing.T) {
 // repeated unknown host costs no lookup, yet a scan of random hosts cannot
 // grow the memory of them beyond the bound.
 func TestBuildURLMissesStayBounded(t *testing.T) {
+	t.Parallel()
 	e := newTestEdge(t)
 	var last string
 	for i := range cacheMax + 10 {
@@ -247,6 +253,7 @@ func TestBuildURLMissesStayBounded(t *testing.T) {
 }
 
 func TestRestore(t *testing.T) {
+	t.Parallel()
 	e := newTestEdge(t)
 	bad := e.site("c", 3, map[string]string{"index.html": "c"})
 	bad.SHA256 = strings.Repeat("1", 64)
@@ -266,6 +273,7 @@ func TestRestore(t *testing.T) {
 // TestInFlightRequestFinishesOnOldBuild reads a large file slowly across a
 // swap: the response must be the old build's bytes from start to end.
 func TestInFlightRequestFinishesOnOldBuild(t *testing.T) {
+	t.Parallel()
 	e := newTestEdge(t)
 	const size = 16 << 20
 	oldBody, newBody := strings.Repeat("a", size), strings.Repeat("b", size)
@@ -310,6 +318,7 @@ func TestInFlightRequestFinishesOnOldBuild(t *testing.T) {
 // TestConcurrentActivation flips between two builds 200 times while clients
 // keep reading; every response must be one whole build. Run with -race.
 func TestConcurrentActivation(t *testing.T) {
+	t.Parallel()
 	e := newTestEdge(t)
 	builds := []Site{
 		e.site("flip", 1, map[string]string{"index.html": strings.Repeat("one ", 600)}),
@@ -380,6 +389,7 @@ func TestConcurrentActivation(t *testing.T) {
 }
 
 func TestListenServeShutdown(t *testing.T) {
+	t.Parallel()
 	e := newTestEdge(t)
 	if err := e.srv.Listen(); err != nil {
 		t.Fatal(err)
@@ -409,6 +419,7 @@ func TestListenServeShutdown(t *testing.T) {
 }
 
 func TestDebugAccessLog(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	srv, err := New(Config{DeploymentsDir: t.TempDir(),
 		Logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))}, &fakeLookup{})
@@ -426,6 +437,7 @@ func TestDebugAccessLog(t *testing.T) {
 // TestUnfinishedExtractionsRemovedAtStart: a crash mid-extraction leaves a
 // temporary directory; the next start removes it and keeps finished builds.
 func TestUnfinishedExtractionsRemovedAtStart(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	stale := filepath.Join(dir, ".7.tmp-123")
 	done := filepath.Join(dir, "6")
@@ -446,6 +458,7 @@ func TestUnfinishedExtractionsRemovedAtStart(t *testing.T) {
 }
 
 func TestBaseDomainRouting(t *testing.T) {
+	t.Parallel()
 	var got []string
 	mark := func(name string) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = append(got, name+" "+r.URL.Path) })

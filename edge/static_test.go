@@ -75,6 +75,7 @@ func do(h http.Handler, method, target string, hdr map[string]string) *httptest.
 }
 
 func TestStaticContentTypes(t *testing.T) {
+	t.Parallel()
 	s := newTestStatic(t, siteFiles(), false)
 	cases := map[string]string{
 		"/":                 "text/html; charset=utf-8",
@@ -106,6 +107,7 @@ func TestStaticContentTypes(t *testing.T) {
 }
 
 func TestStaticRouting(t *testing.T) {
+	t.Parallel()
 	files := siteFiles()
 	files["404.html"] = "<h1>custom missing</h1>"
 	withCustom404 := newTestStatic(t, files, false)
@@ -154,6 +156,7 @@ func TestStaticRouting(t *testing.T) {
 }
 
 func TestStaticEscapingSymlinkRefused(t *testing.T) {
+	t.Parallel()
 	dir := writeTree(t, map[string]string{"index.html": "x"})
 	secret := filepath.Join(t.TempDir(), "secret")
 	os.WriteFile(secret, []byte("secret"), 0o644)
@@ -168,6 +171,7 @@ func TestStaticEscapingSymlinkRefused(t *testing.T) {
 }
 
 func TestStaticCacheControl(t *testing.T) {
+	t.Parallel()
 	s := newTestStatic(t, siteFiles(), false)
 	for path, want := range map[string]string{
 		"/assets/app.3f2a9c1b.js":   cacheImmutable,
@@ -183,6 +187,7 @@ func TestStaticCacheControl(t *testing.T) {
 }
 
 func TestIsHashedAsset(t *testing.T) {
+	t.Parallel()
 	for name, want := range map[string]bool{
 		"app.3f2a9c1b.js":            true,
 		"index-BqK3x_9a.js":          true,
@@ -204,6 +209,7 @@ func TestIsHashedAsset(t *testing.T) {
 }
 
 func TestStaticETagAndConditional(t *testing.T) {
+	t.Parallel()
 	s := newTestStatic(t, siteFiles(), false)
 	w := do(s, "GET", "/about", nil)
 	etag := w.Header().Get("ETag")
@@ -227,6 +233,7 @@ func TestStaticETagAndConditional(t *testing.T) {
 }
 
 func TestStaticGzip(t *testing.T) {
+	t.Parallel()
 	s := newTestStatic(t, siteFiles(), false)
 	path := "/assets/app.3f2a9c1b.js"
 	plain := do(s, "GET", path, nil)
@@ -278,6 +285,7 @@ func TestStaticGzip(t *testing.T) {
 }
 
 func TestStaticRangeAndHead(t *testing.T) {
+	t.Parallel()
 	s := newTestStatic(t, siteFiles(), false)
 	w := do(s, "GET", "/big.bin", map[string]string{"Range": "bytes=4-7"})
 	if w.Code != 206 || w.Body.String() != "\x00\x01\x02\x03" || w.Header().Get("Content-Range") != "bytes 4-7/16384" {
@@ -290,6 +298,7 @@ func TestStaticRangeAndHead(t *testing.T) {
 }
 
 func TestStaticMethodNotAllowed(t *testing.T) {
+	t.Parallel()
 	s := newTestStatic(t, siteFiles(), false)
 	for _, m := range []string{"POST", "PUT", "DELETE", "OPTIONS", "PATCH"} {
 		w := do(s, m, "/", nil)
@@ -300,6 +309,7 @@ func TestStaticMethodNotAllowed(t *testing.T) {
 }
 
 func TestStaticCacheBudget(t *testing.T) {
+	t.Parallel()
 	dir := writeTree(t, map[string]string{"a.html": strings.Repeat("a", 3000), "b.html": strings.Repeat("b", 3000)})
 	s, err := newStatic(dir, false, &memBudget{limit: 4000})
 	if err != nil {
@@ -320,6 +330,7 @@ func TestStaticCacheBudget(t *testing.T) {
 }
 
 func TestStaticGzipLargeFileFromDisk(t *testing.T) {
+	t.Parallel()
 	big := strings.Repeat("let x = 1; // padding that compresses well\n", 5000) // > inlineMax
 	s := newTestStatic(t, map[string]string{"huge.js": big}, false)
 	w := do(s, "GET", "/huge.js", map[string]string{"Accept-Encoding": "gzip"})

@@ -7,6 +7,7 @@ import (
 )
 
 func TestTTLCacheExpiresAndStaysBounded(t *testing.T) {
+	t.Parallel()
 	c := newTTLCache[int](3)
 	now := time.Unix(1000, 0)
 	c.put("a", 1, now, time.Second)

@@ -11,6 +11,7 @@ import (
 )
 
 func TestParseCommand(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		raw     string
@@ -58,6 +59,7 @@ func TestParseCommand(t *testing.T) {
 // TestParseCommandStaysInReposDir: whatever the client sends, an accepted
 // command names a repository directly inside the repos directory.
 func TestParseCommandStaysInReposDir(t *testing.T) {
+	t.Parallel()
 	const reposDir = "/srv/repos"
 	rapid.Check(t, func(t *rapid.T) {
 		path := rapid.OneOf(

@@ -199,6 +199,7 @@ func (e *testEnv) ssh(key string, args ...string) (string, int) {
 }
 
 func TestPushCreatesRepoStreamsAndClones(t *testing.T) {
+	t.Parallel()
 	calls := make(chan pushCall, 2)
 	e := newTestEnv(t, announcesBuilds(calls))
 	work, sha := e.workTree("blog", page("<h1>hello</h1>\n"))
@@ -222,6 +223,7 @@ func TestPushCreatesRepoStreamsAndClones(t *testing.T) {
 }
 
 func TestUnknownKeyIsToldHowToGetAdded(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, refuses(t, "for an unknown key"))
 	// A key removed from its user is as unknown as one never added.
 	if _, err := e.svc.RemoveKey(context.Background(), deploy.Operator, keyFingerprint(t, e.otherKey)); err != nil {
@@ -248,6 +250,7 @@ func TestUnknownKeyIsToldHowToGetAdded(t *testing.T) {
 }
 
 func TestRefusedCommandsAndPaths(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, replies(0, ""))
 	_, evilErr := os.Stat("/tmp/evil.git")
 	tests := []struct {
@@ -310,6 +313,7 @@ func newSigner(t *testing.T) gossh.Signer {
 // with its own unknown key B. The public-key callback saw A after B's first
 // offer; the session must still act as B (refused), never as A's user.
 func TestKeyConfusionCVE202445337(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, refuses(t, "during a key-confusion attack"))
 	victim := newSigner(t)   // A: authorized, the attacker only knows its public half
 	attacker := newSigner(t) // B: the attacker's own key, unknown to the server
@@ -371,6 +375,7 @@ func TestKeyConfusionCVE202445337(t *testing.T) {
 // its own: with a library whose reported key is not the authenticated one,
 // the session is refused.
 func TestVerifiedFingerprintRefusesMismatch(t *testing.T) {
+	t.Parallel()
 	a, b := newSigner(t).PublicKey(), newSigner(t).PublicKey()
 	perms := &gossh.Permissions{Extensions: map[string]string{extKeyFingerprint: gossh.FingerprintSHA256(b)}}
 	tests := []struct {
@@ -402,6 +407,7 @@ func TestVerifiedFingerprintRefusesMismatch(t *testing.T) {
 // hook streams a lot of output. receive-pack and the hook must not be left
 // hanging (they get SIGTERM), and the Receiver's context must be canceled.
 func TestClientDisconnectStopsReceivePack(t *testing.T) {
+	t.Parallel()
 	canceled := make(chan struct{})
 	e := newTestEnv(t, streamsUntilCanceled(canceled))
 	work, _ := e.workTree("slow", page("x"))
@@ -497,6 +503,7 @@ func ctrlCDuringHook(t *testing.T, cmd *exec.Cmd, canceled <-chan struct{}, repo
 // the credentials are unknown and never the database's own words, and no
 // repository is made. Closing the service's pool is the real fault.
 func TestDatabaseDownIsAnInternalError(t *testing.T) {
+	t.Parallel()
 	check := func(t *testing.T, e *clientEnv, out string, err error, want string) {
 		t.Helper()
 		if err == nil || !strings.Contains(out, want) {

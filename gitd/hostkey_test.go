@@ -8,6 +8,7 @@ import (
 )
 
 func TestHostKeyCreatedPrivateAndReused(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "keys", "host_ed25519")
 	first, err := loadOrCreateHostKey(path)
 	if err != nil {

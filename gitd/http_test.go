@@ -72,6 +72,7 @@ func (e *httpEnv) url(token, path string) string {
 }
 
 func TestHTTPPushCreatesProjectStreamsClonesAndFetches(t *testing.T) {
+	t.Parallel()
 	calls := make(chan pushCall, 2)
 	e := newHTTPEnv(t, announcesBuilds(calls), 0)
 	work, sha := e.workTree("blog", page("<h1>hello</h1>\n"))
@@ -114,6 +115,7 @@ func TestHTTPPushCreatesProjectStreamsClonesAndFetches(t *testing.T) {
 // TestHTTPFailedBuildFailsPush: over HTTP there is no exit status, yet a
 // failed build must make `git push` exit non-zero, as over SSH.
 func TestHTTPFailedBuildFailsPush(t *testing.T) {
+	t.Parallel()
 	e := newHTTPEnv(t, replies(1, "error: npm run build exited with status 2\n"), 0)
 	work, sha := e.workTree("app", page("x"))
 	cmd := e.gitCmd(work, "push", e.url(e.userToken, "app.git"), "main")
@@ -136,6 +138,7 @@ func TestHTTPFailedBuildFailsPush(t *testing.T) {
 }
 
 func TestHTTPAuthRequired(t *testing.T) {
+	t.Parallel()
 	e := newHTTPEnv(t, refuses(t, "without valid credentials"), 0)
 	work, _ := e.workTree("site", page("x"))
 	e.revokeTokensOf(e.otherID)
@@ -228,6 +231,7 @@ func authHeader(token string) http.Header {
 }
 
 func TestHTTPRefusedPaths(t *testing.T) {
+	t.Parallel()
 	e := newHTTPEnv(t, refuses(t, "for a refused path"), 0)
 	_, evilErr := os.Stat("/tmp/evil.git")
 	addr := strings.TrimPrefix(e.srv.URL, "http://")
@@ -278,6 +282,7 @@ func TestHTTPRefusedPaths(t *testing.T) {
 // TestHTTPLargePush: git sends a pack larger than http.postBuffer (1 MiB)
 // chunked, without Content-Length.
 func TestHTTPLargePush(t *testing.T) {
+	t.Parallel()
 	e := newHTTPEnv(t, replies(0, "-----> got it\n"), 0)
 	files := map[string][]byte{}
 	for i := range 5 {
@@ -308,6 +313,7 @@ func TestHTTPLargePush(t *testing.T) {
 // TestHTTPBodyLimit: a push larger than MaxBodyBytes is refused and leaves
 // the refs alone.
 func TestHTTPBodyLimit(t *testing.T) {
+	t.Parallel()
 	e := newHTTPEnv(t, refuses(t, "for a push over the limit"), 64<<10)
 	b := make([]byte, 256<<10)
 	rand.Read(b)
@@ -361,6 +367,7 @@ func gzipped(t *testing.T, b []byte) []byte {
 // TestHTTPGzipRequest sends hand-made gzip-encoded upload-pack requests,
 // as git does for large fetch negotiations.
 func TestHTTPGzipRequest(t *testing.T) {
+	t.Parallel()
 	e := newHTTPEnv(t, replies(0, ""), 0)
 	work, sha := e.workTree("zip", page("x"))
 	e.mustGit(work, "push", "-q", e.url(e.userToken, "zip.git"), "main")
@@ -393,6 +400,7 @@ func TestHTTPGzipRequest(t *testing.T) {
 }
 
 func TestHTTPInfoRefsResponse(t *testing.T) {
+	t.Parallel()
 	e := newHTTPEnv(t, replies(0, ""), 0)
 	work, _ := e.workTree("refs", page("x"))
 	e.mustGit(work, "push", "-q", e.url(e.userToken, "refs.git"), "main")
@@ -425,6 +433,7 @@ func TestHTTPInfoRefsResponse(t *testing.T) {
 // rather than hang, the refs stay updated, and the Receiver's context is
 // canceled (the build it started goes on: that is the Receiver's side).
 func TestHTTPClientDisconnectStopsReceivePack(t *testing.T) {
+	t.Parallel()
 	canceled := make(chan struct{})
 	e := newHTTPEnv(t, streamsUntilCanceled(canceled), 0)
 	work, sha := e.workTree("slow", page("x"))
@@ -442,6 +451,7 @@ func TestHTTPClientDisconnectStopsReceivePack(t *testing.T) {
 // passes it through unchanged, and with extra packets it puts them just
 // before a final flush-pkt.
 func TestPktTailProperty(t *testing.T) {
+	t.Parallel()
 	rapid.Check(t, func(t *rapid.T) {
 		var stream []byte
 		endsWithFlush := false
@@ -477,6 +487,7 @@ func TestPktTailProperty(t *testing.T) {
 }
 
 func TestCapSnifferSideband(t *testing.T) {
+	t.Parallel()
 	zero := strings.Repeat("0", 40)
 	tests := []struct {
 		name string

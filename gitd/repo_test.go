@@ -8,6 +8,7 @@ import (
 // TestShellQuote runs the quoted word through the real /bin/sh: the hook
 // script must exec exactly HookCommand whatever its path contains.
 func TestShellQuote(t *testing.T) {
+	t.Parallel()
 	for _, s := range []string{
 		"/usr/local/bin/minivercel",
 		"/opt/my app/minivercel",

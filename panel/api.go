@@ -97,6 +97,19 @@ func sameHost(origin, host string) bool {
 
 // --- errors ---
 
+// listJSON answers a listing (or the error that stopped it) with every item
+// converted: [] rather than null when there is none.
+func listJSON[T, J any](c *fiber.Ctx, items []T, err error, conv func(T) J) error {
+	if err != nil {
+		return err
+	}
+	out := make([]J, 0, len(items))
+	for _, it := range items {
+		out = append(out, conv(it))
+	}
+	return c.JSON(out)
+}
+
 // notFound is the 404 of a named thing.
 func notFound(what string) error {
 	return fiber.NewError(fiber.StatusNotFound, what+" not found")

@@ -30,19 +30,12 @@ func (s *Server) apiListBuilds(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	bs, err := s.store.ListBuilds(ctx, p.ID)
-	if err != nil {
-		return fmt.Errorf("list builds of %s: %w", p.Name, err)
-	}
 	active, err := s.activeBuildID(ctx, p.ID)
 	if err != nil {
 		return err
 	}
-	out := make([]buildJSON, 0, len(bs))
-	for _, b := range bs {
-		out = append(out, s.toBuildJSON(b, b.ID == active, p.ProductionBranch))
-	}
-	return c.JSON(out)
+	bs, err := s.store.ListBuilds(ctx, p.ID)
+	return listJSON(c, bs, err, func(b schema.Build) buildJSON { return s.toBuildJSON(b, b.ID == active, p.ProductionBranch) })
 }
 
 // createBuildRequest is the body of POST /api/projects/{name}/builds.
@@ -118,14 +111,7 @@ func (s *Server) apiBuildLogs(c *fiber.Ctx) error {
 		}
 	}
 	lines, err := s.store.LogLines(c.UserContext(), b.ID, after)
-	if err != nil {
-		return fmt.Errorf("read log of build %d: %w", b.ID, err)
-	}
-	out := make([]logLineJSON, 0, len(lines))
-	for _, l := range lines {
-		out = append(out, logLineJSON{Seq: l.Seq, Line: l.Line})
-	}
-	return c.JSON(out)
+	return listJSON(c, lines, err, func(l schema.LogLine) logLineJSON { return logLineJSON{Seq: l.Seq, Line: l.Line} })
 }
 
 func (s *Server) apiCancelBuild(c *fiber.Ctx) error {
@@ -193,18 +179,10 @@ func (s *Server) activated(c *fiber.Ctx, b schema.Build) error {
 }
 
 func (s *Server) apiListDeployments(c *fiber.Ctx) error {
-	ctx := c.UserContext()
 	p, err := s.projectByParam(c)
 	if err != nil {
 		return err
 	}
-	ds, err := s.store.ListDeployments(ctx, p.ID)
-	if err != nil {
-		return fmt.Errorf("list deployments of %s: %w", p.Name, err)
-	}
-	out := make([]deploymentJSON, 0, len(ds))
-	for _, d := range ds {
-		out = append(out, toDeploymentJSON(d))
-	}
-	return c.JSON(out)
+	ds, err := s.store.ListDeployments(c.UserContext(), p.ID)
+	return listJSON(c, ds, err, toDeploymentJSON)
 }

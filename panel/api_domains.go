@@ -43,14 +43,7 @@ func (s *Server) toDomainJSON(d schema.Domain) domainJSON {
 
 func (s *Server) apiListDomains(c *fiber.Ctx) error {
 	ds, err := s.svc.Domains(c.UserContext(), c.Params("name"))
-	if err != nil {
-		return err
-	}
-	out := make([]domainJSON, 0, len(ds))
-	for _, d := range ds {
-		out = append(out, s.toDomainJSON(d))
-	}
-	return c.JSON(out)
+	return listJSON(c, ds, err, s.toDomainJSON)
 }
 
 // apiAddDomain attaches a domain: 201 when it is new, 200 when the project

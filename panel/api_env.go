@@ -51,14 +51,7 @@ type revealResponse struct {
 
 func (s *Server) apiListEnv(c *fiber.Ctx) error {
 	vars, err := s.svc.Vars(c.UserContext(), c.Params("name"))
-	if err != nil {
-		return err
-	}
-	out := make([]envVarJSON, 0, len(vars))
-	for _, v := range vars {
-		out = append(out, toEnvVarJSON(v))
-	}
-	return c.JSON(out)
+	return listJSON(c, vars, err, toEnvVarJSON)
 }
 
 func (s *Server) apiCreateEnv(c *fiber.Ctx) error {

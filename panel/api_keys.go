@@ -18,14 +18,7 @@ type addKeyRequest struct {
 
 func (s *Server) apiListKeys(c *fiber.Ctx) error {
 	ks, err := s.svc.Keys(c.UserContext(), currentUser(c))
-	if err != nil {
-		return err
-	}
-	out := make([]keyJSON, 0, len(ks))
-	for _, k := range ks {
-		out = append(out, toKeyJSON(k))
-	}
-	return c.JSON(out)
+	return listJSON(c, ks, err, toKeyJSON)
 }
 
 func (s *Server) apiAddKey(c *fiber.Ctx) error {

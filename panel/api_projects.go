@@ -56,14 +56,7 @@ func apiField(err error) error {
 
 func (s *Server) apiListProjects(c *fiber.Ctx) error {
 	ps, err := s.store.ProjectSummaries(c.UserContext())
-	if err != nil {
-		return fmt.Errorf("list projects: %w", err)
-	}
-	out := make([]projectJSON, 0, len(ps))
-	for _, p := range ps {
-		out = append(out, s.toProjectJSON(p))
-	}
-	return c.JSON(out)
+	return listJSON(c, ps, err, s.toProjectJSON)
 }
 
 func (s *Server) apiCreateProject(c *fiber.Ctx) error {

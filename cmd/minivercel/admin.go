@@ -9,12 +9,11 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"golang.org/x/term"
 
 	"minivercel/deploy"
+	"minivercel/schema"
 	"minivercel/secret"
 )
 
@@ -101,13 +100,10 @@ func admin(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		if err != nil {
 			return err
 		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tUSER\tNAME\tCREATED\tLAST USED\tREVOKED")
-		for _, t := range tokens {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.UserName, t.Name, t.CreatedAt.Format("2006-01-02 15:04"),
-				timeOr(t.LastUsedAt, "never"), timeOr(t.RevokedAt, "-"))
-		}
-		return tw.Flush()
+		return printTable(stdout, tokens, "no tokens; create one with: minivercel admin token create --name ci",
+			"ID\tUSER\tNAME\tCREATED\tLAST USED\tREVOKED", func(t schema.APIToken) []any {
+				return []any{t.ID, t.UserName, t.Name, when(t.CreatedAt), timeOr(t.LastUsedAt, "never"), timeOr(t.RevokedAt, "-")}
+			})
 	case "token revoke":
 		id, err := strconv.ParseInt(fs.Arg(0), 10, 64)
 		if err != nil {
@@ -119,13 +115,6 @@ func admin(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		fmt.Fprintf(stdout, "revoked token %d\n", id)
 	}
 	return nil
-}
-
-func timeOr(t *time.Time, none string) string {
-	if t == nil {
-		return none
-	}
-	return t.Format("2006-01-02 15:04")
 }
 
 // readPassword reads a password from stdin (one line) or, on a terminal, with
@@ -171,17 +160,10 @@ func listKeys(ctx context.Context, svc *deploy.Service, stdout io.Writer) error 
 	if err != nil {
 		return err
 	}
-	if len(keys) == 0 {
-		fmt.Fprintln(stdout, "no keys; add one with: minivercel admin key add \"$(cat ~/.ssh/id_ed25519.pub)\"")
-		return nil
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tUSER\tFINGERPRINT\tNAME\tADDED\tLAST USED")
-	for _, k := range keys {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.UserName, k.Fingerprint, k.Name,
-			k.CreatedAt.Format("2006-01-02 15:04"), timeOr(k.LastUsedAt, "never"))
-	}
-	return tw.Flush()
+	return printTable(stdout, keys, "no keys; add one with: minivercel admin key add \"$(cat ~/.ssh/id_ed25519.pub)\"",
+		"ID\tUSER\tFINGERPRINT\tNAME\tADDED\tLAST USED", func(k schema.SSHKey) []any {
+			return []any{k.ID, k.UserName, k.Fingerprint, k.Name, when(k.CreatedAt), timeOr(k.LastUsedAt, "never")}
+		})
 }
 
 // rotateKey re-encrypts every variable under a new master key in one

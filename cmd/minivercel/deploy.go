@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"text/tabwriter"
 	"time"
 
 	"minivercel/deploy"
@@ -95,17 +94,14 @@ func listDeploys(ctx context.Context, store *schema.Store, p schema.Project, w i
 	if err != nil && !errors.Is(err, schema.ErrNotFound) {
 		return err
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "BUILD\tSTATUS\tBRANCH\tCOMMIT\tKIND\tCREATED\tLIVE\tMESSAGE")
-	for _, b := range builds {
-		live := ""
-		if b.ID == active.ID {
-			live = "● live"
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%.7s\t%s\t%s\t%s\t%s\n", b.ID, b.Status, b.Branch, b.CommitSHA, b.Kind,
-			b.CreatedAt.Local().Format("2006-01-02 15:04"), live, b.CommitMessage)
-	}
-	return tw.Flush()
+	return printTable(w, builds, "no builds yet: push to build", "BUILD\tSTATUS\tBRANCH\tCOMMIT\tKIND\tCREATED\tLIVE\tMESSAGE",
+		func(b schema.Build) []any {
+			live := ""
+			if b.ID == active.ID {
+				live = "● live"
+			}
+			return []any{b.ID, b.Status, b.Branch, fmt.Sprintf("%.7s", b.CommitSHA), b.Kind, when(b.CreatedAt), live, b.CommitMessage}
+		})
 }
 
 func printRuntimeLogs(ctx context.Context, store *schema.Store, p schema.Project, n int, w io.Writer) error {

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"text/tabwriter"
 
 	"minivercel/deploy"
+	"minivercel/schema"
 )
 
 const domainUsage = `usage:
@@ -58,16 +58,9 @@ func domainCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return err
 		}
-		if len(domains) == 0 {
-			fmt.Fprintf(stdout, "%s has no custom domains; add one with: minivercel domain add %s www.example.com\n", project, project)
-			return nil
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "DOMAIN\tCERTIFICATE\tDETAIL")
-		for _, d := range domains {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", d.Name, d.CertStatus, d.CertError)
-		}
-		return tw.Flush()
+		return printTable(stdout, domains,
+			fmt.Sprintf("%s has no custom domains; add one with: minivercel domain add %s www.example.com", project, project),
+			"DOMAIN\tCERTIFICATE\tDETAIL", func(d schema.Domain) []any { return []any{d.Name, d.CertStatus, d.CertError} })
 	}
 	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"minivercel/deploy"
 	"minivercel/secret"
@@ -63,16 +62,9 @@ func envCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		if err != nil {
 			return err
 		}
-		if len(list) == 0 {
-			fmt.Fprintf(stdout, "%s has no variables; set one with: minivercel env set %s KEY=VALUE\n", project, project)
-			return nil
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "KEY\tTARGET\tVALUE\tUPDATED")
-		for _, v := range list {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", v.Name, v.Target, v.Masked, v.UpdatedAt)
-		}
-		return tw.Flush()
+		return printTable(stdout, list,
+			fmt.Sprintf("%s has no variables; set one with: minivercel env set %s KEY=VALUE", project, project),
+			"KEY\tTARGET\tVALUE\tUPDATED", func(v secret.Var) []any { return []any{v.Name, v.Target, v.Masked, v.UpdatedAt} })
 	case "unset":
 		for _, name := range fs.Args()[1:] {
 			if err := svc.UnsetVar(ctx, deploy.Operator, project, name, *target); err != nil {

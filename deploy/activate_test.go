@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"minivercel/deploy"
 	"net/http"
-	"strings"
 	"testing"
 
 	"pgregory.net/rapid"
@@ -54,10 +53,7 @@ func TestActivationPipelineProperty(t *testing.T) {
 				b := e.site(p, c)
 				if rapid.IntRange(0, 4).Draw(rt, "broken") == 0 {
 					// An artifact that is not what its checksum says.
-					if _, err := e.Store.Pool().Exec(ctx, `UPDATE builds SET artifact_sha256 = $2 WHERE id = $1`, b.ID, strings.Repeat("0", 64)); err != nil {
-						rt.Fatal(err)
-					}
-					b.ArtifactSHA256 = strings.Repeat("0", 64)
+					e.breakArtifact(rt, &b)
 					c = ""
 				}
 				builds = append(builds, b)
@@ -163,9 +159,7 @@ func TestDeploymentHistoryProperty(t *testing.T) {
 		p := e.project(fmt.Sprintf("h%d", e.n+1))
 		good := e.site(p, "good")
 		bad := e.site(p, "bad")
-		if _, err := e.Store.Pool().Exec(ctx, `UPDATE builds SET artifact_sha256 = $2 WHERE id = $1`, bad.ID, strings.Repeat("0", 64)); err != nil {
-			rt.Fatal(err)
-		}
+		e.breakArtifact(rt, &bad)
 		n := rapid.IntRange(1, 8).Draw(rt, "activations")
 		served := int64(0)
 		for i := 0; i < n; i++ {

@@ -22,15 +22,7 @@ func (s *Service) ValidateDomain(name string) (string, error) {
 
 // Domains lists a project's custom domains with their certificate status.
 func (s *Service) Domains(ctx context.Context, project string) ([]schema.Domain, error) {
-	p, err := s.Project(ctx, project)
-	if err != nil {
-		return nil, err
-	}
-	ds, err := s.store.ListDomains(ctx, p.ID)
-	if err != nil {
-		return nil, fmt.Errorf("list domains of %s: %w", p.Name, err)
-	}
-	return ds, nil
+	return listOf(ctx, s, project, "domains", s.store.ListDomains)
 }
 
 // AddDomain makes a domain serve a project's production and reports whether

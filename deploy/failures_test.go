@@ -64,14 +64,11 @@ func TestUnhealthyActivationRecorded(t *testing.T) {
 // before the database agrees, which nothing else can cause on demand.
 func (e *env) failActivationRecord(buildID int64) {
 	e.t.Helper()
-	_, err := e.Store.Pool().Exec(context.Background(), fmt.Sprintf(`
+	e.exec(e.t, fmt.Sprintf(`
 		CREATE FUNCTION refuse_activation() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN RAISE EXCEPTION 'disk full (test)'; END $$;
 		CREATE TRIGGER refuse_activation BEFORE UPDATE ON deployments FOR EACH ROW
 		WHEN (NEW.status = 'active' AND NEW.build_id = %d) EXECUTE FUNCTION refuse_activation();`, buildID))
-	if err != nil {
-		e.t.Fatal(err)
-	}
 }
 
 // TestFailedRecordPutsBackPreviousApp: when the switch happened but the
@@ -128,9 +125,7 @@ func TestFailedRecordWithUnreadableVariables(t *testing.T) {
 	next := e.app(p, "main", 200)
 	e.failActivationRecord(next.ID)
 	corrupt := func() {
-		if _, err := e.Store.Pool().Exec(ctx, `UPDATE environment_variables SET value_ciphertext = '\x00'`); err != nil {
-			t.Error(err)
-		}
+		e.exec(t, `UPDATE environment_variables SET value_ciphertext = '\x00'`)
 	}
 	act := deploy.NewActivator(afterSwitch{Edge: e.edge, buildID: next.ID, then: corrupt}, e.Store, e.Vars, nil)
 	err := act.Activate(ctx, next, nil)
@@ -157,9 +152,7 @@ func TestRestoreSkipsBrokenProject(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.liveApp("broken", "", "V_X", "some value")
-	if _, err := e.Store.Pool().Exec(ctx, `UPDATE environment_variables SET value_ciphertext = '\x00'`); err != nil {
-		t.Fatal(err)
-	}
+	e.exec(t, `UPDATE environment_variables SET value_ciphertext = '\x00'`)
 	// A restarted server: a new edge on the same directory.
 	e.edge.Deactivate("broken")
 	restarted := e.NewEdge(t)
@@ -197,9 +190,7 @@ func TestLookupServesOnlySucceededBuilds(t *testing.T) {
 	}
 	for _, status := range []schema.BuildStatus{schema.BuildFailed, schema.BuildCanceled} {
 		b := e.site(p, "not this one")
-		if _, err := e.Store.Pool().Exec(ctx, `UPDATE builds SET status = $2 WHERE id = $1`, b.ID, string(status)); err != nil {
-			t.Fatal(err)
-		}
+		e.exec(t, `UPDATE builds SET status = $2 WHERE id = $1`, b.ID, string(status))
 		if _, err := l.SiteBySlug(ctx, "prev", b.Slug); !errors.Is(err, edge.ErrUnknownSite) {
 			t.Errorf("%s build by slug: %v, want ErrUnknownSite", status, err)
 		}
@@ -224,9 +215,7 @@ func TestCertPolicyAgainstDatabase(t *testing.T) {
 	p := e.project("blog")
 	b := e.site(p, "x")
 	failed := e.site(p, "y")
-	if _, err := e.Store.Pool().Exec(ctx, `UPDATE builds SET status = 'failed' WHERE id = $1`, failed.ID); err != nil {
-		t.Fatal(err)
-	}
+	e.exec(t, `UPDATE builds SET status = 'failed' WHERE id = $1`, failed.ID)
 	if _, _, err := e.svc.AddDomain(ctx, e.Admin, "blog", "www.example.org"); err != nil {
 		t.Fatal(err)
 	}

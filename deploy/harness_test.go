@@ -109,6 +109,21 @@ func (e *env) build(p schema.Project, branch string, files map[string]string, st
 	return b
 }
 
+// exec runs SQL on the test's database, for a state no operation makes (a
+// broken artifact, a build marked failed).
+func (e *env) exec(t tb, sql string, args ...any) {
+	t.Helper()
+	if _, err := e.Store.Pool().Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// breakArtifact makes a build's artifact fail its checksum.
+func (e *env) breakArtifact(t tb, b *schema.Build) {
+	b.ArtifactSHA256 = strings.Repeat("0", 64)
+	e.exec(t, `UPDATE builds SET artifact_sha256 = $2 WHERE id = $1`, b.ID, b.ArtifactSHA256)
+}
+
 // site is a static build whose index.html says content.
 func (e *env) site(p schema.Project, content string) schema.Build {
 	return e.build(p, p.ProductionBranch, map[string]string{"index.html": content}, "")

@@ -125,6 +125,19 @@ func (s *Service) Project(ctx context.Context, name string) (schema.Project, err
 	return p, nil
 }
 
+// listOf lists what a project has, the project named as a user typed it.
+func listOf[T any](ctx context.Context, s *Service, project, what string, list func(context.Context, int64) ([]T, error)) ([]T, error) {
+	p, err := s.Project(ctx, project)
+	if err != nil {
+		return nil, err
+	}
+	items, err := list(ctx, p.ID)
+	if err != nil {
+		return nil, fmt.Errorf("list %s of %s: %w", what, p.Name, err)
+	}
+	return items, nil
+}
+
 // ValidateProjectName checks a new project's name.
 func ValidateProjectName(name string) error {
 	if err := hosts.ValidateProject(name); err != nil {

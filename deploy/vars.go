@@ -60,15 +60,7 @@ func normalTarget(t string) string {
 
 // Vars lists a project's variables with masked values.
 func (s *Service) Vars(ctx context.Context, project string) ([]secret.Var, error) {
-	p, err := s.Project(ctx, project)
-	if err != nil {
-		return nil, err
-	}
-	vs, err := s.vars.List(ctx, p.ID)
-	if err != nil {
-		return nil, fmt.Errorf("list variables of %s: %w", p.Name, err)
-	}
-	return vs, nil
+	return listOf(ctx, s, project, "variables", s.vars.List)
 }
 
 // SetVars sets variables for one target ("" means all), encrypted at rest.

@@ -190,3 +190,6 @@ func (a *Activator) Restore(ctx context.Context) (int, error) {
 	}
 	return len(sites), nil
 }
+
+// Deactivate stops serving a project that is being deleted.
+func (a *Activator) Deactivate(project string) { a.edge.Deactivate(project) }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"minivercel/edge"
 	"minivercel/pipeline"
 	"minivercel/schema"
 )
@@ -183,11 +184,15 @@ func (s *Service) activate(ctx context.Context, actor schema.User, p schema.Proj
 		return notFound("project %s has no build %d", p.Name, b.ID)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		s.log.Warn(what+" not finished", "project", p.Name, "build", b.ID, "err", err)
-		return refuse(ErrUnavailable, "", "build %d: the %s did not finish in time (is minivercel serve running?)", b.ID, what)
+		return refuse(ErrTimeout, "", "build %d: the %s did not finish in time (is minivercel serve running?)", b.ID, what)
 	}
-	// The reason is about the user's own app (it would not start, its
-	// health check failed): it is what they need to read. The previous
-	// deployment keeps serving.
+	// The previous deployment keeps serving. A reason about the user's own
+	// app (it would not start, its health check failed) is what they need
+	// to read; any other (the database, the disk) is the server's, and
+	// stays in its log.
 	s.log.Info(what+" failed", "project", p.Name, "build", b.ID, "err", err)
-	return refuse(ErrActivation, "", "build %d was not activated: %v", b.ID, err)
+	if msg := err.Error(); strings.Contains(msg, edge.ErrUnhealthy.Error()) || strings.Contains(msg, edge.ErrAppStart.Error()) {
+		return refuse(ErrActivation, "", "build %d was not activated: %s", b.ID, msg)
+	}
+	return refuse(ErrActivation, "", "build %d was not activated: the server could not switch to it (its log says why)", b.ID)
 }

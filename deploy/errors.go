@@ -26,6 +26,8 @@ var (
 	// ErrActivation: a build could not go live; the previous deployment
 	// keeps serving. The message is about the user's own app.
 	ErrActivation = errors.New("activation failed")
+	// ErrTimeout: the running server did not finish in time; it may still.
+	ErrTimeout = errors.New("timed out")
 )
 
 // Error is a refusal worded for the user who asked: the CLI prints Msg, the

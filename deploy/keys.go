@@ -11,6 +11,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
 	"golang.org/x/crypto/ssh"
 
 	"minivercel/schema"
@@ -128,28 +129,37 @@ func (s *Service) AddKeys(ctx context.Context, actor schema.User, owner string, 
 	if err := validKeyLabel(label); err != nil {
 		return nil, err
 	}
-	u, err := s.keyOwner(ctx, actor, owner)
+	var out []schema.SSHKey
+	// One transaction: a key that is refused leaves no other key, and no
+	// user created for them, behind.
+	err := s.store.InTx(ctx, func(tx pgx.Tx) error {
+		in := s.withStore(s.store.WithTx(tx))
+		u, err := in.keyOwner(ctx, actor, owner)
+		if err != nil {
+			return err
+		}
+		out = out[:0]
+		for _, k := range keys {
+			name := label
+			if name == "" && validKeyLabel(k.Comment) == nil {
+				name = k.Comment
+			}
+			added, err := in.store.AddKey(ctx, u.ID, name, k.Fingerprint, k.Line)
+			if errors.Is(err, schema.ErrConflict) {
+				return conflict("key %s is already registered: a key can belong to one user only", k.Fingerprint)
+			}
+			if err != nil {
+				return fmt.Errorf("add key %s: %w", k.Fingerprint, err)
+			}
+			out = append(out, added)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	out := make([]schema.SSHKey, 0, len(keys))
-	for _, k := range keys {
-		name := label
-		if name == "" {
-			name = k.Comment
-			if validKeyLabel(name) != nil {
-				name = ""
-			}
-		}
-		added, err := s.store.AddKey(ctx, u.ID, name, k.Fingerprint, k.Line)
-		if errors.Is(err, schema.ErrConflict) {
-			return out, conflict("key %s is already registered: a key can belong to one user only", k.Fingerprint)
-		}
-		if err != nil {
-			return out, fmt.Errorf("add key %s: %w", k.Fingerprint, err)
-		}
-		s.log.Info("ssh key added", "user", u.Name, "fingerprint", k.Fingerprint, "by", actor.Name)
-		out = append(out, added)
+	for _, k := range out {
+		s.log.Info("ssh key added", "user", k.UserName, "fingerprint", k.Fingerprint, "by", actor.Name)
 	}
 	return out, nil
 }
@@ -157,13 +167,14 @@ func (s *Service) AddKeys(ctx context.Context, actor schema.User, owner string, 
 // keyOwner is the user whose keys or tokens an actor manages: themselves by
 // default; someone else only for an administrator.
 func (s *Service) keyOwner(ctx context.Context, actor schema.User, owner string) (schema.User, error) {
-	if owner == "" || (actor.ID != 0 && owner == actor.Name) {
-		if actor.ID == 0 {
-			return s.ensureUser(ctx, AdminUser)
-		}
+	switch {
+	case actor.ID == 0 && !isOperator(actor):
+		return schema.User{}, refuse(ErrForbidden, "", "sign in first")
+	case owner == "" && isOperator(actor):
+		return s.ensureUser(ctx, AdminUser)
+	case owner == "" || owner == actor.Name:
 		return actor, nil
-	}
-	if !actor.IsAdmin {
+	case !actor.IsAdmin:
 		return schema.User{}, refuse(ErrForbidden, "", "only an administrator can manage another user's keys and tokens")
 	}
 	return s.ensureUser(ctx, owner)
@@ -173,9 +184,12 @@ func (s *Service) keyOwner(ctx context.Context, actor schema.User, owner string)
 func (s *Service) Keys(ctx context.Context, actor schema.User) ([]schema.SSHKey, error) {
 	var ks []schema.SSHKey
 	var err error
-	if actor.ID == 0 {
+	switch {
+	case isOperator(actor):
 		ks, err = s.store.ListKeys(ctx)
-	} else {
+	case actor.ID == 0:
+		return nil, nil
+	default:
 		ks, err = s.store.KeysOfUser(ctx, actor.ID)
 	}
 	if err != nil {

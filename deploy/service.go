@@ -40,15 +40,9 @@ type Builds interface {
 	// running server's activation queue, and returns when it serves or with
 	// the reason it does not; ctx bounds the wait.
 	Activate(ctx context.Context, buildID int64) error
-	// DeleteProject cancels a project's builds and removes its rows, its
-	// repository and its artifacts.
+	// DeleteProject cancels a project's builds, stops serving it and removes
+	// its rows, its repository and its artifacts.
 	DeleteProject(ctx context.Context, project schema.Project) error
-}
-
-// Sites is what the service asks of the edge in this process.
-type Sites interface {
-	// Deactivate removes a project's route and stops its app.
-	Deactivate(project string)
 }
 
 // Config configures a Service.
@@ -69,7 +63,6 @@ type Service struct {
 	store  *schema.Store
 	vars   *secret.Vars
 	builds Builds
-	sites  Sites
 	hosts  hosts.Scheme
 	log    *slog.Logger
 }
@@ -78,11 +71,15 @@ type Service struct {
 // has the filesystem and the database already, so it may do anything.
 var Operator = schema.User{Name: "operator", IsAdmin: true}
 
+// isOperator tells the Operator from a real user. A user that is neither (a
+// zero User, as a request without a signed-in user would carry) is no one:
+// it gets nothing of anyone's.
+func isOperator(actor schema.User) bool { return actor.ID == 0 && actor == Operator }
+
 // New returns a Service. vars is required; builds may be nil in a process
 // that runs no build system (then building, canceling, activating and
-// deleting are ErrUnavailable), and sites nil where no edge runs in this
-// process.
-func New(cfg Config, store *schema.Store, vars *secret.Vars, builds Builds, sites Sites) (*Service, error) {
+// deleting are ErrUnavailable).
+func New(cfg Config, store *schema.Store, vars *secret.Vars, builds Builds) (*Service, error) {
 	if store == nil || vars == nil {
 		return nil, errors.New("new deploy service: the store and the variables service are required")
 	}
@@ -92,7 +89,7 @@ func New(cfg Config, store *schema.Store, vars *secret.Vars, builds Builds, site
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Service{cfg: cfg, store: store, vars: vars, builds: builds, sites: sites,
+	return &Service{cfg: cfg, store: store, vars: vars, builds: builds,
 		hosts: hosts.New(cfg.BaseDomain), log: cfg.Logger.With("component", "deploy")}, nil
 }
 
@@ -102,6 +99,13 @@ func (s *Service) Hosts() hosts.Scheme { return s.hosts }
 // Store gives front ends the read-only queries the service has no opinion
 // about (listings, logs, summaries).
 func (s *Service) Store() *schema.Store { return s.store }
+
+// withStore is the service on another store: one transaction's.
+func (s *Service) withStore(st *schema.Store) *Service {
+	c := *s
+	c.store = st
+	return &c
+}
 
 // CanBuild reports whether this process can build, cancel and activate.
 func (s *Service) CanBuild() bool { return s.builds != nil }
@@ -240,11 +244,9 @@ func (s *Service) DeleteProject(ctx context.Context, actor schema.User, name str
 	if err := s.needBuilds(); err != nil {
 		return err
 	}
-	// Stop serving first: a route left pointing at deleted rows would keep
-	// the site up with no way to manage it.
-	if s.sites != nil {
-		s.sites.Deactivate(p.Name)
-	}
+	// The build system stops serving the project before its rows go, under
+	// the lock activations take: a route left pointing at deleted rows
+	// would keep the site up with no way to manage it.
 	if err := s.builds.DeleteProject(ctx, p); err != nil && !errors.Is(err, schema.ErrNotFound) {
 		return fmt.Errorf("delete project %s: %w", name, err)
 	}

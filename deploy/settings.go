@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -103,6 +104,9 @@ func ValidateSettings(ps schema.ProjectSettings) error {
 	}
 	if d := ps.OutputDir; d != "" && (path.IsAbs(d) || d == ".." || strings.HasPrefix(d, "../") || strings.ContainsRune(d, 0)) {
 		errs = append(errs, invalid("output_dir", "output directory %q must be a directory inside the repository", d))
+	} else if slices.Contains(strings.Split(d, "/"), ".git") {
+		// Never packed or served: it holds the repository's history.
+		errs = append(errs, invalid("output_dir", "output directory %q is inside .git", d))
 	}
 	if err := ValidateHealthPath(ps.HealthPath); err != nil {
 		errs = append(errs, err)

@@ -73,6 +73,18 @@ func (s *Service) CreateToken(ctx context.Context, actor schema.User, user, labe
 	if len(label) > 100 || strings.ContainsAny(label, "\x00\r\n") {
 		return "", schema.APIToken{}, invalid("name", "the token's name must be one line of at most 100 characters")
 	}
+	// A token is a credential for a user who exists: a mistyped name must
+	// not create an account with a working token.
+	if user == "" && isOperator(actor) {
+		user = AdminUser
+	}
+	if user != "" && user != actor.Name {
+		if _, err := s.store.UserByName(ctx, user); errors.Is(err, schema.ErrNotFound) {
+			return "", schema.APIToken{}, notFound("no user named %q", user)
+		} else if err != nil {
+			return "", schema.APIToken{}, fmt.Errorf("find user %s: %w", user, err)
+		}
+	}
 	u, err := s.keyOwner(ctx, actor, user)
 	if err != nil {
 		return "", schema.APIToken{}, err

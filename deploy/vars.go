@@ -81,15 +81,19 @@ func (s *Service) SetVars(ctx context.Context, actor schema.User, project, targe
 			return nil, err
 		}
 	}
-	out := make([]SetResult, 0, len(vars))
-	for _, v := range vars {
-		created, err := s.vars.Set(ctx, p.ID, v.Key, target, v.Value)
-		if err != nil {
-			return out, fmt.Errorf("set variable %s of %s: %w", v.Key, p.Name, err)
-		}
+	nvs := make([]secret.NameValue, len(vars))
+	for i, v := range vars {
+		nvs[i] = secret.NameValue{Name: v.Key, Value: v.Value}
+	}
+	created, err := s.vars.SetMany(ctx, p.ID, target, nvs)
+	if err != nil {
+		return nil, fmt.Errorf("set variables of %s: %w", p.Name, err)
+	}
+	out := make([]SetResult, len(vars))
+	for i, v := range vars {
 		// Never the value: logs are read by more people than the variables.
-		s.log.Info("environment variable set", "project", p.Name, "key", v.Key, "target", target, "created", created, "by", actor.Name)
-		out = append(out, SetResult{Key: v.Key, Created: created})
+		s.log.Info("environment variable set", "project", p.Name, "key", v.Key, "target", target, "created", created[i], "by", actor.Name)
+		out[i] = SetResult{Key: v.Key, Created: created[i]}
 	}
 	return out, nil
 }

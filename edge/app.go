@@ -197,7 +197,12 @@ func (a *app) waitHealthy(ctx context.Context, hc HealthCheck) error {
 			case <-time.After(10 * time.Millisecond):
 			}
 		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			// A health path stored before it was validated ("/%zz"): no
+			// request can be made, so the app can never prove it is healthy.
+			return fmt.Errorf("%w: the health path %q is not a URL path", ErrUnhealthy, hc.Path)
+		}
 		req.Host = a.site.Project + ".localhost"
 		req.Header.Set("User-Agent", "minivercel-health-check")
 		resp, err := client.Do(req)
@@ -350,7 +355,10 @@ func (a *app) probe(hc HealthCheck) bool {
 	hc = hc.withDefaults()
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	req, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(a.port)+hc.Path, nil)
+	req, err := http.NewRequest(http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(a.port)+hc.Path, nil)
+	if err != nil {
+		return false
+	}
 	req.Host = a.site.Project + ".localhost"
 	req.Header.Set("User-Agent", "minivercel-health-check")
 	resp, err := client.Do(req)

@@ -31,7 +31,7 @@ type RuntimeConfig struct {
 	UserFor func(project string) (uid, gid uint32, err error)
 	// OrphanUIDs are the users whose processes KillOrphans ends at start:
 	// every app user of this server, and of no other server on the machine.
-	// Zero: UID only.
+	// Without UserFor, UID's processes are ended too.
 	OrphanUIDs []uint32
 	// PortMin and PortMax bound the loopback ports given to apps. Zero:
 	// 20000–29999, below Linux's ephemeral range so outgoing connections never
@@ -287,9 +287,11 @@ func chownTree(dir string, uid, gid int) error {
 func (r *appRuntime) killOrphans() int {
 	rc := r.cfg
 	uids := map[string]bool{}
+	// With a user per project, the orphans are of those users only (none
+	// yet on a fresh server): never of UID, which another server may share.
 	owned := rc.OrphanUIDs
-	if len(owned) == 0 {
-		owned = []uint32{rc.UID}
+	if rc.UserFor == nil {
+		owned = append(owned, rc.UID)
 	}
 	for _, u := range owned {
 		if u != 0 && u != uint32(os.Getuid()) {

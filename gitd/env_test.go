@@ -66,7 +66,7 @@ func newClientEnv(t *testing.T, prefix string, recv hooks.Receiver) *clientEnv {
 		t.Fatal(err)
 	}
 	// No build system and no edge: gitd only needs users and projects.
-	if e.svc, err = deploy.New(deploy.Config{Logger: testLogger(t)}, e.store, secret.NewVars(e.store, keys), nil, nil); err != nil {
+	if e.svc, err = deploy.New(deploy.Config{Logger: testLogger(t)}, e.store, secret.NewVars(e.store, keys), nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.MkdirAll(e.home, 0o700); err != nil {

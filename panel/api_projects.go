@@ -39,7 +39,9 @@ func (in settingsInput) patch() deploy.SettingsPatch {
 		HealthPath: in.HealthPath, HealthTries: in.HealthTries,
 	}
 	if in.HealthIntervalMS != nil {
-		d := time.Duration(*in.HealthIntervalMS) * time.Millisecond
+		// Clamped before the multiplication could wrap around into range;
+		// anything past a day is refused the same way.
+		d := time.Duration(min(max(*in.HealthIntervalMS, -1), 86_400_000)) * time.Millisecond
 		p.HealthInterval = &d
 	}
 	return p

@@ -289,12 +289,11 @@ func newTestServer(t testing.TB, cfg Config, store *schema.Store, vars *secret.V
 	if builds != nil {
 		b = builds
 	}
-	var ds deploy.Sites
 	var ps Sites
 	if sites != nil {
-		ds, ps = sites, sites
+		ps = sites
 	}
-	svc, err := deploy.New(deploy.Config{BaseDomain: cfg.BaseDomain, Logger: cfg.Logger}, store, vars, b, ds)
+	svc, err := deploy.New(deploy.Config{BaseDomain: cfg.BaseDomain, Logger: cfg.Logger}, store, vars, b)
 	if err != nil {
 		t.Fatal(err)
 	}

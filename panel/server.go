@@ -184,6 +184,7 @@ var statuses = []struct {
 	{deploy.ErrForbidden, fiber.StatusForbidden},
 	{deploy.ErrActivation, fiber.StatusBadGateway},
 	{deploy.ErrUnavailable, fiber.StatusServiceUnavailable},
+	{deploy.ErrTimeout, fiber.StatusGatewayTimeout},
 }
 
 // statusOf is the HTTP status of a service refusal.

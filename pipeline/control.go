@@ -88,10 +88,10 @@ func (q *Queue) Activate(ctx context.Context, buildID int64) error {
 	return q.WaitActivation(ctx, job)
 }
 
-// DeleteProject cancels the project's unfinished builds, deletes its rows
-// (builds, logs, deployments and variables go with it) and then its files:
-// the repository, the artifacts and the extracted deployments under
-// deploymentsDir. A later push of the same name starts from nothing.
+// DeleteProject cancels the project's unfinished builds, stops serving it,
+// deletes its rows (builds, logs, deployments and variables go with them) and
+// then its files: the repository, the artifacts and the extracted
+// deployments. A later push of the same name starts from nothing.
 func (q *Queue) DeleteProject(ctx context.Context, project schema.Project) error {
 	builds, err := q.store.ListBuilds(ctx, project.ID)
 	if err != nil {
@@ -104,7 +104,16 @@ func (q *Queue) DeleteProject(ctx context.Context, project schema.Project) error
 			}
 		}
 	}
-	if err := q.store.DeleteProject(ctx, project.ID); err != nil {
+	// Under the activation lock: an activation in flight finishes first,
+	// and none can put the site back between the route's removal and the
+	// rows'. (An activation still queued finds its build gone.)
+	unlock := q.lockProject(project.ID)
+	if q.act != nil {
+		q.act.Deactivate(project.Name)
+	}
+	err = q.store.DeleteProject(ctx, project.ID)
+	unlock()
+	if err != nil {
 		return err
 	}
 	// The name was validated when the project was created: these paths stay

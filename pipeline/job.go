@@ -28,8 +28,11 @@ import (
 // called by the build and activation workers, one build at a time per project;
 // it returns only after the new build serves, or with an error and the previous
 // deployment still serving. progress receives lines for the person deploying.
+// Deactivate stops serving a project (it is being deleted); it is called with
+// the same per-project lock held, so no activation runs at the same time.
 type Activator interface {
 	Activate(ctx context.Context, b schema.Build, progress func(string)) error
+	Deactivate(project string)
 }
 
 // Config configures the build queue.
@@ -202,6 +205,13 @@ func (q *Queue) Enqueue(ctx context.Context, nb schema.NewBuild) (schema.Build, 
 	return b, nil
 }
 
+// lockProject takes a project's activation lock and returns its release.
+func (q *Queue) lockProject(id int64) (unlock func()) {
+	mu, _ := q.projectLocks.LoadOrStore(id, &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	return mu.(*sync.Mutex).Unlock
+}
+
 // activate runs the activator with the project's lock held, so two builds or
 // rollbacks of one project never interleave their switches.
 //
@@ -210,9 +220,7 @@ func (q *Queue) Enqueue(ctx context.Context, nb schema.NewBuild) (schema.Build, 
 // project running at once, the last push wins, whichever build finishes
 // last. An explicit activation (a rollback) always goes ahead.
 func (q *Queue) activate(ctx context.Context, b schema.Build, progress func(string), pushed bool) error {
-	mu, _ := q.projectLocks.LoadOrStore(b.ProjectID, &sync.Mutex{})
-	mu.(*sync.Mutex).Lock()
-	defer mu.(*sync.Mutex).Unlock()
+	defer q.lockProject(b.ProjectID)()
 	if pushed {
 		live, err := q.store.ActiveBuild(ctx, b.ProjectID)
 		if err != nil && !errors.Is(err, schema.ErrNotFound) {

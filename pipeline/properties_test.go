@@ -48,6 +48,9 @@ func (a recordingActivator) Activate(ctx context.Context, b schema.Build, _ func
 	return err
 }
 
+// Deactivate has nothing to stop: nothing is served.
+func (recordingActivator) Deactivate(string) {}
+
 // buildEnv runs real builds (real git, PostgreSQL, sandbox) in the test's
 // own goroutine: the queue's run, not a River worker, so a property check
 // waits for nothing.

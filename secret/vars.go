@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/jackc/pgx/v5"
+
 	"minivercel/schema"
 )
 
@@ -30,18 +32,42 @@ type Var struct {
 
 // Set validates and stores a variable; created reports a new one.
 func (v *Vars) Set(ctx context.Context, projectID int64, name, target, value string) (created bool, err error) {
+	c, err := v.SetMany(ctx, projectID, target, []NameValue{{name, value}})
+	if err != nil {
+		return false, err
+	}
+	return c[0], nil
+}
+
+// NameValue is one variable to set.
+type NameValue struct{ Name, Value string }
+
+// SetMany validates and stores variables of one target in one transaction:
+// all of them or none. created[i] reports whether vars[i] was new.
+func (v *Vars) SetMany(ctx context.Context, projectID int64, target string, vars []NameValue) (created []bool, err error) {
 	if target == "" {
 		target = schema.TargetAll
 	}
-	if err := schema.ValidateEnvVar(name, target, value); err != nil {
-		return false, err
+	for _, nv := range vars {
+		if err := schema.ValidateEnvVar(nv.Name, target, nv.Value); err != nil {
+			return nil, err
+		}
 	}
 	// Sealed and stored under the shared key lock: never between a
 	// rotation's re-encryption and its installing the new key.
 	err = v.store.WithKeyLock(ctx, false, func() error {
-		var err error
-		_, created, err = v.store.SetEnvVar(ctx, projectID, name, target, v.keys.Seal(projectID, name, target, value))
-		return err
+		return v.store.InTx(ctx, func(tx pgx.Tx) error {
+			st := v.store.WithTx(tx)
+			created = created[:0]
+			for _, nv := range vars {
+				_, c, err := st.SetEnvVar(ctx, projectID, nv.Name, target, v.keys.Seal(projectID, nv.Name, target, nv.Value))
+				if err != nil {
+					return err
+				}
+				created = append(created, c)
+			}
+			return nil
+		})
 	})
 	return created, err
 }

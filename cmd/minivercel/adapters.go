@@ -54,7 +54,7 @@ func (c *common) openService(ctx context.Context, stderr io.Writer, baseDomain s
 		db.Close()
 		return nil, nil, err
 	}
-	svc, err := deploy.New(deploy.Config{BaseDomain: baseDomain}, db.store, vars, q, nil)
+	svc, err := deploy.New(deploy.Config{BaseDomain: baseDomain}, db.store, vars, q)
 	if err != nil {
 		db.Close()
 		return nil, nil, err

@@ -185,7 +185,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	if err != nil {
 		return err
 	}
-	svc, err := deploy.New(deploy.Config{BaseDomain: f.baseDomain, Logger: log}, db.store, vars, queue, edgeSrv)
+	svc, err := deploy.New(deploy.Config{BaseDomain: f.baseDomain, Logger: log}, db.store, vars, queue)
 	if err != nil {
 		return err
 	}

@@ -142,7 +142,7 @@ func New(t testing.TB, o Options) *Stack {
 			cancel()
 		})
 	}
-	if s.Service, err = deploy.New(deploy.Config{BaseDomain: o.BaseDomain, Logger: o.Logger}, s.Store, s.Vars, s.Queue, s.Edge); err != nil {
+	if s.Service, err = deploy.New(deploy.Config{BaseDomain: o.BaseDomain, Logger: o.Logger}, s.Store, s.Vars, s.Queue); err != nil {
 		t.Fatal(err)
 	}
 	if s.Admin, err = s.Store.CreateUser(ctx, "admin", true); err != nil {

@@ -32,6 +32,13 @@ type workspace struct {
 // parent: t.TempDir() is 0700, which the build user could not enter.
 func newWorkspace(t *testing.T, sb Sandbox) workspace {
 	t.Helper()
+	return checkoutWorkspace(t, sb, func(string) error { return nil })
+}
+
+// checkoutWorkspace is newWorkspace with src filled by checkout before the
+// build user is handed the tree, as the build job does.
+func checkoutWorkspace(t *testing.T, sb Sandbox, checkout func(src string) error) workspace {
+	t.Helper()
 	ws, err := os.MkdirTemp("", "minivercel-ws-")
 	if err != nil {
 		t.Fatal(err)
@@ -45,6 +52,9 @@ func newWorkspace(t *testing.T, sb Sandbox) workspace {
 	}
 	if err := os.Chmod(ws, 0o755); err != nil {
 		t.Fatal(err)
+	}
+	if err := checkout(w.src); err != nil {
+		t.Fatalf("Checkout: %v", err)
 	}
 	if err := sb.Prepare(ws); err != nil {
 		t.Fatalf("Prepare: %v", err)

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"minivercel/internal/testwait"
 )
 
 // receiverFunc adapts a function to Receiver.
@@ -83,17 +85,6 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-func waitFor[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
-}
-
 var testUpdates = []RefUpdate{
 	{Old: zero40, New: sha40a, Name: "refs/heads/main"},
 	{Old: sha40a, New: sha40b, Name: "refs/heads/feat"},
@@ -124,17 +115,17 @@ func TestHookStreamsOutputAsItArrives(t *testing.T) {
 			env(map[string]string{EnvHookSocket: sock, EnvPushToken: token}))
 	}()
 
-	if got := waitFor(t, stdout, "first line"); got != "-----> Building main\n" {
+	if got := testwait.Recv(t, stdout, "first line"); got != "-----> Building main\n" {
 		t.Fatalf("first output = %q", got)
 	}
 	close(proceed)
-	if got := waitFor(t, stdout, "second line"); got != "       done\n" {
+	if got := testwait.Recv(t, stdout, "second line"); got != "       done\n" {
 		t.Fatalf("second output = %q", got)
 	}
-	if code := waitFor(t, exit, "exit"); code != 3 {
+	if code := testwait.Recv(t, exit, "exit"); code != 3 {
 		t.Fatalf("exit code = %d, want 3 (stderr %q)", code, stderr.String())
 	}
-	c := waitFor(t, calls, "receive call")
+	c := testwait.Recv(t, calls, "receive call")
 	if c.push != (Push{Project: "blog", UserID: 7}) {
 		t.Fatalf("push = %+v", c.push)
 	}
@@ -215,10 +206,10 @@ func TestHookDisconnectCancelsReceiver(t *testing.T) {
 		exit <- RunPostReceive(ctx, strings.NewReader(FormatRefUpdates(testUpdates)), stdout, &stderr,
 			env(map[string]string{EnvHookSocket: sock, EnvPushToken: token}))
 	}()
-	waitFor(t, stdout, "first line")
+	testwait.Recv(t, stdout, "first line")
 	cancel() // the pusher pressed Ctrl-C
-	waitFor(t, canceled, "the Receiver's context to be canceled")
-	if code := waitFor(t, exit, "exit"); code == 0 {
+	testwait.Recv(t, canceled, "the Receiver's context to be canceled")
+	if code := testwait.Recv(t, exit, "exit"); code == 0 {
 		t.Fatal("interrupted hook exited 0")
 	}
 }

@@ -83,14 +83,22 @@ func (b *Broker) flushLoop(buildID int64) {
 	t := time.NewTicker(flushEvery)
 	defer t.Stop()
 	for range t.C {
-		b.mu.Lock()
-		l, ok := b.builds[buildID]
-		b.mu.Unlock()
-		if !ok {
+		if _, ok := b.flushLive(buildID); !ok {
 			return
 		}
+	}
+}
+
+// flushLive flushes the build's live log and returns it; ok is false when
+// the build is not live (it finished, or never began).
+func (b *Broker) flushLive(buildID int64) (l *liveLog, ok bool) {
+	b.mu.Lock()
+	l, ok = b.builds[buildID]
+	b.mu.Unlock()
+	if ok {
 		b.flush(buildID, l)
 	}
+	return l, ok
 }
 
 // flush writes the lines not yet stored. flushMu keeps writes of one build in order.
@@ -140,25 +148,17 @@ func (b *Broker) Publish(buildID int64, line string) {
 // Flush stores every line published so far. Call it before recording a build's
 // final status, so whoever reads that status finds the whole log stored.
 func (b *Broker) Flush(buildID int64) {
-	b.mu.Lock()
-	l, ok := b.builds[buildID]
-	b.mu.Unlock()
-	if ok {
-		b.flush(buildID, l)
-	}
+	b.flushLive(buildID)
 }
 
 // Finish stores the rest of a build's log, tells followers its final status and
 // closes their streams. Call it after Flush and after the status is recorded in
 // the database.
 func (b *Broker) Finish(buildID int64, status schema.BuildStatus) {
-	b.mu.Lock()
-	l, ok := b.builds[buildID]
-	b.mu.Unlock()
+	l, ok := b.flushLive(buildID)
 	if !ok {
 		return
 	}
-	b.flush(buildID, l)
 	b.mu.Lock()
 	delete(b.builds, buildID)
 	// Wake followers waiting on the stored log: a build that began and ended

@@ -707,20 +707,11 @@ func copyTree(root *os.Root, from, to string) error {
 }
 
 func copyFile(root *os.Root, src, dst string) error {
-	// O_NOFOLLOW and O_NONBLOCK: a path swapped for a symlink or a FIFO
-	// since the walk is neither followed nor waited on.
-	in, err := root.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	in, fi, err := openRegular(root, src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	fi, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s changed type while copying: %w", src, ErrUnsafePath)
-	}
 	mode := fs.FileMode(0o644)
 	if fi.Mode().Perm()&0o111 != 0 {
 		mode = 0o755

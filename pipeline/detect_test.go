@@ -9,6 +9,20 @@ import (
 	"testing"
 )
 
+// npmCandidates are the output directories an npm build is searched for.
+var npmCandidates = []string{"dist", "build", "out", "public"}
+
+// wantNPM is the plan Detect makes for a package.json with a build script:
+// install with pm and the install arguments (none: no install step), then
+// pm run build.
+func wantNPM(pm string, install ...string) Plan {
+	p := Plan{Kind: KindNPM, PackageManager: pm, Build: []string{pm, "run", "build"}, OutputCandidates: npmCandidates}
+	if len(install) > 0 {
+		p.Install = append([]string{pm}, install...)
+	}
+	return p
+}
+
 // tree writes files (path -> content) under a new temp dir; a path ending
 // in "/" is an empty directory.
 func tree(t *testing.T, files map[string]string) string {
@@ -34,7 +48,6 @@ const (
 )
 
 func TestDetect(t *testing.T) {
-	npmCandidates := []string{"dist", "build", "out", "public"}
 	cases := []struct {
 		name     string
 		files    map[string]string
@@ -60,62 +73,52 @@ func TestDetect(t *testing.T) {
 		{
 			name:  "npm lockfile",
 			files: map[string]string{"package.json": pkgBuildDeps, "package-lock.json": "{}"},
-			want: Plan{Kind: KindNPM, PackageManager: "npm", Install: []string{"npm", "ci"},
-				Build: []string{"npm", "run", "build"}, OutputCandidates: npmCandidates},
+			want:  wantNPM("npm", "ci"),
 		},
 		{
 			name:  "npm shrinkwrap",
 			files: map[string]string{"package.json": pkgBuildDeps, "npm-shrinkwrap.json": "{}"},
-			want: Plan{Kind: KindNPM, PackageManager: "npm", Install: []string{"npm", "ci"},
-				Build: []string{"npm", "run", "build"}, OutputCandidates: npmCandidates},
+			want:  wantNPM("npm", "ci"),
 		},
 		{
 			name:  "yarn",
 			files: map[string]string{"package.json": pkgBuildDeps, "yarn.lock": ""},
-			want: Plan{Kind: KindNPM, PackageManager: "yarn", Install: []string{"yarn", "install", "--frozen-lockfile"},
-				Build: []string{"yarn", "run", "build"}, OutputCandidates: npmCandidates},
+			want:  wantNPM("yarn", "install", "--frozen-lockfile"),
 		},
 		{
 			name:  "pnpm",
 			files: map[string]string{"package.json": pkgBuildDeps, "pnpm-lock.yaml": ""},
-			want: Plan{Kind: KindNPM, PackageManager: "pnpm", Install: []string{"pnpm", "install", "--frozen-lockfile"},
-				Build: []string{"pnpm", "run", "build"}, OutputCandidates: npmCandidates},
+			want:  wantNPM("pnpm", "install", "--frozen-lockfile"),
 		},
 		{
 			name:  "bun binary lockfile",
 			files: map[string]string{"package.json": pkgBuildDeps, "bun.lockb": ""},
-			want: Plan{Kind: KindNPM, PackageManager: "bun", Install: []string{"bun", "install", "--frozen-lockfile"},
-				Build: []string{"bun", "run", "build"}, OutputCandidates: npmCandidates},
+			want:  wantNPM("bun", "install", "--frozen-lockfile"),
 		},
 		{
 			name:  "bun text lockfile",
 			files: map[string]string{"package.json": pkgBuildDeps, "bun.lock": ""},
-			want: Plan{Kind: KindNPM, PackageManager: "bun", Install: []string{"bun", "install", "--frozen-lockfile"},
-				Build: []string{"bun", "run", "build"}, OutputCandidates: npmCandidates},
+			want:  wantNPM("bun", "install", "--frozen-lockfile"),
 		},
 		{
 			name:  "no lockfile",
 			files: map[string]string{"package.json": pkgBuildDeps},
-			want: Plan{Kind: KindNPM, PackageManager: "npm", Install: []string{"npm", "install"},
-				Build: []string{"npm", "run", "build"}, OutputCandidates: npmCandidates},
+			want:  wantNPM("npm", "install"),
 		},
 		{
 			name:  "no dependencies skips install",
 			files: map[string]string{"package.json": pkgBuildNoDeps, "index.html": "x"},
-			want: Plan{Kind: KindNPM, PackageManager: "npm",
-				Build: []string{"npm", "run", "build"}, OutputCandidates: npmCandidates},
+			want:  wantNPM("npm"),
 		},
 		{
 			name:  "empty dependency objects skip install",
 			files: map[string]string{"package.json": `{"scripts":{"build":"x"},"dependencies":{},"devDependencies":{}}`, "yarn.lock": ""},
-			want: Plan{Kind: KindNPM, PackageManager: "yarn",
-				Build: []string{"yarn", "run", "build"}, OutputCandidates: npmCandidates},
+			want:  wantNPM("yarn"),
 		},
 		{
 			name:  "workspaces need install",
 			files: map[string]string{"package.json": `{"scripts":{"build":"x"},"workspaces":["packages/*"]}`},
-			want: Plan{Kind: KindNPM, PackageManager: "npm", Install: []string{"npm", "install"},
-				Build: []string{"npm", "run", "build"}, OutputCandidates: npmCandidates},
+			want:  wantNPM("npm", "install"),
 		},
 		{
 			name:     "settings override commands and output",
@@ -232,8 +235,7 @@ func TestDetect(t *testing.T) {
 		{
 			name:  "development server start script stays a static build",
 			files: map[string]string{"package.json": `{"scripts":{"start":"react-scripts start","build":"react-scripts build"},"dependencies":{"react-scripts":"5"}}`},
-			want: Plan{Kind: KindNPM, PackageManager: "npm", Install: []string{"npm", "install"},
-				Build: []string{"npm", "run", "build"}, OutputCandidates: npmCandidates},
+			want:  wantNPM("npm", "install"),
 		},
 		{
 			name:     "start command on a static site",

@@ -238,21 +238,11 @@ func writeEntry(tw *tar.Writer, root *os.Root, e packEntry) error {
 		h.Typeflag, h.Linkname, h.Mode = tar.TypeSymlink, e.target, 0o777
 		return tw.WriteHeader(h)
 	}
-	// O_NOFOLLOW and O_NONBLOCK: if the path was swapped since the walk,
-	// neither follow a new symlink nor hang opening a FIFO.
-	f, err := root.OpenFile(e.name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	f, fi, err := openRegular(root, e.name)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		// Swapped after the walk; refuse rather than read a FIFO or device.
-		return fmt.Errorf("%s changed type while packing: %w", e.name, ErrUnsafePath)
-	}
 	h.Typeflag, h.Size, h.Mode = tar.TypeReg, fi.Size(), 0o644
 	if fi.Mode().Perm()&0o111 != 0 {
 		h.Mode = 0o755
@@ -282,4 +272,25 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// openRegular opens name in root for reading, as a regular file only. The
+// caller found a regular file there while walking the tree; if the path was
+// swapped since, O_NOFOLLOW and O_NONBLOCK neither follow a new symlink nor
+// hang opening a FIFO, and a device or FIFO is refused rather than read.
+func openRegular(root *os.Root, name string) (*os.File, fs.FileInfo, error) {
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, nil, fmt.Errorf("%s changed type since the walk: %w", name, ErrUnsafePath)
+	}
+	return f, fi, nil
 }

@@ -324,6 +324,21 @@ func benchPack(b *testing.B, src string, total int64) {
 	b.ReportMetric(float64(size), "artifact-bytes")
 }
 
+// checkoutAndDetect commits and pushes the work tree, checks the commit out
+// into a workspace handed to the build user, and detects its plan.
+func (r testRepo) checkoutAndDetect(t *testing.T) (workspace, Plan) {
+	t.Helper()
+	commit := r.commitAndPush(t)
+	w := checkoutWorkspace(t, buildUser(t), func(src string) error {
+		return Checkout(context.Background(), r.bare, commit, src)
+	})
+	plan, err := Detect(w.src, Settings{})
+	if err != nil {
+		t.Fatalf("Detect: %v", err)
+	}
+	return w, plan
+}
+
 // TestBuildSequence runs the whole build of a tiny npm project the way the
 // build job does: checkout from a bare repo, hand the workspace to the build
 // user, detect, install (skipped: no dependencies), build with the real
@@ -336,44 +351,19 @@ func TestBuildSequence(t *testing.T) {
 		r := newTestRepo(t)
 		writeFile(t, filepath.Join(r.work, "package.json"), `{"name":"tiny","private":true,"scripts":{"build":"node build.js"}}`, 0o644)
 		writeFile(t, filepath.Join(r.work, "build.js"), buildJS, 0o644)
-		commit := r.commitAndPush(t)
-
-		sb := buildUser(t)
-		ws, err := os.MkdirTemp("", "minivercel-ws-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(ws) })
-		if err := os.Chmod(ws, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		src, home := filepath.Join(ws, "src"), filepath.Join(ws, "home")
-		for _, d := range []string{src, home} {
-			if err := os.Mkdir(d, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := Checkout(context.Background(), r.bare, commit, src); err != nil {
-			t.Fatalf("Checkout: %v", err)
-		}
-		if err := sb.Prepare(ws); err != nil {
-			t.Fatalf("Prepare: %v", err)
-		}
-		plan, err := Detect(src, Settings{})
-		if err != nil {
-			t.Fatalf("Detect: %v", err)
-		}
+		w, plan := r.checkoutAndDetect(t)
+		src := w.src
 		if plan.Kind != KindNPM || plan.Install != nil || !reflect.DeepEqual(plan.Build, []string{"npm", "run", "build"}) {
 			t.Fatalf("plan = %+v, want npm with no install step", plan)
 		}
 		var out bytes.Buffer
-		env := MinimalEnv(home)
+		env := MinimalEnv(w.home)
 		if plan.Install != nil {
-			if err := sb.Run(context.Background(), src, plan.Install, env, &out); err != nil {
+			if err := w.sb.Run(context.Background(), src, plan.Install, env, &out); err != nil {
 				t.Fatalf("install: %v\n%s", err, out.String())
 			}
 		}
-		err = sb.Run(context.Background(), src, plan.Build, append(env, "NODE_ENV=production"), &out)
+		err := w.sb.Run(context.Background(), src, plan.Build, append(env, "NODE_ENV=production"), &out)
 		return plan, src, out.String(), err
 	}
 
@@ -435,39 +425,15 @@ func TestServerAppSequence(t *testing.T) {
 	writeFile(t, filepath.Join(r.work, "server.js"), `require("http").createServer((req, res) => res.end("hello from " + req.url))
   .listen(Number(process.env.PORT), process.env.HOST);
 `, 0o644)
-	commit := r.commitAndPush(t)
-
-	sb := buildUser(t)
-	ws, err := os.MkdirTemp("", "minivercel-ws-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(ws) })
-	if err := os.Chmod(ws, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	src := filepath.Join(ws, "src")
-	if err := os.Mkdir(src, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := Checkout(context.Background(), r.bare, commit, src); err != nil {
-		t.Fatalf("Checkout: %v", err)
-	}
-	if err := sb.Prepare(ws); err != nil {
-		t.Fatalf("Prepare: %v", err)
-	}
-	plan, err := Detect(src, Settings{})
-	if err != nil {
-		t.Fatalf("Detect: %v", err)
-	}
+	w, plan := r.checkoutAndDetect(t)
 	if plan.Kind != KindNode || plan.Start != "node server.js" || !plan.Server() || plan.Install != nil || plan.Build != nil {
 		t.Fatalf("plan = %+v, want a node server started by node server.js, nothing to install or build", plan)
 	}
-	if err := ResolveOutput(src, &plan); err != nil || plan.OutputDir != "." {
+	if err := ResolveOutput(w.src, &plan); err != nil || plan.OutputDir != "." {
 		t.Fatalf("ResolveOutput: %v, output %q; want .", err, plan.OutputDir)
 	}
 	artifact := filepath.Join(t.TempDir(), "1.tar.gz")
-	if _, _, err := Pack(filepath.Join(src, plan.OutputDir), artifact); err != nil {
+	if _, _, err := Pack(filepath.Join(w.src, plan.OutputDir), artifact); err != nil {
 		t.Fatalf("Pack: %v", err)
 	}
 	var names []string

@@ -142,21 +142,49 @@ func newTestQueue(t *testing.T, work bool) *testQueue {
 	return tq
 }
 
+// project creates a project with an owner of its own.
+func (q *testQueue) project(t *testing.T, name string) schema.Project {
+	t.Helper()
+	u, err := q.store.CreateUser(context.Background(), "owner-"+name, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _, err := q.store.EnsureProject(context.Background(), name, u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// build enqueues a build of commit on the feature branch, waits for it to
+// finish and returns it with its stored log.
+func (q *testQueue) build(t *testing.T, p schema.Project, commit string) (schema.Build, string) {
+	t.Helper()
+	ctx := context.Background()
+	b, err := q.Enqueue(ctx, schema.NewBuild{ProjectID: p.ID, Branch: "feature", CommitSHA: commit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = waitBuild(t, q.store, b.ID)
+	lines, _ := q.store.LogLines(ctx, b.ID, 0)
+	var log strings.Builder
+	for _, l := range lines {
+		log.WriteString(l.Line + "\n")
+	}
+	return b, log.String()
+}
+
 // TestEnqueueCreatesBuildAndJob is the seed's Property 6: every build request
 // leaves exactly one queued build row and one job that names it.
 func TestEnqueueCreatesBuildAndJob(t *testing.T) {
 	t.Parallel()
 	q := newTestQueue(t, false)
 	ctx := context.Background()
-	u, _ := q.store.CreateUser(ctx, "u", true)
-	p, _, err := q.store.EnsureProject(ctx, "site", u.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := q.project(t, "site")
 	rapid.Check(t, func(t *rapid.T) {
 		branch := rapid.StringMatching(`[a-z][a-z0-9/_-]{0,30}`).Draw(t, "branch")
 		sha := rapid.StringMatching(`[0-9a-f]{40}`).Draw(t, "sha")
-		b, err := q.Enqueue(ctx, schema.NewBuild{ProjectID: p.ID, Branch: branch, CommitSHA: sha, CreatedBy: &u.ID})
+		b, err := q.Enqueue(ctx, schema.NewBuild{ProjectID: p.ID, Branch: branch, CommitSHA: sha, CreatedBy: p.OwnerID})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -196,8 +224,6 @@ func waitBuild(t *testing.T, store *schema.Store, id int64) schema.Build {
 func TestSuccessfulBuildsProduceArtifacts(t *testing.T) {
 	t.Parallel()
 	q := newTestQueue(t, true)
-	ctx := context.Background()
-	u, _ := q.store.CreateUser(ctx, "u", true)
 	cases := []struct {
 		name    string
 		files   map[string]string
@@ -219,35 +245,23 @@ func TestSuccessfulBuildsProduceArtifacts(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p, _, err := q.store.EnsureProject(ctx, "p-"+tc.name, u.ID)
-			if err != nil {
-				t.Fatal(err)
-			}
+			p := q.project(t, "p-"+tc.name)
 			ids := gitRepo(t, q.dirs.repos, p.Name, "feature", tc.files)
-			b, err := q.Enqueue(ctx, schema.NewBuild{ProjectID: p.ID, Branch: "feature", CommitSHA: ids[0]})
-			if err != nil {
-				t.Fatal(err)
-			}
-			b = waitBuild(t, q.store, b.ID)
-			lines, _ := q.store.LogLines(ctx, b.ID, 0)
-			var log strings.Builder
-			for _, l := range lines {
-				log.WriteString(l.Line + "\n")
-			}
-			if tc.logLine != "" && !strings.Contains(log.String(), tc.logLine) {
-				t.Errorf("log lacks %q:\n%s", tc.logLine, log.String())
+			b, log := q.build(t, p, ids[0])
+			if tc.logLine != "" && !strings.Contains(log, tc.logLine) {
+				t.Errorf("log lacks %q:\n%s", tc.logLine, log)
 			}
 			if !tc.ok {
 				if b.Status != schema.BuildFailed || !strings.HasPrefix(b.Error, tc.reason) || b.ArtifactPath != "" {
 					t.Fatalf("build = %s %q artifact %q, want failed with %q", b.Status, b.Error, b.ArtifactPath, tc.reason)
 				}
-				if !strings.Contains(log.String(), "error: "+b.Error) {
-					t.Errorf("log lacks the one-line reason:\n%s", log.String())
+				if !strings.Contains(log, "error: "+b.Error) {
+					t.Errorf("log lacks the one-line reason:\n%s", log)
 				}
 				return
 			}
 			if b.Status != schema.BuildSucceeded || b.Kind != tc.kind {
-				t.Fatalf("build = %s kind %q error %q\n%s", b.Status, b.Kind, b.Error, log.String())
+				t.Fatalf("build = %s kind %q error %q\n%s", b.Status, b.Kind, b.Error, log)
 			}
 			data, err := os.ReadFile(b.ArtifactPath)
 			if err != nil {
@@ -270,9 +284,7 @@ func TestSuccessfulBuildsProduceArtifacts(t *testing.T) {
 func TestDependencyCacheSurvivesBuilds(t *testing.T) {
 	t.Parallel()
 	q := newTestQueue(t, true)
-	ctx := context.Background()
-	u, _ := q.store.CreateUser(ctx, "u", true)
-	p, _, _ := q.store.EnsureProject(ctx, "cached", u.ID)
+	p := q.project(t, "cached")
 	build := func(fail bool) string {
 		t.Helper()
 		script := `const fs = require('fs'), path = require('path');
@@ -288,17 +300,8 @@ fs.mkdirSync('dist', {recursive: true}); fs.writeFileSync('dist/index.html', 'x'
 			"package.json": `{"name":"c","scripts":{"build":"node build.js"}}`,
 			"build.js":     script + fmt.Sprintf("\n// %d", time.Now().UnixNano()),
 		})
-		b, err := q.Enqueue(ctx, schema.NewBuild{ProjectID: p.ID, Branch: "feature", CommitSHA: ids[len(ids)-1]})
-		if err != nil {
-			t.Fatal(err)
-		}
-		waitBuild(t, q.store, b.ID)
-		lines, _ := q.store.LogLines(ctx, b.ID, 0)
-		var log strings.Builder
-		for _, l := range lines {
-			log.WriteString(l.Line + "\n")
-		}
-		return log.String()
+		_, log := q.build(t, p, ids[len(ids)-1])
+		return log
 	}
 	if log := build(false); !strings.Contains(log, "cache count 1") || strings.Contains(log, "Restored the dependency cache") {
 		t.Fatalf("first build:\n%s", log)
@@ -312,8 +315,7 @@ fs.mkdirSync('dist', {recursive: true}); fs.writeFileSync('dist/index.html', 'x'
 	if log := build(false); !strings.Contains(log, "cache count 4") {
 		t.Fatalf("after a failed build:\n%s", log)
 	}
-	other, _, _ := q.store.EnsureProject(ctx, "other", u.ID)
-	p = other
+	p = q.project(t, "other")
 	if log := build(false); !strings.Contains(log, "cache count 1") {
 		t.Fatalf("another project saw the cache:\n%s", log)
 	}

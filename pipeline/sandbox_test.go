@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"minivercel/internal/testenv"
 	"minivercel/proc"
 )
 
@@ -32,6 +33,13 @@ type workspace struct {
 // parent: t.TempDir() is 0700, which the build user could not enter.
 func newWorkspace(t *testing.T, sb Sandbox) workspace {
 	t.Helper()
+	return checkoutWorkspace(t, sb, func(string) error { return nil })
+}
+
+// checkoutWorkspace is newWorkspace with src filled by checkout before the
+// build user is handed the tree, as the build job does.
+func checkoutWorkspace(t *testing.T, sb Sandbox, checkout func(src string) error) workspace {
+	t.Helper()
 	ws, err := os.MkdirTemp("", "minivercel-ws-")
 	if err != nil {
 		t.Fatal(err)
@@ -45,6 +53,9 @@ func newWorkspace(t *testing.T, sb Sandbox) workspace {
 	}
 	if err := os.Chmod(ws, 0o755); err != nil {
 		t.Fatal(err)
+	}
+	if err := checkout(w.src); err != nil {
+		t.Fatalf("Checkout: %v", err)
 	}
 	if err := sb.Prepare(ws); err != nil {
 		t.Fatalf("Prepare: %v", err)
@@ -68,15 +79,8 @@ func buildUser(t *testing.T) Sandbox {
 	return sb
 }
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to switch to the build user")
-	}
-}
-
 func TestBuildUser(t *testing.T) {
-	requireRoot(t)
+	testenv.NeedRoot(t, "switching to the build user")
 	// Concurrent first calls must agree and not fail on each other's useradd.
 	var wg sync.WaitGroup
 	got := make([]Sandbox, 4)
@@ -116,7 +120,7 @@ func TestBuildUser(t *testing.T) {
 }
 
 func TestRunAsBuildUser(t *testing.T) {
-	requireRoot(t)
+	testenv.NeedRoot(t, "switching to the build user")
 	forEachSandbox(t, func(t *testing.T, sb Sandbox) {
 		w := newWorkspace(t, sb)
 		out, err := w.run(t, context.Background(), "sh", "-c", "id -u; id -G; touch written-by-build && echo ok")
@@ -137,7 +141,7 @@ func TestRunAsBuildUser(t *testing.T) {
 // TestRunCannotReadRootFiles is the point of the sandbox: project code must
 // not read the server's secrets.
 func TestRunCannotReadRootFiles(t *testing.T) {
-	requireRoot(t)
+	testenv.NeedRoot(t, "switching to the build user")
 	forEachSandbox(t, func(t *testing.T, sb Sandbox) {
 		w := newWorkspace(t, sb)
 		// Not under /tmp, which bubblewrap replaces: the uid must be what
@@ -478,7 +482,7 @@ func TestRunDiesWithServer(t *testing.T) {
 // bubblewrap the Hide directories and sibling workspaces are empty, while
 // the build still writes its own workspace, HOME and /tmp.
 func TestBubblewrapIsolation(t *testing.T) {
-	requireRoot(t)
+	testenv.NeedRoot(t, "switching to the build user")
 	cases := []struct {
 		name   string
 		script string // run in workspace 2, with $DATA and $W1 set
@@ -607,7 +611,7 @@ func TestBwrapArgs(t *testing.T) {
 }
 
 func TestPrepare(t *testing.T) {
-	requireRoot(t)
+	testenv.NeedRoot(t, "switching to the build user")
 	sb := buildUser(t)
 	t.Run("chowns the tree without following symlinks", func(t *testing.T) {
 		outside := filepath.Join(t.TempDir(), "outside")

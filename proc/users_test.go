@@ -8,17 +8,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"minivercel/internal/testenv"
 )
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create system users")
-	}
-}
-
 func TestSystemUser(t *testing.T) {
-	requireRoot(t)
+	testenv.NeedRoot(t, "creating system users")
 	// Concurrent first calls must agree and not fail on each other's useradd.
 	type ids struct{ uid, gid uint32 }
 	got := make([]ids, 4)
@@ -66,7 +61,7 @@ func TestSystemUser(t *testing.T) {
 // users and only them, so that one server cleaning up at start never kills
 // another server's apps.
 func TestAppUsers(t *testing.T) {
-	requireRoot(t)
+	testenv.NeedRoot(t, "creating system users")
 	one, two := NewAppUsers("/srv/proc-test-one"), NewAppUsers("/srv/proc-test-two")
 	a1, _, err := one.For("proc-test-a")
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"slices"
 	"time"
 
 	"minivercel/hosts"
@@ -27,11 +28,7 @@ func (s BuildStatus) String() string { return string(s) }
 
 // Valid reports whether s is one of the build statuses.
 func (s BuildStatus) Valid() bool {
-	switch s {
-	case BuildQueued, BuildRunning, BuildSucceeded, BuildFailed, BuildCanceled:
-		return true
-	}
-	return false
+	return slices.Contains([]BuildStatus{BuildQueued, BuildRunning, BuildSucceeded, BuildFailed, BuildCanceled}, s)
 }
 
 // Done reports whether the status is final.
@@ -57,11 +54,7 @@ func (s Stage) String() string { return string(s) }
 
 // Valid reports whether s is one of the stages.
 func (s Stage) Valid() bool {
-	switch s {
-	case StageClone, StageInstall, StageBuild, StageArtifact, StageActivate:
-		return true
-	}
-	return false
+	return slices.Contains([]Stage{StageClone, StageInstall, StageBuild, StageArtifact, StageActivate}, s)
 }
 
 // Build is one build of one commit of a branch.

@@ -14,6 +14,7 @@ import (
 
 	"pgregory.net/rapid"
 
+	"minivercel/internal/testwait"
 	"minivercel/schema"
 	"minivercel/schema/schematest"
 )
@@ -157,18 +158,6 @@ func TestCertStorageContract(t *testing.T) {
 	})
 }
 
-// waitFor waits for a result on ch, failing the test after a deadline.
-func waitFor[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
-}
-
 func TestCertStorageLocks(t *testing.T) {
 	t.Parallel()
 	store := schematest.Store(t)
@@ -199,7 +188,7 @@ func TestCertStorageLocks(t *testing.T) {
 		if err := a.Unlock(ctx, "issue_cert_x"); err != nil {
 			t.Fatal(err)
 		}
-		if err := waitFor(t, got, "the waiting Lock"); err != nil {
+		if err := testwait.Recv(t, got, "the waiting Lock"); err != nil {
 			t.Fatal(err)
 		}
 		if ok, _ := a.TryLock(ctx, "issue_cert_x"); ok {

@@ -3,6 +3,7 @@ package schema
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -27,11 +28,7 @@ func (s DeploymentStatus) String() string { return string(s) }
 
 // Valid reports whether s is one of the deployment statuses.
 func (s DeploymentStatus) Valid() bool {
-	switch s {
-	case DeploymentStarting, DeploymentActive, DeploymentSuperseded, DeploymentFailed, DeploymentUnhealthy:
-		return true
-	}
-	return false
+	return slices.Contains([]DeploymentStatus{DeploymentStarting, DeploymentActive, DeploymentSuperseded, DeploymentFailed, DeploymentUnhealthy}, s)
 }
 
 // Deployment is one activation of a build for a project.

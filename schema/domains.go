@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,11 +28,7 @@ func (s CertStatus) String() string { return string(s) }
 
 // Valid reports whether s is one of the certificate statuses.
 func (s CertStatus) Valid() bool {
-	switch s {
-	case CertPending, CertIssued, CertFailed:
-		return true
-	}
-	return false
+	return slices.Contains([]CertStatus{CertPending, CertIssued, CertFailed}, s)
 }
 
 // Domain is a custom host name a project is served at.

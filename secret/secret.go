@@ -216,21 +216,6 @@ func (r *Keyring) Open(projectID int64, name, target string, sealed []byte) (str
 	return k.open(projectID, name, target, sealed)
 }
 
-// Rotated makes next the current key; with a key file it is written first
-// (atomically), so a crash never leaves values sealed by a key no file holds.
-// Call it after the values were re-sealed and committed.
-func (r *Keyring) Rotated(next Key) error {
-	if r.file != "" {
-		if err := writeKeyFile(r.file, next, true); err != nil {
-			return err
-		}
-	}
-	r.mu.Lock()
-	r.current = next
-	r.mu.Unlock()
-	return nil
-}
-
 // PrepareRotation writes next beside the key file (<file>.next), before any
 // value is re-sealed: if the process dies after the database committed the
 // new values, the key that opens them is on disk.

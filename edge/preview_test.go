@@ -123,25 +123,11 @@ type previewEdge struct {
 	sink   *logSink
 }
 
-// newPreviewEdge is an edge with real Node apps behind a real listener, so
-// requests can hang and be canceled as a browser's would.
+// newPreviewEdge is a newNodeEdge whose builds are found by branch and id.
 func newPreviewEdge(t *testing.T, rc RuntimeConfig, domains DomainLookup) *previewEdge {
 	t.Helper()
-	needNode(t)
-	sink := &logSink{}
-	rc.Logs, rc.StopTimeout, rc.WebsocketGrace, rc.ProbeInterval = sink, 2*time.Second, time.Second, 200*time.Millisecond
-	lk := &previewLookup{}
-	te := newEdgeWith(t, lk, func(c *Config) {
-		c.Logger, c.Runtime, c.CustomDomains = nil, rc, domains
-	})
-	srv := te.srv
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		hs.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
+	sink, lk := &logSink{}, &previewLookup{}
+	te, hs := newNodeEdge(t, lk, rc, sink, domains)
 	return &previewEdge{testEdge: te, hs: hs, lookup: lk, sink: sink}
 }
 
@@ -708,15 +694,9 @@ func TestPreviewPathHidesPanelCookies(t *testing.T) {
 }).listen(process.env.PORT, process.env.HOST);`})
 	s.Start = "node server.js"
 	e.lookup.add(s)
-	req, _ := http.NewRequest("GET", hs.URL+"/preview/41/", nil)
-	req.Host = "localhost"
-	req.Header.Set("Cookie", "mv_session=the-admins-session")
-	req.Header.Set("Authorization", "Bearer secret-token")
-	resp, err := hs.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp := send(t, hs.Client(), hs.URL+"/preview/41/", "localhost", map[string]string{
+		"Cookie": "mv_session=the-admins-session", "Authorization": "Bearer secret-token",
+	})
 	body, _ := io.ReadAll(resp.Body)
 	if string(body) != "cookie= auth=" {
 		t.Fatalf("the preview saw %q", body)

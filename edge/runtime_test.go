@@ -64,32 +64,74 @@ func (l *logSink) text(id int64) string {
 	return strings.Join(l.lines[id], "\n")
 }
 
-func needNode(t *testing.T) {
+func needNode(tb testing.TB) {
 	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node is not installed")
+		tb.Skip("node is not installed")
 	}
 }
 
-func newAppEdge(t *testing.T, sink *logSink) (*testEdge, *httptest.Server) {
-	t.Helper()
-	needNode(t)
-	lk := &fakeLookup{}
-	e := newEdgeWith(t, lk, func(c *Config) {
-		c.Logger = nil
-		c.Runtime = RuntimeConfig{
-			Logs: sink, StopTimeout: 2 * time.Second, WebsocketGrace: time.Second, ProbeInterval: 200 * time.Millisecond,
-		}
-	})
-	e.lookup = lk
-	srv := e.srv
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		hs.Close()
+// shutDownAtEnd stops srv, and the apps it runs, when the test or benchmark
+// ends.
+func shutDownAtEnd(tb testing.TB, srv *Server) {
+	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
+}
+
+// newNodeEdge is an edge for real Node apps behind a real listener, so
+// requests can hang and be canceled as a browser's would. rc gets the quick
+// stop, grace and probe timings of the tests, and app logs go to sink.
+func newNodeEdge(t *testing.T, lookup BuildLookup, rc RuntimeConfig, sink *logSink, domains DomainLookup) (*testEdge, *httptest.Server) {
+	t.Helper()
+	needNode(t)
+	rc.Logs, rc.StopTimeout, rc.WebsocketGrace, rc.ProbeInterval = sink, 2*time.Second, time.Second, 200*time.Millisecond
+	e := newEdgeWith(t, lookup, func(c *Config) {
+		c.Logger, c.Runtime, c.CustomDomains = nil, rc, domains
+	})
+	shutDownAtEnd(t, e.srv)
+	hs := httptest.NewServer(e.srv.Handler())
+	t.Cleanup(hs.Close)
 	return e, hs
+}
+
+func newAppEdge(t *testing.T, sink *logSink) (*testEdge, *httptest.Server) {
+	t.Helper()
+	lk := &fakeLookup{}
+	e, hs := newNodeEdge(t, lk, RuntimeConfig{}, sink, nil)
+	e.lookup = lk
+	return e, hs
+}
+
+// serveTCP makes the edge serve on a loopback port of its own and returns
+// that address.
+func (e *testEdge) serveTCP() string {
+	e.t.Helper()
+	e.srv.cfg.Addr = "127.0.0.1:0"
+	if err := e.srv.Listen(); err != nil {
+		e.t.Fatal(err)
+	}
+	go e.srv.Serve()
+	return e.srv.Addr().String()
+}
+
+// send does a GET of url with the Host header host and the given headers,
+// failing the test when no response comes; the body is closed when the test
+// ends.
+func send(t testing.TB, client *http.Client, url, host string, header map[string]string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Host = host
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
 }
 
 // appSite is a server app build answering version.
@@ -169,13 +211,7 @@ func TestServerSentEventsStream(t *testing.T) {
 	t.Parallel()
 	e, hs := newAppEdge(t, &logSink{})
 	e.activate(e.appSite("sse", 1, "v1"))
-	req, _ := http.NewRequest("GET", hs.URL+"/sse", nil)
-	req.Host = "sse.localhost"
-	resp, err := hs.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp := send(t, hs.Client(), hs.URL+"/sse", "sse.localhost", nil)
 	line, err := bufio.NewReader(resp.Body).ReadString('\n')
 	if err != nil || line != "data: first\n" {
 		t.Fatalf("first line %q, %v", line, err)
@@ -419,21 +455,11 @@ func TestStopKillsTheWholeGroup(t *testing.T) {
 func TestHTTP2Cleartext(t *testing.T) {
 	t.Parallel()
 	e, _ := newAppEdge(t, &logSink{})
-	e.srv.cfg.Addr = "127.0.0.1:0"
-	if err := e.srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	go e.srv.Serve()
+	addr := e.serveTCP()
 	e.activate(e.appSite("h2", 1, "over h2"))
 	tr := &http.Transport{Protocols: new(http.Protocols)}
 	tr.Protocols.SetUnencryptedHTTP2(true)
-	req, _ := http.NewRequest("GET", "http://"+e.srv.Addr().String()+"/", nil)
-	req.Host = "h2.localhost"
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp := send(t, &http.Client{Transport: tr}, "http://"+addr+"/", "h2.localhost", nil)
 	body, _ := io.ReadAll(resp.Body)
 	if resp.ProtoMajor != 2 || string(body) != "over h2" {
 		t.Fatalf("got %s %q", resp.Proto, body)
@@ -445,11 +471,7 @@ func TestHTTP2Cleartext(t *testing.T) {
 func TestWebsocketsClosedAfterGrace(t *testing.T) {
 	t.Parallel()
 	e, _ := newAppEdge(t, &logSink{})
-	e.srv.cfg.Addr = "127.0.0.1:0"
-	if err := e.srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	go e.srv.Serve()
+	addr := e.serveTCP()
 	s := e.site("ws", 1, map[string]string{"server.js": `const server = require('http').createServer((q, r) => r.end('http'));
 server.on('upgrade', (req, sock) => {
   sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n');
@@ -458,7 +480,7 @@ server.on('upgrade', (req, sock) => {
 server.listen(process.env.PORT, process.env.HOST);`})
 	s.Start, s.DeploymentID = "node server.js", 1
 	e.activate(s)
-	conn, err := net.Dial("tcp", e.srv.Addr().String())
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -653,16 +675,9 @@ func TestClientForwardingHeadersAreNotTrusted(t *testing.T) {
 	s := e.site("hdr", 1, map[string]string{"server.js": `require('http').createServer((q, r) => r.end(JSON.stringify([q.headers['x-real-ip'], q.headers['x-forwarded-prefix'], q.headers['x-forwarded-for']]))).listen(process.env.PORT, process.env.HOST);`})
 	s.Start = "node server.js"
 	e.activate(s)
-	req, _ := http.NewRequest("GET", hs.URL+"/", nil)
-	req.Host = "hdr.localhost"
-	req.Header.Set("X-Real-IP", "6.6.6.6")
-	req.Header.Set("X-Forwarded-Prefix", "/evil")
-	req.Header.Set("X-Forwarded-For", "6.6.6.6")
-	resp, err := hs.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp := send(t, hs.Client(), hs.URL+"/", "hdr.localhost", map[string]string{
+		"X-Real-IP": "6.6.6.6", "X-Forwarded-Prefix": "/evil", "X-Forwarded-For": "6.6.6.6",
+	})
 	body, _ := io.ReadAll(resp.Body)
 	if string(body) != `[null,null,"127.0.0.1"]` {
 		t.Fatalf("the app saw %s", body)

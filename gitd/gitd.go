@@ -16,9 +16,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -90,7 +87,7 @@ type Server struct {
 	projects Projects
 	reg      HookRegistrar
 	log      *slog.Logger
-	git      string // absolute path of the git executable
+	repos    repoStore
 	ssh      *ssh.Server
 
 	mu       sync.Mutex
@@ -112,12 +109,6 @@ func New(cfg Config, auth Authorizer, projects Projects, reg HookRegistrar) (*Se
 	switch {
 	case cfg.HostKeyPath == "":
 		return nil, errors.New("new gitd: HostKeyPath is required")
-	case cfg.ReposDir == "":
-		return nil, errors.New("new gitd: ReposDir is required")
-	case !filepath.IsAbs(cfg.HookCommand):
-		return nil, fmt.Errorf("new gitd: HookCommand %q is not an absolute path", cfg.HookCommand)
-	case cfg.HookSocket == "":
-		return nil, errors.New("new gitd: HookSocket is required")
 	case auth == nil || projects == nil || reg == nil:
 		return nil, errors.New("new gitd: Authorizer, Projects and HookRegistrar are required")
 	}
@@ -128,12 +119,9 @@ func New(cfg Config, auth Authorizer, projects Projects, reg HookRegistrar) (*Se
 	if log == nil {
 		log = slog.Default()
 	}
-	git, err := exec.LookPath("git")
+	repos, err := newRepoStore(cfg.ReposDir, cfg.HookCommand, cfg.HookSocket)
 	if err != nil {
-		return nil, fmt.Errorf("new gitd: find git: %w", err)
-	}
-	if err := os.MkdirAll(cfg.ReposDir, 0o700); err != nil {
-		return nil, fmt.Errorf("new gitd: create repos dir: %w", err)
+		return nil, fmt.Errorf("new gitd: %w", err)
 	}
 	signer, err := loadOrCreateHostKey(cfg.HostKeyPath)
 	if err != nil {
@@ -145,7 +133,7 @@ func New(cfg Config, auth Authorizer, projects Projects, reg HookRegistrar) (*Se
 		projects: projects,
 		reg:      reg,
 		log:      log.With("component", "gitd"),
-		git:      git,
+		repos:    repos,
 	}
 	s.ssh = &ssh.Server{
 		Addr:             cfg.Addr,

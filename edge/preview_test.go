@@ -150,6 +150,13 @@ func (e *previewEdge) app(project string, id int64, version string) Site {
 	return s
 }
 
+// branchApp is an app the lookup finds as the latest build of branch.
+func (e *previewEdge) branchApp(project string, id int64, version, branch string) Site {
+	s := e.app(project, id, version)
+	e.lookup.add(s, branch)
+	return s
+}
+
 func (e *previewEdge) do(ctx context.Context, host, path string) (*http.Response, string, error) {
 	req, _ := http.NewRequestWithContext(ctx, "GET", e.hs.URL+path, nil)
 	req.Host = host
@@ -258,8 +265,7 @@ func TestPreviewAppStartsOnDemand(t *testing.T) {
 func TestPreviewStopsWhenIdle(t *testing.T) {
 	t.Parallel()
 	e := newPreviewEdge(t, RuntimeConfig{PreviewIdle: 300 * time.Millisecond}, nil)
-	pre := e.app("idle", 1, "v1")
-	e.lookup.add(pre, "feature")
+	pre := e.branchApp("idle", 1, "v1", "feature")
 	port := e.view(buildHost(pre), "/env").Port
 	waitFor(t, func() bool { return len(runningPreviews(e.srv)) == 0 })
 	var p int
@@ -276,8 +282,7 @@ func TestPreviewStopsWhenIdle(t *testing.T) {
 func TestPreviewBusyIsNotIdle(t *testing.T) {
 	t.Parallel()
 	e := newPreviewEdge(t, RuntimeConfig{PreviewIdle: 200 * time.Millisecond}, nil)
-	pre := e.app("busy", 1, "v1")
-	e.lookup.add(pre, "feature")
+	pre := e.branchApp("busy", 1, "v1", "feature")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -337,9 +342,7 @@ func TestPreviewLRUBound(t *testing.T) {
 func TestTooManyPreviewsBusy(t *testing.T) {
 	t.Parallel()
 	e := newPreviewEdge(t, RuntimeConfig{MaxPreviews: 1}, nil)
-	a, b := e.app("full", 1, "A"), e.app("full", 2, "B")
-	e.lookup.add(a, "a")
-	e.lookup.add(b, "b")
+	a, b := e.branchApp("full", 1, "A", "a"), e.branchApp("full", 2, "B", "b")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -420,8 +423,7 @@ func TestBranchURLFollowsNewBuild(t *testing.T) {
 	}
 	e.resolver().branchTTL = 100 * time.Millisecond
 	waitFor(t, func() bool { _, body := e.get(host, "/"); return body == "second" })
-	v3 := e.app("blog", 3, "server third")
-	e.lookup.add(v3, "feature/login")
+	e.branchApp("blog", 3, "server third", "feature/login")
 	waitFor(t, func() bool { _, body := e.get(host, "/"); return body == "server third" })
 	e.expect("blog--"+v1.Slug+".localhost", "/", 200, "first")
 	for _, bad := range []string{"blog--git-.localhost", "blog--git--x.localhost", "blog--git-x-.localhost", "blog--git-" + strings.Repeat("a", 41) + ".localhost", "blog--git-A_b.localhost"} {
@@ -524,8 +526,7 @@ func TestCustomDomains(t *testing.T) {
 func TestShutdownStopsPreviews(t *testing.T) {
 	t.Parallel()
 	e := newPreviewEdge(t, RuntimeConfig{}, nil)
-	pre := e.app("bye", 1, "v")
-	e.lookup.add(pre, "x")
+	pre := e.branchApp("bye", 1, "v", "x")
 	var port int
 	fmt.Sscan(e.view(buildHost(pre), "/env").Port, &port)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -609,13 +610,7 @@ func TestPreviewCreationProperty(t *testing.T) {
 func TestPreviewServingProperty(t *testing.T) {
 	withChecks(t, 10)
 	e := newPreviewEdge(t, RuntimeConfig{}, nil)
-	builds := []Site{
-		e.site("prop", 1, map[string]string{"index.html": "static one"}),
-		e.app("prop", 2, "server two"),
-		e.site("prop", 3, map[string]string{"index.html": "static three"}),
-		e.app("prop", 4, "server four"),
-	}
-	want := []string{"static one", "server two", "static three", "server four"}
+	builds, want := e.mixedBuilds("prop", e.app)
 	for _, s := range builds {
 		e.lookup.add(s, "b")
 	}

@@ -143,6 +143,22 @@ func (e *testEdge) appSite(project string, id int64, version string) Site {
 	return s
 }
 
+// mixedBuilds is four builds of project, static sites and server apps
+// (made by app) taking turns, and what each answers at "/".
+func (e *testEdge) mixedBuilds(project string, app func(project string, id int64, version string) Site) ([]Site, []string) {
+	want := []string{"static one", "server two", "static three", "server four"}
+	builds := make([]Site, len(want))
+	for i, body := range want {
+		id := int64(i + 1)
+		if id%2 == 0 {
+			builds[i] = app(project, id, body)
+		} else {
+			builds[i] = e.site(project, id, map[string]string{"index.html": body})
+		}
+	}
+	return builds, want
+}
+
 // patientHealth is the health check of apps that must pass it: a try waits
 // for the port to accept before it asks, so a healthy app passes at its
 // first answer and generous limits cost nothing, while a machine busy enough
@@ -363,13 +379,7 @@ func TestSwitchUnderLoadDropsNothing(t *testing.T) {
 func TestActivationSequencesServeTheLast(t *testing.T) {
 	t.Parallel()
 	e, hs := newAppEdge(t, &logSink{})
-	builds := []Site{
-		e.site("mix", 1, map[string]string{"index.html": "static one"}),
-		e.appSite("mix", 2, "server two"),
-		e.site("mix", 3, map[string]string{"index.html": "static three"}),
-		e.appSite("mix", 4, "server four"),
-	}
-	want := []string{"static one", "server two", "static three", "server four"}
+	builds, want := e.mixedBuilds("mix", e.appSite)
 	rapid.Check(t, func(rt *rapid.T) {
 		steps := rapid.SliceOfN(rapid.IntRange(0, len(builds)-1), 1, 4).Draw(rt, "activations")
 		for _, i := range steps {

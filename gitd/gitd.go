@@ -95,6 +95,15 @@ type Server struct {
 	shutdown bool
 }
 
+// componentLog is l, or slog.Default() when l is nil, marking its records
+// as gitd's with attrs added.
+func componentLog(l *slog.Logger, attrs ...any) *slog.Logger {
+	if l == nil {
+		l = slog.Default()
+	}
+	return l.With(append([]any{"component", "gitd"}, attrs...)...)
+}
+
 // gitPath is the PATH given to git: enough for git to find its helpers and
 // for the hook script's /bin/sh, nothing from our own environment.
 const gitPath = "/usr/local/bin:/usr/bin:/bin"
@@ -115,10 +124,6 @@ func New(cfg Config, auth Authorizer, projects Projects, reg HookRegistrar) (*Se
 	if cfg.Addr == "" {
 		cfg.Addr = ":22"
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
-	}
 	repos, err := newRepoStore(cfg.ReposDir, cfg.HookCommand, cfg.HookSocket)
 	if err != nil {
 		return nil, fmt.Errorf("new gitd: %w", err)
@@ -132,7 +137,7 @@ func New(cfg Config, auth Authorizer, projects Projects, reg HookRegistrar) (*Se
 		auth:     auth,
 		projects: projects,
 		reg:      reg,
-		log:      log.With("component", "gitd"),
+		log:      componentLog(cfg.Logger),
 		repos:    repos,
 	}
 	s.ssh = &ssh.Server{

@@ -81,10 +81,6 @@ func NewHTTPHandler(cfg HTTPConfig, auth TokenAuthorizer, projects Projects, reg
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = defaultMaxBody
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
-	}
 	repos, err := newRepoStore(cfg.ReposDir, cfg.HookCommand, cfg.HookSocket)
 	if err != nil {
 		return nil, fmt.Errorf("new git http handler: %w", err)
@@ -94,7 +90,7 @@ func NewHTTPHandler(cfg HTTPConfig, auth TokenAuthorizer, projects Projects, reg
 		auth:     auth,
 		projects: projects,
 		reg:      reg,
-		log:      log.With("component", "gitd", "transport", "http"),
+		log:      componentLog(cfg.Logger, "transport", "http"),
 		repos:    repos,
 	}, nil
 }

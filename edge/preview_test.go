@@ -614,15 +614,11 @@ func TestPreviewServingProperty(t *testing.T) {
 	for _, s := range builds {
 		e.lookup.add(s, "b")
 	}
-	var dep atomic.Int64
 	rapid.Check(t, func(rt *rapid.T) {
 		steps := rapid.SliceOfN(rapid.IntRange(0, len(builds)-1), 1, 4).Draw(rt, "activations")
 		for _, a := range steps {
 			s := builds[a]
-			s.DeploymentID = 1000 + dep.Add(1)
-			if err := e.srv.Activate(context.Background(), s, nil); err != nil {
-				rt.Fatalf("activate build %d: %v", s.BuildID, err)
-			}
+			e.redeploy(rt, s)
 			order := rapid.Permutation([]int{0, 1, 2, 3}).Draw(rt, "visits")
 			for _, i := range order {
 				b := builds[i]
@@ -656,15 +652,11 @@ func TestDomainRoutingProperty(t *testing.T) {
 		e.app("shop", 3, "server three"),
 	}
 	want := []string{"static one", "static two", "server three"}
-	var dep atomic.Int64
 	rapid.Check(t, func(rt *rapid.T) {
 		steps := rapid.SliceOfN(rapid.IntRange(0, len(builds)-1), 1, 5).Draw(rt, "activations")
 		for _, a := range steps {
 			s := builds[a]
-			s.DeploymentID = 1000 + dep.Add(1)
-			if err := e.srv.Activate(context.Background(), s, nil); err != nil {
-				rt.Fatalf("activate build %d: %v", s.BuildID, err)
-			}
+			e.redeploy(rt, s)
 			for _, host := range []string{"shop.localhost", "www.example.com", "EXAMPLE.ORG:443", "example.org."} {
 				if code, body := e.get(host, "/"); code != 200 || body != want[a] {
 					rt.Fatalf("after activating build %d, %s = %d %q", s.BuildID, host, code, body)

@@ -384,10 +384,7 @@ func TestActivationSequencesServeTheLast(t *testing.T) {
 		steps := rapid.SliceOfN(rapid.IntRange(0, len(builds)-1), 1, 4).Draw(rt, "activations")
 		for _, i := range steps {
 			s := builds[i]
-			s.DeploymentID = time.Now().UnixNano()
-			if err := e.srv.Activate(context.Background(), s, nil); err != nil {
-				rt.Fatalf("activate build %d: %v", s.BuildID, err)
-			}
+			e.redeploy(rt, s)
 			code, body, err := httpGet(t, hs, "mix.localhost", "/")
 			if err != nil || code != 200 || body != want[i] {
 				rt.Fatalf("after activating build %d: %d %q %v", s.BuildID, code, body, err)
@@ -587,11 +584,7 @@ func TestSeamlessUpdatesProperty(t *testing.T) {
 			return served[w]
 		}
 		for n, i := range order {
-			s := builds[i]
-			s.DeploymentID = time.Now().UnixNano()
-			if err := e.srv.Activate(context.Background(), s, nil); err != nil {
-				rt.Fatalf("activate: %v", err)
-			}
+			e.redeploy(rt, builds[i])
 			w := window.Add(1)
 			deadline := time.After(30 * time.Second) // a hang, not a pace
 			for servedIn(w) == 0 {

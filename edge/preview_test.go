@@ -283,12 +283,7 @@ func TestPreviewBusyIsNotIdle(t *testing.T) {
 	t.Parallel()
 	e := newPreviewEdge(t, RuntimeConfig{PreviewIdle: 200 * time.Millisecond}, nil)
 	pre := e.branchApp("busy", 1, "v1", "feature")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		e.do(ctx, buildHost(pre), "/hang")
-	}()
+	release := e.hang(buildHost(pre))
 	waitFor(t, func() bool { return e.previewActive(1) > 0 && len(runningPreviews(e.srv)) == 1 })
 	// Three idle periods pass with the request in flight.
 	deadline := time.Now().Add(600 * time.Millisecond)
@@ -298,9 +293,23 @@ func TestPreviewBusyIsNotIdle(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	cancel()
-	<-done
+	release()
 	waitFor(t, func() bool { return len(runningPreviews(e.srv)) == 0 })
+}
+
+// hang keeps a request to host's /hang, which the app never answers, in
+// flight until release cancels it and waits for it to end.
+func (e *previewEdge) hang(host string) (release func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.do(ctx, host, "/hang")
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 func (e *previewEdge) previewActive(id int64) int {
@@ -343,19 +352,13 @@ func TestTooManyPreviewsBusy(t *testing.T) {
 	t.Parallel()
 	e := newPreviewEdge(t, RuntimeConfig{MaxPreviews: 1}, nil)
 	a, b := e.branchApp("full", 1, "A", "a"), e.branchApp("full", 2, "B", "b")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		e.do(ctx, buildHost(a), "/hang")
-	}()
+	release := e.hang(buildHost(a))
 	waitFor(t, func() bool { return e.previewActive(1) > 0 && len(runningPreviews(e.srv)) == 1 })
 	resp, body, err := e.do(context.Background(), buildHost(b), "/")
 	if err != nil || resp.StatusCode != 503 || !strings.Contains(body, "Too many previews running") || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("with every preview busy: %v %q %v", resp.StatusCode, body, err)
 	}
-	cancel()
-	<-done
+	release()
 	waitFor(t, func() bool { return e.previewActive(1) == 0 })
 	e.expect(buildHost(b), "/", 200, "B")
 	if ids := runningPreviews(e.srv); !slices.Equal(ids, []int64{2}) {

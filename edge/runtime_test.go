@@ -535,6 +535,16 @@ func withChecks(t *testing.T, n int) {
 	t.Cleanup(func() { f.Value.Set(old) })
 }
 
+// redeploy activates build s in a new deployment, as a rollback does, with
+// a DeploymentID above those the builds were made with.
+func (e *testEdge) redeploy(rt *rapid.T, s Site) {
+	rt.Helper()
+	s.DeploymentID = 1000 + e.redeploys.Add(1)
+	if err := e.srv.Activate(context.Background(), s, nil); err != nil {
+		rt.Fatalf("activate build %d: %v", s.BuildID, err)
+	}
+}
+
 // TestSeamlessUpdatesProperty is the seed's Property 20 as a property: for any
 // number of switches between any builds (static or server), with requests of
 // any mix in flight, every request is answered by one of the builds. Each

@@ -16,8 +16,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"pgregory.net/rapid"
 )
 
 // fakeLookup is an in-memory BuildLookup that counts its calls.
@@ -102,16 +100,6 @@ func (e *testEdge) activate(s Site) {
 	e.t.Helper()
 	if err := e.srv.Activate(context.Background(), s, nil); err != nil {
 		e.t.Fatalf("Activate %s/%d: %v", s.Project, s.BuildID, err)
-	}
-}
-
-// redeploy activates build s in a new deployment, as a rollback does, with
-// a DeploymentID above those the builds were made with.
-func (e *testEdge) redeploy(rt *rapid.T, s Site) {
-	rt.Helper()
-	s.DeploymentID = 1000 + e.redeploys.Add(1)
-	if err := e.srv.Activate(context.Background(), s, nil); err != nil {
-		rt.Fatalf("activate build %d: %v", s.BuildID, err)
 	}
 }
 

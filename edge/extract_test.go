@@ -41,6 +41,20 @@ type fataler interface {
 	Fatalf(format string, args ...any)
 }
 
+// tempArchive writes entries to an archive in a new directory, removed when
+// the check ends, and returns the directory, the archive's path and its
+// sha256 hex.
+func tempArchive(rt *rapid.T, entries []entry) (tmp, path, sum string) {
+	rt.Helper()
+	tmp, err := os.MkdirTemp("", "edge-prop-")
+	if err != nil {
+		rt.Fatal(err)
+	}
+	rt.Cleanup(func() { os.RemoveAll(tmp) })
+	path, sum = writeArchive(rt, tmp, entries)
+	return tmp, path, sum
+}
+
 // writeArchive writes a tar.gz made of entries into dir and returns its path
 // and sha256 hex.
 func writeArchive(t fataler, dir string, entries []entry) (string, string) {
@@ -238,12 +252,7 @@ func TestExtractPropertyConfined(t *testing.T) {
 	})
 	rapid.Check(t, func(rt *rapid.T) {
 		entries := rapid.SliceOfN(genEntry, 1, 12).Draw(rt, "entries")
-		tmp, err := os.MkdirTemp("", "edge-prop-")
-		if err != nil {
-			rt.Fatal(err)
-		}
-		defer os.RemoveAll(tmp)
-		arch, sum := writeArchive(rt, tmp, entries)
+		tmp, arch, sum := tempArchive(rt, entries)
 		parent := filepath.Join(tmp, "p")
 		// "outside" is where an escaping write would most likely land.
 		outside := filepath.Join(parent, "outside")
@@ -304,12 +313,7 @@ func TestExtractPropertyRoundTrip(t *testing.T) {
 			}
 			entries = append(entries, file(name, body))
 		}
-		tmp, err := os.MkdirTemp("", "edge-rt-")
-		if err != nil {
-			rt.Fatal(err)
-		}
-		defer os.RemoveAll(tmp)
-		arch, sum := writeArchive(rt, tmp, entries)
+		tmp, arch, sum := tempArchive(rt, entries)
 		dst := filepath.Join(tmp, "dst")
 		if err := Extract(arch, sum, dst); err != nil {
 			rt.Fatalf("Extract valid tree: %v", err)

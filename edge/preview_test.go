@@ -123,25 +123,11 @@ type previewEdge struct {
 	sink   *logSink
 }
 
-// newPreviewEdge is an edge with real Node apps behind a real listener, so
-// requests can hang and be canceled as a browser's would.
+// newPreviewEdge is a newNodeEdge whose builds are found by branch and id.
 func newPreviewEdge(t *testing.T, rc RuntimeConfig, domains DomainLookup) *previewEdge {
 	t.Helper()
-	needNode(t)
-	sink := &logSink{}
-	rc.Logs, rc.StopTimeout, rc.WebsocketGrace, rc.ProbeInterval = sink, 2*time.Second, time.Second, 200*time.Millisecond
-	lk := &previewLookup{}
-	te := newEdgeWith(t, lk, func(c *Config) {
-		c.Logger, c.Runtime, c.CustomDomains = nil, rc, domains
-	})
-	srv := te.srv
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		hs.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
+	sink, lk := &logSink{}, &previewLookup{}
+	te, hs := newNodeEdge(t, lk, rc, sink, domains)
 	return &previewEdge{testEdge: te, hs: hs, lookup: lk, sink: sink}
 }
 
@@ -161,6 +147,13 @@ func (e *previewEdge) app(project string, id int64, version string) Site {
 	s := e.site(project, id, map[string]string{"server.js": fmt.Sprintf(previewJS, version)})
 	s.Start, s.DeploymentID = "node server.js", id
 	s.Health = patientHealth
+	return s
+}
+
+// branchApp is an app the lookup finds as the latest build of branch.
+func (e *previewEdge) branchApp(project string, id int64, version, branch string) Site {
+	s := e.app(project, id, version)
+	e.lookup.add(s, branch)
 	return s
 }
 
@@ -272,8 +265,7 @@ func TestPreviewAppStartsOnDemand(t *testing.T) {
 func TestPreviewStopsWhenIdle(t *testing.T) {
 	t.Parallel()
 	e := newPreviewEdge(t, RuntimeConfig{PreviewIdle: 300 * time.Millisecond}, nil)
-	pre := e.app("idle", 1, "v1")
-	e.lookup.add(pre, "feature")
+	pre := e.branchApp("idle", 1, "v1", "feature")
 	port := e.view(buildHost(pre), "/env").Port
 	waitFor(t, func() bool { return len(runningPreviews(e.srv)) == 0 })
 	var p int
@@ -290,14 +282,8 @@ func TestPreviewStopsWhenIdle(t *testing.T) {
 func TestPreviewBusyIsNotIdle(t *testing.T) {
 	t.Parallel()
 	e := newPreviewEdge(t, RuntimeConfig{PreviewIdle: 200 * time.Millisecond}, nil)
-	pre := e.app("busy", 1, "v1")
-	e.lookup.add(pre, "feature")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		e.do(ctx, buildHost(pre), "/hang")
-	}()
+	pre := e.branchApp("busy", 1, "v1", "feature")
+	release := e.hang(buildHost(pre))
 	waitFor(t, func() bool { return e.previewActive(1) > 0 && len(runningPreviews(e.srv)) == 1 })
 	// Three idle periods pass with the request in flight.
 	deadline := time.Now().Add(600 * time.Millisecond)
@@ -307,9 +293,23 @@ func TestPreviewBusyIsNotIdle(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	cancel()
-	<-done
+	release()
 	waitFor(t, func() bool { return len(runningPreviews(e.srv)) == 0 })
+}
+
+// hang keeps a request to host's /hang, which the app never answers, in
+// flight until release cancels it and waits for it to end.
+func (e *previewEdge) hang(host string) (release func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.do(ctx, host, "/hang")
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 func (e *previewEdge) previewActive(id int64) int {
@@ -351,22 +351,14 @@ func TestPreviewLRUBound(t *testing.T) {
 func TestTooManyPreviewsBusy(t *testing.T) {
 	t.Parallel()
 	e := newPreviewEdge(t, RuntimeConfig{MaxPreviews: 1}, nil)
-	a, b := e.app("full", 1, "A"), e.app("full", 2, "B")
-	e.lookup.add(a, "a")
-	e.lookup.add(b, "b")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		e.do(ctx, buildHost(a), "/hang")
-	}()
+	a, b := e.branchApp("full", 1, "A", "a"), e.branchApp("full", 2, "B", "b")
+	release := e.hang(buildHost(a))
 	waitFor(t, func() bool { return e.previewActive(1) > 0 && len(runningPreviews(e.srv)) == 1 })
 	resp, body, err := e.do(context.Background(), buildHost(b), "/")
 	if err != nil || resp.StatusCode != 503 || !strings.Contains(body, "Too many previews running") || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("with every preview busy: %v %q %v", resp.StatusCode, body, err)
 	}
-	cancel()
-	<-done
+	release()
 	waitFor(t, func() bool { return e.previewActive(1) == 0 })
 	e.expect(buildHost(b), "/", 200, "B")
 	if ids := runningPreviews(e.srv); !slices.Equal(ids, []int64{2}) {
@@ -434,8 +426,7 @@ func TestBranchURLFollowsNewBuild(t *testing.T) {
 	}
 	e.resolver().branchTTL = 100 * time.Millisecond
 	waitFor(t, func() bool { _, body := e.get(host, "/"); return body == "second" })
-	v3 := e.app("blog", 3, "server third")
-	e.lookup.add(v3, "feature/login")
+	e.branchApp("blog", 3, "server third", "feature/login")
 	waitFor(t, func() bool { _, body := e.get(host, "/"); return body == "server third" })
 	e.expect("blog--"+v1.Slug+".localhost", "/", 200, "first")
 	for _, bad := range []string{"blog--git-.localhost", "blog--git--x.localhost", "blog--git-x-.localhost", "blog--git-" + strings.Repeat("a", 41) + ".localhost", "blog--git-A_b.localhost"} {
@@ -538,8 +529,7 @@ func TestCustomDomains(t *testing.T) {
 func TestShutdownStopsPreviews(t *testing.T) {
 	t.Parallel()
 	e := newPreviewEdge(t, RuntimeConfig{}, nil)
-	pre := e.app("bye", 1, "v")
-	e.lookup.add(pre, "x")
+	pre := e.branchApp("bye", 1, "v", "x")
 	var port int
 	fmt.Sscan(e.view(buildHost(pre), "/env").Port, &port)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -623,25 +613,15 @@ func TestPreviewCreationProperty(t *testing.T) {
 func TestPreviewServingProperty(t *testing.T) {
 	withChecks(t, 10)
 	e := newPreviewEdge(t, RuntimeConfig{}, nil)
-	builds := []Site{
-		e.site("prop", 1, map[string]string{"index.html": "static one"}),
-		e.app("prop", 2, "server two"),
-		e.site("prop", 3, map[string]string{"index.html": "static three"}),
-		e.app("prop", 4, "server four"),
-	}
-	want := []string{"static one", "server two", "static three", "server four"}
+	builds, want := e.mixedBuilds("prop", e.app)
 	for _, s := range builds {
 		e.lookup.add(s, "b")
 	}
-	var dep atomic.Int64
 	rapid.Check(t, func(rt *rapid.T) {
 		steps := rapid.SliceOfN(rapid.IntRange(0, len(builds)-1), 1, 4).Draw(rt, "activations")
 		for _, a := range steps {
 			s := builds[a]
-			s.DeploymentID = 1000 + dep.Add(1)
-			if err := e.srv.Activate(context.Background(), s, nil); err != nil {
-				rt.Fatalf("activate build %d: %v", s.BuildID, err)
-			}
+			e.redeploy(rt, s)
 			order := rapid.Permutation([]int{0, 1, 2, 3}).Draw(rt, "visits")
 			for _, i := range order {
 				b := builds[i]
@@ -675,15 +655,11 @@ func TestDomainRoutingProperty(t *testing.T) {
 		e.app("shop", 3, "server three"),
 	}
 	want := []string{"static one", "static two", "server three"}
-	var dep atomic.Int64
 	rapid.Check(t, func(rt *rapid.T) {
 		steps := rapid.SliceOfN(rapid.IntRange(0, len(builds)-1), 1, 5).Draw(rt, "activations")
 		for _, a := range steps {
 			s := builds[a]
-			s.DeploymentID = 1000 + dep.Add(1)
-			if err := e.srv.Activate(context.Background(), s, nil); err != nil {
-				rt.Fatalf("activate build %d: %v", s.BuildID, err)
-			}
+			e.redeploy(rt, s)
 			for _, host := range []string{"shop.localhost", "www.example.com", "EXAMPLE.ORG:443", "example.org."} {
 				if code, body := e.get(host, "/"); code != 200 || body != want[a] {
 					rt.Fatalf("after activating build %d, %s = %d %q", s.BuildID, host, code, body)
@@ -708,15 +684,9 @@ func TestPreviewPathHidesPanelCookies(t *testing.T) {
 }).listen(process.env.PORT, process.env.HOST);`})
 	s.Start = "node server.js"
 	e.lookup.add(s)
-	req, _ := http.NewRequest("GET", hs.URL+"/preview/41/", nil)
-	req.Host = "localhost"
-	req.Header.Set("Cookie", "mv_session=the-admins-session")
-	req.Header.Set("Authorization", "Bearer secret-token")
-	resp, err := hs.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp := send(t, hs.Client(), hs.URL+"/preview/41/", "localhost", map[string]string{
+		"Cookie": "mv_session=the-admins-session", "Authorization": "Bearer secret-token",
+	})
 	body, _ := io.ReadAll(resp.Body)
 	if string(body) != "cookie= auth=" {
 		t.Fatalf("the preview saw %q", body)

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -19,22 +18,23 @@ import (
 // trivialNode answers "ok" to everything: the app side of the proxy figures.
 const trivialNode = `require('http').createServer((q, r) => r.end('ok')).listen(process.env.PORT, process.env.HOST);`
 
-func benchEdge(b *testing.B) (*Server, string) {
-	if _, err := exec.LookPath("node"); err != nil {
-		b.Skip("node is not installed")
-	}
-	tmp := b.TempDir()
-	srv, err := New(Config{DeploymentsDir: filepath.Join(tmp, "d"), Logger: slog.New(slog.DiscardHandler),
-		Runtime: RuntimeConfig{StopTimeout: 2 * time.Second}}, &fakeLookup{})
+// benchServer is an edge keeping its deployments under tmp, shut down when
+// the benchmark ends.
+func benchServer(b *testing.B, tmp string, rc RuntimeConfig) *Server {
+	srv, err := New(Config{DeploymentsDir: filepath.Join(tmp, "d"), Logger: slog.New(slog.DiscardHandler), Runtime: rc}, &fakeLookup{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	return srv, tmp
+	shutDownAtEnd(b, srv)
+	return srv
+}
+
+// benchEdge is a benchServer for Node apps, with the directory their
+// artifacts go in.
+func benchEdge(b *testing.B) (*Server, string) {
+	needNode(b)
+	tmp := b.TempDir()
+	return benchServer(b, tmp, RuntimeConfig{StopTimeout: 2 * time.Second}), tmp
 }
 
 func nodeSite(b *testing.B, tmp string, id int64, body string) Site {
@@ -43,70 +43,39 @@ func nodeSite(b *testing.B, tmp string, id int64, body string) Site {
 		Start: "node server.js", Health: HealthCheck{Interval: time.Second}}
 }
 
-// benchOK is benchHTTP for an app answering "ok".
-func benchOK(b *testing.B, handler http.Handler, host string) {
-	ts := httptest.NewServer(handler)
-	defer ts.Close()
-	tr := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, DisableCompression: true}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr}
-	b.SetParallelism(8)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		req, _ := http.NewRequest("GET", ts.URL+"/", nil)
-		req.Host = host
-		for pb.Next() {
-			resp, err := client.Do(req)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				b.Errorf("status %d", resp.StatusCode)
-				return
-			}
+// benchOK is benchLoad for an app answering "ok".
+func benchOK(b *testing.B, url, host string) {
+	benchLoad(b, url, host, func(status int, _ int64) error {
+		if status != 200 {
+			return fmt.Errorf("status %d", status)
 		}
+		return nil
 	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+}
+
+// activeNodeEdge is a benchEdge serving the trivial Node app as project
+// "bench".
+func activeNodeEdge(b *testing.B) *Server {
+	srv, tmp := benchEdge(b)
+	if err := srv.Activate(context.Background(), nodeSite(b, tmp, 1, trivialNode), nil); err != nil {
+		b.Fatal(err)
+	}
+	return srv
 }
 
 // BenchmarkProxyToNode is requests per second to a trivial Node server
 // through the edge; BenchmarkNodeDirect is the same Node server hit without
 // the edge, in the same run.
 func BenchmarkProxyToNode(b *testing.B) {
-	srv, tmp := benchEdge(b)
-	if err := srv.Activate(context.Background(), nodeSite(b, tmp, 1, trivialNode), nil); err != nil {
-		b.Fatal(err)
-	}
-	benchOK(b, srv.Handler(), "bench.localhost")
+	srv := activeNodeEdge(b)
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	benchOK(b, ts.URL+"/", "bench.localhost")
 }
 
 func BenchmarkNodeDirect(b *testing.B) {
-	srv, tmp := benchEdge(b)
-	if err := srv.Activate(context.Background(), nodeSite(b, tmp, 1, trivialNode), nil); err != nil {
-		b.Fatal(err)
-	}
-	port := srv.Port("bench")
-	tr := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, DisableCompression: true}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr}
-	url := "http://127.0.0.1:" + strconv.Itoa(port) + "/"
-	b.SetParallelism(8)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			resp, err := client.Get(url)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
-	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+	srv := activeNodeEdge(b)
+	benchOK(b, "http://127.0.0.1:"+strconv.Itoa(srv.Port("bench"))+"/", "")
 }
 
 // BenchmarkSwitchesUnderLoad runs 20 deploy/rollback switches between two

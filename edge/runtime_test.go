@@ -64,32 +64,74 @@ func (l *logSink) text(id int64) string {
 	return strings.Join(l.lines[id], "\n")
 }
 
-func needNode(t *testing.T) {
+func needNode(tb testing.TB) {
 	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("node is not installed")
+		tb.Skip("node is not installed")
 	}
 }
 
-func newAppEdge(t *testing.T, sink *logSink) (*testEdge, *httptest.Server) {
-	t.Helper()
-	needNode(t)
-	lk := &fakeLookup{}
-	e := newEdgeWith(t, lk, func(c *Config) {
-		c.Logger = nil
-		c.Runtime = RuntimeConfig{
-			Logs: sink, StopTimeout: 2 * time.Second, WebsocketGrace: time.Second, ProbeInterval: 200 * time.Millisecond,
-		}
-	})
-	e.lookup = lk
-	srv := e.srv
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		hs.Close()
+// shutDownAtEnd stops srv, and the apps it runs, when the test or benchmark
+// ends.
+func shutDownAtEnd(tb testing.TB, srv *Server) {
+	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
+}
+
+// newNodeEdge is an edge for real Node apps behind a real listener, so
+// requests can hang and be canceled as a browser's would. rc gets the quick
+// stop, grace and probe timings of the tests, and app logs go to sink.
+func newNodeEdge(t *testing.T, lookup BuildLookup, rc RuntimeConfig, sink *logSink, domains DomainLookup) (*testEdge, *httptest.Server) {
+	t.Helper()
+	needNode(t)
+	rc.Logs, rc.StopTimeout, rc.WebsocketGrace, rc.ProbeInterval = sink, 2*time.Second, time.Second, 200*time.Millisecond
+	e := newEdgeWith(t, lookup, func(c *Config) {
+		c.Logger, c.Runtime, c.CustomDomains = nil, rc, domains
+	})
+	shutDownAtEnd(t, e.srv)
+	hs := httptest.NewServer(e.srv.Handler())
+	t.Cleanup(hs.Close)
 	return e, hs
+}
+
+func newAppEdge(t *testing.T, sink *logSink) (*testEdge, *httptest.Server) {
+	t.Helper()
+	lk := &fakeLookup{}
+	e, hs := newNodeEdge(t, lk, RuntimeConfig{}, sink, nil)
+	e.lookup = lk
+	return e, hs
+}
+
+// serveTCP makes the edge serve on a loopback port of its own and returns
+// that address.
+func (e *testEdge) serveTCP() string {
+	e.t.Helper()
+	e.srv.cfg.Addr = "127.0.0.1:0"
+	if err := e.srv.Listen(); err != nil {
+		e.t.Fatal(err)
+	}
+	go e.srv.Serve()
+	return e.srv.Addr().String()
+}
+
+// send does a GET of url with the Host header host and the given headers,
+// failing the test when no response comes; the body is closed when the test
+// ends.
+func send(t testing.TB, client *http.Client, url, host string, header map[string]string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Host = host
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
 }
 
 // appSite is a server app build answering version.
@@ -99,6 +141,22 @@ func (e *testEdge) appSite(project string, id int64, version string) Site {
 	s.DeploymentID = id
 	s.Health = patientHealth
 	return s
+}
+
+// mixedBuilds is four builds of project, static sites and server apps
+// (made by app) taking turns, and what each answers at "/".
+func (e *testEdge) mixedBuilds(project string, app func(project string, id int64, version string) Site) ([]Site, []string) {
+	want := []string{"static one", "server two", "static three", "server four"}
+	builds := make([]Site, len(want))
+	for i, body := range want {
+		id := int64(i + 1)
+		if id%2 == 0 {
+			builds[i] = app(project, id, body)
+		} else {
+			builds[i] = e.site(project, id, map[string]string{"index.html": body})
+		}
+	}
+	return builds, want
 }
 
 // patientHealth is the health check of apps that must pass it: a try waits
@@ -169,13 +227,7 @@ func TestServerSentEventsStream(t *testing.T) {
 	t.Parallel()
 	e, hs := newAppEdge(t, &logSink{})
 	e.activate(e.appSite("sse", 1, "v1"))
-	req, _ := http.NewRequest("GET", hs.URL+"/sse", nil)
-	req.Host = "sse.localhost"
-	resp, err := hs.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp := send(t, hs.Client(), hs.URL+"/sse", "sse.localhost", nil)
 	line, err := bufio.NewReader(resp.Body).ReadString('\n')
 	if err != nil || line != "data: first\n" {
 		t.Fatalf("first line %q, %v", line, err)
@@ -327,21 +379,12 @@ func TestSwitchUnderLoadDropsNothing(t *testing.T) {
 func TestActivationSequencesServeTheLast(t *testing.T) {
 	t.Parallel()
 	e, hs := newAppEdge(t, &logSink{})
-	builds := []Site{
-		e.site("mix", 1, map[string]string{"index.html": "static one"}),
-		e.appSite("mix", 2, "server two"),
-		e.site("mix", 3, map[string]string{"index.html": "static three"}),
-		e.appSite("mix", 4, "server four"),
-	}
-	want := []string{"static one", "server two", "static three", "server four"}
+	builds, want := e.mixedBuilds("mix", e.appSite)
 	rapid.Check(t, func(rt *rapid.T) {
 		steps := rapid.SliceOfN(rapid.IntRange(0, len(builds)-1), 1, 4).Draw(rt, "activations")
 		for _, i := range steps {
 			s := builds[i]
-			s.DeploymentID = time.Now().UnixNano()
-			if err := e.srv.Activate(context.Background(), s, nil); err != nil {
-				rt.Fatalf("activate build %d: %v", s.BuildID, err)
-			}
+			e.redeploy(rt, s)
 			code, body, err := httpGet(t, hs, "mix.localhost", "/")
 			if err != nil || code != 200 || body != want[i] {
 				rt.Fatalf("after activating build %d: %d %q %v", s.BuildID, code, body, err)
@@ -419,21 +462,11 @@ func TestStopKillsTheWholeGroup(t *testing.T) {
 func TestHTTP2Cleartext(t *testing.T) {
 	t.Parallel()
 	e, _ := newAppEdge(t, &logSink{})
-	e.srv.cfg.Addr = "127.0.0.1:0"
-	if err := e.srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	go e.srv.Serve()
+	addr := e.serveTCP()
 	e.activate(e.appSite("h2", 1, "over h2"))
 	tr := &http.Transport{Protocols: new(http.Protocols)}
 	tr.Protocols.SetUnencryptedHTTP2(true)
-	req, _ := http.NewRequest("GET", "http://"+e.srv.Addr().String()+"/", nil)
-	req.Host = "h2.localhost"
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp := send(t, &http.Client{Transport: tr}, "http://"+addr+"/", "h2.localhost", nil)
 	body, _ := io.ReadAll(resp.Body)
 	if resp.ProtoMajor != 2 || string(body) != "over h2" {
 		t.Fatalf("got %s %q", resp.Proto, body)
@@ -445,11 +478,7 @@ func TestHTTP2Cleartext(t *testing.T) {
 func TestWebsocketsClosedAfterGrace(t *testing.T) {
 	t.Parallel()
 	e, _ := newAppEdge(t, &logSink{})
-	e.srv.cfg.Addr = "127.0.0.1:0"
-	if err := e.srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	go e.srv.Serve()
+	addr := e.serveTCP()
 	s := e.site("ws", 1, map[string]string{"server.js": `const server = require('http').createServer((q, r) => r.end('http'));
 server.on('upgrade', (req, sock) => {
   sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n');
@@ -458,7 +487,7 @@ server.on('upgrade', (req, sock) => {
 server.listen(process.env.PORT, process.env.HOST);`})
 	s.Start, s.DeploymentID = "node server.js", 1
 	e.activate(s)
-	conn, err := net.Dial("tcp", e.srv.Addr().String())
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -504,6 +533,16 @@ func withChecks(t *testing.T, n int) {
 	old := f.Value.String()
 	f.Value.Set(strconv.Itoa(n))
 	t.Cleanup(func() { f.Value.Set(old) })
+}
+
+// redeploy activates build s in a new deployment, as a rollback does, with
+// a DeploymentID above those the builds were made with.
+func (e *testEdge) redeploy(rt *rapid.T, s Site) {
+	rt.Helper()
+	s.DeploymentID = 1000 + e.redeploys.Add(1)
+	if err := e.srv.Activate(context.Background(), s, nil); err != nil {
+		rt.Fatalf("activate build %d: %v", s.BuildID, err)
+	}
 }
 
 // TestSeamlessUpdatesProperty is the seed's Property 20 as a property: for any
@@ -555,11 +594,7 @@ func TestSeamlessUpdatesProperty(t *testing.T) {
 			return served[w]
 		}
 		for n, i := range order {
-			s := builds[i]
-			s.DeploymentID = time.Now().UnixNano()
-			if err := e.srv.Activate(context.Background(), s, nil); err != nil {
-				rt.Fatalf("activate: %v", err)
-			}
+			e.redeploy(rt, builds[i])
 			w := window.Add(1)
 			deadline := time.After(30 * time.Second) // a hang, not a pace
 			for servedIn(w) == 0 {
@@ -653,16 +688,9 @@ func TestClientForwardingHeadersAreNotTrusted(t *testing.T) {
 	s := e.site("hdr", 1, map[string]string{"server.js": `require('http').createServer((q, r) => r.end(JSON.stringify([q.headers['x-real-ip'], q.headers['x-forwarded-prefix'], q.headers['x-forwarded-for']]))).listen(process.env.PORT, process.env.HOST);`})
 	s.Start = "node server.js"
 	e.activate(s)
-	req, _ := http.NewRequest("GET", hs.URL+"/", nil)
-	req.Host = "hdr.localhost"
-	req.Header.Set("X-Real-IP", "6.6.6.6")
-	req.Header.Set("X-Forwarded-Prefix", "/evil")
-	req.Header.Set("X-Forwarded-For", "6.6.6.6")
-	resp, err := hs.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp := send(t, hs.Client(), hs.URL+"/", "hdr.localhost", map[string]string{
+		"X-Real-IP": "6.6.6.6", "X-Forwarded-Prefix": "/evil", "X-Forwarded-For": "6.6.6.6",
+	})
 	body, _ := io.ReadAll(resp.Body)
 	if string(body) != `[null,null,"127.0.0.1"]` {
 		t.Fatalf("the app saw %s", body)

@@ -50,6 +50,8 @@ type testEdge struct {
 	srv    *Server
 	lookup *fakeLookup
 	tmp    string
+	// redeploys counts the deployments redeploy made.
+	redeploys atomic.Int64
 }
 
 func newTestEdge(t *testing.T) *testEdge {
@@ -281,13 +283,7 @@ func TestInFlightRequestFinishesOnOldBuild(t *testing.T) {
 	ts := httptest.NewServer(e.srv.Handler())
 	defer ts.Close()
 
-	req, _ := http.NewRequest("GET", ts.URL+"/blob.bin", nil)
-	req.Host = "big.localhost"
-	resp, err := ts.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp := send(t, ts.Client(), ts.URL+"/blob.bin", "big.localhost", nil)
 	first := make([]byte, 1024)
 	if _, err := io.ReadFull(resp.Body, first); err != nil {
 		t.Fatal(err)
@@ -295,14 +291,7 @@ func TestInFlightRequestFinishesOnOldBuild(t *testing.T) {
 	// The handler is now mid-body (16 MiB cannot sit in socket buffers).
 	e.activate(e.site("big", 2, map[string]string{"index.html": "2", "blob.bin": newBody}))
 
-	req2, _ := http.NewRequest("GET", ts.URL+"/blob.bin", nil)
-	req2.Host = "big.localhost"
-	resp2, err := ts.Client().Do(req2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b2, _ := io.ReadAll(resp2.Body)
-	resp2.Body.Close()
+	b2, _ := io.ReadAll(send(t, ts.Client(), ts.URL+"/blob.bin", "big.localhost", nil).Body)
 	if string(b2) != newBody {
 		t.Errorf("request after the swap did not get the new build")
 	}
@@ -397,14 +386,8 @@ func TestListenServeShutdown(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- e.srv.Serve() }()
 	e.srv.SetReady(true)
-	req, _ := http.NewRequest("GET", "http://"+e.srv.Addr().String()+"/healthz", nil)
-	req.Host = "localhost"
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := send(t, http.DefaultClient, "http://"+e.srv.Addr().String()+"/healthz", "localhost", nil)
 	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
 	if resp.StatusCode != 200 || string(body) != "ok\n" {
 		t.Errorf("healthz over TCP = %d %q", resp.StatusCode, body)
 	}

@@ -70,7 +70,12 @@ func (c *fakeClock) advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-func newTestDecider(p *fakePolicy) (*decider, *fakeClock) {
+// newTestDecider is a decider asking p, on a fake clock, with p allowing
+// the hosts given.
+func newTestDecider(p *fakePolicy, allowed ...string) (*decider, *fakeClock) {
+	for _, h := range allowed {
+		p.set(h, true)
+	}
 	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
 	d := newDecider(p, slog.New(slog.DiscardHandler))
 	d.now = clk.now
@@ -79,8 +84,7 @@ func newTestDecider(p *fakePolicy) (*decider, *fakeClock) {
 
 func TestDecisionCachesAnswers(t *testing.T) {
 	p := &fakePolicy{}
-	p.set("shop.example.com", true)
-	d, clk := newTestDecider(p)
+	d, clk := newTestDecider(p, "shop.example.com")
 	ctx := context.Background()
 
 	if err := d.decide(ctx, "Shop.Example.com."); err != nil {
@@ -117,8 +121,7 @@ func TestDecisionCachesAnswers(t *testing.T) {
 // TestDecisionFailsClosed: a policy error denies and is not remembered.
 func TestDecisionFailsClosed(t *testing.T) {
 	p := &fakePolicy{err: errors.New("database is down")}
-	p.set("shop.example.com", true)
-	d, _ := newTestDecider(p)
+	d, _ := newTestDecider(p, "shop.example.com")
 	ctx := context.Background()
 	if err := d.decide(ctx, "shop.example.com"); err == nil {
 		t.Fatal("a policy error allowed a certificate")
@@ -154,8 +157,7 @@ func TestDecisionNeverAsksForImplausibleHosts(t *testing.T) {
 // limited.
 func TestDecisionRateLimit(t *testing.T) {
 	p := &fakePolicy{}
-	p.set("shop.example.com", true)
-	d, clk := newTestDecider(p)
+	d, clk := newTestDecider(p, "shop.example.com")
 	ctx := context.Background()
 	if err := d.decide(ctx, "shop.example.com"); err != nil {
 		t.Fatal(err)
@@ -185,8 +187,7 @@ func TestDecisionRateLimit(t *testing.T) {
 // asks the policy once.
 func TestDecisionSharesConcurrentCalls(t *testing.T) {
 	p := &fakePolicy{gate: make(chan struct{}), entered: make(chan struct{})}
-	p.set("shop.example.com", true)
-	d, _ := newTestDecider(p)
+	d, _ := newTestDecider(p, "shop.example.com")
 	var wg sync.WaitGroup
 	errs := make(chan error, 50)
 	for range 50 {

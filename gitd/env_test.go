@@ -2,6 +2,7 @@ package gitd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -75,18 +76,36 @@ func newClientEnv(t *testing.T, prefix string, recv hooks.Receiver) *clientEnv {
 	if e.hooks, err = hooks.NewServer(hooks.ServerConfig{SocketPath: e.hookSock, Logger: testLogger(t)}, recv); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.hooks.Listen(); err != nil {
+	serveUntilEnd(t, "hooks", e.hooks, hooks.ErrServerClosed)
+	return e
+}
+
+// server is the life cycle gitd's and the hook server share.
+type server interface {
+	Listen() error
+	Serve() error
+	Shutdown(context.Context) error
+}
+
+// serveUntilEnd listens and serves with srv until the test ends; then its
+// Shutdown must succeed and Serve must return closed.
+func serveUntilEnd(t *testing.T, name string, srv server, closed error) {
+	t.Helper()
+	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	go e.hooks.Serve()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := e.hooks.Shutdown(ctx); err != nil {
-			t.Errorf("hooks Shutdown: %v", err)
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("%s Shutdown: %v", name, err)
+		}
+		if err := <-served; !errors.Is(err, closed) {
+			t.Errorf("%s Serve returned %v, want %v", name, err, closed)
 		}
 	})
-	return e
 }
 
 // hookCommand is the HookCommand of the servers under test: this test

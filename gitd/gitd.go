@@ -16,9 +16,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -90,12 +87,21 @@ type Server struct {
 	projects Projects
 	reg      HookRegistrar
 	log      *slog.Logger
-	git      string // absolute path of the git executable
+	repos    repoStore
 	ssh      *ssh.Server
 
 	mu       sync.Mutex
 	ln       net.Listener
 	shutdown bool
+}
+
+// componentLog is l, or slog.Default() when l is nil, marking its records
+// as gitd's with attrs added.
+func componentLog(l *slog.Logger, attrs ...any) *slog.Logger {
+	if l == nil {
+		l = slog.Default()
+	}
+	return l.With(append([]any{"component", "gitd"}, attrs...)...)
 }
 
 // gitPath is the PATH given to git: enough for git to find its helpers and
@@ -112,28 +118,15 @@ func New(cfg Config, auth Authorizer, projects Projects, reg HookRegistrar) (*Se
 	switch {
 	case cfg.HostKeyPath == "":
 		return nil, errors.New("new gitd: HostKeyPath is required")
-	case cfg.ReposDir == "":
-		return nil, errors.New("new gitd: ReposDir is required")
-	case !filepath.IsAbs(cfg.HookCommand):
-		return nil, fmt.Errorf("new gitd: HookCommand %q is not an absolute path", cfg.HookCommand)
-	case cfg.HookSocket == "":
-		return nil, errors.New("new gitd: HookSocket is required")
 	case auth == nil || projects == nil || reg == nil:
 		return nil, errors.New("new gitd: Authorizer, Projects and HookRegistrar are required")
 	}
 	if cfg.Addr == "" {
 		cfg.Addr = ":22"
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	git, err := exec.LookPath("git")
+	repos, err := newRepoStore(cfg.ReposDir, cfg.HookCommand, cfg.HookSocket)
 	if err != nil {
-		return nil, fmt.Errorf("new gitd: find git: %w", err)
-	}
-	if err := os.MkdirAll(cfg.ReposDir, 0o700); err != nil {
-		return nil, fmt.Errorf("new gitd: create repos dir: %w", err)
+		return nil, fmt.Errorf("new gitd: %w", err)
 	}
 	signer, err := loadOrCreateHostKey(cfg.HostKeyPath)
 	if err != nil {
@@ -144,8 +137,8 @@ func New(cfg Config, auth Authorizer, projects Projects, reg HookRegistrar) (*Se
 		auth:     auth,
 		projects: projects,
 		reg:      reg,
-		log:      log.With("component", "gitd"),
-		git:      git,
+		log:      componentLog(cfg.Logger),
+		repos:    repos,
 	}
 	s.ssh = &ssh.Server{
 		Addr:             cfg.Addr,

@@ -103,22 +103,8 @@ func newTestEnv(t *testing.T, recv hooks.Receiver) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
+	serveUntilEnd(t, "gitd", srv, ErrServerClosed)
 	e.port = srv.Addr().(*net.TCPAddr).Port
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("gitd Shutdown: %v", err)
-		}
-		if err := <-served; !errors.Is(err, ErrServerClosed) {
-			t.Errorf("gitd Serve returned %v, want ErrServerClosed", err)
-		}
-	})
 	return e
 }
 

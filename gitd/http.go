@@ -9,9 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -76,12 +73,6 @@ type httpHandler struct {
 // reads the request body while writing the response (full duplex).
 func NewHTTPHandler(cfg HTTPConfig, auth TokenAuthorizer, projects Projects, reg HookRegistrar) (http.Handler, error) {
 	switch {
-	case cfg.ReposDir == "":
-		return nil, errors.New("new git http handler: ReposDir is required")
-	case !filepath.IsAbs(cfg.HookCommand):
-		return nil, fmt.Errorf("new git http handler: HookCommand %q is not an absolute path", cfg.HookCommand)
-	case cfg.HookSocket == "":
-		return nil, errors.New("new git http handler: HookSocket is required")
 	case cfg.MaxBodyBytes < 0:
 		return nil, errors.New("new git http handler: MaxBodyBytes is negative")
 	case auth == nil || projects == nil || reg == nil:
@@ -90,24 +81,17 @@ func NewHTTPHandler(cfg HTTPConfig, auth TokenAuthorizer, projects Projects, reg
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = defaultMaxBody
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	git, err := exec.LookPath("git")
+	repos, err := newRepoStore(cfg.ReposDir, cfg.HookCommand, cfg.HookSocket)
 	if err != nil {
-		return nil, fmt.Errorf("new git http handler: find git: %w", err)
-	}
-	if err := os.MkdirAll(cfg.ReposDir, 0o700); err != nil {
-		return nil, fmt.Errorf("new git http handler: create repos dir: %w", err)
+		return nil, fmt.Errorf("new git http handler: %w", err)
 	}
 	return &httpHandler{
 		cfg:      cfg,
 		auth:     auth,
 		projects: projects,
 		reg:      reg,
-		log:      log.With("component", "gitd", "transport", "http"),
-		repos:    repoStore{dir: cfg.ReposDir, git: git, hookCommand: cfg.HookCommand},
+		log:      componentLog(cfg.Logger, "transport", "http"),
+		repos:    repos,
 	}, nil
 }
 
@@ -148,18 +132,14 @@ func parseHTTPPath(path, query string) (httpRoute, error) {
 		return httpRoute{}, errNoRoute
 	}
 	var rt httpRoute
-	switch action {
-	case "info/refs":
+	svcName := action
+	if action == "info/refs" {
+		// The service comes from the query; with none, the client speaks
+		// the dumb protocol, and only smart HTTP is served.
 		rt.advertise = true
-		switch query {
-		case "git-upload-pack":
-			rt.svc = uploadPack
-		case "git-receive-pack":
-			rt.svc = receivePack
-		default:
-			// No service: a dumb-protocol client. Only smart HTTP is served.
-			return httpRoute{}, errNoRoute
-		}
+		svcName = query
+	}
+	switch svcName {
 	case "git-upload-pack":
 		rt.svc = uploadPack
 	case "git-receive-pack":

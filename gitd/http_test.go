@@ -163,10 +163,7 @@ func TestHTTPAuthRequired(t *testing.T) {
 				req.SetBasicAuth("git", tt.token)
 			}
 			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
+			readBody(t, resp, err)
 			if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") != `Basic realm="minivercel"` {
 				t.Errorf("status %d, WWW-Authenticate %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 			}
@@ -213,15 +210,22 @@ func rawRequest(t *testing.T, addr, method, target string, header http.Header, b
 		t.Fatal(err)
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	return resp, readBody(t, resp, err)
+}
+
+// readBody fails the test if the request failed (err) or its body cannot
+// be read; it returns the whole body, closed.
+func readBody(t *testing.T, resp *http.Response, err error) []byte {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	got, err := io.ReadAll(resp.Body)
+	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resp, got
+	return body
 }
 
 func authHeader(token string) http.Header {
@@ -342,15 +346,7 @@ func (e *httpEnv) do(t *testing.T, method, path, protocol string, gzipBody []byt
 		req.Header.Set("Git-Protocol", protocol)
 	}
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, body
+	return resp, readBody(t, resp, err)
 }
 
 func gzipped(t *testing.T, b []byte) []byte {

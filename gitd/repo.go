@@ -21,13 +21,26 @@ type repoStore struct {
 	hookCommand string // HookCommand
 }
 
-func (s *Server) repos() repoStore {
-	return repoStore{dir: s.cfg.ReposDir, git: s.git, hookCommand: s.cfg.HookCommand}
+// newRepoStore checks the settings both transports need to run git and its
+// hook, finds git and creates reposDir if it is missing.
+func newRepoStore(reposDir, hookCommand, hookSocket string) (repoStore, error) {
+	switch {
+	case reposDir == "":
+		return repoStore{}, errors.New("ReposDir is required")
+	case !filepath.IsAbs(hookCommand):
+		return repoStore{}, fmt.Errorf("HookCommand %q is not an absolute path", hookCommand)
+	case hookSocket == "":
+		return repoStore{}, errors.New("HookSocket is required")
+	}
+	git, err := exec.LookPath("git")
+	if err != nil {
+		return repoStore{}, fmt.Errorf("find git: %w", err)
+	}
+	if err := os.MkdirAll(reposDir, 0o700); err != nil {
+		return repoStore{}, fmt.Errorf("create repos dir: %w", err)
+	}
+	return repoStore{dir: reposDir, git: git, hookCommand: hookCommand}, nil
 }
-
-func (s *Server) repoDir(name string) string { return s.repos().repoDir(name) }
-
-func (s *Server) ensureRepo(name string) (string, error) { return s.repos().ensureRepo(name) }
 
 // repoDir is where a project's bare repository lives. name has passed
 // schema.ValidateProjectName, so the result is directly under ReposDir.

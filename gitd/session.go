@@ -159,7 +159,7 @@ func (s *Server) receivePack(sess ssh.Session, log *slog.Logger, name string, us
 	if created {
 		log.Info("project created")
 	}
-	dir, err := s.ensureRepo(name)
+	dir, err := s.repos.ensureRepo(name)
 	if err != nil {
 		log.Error("ensure repository", "err", err)
 		s.deny(sess, "error: internal error while preparing the repository; please try again later")
@@ -183,7 +183,7 @@ func (s *Server) uploadPack(sess ssh.Session, log *slog.Logger, name string) {
 		s.deny(sess, "error: internal error while looking up the project; please try again later")
 		return
 	}
-	dir := s.repoDir(name)
+	dir := s.repos.repoDir(name)
 	if !exists || !repoExists(dir) {
 		log.Debug("fetch refused", "reason", "no such project")
 		s.deny(sess, fmt.Sprintf("error: project %q does not exist; push to it first", name))
@@ -200,7 +200,7 @@ func (s *Server) uploadPack(sess ssh.Session, log *slog.Logger, name string) {
 // of this push; a git that succeeded still reports the hook's failure, so a
 // failed build makes `git push` exit non-zero.
 func (s *Server) serveGit(sess ssh.Session, log *slog.Logger, svc service, dir string, env []string, hookExit func() int) {
-	code, err := runGit(sess.Context(), s.git, log, gitRun{
+	code, err := runGit(sess.Context(), s.repos.git, log, gitRun{
 		svc: svc, args: []string{dir}, dir: dir, env: env,
 		stdin: sess, stdout: sess, stderr: sess.Stderr(),
 	})

@@ -14,7 +14,10 @@
 //
 // Project names never contain "--" and build slugs never contain "-", so the
 // first "--" in a label splits it unambiguously and "git-" marks a branch: no
-// project can shadow another project's build or branch host.
+// project can shadow another project's build or branch host. A label is at
+// most 63 characters (DNS's limit): a project name longer than 45 leaves no
+// room for a build's host, which then does not resolve; its production host
+// and custom domains still do.
 package hosts
 
 import (
@@ -102,13 +105,28 @@ func (s Scheme) Production(project string) string { return project + "." + s.bas
 func (s Scheme) Build(project, slug string) string { return project + sep + slug + "." + s.base }
 
 // Branch returns the host that follows a branch's latest build, or "" when
-// the branch's slug is empty (a branch without a letter or digit has no host).
+// the branch has no slug in it (see BranchSlugIn).
 func (s Scheme) Branch(project, branch string) string {
-	slug := BranchSlug(branch)
+	slug := BranchSlugIn(project, branch)
 	if slug == "" {
 		return ""
 	}
 	return project + sep + branchTag + slug + "." + s.base
+}
+
+// maxLabel is DNS's limit on one label: a longer host cannot resolve.
+const maxLabel = 63
+
+// BranchSlugIn is a branch's slug as its host under project carries it:
+// BranchSlug, shortened so that the whole label fits DNS's 63 characters. It
+// is "" for a branch without a letter or digit, or when the project's name
+// leaves no room.
+func BranchSlugIn(project, branch string) string {
+	slug := BranchSlug(branch)
+	if room := maxLabel - len(project) - len(sep+branchTag); len(slug) > room {
+		slug = strings.TrimRight(slug[:max(room, 0)], "-")
+	}
+	return slug
 }
 
 // Parse says what a host names. It accepts a Host header as sent (any case,
@@ -128,7 +146,7 @@ func (s Scheme) Parse(host string) Host {
 		}
 		return h
 	}
-	if label == "" || strings.Contains(label, ".") {
+	if label == "" || len(label) > maxLabel || strings.Contains(label, ".") {
 		return h
 	}
 	project, rest, found := strings.Cut(label, sep)
@@ -268,8 +286,8 @@ func ValidSlug(s string) bool {
 	return true
 }
 
-// MaxBranchSlug bounds a branch slug, so a branch host stays within DNS's
-// 63-character label with room for the project name.
+// MaxBranchSlug bounds a branch slug; BranchSlugIn shortens it further when
+// a long project name leaves less room in the label.
 const MaxBranchSlug = 40
 
 // BranchSlug is how a branch appears in its host: lowercase, every run of

@@ -151,3 +151,31 @@ func TestBranchSlugIsAlwaysValid(t *testing.T) {
 		}
 	})
 }
+
+// TestBranchHostFitsDNS: whatever the project's length and the branch, a
+// branch host's label fits DNS's 63 characters and parses back; a label
+// longer than that is no host of ours.
+func TestBranchHostFitsDNS(t *testing.T) {
+	s := New("example.com")
+	rapid.Check(t, func(t *rapid.T) {
+		project := rapid.StringMatching(`[a-z]([a-z0-9]|-[a-z0-9]){0,31}`).Draw(t, "project")
+		if ValidateProject(project) != nil {
+			t.Skip("reserved")
+		}
+		host := s.Branch(project, rapid.String().Draw(t, "branch"))
+		if host == "" {
+			return
+		}
+		label := strings.TrimSuffix(host, ".example.com")
+		if len(label) > 63 {
+			t.Fatalf("branch host %q has a %d-character label", host, len(label))
+		}
+		if h := s.Parse(host); h.Kind != Branch || h.Project != project {
+			t.Fatalf("%q parsed as %+v", host, h)
+		}
+	})
+	long := strings.Repeat("a", 50)
+	if h := s.Parse(long + "--c1r0wkhmjfcc.example.com"); h.Kind != Unknown {
+		t.Fatalf("a 64-character label parsed as %+v", h)
+	}
+}

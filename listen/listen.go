@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -28,7 +29,8 @@ func Open(addr string) (net.Listener, error) {
 
 // Unix listens on a unix socket at path, mode 0600, so that only the server's
 // own user can connect: the socket is how the edge reaches the panel and a
-// git hook reaches the server, and nobody else may. A socket file that nobody
+// git hook reaches the server, and nobody else may. The mode is set after the
+// socket exists, so path's directory must be private (0700) too. A socket file that nobody
 // listens on (left by a server that died) is removed first; one that a live
 // server still uses is refused, so a second server never steals it, and a
 // path that is not a socket is never removed.
@@ -58,9 +60,15 @@ func removeStale(path string) error {
 	if fi.Mode()&os.ModeSocket == 0 {
 		return fmt.Errorf("check socket: %s exists and is not a socket", path)
 	}
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
 		c.Close()
 		return fmt.Errorf("check socket: %s is in use by another server", path)
+	}
+	// Only a refused connection proves nobody listens: a live server whose
+	// backlog is full times out instead, and its socket is not ours to take.
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("check socket: %s does not answer (%v); is another server starting?", path, err)
 	}
 	if err := os.Remove(path); err != nil {
 		return fmt.Errorf("remove stale socket %s: %w", path, err)

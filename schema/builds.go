@@ -197,7 +197,7 @@ func (s *Store) LatestBuildForBranchSlug(ctx context.Context, project, slug stri
 		return Build{}, err
 	}
 	for _, b := range builds {
-		if hosts.BranchSlug(b.Branch) == slug {
+		if hosts.BranchSlugIn(project, b.Branch) == slug {
 			return b, nil
 		}
 	}

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -76,7 +74,13 @@ func serve(ctx context.Context, stop context.CancelFunc, args []string, stderr i
 // directory is traversable but not listable by others (0711): the build user
 // must reach its workspace and the cluster user its data, and nothing else.
 type layout struct {
-	root, repos, work, cache, artifacts, deployments, run string
+	root, repos, work, cache, artifacts, deployments string
+	// sockets holds the unix sockets (0700): <root>/run, or a private
+	// directory in the system temp directory when socket paths there would
+	// not fit the kernel's 108-byte limit.
+	sockets string
+	// temporary is whether sockets must be removed at exit.
+	temporary bool
 }
 
 func newLayout(root string) (layout, error) {
@@ -87,10 +91,10 @@ func newLayout(root string) (layout, error) {
 		cache:       filepath.Join(root, "cache"),
 		artifacts:   filepath.Join(root, "artifacts"),
 		deployments: filepath.Join(root, "deployments"),
-		run:         filepath.Join(root, "run"),
+		sockets:     filepath.Join(root, "run"),
 	}
 	for dir, mode := range map[string]os.FileMode{
-		l.root: 0o711, l.repos: 0o700, l.work: 0o711, l.cache: 0o700, l.artifacts: 0o700, l.deployments: 0o711, l.run: 0o700,
+		l.root: 0o711, l.repos: 0o700, l.work: 0o711, l.cache: 0o700, l.artifacts: 0o700, l.deployments: 0o711, l.sockets: 0o700,
 	} {
 		if err := os.MkdirAll(dir, mode); err != nil {
 			return l, fmt.Errorf("create %s: %w", dir, err)
@@ -99,20 +103,20 @@ func newLayout(root string) (layout, error) {
 			return l, fmt.Errorf("chmod %s: %w", dir, err)
 		}
 	}
+	if len(l.socket("hooks")) >= 100 {
+		// A name of its own, made 0700 by MkdirTemp: nobody else can take
+		// it first or reach a socket in it.
+		dir, err := os.MkdirTemp("", "minivercel-")
+		if err != nil {
+			return l, fmt.Errorf("create the socket directory: %w", err)
+		}
+		l.sockets, l.temporary = dir, true
+	}
 	return l, nil
 }
 
-// socket returns a unix socket's path: in the data directory when that path
-// fits the kernel's 108-byte limit, else in the system temp directory under a
-// name derived from the data directory.
-func (l layout) socket(name string) string {
-	p := filepath.Join(l.run, name+".sock")
-	if len(p) < 100 {
-		return p
-	}
-	sum := sha256.Sum256([]byte(l.root))
-	return filepath.Join(os.TempDir(), "minivercel-"+hex.EncodeToString(sum[:6])+"-"+name+".sock")
-}
+// socket returns a unix socket's path.
+func (l layout) socket(name string) string { return filepath.Join(l.sockets, name+".sock") }
 
 // hookSocket is where the git hook reaches the server.
 func (l layout) hookSocket() string { return l.socket("hooks") }
@@ -125,6 +129,9 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	dirs, err := newLayout(root)
 	if err != nil {
 		return err
+	}
+	if dirs.temporary {
+		defer os.RemoveAll(dirs.sockets)
 	}
 	exe, err := os.Executable()
 	if err != nil {

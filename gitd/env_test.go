@@ -231,11 +231,18 @@ func (e *clientEnv) authorize(user, line string) int64 {
 	return added[0].UserID
 }
 
-// newToken makes an API token for user (created when missing) as
-// `minivercel admin token create` does, and returns it and the user's id.
+// newToken makes an API token for user (created when missing, as an
+// administrator does with `minivercel admin user set-password`) as `minivercel
+// admin token create` does, and returns it and the user's id.
 func (e *clientEnv) newToken(user string) (string, int64) {
 	e.t.Helper()
-	token, row, err := e.svc.CreateToken(context.Background(), deploy.Operator, user, "laptop")
+	ctx := context.Background()
+	if _, err := e.store.UserByName(ctx, user); errors.Is(err, schema.ErrNotFound) {
+		if _, err := e.store.CreateUser(ctx, user, false); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	token, row, err := e.svc.CreateToken(ctx, deploy.Operator, user, "laptop")
 	if err != nil {
 		e.t.Fatal(err)
 	}

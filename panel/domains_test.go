@@ -5,10 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -279,19 +277,9 @@ func TestSettingsDomains(t *testing.T) {
 // domain, Confirm removes it.
 func TestBrowserDomainAddRemove(t *testing.T) {
 	t.Parallel()
-	const chromium = "/usr/bin/chromium"
-	if _, err := os.Stat(chromium); err != nil {
-		t.Skipf("needs Chromium at %s: %v", chromium, err)
-	}
 	env := newEnv(t, false, nil)
 	p := env.project("blog")
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.Headless,
-		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.UserDataDir(t.TempDir()))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
-	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
+	ctx := newChromium(t)
 	listed := func() []schema.Domain {
 		t.Helper()
 		ds, err := env.store.ListDomains(context.Background(), p.ID)
@@ -301,16 +289,11 @@ func TestBrowserDomainAddRemove(t *testing.T) {
 		return ds
 	}
 	remove := `form[action="/projects/blog/domains/delete"] button`
-	if err := chromedp.Do(ctx,
-		chromedp.Navigate(env.base+"/login?next=/projects/blog/settings"),
-		chromedp.SetValue(chromedp.CSS("#username"), "admin"),
-		chromedp.SetValue(chromedp.CSS("#password"), "admin-password"),
-		chromedp.Submit(chromedp.CSS("#password")),
-		chromedp.WaitVisible(chromedp.CSS("#domain")),
+	if err := chromedp.Do(ctx, append(env.signIn("/projects/blog/settings", "#domain"),
 		chromedp.SetValue(chromedp.CSS("#domain"), "Shop.Example.com"),
 		chromedp.Submit(chromedp.CSS("#domain")),
 		chromedp.WaitVisible(chromedp.CSS(remove)),
-	); err != nil {
+	)...); err != nil {
 		t.Fatalf("add a domain: %v", err)
 	}
 	flash, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(".flash")))

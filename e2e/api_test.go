@@ -45,9 +45,7 @@ func TestAPIAndGitOverHTTP(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
 	r := newRepo(t, "main", map[string]string{"index.html": "over ssh"})
-	if out, code := s.push(r, "site"); code != 0 {
-		t.Fatalf("push exited %d:\n%s", code, out)
-	}
+	s.mustPush(r, "site")
 	cmd := exec.Command(binary, "admin", "user", "set-password", "admin", "--password-stdin", "--data-dir", s.dataDir)
 	cmd.Stdin = strings.NewReader("correct horse battery\n")
 	if out, code := runCmd(t, cmd); code != 0 {

@@ -40,10 +40,7 @@ func TestNodeServerApp(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
 	r := newRepo(t, "main", nodeApp("version 1"))
-	out, code := s.push(r, "svc")
-	if code != 0 {
-		t.Fatalf("push exited %d:\n%s", code, out)
-	}
+	out := s.mustPush(r, "svc")
 	for _, want := range []string{"Detected: Node server", "start: node server.js", "starting web process on port", "api version 1 listening", "healthy after"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("push output lacks %q:\n%s", want, out)
@@ -78,7 +75,7 @@ func TestNodeServerApp(t *testing.T) {
 		})
 	}
 	r.commit("v2", nodeApp("version 2"))
-	out, code = s.push(r, "svc")
+	out, code := s.push(r, "svc")
 	s.waitBody("svc.localhost", "/", "version 2")
 	stop.Store(true)
 	wg.Wait()
@@ -158,7 +155,7 @@ func (s *server) waitFor(cond func() bool) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for !cond() {
 		if time.Now().After(deadline) {
-			s.t.Fatalf("condition not met in time; server log:\n%s", s.log.String())
+			s.t.Fatalf("condition not met in time; server log:\n%s", s.logText())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -184,9 +181,7 @@ func TestProcfileAndStartOverride(t *testing.T) {
 		"index.html": "static file",
 		"srv.js":     `require('http').createServer((q, r) => r.end('overridden')).listen(process.env.PORT, process.env.HOST);`,
 	})
-	if out, code := s.push(st, "over"); code != 0 {
-		t.Fatalf("push exited %d:\n%s", code, out)
-	}
+	s.mustPush(st, "over")
 	if _, body := s.get("over.localhost", "/"); body != "static file" {
 		t.Fatalf("before the override = %q", body)
 	}
@@ -194,9 +189,7 @@ func TestProcfileAndStartOverride(t *testing.T) {
 		t.Fatalf("project set: %d\n%s", code, out)
 	}
 	st.commit("again", map[string]string{"index.html": "static file 2"})
-	if out, code := s.push(st, "over"); code != 0 {
-		t.Fatalf("push exited %d:\n%s", code, out)
-	}
+	s.mustPush(st, "over")
 	if _, body := s.get("over.localhost", "/"); body != "overridden" {
 		t.Fatalf("after the override = %q", body)
 	}
@@ -233,10 +226,7 @@ func TestNextJSApp(t *testing.T) {
 		"app/api/hello/route.js": "export const dynamic = 'force-dynamic';\n" +
 			"export function GET() { return Response.json({ server: 'next', at: Date.now() }); }\n",
 	})
-	out, code := s.push(r, "nextapp")
-	if code != 0 {
-		t.Fatalf("push exited %d:\n%s", code, out)
-	}
+	out := s.mustPush(r, "nextapp")
 	if !strings.Contains(out, "Next.js") || !strings.Contains(out, "standalone") {
 		t.Errorf("push output does not show the Next.js standalone detection:\n%s", out)
 	}
@@ -295,9 +285,7 @@ require('http').createServer((q, r) => {
 			"package.json": `{"name":"` + name + `","private":true,"scripts":{"start":"node server.js"}}`,
 			"server.js":    probe,
 		})
-		if out, code := s.push(r, name); code != 0 {
-			t.Fatalf("push %s exited %d:\n%s", name, code, out)
-		}
+		s.mustPush(r, name)
 	}
 	if out, code := s.cli(t, "env", "set", "beta", "BETA_SECRET=only-for-beta-123"); code != 0 {
 		t.Fatalf("env set: %d %s", code, out)

@@ -15,9 +15,7 @@ import (
 func BenchmarkPushToLive(b *testing.B) {
 	s := startServer(b)
 	r := newRepo(b, "main", map[string]string{"index.html": "v0"})
-	if out, code := s.push(r, "bench"); code != 0 {
-		b.Fatalf("first push exited %d:\n%s", code, out)
-	}
+	s.mustPush(r, "bench")
 	var total time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -26,9 +24,7 @@ func BenchmarkPushToLive(b *testing.B) {
 		r.commit(want, map[string]string{"index.html": want})
 		b.StartTimer()
 		start := time.Now()
-		if out, code := s.push(r, "bench"); code != 0 {
-			b.Fatalf("push exited %d:\n%s", code, out)
-		}
+		s.mustPush(r, "bench")
 		for {
 			if code, body := s.get("bench.localhost", "/"); code == 200 && body == want {
 				break
@@ -46,9 +42,7 @@ func BenchmarkIdleMemory(b *testing.B) {
 	s := startServer(b)
 	idle := rssMB(b, s.cmd.Process.Pid)
 	r := newRepo(b, "main", map[string]string{"index.html": "hello"})
-	if out, code := s.push(r, "mem"); code != 0 {
-		b.Fatalf("push exited %d:\n%s", code, out)
-	}
+	s.mustPush(r, "mem")
 	for i := 0; i < 100; i++ {
 		s.get("mem.localhost", "/")
 	}

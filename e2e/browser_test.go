@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -162,9 +161,7 @@ func TestBrowserPanel(t *testing.T) {
 	}
 	b.shot("dashboard-empty")
 	r := newRepo(t, "main", map[string]string{"index.html": "version one"})
-	if out, code := s.push(r, "blog"); code != 0 {
-		t.Fatalf("push v1 exited %d:\n%s", code, out)
-	}
+	s.mustPush(r, "blog")
 	s.waitBody("blog.localhost", "/", "version one")
 
 	// The dashboard shows the pushed project with its status and URL.
@@ -181,28 +178,9 @@ func TestBrowserPanel(t *testing.T) {
 	b.do("desktop", b.desktop())
 
 	// Version two: the push runs until its build ends, so it runs aside.
-	r.commit("version two", map[string]string{
-		"package.json": `{"name":"blog","scripts":{"build":"node build.js"}}`,
-		"build.js": fmt.Sprintf(`const fs = require('fs');
-console.log('waiting for the gate');
-const t = setInterval(() => {
-  if (!fs.existsSync(%q)) return;
-  clearInterval(t);
-  console.log('gate opened: building version two');
-  fs.mkdirSync('dist');
-  fs.writeFileSync('dist/index.html', 'version two');
-}, 20);`, marker),
-	})
+	r.commit("version two", gatedBuild("blog", marker, "version two"))
 	push := s.pushCmd(r, s.key, s.remote("blog"), "HEAD")
-	stderr, err := push.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := push.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pushOut := bufio.NewReader(stderr)
-	readUntil(t, pushOut, "waiting for the gate")
+	startUntil(t, push, "waiting for the gate")
 
 	b.do("project page with the running build",
 		chromedp.Navigate(b.base+"/projects/blog"),

@@ -32,9 +32,7 @@ require('http').createServer((q, r) => {
 }).listen(process.env.PORT, process.env.HOST);`,
 	})
 	// The project exists after its first push; set the variables, then push again.
-	if out, code := s.push(r, "envapp"); code != 0 {
-		t.Fatalf("first push exited %d:\n%s", code, out)
-	}
+	s.mustPush(r, "envapp")
 	if out, code := s.cli(t, "env", "set", "envapp", "GREETING="+greeting); code != 0 {
 		t.Fatalf("env set: %d %s", code, out)
 	}
@@ -48,10 +46,7 @@ require('http').createServer((q, r) => {
 		t.Errorf("a bad name was accepted: %d %s", code, out)
 	}
 	r.commit("again", map[string]string{"README": "rebuild"})
-	out, code := s.push(r, "envapp")
-	if code != 0 {
-		t.Fatalf("push exited %d:\n%s", code, out)
-	}
+	out := s.mustPush(r, "envapp")
 	if !strings.Contains(out, "building with GREETING=[secret]") || strings.Contains(out, greeting) {
 		t.Errorf("the build log shows the value or lacks the mask:\n%s", out)
 	}
@@ -109,7 +104,7 @@ require('http').createServer((q, r) => {
 // database's own files included).
 func (s *server) assertNowhere(t *testing.T, value string) {
 	t.Helper()
-	if strings.Contains(s.log.String(), value) {
+	if strings.Contains(s.logText(), value) {
 		t.Errorf("the server's log contains the value")
 	}
 	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")

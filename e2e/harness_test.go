@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -56,25 +55,14 @@ type server struct {
 	key      string // private key of the admin
 	env      []string
 	cmd      *exec.Cmd
-	log      *syncBuffer
+	logPath  string // what the current run of serve writes
 	done     chan struct{}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// logText is what the current run of the server wrote to stdout and stderr.
+func (s *server) logText() string {
+	b, _ := os.ReadFile(s.logPath)
+	return string(b)
 }
 
 func freePort(t testing.TB) int {
@@ -133,7 +121,7 @@ func newServer(t testing.TB, extraEnv []string) *server {
 		if err == nil {
 			break
 		}
-		if attempt == 3 || !strings.Contains(s.log.String(), "address already in use") {
+		if attempt == 3 || !strings.Contains(s.logText(), "address already in use") {
 			t.Fatal(err)
 		}
 		t.Logf("ports taken, trying others: %v", err)
@@ -141,7 +129,7 @@ func newServer(t testing.TB, extraEnv []string) *server {
 	t.Cleanup(func() {
 		s.stop()
 		if t.Failed() {
-			t.Logf("server log:\n%s", s.log.String())
+			t.Logf("server log:\n%s", s.logText())
 		}
 		if os.Geteuid() == 0 {
 			if err := proc.NewAppUsers(s.dataDir).RemoveAll(); err != nil {
@@ -162,13 +150,20 @@ func (s *server) start() {
 
 // launch starts `minivercel serve` and waits until it answers /healthz.
 func (s *server) launch() error {
-	s.log = &syncBuffer{}
+	// The server writes straight into a file, no copying goroutine between
+	// them; a run's log is kept next to its data directory.
+	logFile, err := os.CreateTemp(filepath.Dir(s.dataDir), "serve-*.log")
+	if err != nil {
+		return err
+	}
+	defer logFile.Close() // the server has its own descriptor once started
+	s.logPath = logFile.Name()
 	s.done = make(chan struct{})
 	s.cmd = exec.Command(binary, "serve", "--data-dir", s.dataDir,
 		"--ssh-addr", fmt.Sprintf("127.0.0.1:%d", s.sshPort),
 		"--http-addr", fmt.Sprintf("127.0.0.1:%d", s.httpPort))
 	s.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, s.env...)
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
 	if err := s.cmd.Start(); err != nil {
 		return err
 	}
@@ -181,13 +176,13 @@ func (s *server) launch() error {
 		}
 		select {
 		case <-s.done:
-			return fmt.Errorf("server exited before it was ready:\n%s", s.log.String())
+			return fmt.Errorf("server exited before it was ready:\n%s", s.logText())
 		default:
 		}
 		if time.Now().After(deadline) {
 			s.cmd.Process.Kill()
 			<-s.done
-			return fmt.Errorf("server not ready in time:\n%s", s.log.String())
+			return fmt.Errorf("server not ready in time:\n%s", s.logText())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -207,10 +202,10 @@ func (s *server) stop() {
 		case <-time.After(60 * time.Second):
 			s.cmd.Process.Kill()
 			<-s.done
-			s.t.Errorf("server did not stop on SIGTERM:\n%s", s.log.String())
+			s.t.Errorf("server did not stop on SIGTERM:\n%s", s.logText())
 		}
 	}
-	if log := s.log.String(); strings.Contains(log, "WARNING: DATA RACE") {
+	if log := s.logText(); strings.Contains(log, "WARNING: DATA RACE") {
 		s.t.Errorf("the race detector found a data race in the server:\n%s", log)
 	}
 }
@@ -219,7 +214,7 @@ func (s *server) restart() {
 	s.t.Helper()
 	s.stop()
 	if code := s.cmd.ProcessState.ExitCode(); code != 0 {
-		s.t.Fatalf("server exited with %d:\n%s", code, s.log.String())
+		s.t.Fatalf("server exited with %d:\n%s", code, s.logText())
 	}
 	s.start()
 }
@@ -249,7 +244,7 @@ func (s *server) waitBody(host, path, want string) {
 			return
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("%s%s never served %q; last %d %q\nserver log:\n%s", host, path, want, code, body, s.log.String())
+			s.t.Fatalf("%s%s never served %q; last %d %q\nserver log:\n%s", host, path, want, code, body, s.logText())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -328,6 +323,33 @@ func (s *server) push(r *repo, project string, refspec ...string) (string, int) 
 	return runCmd(s.t, s.pushCmd(r, s.key, s.remote(project), refspec...))
 }
 
+// mustPush is push for a push that must succeed: it fails the test otherwise
+// and returns the push's output.
+func (s *server) mustPush(r *repo, project string, refspec ...string) string {
+	s.t.Helper()
+	out, code := s.push(r, project, refspec...)
+	if code != 0 {
+		s.t.Fatalf("push of %s %v exited %d:\n%s", project, refspec, code, out)
+	}
+	return out
+}
+
+// startUntil starts cmd and reads its standard error until a line contains
+// want; the reader returned holds the rest of it.
+func startUntil(t testing.TB, cmd *exec.Cmd, want string) *bufio.Reader {
+	t.Helper()
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out := bufio.NewReader(stderr)
+	readUntil(t, out, want)
+	return out
+}
+
 func runCmd(t testing.TB, cmd *exec.Cmd) (string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -362,6 +384,24 @@ func newGate(t testing.TB, name string) string {
 		t.Fatal(err)
 	}
 	return filepath.Join(dir, name)
+}
+
+// gatedBuild is an npm project named name whose build prints "waiting for
+// the gate", waits until the file gate exists, prints "gate opened: building
+// <page>" and writes page as its dist/index.html.
+func gatedBuild(name, gate, page string) map[string]string {
+	return map[string]string{
+		"package.json": fmt.Sprintf(`{"name":%q,"scripts":{"build":"node build.js"}}`, name),
+		"build.js": fmt.Sprintf(`const fs = require('fs');
+console.log('waiting for the gate');
+const t = setInterval(() => {
+  if (!fs.existsSync(%q)) return;
+  clearInterval(t);
+  console.log('gate opened: building ' + %q);
+  fs.mkdirSync('dist');
+  fs.writeFileSync('dist/index.html', %q);
+}, 20);`, gate, page, page),
+	}
 }
 
 // readUntil reads lines from r until one contains want, returning what it read.

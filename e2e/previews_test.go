@@ -15,18 +15,13 @@ func TestPreviewsAndDomains(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
 	r := newRepo(t, "main", nodeApp("production v1"))
-	if out, code := s.push(r, "shop"); code != 0 {
-		t.Fatalf("push main exited %d:\n%s", code, out)
-	}
+	s.mustPush(r, "shop")
 	if out, code := s.cli(t, "env", "set", "shop", "STAGE=preview-stage", "--target", "preview"); code != 0 {
 		t.Fatalf("env set: %d %s", code, out)
 	}
 	r.git("checkout", "-q", "-b", "feature/New-Checkout")
 	r.commit("feature 1", map[string]string{"server.js": `require('http').createServer((q, r) => r.end('feature one ' + process.env.STAGE)).listen(process.env.PORT, process.env.HOST);`})
-	out, code := s.push(r, "shop", "feature/New-Checkout")
-	if code != 0 {
-		t.Fatalf("push feature exited %d:\n%s", code, out)
-	}
+	out := s.mustPush(r, "shop", "feature/New-Checkout")
 	branchURL := regexp.MustCompile(`Preview of feature/New-Checkout: http://(shop--git-feature-new-checkout\.localhost)`).FindStringSubmatch(out)
 	buildURL := regexp.MustCompile(`This build: http://(shop--[a-z0-9]+\.localhost)`).FindStringSubmatch(out)
 	if branchURL == nil || buildURL == nil {
@@ -40,9 +35,7 @@ func TestPreviewsAndDomains(t *testing.T) {
 	}
 
 	r.commit("feature 2", map[string]string{"server.js": `require('http').createServer((q, r) => r.end('feature two')).listen(process.env.PORT, process.env.HOST);`})
-	if out, code := s.push(r, "shop", "feature/New-Checkout"); code != 0 {
-		t.Fatalf("second feature push exited %d:\n%s", code, out)
-	}
+	s.mustPush(r, "shop", "feature/New-Checkout")
 	s.waitBody(branchURL[1], "/", "feature two")
 	if code, body := s.get(buildURL[1], "/"); code != 200 || body != "feature one preview-stage" {
 		t.Fatalf("the first feature build's own URL = %d %q", code, body)
@@ -53,10 +46,7 @@ func TestPreviewsAndDomains(t *testing.T) {
 
 	// The path form, for a static build of another project.
 	st := newRepo(t, "main", map[string]string{"index.html": "static preview", "about.html": "about page"})
-	out, code = s.push(st, "docs")
-	if code != 0 {
-		t.Fatalf("push docs exited %d:\n%s", code, out)
-	}
+	out = s.mustPush(st, "docs")
 	id := regexp.MustCompile(`Build #(\d+) succeeded`).FindStringSubmatch(out)
 	if id == nil {
 		t.Fatalf("no build id:\n%s", out)

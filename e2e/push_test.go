@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -23,10 +22,7 @@ func TestPushStaticSite(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
 	r := newRepo(t, "main", map[string]string{"index.html": "<h1>version one</h1>", "style.css": "h1{color:red}"})
-	out, code := s.push(r, "blog")
-	if code != 0 {
-		t.Fatalf("push exited %d:\n%s", code, out)
-	}
+	out := s.mustPush(r, "blog")
 	for _, want := range []string{
 		"remote: -----> Build #1 queued: main",
 		"remote: -----> Checking out",
@@ -47,9 +43,7 @@ func TestPushStaticSite(t *testing.T) {
 	}
 
 	r.commit("two", map[string]string{"index.html": "<h1>version two</h1>"})
-	if out, code := s.push(r, "blog"); code != 0 {
-		t.Fatalf("second push exited %d:\n%s", code, out)
-	}
+	s.mustPush(r, "blog")
 	if code, body := s.get("blog.localhost", "/"); code != 200 || !strings.Contains(body, "version two") {
 		t.Fatalf("after second push site = %d %q", code, body)
 	}
@@ -86,10 +80,7 @@ fs.writeFileSync('dist/index.html', '<div id="app">built by uid ' + uid + '</div
 fs.writeFileSync('dist/assets/main-a1b2c3d4e5.js', 'console.log("app")');
 console.log('wrote dist as uid', uid);`,
 	})
-	out, code := s.push(r, "app")
-	if code != 0 {
-		t.Fatalf("push exited %d:\n%s", code, out)
-	}
+	out := s.mustPush(r, "app")
 	// The build is isolated by bubblewrap wherever it is installed; the
 	// server falls back to the uid alone only where bubblewrap cannot run,
 	// and the push log says which.
@@ -126,9 +117,7 @@ func TestFailingBuildKeepsTheOldSite(t *testing.T) {
 		"package.json": `{"name":"app","scripts":{"build":"node build.js"}}`,
 		"build.js":     `require('fs').mkdirSync('dist'); require('fs').writeFileSync('dist/index.html', 'good build')`,
 	})
-	if out, code := s.push(r, "app"); code != 0 {
-		t.Fatalf("first push exited %d:\n%s", code, out)
-	}
+	s.mustPush(r, "app")
 	r.commit("break it", map[string]string{"build.js": `console.error('Unexpected token in src/main.js:3'); process.exit(2)`})
 	out, code := s.push(r, "app")
 	if code == 0 {
@@ -190,27 +179,10 @@ func TestCtrlCDuringBuild(t *testing.T) {
 	// The build waits for a file the test creates after the Ctrl-C, so the
 	// interrupt lands mid-build without any timing guess.
 	marker := newGate(t, "go")
-	r := newRepo(t, "main", map[string]string{
-		"package.json": `{"name":"slow","scripts":{"build":"node build.js"}}`,
-		"build.js": fmt.Sprintf(`const fs = require('fs');
-console.log('waiting for the gate');
-const t = setInterval(() => {
-  if (!fs.existsSync(%q)) return;
-  clearInterval(t);
-  fs.mkdirSync('dist');
-  fs.writeFileSync('dist/index.html', 'survived ctrl-c');
-}, 20);`, marker),
-	})
+	r := newRepo(t, "main", gatedBuild("slow", marker, "survived ctrl-c"))
 	cmd := s.pushCmd(r, s.key, s.remote("slow"), "HEAD")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // a terminal's foreground group
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	readUntil(t, bufio.NewReader(stderr), "waiting for the gate")
+	startUntil(t, cmd, "waiting for the gate")
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGINT) // Ctrl-C
 	cmd.Wait()
 	if err := os.WriteFile(marker, nil, 0o644); err != nil {
@@ -225,17 +197,13 @@ func TestRestartKeepsServing(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
 	r := newRepo(t, "main", map[string]string{"index.html": "before restart"})
-	if out, code := s.push(r, "site"); code != 0 {
-		t.Fatalf("push exited %d:\n%s", code, out)
-	}
+	s.mustPush(r, "site")
 	s.restart()
 	if code, body := s.get("site.localhost", "/"); code != 200 || body != "before restart" {
 		t.Fatalf("after restart = %d %q", code, body)
 	}
 	r.commit("after", map[string]string{"index.html": "after restart"})
-	if out, code := s.push(r, "site"); code != 0 {
-		t.Fatalf("push after restart exited %d:\n%s", code, out)
-	}
+	s.mustPush(r, "site")
 	if code, body := s.get("site.localhost", "/"); code != 200 || body != "after restart" {
 		t.Fatalf("second build after restart = %d %q", code, body)
 	}
@@ -275,34 +243,14 @@ func TestConcurrentPushesLastPushWins(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "MINIVERCEL_BUILD_CONCURRENCY=2")
 	gate := newGate(t, "go")
-	r := newRepo(t, "main", map[string]string{
-		"package.json": `{"name":"race","scripts":{"build":"node build.js"}}`,
-		"build.js": fmt.Sprintf(`const fs = require('fs');
-console.log('waiting for the gate');
-const t = setInterval(() => {
-  if (!fs.existsSync(%q)) return;
-  clearInterval(t);
-  fs.mkdirSync('dist');
-  fs.writeFileSync('dist/index.html', 'first push');
-}, 20);`, gate),
-	})
+	r := newRepo(t, "main", gatedBuild("race", gate, "first push"))
 	first := s.pushCmd(r, s.key, s.remote("race"), "HEAD")
-	stderr, err := first.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	out := bufio.NewReader(stderr)
-	readUntil(t, out, "waiting for the gate")
+	out := startUntil(t, first, "waiting for the gate")
 
 	r.commit("second", map[string]string{"build.js": `const fs = require('fs');
 fs.mkdirSync('dist');
 fs.writeFileSync('dist/index.html', 'second push');`})
-	if log, code := s.push(r, "race"); code != 0 {
-		t.Fatalf("second push exited %d:\n%s", code, log)
-	}
+	s.mustPush(r, "race")
 	if code, body := s.get("race.localhost", "/"); code != 200 || body != "second push" {
 		t.Fatalf("after the second push = %d %q", code, body)
 	}

@@ -76,24 +76,23 @@ func TestAPIEnv(t *testing.T) {
 		for _, tc := range []struct {
 			name  string
 			body  any
-			code  int
 			field string
 		}{
-			{"bad key", map[string]string{"key": "1BAD", "value": "x"}, 400, "key"},
-			{"key with dash", map[string]string{"key": "BAD-KEY", "value": "x"}, 400, "key"},
-			{"empty key", map[string]string{"value": "x"}, 400, "key"},
-			{"reserved PORT", map[string]string{"key": "PORT", "value": "1"}, 400, "key"},
-			{"reserved prefix", map[string]string{"key": "minivercel_x", "value": "1"}, 400, "key"},
-			{"unknown target", map[string]string{"key": "A", "value": "x", "target": "staging"}, 400, "target"},
-			{"missing value", map[string]string{"key": "A"}, 400, "value"},
-			{"NUL in value", map[string]string{"key": "A", "value": "a\x00b"}, 400, "value"},
-			{"value too long", map[string]string{"key": "A", "value": strings.Repeat("x", schema.MaxEnvValueBytes+1)}, 400, "value"},
-			{"value not a string", map[string]any{"key": "A", "value": 1}, 400, "value"},
-			{"unknown field", map[string]string{"key": "A", "value": "x", "secret": "y"}, 400, ""},
-			{"no body", nil, 400, ""},
+			{"bad key", map[string]string{"key": "1BAD", "value": "x"}, "key"},
+			{"key with dash", map[string]string{"key": "BAD-KEY", "value": "x"}, "key"},
+			{"empty key", map[string]string{"value": "x"}, "key"},
+			{"reserved PORT", map[string]string{"key": "PORT", "value": "1"}, "key"},
+			{"reserved prefix", map[string]string{"key": "minivercel_x", "value": "1"}, "key"},
+			{"unknown target", map[string]string{"key": "A", "value": "x", "target": "staging"}, "target"},
+			{"missing value", map[string]string{"key": "A"}, "value"},
+			{"NUL in value", map[string]string{"key": "A", "value": "a\x00b"}, "value"},
+			{"value too long", map[string]string{"key": "A", "value": strings.Repeat("x", schema.MaxEnvValueBytes+1)}, "value"},
+			{"value not a string", map[string]any{"key": "A", "value": 1}, "value"},
+			{"unknown field", map[string]string{"key": "A", "value": "x", "secret": "y"}, ""},
+			{"no body", nil, ""},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				ae := e.expectError("POST", base, tc.body, tc.code, tc.field)
+				ae := e.expectError("POST", base, tc.body, http.StatusBadRequest, tc.field)
 				if strings.Contains(ae.Error, "a\x00b") {
 					t.Errorf("the error repeats the value: %q", ae.Error)
 				}

@@ -2,7 +2,6 @@ package panel
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
@@ -380,19 +379,6 @@ func TestAPIBuildsAndDeployments(t *testing.T) {
 		}
 		e.expectError("GET", "/api/builds/"+id(first), nil, http.StatusNotFound, "")
 	})
-}
-
-func newAuthorizedKey(t *testing.T, comment string) string {
-	t.Helper()
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sk, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sk))) + " " + comment
 }
 
 func TestAPIKeys(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	fws "github.com/fasthttp/websocket"
 
 	"minivercel/creds"
@@ -41,9 +42,25 @@ func TestMain(m *testing.M) {
 
 const testBaseDomain = "test.localhost"
 
+// fixture is what every test environment has: a store and its admin.
+type fixture struct {
+	t     testing.TB
+	store *schema.Store
+	admin schema.User
+}
+
+// project creates a project through the store, as a first push does.
+func (f fixture) project(name string) schema.Project {
+	f.t.Helper()
+	p, _, err := f.store.EnsureProject(context.Background(), name, f.admin.ID)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return p
+}
+
 type testEnv struct {
-	t      testing.TB
-	store  *schema.Store
+	fixture
 	broker *pipeline.Broker
 	queue  *pipeline.Queue
 	edge   *edge.Server
@@ -54,7 +71,6 @@ type testEnv struct {
 	key    []byte // the JWT key
 	base   string // http://127.0.0.1:port
 	repos  string
-	admin  schema.User
 	token  string // the admin's session JWT
 	client *http.Client
 }
@@ -83,9 +99,9 @@ func newEnv(t testing.TB, work bool, wrap func(Logs) Logs) *testEnv {
 		srv.Shutdown(sctx)
 		<-served
 	})
-	e := &testEnv{t: t, store: store, broker: st.Broker, queue: q, edge: eg, srv: srv, vars: vars, svc: srv.svc, auth: srv.auth, key: key,
+	e := &testEnv{fixture: fixture{t: t, store: store, admin: st.Admin}, broker: st.Broker, queue: q, edge: eg, srv: srv, vars: vars, svc: srv.svc, auth: srv.auth, key: key,
 		base: "http://" + srv.Addr().String(), repos: st.Dir("repos"), client: &http.Client{Timeout: 2 * time.Minute}}
-	e.admin, e.token = st.Admin, e.login(st.Admin)
+	e.token = e.login(st.Admin)
 	return e
 }
 
@@ -188,16 +204,6 @@ func (e *testEnv) expectError(method, path string, body any, want int, field str
 		e.t.Fatalf("%s %s: error %+v, want a message and field %q", method, path, ae, field)
 	}
 	return ae
-}
-
-// project creates a project through the store, as a first push does.
-func (e *testEnv) project(name string) schema.Project {
-	e.t.Helper()
-	p, _, err := e.store.EnsureProject(context.Background(), name, e.admin.ID)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return p
 }
 
 // storedBuild records a build row without running it.
@@ -450,4 +456,33 @@ func withChecks(t *testing.T, n int) {
 	old := f.Value.String()
 	f.Value.Set(strconv.Itoa(n))
 	t.Cleanup(func() { f.Value.Set(old) })
+}
+
+// newChromium starts headless Chromium for one test, skipping the test where
+// Chromium is not installed; the browser ends with the test or after 90 s.
+func newChromium(t *testing.T) context.Context {
+	t.Helper()
+	const chromium = "/usr/bin/chromium"
+	if _, err := os.Stat(chromium); err != nil {
+		t.Skipf("needs Chromium at %s: %v", chromium, err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.Headless,
+		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.UserDataDir(t.TempDir()))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(func() { cancel(); cancelCtx(); cancelAlloc() })
+	return ctx
+}
+
+// signIn is the browser steps of the admin signing in on the login page,
+// then waiting on the page next for the element ready.
+func (e *testEnv) signIn(next, ready string) []chromedp.Action[chromedp.Void] {
+	return []chromedp.Action[chromedp.Void]{
+		chromedp.Navigate(e.base + "/login?next=" + next),
+		chromedp.SetValue(chromedp.CSS("#username"), "admin"),
+		chromedp.SetValue(chromedp.CSS("#password"), "admin-password"),
+		chromedp.Submit(chromedp.CSS("#password")),
+		chromedp.WaitVisible(chromedp.CSS(ready)),
+	}
 }

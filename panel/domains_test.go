@@ -5,10 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -54,26 +52,25 @@ func TestAPIDomains(t *testing.T) {
 		for _, tc := range []struct {
 			name  string
 			body  any
-			code  int
 			field string
 			want  string // in the message
 		}{
-			{"empty", map[string]string{"domain": ""}, 400, "domain", "empty"},
-			{"IP address", map[string]string{"domain": "192.0.2.1"}, 400, "domain", "IP address"},
-			{"bracketed IPv6", map[string]string{"domain": "[::1]"}, 400, "domain", "IP address"},
-			{"wildcard", map[string]string{"domain": "*.example.com"}, 400, "domain", "wildcard"},
-			{"base domain", map[string]string{"domain": testBaseDomain}, 400, "domain", "belong to the platform"},
-			{"under the base domain", map[string]string{"domain": "blog." + testBaseDomain}, 400, "domain", "belong to the platform"},
-			{"one label", map[string]string{"domain": "intranet"}, 400, "domain", "two labels"},
-			{"bad label", map[string]string{"domain": "-a.example.com"}, 400, "domain", "not a valid internationalised domain name"},
-			{"long label", map[string]string{"domain": strings.Repeat("a", 64) + ".example.com"}, 400, "domain", "at most 63"},
-			{"numeric last label", map[string]string{"domain": "a.123"}, 400, "domain", "IP address"},
-			{"wrong type", map[string]any{"domain": 7}, 400, "domain", "string"},
-			{"unknown field", map[string]string{"domain": "a.example.com", "project": "x"}, 400, "", "unknown field"},
-			{"no body", "", 400, "", "JSON object"},
+			{"empty", map[string]string{"domain": ""}, "domain", "empty"},
+			{"IP address", map[string]string{"domain": "192.0.2.1"}, "domain", "IP address"},
+			{"bracketed IPv6", map[string]string{"domain": "[::1]"}, "domain", "IP address"},
+			{"wildcard", map[string]string{"domain": "*.example.com"}, "domain", "wildcard"},
+			{"base domain", map[string]string{"domain": testBaseDomain}, "domain", "belong to the platform"},
+			{"under the base domain", map[string]string{"domain": "blog." + testBaseDomain}, "domain", "belong to the platform"},
+			{"one label", map[string]string{"domain": "intranet"}, "domain", "two labels"},
+			{"bad label", map[string]string{"domain": "-a.example.com"}, "domain", "not a valid internationalised domain name"},
+			{"long label", map[string]string{"domain": strings.Repeat("a", 64) + ".example.com"}, "domain", "at most 63"},
+			{"numeric last label", map[string]string{"domain": "a.123"}, "domain", "IP address"},
+			{"wrong type", map[string]any{"domain": 7}, "domain", "string"},
+			{"unknown field", map[string]string{"domain": "a.example.com", "project": "x"}, "", "unknown field"},
+			{"no body", "", "", "JSON object"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				ae := e.expectError("POST", base, tc.body, tc.code, tc.field)
+				ae := e.expectError("POST", base, tc.body, http.StatusBadRequest, tc.field)
 				if !strings.Contains(ae.Error, tc.want) {
 					t.Errorf("message %q lacks %q", ae.Error, tc.want)
 				}
@@ -279,19 +276,9 @@ func TestSettingsDomains(t *testing.T) {
 // domain, Confirm removes it.
 func TestBrowserDomainAddRemove(t *testing.T) {
 	t.Parallel()
-	const chromium = "/usr/bin/chromium"
-	if _, err := os.Stat(chromium); err != nil {
-		t.Skipf("needs Chromium at %s: %v", chromium, err)
-	}
 	env := newEnv(t, false, nil)
 	p := env.project("blog")
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.Headless,
-		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.UserDataDir(t.TempDir()))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
-	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
+	ctx := newChromium(t)
 	listed := func() []schema.Domain {
 		t.Helper()
 		ds, err := env.store.ListDomains(context.Background(), p.ID)
@@ -301,16 +288,11 @@ func TestBrowserDomainAddRemove(t *testing.T) {
 		return ds
 	}
 	remove := `form[action="/projects/blog/domains/delete"] button`
-	if err := chromedp.Do(ctx,
-		chromedp.Navigate(env.base+"/login?next=/projects/blog/settings"),
-		chromedp.SetValue(chromedp.CSS("#username"), "admin"),
-		chromedp.SetValue(chromedp.CSS("#password"), "admin-password"),
-		chromedp.Submit(chromedp.CSS("#password")),
-		chromedp.WaitVisible(chromedp.CSS("#domain")),
+	if err := chromedp.Do(ctx, append(env.signIn("/projects/blog/settings", "#domain"),
 		chromedp.SetValue(chromedp.CSS("#domain"), "Shop.Example.com"),
 		chromedp.Submit(chromedp.CSS("#domain")),
 		chromedp.WaitVisible(chromedp.CSS(remove)),
-	); err != nil {
+	)...); err != nil {
 		t.Fatalf("add a domain: %v", err)
 	}
 	flash, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(".flash")))

@@ -31,10 +31,8 @@ import (
 // pageEnv is a panel on a fresh database with a real (non-working) build
 // queue and a real edge, and one admin with a password.
 type pageEnv struct {
-	t     *testing.T
+	fixture
 	srv   *Server
-	store *schema.Store
-	admin schema.User
 	edge  *edge.Server
 	key   []byte // the JWT key
 	queue *pipeline.Queue
@@ -57,7 +55,7 @@ func newPageEnv(t *testing.T) *pageEnv {
 	if err := store.SetPasswordHash(ctx, admin.ID, hash); err != nil {
 		t.Fatal(err)
 	}
-	return &pageEnv{t: t, srv: srv, store: store, admin: admin, edge: e, key: key, queue: q, vars: vars}
+	return &pageEnv{fixture: fixture{t: t, store: store, admin: admin}, srv: srv, edge: e, key: key, queue: q, vars: vars}
 }
 
 // browser keeps cookies between requests, as a browser would.
@@ -179,15 +177,6 @@ func (e *pageEnv) build(p schema.Project, branch, msg string, status schema.Buil
 		e.t.Fatal(err)
 	}
 	return b
-}
-
-func (e *pageEnv) project(name string) schema.Project {
-	e.t.Helper()
-	p, _, err := e.store.EnsureProject(context.Background(), name, e.admin.ID)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return p
 }
 
 // TestPagesRequireSession: every page but /login sends a browser without a
@@ -513,6 +502,12 @@ func newPublicKey(t *testing.T, comment string) (authorized, fingerprint string)
 	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k))) + " " + comment, ssh.FingerprintSHA256(k)
 }
 
+// newAuthorizedKey is the authorized_keys line of a fresh key.
+func newAuthorizedKey(t *testing.T, comment string) string {
+	key, _ := newPublicKey(t, comment)
+	return key
+}
+
 // TestKeys: the user's own keys are listed, added with clear errors, and
 // removed; another user's key cannot be removed.
 func TestKeys(t *testing.T) {
@@ -808,23 +803,13 @@ func TestSettingsEnvRedeploy(t *testing.T) {
 // click masks it again. The page as served never holds the value.
 func TestBrowserEnvReveal(t *testing.T) {
 	t.Parallel()
-	const chromium = "/usr/bin/chromium"
-	if _, err := os.Stat(chromium); err != nil {
-		t.Skipf("needs Chromium at %s: %v", chromium, err)
-	}
 	env := newEnv(t, false, nil)
 	p := env.project("blog")
 	const value = "sk_live_<b>&\"quoted\"</b>"
 	if _, err := env.vars.Set(context.Background(), p.ID, "STRIPE_KEY", "production", value); err != nil {
 		t.Fatal(err)
 	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.Headless,
-		chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.UserDataDir(t.TempDir()))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
-	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
+	ctx := newChromium(t)
 	cell := `document.getElementById("val-STRIPE_KEY-production")`
 	text := func() string {
 		t.Helper()
@@ -834,13 +819,7 @@ func TestBrowserEnvReveal(t *testing.T) {
 		}
 		return v
 	}
-	if err := chromedp.Do(ctx,
-		chromedp.Navigate(env.base+"/login?next=/projects/blog/settings"),
-		chromedp.SetValue(chromedp.CSS("#username"), "admin"),
-		chromedp.SetValue(chromedp.CSS("#password"), "admin-password"),
-		chromedp.Submit(chromedp.CSS("#password")),
-		chromedp.WaitVisible(chromedp.CSS(`button[data-reveal]`)),
-	); err != nil {
+	if err := chromedp.Do(ctx, env.signIn("/projects/blog/settings", `button[data-reveal]`)...); err != nil {
 		t.Fatalf("open settings: %v", err)
 	}
 	if got := text(); got != "sk_l••••••••" {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"minivercel/deploy"
+	"minivercel/internal/testenv"
 	"net/http"
 	"testing"
 
@@ -39,7 +40,7 @@ func (e *env) checkServes(t tb, p schema.Project, b schema.Build, content string
 // the one active deployment) or, for a build that cannot serve, changes
 // nothing that is served and is recorded as failed.
 func TestActivationPipelineProperty(t *testing.T) {
-	withChecks(t, 12)
+	testenv.Checks(t, 12)
 	e := newEnv(t)
 	ctx := context.Background()
 	rapid.Check(t, func(rt *rapid.T) {
@@ -91,7 +92,7 @@ func TestActivationPipelineProperty(t *testing.T) {
 // row, as for any deployment. Rollback without a build goes to the build
 // that served before the live one.
 func TestRollbackEquivalentProperty(t *testing.T) {
-	withChecks(t, 12)
+	testenv.Checks(t, 12)
 	e := newEnv(t)
 	ctx := context.Background()
 	rapid.Check(t, func(rt *rapid.T) {
@@ -152,7 +153,7 @@ func TestRollbackEquivalentProperty(t *testing.T) {
 // and it is the build served; every earlier active row is superseded; failed
 // and unhealthy rows are never active and keep their reason.
 func TestDeploymentHistoryProperty(t *testing.T) {
-	withChecks(t, 12)
+	testenv.Checks(t, 12)
 	e := newEnv(t)
 	ctx := context.Background()
 	rapid.Check(t, func(rt *rapid.T) {

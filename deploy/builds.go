@@ -14,26 +14,17 @@ import (
 // Build returns a build by id.
 func (s *Service) Build(ctx context.Context, id int64) (schema.Build, error) {
 	b, err := s.store.BuildByID(ctx, id)
-	if errors.Is(err, schema.ErrNotFound) {
-		return b, notFound("no build %d", id)
-	}
-	if err != nil {
-		return b, fmt.Errorf("read build %d: %w", id, err)
-	}
-	return b, nil
+	return found(b, err, fmt.Sprintf("build %d", id), func() *Error { return notFound("no build %d", id) })
 }
 
 // projectBuild returns a build of one project: a build of another project is
 // as unknown as a missing one, since the request names the project it acts on.
 func (s *Service) projectBuild(ctx context.Context, p schema.Project, id int64) (schema.Build, error) {
 	b, err := s.store.BuildByID(ctx, id)
-	if errors.Is(err, schema.ErrNotFound) || (err == nil && b.ProjectID != p.ID) {
-		return b, notFound("project %s has no build %d", p.Name, id)
+	if err == nil && b.ProjectID != p.ID {
+		err = schema.ErrNotFound
 	}
-	if err != nil {
-		return b, fmt.Errorf("read build %d: %w", id, err)
-	}
-	return b, nil
+	return found(b, err, fmt.Sprintf("build %d", id), func() *Error { return notFound("project %s has no build %d", p.Name, id) })
 }
 
 // Rebuild builds a branch's current commit again, as a push of it would

@@ -3,7 +3,6 @@ package deploy_test
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -183,17 +182,4 @@ func (e *env) liveRows(p schema.Project) []schema.Deployment {
 		}
 	}
 	return live
-}
-
-// withChecks lowers rapid's number of checks for an expensive property (each
-// check here activates real builds through the queue); a -rapid.checks given
-// on the command line still wins.
-func withChecks(t *testing.T, n int) {
-	f := flag.Lookup("rapid.checks")
-	if f == nil || f.Value.String() != f.DefValue {
-		return
-	}
-	old := f.Value.String()
-	f.Value.Set(strconv.Itoa(n))
-	t.Cleanup(func() { f.Value.Set(old) })
 }

@@ -120,13 +120,19 @@ func (s *Service) needBuilds() error {
 // Project returns a project by name.
 func (s *Service) Project(ctx context.Context, name string) (schema.Project, error) {
 	p, err := s.store.ProjectByName(ctx, name)
+	return found(p, err, "project "+name, func() *Error { return notFound("no project named %q", name) })
+}
+
+// found passes on what a read returned: its ErrNotFound as the user's
+// refusal (missing), any other error as a failure naming what was read.
+func found[T any](v T, err error, what string, missing func() *Error) (T, error) {
 	if errors.Is(err, schema.ErrNotFound) {
-		return p, notFound("no project named %q", name)
+		return v, missing()
 	}
 	if err != nil {
-		return p, fmt.Errorf("read project %s: %w", name, err)
+		return v, fmt.Errorf("read %s: %w", what, err)
 	}
-	return p, nil
+	return v, nil
 }
 
 // listOf lists what a project has, the project named as a user typed it.

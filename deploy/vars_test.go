@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"minivercel/deploy"
+	"minivercel/internal/testenv"
 	"testing"
 
 	"pgregory.net/rapid"
@@ -19,7 +20,7 @@ import (
 // a preview's process with the preview and all-target ones; a redeploy picks
 // up a changed value, a running app does not.
 func TestVariablePropagationToAppsProperty(t *testing.T) {
-	withChecks(t, 8)
+	testenv.Checks(t, 8)
 	e := newEnv(t)
 	ctx := context.Background()
 	rapid.Check(t, func(rt *rapid.T) {

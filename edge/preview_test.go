@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"minivercel/hosts"
+	"minivercel/internal/testenv"
 
 	"pgregory.net/rapid"
 )
@@ -611,7 +612,7 @@ func TestPreviewCreationProperty(t *testing.T) {
 // activates meanwhile, a build URL (and its path form) serves exactly its own
 // build, static from its files and server apps from their own process.
 func TestPreviewServingProperty(t *testing.T) {
-	withChecks(t, 10)
+	testenv.Checks(t, 10)
 	e := newPreviewEdge(t, RuntimeConfig{}, nil)
 	builds, want := e.mixedBuilds("prop", e.app)
 	for _, s := range builds {
@@ -646,7 +647,7 @@ func TestPreviewServingProperty(t *testing.T) {
 // activations, the project's host and every custom domain mapped to it serve
 // the last activated build.
 func TestDomainRoutingProperty(t *testing.T) {
-	withChecks(t, 20)
+	testenv.Checks(t, 20)
 	dm := &domainMap{hosts: map[string]string{"www.example.com": "shop", "example.org": "shop", "other.test": "elsewhere"}}
 	e := newPreviewEdge(t, RuntimeConfig{}, dm)
 	builds := []Site{

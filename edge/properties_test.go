@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"pgregory.net/rapid"
+
+	"minivercel/internal/testenv"
 )
 
 // echoJS answers every request from the process, never from a file.
@@ -23,7 +25,7 @@ const echoJS = `require('http').createServer((q, r) => r.end('process:' + q.url)
 // files, with index.html for unknown extension-less paths when it is a SPA
 // and a 404 otherwise.
 func TestServingStrategyProperty(t *testing.T) {
-	withChecks(t, 12)
+	testenv.Checks(t, 12)
 	e, hs := newAppEdge(t, &logSink{})
 	var id int64
 	rapid.Check(t, func(rt *rapid.T) {
@@ -123,7 +125,7 @@ var probeAnswer = regexp.MustCompile(`probe answer (\w+)`)
 // yet open, and the verdict must follow what was answered, not how fast Node
 // started.
 func TestHealthCheckResponsesProperty(t *testing.T) {
-	withChecks(t, 10)
+	testenv.Checks(t, 10)
 	sink := &logSink{}
 	e, hs := newAppEdge(t, sink)
 	prev := e.site("p22", 1, map[string]string{"index.html": "previous"})

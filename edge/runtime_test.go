@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -12,7 +11,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +19,8 @@ import (
 	"time"
 
 	"pgregory.net/rapid"
+
+	"minivercel/internal/testenv"
 )
 
 // serverJS is a small Node web app: it answers its version, streams server-sent
@@ -523,18 +523,6 @@ server.listen(process.env.PORT, process.env.HOST);`})
 	}
 }
 
-// withChecks lowers rapid's number of checks for one expensive property (each
-// check starts real processes); the usual flag still wins when it is given.
-func withChecks(t *testing.T, n int) {
-	f := flag.Lookup("rapid.checks")
-	if f == nil || f.Value.String() != f.DefValue {
-		return
-	}
-	old := f.Value.String()
-	f.Value.Set(strconv.Itoa(n))
-	t.Cleanup(func() { f.Value.Set(old) })
-}
-
 // redeploy activates build s in a new deployment, as a rollback does, with
 // a DeploymentID above those the builds were made with.
 func (e *testEdge) redeploy(rt *rapid.T, s Site) {
@@ -551,7 +539,7 @@ func (e *testEdge) redeploy(rt *rapid.T, s Site) {
 // switch waits until a request begun after it was served, so every window
 // between switches is checked with traffic, however fast the switches are.
 func TestSeamlessUpdatesProperty(t *testing.T) {
-	withChecks(t, 15)
+	testenv.Checks(t, 15)
 	e, hs := newAppEdge(t, &logSink{})
 	builds := []Site{e.appSite("seam", 1, "A"), e.appSite("seam", 2, "B"), e.site("seam", 3, map[string]string{"index.html": "C", "slow": "C"})}
 	e.activate(builds[0])
@@ -622,7 +610,7 @@ func TestSeamlessUpdatesProperty(t *testing.T) {
 // serves (static or server), an activation that fails in any way leaves it
 // serving.
 func TestFailedActivationProperty(t *testing.T) {
-	withChecks(t, 15)
+	testenv.Checks(t, 15)
 	e, hs := newAppEdge(t, &logSink{})
 	good := []Site{e.appSite("keep", 1, "server build"), e.site("keep", 2, map[string]string{"index.html": "static build"})}
 	want := []string{"server build", "static build"}

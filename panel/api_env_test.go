@@ -15,6 +15,7 @@ import (
 	"pgregory.net/rapid"
 
 	"minivercel/deploy"
+	"minivercel/internal/testenv"
 	"minivercel/schema"
 	"minivercel/schema/schematest"
 	"minivercel/secret"
@@ -305,7 +306,7 @@ func containsAny(body string, forms []string) bool {
 // indentation, say), of its own key, or of its masked form would be found
 // without any leak; such draws are skipped rather than counted.
 func TestAPIEnvMaskingProperty(t *testing.T) {
-	withChecks(t, 40)
+	testenv.Checks(t, 40)
 	e := newEnv(t, false, nil)
 	p := e.project("masked")
 	b := &browser{t: t, srv: e.srv, cookies: map[string]string{sessionCookie: e.token}}

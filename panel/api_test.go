@@ -19,6 +19,7 @@ import (
 
 	"minivercel/creds"
 	"minivercel/deploy"
+	"minivercel/internal/testenv"
 	"minivercel/schema"
 )
 
@@ -435,7 +436,7 @@ func TestAPIKeys(t *testing.T) {
 // projects exists (made through the API or by a first push), GET
 // /api/projects lists exactly them, by name.
 func TestAPIProjectListingProperty(t *testing.T) {
-	withChecks(t, 30)
+	testenv.Checks(t, 30)
 	e := newEnv(t, false, nil)
 	rapid.Check(t, func(rt *rapid.T) {
 		names := rapid.SliceOfNDistinct(rapid.StringMatching(`[a-z][a-z0-9]{0,8}(-[a-z0-9]{1,4})?`), 0, 8, rapid.ID).Draw(rt, "names")
@@ -474,7 +475,7 @@ func TestAPIProjectListingProperty(t *testing.T) {
 // GET /api/builds/{id}/logs returns every line it produced, in order, and
 // ?after=S exactly the ones after S.
 func TestAPILogsPersistedProperty(t *testing.T) {
-	withChecks(t, 40)
+	testenv.Checks(t, 40)
 	e := newEnv(t, false, nil)
 	p := e.project("logs")
 	rapid.Check(t, func(rt *rapid.T) {
@@ -513,7 +514,7 @@ func TestAPILogsPersistedProperty(t *testing.T) {
 // the project's active_build_id, the builds list's active flags and GET
 // /api/builds/{id} all name that build, and the edge serves it.
 func TestAPIDeploymentHistoryProperty(t *testing.T) {
-	withChecks(t, 8)
+	testenv.Checks(t, 8)
 	e := newEnv(t, true, nil)
 	e.call("POST", "/api/projects", map[string]any{"name": "hist"}, http.StatusCreated, nil)
 	var builds []buildJSON

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -444,18 +443,6 @@ func (w *wsClient) collect(id int64, timeout time.Duration) (lines []wsMsg, fina
 			w.t.Fatalf("build %d: error %q", id, m.Error)
 		}
 	}
-}
-
-// withChecks lowers rapid's number of checks for one expensive property; a
-// -rapid.checks given on the command line still wins.
-func withChecks(t *testing.T, n int) {
-	f := flag.Lookup("rapid.checks")
-	if f == nil || f.Value.String() != f.DefValue {
-		return
-	}
-	old := f.Value.String()
-	f.Value.Set(strconv.Itoa(n))
-	t.Cleanup(func() { f.Value.Set(old) })
 }
 
 // newChromium starts headless Chromium for one test, skipping the test where

@@ -27,10 +27,6 @@ func (s *Server) loadDomains(ctx context.Context, p schema.Project) ([]domainRow
 	return rows, nil
 }
 
-// domainsBack is where the domain forms return to: the settings page, at the
-// section.
-func domainsBack(p schema.Project) string { return "/projects/" + p.Name + "/settings#domains" }
-
 // domainSubmit adds a custom domain. A refused name (invalid, or another
 // project's) re-renders the page with the message next to the field and the
 // name as typed.
@@ -50,9 +46,9 @@ func (s *Server) domainSubmit(c *fiber.Ctx) error {
 		return err
 	}
 	if !created {
-		return redirectWith(c, domainsBack(p), false, d.Name+" already serves "+p.Name+".")
+		return redirectWith(c, settingsAt(p, "domains"), false, d.Name+" already serves "+p.Name+".")
 	}
-	return redirectWith(c, domainsBack(p), false, d.Name+" now serves "+p.Name+". Point its DNS at this server.")
+	return redirectWith(c, settingsAt(p, "domains"), false, d.Name+" now serves "+p.Name+". Point its DNS at this server.")
 }
 
 // domainDeleteSubmit removes a custom domain after the page's confirmation.
@@ -63,7 +59,7 @@ func (s *Server) domainDeleteSubmit(c *fiber.Ctx) error {
 	}
 	name, err := s.svc.RemoveDomain(c.UserContext(), currentUser(c), p.Name, c.FormValue("domain"))
 	if err != nil {
-		return refusedTo(c, domainsBack(p), err)
+		return refusedTo(c, settingsAt(p, "domains"), err)
 	}
-	return redirectWith(c, domainsBack(p), false, "Removed "+name+" from "+p.Name+".")
+	return redirectWith(c, settingsAt(p, "domains"), false, "Removed "+name+" from "+p.Name+".")
 }

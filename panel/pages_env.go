@@ -112,9 +112,11 @@ func (s *Server) renderSettings(c *fiber.Ctx, code int, v settingsView) error {
 	return s.render(c, code, "settings", v.Project.Name+" · Settings", v)
 }
 
-// envBack is where the environment forms return to: the settings page, at
-// the section.
-func envBack(p schema.Project) string { return "/projects/" + p.Name + "/settings#env" }
+// settingsAt is where a settings form returns to: the settings page, at its
+// section.
+func settingsAt(p schema.Project, section string) string {
+	return "/projects/" + p.Name + "/settings#" + section
+}
 
 // envSubmit adds a variable or replaces its value: the add form and each
 // row's edit form post here. A refused form re-renders the page with the
@@ -153,7 +155,7 @@ func (s *Server) envSubmit(c *fiber.Ctx) error {
 	if res[0].Created {
 		verb = "was added"
 	}
-	return redirectWith(c, envBack(p), false, key+" ("+targetLabel(target)+") "+verb+". It applies from the next deploy.")
+	return redirectWith(c, settingsAt(p, "env"), false, key+" ("+targetLabel(target)+") "+verb+". It applies from the next deploy.")
 }
 
 // envDeleteSubmit removes one variable of one target.
@@ -167,12 +169,12 @@ func (s *Server) envDeleteSubmit(c *fiber.Ctx) error {
 	if target == "" {
 		// The form always names its row's target: an empty one would
 		// remove the variable from every target.
-		return redirectWith(c, envBack(p), true, "No variable was deleted: the form named no target.")
+		return redirectWith(c, settingsAt(p, "env"), true, "No variable was deleted: the form named no target.")
 	}
 	if err := s.svc.UnsetVar(c.UserContext(), currentUser(c), p.Name, key, target); err != nil {
-		return refusedTo(c, envBack(p), err)
+		return refusedTo(c, settingsAt(p, "env"), err)
 	}
-	return redirectWith(c, envBack(p), false, key+" ("+targetLabel(target)+") was deleted. Deploys from now on run without it.")
+	return redirectWith(c, settingsAt(p, "env"), false, key+" ("+targetLabel(target)+") was deleted. Deploys from now on run without it.")
 }
 
 // envRedeploySubmit activates the live build again, so a server app restarts
@@ -187,9 +189,9 @@ func (s *Server) envRedeploySubmit(c *fiber.Ctx) error {
 	defer cancel()
 	b, err := s.svc.Redeploy(ctx, currentUser(c), p.Name)
 	if err != nil {
-		return refusedTo(c, envBack(p), err)
+		return refusedTo(c, settingsAt(p, "env"), err)
 	}
-	return redirectWith(c, envBack(p), false, "Build #"+strconv.FormatInt(b.ID, 10)+" was redeployed with the current variables.")
+	return redirectWith(c, settingsAt(p, "env"), false, "Build #"+strconv.FormatInt(b.ID, 10)+" was redeployed with the current variables.")
 }
 
 // targetLabel names a target in messages.

@@ -12,6 +12,7 @@ import (
 
 	"minivercel/deploy"
 	"minivercel/hosts"
+	"minivercel/internal/testenv"
 	"minivercel/schema"
 )
 
@@ -186,7 +187,7 @@ func branchName() *rapid.Generator[string] {
 // it with the branch's latest succeeded build; production builds have none.
 // A branch whose slug is empty has no host at all, so neither shows one.
 func TestPreviewURLDisplayProperty(t *testing.T) {
-	withChecks(t, 40)
+	testenv.Checks(t, 40)
 	e := newEnv(t, false, nil)
 	b := &browser{t: t, srv: e.srv, cookies: map[string]string{sessionCookie: e.token}}
 	n := 0

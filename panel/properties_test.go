@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"pgregory.net/rapid"
 
+	"minivercel/internal/testenv"
 	"minivercel/schema"
 )
 
@@ -30,7 +31,7 @@ import (
 // active, which the edge serves, and mark no other build live. A project
 // never activated shows nothing live anywhere.
 func TestActiveBuildDisplayProperty(t *testing.T) {
-	withChecks(t, 10)
+	testenv.Checks(t, 10)
 	e := newEnv(t, true, nil)
 	ctx := context.Background()
 	br := &browser{t: t, srv: e.srv, cookies: map[string]string{sessionCookie: e.token}, origin: "http://example.com"}
@@ -245,7 +246,7 @@ func protocolActions(t *testing.T, p string, n int) []protocolAction {
 // nothing. Meanwhile a client that subscribed once is sent the build's
 // status changes and every line as they happen, without asking again.
 func TestUIProtocolSelectionProperty(t *testing.T) {
-	withChecks(t, 25)
+	testenv.Checks(t, 25)
 	e := newEnv(t, false, nil)
 	var gets []string
 	for _, r := range e.srv.app.GetRoutes(true) {
@@ -346,7 +347,7 @@ func dropConn(wc *wsClient, abrupt bool) {
 // each build's first follower off after a few lines (cutOff), as it does to
 // one that falls behind.
 func TestWSConnectionResilienceProperty(t *testing.T) {
-	withChecks(t, 100)
+	testenv.Checks(t, 100)
 	e := newEnv(t, false, func(l Logs) Logs { return &cutOff{Logs: l, after: 5, cut: map[int64]bool{}} })
 	p := e.project("resilient")
 	rapid.Check(t, func(rt *rapid.T) {

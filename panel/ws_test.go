@@ -16,6 +16,7 @@ import (
 	"pgregory.net/rapid"
 
 	"minivercel/creds"
+	"minivercel/internal/testenv"
 	"minivercel/pipeline"
 	"minivercel/schema"
 )
@@ -157,7 +158,7 @@ func checkLines(t interface{ Fatalf(string, ...any) }, got []wsMsg, want []strin
 // receives every line after after_seq exactly once, in seq order, then the
 // final status.
 func TestWSLogStreamingProperty(t *testing.T) {
-	withChecks(t, 50)
+	testenv.Checks(t, 50)
 	e := newEnv(t, false, nil)
 	p := e.project("stream")
 	wc := e.connect()
@@ -211,7 +212,7 @@ func TestWSLogStreamingProperty(t *testing.T) {
 // told of status changes without asking: the current status on subscribe,
 // "running" when lines start, and the final status when the build ends.
 func TestWSStatusPushProperty(t *testing.T) {
-	withChecks(t, 30)
+	testenv.Checks(t, 30)
 	e := newEnv(t, false, nil)
 	p := e.project("push")
 	wc := e.connect()

@@ -11,20 +11,12 @@ import (
 
 // Project is one app: a git repository and its builds and deployments.
 type Project struct {
-	ID               int64
-	Name             string
-	OwnerID          *int64
-	ProductionBranch string
-	Framework        string
-	InstallCommand   string
-	BuildCommand     string
-	StartCommand     string
-	OutputDir        string
-	HealthPath       string // GET here must answer below 500 before a server app takes traffic
-	HealthTries      int    // health check attempts before the deployment is unhealthy
-	HealthIntervalMS int    // time between health check attempts
-	CreatedAt        time.Time
-	UpdatedAt        time.Time
+	ID      int64
+	Name    string
+	OwnerID *int64
+	ProjectSettings
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // ErrInvalidName is wrapped by every error ValidateProjectName returns.
@@ -86,19 +78,13 @@ type ProjectSettings struct {
 	BuildCommand     string
 	StartCommand     string
 	OutputDir        string
-	HealthPath       string
-	HealthTries      int
-	HealthIntervalMS int
+	HealthPath       string // GET here must answer below 500 before a server app takes traffic
+	HealthTries      int    // health check attempts before the deployment is unhealthy
+	HealthIntervalMS int    // time between health check attempts
 }
 
 // Settings returns the project's changeable settings.
-func (p Project) Settings() ProjectSettings {
-	return ProjectSettings{
-		ProductionBranch: p.ProductionBranch, Framework: p.Framework, InstallCommand: p.InstallCommand,
-		BuildCommand: p.BuildCommand, StartCommand: p.StartCommand, OutputDir: p.OutputDir,
-		HealthPath: p.HealthPath, HealthTries: p.HealthTries, HealthIntervalMS: p.HealthIntervalMS,
-	}
-}
+func (p Project) Settings() ProjectSettings { return p.ProjectSettings }
 
 // UpdateProjectSettings replaces a project's settings; values the database
 // refuses (a health path without "/", tries out of range) are ErrInvalid.

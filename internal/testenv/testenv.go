@@ -1,7 +1,8 @@
 // Package testenv decides what a test does when the machine lacks something
 // the test needs (root, bubblewrap, Chromium, the npm registry). Locally it
 // skips, with a message that says what is missing; in CI it fails, so that a
-// green run cannot hide a whole area that never ran.
+// green run cannot hide a whole area that never ran. It also bounds what an
+// expensive property test may cost (Checks).
 package testenv
 
 import (

@@ -54,7 +54,13 @@ func (c *common) openService(ctx context.Context, stderr io.Writer, baseDomain s
 		db.Close()
 		return nil, nil, err
 	}
-	svc, err := deploy.New(deploy.Config{BaseDomain: baseDomain}, db.store, vars, q)
+	// The service's audit lines repeat what the command prints; they show
+	// from --log-level debug on, warnings always.
+	audit := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if c.logLevel == "debug" {
+		audit = log
+	}
+	svc, err := deploy.New(deploy.Config{BaseDomain: baseDomain, Logger: audit}, db.store, vars, q)
 	if err != nil {
 		db.Close()
 		return nil, nil, err

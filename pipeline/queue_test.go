@@ -145,15 +145,7 @@ func newTestQueue(t *testing.T, work bool) *testQueue {
 // project creates a project with an owner of its own.
 func (q *testQueue) project(t *testing.T, name string) schema.Project {
 	t.Helper()
-	u, err := q.store.CreateUser(context.Background(), "owner-"+name, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, _, err := q.store.EnsureProject(context.Background(), name, u.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return schematest.Project(t, q.store, name)
 }
 
 // build enqueues a build of commit on the feature branch, waits for it to

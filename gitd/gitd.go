@@ -16,12 +16,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/gliderlabs/ssh"
 
 	"minivercel/hooks"
+	"minivercel/listen"
 )
 
 // Config configures a Server.
@@ -89,10 +89,7 @@ type Server struct {
 	log      *slog.Logger
 	repos    repoStore
 	ssh      *ssh.Server
-
-	mu       sync.Mutex
-	ln       net.Listener
-	shutdown bool
+	ln       listen.Slot // from Listen to Shutdown
 }
 
 // componentLog is l, or slog.Default() when l is nil, marking its records
@@ -158,49 +155,42 @@ func New(cfg Config, auth Authorizer, projects Projects, reg HookRegistrar) (*Se
 }
 
 // Listen binds Addr. After it returns, Addr reports the bound address.
-// ListenAndServe calls it if needed.
+// ListenAndServe calls it if needed; a second call does nothing. Calls must
+// not overlap.
 func (s *Server) Listen() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.shutdown {
+	if ln, closed := s.ln.Get(); closed {
 		return ErrServerClosed
-	}
-	if s.ln != nil {
+	} else if ln != nil {
 		return nil
 	}
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen for ssh: %w", err)
 	}
-	s.ln = ln
+	if s.ln.Set(ln) != nil {
+		return ErrServerClosed
+	}
 	s.log.Info("ssh git server listening", "addr", ln.Addr().String())
 	return nil
 }
 
 // Addr returns the address the server listens on, or nil before Listen.
-func (s *Server) Addr() net.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ln == nil {
-		return nil
-	}
-	return s.ln.Addr()
-}
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // Serve accepts SSH connections until Shutdown; it then returns
 // ErrServerClosed. Listen must have been called.
 func (s *Server) Serve() error {
-	s.mu.Lock()
-	ln, down := s.ln, s.shutdown
-	s.mu.Unlock()
-	if down {
+	ln, closed := s.ln.Get()
+	if closed {
 		return ErrServerClosed
 	}
 	if ln == nil {
 		return errors.New("serve ssh: Listen was not called")
 	}
 	err := s.ssh.Serve(ln)
-	if errors.Is(err, ssh.ErrServerClosed) {
+	// Shutdown closes the listener before it tells gliderlabs to stop, so
+	// Accept may fail with net.ErrClosed rather than ssh.ErrServerClosed.
+	if _, closed := s.ln.Get(); closed || errors.Is(err, ssh.ErrServerClosed) {
 		return ErrServerClosed
 	}
 	return fmt.Errorf("serve ssh: %w", err)
@@ -219,17 +209,15 @@ func (s *Server) ListenAndServe() error {
 // commands to finish. If ctx ends first it closes every connection (git
 // processes then get SIGTERM) and returns ctx.Err().
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.shutdown = true
-	ln := s.ln
-	s.mu.Unlock()
+	ln, _ := s.ln.Get()
+	// Closing the slot first refuses a later Listen or Serve at once; and
+	// gliderlabs only closes listeners Serve has seen, so ours is closed
+	// here in case Serve never ran.
+	_ = s.ln.Close()
 	if ln == nil {
 		return nil
 	}
 	err := s.ssh.Shutdown(ctx)
-	// gliderlabs only closes listeners Serve has seen; close ours in case
-	// Serve never ran.
-	_ = ln.Close()
 	if ctx.Err() != nil {
 		_ = s.ssh.Close()
 		return ctx.Err()

@@ -60,11 +60,11 @@ type Server struct {
 	recv Receiver
 	log  *slog.Logger
 
+	ln listen.Slot // from Listen to Shutdown; closed under mu (see track)
+
 	mu       sync.Mutex
 	pushes   map[string]*registration // by token
-	ln       net.Listener
 	conns    map[net.Conn]struct{}
-	shutdown bool
 	handlers sync.WaitGroup
 }
 
@@ -136,21 +136,21 @@ func (s *Server) take(token string) (*registration, bool) {
 }
 
 // Listen binds the socket. It lets callers make sure the socket exists
-// before gitd accepts pushes; ListenAndServe calls it if needed.
+// before gitd accepts pushes; ListenAndServe calls it if needed, and a
+// second call does nothing. Calls must not overlap.
 func (s *Server) Listen() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.shutdown {
+	if ln, closed := s.ln.Get(); closed {
 		return ErrServerClosed
-	}
-	if s.ln != nil {
+	} else if ln != nil {
 		return nil
 	}
 	ln, err := listen.Unix(s.cfg.SocketPath)
 	if err != nil {
 		return fmt.Errorf("listen on hook socket: %w", err)
 	}
-	s.ln = ln
+	if s.ln.Set(ln) != nil {
+		return ErrServerClosed
+	}
 	s.log.Info("hook server listening", "socket", s.cfg.SocketPath)
 	return nil
 }
@@ -158,9 +158,7 @@ func (s *Server) Listen() error {
 // Serve accepts hook connections until Shutdown; it then returns
 // ErrServerClosed. Listen must have been called.
 func (s *Server) Serve() error {
-	s.mu.Lock()
-	ln := s.ln
-	s.mu.Unlock()
+	ln, _ := s.ln.Get()
 	if ln == nil {
 		return errors.New("serve hooks: Listen was not called")
 	}
@@ -168,10 +166,7 @@ func (s *Server) Serve() error {
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
-			s.mu.Lock()
-			down := s.shutdown
-			s.mu.Unlock()
-			if down {
+			if _, down := s.ln.Get(); down {
 				return ErrServerClosed
 			}
 			if errors.Is(err, net.ErrClosed) {
@@ -207,11 +202,7 @@ func (s *Server) ListenAndServe() error {
 // Receivers' contexts (builds go on), and returns ctx.Err().
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	s.shutdown = true
-	var err error
-	if s.ln != nil {
-		err = s.ln.Close()
-	}
+	err := s.ln.Close()
 	s.mu.Unlock()
 
 	done := make(chan struct{})
@@ -221,9 +212,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
-		if errors.Is(err, net.ErrClosed) {
-			err = nil
-		}
 		return err
 	case <-ctx.Done():
 		s.mu.Lock()
@@ -235,10 +223,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
+// track counts c among the running handlers, unless the server shut down.
+// Shutdown closes the slot under mu, so a handler is either counted before
+// Shutdown waits for them or not started at all.
 func (s *Server) track(c net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.shutdown {
+	if _, down := s.ln.Get(); down {
 		return false
 	}
 	s.conns[c] = struct{}{}

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -16,11 +15,7 @@ import (
 // begins, while it runs, or after it ended reads every line exactly once, in
 // order, then the final status.
 func TestFollowGetsEveryLineOnceInOrder(t *testing.T) {
-	t.Parallel()
-	store := schematest.Store(t)
-	ctx := context.Background()
-	u, _ := store.CreateUser(ctx, "u", true)
-	p, _, _ := store.EnsureProject(ctx, "logs", u.ID)
+	ctx, store, p := schematest.ProjectTest(t, "logs")
 	broker := NewBroker(store, nil)
 	rapid.Check(t, func(t *rapid.T) {
 		b, err := store.CreateBuild(ctx, schema.NewBuild{ProjectID: p.ID, Branch: "main", CommitSHA: "abc"})

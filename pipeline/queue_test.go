@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -64,16 +63,7 @@ func gitRepo(t *testing.T, reposDir, project, branch string, commits ...map[stri
 	t.Helper()
 	bare := filepath.Join(reposDir, project+".git")
 	work := t.TempDir()
-	run := func(dir string, args ...string) string {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v: %s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
+	run := func(dir string, args ...string) string { return runGit(t, dir, "", args...) }
 	if _, err := os.Stat(bare); err != nil {
 		run(reposDir, "init", "-q", "--bare", bare)
 	}
@@ -145,15 +135,7 @@ func newTestQueue(t *testing.T, work bool) *testQueue {
 // project creates a project with an owner of its own.
 func (q *testQueue) project(t *testing.T, name string) schema.Project {
 	t.Helper()
-	u, err := q.store.CreateUser(context.Background(), "owner-"+name, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, _, err := q.store.EnsureProject(context.Background(), name, u.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return schematest.Project(t, q.store, name)
 }
 
 // build enqueues a build of commit on the feature branch, waits for it to

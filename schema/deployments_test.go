@@ -1,7 +1,6 @@
 package schema_test
 
 import (
-	"context"
 	"errors"
 	"testing"
 
@@ -10,10 +9,7 @@ import (
 )
 
 func TestActivationHistory(t *testing.T) {
-	t.Parallel()
-	store := schematest.Store(t)
-	ctx := context.Background()
-	p := newProject(t, store, "blog")
+	ctx, store, p := schematest.ProjectTest(t, "blog")
 	var ids []int64
 	for i := 0; i < 3; i++ {
 		b, err := store.CreateBuild(ctx, schema.NewBuild{ProjectID: p.ID, Branch: "main", CommitSHA: "abc"})

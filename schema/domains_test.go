@@ -1,7 +1,6 @@
 package schema_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -172,11 +171,8 @@ func TestValidateDomainProperties(t *testing.T) {
 }
 
 func TestDomains(t *testing.T) {
-	t.Parallel()
-	store := schematest.Store(t)
-	ctx := context.Background()
-	blog := newProject(t, store, "blog")
-	shop := newProject(t, store, "shop")
+	ctx, store, blog := schematest.ProjectTest(t, "blog")
+	shop := schematest.Project(t, store, "shop")
 
 	d, err := store.AddDomain(ctx, blog.ID, "blog.example.com")
 	if err != nil {

@@ -1,7 +1,6 @@
 package schema_test
 
 import (
-	"context"
 	"testing"
 
 	"minivercel/schema"
@@ -9,10 +8,7 @@ import (
 )
 
 func TestLogLinesInOrder(t *testing.T) {
-	t.Parallel()
-	store := schematest.Store(t)
-	ctx := context.Background()
-	p := newProject(t, store, "logs")
+	ctx, store, p := schematest.ProjectTest(t, "logs")
 	b, err := store.CreateBuild(ctx, schema.NewBuild{ProjectID: p.ID, Branch: "main", CommitSHA: "abc"})
 	if err != nil {
 		t.Fatal(err)

@@ -180,3 +180,27 @@ func Store(t testing.TB) *schema.Store {
 	t.Cleanup(pool.Close)
 	return schema.NewStore(pool)
 }
+
+// Project adds a project named name, owned by a new user, to store.
+func Project(t testing.TB, store *schema.Store, name string) schema.Project {
+	t.Helper()
+	u, err := store.CreateUser(context.Background(), "owner-"+name, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _, err := store.EnsureProject(context.Background(), name, u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// ProjectTest is the opening of a test about one project: it marks t
+// parallel (its database is its own) and returns t's context, a fresh store
+// and a project named name in it (see Project).
+func ProjectTest(t *testing.T, name string) (context.Context, *schema.Store, schema.Project) {
+	t.Helper()
+	t.Parallel()
+	store := Store(t)
+	return t.Context(), store, Project(t, store, name)
+}

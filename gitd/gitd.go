@@ -155,22 +155,17 @@ func New(cfg Config, auth Authorizer, projects Projects, reg HookRegistrar) (*Se
 }
 
 // Listen binds Addr. After it returns, Addr reports the bound address.
-// ListenAndServe calls it if needed; a second call does nothing. Calls must
-// not overlap.
+// ListenAndServe calls it if needed; a second call does nothing.
 func (s *Server) Listen() error {
-	if ln, closed := s.ln.Get(); closed {
+	opened, err := s.ln.Open(func() (net.Listener, error) { return net.Listen("tcp", s.cfg.Addr) })
+	switch {
+	case errors.Is(err, listen.ErrClosed):
 		return ErrServerClosed
-	} else if ln != nil {
-		return nil
-	}
-	ln, err := net.Listen("tcp", s.cfg.Addr)
-	if err != nil {
+	case err != nil:
 		return fmt.Errorf("listen for ssh: %w", err)
+	case opened:
+		s.log.Info("ssh git server listening", "addr", s.Addr().String())
 	}
-	if s.ln.Set(ln) != nil {
-		return ErrServerClosed
-	}
-	s.log.Info("ssh git server listening", "addr", ln.Addr().String())
 	return nil
 }
 

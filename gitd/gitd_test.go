@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +23,7 @@ import (
 
 	"minivercel/deploy"
 	"minivercel/hooks"
+	"minivercel/internal/testenv"
 	"minivercel/schema/schematest"
 )
 
@@ -281,18 +280,7 @@ func (o offerOnlySigner) Sign(io.Reader, []byte) (*gossh.Signature, error) {
 	return nil, errors.New("no private key")
 }
 
-func newSigner(t *testing.T) gossh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := gossh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func newSigner(t *testing.T) gossh.Signer { return testenv.NewSSHKey(t, "").Signer }
 
 // TestKeyConfusionCVE202445337 replays the key-confusion attack: the client
 // offers victim key A (authorized) without proving it, then authenticates

@@ -137,21 +137,17 @@ func (s *Server) take(token string) (*registration, bool) {
 
 // Listen binds the socket. It lets callers make sure the socket exists
 // before gitd accepts pushes; ListenAndServe calls it if needed, and a
-// second call does nothing. Calls must not overlap.
+// second call does nothing.
 func (s *Server) Listen() error {
-	if ln, closed := s.ln.Get(); closed {
+	opened, err := s.ln.Open(func() (net.Listener, error) { return listen.Unix(s.cfg.SocketPath) })
+	switch {
+	case errors.Is(err, listen.ErrClosed):
 		return ErrServerClosed
-	} else if ln != nil {
-		return nil
-	}
-	ln, err := listen.Unix(s.cfg.SocketPath)
-	if err != nil {
+	case err != nil:
 		return fmt.Errorf("listen on hook socket: %w", err)
+	case opened:
+		s.log.Info("hook server listening", "socket", s.cfg.SocketPath)
 	}
-	if s.ln.Set(ln) != nil {
-		return ErrServerClosed
-	}
-	s.log.Info("hook server listening", "socket", s.cfg.SocketPath)
 	return nil
 }
 

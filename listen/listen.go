@@ -97,6 +97,27 @@ func (s *Slot) Set(ln net.Listener) error {
 	return nil
 }
 
+// Open opens a listener with open and keeps it, once: a second call with
+// a listener kept does nothing and returns nil (opened false). After Close
+// it returns ErrClosed without opening anything. Calls may overlap; open
+// runs in one of them at a time.
+func (s *Slot) Open(open func() (net.Listener, error)) (opened bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		return false, ErrClosed
+	case s.ln != nil:
+		return false, nil
+	}
+	ln, err := open()
+	if err != nil {
+		return false, err
+	}
+	s.ln = ln
+	return true, nil
+}
+
 // Get returns the listener, nil before Set; closed reports a Close.
 func (s *Slot) Get() (ln net.Listener, closed bool) {
 	s.mu.Lock()

@@ -79,3 +79,26 @@ func TestSlot(t *testing.T) {
 		t.Fatal("Set after Close left the listener open")
 	}
 }
+
+func TestSlotOpen(t *testing.T) {
+	var s Slot
+	calls := 0
+	open := func() (net.Listener, error) { calls++; return Open("127.0.0.1:0") }
+	if opened, err := s.Open(open); !opened || err != nil {
+		t.Fatalf("first Open = %v, %v", opened, err)
+	}
+	if opened, err := s.Open(open); opened || err != nil || calls != 1 {
+		t.Fatalf("second Open = %v, %v after %d opens; want a no-op", opened, err, calls)
+	}
+	s.Close()
+	if _, err := s.Open(open); !errors.Is(err, ErrClosed) || calls != 1 {
+		t.Fatalf("Open after Close = %v after %d opens", err, calls)
+	}
+	var failing Slot
+	if _, err := failing.Open(func() (net.Listener, error) { return nil, errors.New("no port") }); err == nil {
+		t.Fatal("a failed open reported success")
+	}
+	if ln, _ := failing.Get(); ln != nil {
+		t.Fatal("a failed open left a listener")
+	}
+}

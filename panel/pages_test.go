@@ -2,8 +2,6 @@ package panel
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"github.com/gofiber/fiber/v2"
 	"github.com/golang-jwt/jwt/v5"
@@ -18,11 +16,11 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"golang.org/x/crypto/ssh"
 
 	"minivercel/creds"
 	"minivercel/deploy/deploytest"
 	"minivercel/edge"
+	"minivercel/internal/testenv"
 	"minivercel/pipeline"
 	"minivercel/schema"
 	"minivercel/secret"
@@ -490,16 +488,8 @@ func TestDeleteProject(t *testing.T) {
 }
 
 func newPublicKey(t *testing.T, comment string) (authorized, fingerprint string) {
-	t.Helper()
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k))) + " " + comment, ssh.FingerprintSHA256(k)
+	k := testenv.NewSSHKey(t, comment)
+	return k.Authorized, k.Fingerprint
 }
 
 // newAuthorizedKey is the authorized_keys line of a fresh key.

@@ -92,6 +92,31 @@ func migrateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return nil
 }
 
+// verbs maps a command's verbs to how many arguments each takes: at least,
+// at most (-1: any number).
+type verbs map[string][2]int
+
+// parseVerb parses `<group> <verb> [arguments] [flags]`: flags registers the
+// verb's own flags on top of the common ones; a verb that is not one of vs,
+// or a wrong number of arguments, is the usage error.
+func parseVerb(group string, args []string, vs verbs, usage string, stderr io.Writer, flags func(*flag.FlagSet)) (verb string, fs *flag.FlagSet, c *common, err error) {
+	if len(args) == 0 {
+		return "", nil, nil, usageError{usage}
+	}
+	fs, c = subcommand(group+" "+args[0], stderr)
+	if flags != nil {
+		flags(fs)
+	}
+	if err := parseFlags(fs, args[1:], os.Getenv); err != nil {
+		return "", nil, nil, err
+	}
+	n, ok := vs[args[0]]
+	if !ok || fs.NArg() < n[0] || (n[1] >= 0 && fs.NArg() > n[1]) {
+		return "", nil, nil, usageError{usage}
+	}
+	return args[0], fs, c, nil
+}
+
 // subcommand returns a subcommand's flag set with the flags every subcommand
 // takes.
 func subcommand(name string, stderr io.Writer) (*flag.FlagSet, *common) {

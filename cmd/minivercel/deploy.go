@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"time"
 
@@ -24,19 +24,15 @@ const deployUsage = `usage:
 // deployCmd runs the deploy subcommands. They talk to the running server
 // through the database: a build or an activation is a job its workers pick up.
 func deployCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usageError{deployUsage}
-	}
-	fs, c := subcommand("deploy "+args[0], stderr)
-	lines := fs.Int("lines", 100, "how many of the newest runtime log lines to print")
-	wait := fs.Duration("timeout", 10*time.Minute, "how long activate, rollback and redeploy wait for the server")
-	if err := parseFlags(fs, args[1:], os.Getenv); err != nil {
+	var lines *int
+	var wait *time.Duration
+	vs := verbs{"list": {1, 1}, "activate": {2, 2}, "rollback": {1, 2}, "logs": {1, 1}, "redeploy": {1, 1}, "rebuild": {1, 2}}
+	verb, fs, c, err := parseVerb("deploy", args, vs, deployUsage, stderr, func(fs *flag.FlagSet) {
+		lines = fs.Int("lines", 100, "how many of the newest runtime log lines to print")
+		wait = fs.Duration("timeout", 10*time.Minute, "how long activate, rollback and redeploy wait for the server")
+	})
+	if err != nil {
 		return err
-	}
-	nargs := map[string][2]int{"list": {1, 1}, "activate": {2, 2}, "rollback": {1, 2}, "logs": {1, 1}, "redeploy": {1, 1}, "rebuild": {1, 2}}
-	n, ok := nargs[args[0]]
-	if !ok || fs.NArg() < n[0] || fs.NArg() > n[1] {
-		return usageError{deployUsage}
 	}
 	db, svc, err := c.openService(ctx, stderr, "")
 	if err != nil {
@@ -48,7 +44,7 @@ func deployCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	var id int64
-	if fs.NArg() > 1 && args[0] != "rebuild" {
+	if fs.NArg() > 1 && verb != "rebuild" {
 		if id, err = strconv.ParseInt(fs.Arg(1), 10, 64); err != nil || id <= 0 {
 			return usageError{fmt.Sprintf("build id %q is not a number", fs.Arg(1))}
 		}
@@ -56,7 +52,7 @@ func deployCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	wctx, cancel := context.WithTimeout(ctx, *wait)
 	defer cancel()
 	var b schema.Build
-	switch args[0] {
+	switch verb {
 	case "list":
 		return listDeploys(ctx, db.store, project, stdout)
 	case "logs":

@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
-	"os"
 
 	"minivercel/deploy"
 	"minivercel/schema"
@@ -18,17 +18,13 @@ Point the domain's DNS (A/AAAA or CNAME) at this server; with --https-addr its
 certificate is obtained on the first HTTPS request.`
 
 func domainCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usageError{domainUsage}
-	}
-	fs, c := subcommand("domain "+args[0], stderr)
-	base := fs.String("base-domain", "localhost", "the server's base domain: its hosts cannot be added as custom domains")
-	if err := parseFlags(fs, args[1:], os.Getenv); err != nil {
+	var base *string
+	verb, fs, c, err := parseVerb("domain", args, verbs{"add": {2, 2}, "remove": {2, 2}, "list": {1, 1}}, domainUsage, stderr,
+		func(fs *flag.FlagSet) {
+			base = fs.String("base-domain", "localhost", "the server's base domain: its hosts cannot be added as custom domains")
+		})
+	if err != nil {
 		return err
-	}
-	want := map[string]int{"add": 2, "remove": 2, "list": 1}
-	if n, ok := want[args[0]]; !ok || fs.NArg() != n {
-		return usageError{domainUsage}
 	}
 	db, svc, err := c.openService(ctx, stderr, *base)
 	if err != nil {
@@ -36,7 +32,7 @@ func domainCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer db.Close()
 	project := fs.Arg(0)
-	switch args[0] {
+	switch verb {
 	case "add":
 		d, created, err := svc.AddDomain(ctx, deploy.Operator, project, fs.Arg(1))
 		if err != nil {

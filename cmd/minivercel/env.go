@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -37,18 +38,13 @@ func openKeyring(c *common) (*secret.Keyring, error) {
 }
 
 func envCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usageError{envUsage}
-	}
-	fs, c := subcommand("env "+args[0], stderr)
-	target := fs.String("target", "", "production, preview or all (set and import default to all; unset defaults to every target)")
-	if err := parseFlags(fs, args[1:], os.Getenv); err != nil {
+	var target *string
+	verb, fs, c, err := parseVerb("env", args, verbs{"set": {2, -1}, "unset": {2, -1}, "list": {1, 1}, "import": {2, 2}}, envUsage, stderr,
+		func(fs *flag.FlagSet) {
+			target = fs.String("target", "", "production, preview or all (set and import default to all; unset defaults to every target)")
+		})
+	if err != nil {
 		return err
-	}
-	min := map[string]int{"set": 2, "unset": 2, "list": 1, "import": 2}
-	n, ok := min[args[0]]
-	if !ok || fs.NArg() < n || (args[0] == "list" && fs.NArg() != 1) || (args[0] == "import" && fs.NArg() != 2) {
-		return usageError{envUsage}
 	}
 	db, svc, err := c.openService(ctx, stderr, "")
 	if err != nil {
@@ -56,7 +52,7 @@ func envCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	}
 	defer db.Close()
 	project := fs.Arg(0)
-	switch args[0] {
+	switch verb {
 	case "list":
 		list, err := svc.Vars(ctx, project)
 		if err != nil {
@@ -75,7 +71,7 @@ func envCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		return nil
 	}
 	var pairs []string
-	if args[0] == "set" {
+	if verb == "set" {
 		pairs = fs.Args()[1:]
 	} else {
 		r := stdin

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"text/tabwriter"
 
 	"minivercel/deploy"
@@ -21,10 +20,6 @@ var projectUsage = `usage:
 An empty value ("") returns a command or directory to detection. Changes apply to the next build.`
 
 func projectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "show" && args[0] != "set") {
-		return usageError{projectUsage}
-	}
-	fs, c := subcommand("project "+args[0], stderr)
 	// Every setting is read as text and handed to the service as typed, so a
 	// bad value gets the service's own refusal, as from the API and panel.
 	flags := []struct{ name, help string }{
@@ -39,21 +34,20 @@ func projectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		{"health-interval", "time between health check attempts, such as 5s"},
 	}
 	values := map[string]*string{}
-	for _, f := range flags {
-		values[f.name] = fs.String(f.name, "", f.help)
-	}
-	if err := parseFlags(fs, args[1:], os.Getenv); err != nil {
+	verb, fs, c, err := parseVerb("project", args, verbs{"show": {1, 1}, "set": {1, 1}}, projectUsage, stderr, func(fs *flag.FlagSet) {
+		for _, f := range flags {
+			values[f.name] = fs.String(f.name, "", f.help)
+		}
+	})
+	if err != nil {
 		return err
-	}
-	if fs.NArg() != 1 {
-		return usageError{projectUsage}
 	}
 	db, svc, err := c.openService(ctx, stderr, "")
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if args[0] == "show" {
+	if verb == "show" {
 		p, err := svc.Project(ctx, fs.Arg(0))
 		if err != nil {
 			return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -31,11 +32,23 @@ func (c *common) openVars(ctx context.Context, log *slog.Logger, shared bool) (*
 	return db, keys, vars, nil
 }
 
+// openVerb parses a verb command (see parseVerb) and opens the service for
+// it; the caller closes the database.
+func openVerb(ctx context.Context, group string, args []string, vs verbs, usage string, stderr io.Writer,
+	flags func(*flag.FlagSet)) (verb string, fs *flag.FlagSet, db *database, svc *deploy.Service, err error) {
+	verb, fs, c, err := parseVerb(group, args, vs, usage, stderr, flags)
+	if err != nil {
+		return "", nil, nil, nil, err
+	}
+	db, svc, err = c.openService(ctx, stderr)
+	return verb, fs, db, svc, err
+}
+
 // openService opens what a subcommand needs to act through the service
 // layer: the database, the variables and a build queue that only enqueues.
 // The running server's workers carry out what it asks for (an activation is
 // a job they pick up), so the subcommands work while the server runs.
-func (c *common) openService(ctx context.Context, stderr io.Writer, baseDomain string) (*database, *deploy.Service, error) {
+func (c *common) openService(ctx context.Context, stderr io.Writer) (*database, *deploy.Service, error) {
 	log, err := c.logger(stderr)
 	if err != nil {
 		return nil, nil, err
@@ -60,7 +73,7 @@ func (c *common) openService(ctx context.Context, stderr io.Writer, baseDomain s
 	if c.logLevel == "debug" {
 		audit = log
 	}
-	svc, err := deploy.New(deploy.Config{BaseDomain: baseDomain, Logger: audit}, db.store, vars, q)
+	svc, err := deploy.New(deploy.Config{BaseDomain: c.baseDomain, Logger: audit}, db.store, vars, q)
 	if err != nil {
 		db.Close()
 		return nil, nil, err

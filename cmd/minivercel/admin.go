@@ -63,7 +63,7 @@ func admin(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 			return err
 		}
 	}
-	db, svc, err := c.openService(ctx, stderr, "")
+	db, svc, err := c.openService(ctx, stderr)
 	if err != nil {
 		return err
 	}

@@ -27,14 +27,10 @@ func deployCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var lines *int
 	var wait *time.Duration
 	vs := verbs{"list": {1, 1}, "activate": {2, 2}, "rollback": {1, 2}, "logs": {1, 1}, "redeploy": {1, 1}, "rebuild": {1, 2}}
-	verb, fs, c, err := parseVerb("deploy", args, vs, deployUsage, stderr, func(fs *flag.FlagSet) {
+	verb, fs, db, svc, err := openVerb(ctx, "deploy", args, vs, deployUsage, stderr, func(fs *flag.FlagSet) {
 		lines = fs.Int("lines", 100, "how many of the newest runtime log lines to print")
 		wait = fs.Duration("timeout", 10*time.Minute, "how long activate, rollback and redeploy wait for the server")
 	})
-	if err != nil {
-		return err
-	}
-	db, svc, err := c.openService(ctx, stderr, "")
 	if err != nil {
 		return err
 	}

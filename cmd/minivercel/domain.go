@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 
@@ -18,15 +17,7 @@ Point the domain's DNS (A/AAAA or CNAME) at this server; with --https-addr its
 certificate is obtained on the first HTTPS request.`
 
 func domainCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var base *string
-	verb, fs, c, err := parseVerb("domain", args, verbs{"add": {2, 2}, "remove": {2, 2}, "list": {1, 1}}, domainUsage, stderr,
-		func(fs *flag.FlagSet) {
-			base = fs.String("base-domain", "localhost", "the server's base domain: its hosts cannot be added as custom domains")
-		})
-	if err != nil {
-		return err
-	}
-	db, svc, err := c.openService(ctx, stderr, *base)
+	verb, fs, db, svc, err := openVerb(ctx, "domain", args, verbs{"add": {2, 2}, "remove": {2, 2}, "list": {1, 1}}, domainUsage, stderr, nil)
 	if err != nil {
 		return err
 	}

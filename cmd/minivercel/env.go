@@ -39,14 +39,10 @@ func openKeyring(c *common) (*secret.Keyring, error) {
 
 func envCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	var target *string
-	verb, fs, c, err := parseVerb("env", args, verbs{"set": {2, -1}, "unset": {2, -1}, "list": {1, 1}, "import": {2, 2}}, envUsage, stderr,
+	verb, fs, db, svc, err := openVerb(ctx, "env", args, verbs{"set": {2, -1}, "unset": {2, -1}, "list": {1, 1}, "import": {2, 2}}, envUsage, stderr,
 		func(fs *flag.FlagSet) {
 			target = fs.String("target", "", "production, preview or all (set and import default to all; unset defaults to every target)")
 		})
-	if err != nil {
-		return err
-	}
-	db, svc, err := c.openService(ctx, stderr, "")
 	if err != nil {
 		return err
 	}

@@ -121,12 +121,17 @@ type common struct {
 	dataDir     string
 	databaseURL string
 	logLevel    string
+	// baseDomain is the server's: a subcommand needs it to refuse its hosts
+	// as custom domains. MINIVERCEL_BASE_DOMAIN serves serve and the
+	// subcommands alike.
+	baseDomain string
 }
 
 func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.dataDir, "data-dir", "./data", "directory for repositories, artifacts, keys and the private PostgreSQL")
 	fs.StringVar(&c.databaseURL, "database-url", "", "PostgreSQL URL; empty runs a private PostgreSQL in the data directory")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.baseDomain, "base-domain", "localhost", "projects are served at <project>.<base-domain>")
 }
 
 // parseFlags parses args, flags and positional arguments in any order (as in

@@ -34,15 +34,11 @@ func projectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		{"health-interval", "time between health check attempts, such as 5s"},
 	}
 	values := map[string]*string{}
-	verb, fs, c, err := parseVerb("project", args, verbs{"show": {1, 1}, "set": {1, 1}}, projectUsage, stderr, func(fs *flag.FlagSet) {
+	verb, fs, db, svc, err := openVerb(ctx, "project", args, verbs{"show": {1, 1}, "set": {1, 1}}, projectUsage, stderr, func(fs *flag.FlagSet) {
 		for _, f := range flags {
 			values[f.name] = fs.String(f.name, "", f.help)
 		}
 	})
-	if err != nil {
-		return err
-	}
-	db, svc, err := c.openService(ctx, stderr, "")
 	if err != nil {
 		return err
 	}

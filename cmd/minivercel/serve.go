@@ -30,7 +30,6 @@ type serveFlags struct {
 	common
 	sshAddr     string
 	httpAddr    string
-	baseDomain  string
 	concurrency int
 	publicPort  int
 	httpsAddr   string
@@ -46,7 +45,6 @@ func serve(ctx context.Context, stop context.CancelFunc, args []string, stderr i
 	f.register(fs)
 	fs.StringVar(&f.sshAddr, "ssh-addr", ":2222", "address of the git SSH server")
 	fs.StringVar(&f.httpAddr, "http-addr", ":8080", "address of the edge (sites and /healthz)")
-	fs.StringVar(&f.baseDomain, "base-domain", "localhost", "projects are served at <project>.<base-domain>")
 	fs.IntVar(&f.concurrency, "build-concurrency", 1, "how many builds run at once")
 	fs.IntVar(&f.publicPort, "public-port", 0, "port shown in site URLs (default: the port of --http-addr, or of --https-addr with TLS; 80 and 443 are omitted)")
 	fs.StringVar(&f.httpsAddr, "https-addr", "", "address of the HTTPS edge (e.g. :443); empty: plain HTTP only")

@@ -17,7 +17,6 @@ import (
 	"minivercel/edge"
 	"minivercel/pipeline"
 	"minivercel/schema"
-	"minivercel/schema/schematest"
 )
 
 // The deploy tests run the real service on a real PostgreSQL, the real
@@ -27,10 +26,7 @@ import (
 // build is made is the pipeline's business, what happens to it afterwards is
 // this package's.
 
-// The template database every test copies has River's tables too.
-func TestMain(m *testing.M) {
-	schematest.MainWith(m, schematest.Options{Migrate: pipeline.MigrateQueue})
-}
+func TestMain(m *testing.M) { deploytest.Main(m) }
 
 const testBase = deploytest.BaseDomain
 

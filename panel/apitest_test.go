@@ -26,7 +26,6 @@ import (
 	"minivercel/edge"
 	"minivercel/pipeline"
 	"minivercel/schema"
-	"minivercel/schema/schematest"
 	"minivercel/secret"
 )
 
@@ -34,10 +33,7 @@ import (
 // real pipeline.Queue and Broker, a real edge.Server, and the panel on a real
 // loopback listener reached with net/http and a real websocket client.
 
-// The template database every test copies has River's tables too.
-func TestMain(m *testing.M) {
-	schematest.MainWith(m, schematest.Options{Migrate: pipeline.MigrateQueue})
-}
+func TestMain(m *testing.M) { deploytest.Main(m) }
 
 const testBaseDomain = "test.localhost"
 

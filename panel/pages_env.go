@@ -118,16 +118,21 @@ func settingsAt(p schema.Project, section string) string {
 	return "/projects/" + p.Name + "/settings#" + section
 }
 
+// envFormTarget reads what every variable form names: the project of the
+// route, the key and the target as typed.
+func (s *Server) envFormTarget(c *fiber.Ctx) (p schema.Project, key, target string, err error) {
+	p, err = s.projectByParam(c)
+	return p, strings.TrimSpace(c.FormValue("key")), strings.TrimSpace(c.FormValue("target")), err
+}
+
 // envSubmit adds a variable or replaces its value: the add form and each
 // row's edit form post here. A refused form re-renders the page with the
 // message next to the field.
 func (s *Server) envSubmit(c *fiber.Ctx) error {
-	p, err := s.projectByParam(c)
+	p, key, target, err := s.envFormTarget(c)
 	if err != nil {
 		return err
 	}
-	key := strings.TrimSpace(c.FormValue("key"))
-	target := strings.TrimSpace(c.FormValue("target"))
 	// Browsers send a textarea's line breaks as CRLF; a pasted PEM key or
 	// multi-line value must reach the app with the LF it was typed with.
 	value := strings.ReplaceAll(c.FormValue("value"), "\r\n", "\n")
@@ -160,12 +165,10 @@ func (s *Server) envSubmit(c *fiber.Ctx) error {
 
 // envDeleteSubmit removes one variable of one target.
 func (s *Server) envDeleteSubmit(c *fiber.Ctx) error {
-	p, err := s.projectByParam(c)
+	p, key, target, err := s.envFormTarget(c)
 	if err != nil {
 		return err
 	}
-	key := strings.TrimSpace(c.FormValue("key"))
-	target := strings.TrimSpace(c.FormValue("target"))
 	if target == "" {
 		// The form always names its row's target: an empty one would
 		// remove the variable from every target.

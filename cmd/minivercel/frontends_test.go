@@ -19,14 +19,9 @@ import (
 	"minivercel/creds"
 	"minivercel/deploy/deploytest"
 	"minivercel/panel"
-	"minivercel/pipeline"
-	"minivercel/schema/schematest"
 )
 
-// The template database every test copies has River's tables too.
-func TestMain(m *testing.M) {
-	schematest.MainWith(m, schematest.Options{Migrate: pipeline.MigrateQueue})
-}
+func TestMain(m *testing.M) { deploytest.Main(m) }
 
 const frontBase = "test.localhost"
 

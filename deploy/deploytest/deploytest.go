@@ -22,6 +22,12 @@ import (
 	"minivercel/secret"
 )
 
+// Main runs a test binary whose tests use stacks: every test database is a
+// copy of one template that has River's tables too. Call it from TestMain.
+func Main(m *testing.M) {
+	schematest.MainWith(m, schematest.Options{Migrate: pipeline.MigrateQueue})
+}
+
 // BaseDomain is the stack's base domain unless Options says otherwise.
 const BaseDomain = "test.localhost"
 

@@ -44,6 +44,17 @@ type createBuildRequest struct {
 	Ref string `json:"ref"`
 }
 
+// accepted answers a build that was queued, or asked to stop: 202 with the
+// build as it is now (a running build stops at its next step; the websocket
+// reports its final status).
+func (s *Server) accepted(c *fiber.Ctx, b schema.Build) error {
+	prod, err := s.productionBranch(c.UserContext(), b)
+	if err != nil {
+		return err
+	}
+	return c.Status(fiber.StatusAccepted).JSON(s.toBuildJSON(b, false, prod))
+}
+
 func (s *Server) apiCreateBuild(c *fiber.Ctx) error {
 	var req createBuildRequest
 	if err := decodeBody(c, &req, true); err != nil {
@@ -53,11 +64,7 @@ func (s *Server) apiCreateBuild(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	prod, err := s.productionBranch(c.UserContext(), b)
-	if err != nil {
-		return err
-	}
-	return c.Status(fiber.StatusAccepted).JSON(s.toBuildJSON(b, false, prod))
+	return s.accepted(c, b)
 }
 
 // buildParam loads the build named by the :id parameter.
@@ -119,17 +126,11 @@ func (s *Server) apiCancelBuild(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	// A running build stops at its next step: the status answered may still
-	// be "running"; the websocket reports the final one.
 	b, err := s.svc.Cancel(c.UserContext(), currentUser(c), id)
 	if err != nil {
 		return err
 	}
-	prod, err := s.productionBranch(c.UserContext(), b)
-	if err != nil {
-		return err
-	}
-	return c.Status(fiber.StatusAccepted).JSON(s.toBuildJSON(b, false, prod))
+	return s.accepted(c, b)
 }
 
 // activateRequest is the body of POST /api/projects/{name}/activate.

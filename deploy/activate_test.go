@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"minivercel/deploy"
-	"minivercel/internal/testenv"
 	"net/http"
 	"testing"
 
@@ -40,11 +39,8 @@ func (e *env) checkServes(t tb, p schema.Project, b schema.Build, content string
 // the one active deployment) or, for a build that cannot serve, changes
 // nothing that is served and is recorded as failed.
 func TestActivationPipelineProperty(t *testing.T) {
-	testenv.Checks(t, 12)
-	e := newEnv(t)
-	ctx := context.Background()
-	rapid.Check(t, func(rt *rapid.T) {
-		p := e.project(fmt.Sprintf("p%d", e.n+1))
+	ctx := t.Context()
+	property(t, 12, "p", func(rt *rapid.T, e *env, p schema.Project) {
 		var builds []schema.Build
 		contents := map[int64]string{}
 		var live *schema.Build
@@ -92,11 +88,8 @@ func TestActivationPipelineProperty(t *testing.T) {
 // row, as for any deployment. Rollback without a build goes to the build
 // that served before the live one.
 func TestRollbackEquivalentProperty(t *testing.T) {
-	testenv.Checks(t, 12)
-	e := newEnv(t)
-	ctx := context.Background()
-	rapid.Check(t, func(rt *rapid.T) {
-		p := e.project(fmt.Sprintf("r%d", e.n+1))
+	ctx := t.Context()
+	property(t, 12, "r", func(rt *rapid.T, e *env, p schema.Project) {
 		var builds []schema.Build
 		contents := map[int64]string{}
 		var history []int64 // builds in the order they went live
@@ -153,11 +146,8 @@ func TestRollbackEquivalentProperty(t *testing.T) {
 // and it is the build served; every earlier active row is superseded; failed
 // and unhealthy rows are never active and keep their reason.
 func TestDeploymentHistoryProperty(t *testing.T) {
-	testenv.Checks(t, 12)
-	e := newEnv(t)
-	ctx := context.Background()
-	rapid.Check(t, func(rt *rapid.T) {
-		p := e.project(fmt.Sprintf("h%d", e.n+1))
+	ctx := t.Context()
+	property(t, 12, "h", func(rt *rapid.T, e *env, p schema.Project) {
 		good := e.site(p, "good")
 		bad := e.site(p, "bad")
 		e.breakArtifact(rt, &bad)

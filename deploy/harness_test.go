@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,9 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"pgregory.net/rapid"
+
 	"minivercel/deploy"
 	"minivercel/deploy/deploytest"
 	"minivercel/edge"
+	"minivercel/internal/testenv"
 	"minivercel/pipeline"
 	"minivercel/schema"
 )
@@ -43,6 +47,17 @@ func newEnv(t testing.TB) *env {
 	s := deploytest.New(t, deploytest.Options{Work: true,
 		Runtime: edge.RuntimeConfig{StopTimeout: 2 * time.Second, DrainTimeout: 2 * time.Second, WebsocketGrace: time.Second}})
 	return &env{Stack: s, t: t, edge: s.Edge, svc: s.Service}
+}
+
+// property checks prop with rapid, at most checks times (each check makes
+// real builds live), with a stack shared by the checks and a fresh project,
+// named prefix<n>, for each.
+func property(t *testing.T, checks int, prefix string, prop func(rt *rapid.T, e *env, p schema.Project)) {
+	testenv.Checks(t, checks)
+	e := newEnv(t)
+	rapid.Check(t, func(rt *rapid.T) {
+		prop(rt, e, e.project(fmt.Sprintf("%s%d", prefix, e.n+1)))
+	})
 }
 
 // project creates a project as a first push does. Its health checks are

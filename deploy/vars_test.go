@@ -1,11 +1,8 @@
 package deploy_test
 
 import (
-	"context"
-	"fmt"
 	"maps"
 	"minivercel/deploy"
-	"minivercel/internal/testenv"
 	"testing"
 
 	"pgregory.net/rapid"
@@ -20,12 +17,9 @@ import (
 // a preview's process with the preview and all-target ones; a redeploy picks
 // up a changed value, a running app does not.
 func TestVariablePropagationToAppsProperty(t *testing.T) {
-	testenv.Checks(t, 8)
-	e := newEnv(t)
-	ctx := context.Background()
-	rapid.Check(t, func(rt *rapid.T) {
-		name := fmt.Sprintf("v%d", e.n+1)
-		p := e.project(name)
+	ctx := t.Context()
+	property(t, 8, "v", func(rt *rapid.T, e *env, p schema.Project) {
+		name := p.Name
 		// set[key][target] is the value last set for that target.
 		set := map[string]map[string]string{}
 		keys := rapid.SliceOfNDistinct(rapid.StringMatching(`V_[A-Z0-9_]{1,8}`), 1, 6, rapid.ID).Draw(rt, "keys")

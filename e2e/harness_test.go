@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"minivercel/internal/testenv"
 	"minivercel/proc"
 )
 
@@ -98,11 +99,7 @@ func startServer(t testing.TB, extraEnv ...string) *server {
 func newServer(t testing.TB, extraEnv []string) *server {
 	t.Helper()
 	// Short paths: the private PostgreSQL's socket path must stay under 108 bytes.
-	dir, err := os.MkdirTemp("", "mvs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testenv.ShortDir(t, "mvs")
 	keys := filepath.Join(dir, "keys")
 	os.Mkdir(keys, 0o700)
 	s := &server{t: t, key: newKey(t, keys, "admin")}

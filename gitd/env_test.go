@@ -15,6 +15,7 @@ import (
 
 	"minivercel/deploy"
 	"minivercel/hooks"
+	"minivercel/internal/testenv"
 	"minivercel/schema"
 	"minivercel/schema/schematest"
 	"minivercel/secret"
@@ -49,11 +50,7 @@ func newClientEnv(t *testing.T, prefix string, recv hooks.Receiver) *clientEnv {
 		t.Fatalf("these tests need git: %v", err)
 	}
 	// Short path: the hook socket must stay under 108 bytes.
-	dir, err := os.MkdirTemp("", prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testenv.ShortDir(t, prefix)
 	e := &clientEnv{
 		t:        t,
 		dir:      dir,

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"minivercel/internal/testenv"
 	"minivercel/internal/testwait"
 )
 
@@ -26,11 +27,7 @@ func (f receiverFunc) Receive(ctx context.Context, p Push, updates []RefUpdate, 
 // can exceed the 108-byte socket limit) and shuts it down after the test.
 func startServer(t *testing.T, r Receiver) (*Server, string) {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "mvh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testenv.ShortDir(t, "mvh")
 	sock := filepath.Join(dir, "hook.sock")
 	srv, err := NewServer(ServerConfig{SocketPath: sock}, r)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"pgregory.net/rapid"
 
+	"minivercel/internal/testenv"
 	"minivercel/schema"
 	"minivercel/schema/schematest"
 )
@@ -94,11 +95,7 @@ type testQueue struct {
 func newTestQueue(t *testing.T, work bool) *testQueue {
 	t.Helper()
 	store := schematest.Store(t)
-	root, err := os.MkdirTemp("", "mvq")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(root) })
+	root := testenv.ShortDir(t, "mvq")
 	os.Chmod(root, 0o711)
 	tq := &testQueue{store: store}
 	tq.dirs.repos = filepath.Join(root, "repos")

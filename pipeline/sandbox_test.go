@@ -40,11 +40,7 @@ func newWorkspace(t *testing.T, sb Sandbox) workspace {
 // build user is handed the tree, as the build job does.
 func checkoutWorkspace(t *testing.T, sb Sandbox, checkout func(src string) error) workspace {
 	t.Helper()
-	ws, err := os.MkdirTemp("", "minivercel-ws-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(ws) })
+	ws := testenv.ShortDir(t, "minivercel-ws-")
 	w := workspace{sb: sb, src: filepath.Join(ws, "src"), home: filepath.Join(ws, "home")}
 	for _, d := range []string{w.src, w.home} {
 		if err := os.Mkdir(d, 0o755); err != nil {
@@ -616,11 +612,7 @@ func TestPrepare(t *testing.T) {
 	t.Run("chowns the tree without following symlinks", func(t *testing.T) {
 		outside := filepath.Join(t.TempDir(), "outside")
 		writeFile(t, outside, "x", 0o644)
-		ws, err := os.MkdirTemp("", "minivercel-ws-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(ws) })
+		ws := testenv.ShortDir(t, "minivercel-ws-")
 		writeFile(t, filepath.Join(ws, "src", "a", "b.txt"), "x", 0o644)
 		if err := os.Symlink(outside, filepath.Join(ws, "src", "link")); err != nil {
 			t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 
 	"minivercel/deploy"
 	"minivercel/edge"
+	"minivercel/internal/testenv"
 	"minivercel/pipeline"
 	"minivercel/schema"
 	"minivercel/schema/schematest"
@@ -97,11 +98,7 @@ func New(t testing.TB, o Options) *Stack {
 	if err := pipeline.MigrateQueue(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
-	root, err := os.MkdirTemp("", "mvstack")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(root) })
+	root := testenv.ShortDir(t, "mvstack")
 	s.Root = root
 	if err := os.Chmod(root, 0o711); err != nil {
 		t.Fatal(err)

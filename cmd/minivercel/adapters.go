@@ -48,8 +48,14 @@ func openVerb(ctx context.Context, group string, args []string, vs verbs, usage 
 // layer: the database, the variables and a build queue that only enqueues.
 // The running server's workers carry out what it asks for (an activation is
 // a job they pick up), so the subcommands work while the server runs.
-func (c *common) openService(ctx context.Context, stderr io.Writer) (*database, *deploy.Service, error) {
+func (c *common) openService(ctx context.Context, stderr io.Writer) (db *database, svc *deploy.Service, err error) {
 	log, err := c.logger(stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The repositories are where the server keeps them: a rebuild reads the
+	// branch's commit there.
+	dir, err := c.absDataDir()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -57,14 +63,13 @@ func (c *common) openService(ctx context.Context, stderr io.Writer) (*database, 
 	if err != nil {
 		return nil, nil, err
 	}
-	dir, err := c.absDataDir()
-	if err != nil {
-		db.Close()
-		return nil, nil, err
-	}
+	defer func() {
+		if err != nil {
+			db.Close()
+		}
+	}()
 	q, err := pipeline.NewQueue(pipeline.Config{ReposDir: filepath.Join(dir, "repos")}, db.store, nil, nil, pipeline.Sandbox{}, false)
 	if err != nil {
-		db.Close()
 		return nil, nil, err
 	}
 	// The service's audit lines repeat what the command prints; they show
@@ -73,9 +78,8 @@ func (c *common) openService(ctx context.Context, stderr io.Writer) (*database, 
 	if c.logLevel == "debug" {
 		audit = log
 	}
-	svc, err := deploy.New(deploy.Config{BaseDomain: c.baseDomain, Logger: audit}, db.store, vars, q)
+	svc, err = deploy.New(deploy.Config{BaseDomain: c.baseDomain, Logger: audit}, db.store, vars, q)
 	if err != nil {
-		db.Close()
 		return nil, nil, err
 	}
 	return db, svc, nil

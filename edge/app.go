@@ -36,6 +36,7 @@ type app struct {
 	serving  atomic.Bool  // the process passed its health check and still runs
 	crashes  atomic.Int32 // consecutive crashes since the last healthy start
 	stopping atomic.Bool
+	quit     chan struct{} // closed by stop: the supervisor ends at once
 	stopped  chan struct{} // closed when the supervisor has ended
 
 	mu   sync.Mutex
@@ -98,6 +99,11 @@ func (a *app) spawn() error {
 	exit := make(chan struct{})
 	a.mu.Lock()
 	a.proc, a.exit = cmd, exit
+	// stop sets stopping before it reads proc under mu: a process started
+	// after that read is seen here, and killed, instead of left running.
+	if a.stopping.Load() {
+		_ = proc.KillGroup(cmd.Process.Pid, syscall.SIGKILL)
+	}
 	a.mu.Unlock()
 	output := make(chan struct{})
 	go func() {
@@ -298,6 +304,8 @@ func (a *app) supervise(hc HealthCheck) {
 		case <-time.After(backoff):
 		case <-a.done:
 			return
+		case <-a.quit:
+			return
 		}
 		if a.stopping.Load() {
 			return
@@ -376,6 +384,7 @@ func (a *app) stop() {
 		<-a.stopped
 		return
 	}
+	close(a.quit)
 	a.mu.Lock()
 	cmd, exit := a.proc, a.exit
 	a.mu.Unlock()

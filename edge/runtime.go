@@ -228,7 +228,7 @@ func (r *appRuntime) start(ctx context.Context, site Site, progress func(string)
 		return nil, err
 	}
 	a := &app{site: site, dir: dir, port: port, uid: uid, gid: gid, cfg: rc, ports: r.ports, done: r.done,
-		stopped: make(chan struct{}), progress: progress}
+		quit: make(chan struct{}), stopped: make(chan struct{}), progress: progress}
 	say := func(msg string) {
 		if progress != nil {
 			progress(msg)

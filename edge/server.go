@@ -277,8 +277,10 @@ func (s *Server) ListenAndServe() error {
 // requests in flight to finish; then it stops every app and preview.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.srv.Shutdown(ctx)
+	// A listener Serve never took is closed too, and Listen refuses after.
+	err = errors.Join(err, s.ln.Close())
 	if s.tls != nil {
-		err = errors.Join(err, s.tls.shutdown(ctx))
+		err = errors.Join(err, s.tls.shutdown(ctx), s.tls.ln.Close())
 	}
 	s.runtime.close()
 	// Apps stop after the last request was answered.

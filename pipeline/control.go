@@ -105,13 +105,14 @@ func (q *Queue) DeleteProject(ctx context.Context, project schema.Project) error
 		}
 	}
 	// Under the activation lock: an activation in flight finishes first,
-	// and none can put the site back between the route's removal and the
-	// rows'. (An activation still queued finds its build gone.)
+	// and none can put the site back between the rows' removal and the
+	// route's. The rows go first: if that fails, the site still serves what
+	// the database says. (An activation still queued finds its build gone.)
 	unlock := q.lockProject(project.ID)
-	if q.act != nil {
+	err = q.store.DeleteProject(ctx, project.ID)
+	if err == nil && q.act != nil {
 		q.act.Deactivate(project.Name)
 	}
-	err = q.store.DeleteProject(ctx, project.ID)
 	unlock()
 	if err != nil {
 		return err

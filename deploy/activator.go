@@ -24,6 +24,8 @@ type Edge interface {
 	Active(project string) (buildID int64, ok bool)
 	// Deactivate removes a project's route and stops its app.
 	Deactivate(project string)
+	// StopPreviews stops a project's preview processes.
+	StopPreviews(project string)
 	// Port returns the loopback port of a project's live app, 0 for none.
 	Port(project string) int
 	// Restore serves a set of sites at start; an error names the sites that
@@ -191,5 +193,9 @@ func (a *Activator) Restore(ctx context.Context) (int, error) {
 	return len(sites), nil
 }
 
-// Deactivate stops serving a project that is being deleted.
-func (a *Activator) Deactivate(project string) { a.edge.Deactivate(project) }
+// Deactivate stops serving a project that is being deleted: its production
+// and its previews.
+func (a *Activator) Deactivate(project string) {
+	a.edge.Deactivate(project)
+	a.edge.StopPreviews(project)
+}

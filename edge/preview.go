@@ -198,6 +198,9 @@ func (p *previewPool) start(pa *previewApp) {
 	case p.closed:
 		pa.err = errPreviewsClosed
 		p.removeLocked(pa)
+	case p.apps[site.BuildID] != pa:
+		// Its project was deleted while it started (stopProject).
+		pa.err = errPreviewsClosed
 	default:
 		pa.app = app
 		pa.timer = time.AfterFunc(p.idle, func() { p.expire(pa) })
@@ -270,6 +273,29 @@ func (p *previewPool) removeLocked(pa *previewApp) {
 	if pa.timer != nil {
 		pa.timer.Stop()
 	}
+}
+
+// stopProject stops every preview of a project that is being deleted: a
+// process must not outlive the files it runs from. A start in progress stops
+// its process when it ends.
+func (p *previewPool) stopProject(project string) {
+	p.mu.Lock()
+	var running []*previewApp
+	for _, pa := range p.apps {
+		if pa.site.Project != project {
+			continue
+		}
+		if pa.app != nil {
+			running = append(running, pa)
+		}
+		p.removeLocked(pa)
+	}
+	p.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, pa := range running {
+		wg.Go(pa.app.stop)
+	}
+	wg.Wait()
 }
 
 // close stops every preview process, after any start in progress has ended;

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -695,4 +696,25 @@ func TestPreviewPathHidesPanelCookies(t *testing.T) {
 	if c := resp.Header.Get("Set-Cookie"); c != "" {
 		t.Fatalf("the preview set a cookie on the panel's origin: %q", c)
 	}
+}
+
+// TestStopPreviewsOfADeletedProject: a deleted project's preview processes
+// stop (they must not outlive the files they run from); another project's
+// keep running.
+func TestStopPreviewsOfADeletedProject(t *testing.T) {
+	t.Parallel()
+	e := newPreviewEdge(t, RuntimeConfig{}, nil)
+	gone := e.branchApp("gone", 1, "gone preview", "feature")
+	kept := e.branchApp("kept", 2, "kept preview", "feature")
+	e.expect(buildHost(gone), "/", 200, "gone preview")
+	e.expect(buildHost(kept), "/", 200, "kept preview")
+	port := e.view(buildHost(gone), "/env").Port
+	e.srv.StopPreviews("gone")
+	if ids := runningPreviews(e.srv); !slices.Equal(ids, []int64{2}) {
+		t.Fatalf("running previews after stopping gone's: %v, want [2]", ids)
+	}
+	if n, _ := strconv.Atoi(port); portOpen(n) {
+		t.Fatalf("gone's preview still listens on %s", port)
+	}
+	e.expect(buildHost(kept), "/", 200, "kept preview")
 }

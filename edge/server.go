@@ -388,6 +388,11 @@ func (s *Server) Deactivate(project string) {
 	s.log.Info("site deactivated", "project", project, "build_id", prev.site.BuildID)
 }
 
+// StopPreviews stops every preview process of a project (it is being
+// deleted). A later request for one of its build hosts starts nothing: the
+// lookup no longer finds the build.
+func (s *Server) StopPreviews(project string) { s.previews.stopProject(project) }
+
 // Port returns the port of the project's running app; 0 for a static build or
 // no build.
 func (s *Server) Port(project string) int {

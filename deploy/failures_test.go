@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"minivercel/edge"
+	"minivercel/internal/testenv"
 	"minivercel/schema"
 )
 
@@ -241,5 +242,35 @@ func TestCertPolicyAgainstDatabase(t *testing.T) {
 		if err != nil || got != want {
 			t.Errorf("Allowed(%q) = %v, %v; want %v", host, got, err, want)
 		}
+	}
+}
+
+// TestNoOneGetsNothing: a zero user, as a request without a signed-in user
+// would carry, is not the CLI's Operator: it lists no keys, adds none (to the
+// admin or anyone), and makes no token.
+func TestNoOneGetsNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := t.Context()
+	keys, err := deploy.ParseKeys(testenv.NewSSHKey(t, "x@y").Authorized)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.AddKeys(ctx, deploy.Operator, "", keys, ""); err != nil {
+		t.Fatal(err)
+	}
+	var nobody schema.User
+	if ks, err := e.svc.Keys(ctx, nobody); err != nil || len(ks) != 0 {
+		t.Fatalf("Keys(nobody) = %v, %v; want none", ks, err)
+	}
+	other, _ := deploy.ParseKeys(testenv.NewSSHKey(t, "a@b").Authorized)
+	if _, err := e.svc.AddKeys(ctx, nobody, "", other, ""); !errors.Is(err, deploy.ErrForbidden) {
+		t.Fatalf("AddKeys(nobody) = %v, want ErrForbidden", err)
+	}
+	if _, _, err := e.svc.CreateToken(ctx, nobody, "", ""); !errors.Is(err, deploy.ErrForbidden) {
+		t.Fatalf("CreateToken(nobody) = %v, want ErrForbidden", err)
+	}
+	if ks, _ := e.svc.Keys(ctx, deploy.Operator); len(ks) != 1 {
+		t.Fatalf("keys after the refusals: %+v", ks)
 	}
 }

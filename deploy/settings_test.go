@@ -37,6 +37,7 @@ func TestSettingsPatch(t *testing.T) {
 		{"huge command", deploy.SettingsPatch{InstallCommand: ptr(strings.Repeat("x", deploy.MaxCommandLen+1))}, "install_command", nil},
 		{"output dir escapes", deploy.SettingsPatch{OutputDir: ptr("../etc")}, "output_dir", nil},
 		{"absolute output dir", deploy.SettingsPatch{OutputDir: ptr("/etc")}, "output_dir", nil},
+		{"output dir in .git", deploy.SettingsPatch{OutputDir: ptr("site/.git")}, "output_dir", nil},
 		{"health path relative", deploy.SettingsPatch{HealthPath: ptr("healthz")}, "health_path", nil},
 		{"health path not a URL path", deploy.SettingsPatch{HealthPath: ptr("/%zz")}, "health_path", nil},
 		{"health path with a host", deploy.SettingsPatch{HealthPath: ptr("//evil.example/x")}, "health_path", nil},

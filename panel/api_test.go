@@ -183,6 +183,9 @@ func TestAPIProjectsCRUD(t *testing.T) {
 			{"health_path", "/healthz", true, func(s settingsJSON) bool { return s.HealthPath == "/healthz" }},
 			{"health_path", "healthz", false, nil},
 			{"health_tries", 5, true, func(s settingsJSON) bool { return s.HealthTries == 5 }},
+			// Times a million nanoseconds, this wraps around to 1 s, inside 100ms–10m,
+			// without the clamp.
+			{"health_interval_ms", int64(18446744074710), false, nil},
 			{"health_tries", 101, false, nil},
 			{"health_tries", "5", false, nil},
 			{"health_interval_ms", 250, true, func(s settingsJSON) bool { return s.HealthIntervalMS == 250 }},

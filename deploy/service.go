@@ -93,13 +93,6 @@ func New(cfg Config, store *schema.Store, vars *secret.Vars, builds Builds) (*Se
 		hosts: hosts.New(cfg.BaseDomain), log: cfg.Logger.With("component", "deploy")}, nil
 }
 
-// Hosts is the host naming scheme of the server's base domain.
-func (s *Service) Hosts() hosts.Scheme { return s.hosts }
-
-// Store gives front ends the read-only queries the service has no opinion
-// about (listings, logs, summaries).
-func (s *Service) Store() *schema.Store { return s.store }
-
 // withStore is the service on another store: one transaction's.
 func (s *Service) withStore(st *schema.Store) *Service {
 	c := *s

@@ -7,6 +7,7 @@ import (
 
 	"pgregory.net/rapid"
 
+	"minivercel/hosts"
 	"minivercel/schema"
 )
 
@@ -53,7 +54,7 @@ func TestVariablePropagationToAppsProperty(t *testing.T) {
 			rt.Fatalf("production app has %v, want %v", got, want[schema.TargetProduction])
 		}
 		preview := e.app(p, "feature", 200)
-		if got := e.appVars(e.svc.Hosts().Build(name, preview.Slug)); !maps.Equal(got, want[schema.TargetPreview]) {
+		if got := e.appVars(hosts.New(testBase).Build(name, preview.Slug)); !maps.Equal(got, want[schema.TargetPreview]) {
 			rt.Fatalf("preview app has %v, want %v", got, want[schema.TargetPreview])
 		}
 

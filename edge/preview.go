@@ -279,10 +279,28 @@ func (p *previewPool) removeLocked(pa *previewApp) {
 // process must not outlive the files it runs from. A start in progress stops
 // its process when it ends.
 func (p *previewPool) stopProject(project string) {
+	p.stopWhere(func(pa *previewApp) bool { return pa.site.Project == project })
+}
+
+// close stops every preview process, after any start in progress has ended;
+// Shutdown calls it once requests are done.
+func (p *previewPool) close() {
+	p.mu.Lock()
+	if !p.closed {
+		p.closed = true
+		close(p.done)
+	}
+	p.mu.Unlock()
+	p.stopWhere(func(*previewApp) bool { return true })
+	p.starts.Wait()
+}
+
+// stopWhere removes the previews that match and stops their processes.
+func (p *previewPool) stopWhere(match func(*previewApp) bool) {
 	p.mu.Lock()
 	var running []*previewApp
 	for _, pa := range p.apps {
-		if pa.site.Project != project {
+		if !match(pa) {
 			continue
 		}
 		if pa.app != nil {
@@ -296,30 +314,6 @@ func (p *previewPool) stopProject(project string) {
 		wg.Go(pa.app.stop)
 	}
 	wg.Wait()
-}
-
-// close stops every preview process, after any start in progress has ended;
-// Shutdown calls it once requests are done.
-func (p *previewPool) close() {
-	p.mu.Lock()
-	if !p.closed {
-		p.closed = true
-		close(p.done)
-	}
-	var running []*previewApp
-	for _, pa := range p.apps {
-		if pa.app != nil {
-			running = append(running, pa)
-		}
-		p.removeLocked(pa)
-	}
-	p.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, pa := range running {
-		wg.Go(pa.app.stop)
-	}
-	wg.Wait()
-	p.starts.Wait()
 }
 
 // running returns the build ids of the previews whose process runs.

@@ -2,8 +2,7 @@
 // packages built on it (deploy, panel, cmd): a fresh PostgreSQL database
 // (schematest), the variables under a fresh master key, an edge, the
 // activator, the build queue and the service, with every directory they need.
-// Nothing in it is a stand-in. The test binary's TestMain must call
-// schematest.Main.
+// Nothing in it is a stand-in. The test binary's TestMain must call Main.
 package deploytest
 
 import (
@@ -95,8 +94,11 @@ func New(t testing.TB, o Options) *Stack {
 	}
 	t.Cleanup(pool.Close)
 	s.Store = schema.NewStore(pool)
-	if err := pipeline.MigrateQueue(ctx, pool); err != nil {
-		t.Fatal(err)
+	// River's tables come with the template database (Main), not migrated
+	// again for every test.
+	var queue *string
+	if err := pool.QueryRow(ctx, `SELECT to_regclass('river_job')::text`).Scan(&queue); err != nil || queue == nil {
+		t.Fatalf("the test database has no River tables (%v): call deploytest.Main from TestMain", err)
 	}
 	root := testenv.ShortDir(t, "mvstack")
 	s.Root = root

@@ -150,7 +150,7 @@ func (s Scheme) Parse(host string) Host {
 		return h
 	}
 	project, rest, found := strings.Cut(label, sep)
-	if ValidateProject(project) != nil {
+	if projectProblem(project) != "" {
 		return h
 	}
 	h.Project = project
@@ -236,12 +236,27 @@ var reserved = map[string]bool{
 // The returned error wraps ErrInvalidProject and says what is wrong; it is
 // safe to show to the user who typed the name.
 func ValidateProject(name string) error {
-	if name == "" {
+	switch why := projectProblem(name); why {
+	case "":
+		return nil
+	case "empty":
 		return fmt.Errorf("%w: the name is empty", ErrInvalidProject)
-	}
-	if len(name) > MaxProjectLen {
+	case "long":
 		return fmt.Errorf("%w %.20q…: at most %d characters are allowed, got %d",
 			ErrInvalidProject, name, MaxProjectLen, len(name))
+	default:
+		return fmt.Errorf("%w %q: %s", ErrInvalidProject, name, why)
+	}
+}
+
+// projectProblem says what is wrong with a project name, "" for nothing. It
+// does not allocate: Parse runs it for every request's host, scanners' too.
+func projectProblem(name string) string {
+	if name == "" {
+		return "empty"
+	}
+	if len(name) > MaxProjectLen {
+		return "long"
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
@@ -249,21 +264,20 @@ func ValidateProject(name string) error {
 		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
 		case c == '-' && i > 0:
 		case c == '-':
-			return fmt.Errorf("%w %q: it must start with a lowercase letter or a digit", ErrInvalidProject, name)
+			return "it must start with a lowercase letter or a digit"
 		default:
-			return fmt.Errorf("%w %q: only lowercase letters, digits and '-' are allowed", ErrInvalidProject, name)
+			return "only lowercase letters, digits and '-' are allowed"
 		}
 	}
-	if strings.Contains(name, sep) {
-		return fmt.Errorf("%w %q: it must not contain %q", ErrInvalidProject, name, sep)
+	switch {
+	case strings.Contains(name, sep):
+		return `it must not contain "--"`
+	case strings.HasSuffix(name, "-"):
+		return "it must not end with '-'"
+	case reserved[name]:
+		return "the name is reserved"
 	}
-	if strings.HasSuffix(name, "-") {
-		return fmt.Errorf("%w %q: it must not end with '-'", ErrInvalidProject, name)
-	}
-	if reserved[name] {
-		return fmt.Errorf("%w %q: the name is reserved", ErrInvalidProject, name)
-	}
-	return nil
+	return ""
 }
 
 // MinSlug and MaxSlug bound a build slug's length.
@@ -330,12 +344,16 @@ func ValidDomainShape(h string) bool {
 	if tld := h[strings.LastIndexByte(h, '.')+1:]; strings.Trim(tld, "0123456789") == "" {
 		return false
 	}
-	for _, label := range strings.Split(h, ".") {
-		if label == "" || len(label) > 63 || !validLabel(label) {
+	for rest := h; ; {
+		label, more, dotted := strings.Cut(rest, ".")
+		if label == "" || len(label) > maxLabel || !validLabel(label) {
 			return false
 		}
+		if !dotted {
+			return true
+		}
+		rest = more
 	}
-	return true
 }
 
 // validLabel: [a-z0-9-], not starting or ending with "-".

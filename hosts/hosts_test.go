@@ -179,3 +179,17 @@ func TestBranchHostFitsDNS(t *testing.T) {
 		t.Fatalf("a 64-character label parsed as %+v", h)
 	}
 }
+
+// BenchmarkParse is the edge's per-request host parsing: it must not
+// allocate, for real hosts or for a scanner's random ones.
+func BenchmarkParse(b *testing.B) {
+	s := New("example.com")
+	for _, host := range []string{"blog.example.com", "blog--c1r0wkhmjfcc.example.com", "www.shop.test", "Bad_Host--x.example.com:8080"} {
+		b.Run(host, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				s.Parse(host)
+			}
+		})
+	}
+}

@@ -27,9 +27,11 @@ func (s *Service) projectBuild(ctx context.Context, p schema.Project, id int64) 
 	return found(b, err, fmt.Sprintf("build %d", id), func() *Error { return notFound("project %s has no build %d", p.Name, id) })
 }
 
-// Rebuild builds a branch's current commit again, as a push of it would
-// (after a failed build, or to pick up changed variables). ref is a branch
-// name, "refs/heads/" optional; empty means the production branch.
+// Rebuild builds a commit again, as a push of it would (after a failed
+// build, or to pick up changed variables). ref is a branch name
+// ("refs/heads/" optional: its current commit) or a commit id of 7 to 64
+// hex digits (built for the branch its last build was for); empty means the
+// production branch.
 func (s *Service) Rebuild(ctx context.Context, actor schema.User, project, ref string) (schema.Build, error) {
 	p, err := s.Project(ctx, project)
 	if err != nil {
@@ -48,7 +50,7 @@ func (s *Service) Rebuild(ctx context.Context, actor schema.User, project, ref s
 	}
 	b, err := s.builds.Rebuild(ctx, p, branch, actor.ID)
 	if errors.Is(err, schema.ErrNotFound) {
-		return b, notFound("branch %q not found in project %s: push it first", branch, p.Name)
+		return b, notFound("project %s has no branch or commit %q: push it first", p.Name, branch)
 	}
 	if err != nil {
 		return b, fmt.Errorf("rebuild %s %s: %w", p.Name, branch, err)

@@ -30,9 +30,10 @@ import (
 // Methods are safe for concurrent use; a build or project that does not exist
 // is an error wrapping schema.ErrNotFound.
 type Builds interface {
-	// Rebuild queues a new build of a branch's current commit; a missing
-	// repository or branch wraps schema.ErrNotFound.
-	Rebuild(ctx context.Context, project schema.Project, branch string, userID int64) (schema.Build, error)
+	// Rebuild queues a new build of a branch's current commit, or of the
+	// commit whose id ref is (7 to 64 hex digits) when no branch is named
+	// ref; a missing repository, branch or commit wraps schema.ErrNotFound.
+	Rebuild(ctx context.Context, project schema.Project, ref string, userID int64) (schema.Build, error)
 	// Cancel stops a queued or running build; a finished build is
 	// schema.ErrConflict.
 	Cancel(ctx context.Context, buildID int64) error

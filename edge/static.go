@@ -491,17 +491,34 @@ var hashedExts = map[string]bool{
 	".avif": true, ".svg": true, ".ico": true,
 }
 
-// isHashedAsset reports whether name looks fingerprinted by a bundler:
-// "app.3f2a9c1b.js", "index-BqK3x_9a.js". The stem's last segment after "."
-// or "-" must be at least 8 characters of [A-Za-z0-9_] with a digit. A
-// hash that itself contains "-" is missed; that only costs a revalidation.
+// immutableDirs are the output directories whose files frameworks name by
+// content hash, by design: Next.js, Astro, SvelteKit and Nuxt.
+var immutableDirs = []string{"_next/static/", "_astro/", "_app/immutable/", "_nuxt/"}
+
+// isHashedAsset reports whether name looks fingerprinted by a bundler: one
+// of immutableDirs, or a stem that ends in a hash. Two hash shapes are
+// known: webpack's and Parcel's hex (or [A-Za-z0-9_]) of 8 or more
+// characters with a digit after the last "." or "-" ("app.3f2a9c1b.js"),
+// and Rollup's and Vite's 8 characters of base64url after a "-" or "."
+// ("index-DiwrgTda.js", "index-B-Fpq1Mq.css"), which need not contain a
+// digit and may contain "-". A word is not a hash: the 8 characters must
+// hold a digit, a "_" or "-", or two capitals ("appState" is a word).
 func isHashedAsset(name string) bool {
-	base := path.Base(name)
-	ext := path.Ext(base)
+	ext := path.Ext(name)
 	if !hashedExts[strings.ToLower(ext)] {
 		return false
 	}
+	for _, dir := range immutableDirs {
+		if strings.HasPrefix(name, dir) {
+			return true
+		}
+	}
+	base := path.Base(name)
 	stem := base[:len(base)-len(ext)]
+	return hexHashSuffix(stem) || rollupHashSuffix(stem)
+}
+
+func hexHashSuffix(stem string) bool {
 	i := strings.LastIndexAny(stem, ".-")
 	if i <= 0 {
 		return false
@@ -521,4 +538,25 @@ func isHashedAsset(name string) bool {
 		}
 	}
 	return digit
+}
+
+func rollupHashSuffix(stem string) bool {
+	const n = 8
+	if len(stem) < n+2 || (stem[len(stem)-n-1] != '-' && stem[len(stem)-n-1] != '.') {
+		return false
+	}
+	var digitOrMark bool
+	capitals := 0
+	for _, c := range []byte(stem[len(stem)-n:]) {
+		switch {
+		case c >= '0' && c <= '9', c == '_', c == '-':
+			digitOrMark = true
+		case c >= 'A' && c <= 'Z':
+			capitals++
+		case c >= 'a' && c <= 'z':
+		default:
+			return false
+		}
+	}
+	return digitOrMark || capitals >= 2
 }

@@ -627,7 +627,7 @@ func TestActivateAndRedeploy(t *testing.T) {
 	mustContain(t, r.body, "Build #"+strconv.FormatInt(id, 10), `data-status="succeeded"`, "-----&gt;")
 
 	r = b.follow("/projects/site/redeploy", url.Values{"branch": {"nope"}})
-	mustContain(t, r.body, "Branch &#34;nope&#34; not found in project site: push it first.")
+	mustContain(t, r.body, "Project site has no branch or commit &#34;nope&#34;: push it first.")
 }
 
 // loggedInAs returns a browser with a session of a new user.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -31,39 +32,42 @@ const maxSymlinkHops = 40
 //
 // go-git reads the repository in-process, so the GIT_DIR,
 // GIT_QUARANTINE_PATH and similar variables a git hook inherits play no part.
-func Checkout(ctx context.Context, repoPath, commit, dst string) error {
+//
+// It returns the commit's committer time, which the artifact gives every
+// file (see PackIn).
+func Checkout(ctx context.Context, repoPath, commit, dst string) (time.Time, error) {
 	if !plumbing.IsHash(commit) {
-		return fmt.Errorf("checkout %q: not a full commit hash", commit)
+		return time.Time{}, fmt.Errorf("checkout %q: not a full commit hash", commit)
 	}
 	entries, err := os.ReadDir(dst)
 	if err != nil {
-		return fmt.Errorf("checkout %s: %w", commit, err)
+		return time.Time{}, fmt.Errorf("checkout %s: %w", commit, err)
 	}
 	if len(entries) > 0 {
-		return fmt.Errorf("checkout %s: destination %s is not empty", commit, dst)
+		return time.Time{}, fmt.Errorf("checkout %s: destination %s is not empty", commit, dst)
 	}
 
 	repo, err := git.PlainOpen(repoPath)
 	if err != nil {
-		return fmt.Errorf("open repository %s: %w", repoPath, err)
+		return time.Time{}, fmt.Errorf("open repository %s: %w", repoPath, err)
 	}
 	c, err := repo.CommitObject(plumbing.NewHash(commit))
 	if errors.Is(err, plumbing.ErrObjectNotFound) {
-		return fmt.Errorf("checkout %s: %w", commit, ErrCommitNotFound)
+		return time.Time{}, fmt.Errorf("checkout %s: %w", commit, ErrCommitNotFound)
 	}
 	if err != nil {
-		return fmt.Errorf("read commit %s: %w", commit, err)
+		return time.Time{}, fmt.Errorf("read commit %s: %w", commit, err)
 	}
 	tree, err := c.Tree()
 	if err != nil {
-		return fmt.Errorf("read tree of %s: %w", commit, err)
+		return time.Time{}, fmt.Errorf("read tree of %s: %w", commit, err)
 	}
 
 	// All writes go through os.Root: even if the checks below missed a
 	// trick, the kernel-level walk refuses to follow anything out of dst.
 	root, err := os.OpenRoot(dst)
 	if err != nil {
-		return fmt.Errorf("checkout %s: %w", commit, err)
+		return time.Time{}, fmt.Errorf("checkout %s: %w", commit, err)
 	}
 	defer root.Close()
 
@@ -71,7 +75,7 @@ func Checkout(ctx context.Context, repoPath, commit, dst string) error {
 	// no write can ever pass through a symlink taken from the tree.
 	w := treeWriter{ctx: ctx, repo: repo, root: root, links: map[string]string{}}
 	if err := w.walk(tree, "", 0); err != nil {
-		return fmt.Errorf("checkout %s: %w", commit, err)
+		return time.Time{}, fmt.Errorf("checkout %s: %w", commit, err)
 	}
 	links, linkOrder := w.links, w.linkOrder
 
@@ -79,16 +83,16 @@ func Checkout(ctx context.Context, repoPath, commit, dst string) error {
 	for _, name := range linkOrder {
 		target := links[name]
 		if !symlinkStaysInside(name, target, lookup) {
-			return fmt.Errorf("checkout %s: symlink %s -> %s points outside the project or loops: %w", commit, name, target, ErrUnsafePath)
+			return time.Time{}, fmt.Errorf("checkout %s: symlink %s -> %s points outside the project or loops: %w", commit, name, target, ErrUnsafePath)
 		}
 		if err := mkdirParents(root, name); err != nil {
-			return fmt.Errorf("checkout %s: %w", commit, err)
+			return time.Time{}, fmt.Errorf("checkout %s: %w", commit, err)
 		}
 		if err := root.Symlink(target, name); err != nil {
-			return fmt.Errorf("checkout %s: create symlink %s: %w", commit, name, err)
+			return time.Time{}, fmt.Errorf("checkout %s: create symlink %s: %w", commit, name, err)
 		}
 	}
-	return nil
+	return c.Committer.When, nil
 }
 
 // maxTreeDepth bounds directory nesting so a hostile tree cannot exhaust

@@ -105,7 +105,7 @@ func TestCheckoutWritesTree(t *testing.T) {
 	commit := r.commitAndPush(t)
 
 	dst := t.TempDir()
-	if err := Checkout(context.Background(), r.bare, commit, dst); err != nil {
+	if _, err := Checkout(context.Background(), r.bare, commit, dst); err != nil {
 		t.Fatalf("Checkout: %v", err)
 	}
 
@@ -179,7 +179,7 @@ func TestCheckoutRefuses(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dst := t.TempDir()
-			err := Checkout(context.Background(), r.bare, tc.commit, dst)
+			_, err := Checkout(context.Background(), r.bare, tc.commit, dst)
 			if err == nil {
 				t.Fatal("Checkout succeeded, want an error")
 			}
@@ -195,14 +195,14 @@ func TestCheckoutRefuses(t *testing.T) {
 	t.Run("non-empty destination", func(t *testing.T) {
 		dst := t.TempDir()
 		writeFile(t, filepath.Join(dst, "old"), "x", 0o644)
-		if err := Checkout(context.Background(), r.bare, good, dst); err == nil {
+		if _, err := Checkout(context.Background(), r.bare, good, dst); err == nil {
 			t.Fatal("Checkout into a non-empty directory succeeded")
 		}
 	})
 	t.Run("canceled", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		if err := Checkout(ctx, r.bare, good, t.TempDir()); !errors.Is(err, context.Canceled) {
+		if _, err := Checkout(ctx, r.bare, good, t.TempDir()); !errors.Is(err, context.Canceled) {
 			t.Fatalf("err = %v, want context.Canceled", err)
 		}
 	})
@@ -218,7 +218,7 @@ func TestCheckoutIgnoresGitEnv(t *testing.T) {
 	t.Setenv("GIT_DIR", t.TempDir())
 	t.Setenv("GIT_QUARANTINE_PATH", t.TempDir())
 	dst := t.TempDir()
-	if err := Checkout(context.Background(), r.bare, commit, dst); err != nil {
+	if _, err := Checkout(context.Background(), r.bare, commit, dst); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(dst, "index.html")); string(b) != "right" {

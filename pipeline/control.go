@@ -6,12 +6,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
+	"strings"
+	"syscall"
+	"time"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/jackc/pgx/v5"
 
+	"minivercel/proc"
 	"minivercel/schema"
 )
 
@@ -20,18 +25,28 @@ func (q *Queue) Follow(ctx context.Context, buildID int64) (<-chan Event, error)
 	return q.broker.Follow(ctx, buildID)
 }
 
-// Rebuild queues a new build of the current commit of a project's branch, as a
-// push of that commit would.
-func (q *Queue) Rebuild(ctx context.Context, project schema.Project, branch string, userID int64) (schema.Build, error) {
+// Rebuild queues a new build, as a push would: of the current commit of
+// the branch named ref or, when no branch has that name and ref is a
+// commit id (7 to 64 hex digits, as short as git shows them), of that
+// commit, even one whose failed build put its branch back (see
+// putBranchBack). A commit is built for the branch its latest build was
+// for, or for the production branch. A ref that is neither wraps
+// schema.ErrNotFound.
+func (q *Queue) Rebuild(ctx context.Context, project schema.Project, ref string, userID int64) (schema.Build, error) {
 	repo, err := git.PlainOpen(filepath.Join(q.cfg.ReposDir, project.Name+".git"))
 	if err != nil {
 		return schema.Build{}, fmt.Errorf("project %s has no repository yet (push first): %w", project.Name, schema.ErrNotFound)
 	}
-	ref, err := repo.Reference(plumbing.NewBranchReferenceName(branch), true)
-	if err != nil {
-		return schema.Build{}, fmt.Errorf("project %s has no branch %q: %w", project.Name, branch, schema.ErrNotFound)
+	branch, sha := ref, ""
+	if head, err := repo.Reference(plumbing.NewBranchReferenceName(ref), true); err == nil {
+		sha = head.Hash().String()
+	} else if sha, err = resolveCommit(repo, ref); err != nil {
+		return schema.Build{}, fmt.Errorf("project %s has no branch or commit %q: %w", project.Name, ref, schema.ErrNotFound)
+	} else if branch, err = q.store.BranchOfCommit(ctx, project.ID, sha); errors.Is(err, schema.ErrNotFound) {
+		branch = project.ProductionBranch
+	} else if err != nil {
+		return schema.Build{}, err
 	}
-	sha := ref.Hash().String()
 	uid := &userID
 	if userID == 0 {
 		uid = nil
@@ -40,6 +55,71 @@ func (q *Queue) Rebuild(ctx context.Context, project schema.Project, branch stri
 		ProjectID: project.ID, Branch: branch, CommitSHA: sha,
 		CommitMessage: commitMessage(repo, sha), CreatedBy: uid,
 	})
+}
+
+// commitID is what Rebuild takes as a commit: hex only, so that git's
+// revision syntax (HEAD~1, main@{1}, :/text) means nothing here.
+var commitID = regexp.MustCompile(`^[0-9a-f]{7,64}$`)
+
+// resolveCommit returns the full id of the commit whose id starts with
+// prefix.
+func resolveCommit(repo *git.Repository, prefix string) (string, error) {
+	if !commitID.MatchString(prefix) {
+		return "", ErrCommitNotFound
+	}
+	h, err := repo.ResolveRevision(plumbing.Revision(prefix))
+	if err != nil {
+		return "", ErrCommitNotFound
+	}
+	if _, err := repo.CommitObject(*h); err != nil {
+		return "", ErrCommitNotFound
+	}
+	return h.String(), nil
+}
+
+// putBranchBackTimeout bounds the git command that moves a branch back.
+const putBranchBackTimeout = 30 * time.Second
+
+// putBranchBack moves the branch of a pushed build that failed or was
+// canceled back to where the push found it (deleting a branch the push
+// created), and tells the pusher. Without it the branch would stay on the
+// failed commit, and `git push` of the same commit after a fix of the
+// settings would answer "Everything up-to-date" and build nothing.
+//
+// The move is a compare-and-swap by git itself (update-ref with the old
+// value, under git's own ref lock): when another push moved the branch in
+// the meantime, it stays where that push put it. before is empty for a
+// build no push asked for; nothing moves then.
+func (q *Queue) putBranchBack(ctx context.Context, b schema.Build, before string, out *buildLog) {
+	if before == "" {
+		out.detail(fmt.Sprintf("To build it again: minivercel deploy rebuild %s %s", b.ProjectName, b.Branch))
+		return
+	}
+	ref := "refs/heads/" + b.Branch
+	args := []string{"--git-dir", filepath.Join(q.cfg.ReposDir, b.ProjectName+".git"), "update-ref",
+		"-m", fmt.Sprintf("minivercel: build #%d did not succeed", b.ID)}
+	if strings.Trim(before, "0") == "" {
+		args = append(args, "-d", ref, b.CommitSHA)
+	} else {
+		args = append(args, ref, before, b.CommitSHA)
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), putBranchBackTimeout)
+	defer cancel()
+	cmd := proc.Command(ctx, syscall.SIGKILL, time.Second, "git", args...)
+	cmd.Env = []string{"PATH=" + sandboxPath, "GIT_CONFIG_NOSYSTEM=1", "HOME=/nonexistent"}
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		// Most often a later push moved the branch: then it is right as it is.
+		q.log.Info("branch not put back", "project", b.ProjectName, "branch", b.Branch, "build", b.ID,
+			"err", err, "git", strings.TrimSpace(string(msg)))
+		out.detail(fmt.Sprintf("To build it again: minivercel deploy rebuild %s %s", b.ProjectName, short(b.CommitSHA)))
+		return
+	}
+	where := "deleted on the server"
+	if strings.Trim(before, "0") != "" {
+		where = "back at " + short(before) + " on the server"
+	}
+	out.detail(fmt.Sprintf("Branch %s is %s: fix the cause and push again to build %s (or run: minivercel deploy rebuild %s %s)",
+		b.Branch, where, short(b.CommitSHA), b.ProjectName, short(b.CommitSHA)))
 }
 
 // Cancel stops a queued or running build. A queued build is marked canceled at

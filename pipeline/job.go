@@ -76,6 +76,11 @@ type EnvSource interface {
 // BuildArgs is the River job that runs one build.
 type BuildArgs struct {
 	BuildID int64 `json:"build_id"`
+	// Before is where the push found the build's branch: the commit it
+	// replaced, all zeros for a new branch, empty for a build no push asked
+	// for (a rebuild). A failed or canceled build puts the branch back there
+	// (see putBranchBack).
+	Before string `json:"before,omitempty"`
 }
 
 // Kind names the job kind in River's table.
@@ -178,7 +183,7 @@ func (q *Queue) Shutdown(ctx context.Context) error {
 // failed: their worker died with the process and River will not retry them.
 func (q *Queue) failInterrupted(ctx context.Context) error {
 	_, err := q.store.Pool().Exec(ctx, `UPDATE builds SET status = 'failed', finished_at = now(),
-		error = 'interrupted: the server stopped during the build; push again to rebuild'
+		error = 'interrupted: the server stopped during the build; rebuild it with minivercel deploy rebuild'
 		WHERE status = 'running'`)
 	if err != nil {
 		return fmt.Errorf("fail interrupted builds: %w", err)
@@ -189,6 +194,11 @@ func (q *Queue) failInterrupted(ctx context.Context) error {
 // Enqueue records a queued build and its job in one transaction, so a build row
 // never exists without a job to run it, nor a job without its row.
 func (q *Queue) Enqueue(ctx context.Context, nb schema.NewBuild) (schema.Build, error) {
+	return q.enqueue(ctx, nb, "")
+}
+
+// enqueue is Enqueue of a pushed build whose branch was at before.
+func (q *Queue) enqueue(ctx context.Context, nb schema.NewBuild, before string) (schema.Build, error) {
 	var b schema.Build
 	err := q.store.InTx(ctx, func(tx pgx.Tx) error {
 		var err error
@@ -196,7 +206,7 @@ func (q *Queue) Enqueue(ctx context.Context, nb schema.NewBuild) (schema.Build, 
 			return err
 		}
 		// One attempt: a failed build is reported to the user, never silently re-run.
-		_, err = q.client.InsertTx(ctx, tx, BuildArgs{BuildID: b.ID}, &river.InsertOpts{MaxAttempts: 1})
+		_, err = q.client.InsertTx(ctx, tx, BuildArgs{BuildID: b.ID, Before: before}, &river.InsertOpts{MaxAttempts: 1})
 		return err
 	})
 	if err != nil {
@@ -246,14 +256,14 @@ func (w *buildWorker) Timeout(*river.Job[BuildArgs]) time.Duration { return jobT
 // Work runs one build. Build failures are recorded on the build and reported in
 // its log; the job itself succeeds so River does not retry it.
 func (w *buildWorker) Work(ctx context.Context, job *river.Job[BuildArgs]) error {
-	err := w.q.run(ctx, job.Args.BuildID)
+	err := w.q.run(ctx, job.Args.BuildID, job.Args.Before)
 	if errors.Is(err, ErrBuildNotQueued) {
 		return nil
 	}
 	return err
 }
 
-func (q *Queue) run(ctx context.Context, buildID int64) error {
+func (q *Queue) run(ctx context.Context, buildID int64, before string) error {
 	if err := q.store.StartBuild(ctx, buildID); err != nil {
 		if errors.Is(err, schema.ErrConflict) {
 			return ErrBuildNotQueued
@@ -307,6 +317,7 @@ func (q *Queue) run(ctx context.Context, buildID int64) error {
 		}
 	} else {
 		out.line("error: " + reason)
+		q.putBranchBack(ctx, b, before, out)
 	}
 	// The final status is written even when ctx was canceled, so no build is
 	// left "running".
@@ -338,6 +349,7 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 	// The project's variables come first so the platform's own names win.
 	env := MinimalEnv(home, append(vars, "MINIVERCEL_BRANCH="+b.Branch, "MINIVERCEL_COMMIT="+b.CommitSHA)...)
 	var plan Plan
+	var committed time.Time // every packed file's mtime
 	artifact := filepath.Join(q.cfg.ArtifactsDir, project.Name, strconv.FormatInt(b.ID, 10)+".tar.gz")
 	production := b.Branch == project.ProductionBranch
 
@@ -352,13 +364,13 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 			} else if err := os.MkdirAll(home, 0o755); err != nil {
 				return err
 			}
-			if err := Checkout(ctx, filepath.Join(q.cfg.ReposDir, project.Name+".git"), b.CommitSHA, src); err != nil {
+			var err error
+			if committed, err = Checkout(ctx, filepath.Join(q.cfg.ReposDir, project.Name+".git"), b.CommitSHA, src); err != nil {
 				return err
 			}
 			if err := q.sandbox.Prepare(ws); err != nil {
 				return err
 			}
-			var err error
 			if plan, err = Detect(src, settings); err != nil {
 				return err
 			}
@@ -393,7 +405,7 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 			}
 			// Packed through the workspace, which the build user cannot
 			// rename: not through paths it could swap for symlinks.
-			sum, size, err := PackIn(ws, filepath.Join("src", plan.OutputDir), artifact)
+			sum, size, err := PackIn(ws, filepath.Join("src", plan.OutputDir), artifact, committed)
 			if err != nil {
 				return err
 			}

@@ -18,8 +18,11 @@ package pipeline
 //     ../x/cli.js is fine). Nothing else: no hard links, devices, FIFOs.
 //   - Entries come in fs.WalkDir order (lexical, a directory before its
 //     contents). Uid and gid are 0, user and group names empty, and every
-//     mtime is the Unix epoch, so the same tree always gives the same bytes.
-//     The extractor chooses owners and times itself.
+//     mtime is the build's commit time (the Unix epoch from Pack), so the
+//     same tree of the same commit always gives the same bytes, while a
+//     file of another commit gets another Last-Modified and another
+//     size-and-mtime ETag (Express's, nginx's) even when its size is the
+//     same. The extractor chooses owners itself and keeps the mtimes.
 //   - Headers are USTAR, or PAX when a name is too long for USTAR.
 //   - The checksum recorded with a build is the hex sha256 of the .tar.gz
 //     file's bytes, as returned by Pack.
@@ -44,7 +47,8 @@ import (
 	"time"
 )
 
-// packEpoch is the mtime of every entry; see the format comment.
+// packEpoch is the mtime of every entry Pack writes; see the format
+// comment.
 var packEpoch = time.Unix(0, 0)
 
 // packLevel is gzip's fastest level. Artifacts only travel from the
@@ -75,15 +79,16 @@ type packEntry struct {
 // through os.Root: a path swapped for a symlink mid-walk still cannot reach
 // a file outside srcDir.
 func Pack(srcDir, dstPath string) (sha256Hex string, size int64, err error) {
-	return PackIn(srcDir, ".", dstPath)
+	return PackIn(srcDir, ".", dstPath, packEpoch)
 }
 
 // PackIn is Pack of the directory rel inside base, opened through base: no
 // component of rel may be a symlink, so a build that swaps one of the
 // workspace's directories for a link (it owns them) cannot make root pack
 // anything outside base. base itself must be a directory the build user
-// cannot rename (its parent belongs to root).
-func PackIn(base, rel, dstPath string) (sha256Hex string, size int64, err error) {
+// cannot rename (its parent belongs to root). Every entry gets mtime (the
+// commit's time; whole seconds, in UTC).
+func PackIn(base, rel, dstPath string, mtime time.Time) (sha256Hex string, size int64, err error) {
 	srcDir := filepath.Join(base, rel)
 	baseRoot, err := os.OpenRoot(base)
 	if err != nil {
@@ -141,8 +146,9 @@ func PackIn(base, rel, dstPath string) (sha256Hex string, size int64, err error)
 		return "", 0, fmt.Errorf("pack %s: %w", srcDir, err)
 	}
 	tw := tar.NewWriter(gz)
+	mtime = mtime.UTC().Truncate(time.Second)
 	for _, e := range entries {
-		if err := writeEntry(tw, root, e); err != nil {
+		if err := writeEntry(tw, root, e, mtime); err != nil {
 			return "", 0, fmt.Errorf("pack %s: %w", srcDir, err)
 		}
 	}
@@ -228,8 +234,8 @@ func collect(root *os.Root) ([]packEntry, error) {
 	return entries, nil
 }
 
-func writeEntry(tw *tar.Writer, root *os.Root, e packEntry) error {
-	h := &tar.Header{Name: e.name, ModTime: packEpoch}
+func writeEntry(tw *tar.Writer, root *os.Root, e packEntry, mtime time.Time) error {
+	h := &tar.Header{Name: e.name, ModTime: mtime}
 	switch {
 	case e.mode.IsDir():
 		h.Typeflag, h.Name, h.Mode = tar.TypeDir, e.name+"/", 0o755

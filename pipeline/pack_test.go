@@ -37,6 +37,12 @@ type archiveEntry struct {
 // fields the format promises.
 func readArchive(t *testing.T, name string) []archiveEntry {
 	t.Helper()
+	return readArchiveAt(t, name, time.Unix(0, 0))
+}
+
+// readArchiveAt is readArchive of an artifact whose every mtime is mtime.
+func readArchiveAt(t *testing.T, name string, mtime time.Time) []archiveEntry {
+	t.Helper()
 	f, err := os.Open(name)
 	if err != nil {
 		t.Fatal(err)
@@ -56,9 +62,9 @@ func readArchive(t *testing.T, name string) []archiveEntry {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if h.Uid != 0 || h.Gid != 0 || h.Uname != "" || h.Gname != "" || !h.ModTime.Equal(time.Unix(0, 0)) {
-			t.Errorf("%s: uid %d gid %d uname %q gname %q mtime %v; want zeroes and the epoch",
-				h.Name, h.Uid, h.Gid, h.Uname, h.Gname, h.ModTime)
+		if h.Uid != 0 || h.Gid != 0 || h.Uname != "" || h.Gname != "" || !h.ModTime.Equal(mtime) {
+			t.Errorf("%s: uid %d gid %d uname %q gname %q mtime %v; want zeroes and %v",
+				h.Name, h.Uid, h.Gid, h.Uname, h.Gname, h.ModTime, mtime)
 		}
 		body, err := io.ReadAll(tr)
 		if err != nil {
@@ -330,7 +336,8 @@ func (r testRepo) checkoutAndDetect(t *testing.T) (workspace, Plan) {
 	t.Helper()
 	commit := r.commitAndPush(t)
 	w := checkoutWorkspace(t, buildUser(t), func(src string) error {
-		return Checkout(context.Background(), r.bare, commit, src)
+		_, err := Checkout(context.Background(), r.bare, commit, src)
+		return err
 	})
 	plan, err := Detect(w.src, Settings{})
 	if err != nil {
@@ -500,11 +507,47 @@ func TestPackInRefusesSwappedDirectories(t *testing.T) {
 		if err := os.Symlink(target, filepath.Join(ws, name)); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := PackIn(ws, filepath.Join(name, "dist"), filepath.Join(t.TempDir(), "a.tar.gz")); !errors.Is(err, ErrUnsafePath) {
+		if _, _, err := PackIn(ws, filepath.Join(name, "dist"), filepath.Join(t.TempDir(), "a.tar.gz"), packEpoch); !errors.Is(err, ErrUnsafePath) {
 			t.Errorf("PackIn through the link %s = %v, want ErrUnsafePath", name, err)
 		}
 	}
-	if _, _, err := PackIn(ws, "inside/dist", filepath.Join(t.TempDir(), "a.tar.gz")); err != nil {
+	if _, _, err := PackIn(ws, "inside/dist", filepath.Join(t.TempDir(), "a.tar.gz"), packEpoch); err != nil {
 		t.Errorf("PackIn of a real directory: %v", err)
+	}
+}
+
+// TestPackInStampsTheCommitTime: every entry carries the time PackIn is
+// given (the commit's, to the second), so two commits' artifacts of the
+// same tree differ only there, and one commit's artifact is always the same
+// bytes.
+func TestPackInStampsTheCommitTime(t *testing.T) {
+	base := t.TempDir()
+	out := filepath.Join(base, "out")
+	if err := os.MkdirAll(filepath.Join(out, "assets"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(out, "assets", "a.txt"), []byte("same size"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 5, 4, 3, 2, 1, 999, time.FixedZone("CET", 3600))
+	dir := t.TempDir()
+	sum1, _, err := PackIn(base, "out", filepath.Join(dir, "1.tar.gz"), at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum2, _, err := PackIn(base, "out", filepath.Join(dir, "2.tar.gz"), at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum3, _, err := PackIn(base, "out", filepath.Join(dir, "3.tar.gz"), at.Add(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum1 != sum2 || sum1 == sum3 {
+		t.Errorf("checksums %s %s %s: want the same commit time to give the same bytes and another to differ", sum1, sum2, sum3)
+	}
+	n := len(readArchiveAt(t, filepath.Join(dir, "1.tar.gz"), at.Truncate(time.Second)))
+	if n != 2 {
+		t.Errorf("%d entries, want assets/ and assets/a.txt", n)
 	}
 }

@@ -120,7 +120,7 @@ func (e *buildEnv) build(t *testing.T, p schema.Project, branch string, files ma
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.run(ctx, b.ID); err != nil {
+	if err := e.run(ctx, b.ID, ""); err != nil {
 		t.Fatalf("run build %d: %v", b.ID, err)
 	}
 	if b, err = e.store.BuildByID(ctx, b.ID); err != nil {
@@ -392,8 +392,9 @@ func TestFailedBuildIsReportedAndLeavesProductionAlone(t *testing.T) {
 		if kind == "timeout" && !strings.Contains(b.Error, "timed out") {
 			rt.Errorf("timeout: reason %q does not say so", b.Error)
 		}
-		if len(log) == 0 || log[len(log)-1] != "error: "+b.Error {
-			rt.Errorf("%s failure: log ends %q, want %q", kind, log[max(len(log)-3, 0):], "error: "+b.Error)
+		// The reason, then how to build the commit again.
+		if len(log) < 2 || log[len(log)-2] != "error: "+b.Error || !strings.Contains(log[len(log)-1], "minivercel deploy rebuild "+p.Name) {
+			rt.Errorf("%s failure: log ends %q, want %q and how to rebuild", kind, log[max(len(log)-3, 0):], "error: "+b.Error)
 		}
 		if b.ArtifactPath != "" {
 			rt.Errorf("%s failure left an artifact %s", kind, b.ArtifactPath)

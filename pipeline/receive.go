@@ -74,13 +74,13 @@ func (q *Queue) receive(ctx context.Context, p hooks.Push, updates []hooks.RefUp
 	var builds []schema.Build
 	for _, u := range branches {
 		branch, _ := u.Branch()
-		b, err := q.Enqueue(ctx, schema.NewBuild{
+		b, err := q.enqueue(ctx, schema.NewBuild{
 			ProjectID:     project.ID,
 			Branch:        branch,
 			CommitSHA:     u.New,
 			CommitMessage: commitMessage(repo, u.New),
 			CreatedBy:     &uid,
-		})
+		}, u.Old)
 		if err != nil {
 			return builds, err
 		}

@@ -127,6 +127,15 @@ func (s *Store) CountBuilds(ctx context.Context, projectID int64) (int, error) {
 	return n, err
 }
 
+// BranchOfCommit returns the branch of the latest build of commit sha in a
+// project, or ErrNotFound when it was never built.
+func (s *Store) BranchOfCommit(ctx context.Context, projectID int64, sha string) (string, error) {
+	var branch string
+	err := s.db.QueryRow(ctx, `SELECT branch FROM builds WHERE project_id = $1 AND commit_sha = $2
+		ORDER BY id DESC LIMIT 1`, projectID, sha).Scan(&branch)
+	return branch, MapError(err)
+}
+
 // StartBuild moves a queued build to running; a build that is not queued (a
 // retried job whose build already ran) is ErrConflict.
 func (s *Store) StartBuild(ctx context.Context, id int64) error {

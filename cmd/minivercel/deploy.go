@@ -14,12 +14,12 @@ import (
 )
 
 const deployUsage = `usage:
-  minivercel deploy list <project>                  builds and deployments, which one is live
-  minivercel deploy activate <project> <build-id>   make a build live (a rollback for an earlier one)
-  minivercel deploy rollback <project> [build-id]   make the previous live build (or the one given) live again
-  minivercel deploy redeploy <project>              restart the live build with the current variables
-  minivercel deploy rebuild <project> [branch]      build a branch's current commit again (default: production)
-  minivercel deploy logs <project> [--lines N]      the live deployment's runtime log`
+  minivercel deploy list <project>                     builds and deployments, which one is live
+  minivercel deploy activate <project> <build-id>      make a build live (a rollback for an earlier one)
+  minivercel deploy rollback <project> [build-id]      make the previous live build (or the one given) live again
+  minivercel deploy redeploy <project>                 restart the live build with the current variables
+  minivercel deploy rebuild <project> [branch|commit]  build a branch's current commit, or a commit, again (default: production)
+  minivercel deploy logs <project> [--lines N]         the live deployment's runtime log`
 
 // deployCmd runs the deploy subcommands. They talk to the running server
 // through the database: a build or an activation is a job its workers pick up.

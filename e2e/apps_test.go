@@ -205,16 +205,24 @@ func registryReachable() bool {
 	return exec.CommandContext(ctx, "npm", "view", "next", "version").Run() == nil
 }
 
+// needRegistry skips a test that installs packages from the npm registry
+// under -short, and when the registry cannot be reached (a failure instead
+// in strict mode, see internal/testenv).
+func needRegistry(t *testing.T, what string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: skipping " + what)
+	}
+	if !registryReachable() {
+		testenv.Skipf(t, "the npm registry cannot be reached from this machine: skipping %s", what)
+	}
+}
+
 // TestNextJSApp: a Next.js app with standalone output installs from the npm
 // registry, builds with next build and serves its page through the edge.
 func TestNextJSApp(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("-short: skipping the Next.js build (a minute of npm install and next build)")
-	}
-	if !registryReachable() {
-		testenv.Skipf(t, "the npm registry cannot be reached from this machine: skipping the Next.js build, the suite's only real npm install from the registry")
-	}
+	needRegistry(t, "the Next.js build (a minute of npm install and next build)")
 	s := startServer(t)
 	r := newRepo(t, "main", map[string]string{
 		"package.json": `{"name":"nextapp","private":true,

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"minivercel/internal/testenv"
 )
 
 // needsVar is a site whose build fails until the project has SITE_TITLE: a
@@ -135,12 +133,7 @@ func (r *repo) commitAt(msg string, at time.Time, files map[string]string) {
 // files say the commit's time too.
 func TestRedeployedFileOfSameSizeIsRevalidated(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("-short: skipping an npm install of express")
-	}
-	if !registryReachable() {
-		testenv.Skipf(t, "the npm registry cannot be reached from this machine: skipping the Express app")
-	}
+	needRegistry(t, "the Express app")
 	s := startServer(t)
 	files := map[string]string{
 		"package.json": `{"name":"files","private":true,"scripts":{"start":"node server.js"},"dependencies":{"express":"4.21.2"}}`,

@@ -5,8 +5,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-
-	"minivercel/internal/testenv"
 )
 
 // TestViteReactSPA: a Vite + React + react-router single-page app, written as
@@ -17,12 +15,7 @@ import (
 // a 404 rather than the page.
 func TestViteReactSPA(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("-short: skipping the Vite build (npm install and vite build)")
-	}
-	if !registryReachable() {
-		testenv.Skipf(t, "the npm registry cannot be reached from this machine: skipping the Vite build")
-	}
+	needRegistry(t, "the Vite build")
 	s := startServer(t)
 	r := newRepo(t, "main", map[string]string{
 		"package.json": `{"name":"spa","private":true,"type":"module",

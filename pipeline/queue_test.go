@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"pgregory.net/rapid"
 
@@ -297,5 +298,42 @@ fs.mkdirSync('dist', {recursive: true}); fs.writeFileSync('dist/index.html', 'x'
 	p = q.project(t, "other")
 	if log := build(false); !strings.Contains(log, "cache count 1") {
 		t.Fatalf("another project saw the cache:\n%s", log)
+	}
+}
+
+// TestAnyCommitMessageCanBeBuilt: a commit whose subject the 200-byte cut
+// splits inside a character, with bytes that are not UTF-8 (a Latin-1
+// editor) is queued like any other, by branch and by its short id, and its
+// stored subject is valid text that keeps what it can.
+func TestAnyCommitMessageCanBeBuilt(t *testing.T) {
+	t.Parallel()
+	q := newTestQueue(t, false)
+	ctx := context.Background()
+	p := q.project(t, "msgs")
+	gitRepo(t, q.dirs.repos, p.Name, "main", map[string]string{"index.html": "x"})
+	bare := filepath.Join(q.dirs.repos, p.Name+".git")
+	subject := strings.Repeat("a", 199) + "é and more"
+	msgFile := filepath.Join(t.TempDir(), "msg")
+	if err := os.WriteFile(msgFile, []byte("caf\xe9 "+subject[5:]+"\n\nbody"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tree := runGit(t, bare, "", "rev-parse", "main^{tree}")
+	commit := runGit(t, bare, "", "-c", "i18n.commitEncoding=ISO-8859-1", "commit-tree", tree, "-p", "main", "-F", msgFile)
+	runGit(t, bare, "", "update-ref", "refs/heads/main", commit)
+
+	for _, ref := range []string{"main", commit[:7]} {
+		b, err := q.Rebuild(ctx, p, ref, 0)
+		if err != nil {
+			t.Fatalf("Rebuild(%s) of a commit with an awkward message: %v", ref, err)
+		}
+		if b.CommitSHA != commit || b.Branch != "main" {
+			t.Errorf("Rebuild(%s) queued %s on %s, want %s on main", ref, b.CommitSHA, b.Branch, commit)
+		}
+		if want := `caf\xe9 ` + strings.Repeat("a", 194); b.CommitMessage != want || !utf8.ValidString(b.CommitMessage) {
+			t.Errorf("stored subject %q, want %q", b.CommitMessage, want)
+		}
+	}
+	if _, err := q.Rebuild(ctx, p, "main~1", 0); !errors.Is(err, schema.ErrNotFound) {
+		t.Errorf("Rebuild of a revision expression = %v, want ErrNotFound", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"minivercel/hooks"
+	"minivercel/proc"
 	"minivercel/schema"
 )
 
@@ -135,16 +136,18 @@ func (q *Queue) follow(ctx context.Context, b schema.Build, w *pushWriter) (sche
 	return schema.BuildFailed, true
 }
 
+// maxCommitMessage caps the commit subject stored with a build, in bytes.
+const maxCommitMessage = 200
+
 func commitMessage(repo *git.Repository, sha string) string {
 	c, err := repo.CommitObject(plumbing.NewHash(sha))
 	if err != nil {
 		return ""
 	}
+	// The subject line, cut on a character boundary and made storable: a
+	// message git accepted must never stop its commit from being built.
 	msg, _, _ := strings.Cut(strings.TrimSpace(c.Message), "\n")
-	if len(msg) > 200 {
-		msg = msg[:200]
-	}
-	return msg
+	return proc.SafeText([]byte(proc.CutText(msg, maxCommitMessage)))
 }
 
 // safeMessage keeps database details out of what the pusher reads.

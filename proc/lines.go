@@ -21,8 +21,9 @@ import (
 //   - a line longer than the limit is cut into pieces of at most that many
 //     bytes, each cut moved back to the start of a UTF-8 character when one
 //     would be split, so that no piece carries half a character;
-//   - invalid UTF-8 is replaced with "?", so every line is valid text for a
-//     database column, a JSON string or a terminal.
+//   - bytes that are not valid UTF-8, and NUL, are escaped as \xNN (see
+//     SafeText), so every line is valid text for a database column, a JSON
+//     string or a terminal, and nothing the command printed is lost.
 //
 // It is safe for concurrent use; emit is called with the writer's lock held,
 // one line at a time, in order.
@@ -92,7 +93,45 @@ func (w *LineWriter) cut(b []byte) int {
 }
 
 func (w *LineWriter) line(b []byte) {
-	w.emit(strings.ToValidUTF8(string(b), "?"))
+	w.emit(SafeText(b))
+}
+
+// SafeText returns b as text that PostgreSQL, JSON and terminals accept,
+// losing nothing: every byte that is not part of a valid UTF-8 character,
+// and every NUL (which PostgreSQL's text refuses), is written as \xNN; the
+// rest is kept as it is. Valid text without NUL comes back unchanged.
+func SafeText(b []byte) string {
+	if utf8.Valid(b) && bytes.IndexByte(b, 0) < 0 {
+		return string(b)
+	}
+	const hex = "0123456789abcdef"
+	var sb strings.Builder
+	sb.Grow(len(b) + 16)
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		if r == 0 || r == utf8.RuneError && n == 1 {
+			sb.WriteString(`\x`)
+			sb.WriteByte(hex[b[0]>>4])
+			sb.WriteByte(hex[b[0]&0xf])
+		} else {
+			sb.Write(b[:n])
+		}
+		b = b[n:]
+	}
+	return sb.String()
+}
+
+// CutText returns the longest prefix of s of at most max bytes that does
+// not end inside a UTF-8 character.
+func CutText(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	i := max
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i]
 }
 
 // Flush emits what is left as a last line, for output that does not end

@@ -1,7 +1,10 @@
 package proc
 
 import (
+	"bytes"
 	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -41,8 +44,9 @@ func TestLineWriter(t *testing.T) {
 		{"exactly the limit", 4, []string{"abcd\nefgh"}, []string{"abcd", "efgh"}},
 		{"cut keeps characters whole", 5, []string{"abc€def\n"}, []string{"abc", "€de", "f"}},
 		{"cut keeps emoji whole", 6, []string{"ab😀😀\n"}, []string{"ab😀", "😀"}},
-		{"invalid utf-8 replaced", 80, []string{"a\xffb\n"}, []string{"a?b"}},
-		{"truncated character at the end", 80, []string{"a\xe2\x82"}, []string{"a?"}},
+		{"invalid utf-8 escaped", 80, []string{"a\xffb\n"}, []string{`a\xffb`}},
+		{"NUL escaped", 80, []string{"a\x00b\n"}, []string{`a\x00b`}},
+		{"truncated character at the end", 80, []string{"a\xe2\x82"}, []string{`a\xe2\x82`}},
 		{"limit below a character", 1, []string{"😀😀\n"}, []string{"😀", "😀"}},
 		{"very long line", 4096, []string{strings.Repeat("x", 10000), "\n"}, []string{strings.Repeat("x", 4096), strings.Repeat("x", 4096), strings.Repeat("x", 1808)}},
 		{"nothing", 80, nil, nil},
@@ -60,12 +64,13 @@ func TestLineWriter(t *testing.T) {
 // fragments are the pieces streams are drawn from: line ends of every kind,
 // characters of one to four bytes, an invalid byte and runs longer than a
 // line.
-var fragments = []string{"a", "b", " ", "\n", "\r", "\r\n", "é", "€", "😀", "\xff", strings.Repeat("x", 9), strings.Repeat("€", 5)}
+var fragments = []string{"a", "b", " ", "\n", "\r", "\r\n", "é", "€", "😀", "\xff", "\x00", strings.Repeat("x", 9), strings.Repeat("€", 5)}
 
 // TestLineWriterProperty: for any stream and any way of splitting it into
 // writes, the lines are those of the whole stream written at once; every
-// line is valid UTF-8 within the limit; and of a valid UTF-8 stream no byte
-// but the line ends is lost (so no cut split a character).
+// line is valid UTF-8 without NUL and, unescaped, within the limit; and no
+// byte but the line ends is lost, invalid ones and NULs included (so no cut
+// split a character).
 func TestLineWriterProperty(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		limit := rapid.IntRange(1, 16).Draw(t, "limit")
@@ -83,14 +88,57 @@ func TestLineWriterProperty(t *testing.T) {
 			t.Fatalf("written in %q: %q\nwritten at once: %q", chunks, got, want)
 		}
 		for _, l := range got {
-			if len(l) > max(limit, utf8.UTFMax) || !utf8.ValidString(l) {
-				t.Fatalf("line %q: longer than %d or not UTF-8", l, limit)
+			if len(unescape(l)) > max(limit, utf8.UTFMax) || !utf8.ValidString(l) || strings.Contains(l, "\x00") {
+				t.Fatalf("line %q: longer than %d, not UTF-8 or with a NUL", l, limit)
 			}
 		}
-		if utf8.ValidString(stream) {
-			bare := strings.NewReplacer("\r", "", "\n", "").Replace(stream)
-			if joined := strings.Join(got, ""); joined != bare {
-				t.Fatalf("lines %q lose or change bytes of %q", got, stream)
+		bare := strings.NewReplacer("\r", "", "\n", "").Replace(stream)
+		if joined := unescape(strings.Join(got, "")); joined != bare {
+			t.Fatalf("lines %q lose or change bytes of %q", got, stream)
+		}
+	})
+}
+
+// unescape undoes SafeText for text without backslashes of its own.
+func unescape(s string) string {
+	return regexp.MustCompile(`\\x[0-9a-f]{2}`).ReplaceAllStringFunc(s, func(e string) string {
+		b, _ := strconv.ParseUint(e[2:], 16, 8)
+		return string([]byte{byte(b)})
+	})
+}
+
+// TestSafeTextProperty: SafeText of any bytes is valid UTF-8 without NUL;
+// text that was both already is unchanged; and nothing is lost: without
+// backslashes in the input, unescaping gives the input back.
+func TestSafeTextProperty(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		b := rapid.SliceOf(rapid.Byte().Filter(func(c byte) bool { return c != '\\' })).Draw(t, "bytes")
+		got := SafeText(b)
+		if !utf8.ValidString(got) || strings.ContainsRune(got, 0) {
+			t.Fatalf("SafeText(%q) = %q: not UTF-8 or with a NUL", b, got)
+		}
+		if utf8.Valid(b) && !bytes.ContainsRune(b, 0) && got != string(b) {
+			t.Fatalf("SafeText changed valid text %q to %q", b, got)
+		}
+		if unescape(got) != string(b) {
+			t.Fatalf("SafeText(%q) = %q loses bytes", b, got)
+		}
+	})
+}
+
+// TestCutTextProperty: CutText never returns more than max bytes, never
+// splits a character of valid text, and keeps the longest such prefix.
+func TestCutTextProperty(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		s := rapid.String().Draw(t, "text")
+		n := rapid.IntRange(0, len(s)+4).Draw(t, "max")
+		got := CutText(s, n)
+		if len(got) > n || !strings.HasPrefix(s, got) || !utf8.ValidString(got) {
+			t.Fatalf("CutText(%q, %d) = %q", s, n, got)
+		}
+		if len(got) < len(s) {
+			if next := s[len(got):]; utf8.ValidString(next) && len(got)+utf8.RuneLen([]rune(next)[0]) <= n {
+				t.Fatalf("CutText(%q, %d) = %q: the next character fits", s, n, got)
 			}
 		}
 	})

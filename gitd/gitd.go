@@ -46,6 +46,24 @@ type Config struct {
 	HookSocket string
 	// Logger receives the server's logs. Nil means slog.Default().
 	Logger *slog.Logger
+
+	// HandshakeTimeout closes a connection that has not completed its SSH
+	// handshake, authentication included, in this time. Zero means
+	// DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+	// IdleTimeout closes a connection with no traffic for this long. A
+	// session's client is asked for a sign of life every IdleTimeout/4, so
+	// a live client is never idle; a vanished one is found. Zero means
+	// DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// MaxSessionTime closes any connection this long after it opened; it
+	// must outlast a push that follows its build to the end. Zero means
+	// DefaultMaxSessionTime.
+	MaxSessionTime time.Duration
+	// MaxConnsPerIP and MaxConns bound the open connections from one client
+	// address and in all; more are closed at once. Zero means
+	// DefaultMaxConnsPerIP and DefaultMaxConns.
+	MaxConnsPerIP, MaxConns int
 }
 
 // Authorizer maps an SSH key to a user.
@@ -88,6 +106,7 @@ type Server struct {
 	reg      HookRegistrar
 	log      *slog.Logger
 	repos    repoStore
+	conns    *connLimiter
 	ssh      *ssh.Server
 	ln       listen.Slot // from Listen to Shutdown
 }
@@ -129,7 +148,13 @@ func New(cfg Config, auth Authorizer, projects Projects, reg HookRegistrar) (*Se
 	if err != nil {
 		return nil, fmt.Errorf("new gitd: %w", err)
 	}
+	cfg.HandshakeTimeout = orDefault(cfg.HandshakeTimeout, DefaultHandshakeTimeout)
+	cfg.IdleTimeout = orDefault(cfg.IdleTimeout, DefaultIdleTimeout)
+	cfg.MaxSessionTime = orDefault(cfg.MaxSessionTime, DefaultMaxSessionTime)
+	cfg.MaxConnsPerIP = orDefault(cfg.MaxConnsPerIP, DefaultMaxConnsPerIP)
+	cfg.MaxConns = orDefault(cfg.MaxConns, DefaultMaxConns)
 	s := &Server{
+		conns:    newConnLimiter(cfg.MaxConns, cfg.MaxConnsPerIP),
 		cfg:      cfg,
 		auth:     auth,
 		projects: projects,
@@ -144,6 +169,9 @@ func New(cfg Config, auth Authorizer, projects Projects, reg HookRegistrar) (*Se
 		// A subsystem request (sftp, ...) gets the same clear refusal as
 		// any other command instead of a bare "request failed".
 		SubsystemHandlers: map[string]ssh.SubsystemHandler{"default": s.refuseSubsystem},
+		ConnCallback:      s.acceptConn,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxTimeout:        cfg.MaxSessionTime,
 		ConnectionFailedCallback: func(conn net.Conn, err error) {
 			s.log.Debug("ssh handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
 		},
@@ -221,4 +249,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = nil
 	}
 	return err
+}
+
+// orDefault is v, or def when v is zero.
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
 }

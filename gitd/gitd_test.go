@@ -78,6 +78,12 @@ type testEnv struct {
 // host key, repos dir and hook command, on a free port.
 func newTestEnv(t *testing.T, recv hooks.Receiver) *testEnv {
 	t.Helper()
+	return newTestEnvWith(t, recv, func(*Config) {})
+}
+
+// newTestEnvWith is newTestEnv with the server's Config changed by tweak.
+func newTestEnvWith(t *testing.T, recv hooks.Receiver, tweak func(*Config)) *testEnv {
+	t.Helper()
 	for _, tool := range []string{"ssh", "ssh-keygen"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("these tests need %s: %v", tool, err)
@@ -91,14 +97,16 @@ func newTestEnv(t *testing.T, recv hooks.Receiver) *testEnv {
 	e.devID = e.authorize("dev", e.pubKey(e.userKey))
 	e.otherID = e.authorize("other", e.pubKey(e.otherKey))
 
-	srv, err := New(Config{
+	cfg := Config{
 		Addr:        "127.0.0.1:0",
 		HostKeyPath: filepath.Join(e.dir, "keys", "host_ed25519"),
 		ReposDir:    e.reposDir,
 		HookCommand: e.hookCommand(),
 		HookSocket:  e.hookSock,
 		Logger:      testLogger(t),
-	}, e.auth, e.svc, e.hooks)
+	}
+	tweak(&cfg)
+	srv, err := New(cfg, e.auth, e.svc, e.hooks)
 	if err != nil {
 		t.Fatal(err)
 	}

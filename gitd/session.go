@@ -63,6 +63,7 @@ func (s *Server) handleSession(sess ssh.Session) {
 	var perms *gossh.Permissions
 	if conn, ok := ctx.Value(ssh.ContextKeyConn).(*gossh.ServerConn); ok {
 		perms = conn.Permissions
+		go keepAlive(ctx, conn, s.cfg.IdleTimeout/4)
 	}
 	fp, err := verifiedFingerprint(perms, sess.PublicKey())
 	if err != nil {

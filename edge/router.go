@@ -85,6 +85,9 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (rt *router) route(w http.ResponseWriter, r *http.Request) {
+	// The edge's own headers mean something only when the edge set them:
+	// whatever a client sends under their names is dropped at the door.
+	r.Header.Del(internalPrefixHeader)
 	h := rt.scheme.Parse(r.Host)
 	switch h.Kind {
 	case hosts.Base:

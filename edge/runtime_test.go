@@ -669,7 +669,8 @@ setTimeout(() => {
 }
 
 // TestClientForwardingHeadersAreNotTrusted: an app sees the edge's own
-// X-Forwarded-For, never a client's X-Real-IP or X-Forwarded-Prefix.
+// X-Forwarded-For, never a client's X-Real-IP or X-Forwarded-Prefix, not
+// even with the edge's internal header that marks its own prefix.
 func TestClientForwardingHeadersAreNotTrusted(t *testing.T) {
 	t.Parallel()
 	e, hs := newAppEdge(t, &logSink{})
@@ -682,6 +683,13 @@ func TestClientForwardingHeadersAreNotTrusted(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	if string(body) != `[null,null,"127.0.0.1"]` {
 		t.Fatalf("the app saw %s", body)
+	}
+	resp = send(t, hs.Client(), hs.URL+"/", "hdr.localhost", map[string]string{
+		"X-Forwarded-Prefix": "/evil", internalPrefixHeader: "1",
+	})
+	body, _ = io.ReadAll(resp.Body)
+	if string(body) != `[null,null,"127.0.0.1"]` {
+		t.Fatalf("with the internal header the app saw %s", body)
 	}
 }
 

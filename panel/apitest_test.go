@@ -469,3 +469,22 @@ func (e *testEnv) signIn(next, ready string) []chromedp.Action[chromedp.Void] {
 		chromedp.WaitVisible(chromedp.CSS(ready)),
 	}
 }
+
+// TestLargeCookiesAreAccepted: a request with 6 KB of cookies (which any app
+// under the base domain may set) reaches the panel's pages and API instead of
+// a 431, up to the header size the edge itself accepts.
+func TestLargeCookiesAreAccepted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false, nil)
+	cookie := "app_state=" + strings.Repeat("x", 6000)
+	for _, path := range []string{"/login", "/api/projects"} {
+		code, _, _ := e.request("GET", path, e.token, nil, "Cookie", cookie)
+		if code == http.StatusRequestHeaderFieldsTooLarge || code >= 500 {
+			t.Errorf("GET %s with a 6 KB cookie = %d", path, code)
+		}
+	}
+	huge := "app_state=" + strings.Repeat("x", 100<<10)
+	if code, _, _ := e.request("GET", "/login", "", nil, "Cookie", huge); code != http.StatusRequestHeaderFieldsTooLarge && code != http.StatusBadRequest {
+		t.Errorf("GET /login with 100 KB of headers = %d, want a refusal", code)
+	}
+}

@@ -92,9 +92,13 @@ func New(cfg Config, store *schema.Store, svc *deploy.Service, auth *creds.Authe
 		DisableStartupMessage: true,
 		AppName:               "minivercel",
 		BodyLimit:             1 << 20,
-		ReadTimeout:           30 * time.Second,
-		IdleTimeout:           120 * time.Second,
-		ErrorHandler:          s.errorHandler,
+		// Headers as large as the edge takes (its MaxHeaderBytes, 64 KiB):
+		// cookies that apps under the base domain set reach the panel too,
+		// and fasthttp's default 4 KiB answered 431 to every page.
+		ReadBufferSize: 64<<10 + 4<<10,
+		ReadTimeout:    30 * time.Second,
+		IdleTimeout:    120 * time.Second,
+		ErrorHandler:   s.errorHandler,
 		// The edge in front sets X-Forwarded-For; the panel trusts it from
 		// loopback only.
 		ProxyHeader: fiber.HeaderXForwardedFor,

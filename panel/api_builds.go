@@ -106,6 +106,13 @@ func (s *Server) apiGetBuild(c *fiber.Ctx) error {
 	return c.JSON(s.toBuildJSON(b, b.ID == active, prod))
 }
 
+// defaultLogPage and maxLogPage bound one answer of the build log API: a
+// log is read in pages, ?after=<last seq>&limit=N, until a page is empty.
+const (
+	defaultLogPage = 1000
+	maxLogPage     = 10000
+)
+
 func (s *Server) apiBuildLogs(c *fiber.Ctx) error {
 	b, err := s.buildParam(c)
 	if err != nil {
@@ -117,7 +124,13 @@ func (s *Server) apiBuildLogs(c *fiber.Ctx) error {
 			return deploy.Invalid("after", "%s", "after must be a line number (seq) of at least 0")
 		}
 	}
-	lines, err := s.store.LogLines(c.UserContext(), b.ID, after)
+	limit := defaultLogPage
+	if v := c.Query("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > maxLogPage {
+			return deploy.Invalid("limit", "limit must be a number of lines from 1 to %d", maxLogPage)
+		}
+	}
+	lines, err := s.store.LogPage(c.UserContext(), b.ID, after, limit)
 	return listJSON(c, lines, err, func(l schema.LogLine) logLineJSON { return logLineJSON{Seq: l.Seq, Line: l.Line} })
 }
 

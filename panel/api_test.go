@@ -310,7 +310,14 @@ func TestAPIBuildsAndDeployments(t *testing.T) {
 		if len(rest) != len(lines)-2 || rest[0].Seq != 3 {
 			t.Fatalf("after=2: %+v", rest)
 		}
+		var page []logLineJSON
+		e.call("GET", "/api/builds/"+id(first)+"/logs?after=1&limit=2", nil, http.StatusOK, &page)
+		if len(page) != 2 || page[0].Seq != 2 || page[1].Seq != 3 {
+			t.Fatalf("after=1&limit=2: %+v", page)
+		}
 		e.expectError("GET", "/api/builds/"+id(first)+"/logs?after=x", nil, http.StatusBadRequest, "after")
+		e.expectError("GET", "/api/builds/"+id(first)+"/logs?limit=0", nil, http.StatusBadRequest, "limit")
+		e.expectError("GET", "/api/builds/"+id(first)+"/logs?limit=10001", nil, http.StatusBadRequest, "limit")
 		e.expectError("GET", "/api/builds/999999/logs", nil, http.StatusNotFound, "")
 	})
 	t.Run("cancel", func(t *testing.T) {

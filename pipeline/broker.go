@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -44,13 +45,61 @@ type liveLog struct {
 	redact  *secret.Redactor // masks the project's secret values; nil masks nothing
 	lines   []string         // lines[i] has seq i+1
 	stored  int              // how many lines are in the database
-	subs    map[chan Event]struct{}
+	subs    map[chan Event]*follower
 	flushMu sync.Mutex
 }
 
-// followerBuffer bounds what a slow follower may fall behind by before it is cut
-// off; a slow follower never slows the build.
-const followerBuffer = 4096
+// follower is one live follower's state while its buffer is full: how many
+// lines it missed, and the last of them, which it still gets.
+type follower struct {
+	skipped int
+	tail    []Event // the last followerTail events missed, in order
+}
+
+// followerBuffer bounds what a slow follower may fall behind by; past it,
+// lines are skipped for that follower and it keeps following: a slow
+// follower never slows the build. When there is room again, or at the end,
+// it gets a line saying how many lines it missed and then the last
+// followerTail of them, so the end of a build (its error, its URLs) always
+// reaches it, then Done. followerReserve slots are kept for that.
+const (
+	followerBuffer  = 4096
+	followerTail    = 32
+	followerReserve = followerTail + 2
+)
+
+// offer sends ev to a live follower's channel, or keeps it as missed when
+// the channel is full. It is called with the broker's lock held: the only
+// sender.
+func offer(ch chan Event, f *follower, ev Event) {
+	free := cap(ch) - len(ch) - followerReserve
+	if f.skipped > 0 && free >= len(f.tail)+2 {
+		catchUp(ch, f)
+		free = cap(ch) - len(ch) - followerReserve
+	}
+	if f.skipped > 0 || free < 1 {
+		f.skipped++
+		if len(f.tail) == followerTail {
+			f.tail = append(f.tail[:0], f.tail[1:]...)
+		}
+		f.tail = append(f.tail, ev)
+		return
+	}
+	ch <- ev
+}
+
+// catchUp sends a follower the notice of what it missed and the last lines
+// of it. There is room: offer checks it, and Finish uses the reserve.
+func catchUp(ch chan Event, f *follower) {
+	if n := f.skipped - len(f.tail); n > 0 {
+		ch <- Event{BuildID: f.tail[0].BuildID, Seq: f.tail[0].Seq - 1, Line: fmt.Sprintf(
+			"[%d lines skipped here: this terminal read more slowly than the build wrote; the whole log is stored (minivercel deploy list, the panel)]", n)}
+	}
+	for _, ev := range f.tail {
+		ch <- ev
+	}
+	f.skipped, f.tail = 0, f.tail[:0]
+}
 
 // flushEvery is how often a running build's new lines are written to PostgreSQL.
 const flushEvery = 200 * time.Millisecond
@@ -71,7 +120,7 @@ func (b *Broker) Begin(buildID int64) { b.BeginRedacted(buildID, nil) }
 func (b *Broker) BeginRedacted(buildID int64, r *secret.Redactor) {
 	b.mu.Lock()
 	if _, ok := b.builds[buildID]; !ok {
-		b.builds[buildID] = &liveLog{subs: map[chan Event]struct{}{}, redact: r}
+		b.builds[buildID] = &liveLog{subs: map[chan Event]*follower{}, redact: r}
 	}
 	close(b.begun)
 	b.begun = make(chan struct{})
@@ -133,15 +182,8 @@ func (b *Broker) Publish(buildID int64, line string) {
 	line = l.redact.String(line)
 	l.lines = append(l.lines, line)
 	ev := Event{BuildID: buildID, Seq: len(l.lines), Line: line}
-	for ch := range l.subs {
-		select {
-		case ch <- ev:
-		default:
-			// The follower fell too far behind: close its stream; it can
-			// re-read the stored log. The build never waits for it.
-			delete(l.subs, ch)
-			close(ch)
-		}
+	for ch, f := range l.subs {
+		offer(ch, f, ev)
 	}
 }
 
@@ -165,11 +207,12 @@ func (b *Broker) Finish(buildID int64, status schema.BuildStatus) {
 	// between their two looks is finished now, and they should see it at once.
 	close(b.begun)
 	b.begun = make(chan struct{})
-	for ch := range l.subs {
-		select {
-		case ch <- Event{BuildID: buildID, Status: status, Done: true}:
-		default:
+	for ch, f := range l.subs {
+		// The slots offer keeps free: the end and Done always arrive.
+		if f.skipped > 0 {
+			catchUp(ch, f)
 		}
+		ch <- Event{BuildID: buildID, Status: status, Done: true}
 		close(ch)
 	}
 	b.mu.Unlock()
@@ -177,8 +220,10 @@ func (b *Broker) Finish(buildID int64, status schema.BuildStatus) {
 
 // Follow returns every line of the build's log so far, then each new line as it
 // is published, then a Done event with the final status; the channel closes after
-// Done, when ctx ends, or when the follower fell too far behind (then the last
-// event is not Done). Lines arrive in order, each exactly once.
+// Done or when ctx ends. Lines arrive in order, each at most once; a follower
+// that reads more slowly than the build writes misses lines and gets, in
+// their place, one line saying how many (with the seq of the last one it
+// missed), and follows on to Done.
 func (b *Broker) Follow(ctx context.Context, buildID int64) (<-chan Event, error) {
 	out := make(chan Event, 64)
 	b.mu.Lock()
@@ -188,7 +233,7 @@ func (b *Broker) Follow(ctx context.Context, buildID int64) (<-chan Event, error
 	if live {
 		snapshot = append([]string(nil), l.lines...)
 		ch = make(chan Event, followerBuffer)
-		l.subs[ch] = struct{}{}
+		l.subs[ch] = &follower{}
 	}
 	b.mu.Unlock()
 
@@ -257,7 +302,7 @@ func (b *Broker) followStored(ctx context.Context, buildID int64, out chan Event
 		var rest []string
 		if live {
 			ch = make(chan Event, followerBuffer)
-			l.subs[ch] = struct{}{}
+			l.subs[ch] = &follower{}
 			if seq < len(l.lines) {
 				rest = append(rest, l.lines[seq:]...)
 			}

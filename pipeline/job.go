@@ -62,6 +62,11 @@ type Config struct {
 	Env EnvSource
 	// Logger receives the queue's own events. Zero: slog.Default().
 	Logger *slog.Logger
+	// MaxLogLines and MaxLogBytes bound the command output one build's log
+	// keeps; past them lines are counted, and the last ones shown when the
+	// command ends (see logBudget). Zero: DefaultMaxLogLines and
+	// DefaultMaxLogBytes.
+	MaxLogLines, MaxLogBytes int
 }
 
 // EnvSource gives a build its project's environment variables, decrypted.
@@ -293,7 +298,7 @@ func (q *Queue) run(ctx context.Context, buildID int64, before string) error {
 	redact := secret.NewRedactor(values)
 	q.broker.BeginRedacted(b.ID, redact)
 	started := time.Now()
-	out := &buildLog{broker: q.broker, buildID: b.ID, redact: redact}
+	out := &buildLog{broker: q.broker, buildID: b.ID, redact: redact, budget: newLogBudget(q.cfg.MaxLogLines, q.cfg.MaxLogBytes)}
 	status, reason := schema.BuildFailed, ""
 	if envErr != nil {
 		q.log.Error("read environment variables", "build", b.ID, "err", envErr)
@@ -510,6 +515,7 @@ type buildLog struct {
 	broker  *Broker
 	buildID int64
 	redact  *secret.Redactor
+	budget  *logBudget // bounds the commands' output, not the platform's lines
 }
 
 func (l *buildLog) line(s string)    { l.broker.Publish(l.buildID, s) }
@@ -522,11 +528,16 @@ func (l *buildLog) detail(s string)  { l.line("       " + s) }
 // Secret values are masked in the byte stream, before it is cut into lines, so
 // a value split across lines or writes is masked too.
 func (l *buildLog) run(ctx context.Context, sb Sandbox, dir string, argv, env []string) error {
-	lines := proc.NewLineWriter(maxLineBytes, l.detail)
+	lines := proc.NewLineWriter(maxLineBytes, func(s string) {
+		if l.budget.keep(s) {
+			l.detail(s)
+		}
+	})
 	w := secret.NewWriter(l.redact, lines)
 	err := sb.Run(ctx, dir, argv, env, w)
 	w.Flush()
 	lines.Flush()
+	l.budget.endOfOutput(l.detail)
 	return err
 }
 

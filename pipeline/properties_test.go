@@ -408,3 +408,30 @@ func TestFailedBuildIsReportedAndLeavesProductionAlone(t *testing.T) {
 		}
 	})
 }
+
+// TestHugeBuildOutputIsBounded: a build printing 200,000 lines, a NUL and
+// bytes that are not UTF-8 keeps its first lines up to the budget, a count
+// of the rest and their last lines (the error), stores every byte of what it
+// keeps, and records its result.
+func TestHugeBuildOutputIsBounded(t *testing.T) {
+	t.Parallel()
+	e := newBuildEnv(t, 0)
+	e.cfg.MaxLogLines = 500
+	p := e.project(t, "loud", `printf 'nul\000here \377\n'; seq 1 200000; echo the-very-end >&2; exit 7`, "out")
+	b, log := e.build(t, p, "main", map[string]string{"README": "x"})
+	if b.Status != schema.BuildFailed || !strings.Contains(b.Error, "exited with code 7") {
+		t.Fatalf("build %s %q, want failed with code 7", b.Status, b.Error)
+	}
+	if len(log) > 500+tailLines+50 {
+		t.Errorf("stored %d lines, want about the budget of 500 and the tail", len(log))
+	}
+	text := strings.Join(log, "\n")
+	for _, want := range []string{`nul\x00here \xff`, "lines of output left out", "200000", "the-very-end", "error: build failed"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("stored log lacks %q", want)
+		}
+	}
+	if strings.Contains(text, "\n       100000\n") {
+		t.Error("a line from the middle of the output was kept")
+	}
+}

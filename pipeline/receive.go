@@ -131,7 +131,8 @@ func (q *Queue) follow(ctx context.Context, b schema.Build, w *pushWriter) (sche
 	if ctx.Err() != nil {
 		return "", false
 	}
-	// The stream was cut because this pusher read too slowly; the build goes on.
+	// The stream ended without the result (the broker lost track of the
+	// build); the build goes on.
 	w.printf("error: log stream interrupted; build #%d continues on the server", b.ID)
 	return schema.BuildFailed, true
 }

@@ -31,6 +31,13 @@ func (s *Store) LogLines(ctx context.Context, buildID int64, afterSeq int) ([]Lo
 		WHERE build_id = $1 AND seq > $2 ORDER BY seq`, buildID, afterSeq)
 }
 
+// LogPage returns at most limit lines of a build's log after afterSeq, in
+// order: one page of a log read in pages.
+func (s *Store) LogPage(ctx context.Context, buildID int64, afterSeq, limit int) ([]LogLine, error) {
+	return many[LogLine](ctx, s.db, `SELECT build_id, seq, line, created_at FROM build_log_lines
+		WHERE build_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, buildID, afterSeq, limit)
+}
+
 // --- runtime logs ---
 
 // RuntimeLogLine is one line a deployment's process printed; Seq counts from 1

@@ -31,6 +31,8 @@ type serveFlags struct {
 	sshAddr     string
 	httpAddr    string
 	concurrency int
+	logLines    int
+	logBytes    int
 	publicPort  int
 	httpsAddr   string
 	acmeEmail   string
@@ -46,6 +48,8 @@ func serve(ctx context.Context, stop context.CancelFunc, args []string, stderr i
 	fs.StringVar(&f.sshAddr, "ssh-addr", ":2222", "address of the git SSH server")
 	fs.StringVar(&f.httpAddr, "http-addr", ":8080", "address of the edge (sites and /healthz)")
 	fs.IntVar(&f.concurrency, "build-concurrency", 1, "how many builds run at once")
+	fs.IntVar(&f.logLines, "build-log-lines", pipeline.DefaultMaxLogLines, "lines of command output one build's log keeps; past them lines are counted and the last 100 shown")
+	fs.IntVar(&f.logBytes, "build-log-bytes", pipeline.DefaultMaxLogBytes, "bytes of command output one build's log keeps")
 	fs.IntVar(&f.publicPort, "public-port", 0, "port shown in site URLs (default: the port of --http-addr, or of --https-addr with TLS; 80 and 443 are omitted)")
 	fs.StringVar(&f.httpsAddr, "https-addr", "", "address of the HTTPS edge (e.g. :443); empty: plain HTTP only")
 	fs.StringVar(&f.acmeEmail, "acme-email", "", "contact email for the ACME account (certificate expiry notices)")
@@ -59,6 +63,9 @@ func serve(ctx context.Context, stop context.CancelFunc, args []string, stderr i
 	}
 	if f.concurrency < 1 {
 		return usageError{"--build-concurrency must be at least 1"}
+	}
+	if f.logLines < 1 || f.logBytes < 1 {
+		return usageError{"--build-log-lines and --build-log-bytes must be at least 1"}
 	}
 	log, err := f.logger(stderr)
 	if err != nil {
@@ -185,7 +192,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	activator := deploy.NewActivator(edgeSrv, db.store, vars, log)
 	queue, err := pipeline.NewQueue(pipeline.Config{
 		ReposDir: dirs.repos, WorkDir: dirs.work, CacheDir: dirs.cache, ArtifactsDir: dirs.artifacts, DeploymentsDir: dirs.deployments,
-		Concurrency: f.concurrency, URL: urlFor, BaseDomain: f.baseDomain, Env: vars, Logger: log,
+		Concurrency: f.concurrency, MaxLogLines: f.logLines, MaxLogBytes: f.logBytes, URL: urlFor, BaseDomain: f.baseDomain, Env: vars, Logger: log,
 	}, db.store, broker, activator, sandbox, true)
 	if err != nil {
 		return err

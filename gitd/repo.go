@@ -80,7 +80,30 @@ func (s repoStore) ensureRepo(name string) (string, error) {
 	if err := writeHook(dir, hookScript(s.hookCommand)); err != nil {
 		return "", err
 	}
+	if err := s.keepReflog(dir); err != nil {
+		return "", err
+	}
 	return dir, nil
+}
+
+// reflogSetting makes git record every move of every ref, in bare
+// repositories too (where it is off by default): a force-push, or a failed
+// build's branch put back, then loses no history from the server's copy,
+// and `git reflog` shows where a branch was.
+const reflogSetting = "logallrefupdates = always"
+
+// keepReflog turns the reflog on in a repository, also in one made before
+// the setting existed.
+func (s repoStore) keepReflog(dir string) error {
+	if cfg, err := os.ReadFile(filepath.Join(dir, "config")); err == nil && bytes.Contains(bytes.ToLower(cfg), []byte(reflogSetting)) {
+		return nil
+	}
+	cmd := exec.Command(s.git, "--git-dir", dir, "config", "core.logAllRefUpdates", "always")
+	cmd.Env = gitEnv(s.dir, "")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("turn on the reflog of %s: %w: %s", dir, err, bytes.TrimSpace(out))
+	}
+	return nil
 }
 
 func (s repoStore) initRepo(dir string) error {
@@ -96,6 +119,9 @@ func (s repoStore) initRepo(dir string) error {
 		return fmt.Errorf("git init %s: %w: %s", dir, err, bytes.TrimSpace(out.Bytes()))
 	}
 	if err := writeHook(tmp, hookScript(s.hookCommand)); err != nil {
+		return err
+	}
+	if err := s.keepReflog(tmp); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, dir); err != nil {

@@ -2,6 +2,8 @@ package gitd
 
 import (
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -25,5 +27,44 @@ func TestShellQuote(t *testing.T) {
 				t.Fatalf("sh saw %q, want %q", out, s)
 			}
 		})
+	}
+}
+
+// TestForcePushKeepsHistoryInTheReflog: a force-push that drops a commit
+// leaves it reachable from the server's reflog, in a repository made
+// before the reflog was turned on too.
+func TestForcePushKeepsHistoryInTheReflog(t *testing.T) {
+	t.Parallel()
+	calls := make(chan pushCall, 4)
+	e := newTestEnv(t, announcesBuilds(calls))
+	work, first := e.workTree("hist", page("<h1>one</h1>\n"))
+	if out, err := e.git(e.userKey, work, "push", e.url("hist.git"), "main"); err != nil {
+		t.Fatalf("git push: %v\n%s", err, out)
+	}
+	<-calls
+	// As if made by an older server: no reflog setting.
+	bare := filepath.Join(e.reposDir, "hist.git")
+	if out, err := exec.Command("git", "--git-dir", bare, "config", "--unset", "core.logAllRefUpdates").CombinedOutput(); err != nil {
+		t.Fatalf("unset: %v %s", err, out)
+	}
+	e.mustGit(work, "commit", "-q", "--amend", "-m", "rewritten")
+	if out, err := e.git(e.userKey, work, "push", "-f", e.url("hist.git"), "main"); err != nil {
+		t.Fatalf("git push -f: %v\n%s", err, out)
+	}
+	<-calls
+	if e.bareRef("hist", "main") == first {
+		t.Fatal("the force-push did not move main")
+	}
+	e.mustGit(work, "commit", "-q", "--amend", "-m", "rewritten again")
+	if out, err := e.git(e.userKey, work, "push", "-f", e.url("hist.git"), "main"); err != nil {
+		t.Fatalf("git push -f: %v\n%s", err, out)
+	}
+	<-calls
+	out, err := exec.Command("git", "--git-dir", bare, "log", "-g", "--format=%H", "refs/heads/main").CombinedOutput()
+	if err != nil {
+		t.Fatalf("git log -g: %v %s", err, out)
+	}
+	if lines := strings.Fields(string(out)); len(lines) < 2 {
+		t.Fatalf("reflog of main after a force-push: %q, want the replaced commit kept", out)
 	}
 }

@@ -204,7 +204,7 @@ func (q *Queue) DeleteProject(ctx context.Context, project schema.Project) error
 		filepath.Join(q.cfg.ArtifactsDir, project.Name),
 	}
 	if q.cfg.CacheDir != "" {
-		paths = append(paths, filepath.Join(q.cfg.CacheDir, project.Name))
+		paths = append(paths, filepath.Dir(q.cacheHome(project.ID)))
 	}
 	if q.cfg.DeploymentsDir != "" {
 		for _, b := range builds {

@@ -44,7 +44,7 @@ type Config struct {
 	// ArtifactsDir holds every build's artifact, <ArtifactsDir>/<project>/<build id>.tar.gz.
 	ArtifactsDir string
 	// CacheDir keeps each project's build HOME between builds
-	// (<CacheDir>/<project>/home): the package managers' download caches
+	// (<CacheDir>/<project id>/home): the package managers' download caches
 	// (~/.npm, ~/.cache/yarn, the pnpm store) make the next install fast.
 	// Zero: every build starts with an empty HOME.
 	CacheDir string
@@ -364,7 +364,7 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 			if err := os.MkdirAll(src, 0o755); err != nil {
 				return err
 			}
-			if q.restoreCache(project.Name, home) {
+			if q.restoreCache(project.ID, home) {
 				out.detail("Restored the dependency cache of earlier builds")
 			} else if err := os.MkdirAll(home, 0o755); err != nil {
 				return err
@@ -437,7 +437,7 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 	// The HOME is kept after a failure too: package managers verify what
 	// they take from their caches, and a fix pushed after a failed build
 	// should not have to download everything again.
-	q.saveCache(project.Name, home)
+	q.saveCache(ctx, project.ID, home)
 	if err == nil {
 		return schema.BuildSucceeded, ""
 	}
@@ -448,35 +448,44 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 	return schema.BuildFailed, reasonFor(failed, err)
 }
 
-// cacheHome is where a project's build HOME waits between builds.
-func (q *Queue) cacheHome(project string) string {
-	return filepath.Join(q.cfg.CacheDir, project, "home")
+// cacheHome is where a project's build HOME waits between builds. It is
+// named by the project's id, never reused, not by its name: a project
+// deleted during a build and made again under the same name starts with
+// nothing of the old one's.
+func (q *Queue) cacheHome(projectID int64) string {
+	return filepath.Join(q.cfg.CacheDir, strconv.FormatInt(projectID, 10), "home")
 }
 
 // restoreCache moves the project's saved HOME into the workspace (a rename: no
 // copying) and reports whether there was one. Each project has its own, so a
 // build can only ever poison its own project's cache; two builds of one
 // project at once: the first takes it, the second starts empty.
-func (q *Queue) restoreCache(project, home string) bool {
+func (q *Queue) restoreCache(projectID int64, home string) bool {
 	if q.cfg.CacheDir == "" {
 		return false
 	}
-	return os.Rename(q.cacheHome(project), home) == nil
+	return os.Rename(q.cacheHome(projectID), home) == nil
 }
 
-// saveCache keeps a build's HOME for the next build of the project.
-func (q *Queue) saveCache(project, home string) {
+// saveCache keeps a build's HOME for the next build of the project, unless
+// the project was deleted meanwhile.
+func (q *Queue) saveCache(ctx context.Context, projectID int64, home string) {
 	if q.cfg.CacheDir == "" {
 		return
 	}
-	dst := q.cacheHome(project)
+	dst := q.cacheHome(projectID)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-		q.log.Warn("save dependency cache", "project", project, "err", err)
+		q.log.Warn("save dependency cache", "project", projectID, "err", err)
 		return
 	}
 	_ = os.RemoveAll(dst)
 	if err := os.Rename(home, dst); err != nil {
-		q.log.Warn("save dependency cache", "project", project, "err", err)
+		q.log.Warn("save dependency cache", "project", projectID, "err", err)
+	}
+	// Deleted during the build: DeleteProject removed the cache before
+	// this saved it, so it goes now.
+	if _, err := q.store.ProjectByID(context.WithoutCancel(ctx), projectID); errors.Is(err, schema.ErrNotFound) {
+		_ = os.RemoveAll(filepath.Dir(dst))
 	}
 }
 

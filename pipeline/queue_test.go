@@ -299,6 +299,31 @@ fs.mkdirSync('dist', {recursive: true}); fs.writeFileSync('dist/index.html', 'x'
 	if log := build(false); !strings.Contains(log, "cache count 1") {
 		t.Fatalf("another project saw the cache:\n%s", log)
 	}
+	// A project deleted during a build, and made again under its name,
+	// starts afresh: the build that ends after the deletion saves its HOME
+	// (as the worker does), which then goes.
+	if err := q.DeleteProject(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	late := filepath.Join(t.TempDir(), "home")
+	if err := os.MkdirAll(late, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(late, ".fake-cache"), []byte("41"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	q.saveCache(context.Background(), p.ID, late)
+	if _, err := os.Stat(filepath.Dir(q.cacheHome(p.ID))); !os.IsNotExist(err) {
+		t.Errorf("the deleted project's cache was kept: %v", err)
+	}
+	owner := *p.OwnerID
+	p, _, err := q.store.EnsureProject(context.Background(), "other", owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if log := build(false); !strings.Contains(log, "cache count 1") {
+		t.Fatalf("a new project of a deleted one's name got its cache:\n%s", log)
+	}
 }
 
 // TestAnyCommitMessageCanBeBuilt: a commit whose subject the 200-byte cut

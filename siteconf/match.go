@@ -180,12 +180,12 @@ func (s *Site) Route(p, rawQuery string, exists func(string) bool) Action {
 	}
 	if s.cleanURLs {
 		if loc, ok := cleanRedirect(p, s.slash > 0); ok {
-			return Action{Kind: Redirect, Status: 308, Location: withQuery(loc, rawQuery)}
+			return Action{Kind: Redirect, Status: 308, Location: withQuery(escapePath(loc), rawQuery)}
 		}
 	}
 	if s.slash != 0 {
 		if loc, ok := slashRedirect(p, s.slash > 0); ok {
-			return Action{Kind: Redirect, Status: 308, Location: withQuery(loc, rawQuery)}
+			return Action{Kind: Redirect, Status: 308, Location: withQuery(escapePath(loc), rawQuery)}
 		}
 	}
 	i, vals, ok := s.first(p)

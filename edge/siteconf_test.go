@@ -1,7 +1,9 @@
 package edge
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -237,5 +239,40 @@ func TestSiteConfCorruptFails(t *testing.T) {
 	files[siteConfFile] = `{"version": 1, "rules": [{"origin": "_redirects:1", "syntax": "netlify", "source": "/a", "destination": "/b", "status": 999}]}`
 	if _, err := NewStatic(writeTree(t, files), false); err == nil || !strings.Contains(err.Error(), "_redirects:1: status 999") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestSiteConfServerApp: a real Node app's build with routing rules gets
+// them in front of it: the redirect never reaches the app, the rewrite
+// reaches it with the new path, and headers are set on its responses.
+func TestSiteConfServerApp(t *testing.T) {
+	t.Parallel()
+	e, hs := newAppEdge(t, &logSink{})
+	files := map[string]string{
+		"server.js": fmt.Sprintf(serverJS, "v1"),
+		siteConfFile: compiledSiteJSON(t, `{
+  "redirects": [{"source": "/old", "destination": "/", "permanent": false}],
+  "rewrites": [{"source": "/broken", "destination": "/fail"}],
+  "headers": [{"source": "/:path*", "headers": [{"key": "X-Site", "value": "rules"}]}]
+}`, "", ""),
+	}
+	site := e.site("rules-app", 1, files)
+	site.Start, site.DeploymentID, site.Health = "node server.js", 1, patientHealth
+	if err := e.srv.Activate(context.Background(), site, nil); err != nil {
+		t.Fatal(err)
+	}
+	noFollow := hs.Client()
+	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp := send(t, noFollow, hs.URL+"/old", "rules-app.localhost", nil)
+	if resp.StatusCode != 307 || resp.Header.Get("Location") != "/" || resp.Header.Get("X-Site") != "rules" {
+		t.Errorf("GET /old = %d %v", resp.StatusCode, resp.Header)
+	}
+	resp = send(t, noFollow, hs.URL+"/broken", "rules-app.localhost", nil)
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 500 || string(body) != "no" || resp.Header.Get("X-Site") != "rules" {
+		t.Errorf("GET /broken = %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	if code, body, _ := httpGet(t, hs, "rules-app.localhost", "/"); code != 200 || body != "v1" {
+		t.Errorf("GET / = %d %q", code, body)
 	}
 }

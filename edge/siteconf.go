@@ -181,6 +181,13 @@ func (w *siteWriter) WriteHeader(code int) {
 		w.wrote = true
 		h := w.ResponseWriter.Header()
 		for _, x := range w.headers {
+			if x.Name == "Content-Security-Policy" {
+				// Added, never replacing: browsers enforce every policy, so
+				// a site can tighten the sandbox the path form of previews
+				// puts it in (it shares the panel's origin), never lift it.
+				h.Add(x.Name, x.Value)
+				continue
+			}
 			h.Set(x.Name, x.Value)
 		}
 		if w.status != 0 && code == http.StatusOK {

@@ -276,3 +276,33 @@ func TestSiteConfServerApp(t *testing.T) {
 		t.Errorf("GET / = %d %q", code, body)
 	}
 }
+
+// TestSiteConfCannotLiftPreviewSandbox is the regression test for header
+// rules on the path form of previews, which shares the panel's origin: a
+// site's Content-Security-Policy is added to the sandbox, never replaces it,
+// and a site's cookies are still dropped there.
+func TestSiteConfCannotLiftPreviewSandbox(t *testing.T) {
+	t.Parallel()
+	e := newPreviewEdge(t, RuntimeConfig{}, nil)
+	st := e.site("evil", 1, map[string]string{
+		"index.html": "<script>fetch('/api/projects')</script>",
+		siteConfFile: compiledSiteJSON(t, "", "", "/*\n  Content-Security-Policy: default-src *\n  Set-Cookie: session=planted; Path=/\n"),
+	})
+	e.lookup.add(st, "a")
+	resp, _, err := e.do(context.Background(), "localhost", "/preview/1/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	csp := resp.Header.Values("Content-Security-Policy")
+	if len(csp) != 2 || !strings.HasPrefix(csp[0], "sandbox") || csp[1] != "default-src *" {
+		t.Errorf("Content-Security-Policy %q, want the sandbox and the site's own", csp)
+	}
+	if c := resp.Header.Values("Set-Cookie"); len(c) != 0 {
+		t.Errorf("the path form set cookies %q on the panel's origin", c)
+	}
+	// On its own host the site's headers apply as written.
+	resp, _, _ = e.do(context.Background(), buildHost(st), "/")
+	if csp := resp.Header.Values("Content-Security-Policy"); len(csp) != 1 || csp[0] != "default-src *" {
+		t.Errorf("build host CSP %q", csp)
+	}
+}

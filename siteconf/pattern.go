@@ -282,10 +282,12 @@ type template struct {
 	hasQuery bool
 }
 
-// piece is literal text (param < 0) or a parameter's value.
+// piece is literal text (param < 0) or a parameter's value, written after
+// prefix when the value is not empty (vercel's optional /:path*).
 type piece struct {
-	text  string
-	param int
+	text   string
+	param  int
+	prefix string
 }
 
 // compileTemplate compiles dst against the source's parameter names. In
@@ -356,11 +358,20 @@ func pieces(syn Syntax, s string, names []string, dst string) ([]piece, error) {
 				i = j
 				continue
 			}
+			pfx := ""
 			if syn == SyntaxVercel && j < len(s) && strings.IndexByte("*+?", s[j]) >= 0 && (j+1 == len(s) || s[j+1] == '/') {
+				// An optional parameter takes the "/" before it along:
+				// /docs/:path* with no path is /docs.
+				if s[j] != '+' && strings.HasSuffix(lit.String(), "/") {
+					text := lit.String()
+					lit.Reset()
+					lit.WriteString(text[:len(text)-1])
+					pfx = "/"
+				}
 				j++
 			}
 			out = appendLit(out, &lit)
-			out = append(out, piece{param: idx})
+			out = append(out, piece{param: idx, prefix: pfx})
 			i = j
 			continue
 		}
@@ -406,8 +417,8 @@ func expand(b *strings.Builder, ps []piece, vals []string, esc func(string) stri
 	for _, p := range ps {
 		if p.param < 0 {
 			b.WriteString(p.text)
-		} else if p.param < len(vals) {
-			b.WriteString(esc(vals[p.param]))
+		} else if p.param < len(vals) && vals[p.param] != "" {
+			b.WriteString(p.prefix + esc(vals[p.param]))
 		}
 	}
 }

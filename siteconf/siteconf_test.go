@@ -89,7 +89,7 @@ func TestRoute(t *testing.T) {
 		{"/blog/hello", "", "301 /posts/hello"},
 		{"/blog/hello/", "", "pass"}, // vercel patterns are strict
 		{"/blog/a b", "", "301 /posts/a%20b"},
-		{"/docs", "", "308 https://docs.example.com/"},
+		{"/docs", "", "308 https://docs.example.com"},
 		{"/docs/a/b", "x=1", "308 https://docs.example.com/a/b?x=1"},
 		{"/n/42", "", "308 /number/42"},
 		{"/n/abc", "", "pass"},

@@ -87,6 +87,14 @@ func compileRule(r Rule) (compiledRule, error) {
 	if cr.dst.external && !r.IsRedirect() {
 		return cr, fmt.Errorf("rewrite to %q: rewrites go to paths of this site only", r.Destination)
 	}
+	if !r.IsRedirect() {
+		// A rewrite's target is a decoded path, like the request's.
+		for i, p := range cr.dst.path {
+			if p.param < 0 {
+				cr.dst.path[i].text = decoded(p.text)
+			}
+		}
+	}
 	if r.Syntax == SyntaxVercel && !r.IsRedirect() {
 		cr.addParams = true
 		for _, ps := range [][]piece{cr.dst.path, cr.dst.query} {

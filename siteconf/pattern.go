@@ -2,6 +2,7 @@ package siteconf
 
 import (
 	"fmt"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -129,7 +130,7 @@ func compileVercel(src string) (*pattern, error) {
 			if i < len(src) && strings.IndexByte("?*+", src[i]) >= 0 {
 				mod, i = src[i:i+1], i+1
 			}
-			text := lit.String()
+			text := decoded(lit.String())
 			lit.Reset()
 			pfx := ""
 			if n := len(text); n > 0 && (text[n-1] == '/' || text[n-1] == '.') {
@@ -162,7 +163,7 @@ func compileVercel(src string) (*pattern, error) {
 			i++
 		}
 	}
-	text := lit.String()
+	text := decoded(lit.String())
 	if first {
 		pt.literal, pt.isLit = text, true
 		return pt, nil
@@ -203,7 +204,7 @@ func compileNetlify(src string) (*pattern, error) {
 	pt := &pattern{loose: true}
 	body := trimSlash(src)
 	if !strings.ContainsAny(body, ":*") {
-		pt.literal, pt.isLit = body, true
+		pt.literal, pt.isLit = decoded(body), true
 		return pt, nil
 	}
 	var re strings.Builder
@@ -228,14 +229,15 @@ func compileNetlify(src string) (*pattern, error) {
 				i++
 				continue
 			}
-			mark(lit.String())
-			re.WriteString(regexp.QuoteMeta(lit.String()))
+			text := decoded(lit.String())
+			mark(text)
+			re.WriteString(regexp.QuoteMeta(text))
 			lit.Reset()
 			re.WriteString("(?P<p" + strconv.Itoa(len(pt.names)) + ">[^/]+)")
 			pt.names = append(pt.names, body[i+1:j])
 			i = j
 		case c == '*':
-			text := lit.String()
+			text := decoded(lit.String())
 			lit.Reset()
 			g := "(?P<p" + strconv.Itoa(len(pt.names)) + ">.*)"
 			if i == len(body)-1 && strings.HasSuffix(text, "/") {
@@ -251,8 +253,21 @@ func compileNetlify(src string) (*pattern, error) {
 			i++
 		}
 	}
-	re.WriteString(regexp.QuoteMeta(lit.String()) + "/?$")
+	re.WriteString(regexp.QuoteMeta(decoded(lit.String())) + "/?$")
 	return finish(pt, src, re.String())
+}
+
+// decoded is the literal text of a pattern as the decoded request path
+// has it: sources are written URL-encoded ("/c%C3%A9line"), while
+// matching is on the decoded path.
+func decoded(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	if u, err := url.PathUnescape(s); err == nil {
+		return u
+	}
+	return s
 }
 
 func finish(pt *pattern, src, expr string) (*pattern, error) {

@@ -78,6 +78,8 @@ func TestRoute(t *testing.T) {
 /forced        /target.html         200!
 /exists2       /elsewhere           301
 /gone/*        /404.html            404
+/authors/c%C3%A9line  /authors/about-c%C3%A9line
+/caf%C3%A9     /menu%20du%20jour.html  200
 `
 	s := site(t, vercel, redirects, "")
 	files := map[string]bool{"/exists": true, "/exists2": true, "/forced": true}
@@ -110,6 +112,8 @@ func TestRoute(t *testing.T) {
 		{"/exists2", "", "pass"},
 		{"/gone/here", "", "rewrite /404.html 404"},
 		{"/nothing/here", "", "pass"},
+		{"/authors/céline", "", "301 /authors/about-c%C3%A9line"},
+		{"/café", "", "rewrite /menu du jour.html"},
 		{"//evil.example/x.html", "", "308 /evil.example/x"},
 	} {
 		got := describe(s.Route(tc.path, tc.query, exists))

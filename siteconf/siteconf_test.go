@@ -127,6 +127,28 @@ func TestRoute(t *testing.T) {
 	}
 }
 
+// TestLookahead: the SPA fallback vercel.json files write most, which
+// leaves /api/ to the functions.
+func TestLookahead(t *testing.T) {
+	s := site(t, `{"rewrites": [
+		{"source": "/v/:rest((?=[0-9]).*)", "destination": "/version.html"},
+		{"source": "/((?!api/|_next/).*)", "destination": "/index.html"}
+	]}`, "", "")
+	for path, want := range map[string]string{
+		"/":            "rewrite /index.html",
+		"/settings/me": "rewrite /index.html",
+		"/api/hello":   "pass",
+		"/_next/x.js":  "pass",
+		"/apix":        "rewrite /index.html",
+		"/v/2/notes":   "rewrite /version.html?rest=2%2Fnotes",
+		"/v/latest":    "rewrite /index.html",
+	} {
+		if got := describe(s.Route(path, "", nil)); got != want {
+			t.Errorf("%s: got %q, want %q", path, got, want)
+		}
+	}
+}
+
 func TestTrailingSlash(t *testing.T) {
 	on := site(t, `{"trailingSlash": true}`, "", "")
 	off := site(t, `{"trailingSlash": false}`, "", "")
@@ -201,7 +223,9 @@ func TestParseErrors(t *testing.T) {
 		{"both", "vercel.json", `{"redirects": [{"source": "/a", "destination": "/b", "statusCode": 301, "permanent": true}]}`, "cannot have both permanent and statusCode"},
 		{"bad regex", "vercel.json", "{\"rewrites\": [\n\n    {\"source\": \"/a/(x[)\", \"destination\": \"/b\"}]}", "vercel.json:3:5: rewrites[0]: source \"/a/(x[)\": the group at column 4 is not closed"},
 		{"regex syntax", "vercel.json", `{"rewrites": [{"source": "/a/(x+++)", "destination": "/b"}]}`, "is not a valid pattern: error parsing regexp"},
-		{"lookahead", "vercel.json", `{"rewrites": [{"source": "/((?!api/).*)", "destination": "/index.html"}]}`, "lookahead and lookbehind are not supported"},
+		{"lookbehind", "vercel.json", `{"rewrites": [{"source": "/(.*(?<!\\.js))", "destination": "/index.html"}]}`, "lookahead and lookbehind are not supported"},
+		{"lookahead inside", "vercel.json", `{"rewrites": [{"source": "/(a(?!b).*)", "destination": "/index.html"}]}`, "lookahead and lookbehind are not supported"},
+		{"lookahead alone", "vercel.json", `{"rewrites": [{"source": "/((?!api))", "destination": "/index.html"}]}`, "a lookahead is supported only at the start of a group"},
 		{"unknown param", "vercel.json", `{"redirects": [{"source": "/a/:x", "destination": "/b/:y"}]}`, "uses :y, which the source does not have"},
 		{"bare star", "vercel.json", `{"redirects": [{"source": "/a/*", "destination": "/b"}]}`, "must follow a :param"},
 		{"relative destination", "vercel.json", `{"rewrites": [{"source": "/a", "destination": "b.html"}]}`, "must be a path starting with /"},

@@ -204,6 +204,10 @@ func (r *appRuntime) start(ctx context.Context, site Site, progress func(string)
 	if err != nil {
 		return nil, err
 	}
+	conf, err := loadSiteConfDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrAppStart, err)
+	}
 	rc := r.cfg
 	uid, gid := rc.UID, rc.GID
 	if rc.DropPrivileges {
@@ -254,7 +258,7 @@ func (r *appRuntime) start(ctx context.Context, site Site, progress func(string)
 	a.serving.Store(true)
 	say(fmt.Sprintf("healthy after %s", time.Since(began).Round(time.Millisecond)))
 	go a.supervise(site.Health)
-	return newBackend(a, r.log), nil
+	return withSiteConf(newBackend(a, r.log), conf), nil
 }
 
 // close stops supervisors from restarting apps; the apps themselves are

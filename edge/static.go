@@ -75,6 +75,9 @@ func (b *memBudget) reserve(n int64) bool {
 type Static struct {
 	root *os.Root
 	spa  bool
+	// handler applies the build's routing rules, then serveFiles
+	// (siteconf.go).
+	handler http.Handler
 
 	budget   *memBudget
 	mu       sync.Mutex // guards reserved and released
@@ -101,7 +104,12 @@ func newStatic(dir string, spa bool, budget *memBudget) (*Static, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open site root: %w", err)
 	}
-	return &Static{root: root, spa: spa, budget: budget}, nil
+	s := &Static{root: root, spa: spa, budget: budget}
+	if s.handler, err = s.siteHandler(); err != nil {
+		root.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 // reserve takes n bytes of cache budget for this site, refusing once the site
@@ -209,10 +217,16 @@ func (s *Static) fill(m *fileMeta, size int64) error {
 	return nil
 }
 
-// ServeHTTP answers GET and HEAD from the root: /dir/ serves dir/index.html,
+// ServeHTTP serves the site: its routing rules (vercel.json, _redirects,
+// _headers), then its files.
+func (s *Static) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.handler.ServeHTTP(w, r)
+}
+
+// serveFiles answers GET and HEAD from the root: /dir/ serves dir/index.html,
 // /dir redirects to /dir/, /about falls back to about.html, then the SPA
 // fallback or the 404 page applies.
-func (s *Static) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (s *Static) serveFiles(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		h["Allow"] = hdrAllow

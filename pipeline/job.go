@@ -404,6 +404,9 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 			return ResolveOutput(src, &plan)
 		}},
 		{schema.StageArtifact, func(ctx context.Context) error {
+			if err := writeSiteConfig(ws, plan.OutputDir, out.line); err != nil {
+				return err
+			}
 			out.heading("Packing " + plan.OutputDir)
 			if err := os.MkdirAll(filepath.Dir(artifact), 0o700); err != nil {
 				return err

@@ -28,7 +28,7 @@ test: vet
 	$(GO) test -race -count=1 -timeout 25m ./...
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 3s -timeout 20m ./edge ./pipeline ./panel ./e2e
+	$(GO) test -run '^$$' -bench . -benchtime 3s -timeout 20m ./edge ./pipeline ./panel ./siteconf ./e2e
 
 clean:
 	rm -rf bin

@@ -43,15 +43,29 @@ type ClusterConfig struct {
 }
 
 // Cluster is a running private PostgreSQL server owned by this process.
+// When this process started the postmaster, the cluster supervises it: a
+// postmaster that dies (killed, crashed) is started again, with a backoff,
+// until Stop.
 type Cluster struct {
-	cfg     ClusterConfig
-	cred    *syscall.Credential
-	cmd     *exec.Cmd
-	done    chan struct{}
-	waitErr error
-	log     *slog.Logger
-	once    sync.Once
+	cfg  ClusterConfig
+	cred *syscall.Credential
+	log  *slog.Logger
+	once sync.Once
+	quit chan struct{} // closed by Stop: no more restarts
+
+	mu       sync.Mutex
+	cmd      *exec.Cmd     // the current postmaster; nil when attached to another's
+	done     chan struct{} // closed when cmd exits
+	waitErr  error         // cmd's exit, once done is closed
+	stopping bool
 }
+
+// restartBackoff bounds the wait between restarts of a postmaster that
+// keeps dying.
+const (
+	restartMin = 500 * time.Millisecond
+	restartMax = 30 * time.Second
+)
 
 // clusterUser is the system user the cluster runs as when the server runs as root:
 // PostgreSQL refuses to run as root, and the build user must never own the data.
@@ -95,7 +109,7 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 			cfg.SocketDir = filepath.Join(os.TempDir(), "minivercel-pg-"+hex.EncodeToString(sum[:6]))
 		}
 	}
-	c := &Cluster{cfg: cfg, done: make(chan struct{}), log: cfg.Logger.With("component", "postgres")}
+	c := &Cluster{cfg: cfg, quit: make(chan struct{}), log: cfg.Logger.With("component", "postgres")}
 	uid, gid, err := c.owner()
 	if err != nil {
 		return nil, err
@@ -128,7 +142,58 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 		_ = c.Stop()
 		return nil, err
 	}
+	go c.supervise()
 	return c, nil
+}
+
+// supervise starts the postmaster again whenever it exits without Stop
+// asking it to: the server's connections then come back by themselves, and
+// /healthz says what happened meanwhile.
+func (c *Cluster) supervise() {
+	backoff := restartMin
+	for {
+		c.mu.Lock()
+		done := c.done
+		c.mu.Unlock()
+		select {
+		case <-done:
+		case <-c.quit:
+			return
+		}
+		c.mu.Lock()
+		if c.stopping {
+			c.mu.Unlock()
+			return
+		}
+		c.log.Error("postgres exited; starting it again", "err", c.waitErr, "in", backoff)
+		c.mu.Unlock()
+		select {
+		case <-time.After(backoff):
+		case <-c.quit:
+			return
+		}
+		backoff = min(2*backoff, restartMax)
+		c.mu.Lock()
+		if c.stopping {
+			c.mu.Unlock()
+			return
+		}
+		err := c.start()
+		c.mu.Unlock()
+		if err != nil {
+			c.log.Error("start postgres again", "err", err)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err = c.waitReady(ctx)
+		cancel()
+		if err != nil {
+			c.log.Error("postgres started again but is not ready", "err", err)
+			continue
+		}
+		c.log.Info("postgres is back")
+		backoff = restartMin
+	}
 }
 
 // DSN returns the connection string of the server's database in this cluster.
@@ -147,22 +212,36 @@ func (c *Cluster) CreateDatabase(ctx context.Context, name string) error {
 // Stop shuts the cluster down with a fast shutdown (SIGINT) and waits for it; after
 // 30 seconds it falls back to an immediate shutdown (SIGQUIT).
 func (c *Cluster) Stop() error {
-	var err error
 	c.once.Do(func() {
-		if c.cmd == nil || c.cmd.Process == nil {
+		c.mu.Lock()
+		c.stopping = true
+		close(c.quit)
+		cmd, done := c.cmd, c.done
+		c.mu.Unlock()
+		if cmd == nil || cmd.Process == nil {
 			return
 		}
-		_ = c.cmd.Process.Signal(syscall.SIGINT)
+		_ = cmd.Process.Signal(syscall.SIGINT)
 		select {
-		case <-c.done:
+		case <-done:
 		case <-time.After(30 * time.Second):
-			_ = c.cmd.Process.Signal(syscall.SIGQUIT)
-			<-c.done
+			_ = cmd.Process.Signal(syscall.SIGQUIT)
+			<-done
 		}
 		c.log.Info("postgres stopped")
-		err = nil
 	})
-	return err
+	return nil
+}
+
+// PID is the process id of the postmaster this cluster runs, 0 when it is
+// attached to another process's cluster.
+func (c *Cluster) PID() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cmd == nil || c.cmd.Process == nil {
+		return 0
+	}
+	return c.cmd.Process.Pid
 }
 
 func (c *Cluster) dataDir() string { return filepath.Join(c.cfg.Dir, "data") }
@@ -317,6 +396,8 @@ func (c *Cluster) initdb(ctx context.Context) error {
 	return nil
 }
 
+// start starts a postmaster; the caller holds mu, or is StartCluster
+// before anyone else can see c.
 func (c *Cluster) start() error {
 	args := []string{"-D", c.dataDir(), "-k", c.cfg.SocketDir, "-p", strconv.Itoa(c.cfg.Port),
 		"-c", "listen_addresses=", "-c", "unix_socket_permissions=0700", "-c", "max_connections=100"}
@@ -335,11 +416,15 @@ func (c *Cluster) start() error {
 		logf.Close()
 		return fmt.Errorf("%w: %v", ErrClusterStart, err)
 	}
-	c.cmd = cmd
+	done := make(chan struct{})
+	c.cmd, c.done = cmd, done
 	go func() {
-		c.waitErr = cmd.Wait()
+		err := cmd.Wait()
 		logf.Close()
-		close(c.done)
+		c.mu.Lock()
+		c.waitErr = err
+		c.mu.Unlock()
+		close(done)
 	}()
 	return nil
 }
@@ -357,7 +442,10 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 		select {
 		case <-c.doneOrNever():
 			log, _ := os.ReadFile(filepath.Join(c.cfg.Dir, "postgres.log"))
-			return fmt.Errorf("%w: postgres exited: %v: %s", ErrClusterStart, c.waitErr, tail(log, 2000))
+			c.mu.Lock()
+			exit := c.waitErr
+			c.mu.Unlock()
+			return fmt.Errorf("%w: postgres exited: %v: %s", ErrClusterStart, exit, tail(log, 2000))
 		case <-ctx.Done():
 			return fmt.Errorf("%w: %v", ErrClusterStart, err)
 		case <-time.After(20 * time.Millisecond):
@@ -368,6 +456,8 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 // doneOrNever is the exit of the postmaster we started; an attached cluster
 // (not ours) never reports one.
 func (c *Cluster) doneOrNever() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.cmd == nil {
 		return nil
 	}

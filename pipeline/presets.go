@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -86,13 +87,28 @@ func (pr project) firstFile(names ...string) string {
 // configMatches reports whether one of the config files matches re. It is a
 // text match, not an evaluation, like the Next standalone check: Settings
 // fix what it gets wrong.
+// Comment lines are skipped: templates ship options commented out.
 func (pr project) configMatches(re *regexp.Regexp, files ...string) bool {
 	for _, name := range files {
-		if data, err := pr.root.ReadFile(name); err == nil && re.Match(data) {
+		if data, err := pr.root.ReadFile(name); err == nil && re.Match(uncommented(data)) {
 			return true
 		}
 	}
 	return false
+}
+
+// uncommented drops the lines of a JavaScript config that are comments
+// only (//, /* and * lines).
+func uncommented(data []byte) []byte {
+	var out []byte
+	for line := range bytes.Lines(data) {
+		t := bytes.TrimSpace(line)
+		if bytes.HasPrefix(t, []byte("//")) || bytes.HasPrefix(t, []byte("/*")) || bytes.HasPrefix(t, []byte("*")) {
+			continue
+		}
+		out = append(out, line...)
+	}
+	return out
 }
 
 // build is the build step of a preset: the build script when there is one
@@ -151,9 +167,11 @@ var (
 // writes them.
 var (
 	// adapterOutRe finds adapter-node's out option; its default is build.
-	adapterOutRe = regexp.MustCompile(`\bout\s*:\s*['"]([^'"\s]+)['"]`)
+	// The directory goes into the start command: only plain path
+	// characters are taken.
+	adapterOutRe = regexp.MustCompile(`\bout\s*:\s*['"]([A-Za-z0-9._/-]+)['"]`)
 	// adapterPagesRe finds adapter-static's pages option; default build.
-	adapterPagesRe = regexp.MustCompile(`\bpages\s*:\s*['"]([^'"\s]+)['"]`)
+	adapterPagesRe = regexp.MustCompile(`\bpages\s*:\s*['"]([A-Za-z0-9._/-]+)['"]`)
 	// astroMiddlewareRe finds @astrojs/node's mode: 'middleware', whose
 	// entry exports a handler for the user's own server instead of
 	// listening.
@@ -163,7 +181,7 @@ var (
 	// rrViteRe finds React Router's Vite plugin in a vite config.
 	rrViteRe = regexp.MustCompile(`@react-router/dev/vite`)
 	// generateRe finds a build script that prerenders a Nuxt site.
-	generateRe = regexp.MustCompile(`\bnuxi?\s+generate\b`)
+	generateRe = regexp.MustCompile(`\bnux[ti]\s+generate\b`)
 )
 
 // configOption returns the first group re finds in the first config file
@@ -174,8 +192,10 @@ func (pr project) configOption(re *regexp.Regexp, def string, files ...string) s
 		if err != nil {
 			continue
 		}
-		if m := re.FindSubmatch(data); m != nil && checkRelPath(string(m[1])) == nil {
-			return strings.TrimSuffix(string(m[1]), "/")
+		if m := re.FindSubmatch(uncommented(data)); m != nil {
+			if v := path.Clean(string(m[1])); checkRelPath(v) == nil {
+				return v
+			}
 		}
 	}
 	return def
@@ -188,7 +208,7 @@ func serverApp(pr project, p *Plan, start, entry string) {
 	p.Kind, p.OutputDir, p.OutputCandidates = KindNode, ".", []string{"."}
 	if s := pr.pkg.serverStart(); s != "" {
 		p.Start = s
-		p.Reason += ", start script in package.json"
+		p.Reason += ", start script"
 		return
 	}
 	p.Start, p.Entry = start, entry

@@ -336,7 +336,7 @@ func TestDetectPresets(t *testing.T) {
 			files: map[string]string{"package.json": sprintf(svelteKitPkg, "@sveltejs/adapter-auto"),
 				"svelte.config.js": sprintf(svelteConfig, "@sveltejs/adapter-auto", "")},
 			settings: Settings{StartCommand: "node my-server.js"},
-			want: withNPM(Plan{Kind: KindNode, Start: "node my-server.js", OutputDir: ".", OutputCandidates: []string{"."}}),
+			want:     withNPM(Plan{Kind: KindNode, Start: "node my-server.js", OutputDir: ".", OutputCandidates: []string{"."}}),
 		},
 		{
 			name:     "a forced kind ignores presets",

@@ -59,7 +59,7 @@ func TestSvelteKitNodeApp(t *testing.T) {
 		"svelte.config.js": "import adapter from '@sveltejs/adapter-node';\nexport default { kit: { adapter: adapter() } };\n",
 		"vite.config.js": "import { sveltekit } from '@sveltejs/kit/vite';\nimport { defineConfig } from 'vite';\n" +
 			"export default defineConfig({ plugins: [sveltekit()] });\n",
-		"src/app.html": "<!doctype html>\n<html><head><meta charset=\"utf-8\">%sveltekit.head%</head><body>%sveltekit.body%</body></html>\n",
+		"src/app.html":            "<!doctype html>\n<html><head><meta charset=\"utf-8\">%sveltekit.head%</head><body>%sveltekit.body%</body></html>\n",
 		"src/routes/+page.svelte": "<h1>Hello from SvelteKit on minivercel</h1>\n",
 		"src/routes/api/hello/+server.js": "export function GET() {\n" +
 			"  return new Response(JSON.stringify({ server: 'sveltekit' }), { headers: { 'content-type': 'application/json' } });\n}\n",

@@ -34,6 +34,34 @@ func logBuildTime(t *testing.T, what, out string, start time.Time) {
 	}
 }
 
+// deployFramework pushes files as project what through OpenSSH, checks that
+// the push log shows the detection line detected, and returns the server
+// and the push output.
+func deployFramework(t *testing.T, what, project, detected string, files map[string]string) (*server, string) {
+	t.Helper()
+	needRegistry(t, what)
+	start := time.Now()
+	s := startServer(t)
+	out := s.mustPush(newRepo(t, "main", files), project)
+	if !strings.Contains(out, "Detected: "+detected) {
+		t.Errorf("push output does not say %q:\n%s", "Detected: "+detected, out)
+	}
+	logBuildTime(t, what, out, start)
+	return s, out
+}
+
+// wantHidden fails the test unless each path answers 404 without code in
+// its body: server bundles, source maps and configs are never files anyone
+// can fetch.
+func (s *server) wantHidden(host string, paths ...string) {
+	s.t.Helper()
+	for _, p := range paths {
+		if code, body := s.get(host, p); code != 404 || strings.Contains(body, "sourcesContent") || strings.Contains(body, "import ") {
+			s.t.Errorf("%s%s = %d %q; want the app's 404", host, p, code, body[:min(200, len(body))])
+		}
+	}
+}
+
 // wantStatus fails the test unless host answers path with code and a body
 // containing want.
 func (s *server) wantStatus(host, path string, code int, want string) {
@@ -49,35 +77,25 @@ func (s *server) wantStatus(host, path string, code int, want string) {
 // its server bundle and source maps are not files anyone can fetch.
 func TestSvelteKitNodeApp(t *testing.T) {
 	t.Parallel()
-	needRegistry(t, "SvelteKit")
-	start := time.Now()
-	s := startServer(t)
-	r := newRepo(t, "main", map[string]string{
-		"package.json": `{"name":"skapp","private":true,"type":"module",
+	s, _ := deployFramework(t, "SvelteKit", "skapp",
+		"SvelteKit (@sveltejs/kit and @sveltejs/adapter-node in package.json) → Node server, start: node build",
+		map[string]string{
+			"package.json": `{"name":"skapp","private":true,"type":"module",
   "scripts":{"dev":"vite dev","build":"vite build","preview":"vite preview"},
   "devDependencies":{"@sveltejs/adapter-node":"5.5.7","@sveltejs/kit":"2.70.4","@sveltejs/vite-plugin-svelte":"6.2.4","svelte":"5.57.3","vite":"6.4.6"}}`,
-		"svelte.config.js": "import adapter from '@sveltejs/adapter-node';\nexport default { kit: { adapter: adapter() } };\n",
-		"vite.config.js": "import { sveltekit } from '@sveltejs/kit/vite';\nimport { defineConfig } from 'vite';\n" +
-			"export default defineConfig({ plugins: [sveltekit()] });\n",
-		"src/app.html":            "<!doctype html>\n<html><head><meta charset=\"utf-8\">%sveltekit.head%</head><body>%sveltekit.body%</body></html>\n",
-		"src/routes/+page.svelte": "<h1>Hello from SvelteKit on minivercel</h1>\n",
-		"src/routes/api/hello/+server.js": "export function GET() {\n" +
-			"  return new Response(JSON.stringify({ server: 'sveltekit' }), { headers: { 'content-type': 'application/json' } });\n}\n",
-	})
-	out := s.mustPush(r, "skapp")
-	if want := "Detected: SvelteKit (@sveltejs/kit and @sveltejs/adapter-node in package.json) → Node server, start: node build"; !strings.Contains(out, want) {
-		t.Errorf("push output does not say %q:\n%s", want, out)
-	}
-	logBuildTime(t, "SvelteKit", out, start)
+			"svelte.config.js": "import adapter from '@sveltejs/adapter-node';\nexport default { kit: { adapter: adapter() } };\n",
+			"vite.config.js": "import { sveltekit } from '@sveltejs/kit/vite';\nimport { defineConfig } from 'vite';\n" +
+				"export default defineConfig({ plugins: [sveltekit()] });\n",
+			"src/app.html":            "<!doctype html>\n<html><head><meta charset=\"utf-8\">%sveltekit.head%</head><body>%sveltekit.body%</body></html>\n",
+			"src/routes/+page.svelte": "<h1>Hello from SvelteKit on minivercel</h1>\n",
+			"src/routes/api/hello/+server.js": "export function GET() {\n" +
+				"  return new Response(JSON.stringify({ server: 'sveltekit' }), { headers: { 'content-type': 'application/json' } });\n}\n",
+		})
 	const host = "skapp.localhost"
 	s.wantStatus(host, "/", 200, "Hello from SvelteKit on minivercel")
 	s.wantStatus(host, "/api/hello", 200, `"server":"sveltekit"`)
 	// The regression: these were the server's code, served as files.
-	for _, p := range []string{"/index.js", "/handler.js", "/index.js.map", "/handler.js.map", "/server/chunks/", "/build/index.js", "/svelte.config.js", "/package.json"} {
-		if code, body := s.get(host, p); code != 404 || strings.Contains(body, "sourcesContent") || strings.Contains(body, "import ") {
-			t.Errorf("%s = %d %q; want the app's 404", p, code, body[:min(200, len(body))])
-		}
-	}
+	s.wantHidden(host, "/index.js", "/handler.js", "/index.js.map", "/handler.js.map", "/server/chunks/", "/build/index.js", "/svelte.config.js", "/package.json")
 	s.wantStatus(host, "/nope", 404, "")
 }
 
@@ -85,33 +103,22 @@ func TestSvelteKitNodeApp(t *testing.T) {
 // writes to .output, which is all that is packed.
 func TestNuxtApp(t *testing.T) {
 	t.Parallel()
-	needRegistry(t, "Nuxt")
-	start := time.Now()
-	s := startServer(t)
-	r := newRepo(t, "main", map[string]string{
-		"package.json": `{"name":"nuxtapp","private":true,"type":"module",
+	s, out := deployFramework(t, "Nuxt", "nuxtapp", "Nuxt (nuxt in package.json) → Node server, start: node server/index.mjs",
+		map[string]string{
+			"package.json": `{"name":"nuxtapp","private":true,"type":"module",
   "scripts":{"build":"nuxt build","dev":"nuxt dev","generate":"nuxt generate","preview":"nuxt preview"},
   "dependencies":{"nuxt":"3.21.9"}}`,
-		"nuxt.config.ts":      "export default defineNuxtConfig({ telemetry: false });\n",
-		"pages/index.vue":     "<template><h1>Hello from Nuxt on minivercel</h1></template>\n",
-		"server/api/hello.ts": "export default defineEventHandler(() => ({ server: 'nuxt' }));\n",
-	})
-	out := s.mustPush(r, "nuxtapp")
-	if want := "Detected: Nuxt (nuxt in package.json) → Node server, start: node server/index.mjs"; !strings.Contains(out, want) {
-		t.Errorf("push output does not say %q:\n%s", want, out)
-	}
+			"nuxt.config.ts":      "export default defineNuxtConfig({ telemetry: false });\n",
+			"pages/index.vue":     "<template><h1>Hello from Nuxt on minivercel</h1></template>\n",
+			"server/api/hello.ts": "export default defineEventHandler(() => ({ server: 'nuxt' }));\n",
+		})
 	if !strings.Contains(out, "Packing .output") {
 		t.Errorf("push output does not pack .output alone:\n%s", out)
 	}
-	logBuildTime(t, "Nuxt", out, start)
 	const host = "nuxtapp.localhost"
 	s.wantStatus(host, "/", 200, "Hello from Nuxt on minivercel")
 	s.wantStatus(host, "/api/hello", 200, `"server":"nuxt"`)
-	for _, p := range []string{"/server/index.mjs", "/nitro.json", "/nuxt.config.ts", "/package.json", "/.output/server/index.mjs"} {
-		if code, body := s.get(host, p); code != 404 || strings.Contains(body, "import ") {
-			t.Errorf("%s = %d %q; want the app's 404", p, code, body[:min(200, len(body))])
-		}
-	}
+	s.wantHidden(host, "/server/index.mjs", "/nitro.json", "/nuxt.config.ts", "/package.json", "/.output/server/index.mjs")
 	s.wantStatus(host, "/nope", 404, "")
 }
 
@@ -119,23 +126,16 @@ func TestNuxtApp(t *testing.T) {
 // unknown path answers its own 404 page with status 404, not the home page.
 func TestAstroStaticSite(t *testing.T) {
 	t.Parallel()
-	needRegistry(t, "Astro")
-	start := time.Now()
-	s := startServer(t)
-	r := newRepo(t, "main", map[string]string{
-		"package.json": `{"name":"astrosite","private":true,"type":"module",
+	s, _ := deployFramework(t, "Astro", "astrosite", "Astro (astro in package.json) → npm build (npm), output dist",
+		map[string]string{
+			"package.json": `{"name":"astrosite","private":true,"type":"module",
   "scripts":{"dev":"astro dev","build":"astro build","preview":"astro preview","astro":"astro"},
   "dependencies":{"astro":"5.18.2"}}`,
-		"astro.config.mjs":      "import { defineConfig } from 'astro/config';\nexport default defineConfig({});\n",
-		"src/pages/index.astro": "<html><body><h1>Hello from Astro on minivercel</h1></body></html>\n",
-		"src/pages/about.astro": "<html><body><h1>About this Astro site</h1></body></html>\n",
-		"src/pages/404.astro":   "<html><body><h1>No such Astro page</h1></body></html>\n",
-	})
-	out := s.mustPush(r, "astrosite")
-	if want := "Detected: Astro (astro in package.json) → npm build (npm), output dist"; !strings.Contains(out, want) {
-		t.Errorf("push output does not say %q:\n%s", want, out)
-	}
-	logBuildTime(t, "Astro", out, start)
+			"astro.config.mjs":      "import { defineConfig } from 'astro/config';\nexport default defineConfig({});\n",
+			"src/pages/index.astro": "<html><body><h1>Hello from Astro on minivercel</h1></body></html>\n",
+			"src/pages/about.astro": "<html><body><h1>About this Astro site</h1></body></html>\n",
+			"src/pages/404.astro":   "<html><body><h1>No such Astro page</h1></body></html>\n",
+		})
 	const host = "astrosite.localhost"
 	s.wantStatus(host, "/", 200, "Hello from Astro on minivercel")
 	s.wantStatus(host, "/about/", 200, "About this Astro site")

@@ -55,71 +55,87 @@ func (k Kind) Valid() bool {
 	return ok
 }
 
-// Framework is a kind a project's settings can force, with its name for
-// people.
+// Framework is a value a project's Settings.Framework can take, with its
+// name for people: a kind, which forces how the project is served and
+// turns detection off, or a preset, which plans the project as that
+// framework even when its detection would not match.
 type Framework struct {
+	// Name is the Settings.Framework value: Kind.String() for a kind, the
+	// preset's name (Plan.Preset) for a preset.
+	Name string
+	// Kind is the kind forced; zero for a preset, which chooses it.
 	Kind  Kind
 	Label string
 }
 
-// Frameworks are the kinds a project can force, in the order the panel
-// offers them: the one list every front end shows and validates against.
+// Frameworks are the kinds and presets a project can force, in the order
+// the panel offers them: the one list every front end shows and validates
+// against.
 var Frameworks = []Framework{
-	{KindStatic, "Static site"},
-	{KindNPM, "npm build (single-page app)"},
-	{KindNextJS, "Next.js"},
-	{KindNode, "Node server"},
-	{KindProcfile, "Procfile"},
+	{"static", KindStatic, "Static site"},
+	{"npm", KindNPM, "npm build (single-page app)"},
+	{"nextjs", KindNextJS, "Next.js"},
+	{"node", KindNode, "Node server"},
+	{"procfile", KindProcfile, "Procfile"},
+	{"sveltekit", 0, "SvelteKit"},
+	{"nuxt", 0, "Nuxt"},
+	{"nitro", 0, "Nitro"},
+	{"astro", 0, "Astro"},
+	{"react-router", 0, "React Router (framework mode)"},
+	{"remix", 0, "Remix"},
 }
 
-// ValidFramework reports whether name is a Settings.Framework value: a kind's
-// name or "" (detect).
+// ValidFramework reports whether name is a Settings.Framework value: a
+// kind's or a preset's name, or "" (detect).
 func ValidFramework(name string) bool {
-	_, ok := frameworkKind(name)
+	_, ok := frameworkNamed(name)
 	return ok || name == ""
 }
 
 // ServerFramework reports whether a project forced to name may have a start
-// command: any kind that runs a process, or "" (detect, which turns a project
-// with a start command into a server app).
+// command: any kind that runs a process, any preset (a start command makes
+// it a server app), or "" (detect, which turns a project with a start
+// command into a server app).
 func ServerFramework(name string) bool {
-	k, ok := frameworkKind(name)
-	return name == "" || ok && k != KindStatic && k != KindNPM
+	f, ok := frameworkNamed(name)
+	return name == "" || ok && serverFramework(f)
 }
+
+func serverFramework(f Framework) bool { return f.Kind != KindStatic && f.Kind != KindNPM }
 
 // FrameworkNames lists the framework names for messages: "static, npm, …".
-func FrameworkNames() string { return frameworkNames(func(Kind) bool { return true }) }
+func FrameworkNames() string { return frameworkNames(func(Framework) bool { return true }) }
 
-// ServerFrameworkNames lists the frameworks that run a process.
-func ServerFrameworkNames() string {
-	return frameworkNames(func(k Kind) bool { return k != KindStatic && k != KindNPM })
-}
+// ServerFrameworkNames lists the frameworks that may have a start command.
+func ServerFrameworkNames() string { return frameworkNames(serverFramework) }
 
-func frameworkNames(keep func(Kind) bool) string {
+func frameworkNames(keep func(Framework) bool) string {
 	var names []string
 	for _, f := range Frameworks {
-		if keep(f.Kind) {
-			names = append(names, f.Kind.String())
+		if keep(f) {
+			names = append(names, f.Name)
 		}
 	}
 	return strings.Join(names, ", ")
 }
 
-// frameworkKind finds the kind a framework name forces, in any letter case.
-func frameworkKind(name string) (Kind, bool) {
+// frameworkNamed finds a framework by name, in any letter case.
+func frameworkNamed(name string) (Framework, bool) {
 	for _, f := range Frameworks {
-		if strings.EqualFold(name, f.Kind.String()) {
-			return f.Kind, true
+		if strings.EqualFold(name, f.Name) {
+			return f, true
 		}
 	}
-	return 0, false
+	return Framework{}, false
 }
 
 // Settings are a project's build overrides. The zero value means: detect
 // everything. Every field wins over what Detect would find.
 type Settings struct {
 	// Framework forces the kind by its Kind.String name: "static", "npm",
-	// "nextjs", "node" or "procfile" (any letter case). Empty means detect.
+	// "nextjs", "node" or "procfile", or a preset by its name ("sveltekit",
+	// "nuxt", "nitro", "astro", "react-router", "remix"), in any letter
+	// case; see Frameworks. Empty means detect.
 	Framework string
 	// InstallCommand replaces the detected install step (a static site has
 	// none). It is run as `sh -c InstallCommand`: shell syntax is allowed,
@@ -399,10 +415,14 @@ func Detect(dir string, s Settings) (Plan, error) {
 	defer root.Close()
 
 	var forced Kind
+	var preset *presetRule // forced by the settings
 	if s.Framework != "" {
-		var ok bool
-		if forced, ok = frameworkKind(s.Framework); !ok {
+		f, ok := frameworkNamed(s.Framework)
+		if !ok {
 			return Plan{}, fmt.Errorf("detect: framework %q is not one of %s: %w", s.Framework, FrameworkNames(), ErrInvalidSettings)
+		}
+		if forced = f.Kind; forced == 0 {
+			preset = presetRuleNamed(f.Name)
 		}
 	}
 	if s.OutputDir != "" {
@@ -421,18 +441,18 @@ func Detect(dir string, s Settings) (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
-	// A forced kind ignores the Procfile, so that a broken one cannot
-	// block a build the settings describe completely.
+	// A forced kind or preset ignores the Procfile, so that a broken one
+	// cannot block a build the settings describe completely.
 	var web string
 	var hasProcfile bool
-	if forced == 0 || forced == KindProcfile {
+	if preset == nil && (forced == 0 || forced == KindProcfile) {
 		if web, hasProcfile, err = readProcfile(root); err != nil {
 			return Plan{}, err
 		}
 	}
 
-	if forced == 0 && web == "" && hasPkg && !pkg.hasDependency("next") {
-		if p, ok, err := presetPlan(root, pkg, s); ok {
+	if preset != nil || forced == 0 && web == "" && hasPkg && !pkg.hasDependency("next") {
+		if p, ok, err := presetPlan(root, pkg, s, preset); ok {
 			return p, err
 		}
 	}

@@ -376,9 +376,24 @@ var spaFrameworks = []struct{ dep, preset string }{
 	{"vite", "vite"},
 }
 
-// applyPreset runs the first preset rule that matches. ok is false when
-// none does.
-func applyPreset(pr project, p *Plan) (ok bool, err error) {
+// presetRuleNamed returns the rule of a preset a project's settings can
+// force, nil for any other name.
+func presetRuleNamed(name string) *presetRule {
+	for i := range presetRules {
+		if presetRules[i].name == name {
+			return &presetRules[i]
+		}
+	}
+	return nil
+}
+
+// applyPreset runs forced, or else the first preset rule that matches. ok
+// is false when none does.
+func applyPreset(pr project, p *Plan, forced *presetRule) (ok bool, err error) {
+	if forced != nil {
+		p.Preset, p.Reason = forced.name, "framework "+forced.name+" in the project settings"
+		return true, forced.plan(pr, p)
+	}
 	for _, r := range presetRules {
 		reason, match := r.match(pr)
 		if !match {
@@ -415,13 +430,13 @@ func nameFramework(pr project, p *Plan) {
 	}
 }
 
-// presetPlan plans a project that a preset rule recognises, with the
-// settings applied over the framework's choices. ok is false when no rule
-// matches, or when the settings' start command replaces a framework whose
-// own output could not be served.
-func presetPlan(root *os.Root, pkg packageJSON, s Settings) (p Plan, ok bool, err error) {
+// presetPlan plans a project as the forced preset, or as the one a preset
+// rule recognises, with the settings applied over the framework's choices.
+// ok is false when no rule matches, or when the settings' start command
+// replaces a framework whose own output could not be served.
+func presetPlan(root *os.Root, pkg packageJSON, s Settings, forced *presetRule) (p Plan, ok bool, err error) {
 	installPlan(root, &p, pkg)
-	ok, err = applyPreset(project{root, pkg}, &p)
+	ok, err = applyPreset(project{root, pkg}, &p, forced)
 	switch {
 	case !ok, errors.Is(err, ErrUnservable) && s.StartCommand != "":
 		return Plan{}, false, nil

@@ -345,6 +345,22 @@ func TestDetectPresets(t *testing.T) {
 			want:     withNPM(Plan{Kind: KindNPM, OutputCandidates: npmCandidates}),
 		},
 		{
+			name:     "framework astro forces the preset",
+			files:    map[string]string{"package.json": `{"scripts":{"build":"astro build"}}`, "Procfile": "not a procfile"},
+			settings: Settings{Framework: "Astro"},
+			want: Plan{Kind: KindNPM, PackageManager: "npm", Build: []string{"npm", "run", "build"}, Preset: "astro",
+				Reason: "framework astro in the project settings", SPAHint: SPANo, OutputCandidates: []string{"dist"}},
+			describe: "Astro (framework astro in the project settings) → npm build (npm), output dist; no dependencies, install skipped",
+		},
+		{
+			name:     "framework nuxt without package.json",
+			files:    map[string]string{"nuxt.config.ts": "export default {}"},
+			settings: Settings{Framework: "nuxt"},
+			want: Plan{Kind: KindNode, PackageManager: "npm", Build: []string{"npx", "--no-install", "nuxt", "build"}, Preset: "nuxt",
+				Reason: "framework nuxt in the project settings", Start: "node server/index.mjs", Entry: ".output/server/index.mjs",
+				OutputDir: ".output", OutputCandidates: []string{".output"}},
+		},
+		{
 			name:  "procfile wins over a preset",
 			files: map[string]string{"Procfile": "web: node build", "package.json": sprintf(svelteKitPkg, "@sveltejs/adapter-auto")},
 			want:  withNPM(Plan{Kind: KindProcfile, Start: "node build", OutputDir: ".", OutputCandidates: []string{"."}}),
@@ -530,4 +546,41 @@ func TestSPAProperty(t *testing.T) {
 			rt.Fatalf("files %v: SPA = %v, want %v", chosen, p.SPA, want)
 		}
 	})
+}
+
+// TestFrameworkNames: every value the front ends offer is accepted, kinds
+// keep their names, and every preset has its rule and label.
+func TestFrameworkNames(t *testing.T) {
+	for _, f := range Frameworks {
+		if !ValidFramework(f.Name) || !ValidFramework(strings.ToUpper(f.Name)) {
+			t.Errorf("ValidFramework(%q) = false", f.Name)
+		}
+		if f.Kind != 0 && f.Name != f.Kind.String() {
+			t.Errorf("framework %q forces kind %v: names differ", f.Name, f.Kind)
+		}
+		if f.Kind == 0 && (presetRuleNamed(f.Name) == nil || PresetLabel(f.Name) == f.Name) {
+			t.Errorf("preset %q has no rule or no label", f.Name)
+		}
+		if want := f.Kind != KindStatic && f.Kind != KindNPM; ServerFramework(f.Name) != want {
+			t.Errorf("ServerFramework(%q) = %v, want %v", f.Name, !want, want)
+		}
+	}
+	for _, r := range presetRules {
+		if !ValidFramework(r.name) {
+			t.Errorf("preset %q cannot be chosen in the settings", r.name)
+		}
+	}
+	if ValidFramework("vite") || ValidFramework("rails") || !ValidFramework("") {
+		t.Error("ValidFramework accepts a name it cannot force, or refuses detection")
+	}
+	if got := FrameworkNames(); !strings.HasPrefix(got, "static, npm, nextjs, node, procfile, sveltekit, nuxt") {
+		t.Errorf("FrameworkNames = %q", got)
+	}
+	if got := ServerFrameworkNames(); strings.Contains(got, "static") || strings.Contains(got, "npm,") || !strings.Contains(got, "astro") {
+		t.Errorf("ServerFrameworkNames = %q", got)
+	}
+	_, err := Detect(tree(t, map[string]string{"package.json": `{"devDependencies":{"svelte":"5"}}`}), Settings{Framework: "sveltekit"})
+	if !errors.Is(err, ErrUnservable) || !strings.Contains(err.Error(), "SvelteKit with no adapter") {
+		t.Errorf("framework sveltekit without an adapter: err = %v, want ErrUnservable", err)
+	}
 }

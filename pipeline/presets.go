@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -86,8 +87,8 @@ func (pr project) firstFile(names ...string) string {
 
 // configMatches reports whether one of the config files matches re. It is a
 // text match, not an evaluation, like the Next standalone check: Settings
-// fix what it gets wrong.
-// Comment lines are skipped: templates ship options commented out.
+// fix what it gets wrong. Comment lines are skipped: templates ship options
+// commented out.
 func (pr project) configMatches(re *regexp.Regexp, files ...string) bool {
 	for _, name := range files {
 		if data, err := pr.root.ReadFile(name); err == nil && re.Match(uncommented(data)) {
@@ -111,10 +112,24 @@ func uncommented(data []byte) []byte {
 	return out
 }
 
-// build is the build step of a preset: the build script when there is one
-// (installPlan set it), else the framework's own command through npx
+// depWithPrefix returns the first, in name order, of the packages
+// package.json depends on whose name starts with prefix; "" for none.
+func (pr project) depWithPrefix(prefix string) string {
+	found := ""
+	for _, deps := range []map[string]json.RawMessage{pr.pkg.Dependencies, pr.pkg.DevDependencies} {
+		for name := range deps {
+			if strings.HasPrefix(name, prefix) && (found == "" || name < found) {
+				found = name
+			}
+		}
+	}
+	return found
+}
+
+// defaultBuild is the build step of a preset: the build script when there
+// is one (installPlan set it), else the framework's own command through npx
 // --no-install, which never fetches a tool the project did not install.
-func (pr project) build(p *Plan, tool ...string) {
+func defaultBuild(p *Plan, tool ...string) {
 	if p.Build == nil {
 		p.Build = append([]string{"npx", "--no-install"}, tool...)
 	}
@@ -157,7 +172,6 @@ var presetRules = []presetRule{
 
 var (
 	svelteConfigs = []string{"svelte.config.js", "svelte.config.mjs", "svelte.config.ts", "svelte.config.cjs"}
-	nuxtConfigs   = []string{"nuxt.config.ts", "nuxt.config.js", "nuxt.config.mjs"}
 	astroConfigs  = []string{"astro.config.mjs", "astro.config.ts", "astro.config.js", "astro.config.cjs", "astro.config.mts"}
 	rrConfigs     = []string{"react-router.config.ts", "react-router.config.js", "react-router.config.mjs"}
 	viteConfigs   = []string{"vite.config.ts", "vite.config.js", "vite.config.mjs", "vite.config.mts", "vite.config.cjs"}
@@ -214,6 +228,16 @@ func serverApp(pr project, p *Plan, start, entry string) {
 	p.Start, p.Entry = start, entry
 }
 
+// addDep names a second dependency in the reason: "@sveltejs/kit and
+// @sveltejs/adapter-node in package.json".
+func addDep(p *Plan, dep string) {
+	if r, ok := strings.CutSuffix(p.Reason, " in package.json"); ok {
+		p.Reason = r + " and " + dep + " in package.json"
+		return
+	}
+	p.Reason += ", " + dep + " in package.json"
+}
+
 // staticApp makes p a build whose output directory is served as files.
 func staticApp(p *Plan, spa SPAHint, candidates ...string) {
 	p.Kind, p.SPAHint, p.OutputCandidates = KindNPM, spa, candidates
@@ -224,26 +248,19 @@ func staticApp(p *Plan, spa SPAHint, candidates ...string) {
 // adapters of other hosts build for a platform this is not, and their
 // output must not be published as files.
 func planSvelteKit(pr project, p *Plan) error {
-	pr.build(p, "vite", "build")
+	defaultBuild(p, "vite", "build")
 	switch a := pr.firstDep("@sveltejs/adapter-node", "@sveltejs/adapter-static"); a {
 	case "@sveltejs/adapter-node":
-		p.Reason = "@sveltejs/kit and " + a + " in package.json"
+		addDep(p, a)
 		out := pr.configOption(adapterOutRe, "build", svelteConfigs...)
 		serverApp(pr, p, "node "+out, out+"/index.js")
 	case "@sveltejs/adapter-static":
-		p.Reason = "@sveltejs/kit and " + a + " in package.json"
+		addDep(p, a)
 		staticApp(p, SPAAuto, pr.configOption(adapterPagesRe, "build", svelteConfigs...))
 	default:
-		adapter := "no adapter"
-		for name := range pr.pkg.Dependencies {
-			if strings.HasPrefix(name, "@sveltejs/adapter-") {
-				adapter = name
-			}
-		}
-		for name := range pr.pkg.DevDependencies {
-			if strings.HasPrefix(name, "@sveltejs/adapter-") {
-				adapter = name
-			}
+		adapter := pr.depWithPrefix("@sveltejs/adapter-")
+		if adapter == "" {
+			adapter = "no adapter"
 		}
 		return fmt.Errorf("detect: SvelteKit with %s builds nothing this server can run: "+
 			"install @sveltejs/adapter-node (a Node server) or @sveltejs/adapter-static (static files) "+
@@ -257,7 +274,7 @@ func planSvelteKit(pr project, p *Plan) error {
 // script running `nuxt generate` prerenders a static site to
 // .output/public.
 func planNuxt(pr project, p *Plan) error {
-	pr.build(p, "nuxt", "build")
+	defaultBuild(p, "nuxt", "build")
 	if generateRe.MatchString(pr.pkg.script("build")) {
 		p.Reason += ", build script runs nuxt generate"
 		staticApp(p, SPAAuto, ".output/public")
@@ -269,7 +286,7 @@ func planNuxt(pr project, p *Plan) error {
 
 // planNitro is a plain Nitro server: the same .output as Nuxt's.
 func planNitro(pr project, p *Plan) error {
-	pr.build(p, "nitro", "build")
+	defaultBuild(p, "nitro", "build")
 	nitroServer(pr, p)
 	return nil
 }
@@ -289,12 +306,12 @@ func nitroServer(pr project, p *Plan) {
 // app; with @astrojs/node in standalone mode dist/server/entry.mjs is a
 // server that honours HOST and PORT.
 func planAstro(pr project, p *Plan) error {
-	pr.build(p, "astro", "build")
+	defaultBuild(p, "astro", "build")
 	if pr.firstDep("@astrojs/node") == "" {
 		staticApp(p, SPANo, "dist")
 		return nil
 	}
-	p.Reason = "astro and @astrojs/node in package.json"
+	addDep(p, "@astrojs/node")
 	if pr.pkg.serverStart() == "" && pr.configMatches(astroMiddlewareRe, astroConfigs...) {
 		return fmt.Errorf("detect: @astrojs/node in middleware mode exports a handler for your own server: "+
 			"add a start script that runs it, or use mode: 'standalone': %w", ErrUnservable)
@@ -310,7 +327,7 @@ func matchReactRouter(pr project) (string, bool) {
 		return "@react-router/dev in package.json", true
 	}
 	if f := pr.firstFile(rrConfigs...); f != "" {
-		return f, true
+		return f + " at the root", true
 	}
 	for _, f := range viteConfigs {
 		if pr.configMatches(rrViteRe, f) {
@@ -324,7 +341,7 @@ func matchReactRouter(pr project) (string, bool) {
 // otherwise build/server/index.js is served by react-router-serve or by the
 // project's own start script.
 func planReactRouter(pr project, p *Plan) error {
-	pr.build(p, "react-router", "build")
+	defaultBuild(p, "react-router", "build")
 	if pr.configMatches(ssrFalseRe, rrConfigs...) {
 		p.Reason += ", ssr: false"
 		staticApp(p, SPAAuto, "build/client")
@@ -337,9 +354,9 @@ func planReactRouter(pr project, p *Plan) error {
 // server build.
 func planRemix(pr project, p *Plan) error {
 	if pr.firstFile(viteConfigs...) != "" {
-		pr.build(p, "remix", "vite:build")
+		defaultBuild(p, "remix", "vite:build")
 	} else {
-		pr.build(p, "remix", "build")
+		defaultBuild(p, "remix", "build")
 	}
 	return serveBuild(pr, p, "@remix-run/serve", "remix-serve", "")
 }
@@ -353,7 +370,7 @@ func serveBuild(pr project, p *Plan, pkg, bin, staticHint string) error {
 			"add %s or a start script%s: %w", PresetLabel(p.Preset), pkg, staticHint, ErrUnservable)
 	}
 	if pr.pkg.serverStart() == "" {
-		p.Reason += ", " + pkg
+		addDep(p, pkg)
 	}
 	// The binary path rather than npx, like nextStart.
 	serverApp(pr, p, "node_modules/.bin/"+bin+" ./build/server/index.js", "build/server/index.js")

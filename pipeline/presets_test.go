@@ -271,7 +271,7 @@ func TestDetectPresets(t *testing.T) {
 		{
 			name:  "react-router server without start script",
 			files: map[string]string{"package.json": sprintf(reactRouterPkg, "", `"@react-router/serve": "^7.7.1",`)},
-			want: withNPM(Plan{Kind: KindNode, Preset: "react-router", Reason: "@react-router/dev in package.json, @react-router/serve",
+			want: withNPM(Plan{Kind: KindNode, Preset: "react-router", Reason: "@react-router/dev and @react-router/serve in package.json",
 				Start: "node_modules/.bin/react-router-serve ./build/server/index.js", Entry: "build/server/index.js",
 				OutputDir: ".", OutputCandidates: []string{"."}}),
 		},
@@ -351,6 +351,20 @@ func TestDetectPresets(t *testing.T) {
 			want: Plan{Kind: KindNPM, PackageManager: "npm", Build: []string{"npm", "run", "build"}, Preset: "astro",
 				Reason: "framework astro in the project settings", SPAHint: SPANo, OutputCandidates: []string{"dist"}},
 			describe: "Astro (framework astro in the project settings) → npm build (npm), output dist; no dependencies, install skipped",
+		},
+		{
+			name: "framework sveltekit with adapter-node",
+			files: map[string]string{"package.json": `{"dependencies":{"@sveltejs/adapter-node":"5"}}`,
+				"svelte.config.js": sprintf(svelteConfig, "@sveltejs/adapter-node", "")},
+			settings: Settings{Framework: "sveltekit"},
+			want: withNPM(Plan{Kind: KindNode, Preset: "sveltekit", Reason: "framework sveltekit in the project settings, @sveltejs/adapter-node in package.json",
+				Build: []string{"npx", "--no-install", "vite", "build"}, Start: "node build", Entry: "build/index.js", OutputDir: ".", OutputCandidates: []string{"."}}),
+		},
+		{
+			name:  "react-router found by its config file",
+			files: map[string]string{"package.json": `{"scripts":{"build":"react-router build","start":"node server.js"}}`, "react-router.config.js": "export default {}"},
+			want: Plan{Kind: KindNode, PackageManager: "npm", Build: []string{"npm", "run", "build"}, Preset: "react-router",
+				Reason: "react-router.config.js at the root, start script", Start: "node server.js", OutputDir: ".", OutputCandidates: []string{"."}},
 		},
 		{
 			name:     "framework nuxt without package.json",

@@ -21,7 +21,7 @@ type frameworkChoice struct{ Value, Label string }
 func frameworkChoices() []frameworkChoice {
 	out := []frameworkChoice{{"", "Detect automatically"}}
 	for _, f := range pipeline.Frameworks {
-		out = append(out, frameworkChoice{f.Kind.String(), f.Label})
+		out = append(out, frameworkChoice{f.Name, f.Label})
 	}
 	return out
 }

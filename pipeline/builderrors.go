@@ -29,6 +29,11 @@ var (
 	// as an unknown framework or an output directory outside the project.
 	ErrInvalidSettings = errors.New("invalid build settings")
 
+	// ErrUnservable means a project builds something this server cannot
+	// run, such as a server bundle with no start command: serving it as
+	// files would publish the server's code, so the build fails instead.
+	ErrUnservable = errors.New("build output cannot be served here")
+
 	// ErrNoOutput means the build finished but its output directory is missing.
 	ErrNoOutput = errors.New("build output not found")
 

@@ -55,71 +55,87 @@ func (k Kind) Valid() bool {
 	return ok
 }
 
-// Framework is a kind a project's settings can force, with its name for
-// people.
+// Framework is a value a project's Settings.Framework can take, with its
+// name for people: a kind, which forces how the project is served and
+// turns detection off, or a preset, which plans the project as that
+// framework even when its detection would not match.
 type Framework struct {
+	// Name is the Settings.Framework value: Kind.String() for a kind, the
+	// preset's name (Plan.Preset) for a preset.
+	Name string
+	// Kind is the kind forced; zero for a preset, which chooses it.
 	Kind  Kind
 	Label string
 }
 
-// Frameworks are the kinds a project can force, in the order the panel
-// offers them: the one list every front end shows and validates against.
+// Frameworks are the kinds and presets a project can force, in the order
+// the panel offers them: the one list every front end shows and validates
+// against.
 var Frameworks = []Framework{
-	{KindStatic, "Static site"},
-	{KindNPM, "npm build (single-page app)"},
-	{KindNextJS, "Next.js"},
-	{KindNode, "Node server"},
-	{KindProcfile, "Procfile"},
+	{"static", KindStatic, "Static site"},
+	{"npm", KindNPM, "npm build (single-page app)"},
+	{"nextjs", KindNextJS, "Next.js"},
+	{"node", KindNode, "Node server"},
+	{"procfile", KindProcfile, "Procfile"},
+	{"sveltekit", 0, "SvelteKit"},
+	{"nuxt", 0, "Nuxt"},
+	{"nitro", 0, "Nitro"},
+	{"astro", 0, "Astro"},
+	{"react-router", 0, "React Router (framework mode)"},
+	{"remix", 0, "Remix"},
 }
 
-// ValidFramework reports whether name is a Settings.Framework value: a kind's
-// name or "" (detect).
+// ValidFramework reports whether name is a Settings.Framework value: a
+// kind's or a preset's name, or "" (detect).
 func ValidFramework(name string) bool {
-	_, ok := frameworkKind(name)
+	_, ok := frameworkNamed(name)
 	return ok || name == ""
 }
 
 // ServerFramework reports whether a project forced to name may have a start
-// command: any kind that runs a process, or "" (detect, which turns a project
-// with a start command into a server app).
+// command: any kind that runs a process, any preset (a start command makes
+// it a server app), or "" (detect, which turns a project with a start
+// command into a server app).
 func ServerFramework(name string) bool {
-	k, ok := frameworkKind(name)
-	return name == "" || ok && k != KindStatic && k != KindNPM
+	f, ok := frameworkNamed(name)
+	return name == "" || ok && serverFramework(f)
 }
+
+func serverFramework(f Framework) bool { return f.Kind != KindStatic && f.Kind != KindNPM }
 
 // FrameworkNames lists the framework names for messages: "static, npm, …".
-func FrameworkNames() string { return frameworkNames(func(Kind) bool { return true }) }
+func FrameworkNames() string { return frameworkNames(func(Framework) bool { return true }) }
 
-// ServerFrameworkNames lists the frameworks that run a process.
-func ServerFrameworkNames() string {
-	return frameworkNames(func(k Kind) bool { return k != KindStatic && k != KindNPM })
-}
+// ServerFrameworkNames lists the frameworks that may have a start command.
+func ServerFrameworkNames() string { return frameworkNames(serverFramework) }
 
-func frameworkNames(keep func(Kind) bool) string {
+func frameworkNames(keep func(Framework) bool) string {
 	var names []string
 	for _, f := range Frameworks {
-		if keep(f.Kind) {
-			names = append(names, f.Kind.String())
+		if keep(f) {
+			names = append(names, f.Name)
 		}
 	}
 	return strings.Join(names, ", ")
 }
 
-// frameworkKind finds the kind a framework name forces, in any letter case.
-func frameworkKind(name string) (Kind, bool) {
+// frameworkNamed finds a framework by name, in any letter case.
+func frameworkNamed(name string) (Framework, bool) {
 	for _, f := range Frameworks {
-		if strings.EqualFold(name, f.Kind.String()) {
-			return f.Kind, true
+		if strings.EqualFold(name, f.Name) {
+			return f, true
 		}
 	}
-	return 0, false
+	return Framework{}, false
 }
 
 // Settings are a project's build overrides. The zero value means: detect
 // everything. Every field wins over what Detect would find.
 type Settings struct {
 	// Framework forces the kind by its Kind.String name: "static", "npm",
-	// "nextjs", "node" or "procfile" (any letter case). Empty means detect.
+	// "nextjs", "node" or "procfile", or a preset by its name ("sveltekit",
+	// "nuxt", "nitro", "astro", "react-router", "remix"), in any letter
+	// case; see Frameworks. Empty means detect.
 	Framework string
 	// InstallCommand replaces the detected install step (a static site has
 	// none). It is run as `sh -c InstallCommand`: shell syntax is allowed,
@@ -177,17 +193,43 @@ type Plan struct {
 	// when OutputDir is empty.
 	OutputCandidates []string
 	// SPA reports a single-page app whose unknown paths should be served
-	// index.html: an npm build output with index.html and no 404.html. It
-	// is decided by ResolveOutput.
+	// index.html. ResolveOutput decides it from SPAHint and the output of a
+	// KindNPM build; a multi-page site answers its own 404.html or a
+	// default 404 page instead.
 	SPA bool
+	// SPAHint is what the framework says about SPA before the build: the
+	// zero value SPAAuto lets the output decide.
+	SPAHint SPAHint
+	// Preset names the framework Detect recognised ("sveltekit", "nuxt",
+	// "astro", "vite"…, see PresetLabel), "" for none or for a kind forced
+	// by the settings.
+	Preset string
+	// Reason says why Detect chose the preset, for the push log:
+	// "@sveltejs/kit and @sveltejs/adapter-node in package.json".
+	Reason string
+	// Entry is a file, relative to the project root, that the build must
+	// write for Start to work (a framework's server entry such as
+	// build/index.js); ResolveOutput fails naming it when it is missing.
+	// Empty means no such check.
+	Entry string
 }
 
 // Server reports whether the plan starts a web process: Start is set.
 func (p Plan) Server() bool { return p.Start != "" }
 
 // Describe returns the one line the push log shows for the plan, such as
-// "Next.js app (standalone), start: node server.js" or "static site (public)".
+// "Next.js (next in package.json) → Next.js app (standalone), start: node
+// server.js" or "static site (public)": the preset and its reason first,
+// when Detect recognised a framework.
 func (p Plan) Describe() string {
+	d := p.describeKind()
+	if p.Preset != "" {
+		d = PresetLabel(p.Preset) + " (" + p.Reason + ") → " + d
+	}
+	return d
+}
+
+func (p Plan) describeKind() string {
 	var d string
 	switch p.Kind {
 	case KindStatic:
@@ -198,7 +240,11 @@ func (p Plan) Describe() string {
 			using = "custom command"
 		}
 		out := p.OutputDir
-		if out == "" {
+		switch {
+		case out != "":
+		case len(p.OutputCandidates) == 1:
+			out = p.OutputCandidates[0]
+		default:
 			out = "first of " + strings.Join(p.OutputCandidates, ", ")
 		}
 		d = "npm build (" + using + "), output " + out
@@ -333,17 +379,24 @@ func scriptCommand(script string) string {
 //  1. a Procfile at the root with a web line is KindProcfile, started with
 //     that line's command;
 //  2. a package.json with next in dependencies or devDependencies is
-//     KindNextJS, built with the build script or `next build`, and started
-//     with `node server.js` in .next/standalone when next.config sets
-//     output: 'standalone', else with `next start` in the whole app;
-//  3. a package.json with a start script is KindNode, started with the
+//     KindNextJS (preset "nextjs"), built with the build script or `next
+//     build`, and started with `node server.js` in .next/standalone when
+//     next.config sets output: 'standalone', else with `next start` in the
+//     whole app;
+//  3. a framework preset (SvelteKit, Nuxt, Astro, React Router, Remix,
+//     Nitro: see presetRules) plans the build the framework's
+//     documentation describes, as a server app or a static build, and
+//     sets Preset and Reason; a framework whose output nothing here can
+//     run (SvelteKit's adapter-auto) is an error wrapping ErrUnservable;
+//  4. a package.json with a start script is KindNode, started with the
 //     script's text, unless the script runs a front-end development server
 //     (react-scripts, vite, serve…) which says the app is static;
-//  4. a package.json with a build script (or a Settings.BuildCommand) is
-//     KindNPM, whose output is served as files;
-//  5. index.html at the root is KindStatic served from ".", and
+//  5. a package.json with a build script (or a Settings.BuildCommand) is
+//     KindNPM, whose output is served as files; Vite and Create React App
+//     name their preset and make it a single-page app;
+//  6. index.html at the root is KindStatic served from ".", and
 //     public/index.html is KindStatic served from "public";
-//  6. otherwise the error wraps ErrUndetectable.
+//  7. otherwise the error wraps ErrUndetectable.
 //
 // For every kind with a package.json, the lockfile picks the package
 // manager and a frozen install; no lockfile means `npm install`, and no
@@ -362,10 +415,14 @@ func Detect(dir string, s Settings) (Plan, error) {
 	defer root.Close()
 
 	var forced Kind
+	var preset *presetRule // forced by the settings
 	if s.Framework != "" {
-		var ok bool
-		if forced, ok = frameworkKind(s.Framework); !ok {
+		f, ok := frameworkNamed(s.Framework)
+		if !ok {
 			return Plan{}, fmt.Errorf("detect: framework %q is not one of %s: %w", s.Framework, FrameworkNames(), ErrInvalidSettings)
+		}
+		if forced = f.Kind; forced == 0 {
+			preset = presetRuleNamed(f.Name)
 		}
 	}
 	if s.OutputDir != "" {
@@ -384,13 +441,19 @@ func Detect(dir string, s Settings) (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
-	// A forced kind ignores the Procfile, so that a broken one cannot
-	// block a build the settings describe completely.
+	// A forced kind or preset ignores the Procfile, so that a broken one
+	// cannot block a build the settings describe completely.
 	var web string
 	var hasProcfile bool
-	if forced == 0 || forced == KindProcfile {
+	if preset == nil && (forced == 0 || forced == KindProcfile) {
 		if web, hasProcfile, err = readProcfile(root); err != nil {
 			return Plan{}, err
+		}
+	}
+
+	if preset != nil || forced == 0 && web == "" && hasPkg && !pkg.hasDependency("next") {
+		if p, ok, err := presetPlan(root, pkg, s, preset); ok {
+			return p, err
 		}
 	}
 
@@ -414,7 +477,11 @@ func Detect(dir string, s Settings) (Plan, error) {
 	case KindStatic:
 		return staticPlan(root, hasPkg, hasProcfile, s)
 	case KindNPM:
-		return npmPlan(root, pkg, hasPkg, s)
+		p, err := npmPlan(root, pkg, hasPkg, s)
+		if err == nil && forced == 0 && hasPkg {
+			nameFramework(project{root, pkg}, &p)
+		}
+		return p, err
 	}
 	p := serverPlan(root, kind, pkg, hasPkg, s)
 	switch kind {
@@ -441,6 +508,12 @@ func Detect(dir string, s Settings) (Plan, error) {
 			// Forced: the user says it is a server, dev server or not.
 			p.Start = pkg.script("start")
 		}
+	}
+	if forced == 0 && kind == KindNextJS {
+		p.Preset, p.Reason = "nextjs", "next in package.json"
+	}
+	if forced == 0 && kind == KindNode && s.StartCommand == "" {
+		nameFramework(project{root, pkg}, &p)
 	}
 	if s.StartCommand != "" {
 		p.Start = s.StartCommand
@@ -602,9 +675,11 @@ func nextStandalone(root *os.Root) bool {
 
 // ResolveOutput finds the build output after the build ran in dir: p's
 // OutputDir if set, else the first of p.OutputCandidates that is a
-// directory. It sets p.OutputDir, and p.SPA for KindNPM outputs that have an
-// index.html and no 404.html. A missing output wraps ErrNoOutput and lists
-// the directories looked for.
+// directory. It sets p.OutputDir, and p.SPA for KindNPM outputs as
+// singlePageApp decides. A missing output, or a missing p.Entry, wraps
+// ErrNoOutput and lists what was looked for. A KindNPM output holding a
+// server bundle (see serverBundle) wraps ErrUnservable: it would be
+// published as files with nothing to run it.
 //
 // For a standalone Next app it also does what Next's documentation leaves
 // to the deployer: copy .next/static to .next/standalone/.next/static and
@@ -622,6 +697,9 @@ func ResolveOutput(dir string, p *Plan) error {
 	}
 	defer root.Close()
 
+	if p.Entry != "" && !exists(root, p.Entry) {
+		return fmt.Errorf("resolve output: the build wrote no %s, which the start command %q runs: %w", p.Entry, p.Start, ErrNoOutput)
+	}
 	candidates := p.OutputCandidates
 	if p.OutputDir != "" {
 		candidates = []string{p.OutputDir}
@@ -649,10 +727,14 @@ func ResolveOutput(dir string, p *Plan) error {
 			return fmt.Errorf("resolve output: %w", err)
 		}
 	}
+	if p.Kind == KindNPM {
+		if what := serverBundle(root, found); what != "" {
+			return fmt.Errorf("resolve output: %s/ holds %s and nothing would run it; serving it as files would publish the server's code: "+
+				"set a start command, or configure the framework for a static site: %w", found, what, ErrUnservable)
+		}
+	}
 	p.OutputDir = found
-	p.SPA = p.Kind == KindNPM &&
-		exists(root, path.Join(found, "index.html")) &&
-		!exists(root, path.Join(found, "404.html"))
+	p.SPA = p.Kind == KindNPM && singlePageApp(root, found, p.SPAHint)
 	return nil
 }
 

@@ -43,7 +43,7 @@ func tree(t *testing.T, files map[string]string) string {
 
 const (
 	pkgBuildNoDeps = `{"scripts":{"build":"node build.js"}}`
-	pkgBuildDeps   = `{"scripts":{"build":"vite build"},"devDependencies":{"vite":"^5.0.0"}}`
+	pkgBuildDeps   = `{"scripts":{"build":"tsc -p ."},"devDependencies":{"typescript":"^5.0.0"}}`
 	pkgServerBuild = `{"scripts":{"build":"tsc"},"dependencies":{"express":"^4.19.0"}}`
 )
 
@@ -200,7 +200,8 @@ func TestDetect(t *testing.T) {
 			files: map[string]string{"package.json": `{"scripts":{"build":"next build","start":"next start"},"dependencies":{"next":"14.2.0","react":"18.3.0"}}`,
 				"yarn.lock": "", "next.config.js": "module.exports = { reactStrictMode: true }"},
 			want: Plan{Kind: KindNextJS, PackageManager: "yarn", Install: []string{"yarn", "install", "--frozen-lockfile"},
-				Build: []string{"yarn", "run", "build"}, Start: nextStart, OutputDir: ".", OutputCandidates: []string{"."}},
+				Build: []string{"yarn", "run", "build"}, Start: nextStart, OutputDir: ".", OutputCandidates: []string{"."},
+				Preset: "nextjs", Reason: "next in package.json"},
 		},
 		{
 			name: "next standalone without build script",
@@ -208,7 +209,7 @@ func TestDetect(t *testing.T) {
 				"next.config.mjs": "export default {\n  output: \"standalone\",\n}\n"},
 			want: Plan{Kind: KindNextJS, PackageManager: "npm", Install: []string{"npm", "ci"},
 				Build: []string{"npx", "--no-install", "next", "build"}, Start: "node server.js", Standalone: true,
-				OutputDir: ".next/standalone", OutputCandidates: []string{".next/standalone"}},
+				OutputDir: ".next/standalone", OutputCandidates: []string{".next/standalone"}, Preset: "nextjs", Reason: "next in package.json"},
 		},
 		{
 			name: "next standalone in typescript config",
@@ -216,7 +217,7 @@ func TestDetect(t *testing.T) {
 				"next.config.ts": "const config: NextConfig = { output:'standalone' };\nexport default config;\n"},
 			want: Plan{Kind: KindNextJS, PackageManager: "npm", Install: []string{"npm", "install"},
 				Build: []string{"npm", "run", "build"}, Start: "node server.js", Standalone: true,
-				OutputDir: ".next/standalone", OutputCandidates: []string{".next/standalone"}},
+				OutputDir: ".next/standalone", OutputCandidates: []string{".next/standalone"}, Preset: "nextjs", Reason: "next in package.json"},
 		},
 		{
 			name:  "node start script without dependencies",
@@ -230,12 +231,16 @@ func TestDetect(t *testing.T) {
 				"pnpm-lock.yaml": ""},
 			want: Plan{Kind: KindNode, PackageManager: "pnpm", Install: []string{"pnpm", "install", "--frozen-lockfile"},
 				Build: []string{"pnpm", "run", "build"}, Start: "NODE_OPTIONS=--enable-source-maps node dist/index.js",
-				OutputDir: ".", OutputCandidates: []string{"."}},
+				OutputDir: ".", OutputCandidates: []string{"."}, Preset: "fastify", Reason: "fastify in package.json, start script"},
 		},
 		{
 			name:  "development server start script stays a static build",
 			files: map[string]string{"package.json": `{"scripts":{"start":"react-scripts start","build":"react-scripts build"},"dependencies":{"react-scripts":"5"}}`},
-			want:  wantNPM("npm", "install"),
+			want: func() Plan {
+				p := wantNPM("npm", "install")
+				p.Preset, p.Reason, p.SPAHint = "create-react-app", "react-scripts in package.json", SPAYes
+				return p
+			}(),
 		},
 		{
 			name:     "start command on a static site",
@@ -256,7 +261,7 @@ func TestDetect(t *testing.T) {
 			settings: Settings{InstallCommand: "npm ci --omit=optional", BuildCommand: "npm run build:prod", StartCommand: "node apps/web/server.js", OutputDir: ".next/standalone"},
 			want: Plan{Kind: KindNextJS, PackageManager: "npm", Install: []string{"sh", "-c", "npm ci --omit=optional"},
 				Build: []string{"sh", "-c", "npm run build:prod"}, Start: "node apps/web/server.js", Standalone: true,
-				OutputDir: ".next/standalone", OutputCandidates: []string{".next/standalone"}},
+				OutputDir: ".next/standalone", OutputCandidates: []string{".next/standalone"}, Preset: "nextjs", Reason: "next in package.json"},
 		},
 		{
 			name:     "framework node takes a development start script",

@@ -5,25 +5,11 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"minivercel/internal/testenv"
 )
 
 // The framework projects below are written as each framework's
 // documentation shows, cut to a page and a server route, with versions
 // pinned to ones on the npm registry that build on the machines' Node 20.
-
-// needRegistry skips a test that installs a framework from the npm
-// registry: under -short, or when the registry cannot be reached.
-func needRegistry(t *testing.T, what string) {
-	t.Helper()
-	if testing.Short() {
-		t.Skipf("-short: skipping the %s build (npm install from the registry)", what)
-	}
-	if !registryReachable() {
-		testenv.Skipf(t, "the npm registry cannot be reached from this machine: skipping the %s build", what)
-	}
-}
 
 // logBuildTime reports how long the server said the build took, for the
 // CI budget of these tests.

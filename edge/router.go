@@ -57,6 +57,7 @@ type routerConfig struct {
 	previews previewServer
 	panel    http.Handler
 	git      http.Handler // nil: git paths go to panel
+	health   *healthProbe
 	log      *slog.Logger
 }
 
@@ -177,14 +178,7 @@ func (rt *router) serveBase(w http.ResponseWriter, r *http.Request, host string)
 		return
 	}
 	if r.URL.Path == "/healthz" {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		if !rt.ready.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			io.WriteString(w, "not ready\n")
-			return
-		}
-		io.WriteString(w, "ok\n")
+		rt.serveHealthz(w)
 		return
 	}
 	rt.panel.ServeHTTP(w, r)

@@ -63,6 +63,10 @@ type Config struct {
 	// projects: such a host serves exactly what <project>.<BaseDomain> serves.
 	// Zero: no custom domains; such hosts answer 404.
 	CustomDomains DomainLookup
+	// Health checks what the server depends on (its database) for /healthz,
+	// which answers 503 while it fails; it is called at most once a second
+	// with a 2-second deadline. Zero: /healthz tells readiness only.
+	Health func(ctx context.Context) error
 }
 
 // Site is one build as the edge serves it.
@@ -173,6 +177,7 @@ func New(cfg Config, lookup BuildLookup) (*Server, error) {
 	s.router = newRouter(routerConfig{
 		scheme: scheme, routes: s.routes, sites: newSiteResolver(lookup, cfg.CustomDomains),
 		statics: s.statics, previews: s.previews, panel: cfg.PanelHandler, git: cfg.GitHandler, log: log,
+		health: &healthProbe{check: cfg.Health},
 	})
 	s.srv = &http.Server{
 		Handler: s.router,

@@ -179,6 +179,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	edgeSrv, err := edge.New(edge.Config{
 		Addr: f.httpAddr, BaseDomain: f.baseDomain, DeploymentsDir: dirs.deployments, Logger: log,
 		PanelHandler: toPanel, GitHandler: gitHTTP, TLS: tlsCfg, CustomDomains: lookup,
+		Health: db.pool.Ping,
 		Runtime: edge.RuntimeConfig{
 			UID: appUID, GID: appGID, DropPrivileges: os.Geteuid() == 0, Logs: runtimeLogs,
 			UserFor: appUsers.For, OrphanUIDs: appUsers.UIDs(),

@@ -34,6 +34,10 @@ var (
 	// files would publish the server's code, so the build fails instead.
 	ErrUnservable = errors.New("build output cannot be served here")
 
+	// ErrTooLarge means a build output or its artifact is over its size
+	// limit (PackOptions).
+	ErrTooLarge = errors.New("build output too large")
+
 	// ErrNoOutput means the build finished but its output directory is missing.
 	ErrNoOutput = errors.New("build output not found")
 

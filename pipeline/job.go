@@ -413,7 +413,7 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 			}
 			// Packed through the workspace, which the build user cannot
 			// rename: not through paths it could swap for symlinks.
-			sum, size, err := PackIn(ws, filepath.Join("src", plan.OutputDir), artifact, committed)
+			sum, size, err := PackIn(ctx, ws, filepath.Join("src", plan.OutputDir), artifact, PackOptions{MTime: committed})
 			if err != nil {
 				return err
 			}
@@ -514,6 +514,8 @@ func short(sha string) string {
 
 func humanBytes(n int64) string {
 	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GB", float64(n)/(1<<30))
 	case n >= 1<<20:
 		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
 	case n >= 1<<10:

@@ -33,7 +33,9 @@ package pipeline
 import (
 	"archive/tar"
 	"bufio"
+	"cmp"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -65,6 +67,28 @@ type packEntry struct {
 	name   string // relative slash path
 	mode   fs.FileMode
 	target string // symlink target
+	size   int64  // a regular file's size when walked
+}
+
+// Defaults of PackOptions' limits.
+const (
+	DefaultMaxOutputBytes   = 4 << 30
+	DefaultMaxArtifactBytes = 2 << 30
+)
+
+// PackOptions are PackIn's choices. The zero value packs with the Unix
+// epoch as every mtime and the default limits.
+type PackOptions struct {
+	// MTime is every entry's modification time: the commit's time.
+	MTime time.Time
+	// MaxOutputBytes bounds the sum of the output's file sizes, checked
+	// from the walk before anything is read (a sparse file of terabytes
+	// fails at once) and again as files are read (one may grow). Zero:
+	// DefaultMaxOutputBytes.
+	MaxOutputBytes int64
+	// MaxArtifactBytes bounds the compressed artifact, checked as it is
+	// written. Zero: DefaultMaxArtifactBytes.
+	MaxArtifactBytes int64
 }
 
 // Pack writes the contents of srcDir as a tar.gz artifact (format above) to
@@ -79,17 +103,24 @@ type packEntry struct {
 // through os.Root: a path swapped for a symlink mid-walk still cannot reach
 // a file outside srcDir.
 func Pack(srcDir, dstPath string) (sha256Hex string, size int64, err error) {
-	return PackIn(srcDir, ".", dstPath, packEpoch)
+	return PackIn(context.Background(), srcDir, ".", dstPath, PackOptions{})
 }
 
 // PackIn is Pack of the directory rel inside base, opened through base: no
 // component of rel may be a symlink, so a build that swaps one of the
 // workspace's directories for a link (it owns them) cannot make root pack
 // anything outside base. base itself must be a directory the build user
-// cannot rename (its parent belongs to root). Every entry gets mtime (the
-// commit's time; whole seconds, in UTC).
-func PackIn(base, rel, dstPath string, mtime time.Time) (sha256Hex string, size int64, err error) {
+// cannot rename (its parent belongs to root). Every entry gets opt.MTime
+// (the commit's time; whole seconds, in UTC). An output or artifact over
+// opt's limits wraps ErrTooLarge; when ctx ends, packing stops within one
+// buffer's read and returns ctx's error. A failed pack leaves no file.
+func PackIn(ctx context.Context, base, rel, dstPath string, opt PackOptions) (sha256Hex string, size int64, err error) {
 	srcDir := filepath.Join(base, rel)
+	if opt.MTime.IsZero() {
+		opt.MTime = packEpoch
+	}
+	maxOutput := cmp.Or(opt.MaxOutputBytes, DefaultMaxOutputBytes)
+	maxArtifact := cmp.Or(opt.MaxArtifactBytes, DefaultMaxArtifactBytes)
 	baseRoot, err := os.OpenRoot(base)
 	if err != nil {
 		return "", 0, fmt.Errorf("pack %s: %w", srcDir, err)
@@ -126,6 +157,14 @@ func PackIn(base, rel, dstPath string, mtime time.Time) (sha256Hex string, size 
 	if err != nil {
 		return "", 0, fmt.Errorf("pack %s: %w", srcDir, err)
 	}
+	var total int64
+	for _, e := range entries {
+		total += e.size
+	}
+	if total > maxOutput {
+		return "", 0, fmt.Errorf("pack %s: the output's files add up to %s, over the limit of %s: %w",
+			rel, humanBytes(total), humanBytes(maxOutput), ErrTooLarge)
+	}
 
 	tmp, err := os.CreateTemp(filepath.Dir(dstPath), ".pack-*.tmp")
 	if err != nil {
@@ -139,16 +178,16 @@ func PackIn(base, rel, dstPath string, mtime time.Time) (sha256Hex string, size 
 	}()
 
 	hash := sha256.New()
-	counter := &countWriter{}
+	counter := &countWriter{max: maxArtifact}
 	buf := bufio.NewWriterSize(io.MultiWriter(tmp, hash, counter), packBuffer)
 	gz, err := gzip.NewWriterLevel(buf, packLevel)
 	if err != nil {
 		return "", 0, fmt.Errorf("pack %s: %w", srcDir, err)
 	}
 	tw := tar.NewWriter(gz)
-	mtime = mtime.UTC().Truncate(time.Second)
+	w := &entryWriter{tw: tw, root: root, ctx: ctx, mtime: opt.MTime.UTC().Truncate(time.Second), left: maxOutput}
 	for _, e := range entries {
-		if err := writeEntry(tw, root, e, mtime); err != nil {
+		if err := w.write(e); err != nil {
 			return "", 0, fmt.Errorf("pack %s: %w", srcDir, err)
 		}
 	}
@@ -200,7 +239,13 @@ func collect(root *os.Root) ([]packEntry, error) {
 		}
 		e := packEntry{name: p, mode: d.Type()}
 		switch {
-		case d.IsDir(), d.Type().IsRegular():
+		case d.IsDir():
+		case d.Type().IsRegular():
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			e.size = fi.Size()
 		case d.Type()&fs.ModeSymlink != 0:
 			t, err := root.Readlink(p)
 			if err != nil {
@@ -234,40 +279,76 @@ func collect(root *os.Root) ([]packEntry, error) {
 	return entries, nil
 }
 
-func writeEntry(tw *tar.Writer, root *os.Root, e packEntry, mtime time.Time) error {
-	h := &tar.Header{Name: e.name, ModTime: mtime}
+// entryWriter writes entries into the archive, within a budget of file
+// bytes, and stops when ctx ends.
+type entryWriter struct {
+	tw    *tar.Writer
+	root  *os.Root
+	ctx   context.Context
+	mtime time.Time
+	left  int64 // file bytes the output may still have
+}
+
+func (w *entryWriter) write(e packEntry) error {
+	if err := w.ctx.Err(); err != nil {
+		return err
+	}
+	h := &tar.Header{Name: e.name, ModTime: w.mtime}
 	switch {
 	case e.mode.IsDir():
 		h.Typeflag, h.Name, h.Mode = tar.TypeDir, e.name+"/", 0o755
-		return tw.WriteHeader(h)
+		return w.tw.WriteHeader(h)
 	case e.mode&fs.ModeSymlink != 0:
 		h.Typeflag, h.Linkname, h.Mode = tar.TypeSymlink, e.target, 0o777
-		return tw.WriteHeader(h)
+		return w.tw.WriteHeader(h)
 	}
-	f, fi, err := openRegular(root, e.name)
+	f, fi, err := openRegular(w.root, e.name)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	// The file may have grown since the walk: the budget counts what is
+	// read now.
+	if w.left -= fi.Size(); w.left < 0 {
+		return fmt.Errorf("%s grew past the output's limit: %w", e.name, ErrTooLarge)
+	}
 	h.Typeflag, h.Size, h.Mode = tar.TypeReg, fi.Size(), 0o644
 	if fi.Mode().Perm()&0o111 != 0 {
 		h.Mode = 0o755
 	}
-	if err := tw.WriteHeader(h); err != nil {
+	if err := w.tw.WriteHeader(h); err != nil {
 		return err
 	}
 	// Exactly the size in the header: a file still growing must not
 	// corrupt the archive.
-	if _, err := io.CopyN(tw, f, fi.Size()); err != nil {
+	if _, err := io.CopyN(w.tw, ctxReader{w.ctx, f}, fi.Size()); err != nil {
 		return fmt.Errorf("read %s: %w", e.name, err)
 	}
 	return nil
 }
 
-type countWriter struct{ n int64 }
+// ctxReader ends a read loop once ctx ends: packing a large file stops
+// when its build is canceled.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// countWriter counts the artifact's bytes and refuses those past max.
+type countWriter struct{ n, max int64 }
 
 func (w *countWriter) Write(p []byte) (int, error) {
 	w.n += int64(len(p))
+	if w.n > w.max {
+		return 0, fmt.Errorf("the artifact grew past the limit of %s: %w", humanBytes(w.max), ErrTooLarge)
+	}
 	return len(p), nil
 }
 

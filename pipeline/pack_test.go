@@ -507,11 +507,11 @@ func TestPackInRefusesSwappedDirectories(t *testing.T) {
 		if err := os.Symlink(target, filepath.Join(ws, name)); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := PackIn(ws, filepath.Join(name, "dist"), filepath.Join(t.TempDir(), "a.tar.gz"), packEpoch); !errors.Is(err, ErrUnsafePath) {
+		if _, _, err := PackIn(context.Background(), ws, filepath.Join(name, "dist"), filepath.Join(t.TempDir(), "a.tar.gz"), PackOptions{}); !errors.Is(err, ErrUnsafePath) {
 			t.Errorf("PackIn through the link %s = %v, want ErrUnsafePath", name, err)
 		}
 	}
-	if _, _, err := PackIn(ws, "inside/dist", filepath.Join(t.TempDir(), "a.tar.gz"), packEpoch); err != nil {
+	if _, _, err := PackIn(context.Background(), ws, "inside/dist", filepath.Join(t.TempDir(), "a.tar.gz"), PackOptions{}); err != nil {
 		t.Errorf("PackIn of a real directory: %v", err)
 	}
 }
@@ -531,15 +531,15 @@ func TestPackInStampsTheCommitTime(t *testing.T) {
 	}
 	at := time.Date(2026, 5, 4, 3, 2, 1, 999, time.FixedZone("CET", 3600))
 	dir := t.TempDir()
-	sum1, _, err := PackIn(base, "out", filepath.Join(dir, "1.tar.gz"), at)
+	sum1, _, err := PackIn(context.Background(), base, "out", filepath.Join(dir, "1.tar.gz"), PackOptions{MTime: at})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum2, _, err := PackIn(base, "out", filepath.Join(dir, "2.tar.gz"), at)
+	sum2, _, err := PackIn(context.Background(), base, "out", filepath.Join(dir, "2.tar.gz"), PackOptions{MTime: at})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum3, _, err := PackIn(base, "out", filepath.Join(dir, "3.tar.gz"), at.Add(time.Second))
+	sum3, _, err := PackIn(context.Background(), base, "out", filepath.Join(dir, "3.tar.gz"), PackOptions{MTime: at.Add(time.Second)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -549,5 +549,56 @@ func TestPackInStampsTheCommitTime(t *testing.T) {
 	n := len(readArchiveAt(t, filepath.Join(dir, "1.tar.gz"), at.Truncate(time.Second)))
 	if n != 2 {
 		t.Errorf("%d entries, want assets/ and assets/a.txt", n)
+	}
+}
+
+// TestPackRefusesOversizedOutput: a sparse file of a terabyte fails at once,
+// from the sizes alone, before a byte is read; an artifact that compresses
+// past its limit fails while it is written; a canceled pack stops; none of
+// them leaves a file behind.
+func TestPackRefusesOversizedOutput(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	out := filepath.Join(base, "out")
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sparse, err := os.Create(filepath.Join(out, "huge.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sparse.Truncate(1 << 40); err != nil {
+		t.Fatal(err)
+	}
+	sparse.Close()
+	dir := t.TempDir()
+	start := time.Now()
+	_, _, err = PackIn(context.Background(), base, "out", filepath.Join(dir, "a.tar.gz"), PackOptions{})
+	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "over the limit") {
+		t.Fatalf("a 1 TB output: %v, want ErrTooLarge", err)
+	}
+	t.Logf("a 1 TB sparse output refused in %s", time.Since(start).Round(time.Millisecond))
+
+	// Random bytes do not compress: 2 MiB of them pass a 4 MiB output limit
+	// and fail a 1 MiB artifact limit.
+	if err := os.Remove(filepath.Join(out, "huge.bin")); err != nil {
+		t.Fatal(err)
+	}
+	noise := make([]byte, 2<<20)
+	rand.NewChaCha8([32]byte{1}).Read(noise)
+	if err := os.WriteFile(filepath.Join(out, "noise.bin"), noise, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = PackIn(context.Background(), base, "out", filepath.Join(dir, "a.tar.gz"), PackOptions{MaxOutputBytes: 4 << 20, MaxArtifactBytes: 1 << 20})
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("an artifact over its limit: %v, want ErrTooLarge", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err = PackIn(ctx, base, "out", filepath.Join(dir, "a.tar.gz"), PackOptions{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a canceled pack: %v, want context.Canceled", err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("failed packs left %v", left)
 	}
 }

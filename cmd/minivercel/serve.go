@@ -24,6 +24,7 @@ import (
 	"minivercel/panel"
 	"minivercel/pipeline"
 	"minivercel/proc"
+	"minivercel/toolchain"
 )
 
 type serveFlags struct {
@@ -36,6 +37,9 @@ type serveFlags struct {
 	acmeEmail   string
 	acmeCA      string
 	acmeCARoot  string
+	// toolchainDir holds the Node versions and package managers fetched
+	// for builds and apps; empty: <data-dir>/toolchains.
+	toolchainDir string
 }
 
 func serve(ctx context.Context, stop context.CancelFunc, args []string, stderr io.Writer) error {
@@ -51,6 +55,7 @@ func serve(ctx context.Context, stop context.CancelFunc, args []string, stderr i
 	fs.StringVar(&f.acmeEmail, "acme-email", "", "contact email for the ACME account (certificate expiry notices)")
 	fs.StringVar(&f.acmeCA, "acme-ca", "", "ACME directory URL (default: Let's Encrypt production)")
 	fs.StringVar(&f.acmeCARoot, "acme-ca-root", "", "PEM file of extra roots to trust for the ACME server (for a private CA)")
+	fs.StringVar(&f.toolchainDir, "toolchain-dir", "", "directory of the Node versions and package managers fetched from the npm registry, shared by builds and apps (default: <data-dir>/toolchains)")
 	if err := parseFlags(fs, args, os.Getenv); err != nil {
 		return err
 	}
@@ -119,6 +124,27 @@ func (l layout) socket(name string) string { return filepath.Join(l.sockets, nam
 // hookSocket is where the git hook reaches the server.
 func (l layout) hookSocket() string { return l.socket("hooks") }
 
+// openToolchains opens the store of fetched Node versions and package
+// managers at dir (default <root>/toolchains), reading from the npm
+// registry npm is configured with. Without npm or its configuration the
+// server runs with no store: builds get the system's Node and npm only.
+func openToolchains(ctx context.Context, dir, root string, log *slog.Logger) (*toolchain.Store, error) {
+	if dir == "" {
+		dir = filepath.Join(root, "toolchains")
+	}
+	reg, err := toolchain.RegistryURL(ctx, os.Getenv)
+	if err != nil {
+		log.Warn("no npm registry: builds get the system's Node and npm only, no other Node version, pnpm, yarn nor bun", "err", err)
+		return nil, nil
+	}
+	store, err := toolchain.New(toolchain.Config{Dir: dir, Registry: reg})
+	if err != nil {
+		return nil, err
+	}
+	log.Debug("toolchain store", "dir", store.Dir(), "registry", reg)
+	return store, nil
+}
+
 func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log *slog.Logger) error {
 	root, err := f.absDataDir()
 	if err != nil {
@@ -145,8 +171,18 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 		return err
 	}
 	// Builds see nothing of the data directory: not the database, the
-	// repositories, the artifacts, nor other builds' workspaces.
+	// repositories, the artifacts, nor other builds' workspaces; only the
+	// toolchain store, read-only.
 	sandbox.Hide = []string{root}
+	tools, err := openToolchains(ctx, f.toolchainDir, root, log)
+	if err != nil {
+		return err
+	}
+	var nodes edge.NodeStore
+	if tools != nil {
+		sandbox.ReadOnly = []string{tools.Dir()}
+		nodes = tools
+	}
 	appUID, appGID, err := proc.SystemUser(proc.AppUserName)
 	if err != nil {
 		return err
@@ -174,7 +210,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 		PanelHandler: toPanel, GitHandler: gitHTTP, TLS: tlsCfg, CustomDomains: lookup,
 		Runtime: edge.RuntimeConfig{
 			UID: appUID, GID: appGID, DropPrivileges: os.Geteuid() == 0, Logs: runtimeLogs,
-			UserFor: appUsers.For, OrphanUIDs: appUsers.UIDs(),
+			UserFor: appUsers.For, OrphanUIDs: appUsers.UIDs(), Node: nodes,
 		},
 	}, lookup)
 	if err != nil {
@@ -185,7 +221,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	activator := deploy.NewActivator(edgeSrv, db.store, vars, log)
 	queue, err := pipeline.NewQueue(pipeline.Config{
 		ReposDir: dirs.repos, WorkDir: dirs.work, CacheDir: dirs.cache, ArtifactsDir: dirs.artifacts, DeploymentsDir: dirs.deployments,
-		Concurrency: f.concurrency, URL: urlFor, BaseDomain: f.baseDomain, Env: vars, Logger: log,
+		Concurrency: f.concurrency, URL: urlFor, BaseDomain: f.baseDomain, Env: vars, Logger: log, Toolchains: tools,
 	}, db.store, broker, activator, sandbox, true)
 	if err != nil {
 		return err

@@ -88,9 +88,12 @@ func (q *Queue) prepareTools(ctx context.Context, src string, plan *Plan, out *b
 	}
 	var toolBin string
 	if pm != "" && pm != "npm" {
-		want, hash, berry, err := toolRequest(root, pm, pkg, pkgData, out)
+		want, hash, berry, note, err := toolRequest(root, pm, pkg, pkgData)
 		if err != nil {
 			return tools, err
+		}
+		if note != "" {
+			out.detail(note)
 		}
 		tool, err := store.ResolveTool(ctx, pm, want, hash)
 		if err != nil {
@@ -217,12 +220,13 @@ func jsonLine(data, raw []byte) int {
 
 // toolRequest returns the version request for package manager pm: the
 // packageManager field's when it names pm (with its hash), else one that
-// reads the project's lockfile. berry reports a yarn 2+ lockfile.
-func toolRequest(root *os.Root, pm string, pkg toolchainFields, pkgData []byte, out *buildLog) (want toolchain.Want, hash string, berry bool, err error) {
+// reads the project's lockfile. berry reports a yarn 2+ lockfile; note is
+// a line for the push log when packageManager names another manager.
+func toolRequest(root *os.Root, pm string, pkg toolchainFields, pkgData []byte) (want toolchain.Want, hash string, berry bool, note string, err error) {
 	if pm == "yarn" {
 		head, err := readHead(root, "yarn.lock")
 		if err != nil {
-			return want, "", false, err
+			return want, "", false, "", err
 		}
 		berry = bytes.Contains(head, []byte("\n__metadata:")) || bytes.HasPrefix(head, []byte("__metadata:"))
 	}
@@ -230,31 +234,32 @@ func toolRequest(root *os.Root, pm string, pkg toolchainFields, pkgData []byte, 
 		var field string
 		line := jsonLine(pkgData, pkg.PackageManager)
 		if json.Unmarshal(pkg.PackageManager, &field) != nil {
-			return want, "", false, fmt.Errorf("package.json: line %d: packageManager is not a string", line)
+			return want, "", false, "", fmt.Errorf("package.json: line %d: packageManager is not a string", line)
 		}
 		name, version, ok := strings.Cut(field, "@")
 		version, hash, _ = strings.Cut(version, "+")
 		if !ok || name == "" || version == "" {
-			return want, "", false, fmt.Errorf("package.json: line %d: packageManager %q: want <name>@<version>, such as pnpm@10.20.0", line, field)
+			return want, "", false, "", fmt.Errorf("package.json: line %d: packageManager %q: want <name>@<version>, such as pnpm@10.20.0", line, field)
 		}
 		if name == pm {
 			if _, err := toolchain.ParseRange(version); err != nil {
-				return want, "", false, fmt.Errorf("package.json: line %d: packageManager %q: %w", line, field, err)
+				return want, "", false, "", fmt.Errorf("package.json: line %d: packageManager %q: %w", line, field, err)
 			}
-			return toolchain.Want{Spec: version, Source: "package.json packageManager"}, hash, berry, nil
+			return toolchain.Want{Spec: version, Source: "package.json packageManager"}, hash, berry, "", nil
 		}
-		out.detail(fmt.Sprintf("package.json's packageManager names %s, but the lockfile is %s's: installing with %s", name, pm, pm))
+		note = fmt.Sprintf("package.json's packageManager names %s, but the lockfile is %s's: installing with %s", name, pm, pm)
 	}
-	switch pm {
-	case "pnpm":
-		return pnpmForLockfile(root)
-	case "yarn":
-		if berry {
-			return toolchain.Want{Spec: "4", Source: "yarn.lock of yarn 2 or later"}, "", true, nil
-		}
-		return toolchain.Want{Spec: "1", Source: "yarn.lock of yarn 1"}, "", false, nil
+	switch {
+	case pm == "pnpm":
+		want, err = pnpmForLockfile(root)
+	case pm == "yarn" && berry:
+		want = toolchain.Want{Spec: "4", Source: "yarn.lock of yarn 2 or later"}
+	case pm == "yarn":
+		want = toolchain.Want{Spec: "1", Source: "yarn.lock of yarn 1"}
+	default:
+		want = toolchain.Want{Spec: "1", Source: pm + "'s lockfile"}
 	}
-	return toolchain.Want{Spec: "1", Source: pm + "'s lockfile"}, "", false, nil
+	return want, "", berry, note, err
 }
 
 // readHead reads the first 4 KiB of a file: where lockfiles say their
@@ -276,21 +281,24 @@ func readHead(root *os.Root, name string) ([]byte, error) {
 // pnpmForLockfile picks the pnpm major that writes the lockfile's
 // lockfileVersion: 9.0 is pnpm 9 and 10 (10 is taken: pnpm 11 and later
 // need Node 22), 6.x pnpm 8, 5.4 pnpm 7, 5.3 pnpm 6.
-func pnpmForLockfile(root *os.Root) (toolchain.Want, string, bool, error) {
+func pnpmForLockfile(root *os.Root) (toolchain.Want, error) {
 	head, err := readHead(root, "pnpm-lock.yaml")
 	if err != nil {
-		return toolchain.Want{}, "", false, err
+		return toolchain.Want{}, err
 	}
-	var lv string
-	for l := range strings.SplitSeq(string(head), "\n") {
+	lv, line := "", 0
+	for i, l := range strings.Split(string(head), "\n") {
 		if v, ok := strings.CutPrefix(l, "lockfileVersion:"); ok {
-			lv = strings.Trim(strings.TrimSpace(v), `'"`)
+			lv, line = strings.Trim(strings.TrimSpace(v), `'"`), i+1
 			break
 		}
 	}
+	if line == 0 {
+		return toolchain.Want{}, errors.New("pnpm-lock.yaml: no lockfileVersion in its first lines")
+	}
 	f, err := strconv.ParseFloat(lv, 64)
 	if err != nil {
-		return toolchain.Want{}, "", false, fmt.Errorf("pnpm-lock.yaml: lockfileVersion %q is not a number", lv)
+		return toolchain.Want{}, fmt.Errorf("pnpm-lock.yaml: line %d: lockfileVersion %q is not a number", line, lv)
 	}
 	major := "10"
 	switch {
@@ -301,5 +309,5 @@ func pnpmForLockfile(root *os.Root) (toolchain.Want, string, bool, error) {
 	case f < 7:
 		major = "8"
 	}
-	return toolchain.Want{Spec: major, Source: fmt.Sprintf("pnpm-lock.yaml lockfileVersion %s", lv)}, "", false, nil
+	return toolchain.Want{Spec: major, Source: fmt.Sprintf("pnpm-lock.yaml lockfileVersion %s", lv)}, nil
 }

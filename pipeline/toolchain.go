@@ -99,7 +99,7 @@ func (q *Queue) prepareTools(ctx context.Context, src string, plan *Plan, out *b
 		if err != nil {
 			return tools, err
 		}
-		out.detail(fmt.Sprintf("%s %s (from %s), %s", pm, tool.Version, want, fetchedOrCached(tool.Fetched)))
+		out.detail(fmt.Sprintf("%s %s (from %s), %s", pm, tool.Version, want, fetchedOrCached(tool.Fetched, tool.Offline)))
 		toolBin = tool.BinDir
 		if (berry || tool.Version.Major >= 2) && pm == "yarn" && slices.Equal(plan.Install, yarnFrozen) {
 			plan.Install = []string{"yarn", "install", "--immutable"}
@@ -109,9 +109,12 @@ func (q *Queue) prepareTools(ctx context.Context, src string, plan *Plan, out *b
 	return tools, nil
 }
 
-func fetchedOrCached(fetched bool) string {
-	if fetched {
+func fetchedOrCached(fetched, offline bool) string {
+	switch {
+	case fetched:
 		return "fetched"
+	case offline:
+		return "cached (the registry did not answer: the newest matching version on this machine)"
 	}
 	return "cached"
 }
@@ -124,7 +127,7 @@ func describeNode(n toolchain.Node, want *toolchain.Want) string {
 	case n.System:
 		return fmt.Sprintf("Node %s (system, satisfies %s)", n.Version, want)
 	}
-	return fmt.Sprintf("Node %s (from %s), %s", n.Version, want, fetchedOrCached(n.Fetched))
+	return fmt.Sprintf("Node %s (from %s), %s", n.Version, want, fetchedOrCached(n.Fetched, n.Offline))
 }
 
 // toolchainFields is the part of package.json that chooses versions.

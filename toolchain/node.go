@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -39,6 +40,9 @@ type Node struct {
 	System bool
 	// Fetched is true when this call downloaded it.
 	Fetched bool
+	// Offline is true when the registry could not be asked and this is
+	// the newest matching version already in the store.
+	Offline bool
 }
 
 // SystemNode returns the Node found first in Config.SystemPATH, asking it
@@ -158,6 +162,9 @@ func (s *Store) ResolveNode(ctx context.Context, want Want) (Node, error) {
 	}
 	doc, err := s.packument(ctx, nodePackage)
 	if err != nil {
+		if v, ok := s.newestCached(nodePackage, spec); ok {
+			return Node{Version: v, BinDir: filepath.Join(s.entryDir(nodePackage, v), "package", "bin"), Offline: true}, nil
+		}
 		return Node{}, fmt.Errorf("node version from %s: %w", want, err)
 	}
 	rel := doc.releases()
@@ -171,6 +178,32 @@ func (s *Store) ResolveNode(ctx context.Context, want Want) (Node, error) {
 		return Node{}, fmt.Errorf("node version from %s: %w%s", want, ErrNoVersion, span("Node", versions))
 	}
 	return s.fetchNode(ctx, best, rel[best])
+}
+
+// newestCached returns the newest version of pkg in the store that spec
+// asks for, for when the registry cannot be asked. An alias ("lts/*")
+// needs the published versions and is never answered from the store.
+func (s *Store) newestCached(pkg string, spec nodeSpec) (Version, bool) {
+	if !spec.direct {
+		return Version{}, false
+	}
+	return newest(s.cachedVersions(pkg), spec.r)
+}
+
+// cachedVersions lists, sorted, the versions of pkg unpacked in the store.
+func (s *Store) cachedVersions(pkg string) []Version {
+	entries, err := os.ReadDir(filepath.Dir(s.entryDir(pkg, Version{})))
+	if err != nil {
+		return nil
+	}
+	var vs []Version
+	for _, e := range entries {
+		if v, err := ParseVersion(e.Name()); err == nil && e.IsDir() && v.String() == e.Name() {
+			vs = append(vs, v)
+		}
+	}
+	slices.SortFunc(vs, Version.Compare)
+	return vs
 }
 
 // newest returns the highest of sorted versions in r.

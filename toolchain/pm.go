@@ -26,6 +26,9 @@ type Tool struct {
 	BinDir string
 	// Fetched is true when this call downloaded it.
 	Fetched bool
+	// Offline is true when the registry could not be asked and this is
+	// the newest matching version already in the store.
+	Offline bool
 }
 
 // toolSource is where the versions of a package manager come from: a
@@ -89,6 +92,9 @@ func (s *Store) ResolveTool(ctx context.Context, name string, want Want, hash st
 	for _, src := range sources {
 		doc, err := s.packument(ctx, src.pkg)
 		if err != nil {
+			if tool, ok := s.cachedTool(name, sources, r); ok {
+				return tool, nil
+			}
 			return Tool{}, fmt.Errorf("%s version from %s: %w", name, want, err)
 		}
 		for v, d := range doc.releases() {
@@ -113,6 +119,22 @@ func (s *Store) ResolveTool(ctx context.Context, name string, want Want, hash st
 		return Tool{}, err
 	}
 	return Tool{Name: name, Package: f.src.pkg, Version: best, BinDir: filepath.Join(dir, "bin"), Fetched: fetched}, nil
+}
+
+// cachedTool returns the newest version of a package manager in the
+// store that r matches, for when the registry cannot be asked.
+func (s *Store) cachedTool(name string, sources []toolSource, r Range) (Tool, bool) {
+	var best Tool
+	found := false
+	for _, src := range sources {
+		for _, v := range s.cachedVersions(src.pkg) {
+			if src.from(v) && r.Match(v) && (!found || v.Compare(best.Version) > 0) {
+				best = Tool{Name: name, Package: src.pkg, Version: v, BinDir: filepath.Join(s.entryDir(src.pkg, v), "bin"), Offline: true}
+				found = true
+			}
+		}
+	}
+	return best, found
 }
 
 // writeLaunchers writes tmp/bin/<launcher> shell scripts for the

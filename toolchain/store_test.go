@@ -289,4 +289,20 @@ func TestConcurrentFetchOneVersion(t *testing.T) {
 	if got := run(t, sys.BinDir, filepath.Join(bins[0], "yarnpkg"), "--version"); got != "1.22.22" {
 		t.Errorf("yarnpkg --version = %q", got)
 	}
+
+	// With the registry gone, the newest matching version in the store
+	// serves; one that is not there is a clear error.
+	lr.srv.Close()
+	s, err := New(Config{Dir: dir, Registry: lr.srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tool, err := s.ResolveTool(context.Background(), "yarn", Want{Spec: "^1.2", Source: "yarn.lock"}, "")
+	if err != nil || !tool.Offline || tool.BinDir != bins[0] {
+		t.Errorf("offline: %+v, %v; want the cached %s", tool, err, bins[0])
+	}
+	_, err = s.ResolveTool(context.Background(), "yarn", Want{Spec: "4", Source: "yarn.lock"}, "")
+	if !errors.Is(err, ErrRegistry) {
+		t.Errorf("offline, a version not in the store: %v, want ErrRegistry", err)
+	}
 }

@@ -104,12 +104,32 @@ func New(cfg Config) (*Store, error) {
 	if err := mkdir0755(cfg.Dir); err != nil {
 		return nil, fmt.Errorf("create toolchain store: %w", err)
 	}
+	removeStale(cfg.Dir, 2*cfg.DownloadTimeout)
 	return &Store{
 		cfg:    cfg,
 		client: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
 		docs:   map[string]cachedPackument{},
 		locks:  map[string]*sync.Mutex{},
 	}, nil
+}
+
+// removeStale removes what fetches left behind when their process died:
+// temporary directories older than age, which no live fetch can still be
+// writing (a download is bounded by DownloadTimeout).
+func removeStale(dir string, age time.Duration) {
+	pkgs, _ := os.ReadDir(dir)
+	for _, p := range pkgs {
+		if !p.IsDir() {
+			continue
+		}
+		entries, _ := os.ReadDir(filepath.Join(dir, p.Name()))
+		for _, e := range entries {
+			info, err := e.Info()
+			if err == nil && e.IsDir() && strings.HasPrefix(e.Name(), ".tmp-") && time.Since(info.ModTime()) > age {
+				_ = os.RemoveAll(filepath.Join(dir, p.Name(), e.Name()))
+			}
+		}
+	}
 }
 
 // Dir returns the directory the Store unpacks into, for sandboxes that must

@@ -306,3 +306,28 @@ func TestConcurrentFetchOneVersion(t *testing.T) {
 		t.Errorf("offline, a version not in the store: %v, want ErrRegistry", err)
 	}
 }
+
+// A fetch whose process died leaves its temporary directory: the next
+// start removes it once no fetch can still be writing it, and only then.
+func TestStaleDownloadsRemoved(t *testing.T) {
+	dir := t.TempDir()
+	old, fresh := filepath.Join(dir, "yarn", ".tmp-1.22.22-1"), filepath.Join(dir, "yarn", ".tmp-1.22.22-2")
+	for _, d := range []string{old, fresh} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	long := time.Now().Add(-24 * time.Hour)
+	if err := os.Chtimes(old, long, long); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Config{Dir: dir, Registry: "http://127.0.0.1:1/"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(old); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale %s still there: %v", old, err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("a download in progress was removed: %v", err)
+	}
+}

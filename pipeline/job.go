@@ -373,9 +373,7 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 			if err != nil {
 				return err
 			}
-			// MinimalEnv keeps one PATH, the last given: a second PATH
-			// entry would be ignored by the C library's getenv.
-			env = MinimalEnv(home, append(env, "PATH="+tools.path)...)
+			env = tools.environ(home, env)
 			b.NodeVersion = tools.nodeVersion
 			if q.sandbox.Isolated() {
 				out.detail("Sandbox: bubblewrap, as an unprivileged user")

@@ -25,6 +25,22 @@ type buildTools struct {
 	// nodeVersion is recorded on the build so its app runs on the same
 	// Node; empty for the system's Node.
 	nodeVersion string
+	// caFile is npm's cafile, empty for none.
+	caFile string
+}
+
+// environ returns a build's env with the toolchain's PATH, which wins over
+// a project's variable, and npm's cafile as NODE_EXTRA_CA_CERTS, which a
+// project's own variable overrides: yarn 2+, bun and build scripts then
+// trust what npm trusts (a TLS-inspecting proxy's certificate, say).
+// MinimalEnv keeps one entry per name, the last given: a second PATH would
+// be ignored by the C library's getenv.
+func (t buildTools) environ(home string, env []string) []string {
+	var first []string
+	if t.caFile != "" {
+		first = []string{"NODE_EXTRA_CA_CERTS=" + t.caFile}
+	}
+	return MinimalEnv(home, append(append(first, env...), "PATH="+t.path)...)
 }
 
 // maxToolchainFile bounds the project files read to choose versions
@@ -72,6 +88,7 @@ func (q *Queue) prepareTools(ctx context.Context, src string, plan *Plan, out *b
 		}
 		return tools, nil
 	}
+	tools.caFile = store.CAFile()
 	var node toolchain.Node
 	if nodeWant != nil {
 		node, err = store.ResolveNode(ctx, *nodeWant)

@@ -85,3 +85,32 @@ func TestToolchainRequests(t *testing.T) {
 		})
 	}
 }
+
+// TestToolchainEnviron: the toolchain's PATH wins over a project's, npm's
+// cafile is trusted by Node unless the project names its own, and each name
+// appears once (getenv would read only the first of two).
+func TestToolchainEnviron(t *testing.T) {
+	tools := buildTools{path: BuildPATH("/tc/pnpm/bin", "/tc/node/bin"), caFile: "/etc/npm-ca.pem"}
+	count := func(env []string, key string) (n int, last string) {
+		for _, kv := range env {
+			if v, ok := strings.CutPrefix(kv, key+"="); ok {
+				n, last = n+1, v
+			}
+		}
+		return n, last
+	}
+	env := tools.environ("/w/home", MinimalEnv("/w/home", "PATH=/evil", "API_KEY=k"))
+	if n, v := count(env, "PATH"); n != 1 || v != "/tc/pnpm/bin:/tc/node/bin:"+sandboxPath {
+		t.Errorf("PATH %d× %q", n, v)
+	}
+	if n, v := count(env, "NODE_EXTRA_CA_CERTS"); n != 1 || v != "/etc/npm-ca.pem" {
+		t.Errorf("NODE_EXTRA_CA_CERTS %d× %q", n, v)
+	}
+	env = tools.environ("/w/home", MinimalEnv("/w/home", "NODE_EXTRA_CA_CERTS=/app/ca.pem"))
+	if n, v := count(env, "NODE_EXTRA_CA_CERTS"); n != 1 || v != "/app/ca.pem" {
+		t.Errorf("the project's NODE_EXTRA_CA_CERTS: %d× %q", n, v)
+	}
+	if n, _ := count((buildTools{path: BuildPATH()}).environ("/h", nil), "NODE_EXTRA_CA_CERTS"); n != 0 {
+		t.Error("NODE_EXTRA_CA_CERTS set without a cafile")
+	}
+}

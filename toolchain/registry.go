@@ -14,27 +14,51 @@ import (
 	"time"
 )
 
-// RegistryURL returns the npm registry the machine is configured with: the
-// npm_config_registry (or NPM_CONFIG_REGISTRY) environment variable when set,
-// else what `npm config get registry` prints. The project never names a
-// registry host itself.
-func RegistryURL(ctx context.Context, getenv func(string) string) (string, error) {
-	for _, k := range []string{"npm_config_registry", "NPM_CONFIG_REGISTRY"} {
-		if v := strings.TrimSpace(getenv(k)); v != "" {
-			return normalizeRegistry(v)
+// NPM is the part of npm's configuration the toolchain follows.
+type NPM struct {
+	// Registry is the registry's base URL, with a trailing slash.
+	Registry string
+	// CAFile is npm's cafile: the certificates npm trusts for the
+	// registry (a TLS-inspecting proxy's, say). Empty: the system's.
+	CAFile string
+}
+
+// NPMConfig returns the npm configuration the machine uses: the
+// npm_config_registry and npm_config_cafile environment variables (any
+// letter case) when set, else what `npm config get registry cafile`
+// prints. The project never names a registry host itself.
+func NPMConfig(ctx context.Context, getenv func(string) string) (NPM, error) {
+	vals := map[string]string{}
+	for _, k := range []string{"registry", "cafile"} {
+		for _, name := range []string{"npm_config_" + k, "NPM_CONFIG_" + strings.ToUpper(k)} {
+			if v := strings.TrimSpace(getenv(name)); v != "" && vals[k] == "" {
+				vals[k] = v
+			}
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "npm", "config", "get", "registry")
-	// npm needs HOME for its user config; nothing else of ours is passed.
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + getenv("HOME")}
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("ask npm for its registry (npm config get registry): %w", err)
+	if vals["registry"] == "" || vals["cafile"] == "" {
+		ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "npm", "config", "get", "registry", "cafile")
+		// npm needs HOME for its user config; nothing else of ours is passed.
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + getenv("HOME")}
+		cmd.WaitDelay = 5 * time.Second
+		out, err := cmd.Output()
+		if err != nil {
+			return NPM{}, fmt.Errorf("ask npm for its registry (npm config get registry): %w", err)
+		}
+		for line := range strings.Lines(string(out)) {
+			k, v, _ := strings.Cut(strings.TrimSpace(line), "=")
+			if v = strings.TrimSpace(v); vals[k] == "" && v != "null" && v != "undefined" {
+				vals[k] = v
+			}
+		}
 	}
-	return normalizeRegistry(strings.TrimSpace(string(out)))
+	reg, err := normalizeRegistry(vals["registry"])
+	if err != nil {
+		return NPM{}, err
+	}
+	return NPM{Registry: reg, CAFile: vals["cafile"]}, nil
 }
 
 // normalizeRegistry checks a registry URL and gives it a trailing slash.

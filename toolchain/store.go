@@ -11,6 +11,8 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -34,8 +36,11 @@ type Config struct {
 	// created 0755: builds and apps run as unprivileged users and must read
 	// and execute what is in it. Required.
 	Dir string
-	// Registry is the npm registry's base URL (see RegistryURL). Required.
+	// Registry is the npm registry's base URL (see NPMConfig). Required.
 	Registry string
+	// CAFile holds PEM certificates trusted for the registry besides the
+	// system's (npm's cafile, see NPMConfig). Zero: the system's only.
+	CAFile string
 	// SystemPATH is where the system's Node is looked up (SystemNode).
 	// Zero: "/usr/local/bin:/usr/bin:/bin".
 	SystemPATH string
@@ -105,12 +110,37 @@ func New(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("create toolchain store: %w", err)
 	}
 	removeStale(cfg.Dir, 2*cfg.DownloadTimeout)
+	client, err := httpClient(cfg.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("create toolchain store: %w", err)
+	}
 	return &Store{
 		cfg:    cfg,
-		client: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
+		client: client,
 		docs:   map[string]cachedPackument{},
 		locks:  map[string]*sync.Mutex{},
 	}, nil
+}
+
+// httpClient returns a client that trusts the system's certificates and
+// those in caFile, when not empty.
+func httpClient(caFile string) (*http.Client, error) {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("read npm's cafile: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("npm's cafile %s holds no PEM certificate", caFile)
+		}
+		transport.TLSClientConfig = &tls.Config{RootCAs: pool}
+	}
+	return &http.Client{Transport: transport}, nil
 }
 
 // removeStale removes what fetches left behind when their process died:
@@ -135,6 +165,10 @@ func removeStale(dir string, age time.Duration) {
 // Dir returns the directory the Store unpacks into, for sandboxes that must
 // make it visible.
 func (s *Store) Dir() string { return s.cfg.Dir }
+
+// CAFile returns Config.CAFile: builds' Node-based tools that do not read
+// npm's configuration (yarn 2+, bun) should trust it too.
+func (s *Store) CAFile() string { return s.cfg.CAFile }
 
 // mkdir0755 creates dir and its parents readable by everyone; the mode is
 // set again in case a umask or an earlier run left it narrower.

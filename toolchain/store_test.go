@@ -25,26 +25,24 @@ import (
 
 // registry returns the npm registry this machine is configured with, or
 // skips the test when it does not answer.
-func registry(t *testing.T) string {
+func registry(t *testing.T) NPM {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	reg, err := RegistryURL(ctx, os.Getenv)
+	npm, err := NPMConfig(ctx, os.Getenv)
 	if err != nil {
 		testenv.Skipf(t, "needs npm and its registry: %v", err)
 	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodHead, reg+"yarn", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		testenv.Skipf(t, "needs the npm registry %s: %v", reg, err)
+	s := newStore(t, npm)
+	if _, err := s.packument(ctx, "yarn"); err != nil {
+		testenv.Skipf(t, "needs the npm registry %s: %v", npm.Registry, err)
 	}
-	resp.Body.Close()
-	return reg
+	return npm
 }
 
-func newStore(t *testing.T, reg string) *Store {
+func newStore(t *testing.T, npm NPM) *Store {
 	t.Helper()
-	s, err := New(Config{Dir: filepath.Join(t.TempDir(), "toolchains"), Registry: reg})
+	s, err := New(Config{Dir: filepath.Join(t.TempDir(), "toolchains"), Registry: npm.Registry, CAFile: npm.CAFile})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,12 +194,16 @@ func newLocalRegistry(t *testing.T, tarball []byte, integrity string) *localRegi
 var realTarball = sync.OnceValues(func() ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	reg, err := RegistryURL(ctx, os.Getenv)
+	npm, err := NPMConfig(ctx, os.Getenv)
 	if err != nil {
 		return nil, err
 	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, reg+"yarn/-/yarn-1.22.22.tgz", nil)
-	resp, err := http.DefaultClient.Do(req)
+	client, err := httpClient(npm.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, npm.Registry+"yarn/-/yarn-1.22.22.tgz", nil)
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -226,7 +228,7 @@ func TestIntegrityMismatchRefused(t *testing.T) {
 	// tarball had been swapped on the way.
 	other := sha512.Sum512(append([]byte("x"), tgz...))
 	lr := newLocalRegistry(t, tgz, "sha512-"+base64.StdEncoding.EncodeToString(other[:]))
-	s := newStore(t, lr.srv.URL)
+	s := newStore(t, NPM{Registry: lr.srv.URL})
 	_, err := s.ResolveTool(context.Background(), "yarn", Want{Spec: "1", Source: "yarn.lock"}, "")
 	if !errors.Is(err, ErrIntegrity) {
 		t.Fatalf("got %v, want ErrIntegrity", err)
@@ -240,7 +242,7 @@ func TestIntegrityMismatchRefused(t *testing.T) {
 	// A packageManager hash that disagrees is refused too, even when the
 	// registry's integrity matches.
 	good := newLocalRegistry(t, tgz, "")
-	s = newStore(t, good.srv.URL)
+	s = newStore(t, NPM{Registry: good.srv.URL})
 	_, err = s.ResolveTool(context.Background(), "yarn", Want{Spec: "1.22.22", Source: "package.json packageManager"}, "sha512."+strings.Repeat("00", 64))
 	if !errors.Is(err, ErrIntegrity) || !strings.Contains(err.Error(), "packageManager") {
 		t.Fatalf("got %v, want ErrIntegrity about the packageManager hash", err)
@@ -282,7 +284,7 @@ func TestConcurrentFetchOneVersion(t *testing.T) {
 	if got := lr.downloads.Load(); got != 1 {
 		t.Errorf("%d downloads, want 1", got)
 	}
-	sys, err := newStore(t, lr.srv.URL).SystemNode(context.Background())
+	sys, err := newStore(t, NPM{Registry: lr.srv.URL}).SystemNode(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

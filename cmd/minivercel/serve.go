@@ -126,18 +126,18 @@ func (l layout) hookSocket() string { return l.socket("hooks") }
 
 // openToolchains opens the store of fetched Node versions and package
 // managers at dir (default <root>/toolchains), reading from the npm
-// registry npm is configured with. Without npm or its configuration the
+// registry npm is configured with, trusting npm's cafile. Without npm or its configuration the
 // server runs with no store: builds get the system's Node and npm only.
 func openToolchains(ctx context.Context, dir, root string, log *slog.Logger) (*toolchain.Store, error) {
 	if dir == "" {
 		dir = filepath.Join(root, "toolchains")
 	}
-	reg, err := toolchain.RegistryURL(ctx, os.Getenv)
+	npm, err := toolchain.NPMConfig(ctx, os.Getenv)
 	if err != nil {
 		log.Warn("no npm registry: builds get the system's Node and npm only, no other Node version, pnpm, yarn nor bun", "err", err)
 		return nil, nil
 	}
-	store, err := toolchain.New(toolchain.Config{Dir: dir, Registry: reg})
+	store, err := toolchain.New(toolchain.Config{Dir: dir, Registry: npm.Registry, CAFile: npm.CAFile})
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +155,7 @@ func openToolchains(ctx context.Context, dir, root string, log *slog.Logger) (*t
 			}
 		}
 	}
-	log.Debug("toolchain store", "dir", store.Dir(), "registry", reg)
+	log.Debug("toolchain store", "dir", store.Dir(), "registry", npm.Registry, "cafile", npm.CAFile)
 	return store, nil
 }
 

@@ -138,8 +138,8 @@ fs.writeFileSync('dist/index.html', '<p>two hours is ' + require('ms')(7200000) 
 
 // TestNodeVersionFromNvmrc: .nvmrc asks for Node 22 on a machine whose
 // Node is 20: the build runs on a Node 22 fetched from the registry, and so
-// does the app; a version that does not exist fails the build with where
-// it was asked.
+// does the app, also after a restart of the server; a version that does not
+// exist fails the build with where it was asked.
 func TestNodeVersionFromNvmrc(t *testing.T) {
 	t.Parallel()
 	needRegistry(t)
@@ -170,5 +170,11 @@ http.createServer((req, res) => res.end('built with ' + built + ', running ' + p
 	want := "built with v" + logged[1] + ", running v" + logged[1]
 	if code, body := s.get("node22.localhost", "/"); code != 200 || body != want {
 		t.Fatalf("page = %d %q, want %q", code, body, want)
+	}
+	// The Node is the build's, recorded with it: a restarted server starts
+	// the app on it again.
+	s.restart()
+	if code, body := s.get("node22.localhost", "/"); code != 200 || body != want {
+		t.Fatalf("after a restart, page = %d %q, want %q", code, body, want)
 	}
 }

@@ -64,6 +64,9 @@ var yarnFrozen = []string{"yarn", "install", "--frozen-lockfile"}
 // chosen Node.
 func (q *Queue) prepareTools(ctx context.Context, src string, plan *Plan, out *buildLog) (buildTools, error) {
 	tools := buildTools{path: BuildPATH()}
+	if len(plan.Install) == 0 && len(plan.Build) == 0 && plan.Start == "" {
+		return tools, nil // nothing runs: a static site needs no Node
+	}
 	root, err := os.OpenRoot(src)
 	if err != nil {
 		return tools, fmt.Errorf("choose node: %w", err)

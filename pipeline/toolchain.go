@@ -94,7 +94,7 @@ func (q *Queue) prepareTools(ctx context.Context, src string, plan *Plan, out *b
 	tools.caFile = store.CAFile()
 	var node toolchain.Node
 	if nodeWant != nil {
-		node, err = store.ResolveNode(ctx, *nodeWant)
+		node, err = store.ResolveNode(ctx, *nodeWant, out.detail)
 	} else {
 		node, err = store.SystemNode(ctx)
 	}
@@ -115,7 +115,7 @@ func (q *Queue) prepareTools(ctx context.Context, src string, plan *Plan, out *b
 		if note != "" {
 			out.detail(note)
 		}
-		tool, err := store.ResolveTool(ctx, pm, want, hash)
+		tool, err := store.ResolveTool(ctx, pm, want, hash, out.detail)
 		if err != nil {
 			return tools, err
 		}

@@ -152,8 +152,9 @@ func (n nodeSpec) rangeFor(versions []Version) Range {
 // newest matching version in the store serves (Node.Offline). An alias
 // ("lts/*", "node") means the newest version of the newest (even, for LTS)
 // major, or the system's when it is of that major. A request nothing
-// satisfies wraps ErrNoVersion and names want.
-func (s *Store) ResolveNode(ctx context.Context, want Want) (Node, error) {
+// satisfies wraps ErrNoVersion and names want. say, when not nil, is told
+// before a download starts.
+func (s *Store) ResolveNode(ctx context.Context, want Want, say func(string)) (Node, error) {
 	spec, err := parseNodeSpec(want.Spec)
 	if err != nil {
 		return Node{}, fmt.Errorf("node version from %s: %w", want, err)
@@ -179,7 +180,7 @@ func (s *Store) ResolveNode(ctx context.Context, want Want) (Node, error) {
 	if !ok {
 		return Node{}, fmt.Errorf("node version from %s: %w%s", want, ErrNoVersion, span("Node", versions))
 	}
-	return s.fetchNode(ctx, best, rel[best])
+	return s.fetchNode(ctx, best, rel[best], say)
 }
 
 // newestCached returns the newest version of pkg in the store that spec
@@ -230,8 +231,8 @@ func newest(sorted []Version, r Range) (Version, bool) {
 	return Version{}, false
 }
 
-func (s *Store) fetchNode(ctx context.Context, v Version, d dist) (Node, error) {
-	dir, fetched, err := s.ensure(ctx, nodePackage, v, d, "", nil)
+func (s *Store) fetchNode(ctx context.Context, v Version, d dist, say func(string)) (Node, error) {
+	dir, fetched, err := s.ensure(ctx, nodePackage, v, d, "", say, nil)
 	if err != nil {
 		return Node{}, err
 	}
@@ -261,7 +262,7 @@ func (s *Store) NodeBin(ctx context.Context, version string) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("node %s: %w: not published as %s", version, ErrNoVersion, nodePackage)
 	}
-	n, err := s.fetchNode(ctx, v, d)
+	n, err := s.fetchNode(ctx, v, d, nil)
 	if err != nil {
 		return "", err
 	}

@@ -74,7 +74,8 @@ var hashChecked = map[string]bool{"pnpm": true, "yarn": true}
 // "sha512.<hex>": the tarball must match it as well as the registry's
 // integrity (it is checked for the pnpm and yarn packages corepack reads it
 // for). A request nothing satisfies wraps ErrNoVersion and names want.
-func (s *Store) ResolveTool(ctx context.Context, name string, want Want, hash string) (Tool, error) {
+// say, when not nil, is told before a download starts.
+func (s *Store) ResolveTool(ctx context.Context, name string, want Want, hash string, say func(string)) (Tool, error) {
 	sources, ok := toolSources[name]
 	if !ok {
 		return Tool{}, fmt.Errorf("package manager %q: not one of pnpm, yarn, bun: %w", name, ErrBadSpec)
@@ -112,7 +113,7 @@ func (s *Store) ResolveTool(ctx context.Context, name string, want Want, hash st
 	if !hashChecked[f.src.pkg] {
 		hash = ""
 	}
-	dir, fetched, err := s.ensure(ctx, f.src.pkg, best, f.d, hash, func(tmp, final string) error {
+	dir, fetched, err := s.ensure(ctx, f.src.pkg, best, f.d, hash, say, func(tmp, final string) error {
 		return writeLaunchers(name, tmp, final)
 	})
 	if err != nil {

@@ -226,8 +226,9 @@ func fileLock(ctx context.Context, path string) (unlock func(), err error) {
 // ensure returns the directory of version v of package name, downloading
 // and unpacking it unless it is there already; fetched reports a download.
 // finish, when not nil, runs on the unpacked tree before it is moved into
-// place (writing launchers), with the tree's final path.
-func (s *Store) ensure(ctx context.Context, name string, v Version, d dist, wantHash string, finish func(tmp, final string) error) (dir string, fetched bool, err error) {
+// place (writing launchers), with the tree's final path. say, when not nil,
+// is told before a download starts.
+func (s *Store) ensure(ctx context.Context, name string, v Version, d dist, wantHash string, say func(string), finish func(tmp, final string) error) (dir string, fetched bool, err error) {
 	final := s.entryDir(name, v)
 	if _, err := os.Stat(final); err == nil {
 		return final, false, nil
@@ -254,6 +255,9 @@ func (s *Store) ensure(ctx context.Context, name string, v Version, d dist, want
 		return "", false, fmt.Errorf("fetch %s@%s: %w", name, v, err)
 	}
 	tgz := filepath.Join(tmp, "download.tgz")
+	if say != nil {
+		say(fmt.Sprintf("Fetching %s %s from the npm registry", name, v))
+	}
 	if err := s.download(ctx, d, wantHash, tgz); err != nil {
 		return "", false, fmt.Errorf("fetch %s@%s: %w", name, v, err)
 	}

@@ -72,9 +72,13 @@ func TestResolveToolFromRegistry(t *testing.T) {
 	}
 	want := Want{Spec: "1.22.22", Source: "package.json packageManager"}
 	// The hash corepack writes into packageManager is the tarball's sha512.
-	tool, err := s.ResolveTool(ctx, "yarn", want, "sha512."+hexIntegrity(t, s, "yarn", "1.22.22"))
+	var said []string
+	tool, err := s.ResolveTool(ctx, "yarn", want, "sha512."+hexIntegrity(t, s, "yarn", "1.22.22"), func(l string) { said = append(said, l) })
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(said) != 1 || said[0] != "Fetching yarn 1.22.22 from the npm registry" {
+		t.Errorf("progress %q, want the one line about the download", said)
 	}
 	if !tool.Fetched || tool.Version.String() != "1.22.22" || tool.Package != "yarn" {
 		t.Fatalf("got %+v, want yarn 1.22.22 fetched", tool)
@@ -82,18 +86,18 @@ func TestResolveToolFromRegistry(t *testing.T) {
 	if got := run(t, sys.BinDir, filepath.Join(tool.BinDir, "yarn"), "--version"); got != "1.22.22" {
 		t.Errorf("yarn --version = %q", got)
 	}
-	again, err := s.ResolveTool(ctx, "yarn", Want{Spec: "^1.22", Source: "yarn.lock"}, "")
+	again, err := s.ResolveTool(ctx, "yarn", Want{Spec: "^1.22", Source: "yarn.lock"}, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if again.Fetched || again.BinDir != tool.BinDir {
 		t.Errorf("second resolve %+v, want the cached %s", again, tool.BinDir)
 	}
-	_, err = s.ResolveTool(ctx, "yarn", Want{Spec: "99", Source: "package.json packageManager"}, "")
+	_, err = s.ResolveTool(ctx, "yarn", Want{Spec: "99", Source: "package.json packageManager"}, "", nil)
 	if !errors.Is(err, ErrNoVersion) || !strings.Contains(err.Error(), `package.json packageManager "99"`) {
 		t.Errorf("yarn 99: %v, want ErrNoVersion naming the request", err)
 	}
-	_, err = s.ResolveTool(ctx, "yarn", want, "sha512."+strings.Repeat("ab", 64))
+	_, err = s.ResolveTool(ctx, "yarn", want, "sha512."+strings.Repeat("ab", 64), nil)
 	if err != nil {
 		t.Errorf("a cached version is not checked again, got %v", err)
 	}
@@ -107,19 +111,19 @@ func TestResolveNodeFromRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := s.ResolveNode(ctx, Want{Spec: ">=" + sys.Version.String(), Source: "package.json engines.node"})
+	n, err := s.ResolveNode(ctx, Want{Spec: ">=" + sys.Version.String(), Source: "package.json engines.node"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !n.System || n.Fetched {
 		t.Errorf("a request the system Node satisfies gave %+v, want the system's", n)
 	}
-	_, err = s.ResolveNode(ctx, Want{Spec: "99", Source: ".nvmrc"})
+	_, err = s.ResolveNode(ctx, Want{Spec: "99", Source: ".nvmrc"}, nil)
 	if !errors.Is(err, ErrNoVersion) || !strings.Contains(err.Error(), `.nvmrc "99"`) {
 		t.Errorf("node 99: %v, want ErrNoVersion naming .nvmrc", err)
 	}
 	other := sys.Version.Major + 2
-	n, err = s.ResolveNode(ctx, Want{Spec: strconv.Itoa(other), Source: ".node-version"})
+	n, err = s.ResolveNode(ctx, Want{Spec: strconv.Itoa(other), Source: ".node-version"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +233,7 @@ func TestIntegrityMismatchRefused(t *testing.T) {
 	other := sha512.Sum512(append([]byte("x"), tgz...))
 	lr := newLocalRegistry(t, tgz, "sha512-"+base64.StdEncoding.EncodeToString(other[:]))
 	s := newStore(t, NPM{Registry: lr.srv.URL})
-	_, err := s.ResolveTool(context.Background(), "yarn", Want{Spec: "1", Source: "yarn.lock"}, "")
+	_, err := s.ResolveTool(context.Background(), "yarn", Want{Spec: "1", Source: "yarn.lock"}, "", nil)
 	if !errors.Is(err, ErrIntegrity) {
 		t.Fatalf("got %v, want ErrIntegrity", err)
 	}
@@ -243,7 +247,7 @@ func TestIntegrityMismatchRefused(t *testing.T) {
 	// registry's integrity matches.
 	good := newLocalRegistry(t, tgz, "")
 	s = newStore(t, NPM{Registry: good.srv.URL})
-	_, err = s.ResolveTool(context.Background(), "yarn", Want{Spec: "1.22.22", Source: "package.json packageManager"}, "sha512."+strings.Repeat("00", 64))
+	_, err = s.ResolveTool(context.Background(), "yarn", Want{Spec: "1.22.22", Source: "package.json packageManager"}, "sha512."+strings.Repeat("00", 64), nil)
 	if !errors.Is(err, ErrIntegrity) || !strings.Contains(err.Error(), "packageManager") {
 		t.Fatalf("got %v, want ErrIntegrity about the packageManager hash", err)
 	}
@@ -268,7 +272,7 @@ func TestConcurrentFetchOneVersion(t *testing.T) {
 				errs[i] = err
 				return
 			}
-			tool, err := s.ResolveTool(context.Background(), "yarn", Want{Spec: "1", Source: "yarn.lock"}, "")
+			tool, err := s.ResolveTool(context.Background(), "yarn", Want{Spec: "1", Source: "yarn.lock"}, "", nil)
 			bins[i], errs[i] = tool.BinDir, err
 		})
 	}
@@ -299,11 +303,11 @@ func TestConcurrentFetchOneVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tool, err := s.ResolveTool(context.Background(), "yarn", Want{Spec: "^1.2", Source: "yarn.lock"}, "")
+	tool, err := s.ResolveTool(context.Background(), "yarn", Want{Spec: "^1.2", Source: "yarn.lock"}, "", nil)
 	if err != nil || !tool.Offline || tool.BinDir != bins[0] {
 		t.Errorf("offline: %+v, %v; want the cached %s", tool, err, bins[0])
 	}
-	_, err = s.ResolveTool(context.Background(), "yarn", Want{Spec: "4", Source: "yarn.lock"}, "")
+	_, err = s.ResolveTool(context.Background(), "yarn", Want{Spec: "4", Source: "yarn.lock"}, "", nil)
 	if !errors.Is(err, ErrRegistry) {
 		t.Errorf("offline, a version not in the store: %v, want ErrRegistry", err)
 	}

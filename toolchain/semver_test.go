@@ -182,3 +182,20 @@ func TestNewestNodePrefersLTS(t *testing.T) {
 		}
 	}
 }
+
+// Whatever a project writes in .nvmrc or engines.node, parsing it returns
+// a range or an error, never a panic, and a range answers for any version.
+func TestParseAnything(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		spec := rapid.OneOf(
+			rapid.String(),
+			rapid.StringMatching(`[v<>=~^ |*x.\-0-9a-z]{0,24}`),
+		).Draw(t, "spec")
+		if r, err := ParseRange(spec); err == nil {
+			r.Match(genVersion().Draw(t, "v"))
+		}
+		if n, err := parseNodeSpec(spec); err == nil {
+			n.rangeFor([]Version{{Major: 22}, {Major: 25}}).Match(genVersion().Draw(t, "w"))
+		}
+	})
+}

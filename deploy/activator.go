@@ -40,7 +40,7 @@ func SiteOf(b schema.Build, p schema.Project, deploymentID int64, env []string) 
 	return edge.Site{
 		Project: b.ProjectName, BuildID: b.ID, Slug: b.Slug,
 		ArtifactPath: b.ArtifactPath, SHA256: b.ArtifactSHA256, SPA: b.SPA,
-		Start: b.StartCommand, DeploymentID: deploymentID, Env: env,
+		Start: b.StartCommand, NodeVersion: b.NodeVersion, DeploymentID: deploymentID, Env: env,
 		Health: edge.HealthCheck{
 			Path:     p.HealthPath,
 			Tries:    p.HealthTries,

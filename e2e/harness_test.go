@@ -23,6 +23,10 @@ import (
 
 var binary string // the minivercel binary built once for the whole run
 
+// toolchainDir is the toolchain store every server of the run shares, so a
+// Node version or package manager is downloaded once per run.
+var toolchainDir string
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "mve2e")
 	if err != nil {
@@ -30,6 +34,12 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "minivercel")
+	// Builds and apps run as other users: the store must be reachable.
+	toolchainDir = filepath.Join(dir, "toolchains")
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	args := []string{"build", "-o", binary}
 	if raceEnabled {
 		// The server under test is where data races would be: the race
@@ -159,7 +169,7 @@ func (s *server) launch() error {
 	s.cmd = exec.Command(binary, "serve", "--data-dir", s.dataDir,
 		"--ssh-addr", fmt.Sprintf("127.0.0.1:%d", s.sshPort),
 		"--http-addr", fmt.Sprintf("127.0.0.1:%d", s.httpPort))
-	s.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, s.env...)
+	s.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "MINIVERCEL_TOOLCHAIN_DIR=" + toolchainDir}, s.env...)
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
 	if err := s.cmd.Start(); err != nil {
 		return err

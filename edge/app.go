@@ -26,6 +26,7 @@ import (
 type app struct {
 	site     Site
 	dir      string
+	nodeBin  string // the directory of Site.NodeVersion's node, first in PATH; "" for the system's
 	port     int
 	uid, gid uint32 // the user the process runs as, when privileges are dropped
 	cfg      RuntimeConfig
@@ -55,6 +56,9 @@ const maxBackoff = 30 * time.Second
 
 func (a *app) env() []string {
 	path := filepath.Join(a.dir, "node_modules", ".bin") + ":/usr/local/bin:/usr/bin:/bin"
+	if a.nodeBin != "" {
+		path = filepath.Join(a.dir, "node_modules", ".bin") + ":" + a.nodeBin + ":/usr/local/bin:/usr/bin:/bin"
+	}
 	env := []string{
 		"PATH=" + path, "HOME=" + a.dir, "LANG=C.UTF-8", "NODE_ENV=production",
 		"PORT=" + strconv.Itoa(a.port), "HOST=127.0.0.1", "HOSTNAME=127.0.0.1",

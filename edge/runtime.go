@@ -63,6 +63,17 @@ type RuntimeConfig struct {
 	// reached, starting another stops the least recently used idle one, or
 	// answers 503 when every one has a request in flight. Zero: 8.
 	MaxPreviews int
+	// Node provides the Node versions of apps whose Site.NodeVersion is
+	// set. Zero: such an app fails to start.
+	Node NodeStore
+}
+
+// NodeStore provides Node versions other than the system's
+// (*toolchain.Store). NodeBin returns the directory holding the node
+// executable of exactly version, fetching it when the machine does not
+// have it yet, until ctx ends; it is called concurrently.
+type NodeStore interface {
+	NodeBin(ctx context.Context, version string) (string, error)
 }
 
 // RuntimeLogSink stores the lines a deployment's process prints. RuntimeLog is
@@ -227,16 +238,28 @@ func (r *appRuntime) start(ctx context.Context, site Site, progress func(string)
 			return nil, fmt.Errorf("%w: %v", ErrAppStart, err)
 		}
 	}
+	var nodeBin string
+	if site.NodeVersion != "" {
+		if rc.Node == nil {
+			return nil, fmt.Errorf("%w: the build ran on Node %s and this server has no toolchain store", ErrAppStart, site.NodeVersion)
+		}
+		if nodeBin, err = rc.Node.NodeBin(ctx, site.NodeVersion); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrAppStart, err)
+		}
+	}
 	port, err := r.ports.take()
 	if err != nil {
 		return nil, err
 	}
-	a := &app{site: site, dir: dir, port: port, uid: uid, gid: gid, cfg: rc, ports: r.ports, done: r.done,
+	a := &app{site: site, dir: dir, nodeBin: nodeBin, port: port, uid: uid, gid: gid, cfg: rc, ports: r.ports, done: r.done,
 		quit: make(chan struct{}), stopped: make(chan struct{}), progress: progress}
 	say := func(msg string) {
 		if progress != nil {
 			progress(msg)
 		}
+	}
+	if site.NodeVersion != "" {
+		say("Node " + site.NodeVersion + " (the build's)")
 	}
 	say(fmt.Sprintf("starting web process on port %d: %s", port, site.Start))
 	began := time.Now()

@@ -715,3 +715,24 @@ func TestListenerOwnedBy(t *testing.T) {
 		t.Errorf("closed port %d still reported as listening", port)
 	}
 }
+
+// TestAppOfAnotherNodeNeedsTheStore: a build that ran on a Node from the
+// toolchain store is not started on another Node when this edge has no
+// store: its activation fails with the reason, and the previous build
+// serves on.
+func TestAppOfAnotherNodeNeedsTheStore(t *testing.T) {
+	t.Parallel()
+	e, hs := newAppEdge(t, &logSink{})
+	if err := e.srv.Activate(context.Background(), e.appSite("shop", 1, "v1"), nil); err != nil {
+		t.Fatal(err)
+	}
+	site := e.appSite("shop", 2, "v2")
+	site.NodeVersion = "22.23.5"
+	err := e.srv.Activate(context.Background(), site, nil)
+	if !errors.Is(err, ErrAppStart) || !strings.Contains(err.Error(), "Node 22.23.5") {
+		t.Fatalf("activation: %v, want ErrAppStart naming Node 22.23.5", err)
+	}
+	if code, body, _ := httpGet(t, hs, "shop.localhost", "/"); code != 200 || body != "v1" {
+		t.Errorf("GET / = %d %q, want the previous build's v1", code, body)
+	}
+}

@@ -87,6 +87,10 @@ type Site struct {
 	// Start is the shell command of a server app's web process, run in the
 	// extracted build with PORT and HOST set. Empty: a static site.
 	Start string
+	// NodeVersion is the Node the app runs with ("22.23.5"), the one its
+	// build ran with, whose bin directory RuntimeConfig.Node provides.
+	// Empty: the system's Node.
+	NodeVersion string
 	// DeploymentID names the deployment whose runtime log gets the app's output.
 	DeploymentID int64
 	// Env is extra environment for the app, KEY=VALUE; PORT and HOST are the

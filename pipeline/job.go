@@ -22,6 +22,7 @@ import (
 	"minivercel/proc"
 	"minivercel/schema"
 	"minivercel/secret"
+	"minivercel/toolchain"
 )
 
 // Activator makes a succeeded build serve its project's production traffic. It is
@@ -60,6 +61,11 @@ type Config struct {
 	BaseDomain string
 	// Env gives builds their project's variables. Zero: builds get none.
 	Env EnvSource
+	// Toolchains provides the Node versions and package managers (pnpm,
+	// yarn, bun) projects ask for; the Sandbox must bind its directory
+	// (Sandbox.ReadOnly). Zero: only the system's Node and npm, and a
+	// project asking for anything else fails to build.
+	Toolchains *toolchain.Store
 	// Logger receives the queue's own events. Zero: slog.Default().
 	Logger *slog.Logger
 	// MaxLogLines and MaxLogBytes bound the command output one build's log
@@ -380,6 +386,12 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 				return err
 			}
 			out.detail("Detected: " + plan.Describe())
+			tools, err := q.prepareTools(ctx, src, &plan, out)
+			if err != nil {
+				return err
+			}
+			env = tools.environ(home, env)
+			b.NodeVersion = tools.nodeVersion
 			if q.sandbox.Isolated() {
 				out.detail("Sandbox: bubblewrap, as an unprivileged user")
 			} else {
@@ -421,6 +433,7 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 			b.Kind, b.SPA, b.StartCommand, b.ArtifactPath, b.ArtifactSHA256, b.ArtifactSize = plan.Kind.String(), plan.SPA, plan.Start, artifact, sum, size
 			return q.store.SetBuildArtifact(ctx, b.ID, schema.Artifact{
 				Kind: b.Kind, SPA: b.SPA, StartCommand: b.StartCommand, Path: artifact, SHA256: sum, Size: size,
+				NodeVersion: b.NodeVersion,
 			})
 		}},
 		{schema.StageActivate, func(ctx context.Context) error {

@@ -29,8 +29,22 @@ const killGrace = 5 * time.Second
 // probeTimeout bounds the start-up check of bubblewrap.
 const probeTimeout = 10 * time.Second
 
-// sandboxPath is the only PATH a build sees.
+// sandboxPath is the PATH a build sees after the toolchain's directories
+// (see BuildPATH).
 const sandboxPath = "/usr/local/bin:/usr/bin:/bin"
+
+// BuildPATH returns the PATH of a build: first, in order, the given
+// toolchain directories (a package manager's launchers, a Node's bin
+// directory), then the system's. Empty entries are dropped.
+func BuildPATH(first ...string) string {
+	var dirs []string
+	for _, d := range first {
+		if d != "" {
+			dirs = append(dirs, d)
+		}
+	}
+	return strings.Join(append(dirs, sandboxPath), ":")
+}
 
 // Sandbox runs build commands (install, build) as an unprivileged user with
 // an explicit minimal environment, in their own process group and, when
@@ -63,6 +77,11 @@ type Sandbox struct {
 	// has no effect and only file permissions protect these directories.
 	// Nil hides nothing beyond what Run always hides.
 	Hide []string
+	// ReadOnly lists directories bound read-only after Hide's covers, so
+	// they stay visible inside a hidden directory: the toolchain store
+	// (Node versions and package managers) inside the data directory.
+	// Paths that do not exist are skipped. Nil binds nothing.
+	ReadOnly []string
 }
 
 // Isolated reports whether commands run inside bubblewrap, for the build
@@ -180,6 +199,16 @@ func (s Sandbox) bwrapArgs(dir string, argv []string) ([]string, error) {
 		if h != "/tmp" {
 			args = append(args, "--tmpfs", h)
 		}
+	}
+	for _, ro := range s.ReadOnly {
+		real, err := realDir(ro)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("resolve read-only directory: %w", err)
+		}
+		args = append(args, "--ro-bind", real, real)
 	}
 	if ws != "" {
 		args = append(args, "--bind", ws, ws, "--chdir", dir)

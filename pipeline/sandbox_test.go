@@ -492,6 +492,8 @@ func TestBubblewrapIsolation(t *testing.T) {
 		{"write into a sibling workspace", `echo evil > "$W1/src/mine.txt"`, true, false},
 		{"write its own workspace, HOME and /tmp", `echo a > built.txt && echo b > "$HOME/cache" && echo c > /tmp/t && cat /tmp/t`, true, true},
 		{"read the system", `test -r /etc/passwd && ls /usr/bin/sh`, true, true},
+		{"run a tool of the toolchain store inside a Hide directory", `"$DATA/toolchains/bin/tool" | grep -qx tool-ran`, true, true},
+		{"write into the toolchain store", `echo x > "$DATA/toolchains/bin/tool"`, false, false},
 	}
 	for _, mode := range []string{"uid only", "bubblewrap"} {
 		t.Run(mode, func(t *testing.T) {
@@ -512,7 +514,12 @@ func TestBubblewrapIsolation(t *testing.T) {
 				t.Fatal(err)
 			}
 			sb.Hide = []string{data, filepath.Join(data, "does-not-exist")}
+			sb.ReadOnly = []string{filepath.Join(data, "toolchains"), filepath.Join(data, "no-toolchains")}
 			writeFile(t, filepath.Join(data, "config.txt"), "data-secret", 0o644)
+			if err := os.MkdirAll(filepath.Join(data, "toolchains", "bin"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, filepath.Join(data, "toolchains", "bin", "tool"), "#!/bin/sh\necho tool-ran\n", 0o755)
 			ws := func(id string) workspace {
 				dir := filepath.Join(data, "work", id)
 				w := workspace{sb: sb, src: filepath.Join(dir, "src"), home: filepath.Join(dir, "home")}

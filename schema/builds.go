@@ -59,19 +59,23 @@ func (s Stage) Valid() bool {
 
 // Build is one build of one commit of a branch.
 type Build struct {
-	ID             int64
-	ProjectID      int64
-	ProjectName    string
-	Slug           string // random, names the build's own URL
-	Branch         string
-	CommitSHA      string
-	CommitMessage  string
-	Status         BuildStatus
-	Stage          Stage
-	Error          string
-	Kind           string
-	SPA            bool
-	StartCommand   string // the web process's shell command; empty for static builds
+	ID            int64
+	ProjectID     int64
+	ProjectName   string
+	Slug          string // random, names the build's own URL
+	Branch        string
+	CommitSHA     string
+	CommitMessage string
+	Status        BuildStatus
+	Stage         Stage
+	Error         string
+	Kind          string
+	SPA           bool
+	StartCommand  string // the web process's shell command; empty for static builds
+	// NodeVersion is the Node the build ran with and its app runs with,
+	// "22.23.5", when it came from the toolchain store; empty for the
+	// system's Node.
+	NodeVersion    string
 	ArtifactPath   string
 	ArtifactSHA256 string
 	ArtifactSize   int64
@@ -82,7 +86,7 @@ type Build struct {
 }
 
 const buildCols = `b.id, b.project_id, p.name AS project_name, b.slug, b.branch, b.commit_sha, b.commit_message,
-	b.status, b.stage, b.error, b.kind, b.spa, b.start_command, b.artifact_path, b.artifact_sha256, b.artifact_size,
+	b.status, b.stage, b.error, b.kind, b.spa, b.start_command, b.node_version, b.artifact_path, b.artifact_sha256, b.artifact_size,
 	b.created_by, b.created_at, b.started_at, b.finished_at`
 
 // NewBuild is what a push knows about a build it asks for.
@@ -160,15 +164,18 @@ type Artifact struct {
 	Kind         string
 	SPA          bool
 	StartCommand string
-	Path         string
-	SHA256       string
-	Size         int64
+	// NodeVersion is the Node to run the app with (Build.NodeVersion).
+	NodeVersion string
+	Path        string
+	SHA256      string
+	Size        int64
 }
 
 // SetBuildArtifact records the packed output of a build and how to serve it.
 func (s *Store) SetBuildArtifact(ctx context.Context, id int64, a Artifact) error {
 	_, err := s.db.Exec(ctx, `UPDATE builds SET kind = $2, spa = $3, start_command = $4, artifact_path = $5,
-		artifact_sha256 = $6, artifact_size = $7 WHERE id = $1`, id, a.Kind, a.SPA, a.StartCommand, a.Path, a.SHA256, a.Size)
+		artifact_sha256 = $6, artifact_size = $7, node_version = $8 WHERE id = $1`,
+		id, a.Kind, a.SPA, a.StartCommand, a.Path, a.SHA256, a.Size, a.NodeVersion)
 	return MapError(err)
 }
 

@@ -24,6 +24,7 @@ import (
 	"minivercel/panel"
 	"minivercel/pipeline"
 	"minivercel/proc"
+	"minivercel/toolchain"
 )
 
 type serveFlags struct {
@@ -38,6 +39,9 @@ type serveFlags struct {
 	acmeEmail   string
 	acmeCA      string
 	acmeCARoot  string
+	// toolchainDir holds the Node versions and package managers fetched
+	// for builds and apps; empty: <data-dir>/toolchains.
+	toolchainDir string
 }
 
 func serve(ctx context.Context, stop context.CancelFunc, args []string, stderr io.Writer) error {
@@ -55,6 +59,7 @@ func serve(ctx context.Context, stop context.CancelFunc, args []string, stderr i
 	fs.StringVar(&f.acmeEmail, "acme-email", "", "contact email for the ACME account (certificate expiry notices)")
 	fs.StringVar(&f.acmeCA, "acme-ca", "", "ACME directory URL (default: Let's Encrypt production)")
 	fs.StringVar(&f.acmeCARoot, "acme-ca-root", "", "PEM file of extra roots to trust for the ACME server (for a private CA)")
+	fs.StringVar(&f.toolchainDir, "toolchain-dir", "", "directory of the Node versions and package managers fetched from the npm registry, shared by builds and apps (default: <data-dir>/toolchains)")
 	if err := parseFlags(fs, args, os.Getenv); err != nil {
 		return err
 	}
@@ -126,6 +131,41 @@ func (l layout) socket(name string) string { return filepath.Join(l.sockets, nam
 // hookSocket is where the git hook reaches the server.
 func (l layout) hookSocket() string { return l.socket("hooks") }
 
+// openToolchains opens the store of fetched Node versions and package
+// managers at dir (default <root>/toolchains), reading from the npm
+// registry npm is configured with, trusting npm's cafile. Without npm or its configuration the
+// server runs with no store: builds get the system's Node and npm only.
+func openToolchains(ctx context.Context, dir, root string, log *slog.Logger) (*toolchain.Store, error) {
+	if dir == "" {
+		dir = filepath.Join(root, "toolchains")
+	}
+	npm, err := toolchain.NPMConfig(ctx, os.Getenv)
+	if err != nil {
+		log.Warn("no npm registry: builds get the system's Node and npm only, no other Node version, pnpm, yarn nor bun", "err", err)
+		return nil, nil
+	}
+	store, err := toolchain.New(toolchain.Config{Dir: dir, Registry: npm.Registry, CAFile: npm.CAFile})
+	if err != nil {
+		return nil, err
+	}
+	if os.Geteuid() == 0 {
+		// Builds and apps run as other users: say so at start rather than
+		// with a build's obscure "permission denied".
+		for p := filepath.Dir(store.Dir()); ; p = filepath.Dir(p) {
+			if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o001 == 0 {
+				log.Warn("builds and apps cannot use the toolchain directory: make its parent searchable (chmod o+x) or choose another --toolchain-dir",
+					"dir", store.Dir(), "parent", p, "mode", fi.Mode().Perm())
+				break
+			}
+			if p == "/" {
+				break
+			}
+		}
+	}
+	log.Debug("toolchain store", "dir", store.Dir(), "registry", npm.Registry, "cafile", npm.CAFile)
+	return store, nil
+}
+
 func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log *slog.Logger) error {
 	root, err := f.absDataDir()
 	if err != nil {
@@ -152,8 +192,18 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 		return err
 	}
 	// Builds see nothing of the data directory: not the database, the
-	// repositories, the artifacts, nor other builds' workspaces.
+	// repositories, the artifacts, nor other builds' workspaces; only the
+	// toolchain store, read-only.
 	sandbox.Hide = []string{root}
+	tools, err := openToolchains(ctx, f.toolchainDir, root, log)
+	if err != nil {
+		return err
+	}
+	var nodes edge.NodeStore
+	if tools != nil {
+		sandbox.ReadOnly = []string{tools.Dir()}
+		nodes = tools
+	}
 	appUID, appGID, err := proc.SystemUser(proc.AppUserName)
 	if err != nil {
 		return err
@@ -182,7 +232,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 		Health: db.pool.Ping,
 		Runtime: edge.RuntimeConfig{
 			UID: appUID, GID: appGID, DropPrivileges: os.Geteuid() == 0, Logs: runtimeLogs,
-			UserFor: appUsers.For, OrphanUIDs: appUsers.UIDs(),
+			UserFor: appUsers.For, OrphanUIDs: appUsers.UIDs(), Node: nodes,
 		},
 	}, lookup)
 	if err != nil {
@@ -193,7 +243,8 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	activator := deploy.NewActivator(edgeSrv, db.store, vars, log)
 	queue, err := pipeline.NewQueue(pipeline.Config{
 		ReposDir: dirs.repos, WorkDir: dirs.work, CacheDir: dirs.cache, ArtifactsDir: dirs.artifacts, DeploymentsDir: dirs.deployments,
-		Concurrency: f.concurrency, MaxLogLines: f.logLines, MaxLogBytes: f.logBytes, URL: urlFor, BaseDomain: f.baseDomain, Env: vars, Logger: log,
+		Concurrency: f.concurrency, MaxLogLines: f.logLines, MaxLogBytes: f.logBytes, URL: urlFor, BaseDomain: f.baseDomain,
+		Env: vars, Logger: log, Toolchains: tools,
 	}, db.store, broker, activator, sandbox, true)
 	if err != nil {
 		return err

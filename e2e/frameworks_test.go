@@ -110,18 +110,23 @@ func TestNuxtApp(t *testing.T) {
 
 // TestAstroStaticSite: an Astro site is pages, not a single-page app: an
 // unknown path answers its own 404 page with status 404, not the home page.
+// It is the current Astro major, which needs Node 22.12 or later: the
+// project says so in engines.node, and that Node builds it.
 func TestAstroStaticSite(t *testing.T) {
 	t.Parallel()
-	s, _ := deployFramework(t, "Astro", "astrosite", "Astro (astro in package.json) → npm build (npm), output dist",
+	s, out := deployFramework(t, "Astro", "astrosite", "Astro (astro in package.json) → npm build (npm), output dist",
 		map[string]string{
-			"package.json": `{"name":"astrosite","private":true,"type":"module",
+			"package.json": `{"name":"astrosite","private":true,"type":"module","engines":{"node":">=22.12.0"},
   "scripts":{"dev":"astro dev","build":"astro build","preview":"astro preview","astro":"astro"},
-  "dependencies":{"astro":"5.18.2"}}`,
+  "dependencies":{"astro":"7.3.5"}}`,
 			"astro.config.mjs":      "import { defineConfig } from 'astro/config';\nexport default defineConfig({});\n",
 			"src/pages/index.astro": "<html><body><h1>Hello from Astro on minivercel</h1></body></html>\n",
 			"src/pages/about.astro": "<html><body><h1>About this Astro site</h1></body></html>\n",
 			"src/pages/404.astro":   "<html><body><h1>No such Astro page</h1></body></html>\n",
 		})
+	if !regexp.MustCompile(`Node 2[2-9]\.\d+\.\d+ \(from package.json engines.node`).MatchString(out) {
+		t.Errorf("push output does not say a Node of 22 or later ran, from engines.node:\n%s", out)
+	}
 	const host = "astrosite.localhost"
 	s.wantStatus(host, "/", 200, "Hello from Astro on minivercel")
 	s.wantStatus(host, "/about/", 200, "About this Astro site")

@@ -355,6 +355,7 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 	env := MinimalEnv(home, append(vars, "MINIVERCEL_BRANCH="+b.Branch, "MINIVERCEL_COMMIT="+b.CommitSHA)...)
 	var plan Plan
 	var committed time.Time // every packed file's mtime
+	var fns *Functions
 	artifact := filepath.Join(q.cfg.ArtifactsDir, project.Name, strconv.FormatInt(b.ID, 10)+".tar.gz")
 	production := b.Branch == project.ProductionBranch
 
@@ -380,6 +381,9 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 				return err
 			}
 			out.detail("Detected: " + plan.Describe())
+			if fns, err = detectFunctions(ctx, src, settings, &plan, out); err != nil {
+				return err
+			}
 			if q.sandbox.Isolated() {
 				out.detail("Sandbox: bubblewrap, as an unprivileged user")
 			} else {
@@ -410,6 +414,11 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 			out.heading("Packing " + plan.OutputDir)
 			if err := os.MkdirAll(filepath.Dir(artifact), 0o700); err != nil {
 				return err
+			}
+			if fns != nil {
+				if err := fns.Stage(src, plan.OutputDir); err != nil {
+					return err
+				}
 			}
 			// Packed through the workspace, which the build user cannot
 			// rename: not through paths it could swap for symlinks.

@@ -17,7 +17,8 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const routes = JSON.parse(readFileSync(path.join(here, "routes.json"), "utf8")).routes;
-const maxBody = Number(process.env.MINIVERCEL_MAX_BODY_BYTES) || 4.5 * 1024 * 1024;
+const maxBodyArg = process.argv.find((a) => a.startsWith("--max-body="));
+const maxBody = Number(maxBodyArg?.slice("--max-body=".length)) || 4.5 * 1024 * 1024;
 const healthPath = "/.minivercel/health";
 const methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
@@ -71,7 +72,8 @@ function pick(mod, method) {
   }
   if (typeof def === "function") return { web: def.length < 2, fn: def };
   if (def && typeof def.fetch === "function") return { web: true, fn: def.fetch.bind(def) };
-  const allow = methods.filter((m) => sources.some((src) => typeof src[m] === "function"));
+  const has = (m) => sources.some((src) => typeof src[m] === "function");
+  const allow = methods.filter((m) => has(m) || (m === "HEAD" && has("GET")));
   return { allow };
 }
 

@@ -1,0 +1,61 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestFunctions: a static site with an api/ folder, pushed over OpenSSH,
+// serves its page as files and its functions as routes, with Vercel's Node
+// signature and the Web one, run as an unprivileged user with the project's
+// variables; the functions' source is never downloadable.
+func TestFunctions(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	r := newRepo(t, "main", map[string]string{
+		"index.html": "<h1>static home</h1>",
+		"api/hello.js": `import { greet } from "./_greet.js";
+export default function handler(req, res) {
+  res.status(200).json({ text: greet(req.query.name), greeting: process.env.GREETING ?? null, uid: process.getuid() });
+}`,
+		"api/_greet.js": `export const greet = (name = "world") => "hello " + name;`,
+		"api/time.mjs": `export async function GET(request) {
+  return Response.json({ path: new URL(request.url).pathname, now: Date.now() });
+}`,
+	})
+	s.mustPush(r, "fn")
+	if out, code := s.cli(t, "env", "set", "fn", "GREETING=from the project"); code != 0 {
+		t.Fatalf("env set: %d %s", code, out)
+	}
+	r.commit("again", map[string]string{"README": "rebuild with the variable"})
+	out := s.mustPush(r, "fn")
+	if !strings.Contains(out, "Functions: /api/hello, /api/time") {
+		t.Errorf("the push does not list the functions:\n%s", out)
+	}
+	s.waitBody("fn.localhost", "/", "static home")
+	for _, c := range []struct {
+		path string
+		code int
+		want []string
+	}{
+		{"/api/hello?name=ann", 200, []string{`"text":"hello ann"`, `"greeting":"from the project"`}},
+		{"/api/time", 200, []string{`"path":"/api/time"`}},
+		{"/api/nope", 404, nil},
+		{"/api/hello.js", 404, nil},
+		{"/api/_greet.js", 404, nil},
+		{"/.minivercel/functions/api/hello.js", 404, nil},
+	} {
+		code, body := s.get("fn.localhost", c.path)
+		if code != c.code || strings.Contains(body, "export ") {
+			t.Errorf("%s = %d %q, want %d and no source", c.path, code, body, c.code)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(body, w) {
+				t.Errorf("%s = %q, want %q in it", c.path, body, w)
+			}
+		}
+	}
+	if _, body := s.get("fn.localhost", "/api/hello"); strings.Contains(body, `"uid":0`) {
+		t.Errorf("functions run as root: %s", body)
+	}
+}

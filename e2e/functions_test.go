@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -58,4 +60,57 @@ export default function handler(req, res) {
 	if _, body := s.get("fn.localhost", "/api/hello"); strings.Contains(body, `"uid":0`) {
 		t.Errorf("functions run as root: %s", body)
 	}
+}
+
+// TestFunctionsWithDependencies: a static site whose package.json only
+// declares what its functions import gets an install step and its
+// production dependencies beside the functions, never as files; a
+// TypeScript function on a Node that cannot strip types fails the build
+// with the reason.
+func TestFunctionsWithDependencies(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	r := newRepo(t, "main", map[string]string{
+		"index.html":   "<h1>home</h1>",
+		"package.json": `{"name":"fndeps","private":true,"type":"module","dependencies":{"ms":"2.1.3"}}`,
+		"api/ms.js": `import ms from "ms";
+export default (req, res) => res.send(String(ms(req.query.d)));`,
+	})
+	out := s.mustPush(r, "fndeps")
+	if !strings.Contains(out, "Functions: /api/ms") || !strings.Contains(out, "Installing dependencies: npm install") {
+		t.Errorf("push output:\n%s", out)
+	}
+	s.waitBody("fndeps.localhost", "/", "home")
+	if code, body := s.get("fndeps.localhost", "/api/ms?d=2h"); code != 200 || body != "7200000" {
+		t.Errorf("/api/ms?d=2h = %d %q", code, body)
+	}
+	for _, p := range []string{"/node_modules/ms/package.json", "/.minivercel/functions/node_modules/ms/package.json"} {
+		if code, _ := s.get("fndeps.localhost", p); code != 404 {
+			t.Errorf("%s = %d, want 404", p, code)
+		}
+	}
+
+	ts := newRepo(t, "main", map[string]string{"index.html": "x", "api/a.ts": "export default (): Response => new Response('typed')"})
+	out, code := s.push(ts, "fnts")
+	switch node := nodeMajor(t); {
+	case node < 22 && (code == 0 || !strings.Contains(out, "TypeScript functions need Node 22.6 or later")):
+		t.Errorf("a TypeScript function on Node %d: exit %d\n%s", node, code, out)
+	case node >= 23 && code != 0:
+		t.Errorf("a TypeScript function on Node %d failed: %s", node, out)
+	}
+}
+
+// nodeMajor is the major version of the machine's Node, which runs the
+// functions.
+func nodeMajor(t *testing.T) int {
+	out, err := exec.Command("node", "--version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	major, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimSpace(string(out)), "v"), ".")
+	n, err := strconv.Atoi(major)
+	if err != nil {
+		t.Fatalf("node --version: %q", out)
+	}
+	return n
 }

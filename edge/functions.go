@@ -26,6 +26,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"minivercel/proc"
 )
 
 const (
@@ -40,8 +42,6 @@ const (
 	defaultFunctionsIdle    = 5 * time.Minute
 	defaultMaxFunctions     = 16
 	defaultFunctionsMaxBody = 4718592 // 4.5 MiB, Vercel's limit
-	// nodeVersionTimeout bounds `node --version`.
-	nodeVersionTimeout = 10 * time.Second
 )
 
 // FunctionsConfig configures how the edge runs the api/ functions of static
@@ -217,17 +217,9 @@ func (f *functions) command() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("find node for functions: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), nodeVersionTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "--version")
-	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
-	out, err := cmd.Output()
+	major, minor, _, err := proc.NodeVersion(context.Background(), bin)
 	if err != nil {
-		return "", fmt.Errorf("run %s --version: %w", bin, err)
-	}
-	major, minor, ok := nodeMajorMinor(string(out))
-	if !ok {
-		return "", fmt.Errorf("read the version of %s: %q", bin, strings.TrimSpace(string(out)))
+		return "", err
 	}
 	args := []string{"exec", shellQuote(bin)}
 	args = append(args, nodeFlags(major, minor)...)
@@ -250,17 +242,6 @@ func nodeFlags(major, minor int) []string {
 		flags = append(flags, "--disable-warning=ExperimentalWarning")
 	}
 	return flags
-}
-
-// nodeMajorMinor reads `node --version` output: "v20.20.2".
-func nodeMajorMinor(v string) (major, minor int, ok bool) {
-	parts := strings.SplitN(strings.TrimPrefix(strings.TrimSpace(v), "v"), ".", 3)
-	if len(parts) < 2 {
-		return 0, 0, false
-	}
-	major, err1 := strconv.Atoi(parts[0])
-	minor, err2 := strconv.Atoi(parts[1])
-	return major, minor, err1 == nil && err2 == nil
 }
 
 // shellQuote quotes s for sh.

@@ -12,6 +12,7 @@ import (
 
 	"minivercel/hosts"
 	"minivercel/pipeline"
+	"minivercel/proc"
 )
 
 // functionFiles is a static site with functions of every kind the runner
@@ -231,7 +232,7 @@ func TestNodeFlags(t *testing.T) {
 		{"v23.1.0", "--experimental-strip-types --disable-warning=ExperimentalWarning"},
 		{"v24.0.0", ""},
 	} {
-		major, minor, ok := nodeMajorMinor(c.version)
+		major, minor, ok := proc.ParseNodeVersion(c.version)
 		if got := strings.Join(nodeFlags(major, minor), " "); !ok || got != c.want {
 			t.Errorf("flags for %s = %q, want %q", c.version, got, c.want)
 		}

@@ -25,13 +25,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
-	"time"
+
+	"minivercel/proc"
 )
 
 // FunctionsDir is where a build's functions live in its output.
@@ -251,7 +250,7 @@ func (f *Functions) CheckNode(version string) error {
 	if !f.TypeScript {
 		return nil
 	}
-	major, minor, ok := parseNodeVersion(version)
+	major, minor, ok := proc.ParseNodeVersion(version)
 	if !ok {
 		return fmt.Errorf("check node: cannot read the Node version %q: %w", version, ErrInvalidFunctions)
 	}
@@ -260,17 +259,6 @@ func (f *Functions) CheckNode(version string) error {
 	}
 	return fmt.Errorf("TypeScript functions need Node 22.6 or later (functions run on Node %s here): set engines.node, or write them in JavaScript: %w",
 		strings.TrimPrefix(strings.TrimSpace(version), "v"), ErrInvalidFunctions)
-}
-
-// parseNodeVersion reads "v22.11.0" (with or without the v).
-func parseNodeVersion(v string) (major, minor int, ok bool) {
-	parts := strings.SplitN(strings.TrimPrefix(strings.TrimSpace(v), "v"), ".", 3)
-	if len(parts) < 2 {
-		return 0, 0, false
-	}
-	major, err1 := strconv.Atoi(parts[0])
-	minor, err2 := strconv.Atoi(parts[1])
-	return major, minor, err1 == nil && err2 == nil && major >= 0 && minor >= 0
 }
 
 // PlanFunctionsInstall gives a static site whose functions have
@@ -545,17 +533,10 @@ func detectFunctions(ctx context.Context, src string, s Settings, p *Plan, out *
 // nodeVersion asks a Node binary, looked up in the builds' PATH, for its
 // version.
 func nodeVersion(ctx context.Context, node string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
 	bin, err := lookPathEnv(node, []string{"PATH=" + sandboxPath})
 	if err != nil {
 		return "", fmt.Errorf("find node for the functions: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, bin, "--version")
-	cmd.Env = []string{"PATH=" + sandboxPath}
-	b, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("run %s --version: %w", bin, err)
-	}
-	return strings.TrimSpace(string(b)), nil
+	_, _, printed, err := proc.NodeVersion(ctx, bin)
+	return printed, err
 }

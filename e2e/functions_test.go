@@ -21,6 +21,11 @@ export default function handler(req, res) {
   res.status(200).json({ text: greet(req.query.name), greeting: process.env.GREETING ?? null, uid: process.getuid() });
 }`,
 		"api/_greet.js": `export const greet = (name = "world") => "hello " + name;`,
+		"api/deface.mjs": `import { writeFileSync } from "node:fs";
+export default () => {
+  try { writeFileSync("../../index.html", "defaced"); return new Response("wrote"); }
+  catch (err) { return new Response(err.code); }
+};`,
 		"api/time.mjs": `export async function GET(request) {
   return Response.json({ path: new URL(request.url).pathname, now: Date.now() });
 }`,
@@ -31,7 +36,7 @@ export default function handler(req, res) {
 	}
 	r.commit("again", map[string]string{"README": "rebuild with the variable"})
 	out := s.mustPush(r, "fn")
-	if !strings.Contains(out, "Functions: /api/hello, /api/time") {
+	if !strings.Contains(out, "Functions: /api/deface, /api/hello, /api/time") {
 		t.Errorf("the push does not list the functions:\n%s", out)
 	}
 	s.waitBody("fn.localhost", "/", "static home")
@@ -59,6 +64,13 @@ export default function handler(req, res) {
 	}
 	if _, body := s.get("fn.localhost", "/api/hello"); strings.Contains(body, `"uid":0`) {
 		t.Errorf("functions run as root: %s", body)
+	}
+	// The process owns its functions' directory only, not the site's files.
+	if code, body := s.get("fn.localhost", "/api/deface"); code != 200 || body != "EACCES" {
+		t.Errorf("/api/deface = %d %q, want EACCES", code, body)
+	}
+	if _, body := s.get("fn.localhost", "/"); !strings.Contains(body, "static home") {
+		t.Errorf("the page after /api/deface: %q", body)
 	}
 }
 

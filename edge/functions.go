@@ -6,7 +6,10 @@ package edge
 // files as before. The process is started on the first such request
 // (concurrent first requests share the start), as the project's app user
 // with the project's variables, on a loopback port, by the same machinery as
-// server apps; it is stopped after FunctionsConfig.Idle without requests,
+// server apps, in .minivercel/functions/: that directory alone is given to
+// the app user, so a function can never change the files the edge serves
+// (nor swap one for a FIFO to hang it). It is stopped after
+// FunctionsConfig.Idle without requests,
 // when its deployment stops serving production, and at shutdown. A process
 // that crashed is replaced on the next request; the request it was serving
 // gets 502.
@@ -22,6 +25,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,7 +38,7 @@ const (
 	// functionsDir is where a build's functions live in its tree
 	// (pipeline.FunctionsDir), and functionsRunner the server it starts.
 	functionsDir    = ".minivercel/functions"
-	functionsRunner = functionsDir + "/runner.mjs"
+	functionsRunner = "runner.mjs"
 	// functionsHealthPath is answered by the runner once it listens. It is
 	// outside /api, so no client request ever reaches it.
 	functionsHealthPath = "/.minivercel/health"
@@ -91,15 +95,32 @@ type functions struct {
 	cmdErr  error
 }
 
-// newFunctions returns the functions runner; starter runs the processes.
+// newFunctions returns the functions runner; starter runs the processes
+// (see functionsRuntime).
 func newFunctions(cfg FunctionsConfig, starter appStarter, log *slog.Logger) *functions {
 	cfg = cfg.withDefaults()
+	// The pools' log lines say "preview"; this says what they are.
+	log = log.With("process", "functions")
 	return &functions{
 		cfg:     cfg,
 		prod:    newPreviewPool(starter, cfg.Idle, cfg.Max, log),
 		preview: newPreviewPool(starter, cfg.Idle, cfg.Max, log),
 		log:     log,
 	}
+}
+
+// functionsRuntime is the app runtime r for functions processes: the same
+// users, ports, timeouts and logs, but each process starts in its build's
+// .minivercel/functions/ directory, which alone becomes the app user's.
+func functionsRuntime(r *appRuntime) *appRuntime {
+	extract := func(ctx context.Context, site Site) (string, error) {
+		dir, err := r.extract(ctx, site)
+		if err != nil {
+			return "", err
+		}
+		return filepath.Join(dir, filepath.FromSlash(functionsDir)), nil
+	}
+	return &appRuntime{cfg: r.cfg, extract: extract, ports: r.ports, log: r.log, done: r.done}
 }
 
 // handler returns the handler of a static build: h itself, or, when the
@@ -118,7 +139,7 @@ func (f *functions) handler(site Site, h *Static, production bool) http.Handler 
 
 // hasFunctions reports whether the build was staged with functions.
 func (s *Static) hasFunctions() bool {
-	fi, err := s.root.Lstat(functionsRunner)
+	fi, err := s.root.Lstat(functionsDir + "/" + functionsRunner)
 	return err == nil && fi.Mode().IsRegular()
 }
 

@@ -174,7 +174,7 @@ func New(cfg Config, lookup BuildLookup) (*Server, error) {
 	s.statics = newStaticCache(deps.extract, cfg.CacheBytes, cfg.MaxCachedBuilds)
 	s.runtime = newAppRuntime(cfg.Runtime, deps.extract, log)
 	s.previews = newPreviewPool(s.runtime, cfg.Runtime.PreviewIdle, cfg.Runtime.MaxPreviews, log)
-	s.funcs = newFunctions(cfg.Functions, s.runtime, log)
+	s.funcs = newFunctions(cfg.Functions, functionsRuntime(s.runtime), log)
 	s.router = newRouter(routerConfig{
 		scheme: scheme, routes: s.routes, sites: newSiteResolver(lookup, cfg.CustomDomains),
 		statics: s.statics, previews: s.previews, funcs: s.funcs, panel: cfg.PanelHandler, git: cfg.GitHandler, log: log,

@@ -37,6 +37,9 @@ export async function POST(request) {
   const { n } = await request.json();
   return new Response(JSON.stringify({ n: n + 1 }), { status: 201, headers: { "content-type": "application/json", "set-cookie": "a=1" } });
 }`,
+	"api/stream.mjs": `export default () => new Response(new ReadableStream({
+  start(c) { const e = new TextEncoder(); c.enqueue(e.encode("one ")); c.enqueue(e.encode("two")); c.close(); },
+}));`,
 	"api/users/[id].js":  `export default (req, res) => res.json({ id: req.query.id, page: req.query.page });`,
 	"api/go.js":          `export default (req, res) => res.redirect("/elsewhere");`,
 	"api/boom.js":        `export default (req, res) => { throw new Error("kaboom: the database password is hunter2"); };`,
@@ -126,6 +129,8 @@ func TestFunctions(t *testing.T) {
 		{"web signature", "GET", "/api/time", "", "", nil, 200, []string{`"path":"/api/time"`, `"greeting":"hello from the project"`}, ""},
 		{"named GET", "GET", "/api/items", "", "", nil, 200, []string{"items"}, ""},
 		{"named POST", "POST", "/api/items", json, `{"n":1}`, nil, 201, []string{`{"n":2}`}, ""},
+		{"HEAD answered by GET", "HEAD", "/api/items", "", "", nil, 200, nil, "items"},
+		{"streamed body", "GET", "/api/stream", "", "", nil, 200, []string{"one two"}, ""},
 		{"method without a handler", "DELETE", "/api/items", "", "", nil, 405, []string{"DELETE"}, ""},
 		{"dynamic segment", "GET", "/api/users/42?page=3", "", "", nil, 200, []string{`"id":"42"`, `"page":"3"`}, ""},
 		{"trailing slash", "GET", "/api/users/7/", "", "", nil, 200, []string{`"id":"7"`}, ""},

@@ -20,6 +20,8 @@ const routes = JSON.parse(readFileSync(path.join(here, "routes.json"), "utf8")).
 const maxBodyArg = process.argv.find((a) => a.startsWith("--max-body="));
 const maxBody = Number(maxBodyArg?.slice("--max-body=".length)) || 4.5 * 1024 * 1024;
 const healthPath = "/.minivercel/health";
+// maxDuration bounds one invocation, as Vercel's default maximum duration.
+const maxDuration = 300 * 1000;
 const methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 class HttpError extends Error {
@@ -202,9 +204,23 @@ async function callWeb(fn, req, res, body, url, params) {
     return;
   }
   for await (const chunk of response.body) {
-    res.write(chunk);
+    if (!res.write(chunk)) await drained(res);
+    if (res.destroyed) return;
   }
   res.end();
+}
+
+// drained waits until res can take more, or is gone.
+function drained(res) {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
 }
 
 function answer(res, status, message) {
@@ -247,6 +263,11 @@ async function handle(req, res) {
     answer(res, 405, `method ${req.method} not allowed`);
     return;
   }
+  const timer = setTimeout(() => {
+    console.error(`${route.file} did not answer ${req.method} ${url.pathname} within ${maxDuration / 1000} s`);
+    answer(res, 504, "the function timed out");
+  }, maxDuration);
+  res.on("close", () => clearTimeout(timer));
   try {
     const body = await readBody(req);
     if (handler.web) {

@@ -10,7 +10,8 @@ import (
 // TestFunctions: a static site with an api/ folder, pushed over OpenSSH,
 // serves its page as files and its functions as routes, with Vercel's Node
 // signature and the Web one, run as an unprivileged user with the project's
-// variables; the functions' source is never downloadable.
+// variables, also after a restart of the server; the functions' source is
+// never downloadable and the functions cannot change the site's files.
 func TestFunctions(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
@@ -71,6 +72,12 @@ export default () => {
 	}
 	if _, body := s.get("fn.localhost", "/"); !strings.Contains(body, "static home") {
 		t.Errorf("the page after /api/deface: %q", body)
+	}
+	// After a restart of the server, the functions come back with the
+	// project's variables.
+	s.restart()
+	if code, body := s.get("fn.localhost", "/api/hello"); code != 200 || !strings.Contains(body, `"greeting":"from the project"`) {
+		t.Errorf("/api/hello after a restart = %d %q", code, body)
 	}
 }
 

@@ -40,6 +40,8 @@ export async function POST(request) {
 	"api/stream.mjs": `export default () => new Response(new ReadableStream({
   start(c) { const e = new TextEncoder(); c.enqueue(e.encode("one ")); c.enqueue(e.encode("two")); c.close(); },
 }));`,
+	"api/nothing.js":     `export const notAHandler = 1;`,
+	"api/broken.js":      `export default (req, res) => {`,
 	"api/users/[id].js":  `export default (req, res) => res.json({ id: req.query.id, page: req.query.page });`,
 	"api/go.js":          `export default (req, res) => res.redirect("/elsewhere");`,
 	"api/boom.js":        `export default (req, res) => { throw new Error("kaboom: the database password is hunter2"); };`,
@@ -138,6 +140,8 @@ func TestFunctions(t *testing.T) {
 		{"unknown function", "GET", "/api/nope", "", "", nil, 404, []string{"no function at /api/nope"}, ""},
 		{"helper is no route", "GET", "/api/_tag", "", "", nil, 404, nil, ""},
 		{"thrown error", "GET", "/api/boom", "", "", nil, 500, []string{"Internal Server Error"}, "hunter2"},
+		{"no handler exported", "GET", "/api/nothing", "", "", nil, 500, []string{"Internal Server Error"}, ""},
+		{"syntax error", "GET", "/api/broken", "", "", nil, 500, []string{"Internal Server Error"}, "SyntaxError"},
 		{"oversized body", "POST", "/api/echo", "text/plain", strings.Repeat("x", 65<<10), nil, 413, nil, ""},
 		{"static page", "GET", "/", "", "", nil, 200, []string{"<h1>home</h1>"}, ""},
 		{"function source", "GET", "/api/hello.js", "", "", nil, 404, nil, "export default"},
@@ -171,7 +175,9 @@ func TestFunctions(t *testing.T) {
 	if w := call(e, "DELETE", host, "/api/items", "", "", nil); w.Header().Get("Allow") != "GET, HEAD, POST" {
 		t.Errorf("Allow = %q", w.Header().Get("Allow"))
 	}
-	waitFor(t, func() bool { return strings.Contains(sink.text(site.DeploymentID), "kaboom") })
+	for _, logged := range []string{"kaboom", "api/nothing.js exports no handler", "api/broken.js could not be loaded"} {
+		waitFor(t, func() bool { return strings.Contains(sink.text(site.DeploymentID), logged) })
+	}
 
 	t.Run("crash then recovery", func(t *testing.T) {
 		if w := call(e, "GET", host, "/api/crash", "", "", nil); w.Code != http.StatusBadGateway {

@@ -244,6 +244,11 @@ async function handle(req, res) {
     return;
   }
   const { route, params } = found;
+  const timer = setTimeout(() => {
+    console.error(`${route.file} did not answer ${req.method} ${url.pathname} within ${maxDuration / 1000} s`);
+    answer(res, 504, "the function timed out");
+  }, maxDuration);
+  res.on("close", () => clearTimeout(timer));
   let mod;
   try {
     mod = await load(route.file);
@@ -263,11 +268,6 @@ async function handle(req, res) {
     answer(res, 405, `method ${req.method} not allowed`);
     return;
   }
-  const timer = setTimeout(() => {
-    console.error(`${route.file} did not answer ${req.method} ${url.pathname} within ${maxDuration / 1000} s`);
-    answer(res, 504, "the function timed out");
-  }, maxDuration);
-  res.on("close", () => clearTimeout(timer));
   try {
     const body = await readBody(req);
     if (handler.web) {

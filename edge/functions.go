@@ -90,9 +90,8 @@ type functions struct {
 	prod, preview *previewPool
 	log           *slog.Logger
 
-	cmdOnce sync.Once
-	cmd     string // the start command, once the node binary was asked its version
-	cmdErr  error
+	mu   sync.Mutex
+	cmds map[string]string // node binary → start command, once it was asked its version
 }
 
 // newFunctions returns the functions runner; starter runs the processes
@@ -220,11 +219,11 @@ func processRuns(app runningApp) bool {
 
 // siteOf is the site whose "app" is the build's functions runner.
 func (f *functions) siteOf(site Site) (Site, error) {
-	f.cmdOnce.Do(func() { f.cmd, f.cmdErr = f.command() })
-	if f.cmdErr != nil {
-		return Site{}, f.cmdErr
+	cmd, err := f.command(f.cfg.Node)
+	if err != nil {
+		return Site{}, err
 	}
-	site.Start = f.cmd
+	site.Start = cmd
 	site.Health = HealthCheck{Path: functionsHealthPath, Tries: 3, Interval: 5 * time.Second}
 	return site, nil
 }
@@ -233,8 +232,17 @@ func (f *functions) siteOf(site Site) (Site, error) {
 // configured Node needs: module syntax detection in .js files without a
 // "type" (built in from 22.7) and TypeScript type stripping (built in from
 // 22.18 and 23.6; the build refuses TypeScript for a Node before 22.6).
-func (f *functions) command() (string, error) {
-	bin, err := exec.LookPath(f.cfg.Node)
+//
+// node is a binary's path or a name in the server's PATH; the command of
+// each is remembered once its version was read (a failure is not, so a Node
+// installed later is found).
+func (f *functions) command(node string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if cmd, ok := f.cmds[node]; ok {
+		return cmd, nil
+	}
+	bin, err := exec.LookPath(node)
 	if err != nil {
 		return "", fmt.Errorf("find node for functions: %w", err)
 	}
@@ -245,7 +253,12 @@ func (f *functions) command() (string, error) {
 	args := []string{"exec", shellQuote(bin)}
 	args = append(args, nodeFlags(major, minor)...)
 	args = append(args, functionsRunner, "--max-body="+strconv.FormatInt(f.cfg.MaxBodyBytes, 10))
-	return strings.Join(args, " "), nil
+	cmd := strings.Join(args, " ")
+	if f.cmds == nil {
+		f.cmds = map[string]string{}
+	}
+	f.cmds[node] = cmd
+	return cmd, nil
 }
 
 // nodeFlags are the flags a Node of that version needs to run functions

@@ -507,9 +507,10 @@ func readManifest(root *os.Root, name string, m *dependencyManifest) error {
 
 // detectFunctions finds the checkout's functions after Detect, says which
 // in the push log, gives a static site the install step its functions'
-// dependencies need, and fails the build when they cannot run on the Node
-// that will run them. It returns nil when there are none.
-func detectFunctions(ctx context.Context, src string, s Settings, p *Plan, out *buildLog) (*Functions, error) {
+// dependencies need, and fails the build when they cannot run on node, the
+// Node that will run them (a path, or a name in the builds' PATH). It
+// returns nil when there are none.
+func detectFunctions(ctx context.Context, src string, s Settings, p *Plan, out *buildLog, node string) (*Functions, error) {
 	fns, err := FindFunctions(src, *p)
 	if err != nil || fns == nil {
 		return nil, err
@@ -519,7 +520,7 @@ func detectFunctions(ctx context.Context, src string, s Settings, p *Plan, out *
 		return nil, err
 	}
 	if fns.TypeScript {
-		version, err := nodeVersion(ctx, "node")
+		version, err := nodeVersion(ctx, node)
 		if err != nil {
 			return nil, err
 		}

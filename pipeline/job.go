@@ -381,7 +381,7 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 				return err
 			}
 			out.detail("Detected: " + plan.Describe())
-			if fns, err = detectFunctions(ctx, src, settings, &plan, out); err != nil {
+			if fns, err = detectFunctions(ctx, src, settings, &plan, out, "node"); err != nil {
 				return err
 			}
 			if q.sandbox.Isolated() {

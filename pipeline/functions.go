@@ -411,9 +411,10 @@ func (m dependencyManifest) names() []string {
 // node_modules up the tree), never devDependencies. A build tool such as
 // Vite and its hundreds of packages stay out of the artifact.
 //
-// A package directory that is a symlink (pnpm's layout) is copied as the
-// directory it points to inside the project; symlinks within packages
-// (node_modules/.bin) are left out. A dependency that is not installed (an
+// A package directory that is a symlink (pnpm's layout) is staged as that
+// symlink and the directory it points to inside the project, and its
+// dependencies are resolved from there, as Node does; symlinks within
+// packages (node_modules/.bin) are left out. A dependency that is not installed (an
 // optional one for another platform) is skipped: Node reports it at run
 // time if a function imports it.
 func stageDependencies(root *os.Root, dst string, budget *stageBudget) error {
@@ -430,8 +431,20 @@ func stageDependencies(root *os.Root, dst string, budget *stageBudget) error {
 	for len(queue) > 0 {
 		next := queue[0]
 		queue = queue[1:]
-		pkg := resolvePackage(root, next.from, next.name)
-		if pkg == "" || copied[pkg] {
+		found := resolvePackage(root, next.from, next.name)
+		if found == "" {
+			continue
+		}
+		pkg, links, ok := followLinks(root, found)
+		if !ok {
+			continue
+		}
+		for _, l := range links {
+			if err := stageLink(root, dst+"/"+l.name, l.target); err != nil {
+				return fmt.Errorf("copy dependency %s: %w", found, err)
+			}
+		}
+		if copied[pkg] {
 			continue
 		}
 		copied[pkg] = true
@@ -447,6 +460,49 @@ func stageDependencies(root *os.Root, dst string, budget *stageBudget) error {
 		}
 	}
 	return nil
+}
+
+// pkgLink is one link met on the way to a package's real directory.
+type pkgLink struct{ name, target string }
+
+// maxLinks bounds a chain of symlinks, as the kernel's ELOOP does.
+const maxLinks = 8
+
+// followLinks returns the real directory of the package at p (a path in
+// root) and the symlinks that lead there, when p itself is one: a link
+// whose target is absolute or leaves root ends the walk with ok false.
+func followLinks(root *os.Root, p string) (real string, links []pkgLink, ok bool) {
+	for range maxLinks {
+		fi, err := root.Lstat(p)
+		if err != nil {
+			return "", nil, false
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			return p, links, fi.IsDir()
+		}
+		t, err := root.Readlink(p)
+		if err != nil || path.IsAbs(t) {
+			return "", nil, false
+		}
+		next := path.Join(path.Dir(p), t)
+		if next == ".." || strings.HasPrefix(next, "../") {
+			return "", nil, false
+		}
+		links = append(links, pkgLink{p, t})
+		p = next
+	}
+	return "", nil, false
+}
+
+// stageLink makes name a symlink to target, unless it is one already.
+func stageLink(root *os.Root, name, target string) error {
+	if t, err := root.Readlink(name); err == nil && t == target {
+		return nil
+	}
+	if err := root.MkdirAll(path.Dir(name), 0o755); err != nil {
+		return err
+	}
+	return root.Symlink(target, name)
 }
 
 // resolvePackage returns where Node finds package name when it is required

@@ -310,6 +310,51 @@ func TestStageFunctions(t *testing.T) {
 	})
 }
 
+// TestStageFunctionsPnpmLayout: with pnpm's symlinked node_modules, the
+// links and the directories they lead to are staged, and a dependency's own
+// dependencies are found next to its real directory, as Node finds them.
+func TestStageFunctionsPnpmLayout(t *testing.T) {
+	store := "node_modules/.pnpm/"
+	dir := tree(t, map[string]string{
+		"index.html":   "x",
+		"api/a.js":     "x",
+		"package.json": `{"dependencies":{"a":"1"}}`,
+		store + "a@1/node_modules/a/package.json":       `{"dependencies":{"b":"1"}}`,
+		store + "b@1/node_modules/b/package.json":       `{}`,
+		store + "vite@1/node_modules/vite/package.json": `{}`,
+		"outside/package.json":                          `{}`,
+	})
+	symlink(t, ".pnpm/a@1/node_modules/a", filepath.Join(dir, "node_modules", "a"))
+	symlink(t, "../../b@1/node_modules/b", filepath.Join(dir, "node_modules", ".pnpm", "a@1", "node_modules", "b"))
+	symlink(t, ".pnpm/vite@1/node_modules/vite", filepath.Join(dir, "node_modules", "vite"))
+	fns, err := FindFunctions(dir, Plan{Kind: KindNPM})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fns.Stage(dir, "dist"); err != nil {
+		t.Fatal(err)
+	}
+	got := fileTree(t, filepath.Join(dir, "dist", ".minivercel", "functions"))
+	for name, want := range map[string]string{
+		"node_modules/a":                          "link -> .pnpm/a@1/node_modules/a",
+		"node_modules/.pnpm/a@1/node_modules/b":   "link -> ../../b@1/node_modules/b",
+		store + "a@1/node_modules/a/package.json": "",
+		store + "b@1/node_modules/b/package.json": "",
+	} {
+		if v, ok := got[name]; !ok || want != "" && v != want {
+			t.Errorf("%s = %q, want %q", name, v, want)
+		}
+	}
+	for name := range got {
+		if strings.Contains(name, "vite") {
+			t.Errorf("the dev dependency %s was staged", name)
+		}
+	}
+	if _, _, err := PackIn(dir, "dist", filepath.Join(t.TempDir(), "a.tar.gz")); err != nil {
+		t.Fatalf("the staged links do not pack: %v", err)
+	}
+}
+
 func TestStageRefusesOversizedFunctions(t *testing.T) {
 	dir := tree(t, map[string]string{"index.html": "x", "api/a.js": "x"})
 	big, err := os.Create(filepath.Join(dir, "api", "big.bin"))

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"pgregory.net/rapid"
 )
@@ -350,7 +351,7 @@ func TestStageFunctionsPnpmLayout(t *testing.T) {
 			t.Errorf("the dev dependency %s was staged", name)
 		}
 	}
-	if _, _, err := PackIn(dir, "dist", filepath.Join(t.TempDir(), "a.tar.gz")); err != nil {
+	if _, _, err := PackIn(dir, "dist", filepath.Join(t.TempDir(), "a.tar.gz"), time.Unix(1, 0)); err != nil {
 		t.Fatalf("the staged links do not pack: %v", err)
 	}
 }

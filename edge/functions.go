@@ -32,12 +32,13 @@ import (
 	"time"
 
 	"minivercel/proc"
+	"minivercel/siteconf"
 )
 
 const (
 	// functionsDir is where a build's functions live in its tree
 	// (pipeline.FunctionsDir), and functionsRunner the server it starts.
-	functionsDir    = ".minivercel/functions"
+	functionsDir    = reservedDir + "/functions"
 	functionsRunner = "runner.mjs"
 	// functionsHealthPath is answered by the runner once it listens. It is
 	// outside /api, so no client request ever reaches it.
@@ -123,8 +124,10 @@ func functionsRuntime(r *appRuntime) *appRuntime {
 }
 
 // handler returns the handler of a static build: h itself, or, when the
-// build has functions, h behind the /api dispatch. production picks the
-// pool, and with it the variables, the process runs with.
+// build has functions, its routing rules in front of the /api dispatch in
+// front of its files, so that a rewrite to /api/... reaches a function and
+// the rules' headers apply to functions too. production picks the pool, and
+// with it the variables, the process runs with.
 func (f *functions) handler(site Site, h *Static, production bool) http.Handler {
 	if f == nil || !h.hasFunctions() {
 		return h
@@ -133,7 +136,11 @@ func (f *functions) handler(site Site, h *Static, production bool) http.Handler 
 	if production {
 		pool = f.prod
 	}
-	return &functionsHandler{f: f, pool: pool, site: site, static: h}
+	var rules *siteconf.Site
+	if sh, ok := h.handler.(*siteHandler); ok {
+		rules = sh.site
+	}
+	return newSiteHandler(rules, &functionsHandler{f: f, pool: pool, site: site, static: http.HandlerFunc(h.serveFiles)}, h)
 }
 
 // hasFunctions reports whether the build was staged with functions.
@@ -143,7 +150,8 @@ func (s *Static) hasFunctions() bool {
 }
 
 // functionsHandler sends /api and /api/... to the build's functions, and
-// everything else to its files.
+// everything else to its files. The site handler in front of it answers the
+// reserved paths (.minivercel/, where the functions' source is).
 type functionsHandler struct {
 	f      *functions
 	pool   *previewPool
@@ -153,18 +161,13 @@ type functionsHandler struct {
 
 func (h *functionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := path.Clean("/" + r.URL.Path)
-	switch {
-	case p == "/.minivercel" || strings.HasPrefix(p, "/.minivercel/"):
-		// The functions' source, dependencies and runner are never files
-		// to download.
-		functionError(w, http.StatusNotFound, "not found")
-	case p == "/api" || strings.HasPrefix(p, "/api/"):
-		r2 := r.Clone(r.Context())
-		r2.URL.Path, r2.URL.RawPath = p, ""
-		h.f.serve(w, r2, h.pool, h.site)
-	default:
+	if p != "/api" && !strings.HasPrefix(p, "/api/") {
 		h.static.ServeHTTP(w, r)
+		return
 	}
+	r2 := r.Clone(r.Context())
+	r2.URL.Path, r2.URL.RawPath = p, ""
+	h.f.serve(w, r2, h.pool, h.site)
 }
 
 // serve proxies a request to the build's functions process, starting it

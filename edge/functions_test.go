@@ -199,6 +199,39 @@ func TestFunctions(t *testing.T) {
 	})
 }
 
+// TestFunctionsBehindRoutingRules: vercel.json's rewrites reach functions,
+// its headers apply to them, its redirects go before them.
+func TestFunctionsBehindRoutingRules(t *testing.T) {
+	t.Parallel()
+	needNode(t)
+	e := newEdgeWith(t, &fakeLookup{}, func(c *Config) {
+		c.Runtime = RuntimeConfig{StopTimeout: 2 * time.Second, ProbeInterval: time.Hour}
+	})
+	shutDownAtEnd(t, e.srv)
+	site := functionsSite(t, e, "rules", 1, map[string]string{
+		"index.html":   "home",
+		"api/hello.js": `export default (req, res) => res.send("hello " + (req.query.name ?? "world"));`,
+		siteConfFile: compiledSiteJSON(t, `{
+  "rewrites": [{"source": "/hi/:name", "destination": "/api/hello?name=:name"}],
+  "redirects": [{"source": "/api/old", "destination": "/api/hello", "permanent": true}],
+  "headers": [{"source": "/api/(.*)", "headers": [{"key": "X-Api", "value": "yes"}]}]
+}`, "", ""),
+	})
+	e.activate(site)
+	if w := call(e, "GET", "rules.localhost", "/hi/bo", "", "", nil); w.Code != 200 || w.Body.String() != "hello bo" {
+		t.Errorf("rewritten to a function = %d %q", w.Code, w.Body.String())
+	}
+	if w := call(e, "GET", "rules.localhost", "/api/hello", "", "", nil); w.Code != 200 || w.Header().Get("X-Api") != "yes" {
+		t.Errorf("/api/hello = %d, X-Api %q", w.Code, w.Header().Get("X-Api"))
+	}
+	if w := call(e, "GET", "rules.localhost", "/api/old", "", "", nil); w.Code != 308 || w.Header().Get("Location") != "/api/hello" {
+		t.Errorf("/api/old = %d to %q, want a redirect", w.Code, w.Header().Get("Location"))
+	}
+	if w := call(e, "GET", "rules.localhost", "/.minivercel/site.json", "", "", nil); w.Code != 404 {
+		t.Errorf("site.json = %d", w.Code)
+	}
+}
+
 func TestFunctionsStopWhenIdle(t *testing.T) {
 	t.Parallel()
 	needNode(t)

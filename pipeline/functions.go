@@ -34,7 +34,7 @@ import (
 )
 
 // FunctionsDir is where a build's functions live in its output.
-const FunctionsDir = ".minivercel/functions"
+const FunctionsDir = reservedOutputDir + "/functions"
 
 // maxFunctionsBytes bounds what staging copies: the api/ files and the
 // production dependencies together. Vercel's limit for one function is the

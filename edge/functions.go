@@ -19,10 +19,13 @@ package edge
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
@@ -91,6 +94,8 @@ type functions struct {
 	prod, preview *previewPool
 	log           *slog.Logger
 
+	routes *ttlCache[functionRoutes] // by build id
+
 	mu   sync.Mutex
 	cmds map[string]string // node binary → start command, once it was asked its version
 }
@@ -105,6 +110,7 @@ func newFunctions(cfg FunctionsConfig, starter appStarter, log *slog.Logger) *fu
 		cfg:     cfg,
 		prod:    newPreviewPool(starter, cfg.Idle, cfg.Max, log),
 		preview: newPreviewPool(starter, cfg.Idle, cfg.Max, log),
+		routes:  newTTLCache[functionRoutes](cacheMax),
 		log:     log,
 	}
 }
@@ -140,7 +146,83 @@ func (f *functions) handler(site Site, h *Static, production bool) http.Handler 
 	if sh, ok := h.handler.(*siteHandler); ok {
 		rules = sh.site
 	}
-	return newSiteHandler(rules, &functionsHandler{f: f, pool: pool, site: site, static: http.HandlerFunc(h.serveFiles)}, h)
+	sh := newSiteHandler(rules, &functionsHandler{f: f, pool: pool, site: site, static: http.HandlerFunc(h.serveFiles)}, h)
+	if rules != nil {
+		// As on Vercel, a function is part of the site's filesystem: a
+		// rewrite that is not forced, such as a single-page app's
+		// "/(.*)" → "/index.html", does not take its path.
+		routes := f.routesOf(site.BuildID, h)
+		sh.exists = func(p string) bool { return h.hasFile(p) || routes.match(p) }
+	}
+	return sh
+}
+
+// routesOf returns the function routes of a build, remembered for a while
+// so that a preview's requests do not read them every time.
+func (f *functions) routesOf(buildID int64, h *Static) functionRoutes {
+	key := strconv.FormatInt(buildID, 10)
+	now := time.Now()
+	if routes, ok := f.routes.get(key, now); ok {
+		return routes
+	}
+	routes := loadFunctionRoutes(h.root)
+	f.routes.put(key, routes, now, siteTTL)
+	return routes
+}
+
+// maxRoutesBytes bounds the routes.json the edge reads.
+const maxRoutesBytes = 1 << 20
+
+// functionRoutes are a build's routes as routes.json lists them: each a list
+// of segments.
+type functionRoutes [][]routeSegment
+
+// routeSegment is a fixed name or a parameter, which matches any segment.
+type routeSegment struct {
+	Static string `json:"static"`
+	Param  string `json:"param"`
+}
+
+// loadFunctionRoutes reads the routes of the build in root; a file that
+// cannot be read gives none (the runner reports it on the first request).
+func loadFunctionRoutes(root *os.Root) functionRoutes {
+	f, err := root.Open(functionsDir + "/routes.json")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var manifest struct {
+		Routes []struct {
+			Segments []routeSegment `json:"segments"`
+		} `json:"routes"`
+	}
+	if json.NewDecoder(io.LimitReader(f, maxRoutesBytes)).Decode(&manifest) != nil {
+		return nil
+	}
+	routes := make(functionRoutes, len(manifest.Routes))
+	for i, r := range manifest.Routes {
+		routes[i] = r.Segments
+	}
+	return routes
+}
+
+// match reports whether a decoded request path is one of the routes, as the
+// runner matches them.
+func (fr functionRoutes) match(p string) bool {
+	segs := strings.FieldsFunc(p, func(r rune) bool { return r == '/' })
+outer:
+	for _, route := range fr {
+		if len(route) != len(segs) {
+			continue
+		}
+		for i, s := range route {
+			if s.Param == "" && s.Static != segs[i] {
+				continue outer
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // hasFunctions reports whether the build was staged with functions.

@@ -230,6 +230,20 @@ func TestFunctionsBehindRoutingRules(t *testing.T) {
 	if w := call(e, "GET", "rules.localhost", "/.minivercel/site.json", "", "", nil); w.Code != 404 {
 		t.Errorf("site.json = %d", w.Code)
 	}
+
+	// A single-page app's catch-all rewrite leaves the functions alone, as
+	// on Vercel: they are part of the site's filesystem.
+	spa := functionsSite(t, e, "spa", 2, map[string]string{
+		"index.html":        "the app",
+		"api/users/[id].js": `export default (req, res) => res.send("user " + req.query.id);`,
+		siteConfFile:        compiledSiteJSON(t, `{"rewrites": [{"source": "/(.*)", "destination": "/index.html"}]}`, "", ""),
+	})
+	e.activate(spa)
+	for path, want := range map[string]string{"/api/users/7": "user 7", "/deep/link": "the app", "/api/nope": "the app"} {
+		if w := call(e, "GET", "spa.localhost", path, "", "", nil); w.Code != 200 || w.Body.String() != want {
+			t.Errorf("%s = %d %q, want %q", path, w.Code, w.Body.String(), want)
+		}
+	}
 }
 
 func TestFunctionsStopWhenIdle(t *testing.T) {

@@ -32,6 +32,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"minivercel/proc"
@@ -185,12 +186,19 @@ type routeSegment struct {
 
 // loadFunctionRoutes reads the routes of the build in root; a file that
 // cannot be read gives none (the runner reports it on the first request).
+//
+// The functions' directory belongs to the app user, whose process may have
+// swapped routes.json for a symlink or a FIFO: it is opened without
+// following a link nor blocking, and read only if it is a regular file.
 func loadFunctionRoutes(root *os.Root) functionRoutes {
-	f, err := root.Open(functionsDir + "/routes.json")
+	f, err := root.OpenFile(functionsDir+"/routes.json", os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil
+	}
 	var manifest struct {
 		Routes []struct {
 			Segments []routeSegment `json:"segments"`

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -243,6 +244,26 @@ func TestFunctionsBehindRoutingRules(t *testing.T) {
 		if w := call(e, "GET", "spa.localhost", path, "", "", nil); w.Code != 200 || w.Body.String() != want {
 			t.Errorf("%s = %d %q, want %q", path, w.Code, w.Body.String(), want)
 		}
+	}
+}
+
+// TestFunctionRoutesFromAFIFORegression: the functions' directory is the
+// app user's; a routes.json it swapped for a FIFO must not hang the edge.
+func TestFunctionRoutesFromAFIFORegression(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, filepath.FromSlash(functionsDir)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, filepath.FromSlash(functionsDir), "routes.json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	if routes := loadFunctionRoutes(root); routes != nil {
+		t.Fatalf("routes from a FIFO: %v", routes)
 	}
 }
 

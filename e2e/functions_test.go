@@ -11,7 +11,8 @@ import (
 // serves its page as files and its functions as routes, with Vercel's Node
 // signature and the Web one, run as an unprivileged user with the project's
 // variables, also after a restart of the server; the functions' source is
-// never downloadable and the functions cannot change the site's files.
+// never downloadable and the functions cannot change the site's files; a
+// TypeScript function on a Node without type stripping fails the build.
 func TestFunctions(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
@@ -73,6 +74,17 @@ export default () => {
 	if _, body := s.get("fn.localhost", "/"); !strings.Contains(body, "static home") {
 		t.Errorf("the page after /api/deface: %q", body)
 	}
+	// A TypeScript function on a Node that cannot strip types fails the
+	// build with the reason.
+	ts := newRepo(t, "main", map[string]string{"index.html": "x", "api/a.ts": "export default (): Response => new Response('typed')"})
+	tsOut, code := s.push(ts, "fnts")
+	switch node := nodeMajor(t); {
+	case node < 22 && (code == 0 || !strings.Contains(tsOut, "TypeScript functions need Node 22.6 or later")):
+		t.Errorf("a TypeScript function on Node %d: exit %d\n%s", node, code, tsOut)
+	case node >= 23 && code != 0:
+		t.Errorf("a TypeScript function on Node %d failed: %s", node, tsOut)
+	}
+
 	// After a restart of the server, the functions come back with the
 	// project's variables.
 	s.restart()
@@ -83,11 +95,10 @@ export default () => {
 
 // TestFunctionsWithDependencies: a static site whose package.json only
 // declares what its functions import gets an install step and its
-// production dependencies beside the functions, never as files; a
-// TypeScript function on a Node that cannot strip types fails the build
-// with the reason.
+// production dependencies beside the functions, never as files.
 func TestFunctionsWithDependencies(t *testing.T) {
 	t.Parallel()
+	needRegistry(t, "a function's dependency from the npm registry")
 	s := startServer(t)
 	r := newRepo(t, "main", map[string]string{
 		"index.html":   "<h1>home</h1>",
@@ -107,15 +118,6 @@ export default (req, res) => res.send(String(ms(req.query.d)));`,
 		if code, _ := s.get("fndeps.localhost", p); code != 404 {
 			t.Errorf("%s = %d, want 404", p, code)
 		}
-	}
-
-	ts := newRepo(t, "main", map[string]string{"index.html": "x", "api/a.ts": "export default (): Response => new Response('typed')"})
-	out, code := s.push(ts, "fnts")
-	switch node := nodeMajor(t); {
-	case node < 22 && (code == 0 || !strings.Contains(out, "TypeScript functions need Node 22.6 or later")):
-		t.Errorf("a TypeScript function on Node %d: exit %d\n%s", node, code, out)
-	case node >= 23 && code != 0:
-		t.Errorf("a TypeScript function on Node %d failed: %s", node, out)
 	}
 }
 

@@ -12,7 +12,8 @@ import (
 // signature and the Web one, run as an unprivileged user with the project's
 // variables, also after a restart of the server; the functions' source is
 // never downloadable and the functions cannot change the site's files; a
-// TypeScript function on a Node without type stripping fails the build.
+// TypeScript function on a Node without type stripping fails the build; a
+// project of functions only deploys.
 func TestFunctions(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
@@ -83,6 +84,18 @@ export default () => {
 		t.Errorf("a TypeScript function on Node %d: exit %d\n%s", node, code, tsOut)
 	case node >= 23 && code != 0:
 		t.Errorf("a TypeScript function on Node %d failed: %s", node, tsOut)
+	}
+
+	// A project of functions only deploys too: / is a 404.
+	apiOnly := newRepo(t, "main", map[string]string{"README.md": "an API", "api/ping.mjs": `export default () => new Response("pong");`})
+	if out := s.mustPush(apiOnly, "fnapi"); !strings.Contains(out, "Functions: /api/ping") {
+		t.Errorf("push of functions only:\n%s", out)
+	}
+	if code, body := s.get("fnapi.localhost", "/api/ping"); code != 200 || body != "pong" {
+		t.Errorf("/api/ping = %d %q", code, body)
+	}
+	if code, _ := s.get("fnapi.localhost", "/README.md"); code != 404 {
+		t.Errorf("/README.md of a project of functions only = %d, want 404", code)
 	}
 
 	// After a restart of the server, the functions come back with the

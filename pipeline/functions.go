@@ -597,3 +597,39 @@ func nodeVersion(ctx context.Context, node string) (string, error) {
 	_, _, printed, err := proc.NodeVersion(ctx, bin)
 	return printed, err
 }
+
+// functionsOnlyDir is the output of a project that is only functions: an
+// empty directory made for it in the checkout.
+const functionsOnlyDir = ".minivercel-no-static-files"
+
+// FunctionsOnlyPlan is the plan for a checkout in dir in which Detect found
+// nothing to serve (detectErr wraps ErrUndetectable) but whose api/ folder
+// has functions: as Vercel deploys an API-only project, a static site with
+// no files, whose functions answer /api and everything else 404. Any other
+// detectErr, or no functions, gives detectErr back.
+func FunctionsOnlyPlan(dir string, detectErr error) (Plan, error) {
+	if !errors.Is(detectErr, ErrUndetectable) {
+		return Plan{}, detectErr
+	}
+	p := Plan{Kind: KindStatic, OutputDir: functionsOnlyDir, OutputCandidates: []string{functionsOnlyDir}}
+	fns, err := FindFunctions(dir, p)
+	if err != nil {
+		return Plan{}, err
+	}
+	if fns == nil {
+		return Plan{}, detectErr
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return Plan{}, fmt.Errorf("plan functions only: %w", err)
+	}
+	defer root.Close()
+	// Whatever the repository had under this name is not the site.
+	if err := root.RemoveAll(functionsOnlyDir); err != nil {
+		return Plan{}, fmt.Errorf("plan functions only: %w", err)
+	}
+	if err := root.Mkdir(functionsOnlyDir, 0o755); err != nil {
+		return Plan{}, fmt.Errorf("plan functions only: %w", err)
+	}
+	return p, nil
+}

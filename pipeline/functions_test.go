@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -354,6 +355,49 @@ func TestStageFunctionsPnpmLayout(t *testing.T) {
 	if _, _, err := PackIn(dir, "dist", filepath.Join(t.TempDir(), "a.tar.gz"), time.Unix(1, 0)); err != nil {
 		t.Fatalf("the staged links do not pack: %v", err)
 	}
+}
+
+func TestFunctionsOnlyPlan(t *testing.T) {
+	undetectable := fmt.Errorf("detect: nothing: %w", ErrUndetectable)
+	t.Run("functions only", func(t *testing.T) {
+		dir := tree(t, map[string]string{"api/ping.js": "x", functionsOnlyDir + "/planted.html": "x"})
+		p, err := FunctionsOnlyPlan(dir, undetectable)
+		if err != nil || p.Kind != KindStatic || p.OutputDir != functionsOnlyDir {
+			t.Fatalf("FunctionsOnlyPlan = %+v, %v", p, err)
+		}
+		if entries, err := os.ReadDir(filepath.Join(dir, functionsOnlyDir)); err != nil || len(entries) != 0 {
+			t.Fatalf("the output is not empty: %v, %v", entries, err)
+		}
+		if err := ResolveOutput(dir, &p); err != nil {
+			t.Fatal(err)
+		}
+		fns, err := FindFunctions(dir, p)
+		if err != nil || fns == nil {
+			t.Fatal(fns, err)
+		}
+		if err := fns.Stage(dir, p.OutputDir); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, functionsOnlyDir, FunctionsDir, "api", "ping.js")); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("nothing at all", func(t *testing.T) {
+		if _, err := FunctionsOnlyPlan(tree(t, map[string]string{"README": "x", "api/_x.js": "x"}), undetectable); err != undetectable {
+			t.Fatalf("err = %v, want Detect's", err)
+		}
+	})
+	t.Run("another error", func(t *testing.T) {
+		other := fmt.Errorf("detect: %w", ErrInvalidSettings)
+		if _, err := FunctionsOnlyPlan(tree(t, map[string]string{"api/ping.js": "x"}), other); err != other {
+			t.Fatalf("err = %v, want Detect's", err)
+		}
+	})
+	t.Run("invalid functions", func(t *testing.T) {
+		if _, err := FunctionsOnlyPlan(tree(t, map[string]string{"api/[...x].js": "x"}), undetectable); !errors.Is(err, ErrInvalidFunctions) {
+			t.Fatalf("err = %v", err)
+		}
+	})
 }
 
 func TestStageRefusesOversizedFunctions(t *testing.T) {

@@ -378,7 +378,9 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 				return err
 			}
 			if plan, err = Detect(src, settings); err != nil {
-				return err
+				if plan, err = FunctionsOnlyPlan(src, err); err != nil {
+					return err
+				}
 			}
 			out.detail("Detected: " + plan.Describe())
 			if fns, err = detectFunctions(ctx, src, settings, &plan, out, "node"); err != nil {

@@ -178,12 +178,15 @@ func (a *Activator) Restore(ctx context.Context) (int, error) {
 			a.log.Error("restore: cannot read the project", "build", ab.ID, "err", err)
 			continue
 		}
-		var env []string
-		if ab.StartCommand != "" {
-			if env, err = a.vars.Resolve(ctx, p.ID, schema.TargetProduction); err != nil {
-				a.log.Error("restore: cannot read the project's variables; it stays down", "project", p.Name, "err", err)
-				continue
-			}
+		// Static builds get them too, for their api/ functions; without
+		// them their files still serve.
+		env, err := a.vars.Resolve(ctx, p.ID, schema.TargetProduction)
+		if err != nil && ab.StartCommand != "" {
+			a.log.Error("restore: cannot read the project's variables; it stays down", "project", p.Name, "err", err)
+			continue
+		}
+		if err != nil {
+			a.log.Error("restore: cannot read the project's variables; its functions run without them", "project", p.Name, "err", err)
 		}
 		sites = append(sites, SiteOf(ab.Build, p, ab.DeploymentID, env))
 	}

@@ -16,7 +16,8 @@ import (
 // (edge.BuildLookup) and the projects behind custom domains
 // (edge.CustomDomains). Only a succeeded build with an artifact is ever a
 // site: a failed or canceled build is as unknown as a missing one. A server
-// app's preview runs with the project's preview variables.
+// app's preview, and a static build's functions, run with the project's
+// preview variables.
 type Lookup struct {
 	store *schema.Store
 	vars  *secret.Vars
@@ -58,8 +59,10 @@ func (l Lookup) site(ctx context.Context, b schema.Build, err error, what string
 		return edge.Site{}, err
 	}
 	var env []string
-	if b.StartCommand != "" && l.vars != nil {
-		if env, err = l.vars.Resolve(ctx, p.ID, schema.TargetPreview); err != nil {
+	// Static builds get them too, for their api/ functions; without them
+	// their files still serve.
+	if l.vars != nil {
+		if env, err = l.vars.Resolve(ctx, p.ID, schema.TargetPreview); err != nil && b.StartCommand != "" {
 			return edge.Site{}, err
 		}
 	}

@@ -55,6 +55,7 @@ type routerConfig struct {
 	sites    siteFinder
 	statics  staticSource
 	previews previewServer
+	funcs    *functions // nil: no functions
 	panel    http.Handler
 	git      http.Handler // nil: git paths go to panel
 	health   *healthProbe
@@ -161,7 +162,7 @@ func (rt *router) serveSite(w http.ResponseWriter, r *http.Request, site Site, s
 		return
 	}
 	defer rt.statics.release(h)
-	h.ServeHTTP(w, r)
+	rt.funcs.handler(site, h, false).ServeHTTP(w, r)
 }
 
 func (rt *router) serveBase(w http.ResponseWriter, r *http.Request, host string) {

@@ -56,6 +56,9 @@ type Config struct {
 	MaxCachedBuilds int
 	// Runtime configures how server apps run. Zero: see RuntimeConfig.
 	Runtime RuntimeConfig
+	// Functions configures how the api/ functions of static builds run.
+	// Zero: see FunctionsConfig.
+	Functions FunctionsConfig
 	// TLS, when set, serves HTTPS with on-demand certificates besides HTTP,
 	// and HTTP redirects to HTTPS (see tls.go). Zero: plain HTTP only.
 	TLS *TLSConfig
@@ -137,6 +140,7 @@ type Server struct {
 	statics  *staticCache
 	runtime  *appRuntime
 	previews *previewPool
+	funcs    *functions
 	tls      *tlsServer // nil without Config.TLS
 	srv      *http.Server
 	projLock [64]sync.Mutex // serialises Activate/Deactivate per project
@@ -178,9 +182,10 @@ func New(cfg Config, lookup BuildLookup) (*Server, error) {
 	s.statics = newStaticCache(deps.extract, cfg.CacheBytes, cfg.MaxCachedBuilds)
 	s.runtime = newAppRuntime(cfg.Runtime, deps.extract, log)
 	s.previews = newPreviewPool(s.runtime, cfg.Runtime.PreviewIdle, cfg.Runtime.MaxPreviews, log)
+	s.funcs = newFunctions(cfg.Functions, functionsRuntime(s.runtime), log)
 	s.router = newRouter(routerConfig{
 		scheme: scheme, routes: s.routes, sites: newSiteResolver(lookup, cfg.CustomDomains),
-		statics: s.statics, previews: s.previews, panel: cfg.PanelHandler, git: cfg.GitHandler, log: log,
+		statics: s.statics, previews: s.previews, funcs: s.funcs, panel: cfg.PanelHandler, git: cfg.GitHandler, log: log,
 		health: &healthProbe{check: cfg.Health},
 	})
 	s.srv = &http.Server{
@@ -298,6 +303,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		wg.Go(app.stop)
 	}
 	wg.Go(s.previews.close)
+	wg.Go(s.funcs.close)
 	wg.Wait()
 	if err != nil {
 		return fmt.Errorf("shut down edge: %w", err)
@@ -368,7 +374,7 @@ func (s *Server) prepare(ctx context.Context, site Site, progress func(string)) 
 		s.statics.release(h)
 		return nil, err
 	}
-	return &route{site: site, h: h, static: h}, nil // the route takes over the reference
+	return &route{site: site, h: s.funcs.handler(site, h, true), static: h}, nil // the route takes over the reference
 }
 
 // retire lets go of a route that no longer serves: its static handler's
@@ -378,6 +384,7 @@ func (s *Server) retire(prev *route) {
 	case prev == nil:
 	case prev.static != nil:
 		s.statics.release(prev.static)
+		s.funcs.retire(prev.site.BuildID)
 	case prev.app != nil:
 		go prev.app.drain()
 	}
@@ -398,9 +405,12 @@ func (s *Server) Deactivate(project string) {
 }
 
 // StopPreviews stops every preview process of a project (it is being
-// deleted). A later request for one of its build hosts starts nothing: the
+// deleted), its functions processes included. A later request for one of its build hosts starts nothing: the
 // lookup no longer finds the build.
-func (s *Server) StopPreviews(project string) { s.previews.stopProject(project) }
+func (s *Server) StopPreviews(project string) {
+	s.previews.stopProject(project)
+	s.funcs.stopProject(project)
+}
 
 // Port returns the port of the project's running app; 0 for a static build or
 // no build.

@@ -12,3 +12,7 @@ var (
 
 // ErrNotActivatable means a build cannot serve: it did not succeed or has no artifact.
 var ErrNotActivatable = errors.New("build cannot be activated")
+
+// ErrInvalidFunctions means the api/ folder holds a function that cannot be
+// routed or run here; the wrapping error names the file and the reason.
+var ErrInvalidFunctions = errors.New("invalid api/ functions")

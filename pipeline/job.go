@@ -361,6 +361,7 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 	env := MinimalEnv(home, append(vars, "MINIVERCEL_BRANCH="+b.Branch, "MINIVERCEL_COMMIT="+b.CommitSHA)...)
 	var plan Plan
 	var committed time.Time // every packed file's mtime
+	var fns *Functions
 	artifact := filepath.Join(q.cfg.ArtifactsDir, project.Name, strconv.FormatInt(b.ID, 10)+".tar.gz")
 	production := b.Branch == project.ProductionBranch
 
@@ -383,11 +384,21 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 				return err
 			}
 			if plan, err = Detect(src, settings); err != nil {
-				return err
+				if plan, err = FunctionsOnlyPlan(src, err); err != nil {
+					return err
+				}
 			}
 			out.detail("Detected: " + plan.Describe())
+			// Functions first: they may give a static site an install
+			// step, whose package manager the toolchain then provides.
+			if fns, err = detectFunctions(src, settings, &plan, out); err != nil {
+				return err
+			}
 			tools, err := q.prepareTools(ctx, src, &plan, out)
 			if err != nil {
+				return err
+			}
+			if err := checkFunctionsNode(ctx, fns, tools.node()); err != nil {
 				return err
 			}
 			env = tools.environ(home, env)
@@ -422,6 +433,11 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 			out.heading("Packing " + plan.OutputDir)
 			if err := os.MkdirAll(filepath.Dir(artifact), 0o700); err != nil {
 				return err
+			}
+			if fns != nil {
+				if err := fns.Stage(src, plan.OutputDir); err != nil {
+					return err
+				}
 			}
 			// Packed through the workspace, which the build user cannot
 			// rename: not through paths it could swap for symlinks.

@@ -148,3 +148,30 @@ func nodeMajor(t *testing.T) int {
 	}
 	return n
 }
+
+// TestTypeScriptFunctionsOnTheBuildsNode: a TypeScript function of a
+// project that asks for Node 22 in .nvmrc builds with that Node and runs on
+// it, although the machine's own Node (20) cannot strip types.
+func TestTypeScriptFunctionsOnTheBuildsNode(t *testing.T) {
+	t.Parallel()
+	needRegistry(t, "a Node 22 from the npm registry")
+	s := startServer(t)
+	r := newRepo(t, "main", map[string]string{
+		"index.html": "<h1>typed home</h1>",
+		".nvmrc":     "22\n",
+		"api/typed.ts": `type Greeting = { text: string; node: string };
+export default function handler(request: Request): Response {
+  const g: Greeting = { text: "typed", node: process.version };
+  return Response.json(g);
+}
+`,
+	})
+	out := s.mustPush(r, "fnts22")
+	if !strings.Contains(out, "Functions: /api/typed") || !strings.Contains(out, `(from .nvmrc "22")`) {
+		t.Errorf("push output:\n%s", out)
+	}
+	s.waitBody("fnts22.localhost", "/", "typed home")
+	if code, body := s.get("fnts22.localhost", "/api/typed"); code != 200 || !strings.Contains(body, `"text":"typed"`) || !strings.Contains(body, `"node":"v22.`) {
+		t.Errorf("/api/typed = %d %q, want the typed answer from Node 22", code, body)
+	}
+}

@@ -394,7 +394,7 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 			if fns, err = detectFunctions(src, settings, &plan, out); err != nil {
 				return err
 			}
-			tools, err := q.prepareTools(ctx, src, &plan, out)
+			tools, err := q.prepareTools(ctx, src, &plan, fns != nil, out)
 			if err != nil {
 				return err
 			}

@@ -73,10 +73,11 @@ var yarnFrozen = []string{"yarn", "install", "--frozen-lockfile"}
 // packageManager field names when it names that manager, else at a version
 // that reads the lockfile (pnpm by its lockfileVersion, yarn 1 or 4 by the
 // lockfile's format, the newest bun 1). npm is the system's, run by the
-// chosen Node.
-func (q *Queue) prepareTools(ctx context.Context, src string, plan *Plan, out *buildLog) (buildTools, error) {
+// chosen Node. functions says the build has api/ functions, which run on
+// that Node even beside a static site.
+func (q *Queue) prepareTools(ctx context.Context, src string, plan *Plan, functions bool, out *buildLog) (buildTools, error) {
 	tools := buildTools{path: BuildPATH()}
-	if len(plan.Install) == 0 && len(plan.Build) == 0 && plan.Start == "" {
+	if len(plan.Install) == 0 && len(plan.Build) == 0 && plan.Start == "" && !functions {
 		return tools, nil // nothing runs: a static site needs no Node
 	}
 	root, err := os.OpenRoot(src)

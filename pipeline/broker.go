@@ -19,6 +19,10 @@ type Event struct {
 	Line    string
 	Status  schema.BuildStatus
 	Done    bool
+	// Skipped is set on the line that tells a slow follower it missed
+	// lines: how many, up to and including Seq. Line then says so for
+	// people.
+	Skipped int
 }
 
 // LogStore is where the broker keeps log lines. *schema.Store satisfies it.
@@ -92,7 +96,7 @@ func offer(ch chan Event, f *follower, ev Event) {
 // of it. There is room: offer checks it, and Finish uses the reserve.
 func catchUp(ch chan Event, f *follower) {
 	if n := f.skipped - len(f.tail); n > 0 {
-		ch <- Event{BuildID: f.tail[0].BuildID, Seq: f.tail[0].Seq - 1, Line: fmt.Sprintf(
+		ch <- Event{BuildID: f.tail[0].BuildID, Seq: f.tail[0].Seq - 1, Skipped: n, Line: fmt.Sprintf(
 			"[%d lines skipped here: this terminal read more slowly than the build wrote; the whole log is stored (minivercel deploy list, the panel)]", n)}
 	}
 	for _, ev := range f.tail {

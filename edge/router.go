@@ -334,6 +334,11 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 	return p.ResponseWriter.Write(b)
 }
 
+// originWideHeaders are the response headers a preview on the panel's
+// origin may not send (see prefixWriter.WriteHeader).
+var originWideHeaders = []string{"Set-Cookie", "Clear-Site-Data", "Strict-Transport-Security", "Service-Worker-Allowed",
+	"Origin-Agent-Cluster", "Permissions-Policy", "Cross-Origin-Opener-Policy", "Cross-Origin-Embedder-Policy"}
+
 func (p *prefixWriter) WriteHeader(code int) {
 	if p.wroteHeader {
 		return
@@ -341,8 +346,13 @@ func (p *prefixWriter) WriteHeader(code int) {
 	p.wroteHeader = true
 	h := p.ResponseWriter.Header()
 	// The path form shares the panel's origin: a preview may not set cookies
-	// there (it could overwrite or plant the panel's session).
-	h.Del("Set-Cookie")
+	// there (it could overwrite or plant the panel's session), nor headers
+	// that act on the whole origin: clear its storage (and so log the panel's
+	// user out), pin HSTS over its subdomains, or change its service workers
+	// and permissions.
+	for _, name := range originWideHeaders {
+		h.Del(name)
+	}
 	if loc := h.Get("Location"); strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, "//") && !strings.HasPrefix(loc, "/\\") &&
 		loc != p.prefix && !strings.HasPrefix(loc, p.prefix+"/") && !strings.HasPrefix(loc, p.prefix+"?") {
 		h.Set("Location", p.prefix+loc)

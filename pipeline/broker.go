@@ -105,8 +105,12 @@ func catchUp(ch chan Event, f *follower) {
 	f.skipped, f.tail = 0, f.tail[:0]
 }
 
-// flushEvery is how often a running build's new lines are written to PostgreSQL.
-const flushEvery = 200 * time.Millisecond
+// flushEvery is how often a running build's new lines are written to
+// PostgreSQL, and flushTimeout how long one write may take.
+const (
+	flushEvery   = 200 * time.Millisecond
+	flushTimeout = 10 * time.Second
+)
 
 // NewBroker returns a broker storing lines in store.
 func NewBroker(store LogStore, logger *slog.Logger) *Broker {
@@ -165,7 +169,11 @@ func (b *Broker) flush(buildID int64, l *liveLog) {
 	if len(pending) == 0 {
 		return
 	}
-	if err := b.store.AppendLogLines(context.Background(), buildID, from+1, pending); err != nil {
+	// Bounded: a frozen database must not keep a build from finishing; the
+	// lines stay pending for the next flush.
+	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	defer cancel()
+	if err := b.store.AppendLogLines(ctx, buildID, from+1, pending); err != nil {
 		b.log.Error("store build log lines", "build", buildID, "err", err)
 		return
 	}

@@ -59,6 +59,7 @@ type routerConfig struct {
 	panel    http.Handler
 	git      http.Handler // nil: git paths go to panel
 	health   *healthProbe
+	starting *startingSet // projects still being restored after a start
 	log      *slog.Logger
 }
 
@@ -119,6 +120,10 @@ func (rt *router) serveProduction(w http.ResponseWriter, r *http.Request, projec
 	// swap happens while it runs.
 	if route := rt.routes.get(project); route != nil {
 		route.h.ServeHTTP(w, r)
+		return
+	}
+	if rt.starting.has(project) {
+		serveStarting(w, host)
 		return
 	}
 	unknownHost(w, host)
@@ -198,6 +203,9 @@ func (rt *router) serveProjectHealth(w http.ResponseWriter, project string) {
 	w.Header().Set("Cache-Control", "no-store")
 	healthy, found := routeHealth(rt.routes.get(project))
 	switch {
+	case !found && rt.starting.has(project):
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "{\"project\":%q,\"status\":\"starting\",\"error\":\"the app is being started after a restart of the server\"}\n", project)
 	case !found:
 		w.WriteHeader(http.StatusNotFound)
 		fmt.Fprintf(w, "{\"project\":%q,\"status\":\"none\",\"error\":\"no active deployment\"}\n", project)

@@ -18,7 +18,7 @@ import (
 var ErrRouted = errors.New("project already serves another build")
 
 // startingSet holds the projects whose production the server is still
-// restoring after a start. Safe for concurrent use.
+// restoring after a start. Safe for concurrent use; a nil set holds none.
 type startingSet struct{ m sync.Map }
 
 func (s *startingSet) set(project string, on bool) {
@@ -30,6 +30,9 @@ func (s *startingSet) set(project string, on bool) {
 }
 
 func (s *startingSet) has(project string) bool {
+	if s == nil {
+		return false
+	}
 	_, ok := s.m.Load(project)
 	return ok
 }

@@ -244,6 +244,29 @@ func (m *Manager) Mode() Mode {
 	return m.mode
 }
 
+// Groups lists the names of the Manager's groups that exist now, in its
+// first hierarchy: none once every tree was closed.
+func (m *Manager) Groups() ([]string, error) {
+	if m == nil || len(m.parents) == 0 {
+		return nil, nil
+	}
+	dir := m.parents[""]
+	if m.mode == ModeCgroup1 {
+		dir = m.parents["memory"]
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list cgroups: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		if e.IsDir() {
+			names = append(names, e.Name())
+		}
+	}
+	return names, nil
+}
+
 // Close removes every group of the Manager that is left, ending its
 // processes, and the parent groups. Groups must not be created after it.
 func (m *Manager) Close() error {

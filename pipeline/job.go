@@ -408,6 +408,9 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 			} else {
 				out.detail("Sandbox: unprivileged user only (bubblewrap is not available)")
 			}
+			if l := q.sandbox.LimitsSummary(); l != "" {
+				out.detail("Limits: " + l)
+			}
 			return nil
 		}},
 		{schema.StageInstall, func(ctx context.Context) error {
@@ -526,6 +529,8 @@ func (q *Queue) saveCache(ctx context.Context, projectID int64, home string) {
 func reasonFor(stage schema.Stage, err error) string {
 	var exit *ExitError
 	switch {
+	case errors.As(err, &exit) && exit.Limit != nil:
+		return fmt.Sprintf("%s failed: %v", stage, exit.Limit)
 	case errors.As(err, &exit):
 		return fmt.Sprintf("%s failed: %s exited with code %d", stage, strings.Join(exit.Argv, " "), exit.Code)
 	case errors.Is(err, ErrTimeout):

@@ -104,8 +104,7 @@ func New(cfg Config) *Manager {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	sum := sha256.Sum256([]byte("minivercel limits\x00" + cfg.ID))
-	name := "minivercel-" + hex.EncodeToString(sum[:4])
+	name := ParentName(cfg.ID)
 	m := &Manager{mode: ModeRlimit, log: cfg.Logger.With("component", "limits")}
 	var why []error
 	v2 := filepath.Join(cfg.Root, "cgroup.controllers")
@@ -139,6 +138,13 @@ func New(cfg Config) *Manager {
 	}
 	m.log.Warn("no writable cgroup: builds and apps get rlimits only (memory per process, processes per user, no CPU weight)", attrs...)
 	return m
+}
+
+// ParentName is the name of the parent group of installation id (see
+// Config.ID) in each hierarchy: "minivercel-" and 8 hex characters.
+func ParentName(id string) string {
+	sum := sha256.Sum256([]byte("minivercel limits\x00" + id))
+	return "minivercel-" + hex.EncodeToString(sum[:4])
 }
 
 func (m *Manager) ready() *Manager {

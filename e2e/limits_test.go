@@ -1,0 +1,66 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"minivercel/limits"
+)
+
+// memoryHog is a project whose build allocates memory until it is stopped.
+var memoryHog = map[string]string{
+	"package.json": `{"name":"hog","private":true,"scripts":{"build":"node hog.js"}}`,
+	"hog.js":       "const a = []; for (;;) a.push(Buffer.alloc(1 << 20, 1));\n",
+}
+
+// TestBuildOverMemoryLimitFails: with `serve --build-memory 64M` (here its
+// variable), a push whose build allocates memory in a loop fails quickly
+// with the reason in the push output, the previous deployment serves on,
+// and the server leaves no cgroup behind.
+func TestBuildOverMemoryLimitFails(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat("/sys/fs/cgroup/memory/cgroup.procs"); err != nil {
+		if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil || os.Geteuid() != 0 {
+			t.Skip("no writable cgroup here")
+		}
+	}
+	s := startServer(t, "MINIVERCEL_BUILD_MEMORY=64M")
+	r := newRepo(t, "main", map[string]string{"index.html": "<h1>before the hog</h1>"})
+	out := s.mustPush(r, "hog")
+	if !strings.Contains(out, "Limits: 64 MiB memory, 512 processes") {
+		t.Errorf("the build log does not show the limits:\n%s", out)
+	}
+	s.waitBody("hog.localhost", "/", "before the hog")
+
+	r.commit("eat memory", memoryHog)
+	out, code := s.push(r, "hog")
+	if code == 0 {
+		t.Fatalf("the hog's push exited 0:\n%s", out)
+	}
+	if !strings.Contains(out, "failed: killed: out of memory (limit 64 MiB)") {
+		t.Fatalf("the push does not say the memory limit stopped the build:\n%s", out)
+	}
+	if code, body := s.get("hog.localhost", "/"); code != 200 || !strings.Contains(body, "before the hog") {
+		t.Fatalf("after the failed build production answers %d %q, want the previous deployment", code, body)
+	}
+
+	abs, err := filepath.Abs(s.dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parents, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", limits.ParentName(abs)))
+	parents = append(parents, filepath.Join("/sys/fs/cgroup", limits.ParentName(abs)))
+	for _, p := range parents {
+		if groups, _ := filepath.Glob(filepath.Join(p, "build-*")); len(groups) > 0 {
+			t.Errorf("build cgroups left after the build: %v", groups)
+		}
+	}
+	s.stop()
+	for _, p := range parents {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("cgroup %s left after the server stopped", p)
+		}
+	}
+}

@@ -18,6 +18,7 @@ var memoryHog = map[string]string{
 // TestBuildOverMemoryLimitFails: with `serve --build-memory 64M` (here its
 // variable), a push whose build allocates memory in a loop fails quickly
 // with the reason in the push output, the previous deployment serves on,
+// a project's own limit (`project set --memory`) wins over the server's,
 // and the server leaves no cgroup behind.
 func TestBuildOverMemoryLimitFails(t *testing.T) {
 	t.Parallel()
@@ -44,6 +45,16 @@ func TestBuildOverMemoryLimitFails(t *testing.T) {
 	}
 	if code, body := s.get("hog.localhost", "/"); code != 200 || !strings.Contains(body, "before the hog") {
 		t.Fatalf("after the failed build production answers %d %q, want the previous deployment", code, body)
+	}
+
+	// The project's own limit wins over the server's; the branch was put
+	// back, so the same commit is pushed again.
+	if out, code := s.cli(t, "project", "set", "hog", "--memory", "96M"); code != 0 || !strings.Contains(out, "96 MiB memory") {
+		t.Fatalf("project set --memory: %d %s", code, out)
+	}
+	out, _ = s.push(r, "hog")
+	if !strings.Contains(out, "failed: killed: out of memory (limit 96 MiB)") {
+		t.Fatalf("the push does not say the project's memory limit stopped the build:\n%s", out)
 	}
 
 	abs, err := filepath.Abs(s.dataDir)

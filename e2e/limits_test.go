@@ -75,3 +75,36 @@ func TestBuildOverMemoryLimitFails(t *testing.T) {
 		}
 	}
 }
+
+// TestAppOverMemoryLimitIsRestarted: with `serve --app-memory 64M`, an app
+// process that allocates past it is killed, its runtime log says why, and
+// it is restarted and serves again.
+func TestAppOverMemoryLimitIsRestarted(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat("/sys/fs/cgroup/memory/cgroup.procs"); err != nil {
+		if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil || os.Geteuid() != 0 {
+			t.Skip("no writable cgroup here")
+		}
+	}
+	s := startServer(t, "MINIVERCEL_APP_MEMORY=64M")
+	r := newRepo(t, "main", map[string]string{
+		"package.json": `{"name":"leaky","private":true,"scripts":{"start":"node server.js"}}`,
+		"server.js": `require('http').createServer((req, res) => {
+  if (req.url === '/pid') return res.end(String(process.pid));
+  if (req.url === '/hog') { const a = []; for (;;) a.push(Buffer.alloc(1 << 20, 1)); }
+  res.end('fine');
+}).listen(process.env.PORT, process.env.HOST);
+`,
+	})
+	s.mustPush(r, "leaky")
+	s.waitBody("leaky.localhost", "/", "fine")
+	_, pid := s.get("leaky.localhost", "/pid")
+	if code, _ := s.get("leaky.localhost", "/hog"); code == 200 {
+		t.Fatal("/hog answered 200")
+	}
+	s.waitFor(func() bool { code, p := s.get("leaky.localhost", "/pid"); return code == 200 && p != pid })
+	s.waitFor(func() bool {
+		logs, _ := s.cli(t, "deploy", "logs", "leaky")
+		return strings.Contains(logs, "[minivercel] process killed: out of memory (limit 64 MiB)") && strings.Contains(logs, "restarting in")
+	})
+}

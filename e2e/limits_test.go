@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"minivercel/limits"
+	"minivercel/limits/limitstest"
 )
 
 // memoryHog is a project whose build allocates memory until it is stopped.
@@ -22,11 +23,7 @@ var memoryHog = map[string]string{
 // and the server leaves no cgroup behind.
 func TestBuildOverMemoryLimitFails(t *testing.T) {
 	t.Parallel()
-	if _, err := os.Stat("/sys/fs/cgroup/memory/cgroup.procs"); err != nil {
-		if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil || os.Geteuid() != 0 {
-			t.Skip("no writable cgroup here")
-		}
-	}
+	limitstest.Manager(t) // skips where the server would fall back to rlimits
 	s := startServer(t, "MINIVERCEL_BUILD_MEMORY=64M")
 	r := newRepo(t, "main", map[string]string{"index.html": "<h1>before the hog</h1>"})
 	out := s.mustPush(r, "hog")
@@ -81,11 +78,7 @@ func TestBuildOverMemoryLimitFails(t *testing.T) {
 // it is restarted and serves again.
 func TestAppOverMemoryLimitIsRestarted(t *testing.T) {
 	t.Parallel()
-	if _, err := os.Stat("/sys/fs/cgroup/memory/cgroup.procs"); err != nil {
-		if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil || os.Geteuid() != 0 {
-			t.Skip("no writable cgroup here")
-		}
-	}
+	limitstest.Manager(t) // skips where the server would fall back to rlimits
 	s := startServer(t, "MINIVERCEL_APP_MEMORY=64M")
 	r := newRepo(t, "main", map[string]string{
 		"package.json": `{"name":"leaky","private":true,"scripts":{"start":"node server.js"}}`,

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"minivercel/limits"
+	"minivercel/limits/limitstest"
 )
 
 // TestAppOverMemoryLimitIsRestarted: an app process that goes over its
@@ -12,15 +13,7 @@ import (
 // its runtime log says why, the supervisor restarts it as after any crash,
 // and no cgroup is left once the app is stopped.
 func TestAppOverMemoryLimitIsRestarted(t *testing.T) {
-	m := limits.New(limits.Config{ID: t.TempDir()})
-	if m.Mode() == limits.ModeRlimit {
-		t.Skip("no writable cgroup here")
-	}
-	t.Cleanup(func() {
-		if err := m.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	m := limitstest.Manager(t)
 	sink := &logSink{}
 	lk := &fakeLookup{}
 	e, hs := newNodeEdge(t, lk, RuntimeConfig{Cgroups: m, AppLimits: limits.Limits{Memory: 1 << 30, Pids: 256}}, sink, nil)

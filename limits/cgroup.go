@@ -154,7 +154,7 @@ func (m *Manager) ready() *Manager {
 	for _, dir := range m.parents {
 		m.removeLeftovers(dir)
 	}
-	m.log.Debug("resource limits", "mode", m.mode, "parents", m.parents)
+	m.log.Info("resource limits", "mode", m.mode.String(), "parents", m.parents)
 	return m
 }
 

@@ -43,11 +43,9 @@ func cgroupManager(t *testing.T) *Manager {
 	return m
 }
 
-// run starts argv in g and waits for it.
-func run(t *testing.T, g *Group, argv ...string) (*exec.Cmd, error) {
+// startIn starts cmd in g.
+func startIn(t *testing.T, g *Group, cmd *exec.Cmd) {
 	t.Helper()
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := g.Prepare(cmd); err != nil {
 		t.Fatal(err)
 	}
@@ -57,6 +55,14 @@ func run(t *testing.T, g *Group, argv ...string) (*exec.Cmd, error) {
 	if err := g.Start(cmd.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// run starts argv in g and waits for it.
+func run(t *testing.T, g *Group, argv ...string) (*exec.Cmd, error) {
+	t.Helper()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	startIn(t, g, cmd)
 	err := cmd.Wait()
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	return cmd, err
@@ -171,15 +177,7 @@ func TestLeftoversRemovedAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("sleep", "60")
-	if err := g.Prepare(cmd); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Start(cmd.Process.Pid); err != nil {
-		t.Fatal(err)
-	}
+	startIn(t, g, cmd)
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 
@@ -218,15 +216,7 @@ func TestCgroup2Placement(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("sleep", "60")
-	if err := g.Prepare(cmd); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Start(cmd.Process.Pid); err != nil {
-		t.Fatal(err)
-	}
+	startIn(t, g, cmd)
 	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(cmd.Process.Pid), "cgroup"))
 	if err != nil {
 		t.Fatal(err)

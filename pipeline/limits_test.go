@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"minivercel/limits"
+	"minivercel/limits/limitstest"
 	"minivercel/schema"
 )
 
@@ -14,16 +15,7 @@ import (
 // no cgroup is writable. After the test no group of it may be left.
 func limited(t *testing.T, sb Sandbox, l limits.Limits) Sandbox {
 	t.Helper()
-	m := limits.New(limits.Config{ID: t.TempDir()})
-	if m.Mode() == limits.ModeRlimit {
-		t.Skip("no writable cgroup here")
-	}
-	t.Cleanup(func() {
-		if err := m.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	sb.Cgroups, sb.Limits = m, l
+	sb.Cgroups, sb.Limits = limitstest.Manager(t), l
 	return sb
 }
 

@@ -415,8 +415,8 @@ func (e *ExitError) Unwrap() []error {
 // removed with anything left in it when the command ends.
 //
 // The error wraps ErrCommandFailed with an *ExitError (errors.As) when the
-// command exits non-zero (its Limit says when a limit stopped it), ErrTimeout when it timed out, and ctx's error
-// when ctx ended first.
+// command exits non-zero (its Limit says when a limit stopped it),
+// ErrTimeout when it timed out, and ctx's error when ctx ended first.
 func (s Sandbox) Run(ctx context.Context, dir string, argv []string, env []string, out io.Writer) error {
 	if len(argv) == 0 {
 		return errors.New("run: empty command")

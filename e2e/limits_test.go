@@ -101,3 +101,44 @@ func TestAppOverMemoryLimitIsRestarted(t *testing.T) {
 		return strings.Contains(logs, "[minivercel] process killed: out of memory (limit 64 MiB)") && strings.Contains(logs, "restarting in")
 	})
 }
+
+// TestCgroupsOfACrashAreRemovedAtStart: after kill -9 of the server during
+// a build, the build's cgroup is left behind; the next start of the same
+// installation removes it.
+func TestCgroupsOfACrashAreRemovedAtStart(t *testing.T) {
+	t.Parallel()
+	limitstest.Manager(t) // skips where the server would fall back to rlimits
+	s := startServer(t)
+	gate := newGate(t, "crash-gate")
+	r := newRepo(t, "main", gatedBuild("crash", gate, "never built"))
+	push := s.pushCmd(r, s.key, s.remote("crash"), "HEAD:main")
+	startUntil(t, push, "waiting for the gate")
+	t.Cleanup(func() { push.Process.Kill(); push.Wait() })
+
+	abs, err := filepath.Abs(s.dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups := func() []string {
+		var found []string
+		for _, pattern := range []string{"/sys/fs/cgroup/*/" + limits.ParentName(abs) + "/build-*", "/sys/fs/cgroup/" + limits.ParentName(abs) + "/build-*"} {
+			m, _ := filepath.Glob(pattern)
+			found = append(found, m...)
+		}
+		return found
+	}
+	if len(groups()) == 0 {
+		t.Fatal("no cgroup for the running build")
+	}
+	if err := s.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-s.done
+	if len(groups()) == 0 {
+		t.Fatal("the crash left no cgroup: nothing to test")
+	}
+	s.start()
+	if left := groups(); len(left) > 0 {
+		t.Fatalf("cgroups of the crashed run still there after the start: %v", left)
+	}
+}

@@ -210,9 +210,12 @@ func ParseHealthInterval(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// ParseMemoryLimit reads a project's memory limit as typed ("512M", "2G",
-// "0" for the server's default).
+// ParseMemoryLimit reads a project's memory limit as typed ("512M", "2G";
+// "0" or "" for the server's default).
 func ParseMemoryLimit(s string) (int64, error) {
+	if strings.TrimSpace(s) == "" {
+		return 0, nil
+	}
 	n, err := limits.ParseSize(s)
 	if err != nil {
 		return 0, invalid("memory_limit", "memory limit %q: want a size such as 512M or 2G, or 0 for the server's default", s)
@@ -220,8 +223,12 @@ func ParseMemoryLimit(s string) (int64, error) {
 	return n, nil
 }
 
-// ParsePidsLimit reads a project's process limit as typed.
+// ParsePidsLimit reads a project's process limit as typed ("0" or "" for
+// the server's default).
 func ParsePidsLimit(s string) (int64, error) {
+	if strings.TrimSpace(s) == "" {
+		return 0, nil
+	}
 	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
 	if err != nil {
 		return 0, invalid("pids_limit", "process limit %q: want a whole number from %d to %d, or 0 for the server's default", s, MinPidsLimit, MaxPidsLimit)

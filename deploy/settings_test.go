@@ -123,6 +123,12 @@ func TestParseLimits(t *testing.T) {
 	if _, err := deploy.ParseMemoryLimit("lots"); deploy.AsError(err) == nil || deploy.AsError(err).Field != "memory_limit" {
 		t.Fatalf("ParseMemoryLimit(lots) = %v", err)
 	}
+	if n, err := deploy.ParseMemoryLimit(""); err != nil || n != 0 {
+		t.Fatalf("ParseMemoryLimit(\"\") = %d, %v; want 0, the server's default", n, err)
+	}
+	if n, err := deploy.ParsePidsLimit(" "); err != nil || n != 0 {
+		t.Fatalf("ParsePidsLimit(\" \") = %d, %v; want 0, the server's default", n, err)
+	}
 	if n, err := deploy.ParsePidsLimit("128"); err != nil || n != 128 {
 		t.Fatalf("ParsePidsLimit = %d, %v", n, err)
 	}

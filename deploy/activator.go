@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"minivercel/edge"
+	"minivercel/limits"
 	"minivercel/schema"
 	"minivercel/secret"
 )
@@ -53,6 +54,7 @@ func SiteOf(b schema.Build, p schema.Project, deploymentID int64, env []string) 
 			Tries:    p.HealthTries,
 			Interval: time.Duration(p.HealthIntervalMS) * time.Millisecond,
 		},
+		Limits: limits.Limits{Memory: p.MemoryLimit, Pids: p.PidsLimit},
 	}
 }
 

@@ -44,6 +44,15 @@ func TestSettingsPatch(t *testing.T) {
 		{"health path with a space", deploy.SettingsPatch{HealthPath: ptr("/a b")}, "health_path", nil},
 		{"no tries", deploy.SettingsPatch{HealthTries: ptr(0)}, "health_tries", nil},
 		{"interval too long", deploy.SettingsPatch{HealthInterval: ptr(time.Hour)}, "health_interval", nil},
+		{"own limits", deploy.SettingsPatch{MemoryLimit: ptr(int64(512 << 20)), PidsLimit: ptr(int64(128))}, "",
+			func(ps schema.ProjectSettings) bool { return ps.MemoryLimit == 512<<20 && ps.PidsLimit == 128 }},
+		{"limits back to the defaults", deploy.SettingsPatch{MemoryLimit: ptr(int64(0)), PidsLimit: ptr(int64(0))}, "",
+			func(ps schema.ProjectSettings) bool { return ps.MemoryLimit == 0 && ps.PidsLimit == 0 }},
+		{"memory too small for Node", deploy.SettingsPatch{MemoryLimit: ptr(int64(1 << 20))}, "memory_limit", nil},
+		{"memory beyond any machine", deploy.SettingsPatch{MemoryLimit: ptr(int64(1 << 40))}, "memory_limit", nil},
+		{"negative memory", deploy.SettingsPatch{MemoryLimit: ptr(int64(-1))}, "memory_limit", nil},
+		{"too few processes", deploy.SettingsPatch{PidsLimit: ptr(int64(2))}, "pids_limit", nil},
+		{"too many processes", deploy.SettingsPatch{PidsLimit: ptr(int64(1 << 20))}, "pids_limit", nil},
 		{"start command on a static site", deploy.SettingsPatch{Framework: ptr("static"), StartCommand: ptr("node x.js")}, "start_command", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -104,6 +113,35 @@ func TestParseHealthNumbers(t *testing.T) {
 	}
 	if _, err := deploy.ParseHealthInterval("soon"); deploy.AsError(err) == nil || deploy.AsError(err).Field != "health_interval" {
 		t.Fatalf("deploy.ParseHealthInterval(soon) = %v", err)
+	}
+}
+
+func TestParseLimits(t *testing.T) {
+	if n, err := deploy.ParseMemoryLimit(" 512M "); err != nil || n != 512<<20 {
+		t.Fatalf("ParseMemoryLimit = %d, %v", n, err)
+	}
+	if _, err := deploy.ParseMemoryLimit("lots"); deploy.AsError(err) == nil || deploy.AsError(err).Field != "memory_limit" {
+		t.Fatalf("ParseMemoryLimit(lots) = %v", err)
+	}
+	if n, err := deploy.ParseMemoryLimit(""); err != nil || n != 0 {
+		t.Fatalf("ParseMemoryLimit(\"\") = %d, %v; want 0, the server's default", n, err)
+	}
+	if n, err := deploy.ParsePidsLimit(" "); err != nil || n != 0 {
+		t.Fatalf("ParsePidsLimit(\" \") = %d, %v; want 0, the server's default", n, err)
+	}
+	if n, err := deploy.ParsePidsLimit("128"); err != nil || n != 128 {
+		t.Fatalf("ParsePidsLimit = %d, %v", n, err)
+	}
+	if _, err := deploy.ParsePidsLimit("1e3"); deploy.AsError(err) == nil || deploy.AsError(err).Field != "pids_limit" {
+		t.Fatalf("ParsePidsLimit(1e3) = %v", err)
+	}
+	ps := defaults()
+	if got := deploy.DescribeLimits(ps); got != "the server's defaults" {
+		t.Fatalf("DescribeLimits = %q", got)
+	}
+	ps.MemoryLimit = 512 << 20
+	if got := deploy.DescribeLimits(ps); got != "512 MiB memory (the server's defaults for the rest)" {
+		t.Fatalf("DescribeLimits = %q", got)
 	}
 }
 

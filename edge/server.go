@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"minivercel/hosts"
+	"minivercel/limits"
 	"minivercel/listen"
 )
 
@@ -102,6 +103,9 @@ type Site struct {
 	Env []string
 	// Health decides when a server app may take traffic.
 	Health HealthCheck
+	// Limits are the project's own limits for its app's processes; zero
+	// fields take RuntimeConfig.AppLimits.
+	Limits limits.Limits
 }
 
 // BuildLookup finds the builds behind preview URLs. Its methods are called

@@ -19,6 +19,7 @@ import (
 	"github.com/riverqueue/river/rivermigrate"
 
 	"minivercel/hosts"
+	"minivercel/limits"
 	"minivercel/proc"
 	"minivercel/schema"
 	"minivercel/secret"
@@ -364,6 +365,9 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 	var fns *Functions
 	artifact := filepath.Join(q.cfg.ArtifactsDir, project.Name, strconv.FormatInt(b.ID, 10)+".tar.gz")
 	production := b.Branch == project.ProductionBranch
+	// The project's own limits win over the server's.
+	sandbox := q.sandbox
+	sandbox.Limits = limits.Limits{Memory: project.MemoryLimit, Pids: project.PidsLimit}.Or(q.sandbox.Limits)
 
 	steps := []step{
 		{schema.StageClone, func(ctx context.Context) error {
@@ -380,7 +384,7 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 			if committed, err = Checkout(ctx, filepath.Join(q.cfg.ReposDir, project.Name+".git"), b.CommitSHA, src); err != nil {
 				return err
 			}
-			if err := q.sandbox.Prepare(ws); err != nil {
+			if err := sandbox.Prepare(ws); err != nil {
 				return err
 			}
 			if plan, err = Detect(src, settings); err != nil {
@@ -403,10 +407,13 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 			}
 			env = tools.environ(home, env)
 			b.NodeVersion = tools.nodeVersion
-			if q.sandbox.Isolated() {
+			if sandbox.Isolated() {
 				out.detail("Sandbox: bubblewrap, as an unprivileged user")
 			} else {
 				out.detail("Sandbox: unprivileged user only (bubblewrap is not available)")
+			}
+			if l := sandbox.LimitsSummary(); l != "" {
+				out.detail("Limits: " + l)
 			}
 			return nil
 		}},
@@ -415,12 +422,12 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 				return nil
 			}
 			out.heading("Installing dependencies: " + strings.Join(plan.Install, " "))
-			return out.run(ctx, q.sandbox, src, plan.Install, env)
+			return out.run(ctx, sandbox, src, plan.Install, env)
 		}},
 		{schema.StageBuild, func(ctx context.Context) error {
 			if len(plan.Build) > 0 {
 				out.heading("Building: " + strings.Join(plan.Build, " "))
-				if err := out.run(ctx, q.sandbox, src, plan.Build, append(env, "NODE_ENV=production")); err != nil {
+				if err := out.run(ctx, sandbox, src, plan.Build, append(env, "NODE_ENV=production")); err != nil {
 					return err
 				}
 			}
@@ -526,6 +533,8 @@ func (q *Queue) saveCache(ctx context.Context, projectID int64, home string) {
 func reasonFor(stage schema.Stage, err error) string {
 	var exit *ExitError
 	switch {
+	case errors.As(err, &exit) && exit.Limit != nil:
+		return fmt.Sprintf("%s failed: %v", stage, exit.Limit)
 	case errors.As(err, &exit):
 		return fmt.Sprintf("%s failed: %s exited with code %d", stage, strings.Join(exit.Argv, " "), exit.Code)
 	case errors.Is(err, ErrTimeout):

@@ -21,6 +21,7 @@ import (
 	"minivercel/edge"
 	"minivercel/gitd"
 	"minivercel/hooks"
+	"minivercel/limits"
 	"minivercel/panel"
 	"minivercel/pipeline"
 	"minivercel/proc"
@@ -43,7 +44,23 @@ type serveFlags struct {
 	// toolchainDir holds the Node versions and package managers fetched
 	// for builds and apps; empty: <data-dir>/toolchains.
 	toolchainDir string
+	// buildMemory, buildPids, appMemory and appPids are the default limits
+	// of one build command and one app process; 0 is no limit.
+	buildMemory, appMemory limits.Size
+	buildPids, appPids     int64
 }
+
+// Default limits a small VPS survives: a runaway build or app is stopped
+// long before the machine swaps itself to a halt. Builds weigh half an
+// app on a busy CPU, so that serving stays quick during a build.
+const (
+	defaultBuildMemory = 2 << 30
+	defaultBuildPids   = 512
+	defaultAppMemory   = 1 << 30
+	defaultAppPids     = 256
+	buildCPUWeight     = 50
+	appCPUWeight       = 100
+)
 
 func serve(ctx context.Context, stop context.CancelFunc, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -62,11 +79,19 @@ func serve(ctx context.Context, stop context.CancelFunc, args []string, stderr i
 	fs.StringVar(&f.acmeCA, "acme-ca", "", "ACME directory URL (default: Let's Encrypt production)")
 	fs.StringVar(&f.acmeCARoot, "acme-ca-root", "", "PEM file of extra roots to trust for the ACME server (for a private CA)")
 	fs.StringVar(&f.toolchainDir, "toolchain-dir", "", "directory of the Node versions and package managers fetched from the npm registry, shared by builds and apps (default: <data-dir>/toolchains)")
+	f.buildMemory, f.appMemory = defaultBuildMemory, defaultAppMemory
+	fs.Var(&f.buildMemory, "build-memory", "memory of one build command with everything it starts, such as 512M or 2G; 0: no limit")
+	fs.Int64Var(&f.buildPids, "build-pids", defaultBuildPids, "processes and threads of one build command at once; 0: no limit")
+	fs.Var(&f.appMemory, "app-memory", "memory of one app process with its children, such as 512M or 1G; 0: no limit")
+	fs.Int64Var(&f.appPids, "app-pids", defaultAppPids, "processes and threads of one app process at once; 0: no limit")
 	if err := parseFlags(fs, args, os.Getenv); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("serve takes no arguments, got %q", fs.Args())}
+	}
+	if f.buildPids < 0 || f.appPids < 0 {
+		return usageError{"--build-pids and --app-pids must be 0 (no limit) or more"}
 	}
 	if f.concurrency < 1 {
 		return usageError{"--build-concurrency must be at least 1"}
@@ -196,6 +221,14 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	if err != nil {
 		return err
 	}
+	cgroups := limits.New(limits.Config{ID: root, Logger: log})
+	defer func() {
+		if err := cgroups.Close(); err != nil {
+			log.Warn("remove cgroups", "err", err)
+		}
+	}()
+	sandbox.Cgroups = cgroups
+	sandbox.Limits = limits.Limits{Memory: int64(f.buildMemory), Pids: f.buildPids, CPUWeight: buildCPUWeight}
 	// Builds see nothing of the data directory: not the database, the
 	// repositories, the artifacts, nor other builds' workspaces; only the
 	// toolchain store, read-only.
@@ -238,6 +271,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 		Runtime: edge.RuntimeConfig{
 			UID: appUID, GID: appGID, DropPrivileges: os.Geteuid() == 0, Logs: runtimeLogs,
 			UserFor: appUsers.For, OrphanUIDs: appUsers.UIDs(), Node: nodes,
+			Cgroups: cgroups, AppLimits: limits.Limits{Memory: int64(f.appMemory), Pids: f.appPids, CPUWeight: appCPUWeight},
 		},
 	}, lookup)
 	if err != nil {

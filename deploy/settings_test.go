@@ -1,6 +1,7 @@
 package deploy_test
 
 import (
+	"context"
 	"errors"
 	"minivercel/deploy"
 	"strings"
@@ -178,5 +179,31 @@ func TestParseKeys(t *testing.T) {
 	}
 	if _, err := deploy.ParseKey(ed + "\n" + ed); deploy.AsError(err) == nil || !strings.Contains(err.Error(), "one key at a time") {
 		t.Fatalf("deploy.ParseKey of two keys = %v", err)
+	}
+}
+
+// TestOnlyAdminsChangeLimits: a member may change a project's settings but
+// not its resource limits, which protect the server and the other projects;
+// an administrator may.
+func TestOnlyAdminsChangeLimits(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	e.project("capped")
+	member, err := e.Store.CreateUser(ctx, "member", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := int64(64 << 30)
+	_, err = e.svc.UpdateProject(ctx, member, "capped", deploy.SettingsPatch{MemoryLimit: &big})
+	if !errors.Is(err, deploy.ErrForbidden) {
+		t.Fatalf("a member raising the memory limit: %v, want ErrForbidden", err)
+	}
+	if _, err := e.svc.UpdateProject(ctx, member, "capped", deploy.SettingsPatch{StartCommand: ptr("node x.js")}); err != nil {
+		t.Fatalf("a member changing the start command: %v", err)
+	}
+	p, err := e.svc.UpdateProject(ctx, e.Admin, "capped", deploy.SettingsPatch{MemoryLimit: &big})
+	if err != nil || p.Settings().MemoryLimit != big {
+		t.Fatalf("an admin setting the memory limit: %v, %+v", err, p.Settings())
 	}
 }

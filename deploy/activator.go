@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -79,7 +80,7 @@ type Activator struct {
 	RestoreRetry func(n int) time.Duration
 	restoring    sync.WaitGroup
 	tried        sync.WaitGroup // done when every app restored has had one attempt
-	slots        chan struct{} // bounds the apps started at once at restore
+	slots        chan struct{}  // bounds the apps started at once at restore
 }
 
 // DefaultRestoreBudget is how long one app may take to start at restore.
@@ -295,6 +296,13 @@ func (a *Activator) restoreApp(ctx context.Context, ab schema.ActiveBuild, tried
 // is left to do: it serves, or the project moved on (deleted, or another
 // build went live).
 func (a *Activator) restoreAttempt(ctx context.Context, ab schema.ActiveBuild, budget time.Duration) (done bool, err error) {
+	defer func() {
+		// A bug fails this project's attempt alone, never the server.
+		if r := recover(); r != nil {
+			a.log.Error("restore panicked", "build", ab.ID, "panic", r, "stack", string(debug.Stack()))
+			done, err = false, fmt.Errorf("restore build %d: internal error", ab.ID)
+		}
+	}()
 	live, err := a.store.ActiveBuild(ctx, ab.ProjectID)
 	if errors.Is(err, schema.ErrNotFound) || err == nil && live.ID != ab.ID {
 		if p, perr := a.store.ProjectByID(ctx, ab.ProjectID); perr == nil && errors.Is(err, schema.ErrNotFound) {

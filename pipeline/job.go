@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -241,8 +242,18 @@ func (q *Queue) lockProject(id int64) (unlock func()) {
 // activated when a later build is live already: with several builds of one
 // project running at once, the last push wins, whichever build finishes
 // last. An explicit activation (a rollback) always goes ahead.
-func (q *Queue) activate(ctx context.Context, b schema.Build, progress func(string), pushed bool) error {
+//
+// A panic in the activation (a bug) is recovered and logged with its
+// stack: it fails this activation alone, never the server or the other
+// projects, and the previous deployment serves on.
+func (q *Queue) activate(ctx context.Context, b schema.Build, progress func(string), pushed bool) (err error) {
 	defer q.lockProject(b.ProjectID)()
+	defer func() {
+		if r := recover(); r != nil {
+			q.log.Error("activation panicked", "build", b.ID, "project", b.ProjectName, "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("activation failed: internal error (see the server log): %w", ErrActivationPanicked)
+		}
+	}()
 	if pushed {
 		live, err := q.store.ActiveBuild(ctx, b.ProjectID)
 		if err != nil && !errors.Is(err, schema.ErrNotFound) {

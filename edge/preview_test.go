@@ -698,6 +698,38 @@ func TestPreviewPathHidesPanelCookies(t *testing.T) {
 	}
 }
 
+// TestPreviewPathEarlyHintsKeepTheSandbox: an app that sends 103 Early
+// Hints before its answer cannot smuggle a cookie, an origin-wide header or
+// a page without the sandbox onto the panel's origin, and its final status
+// stands.
+func TestPreviewPathEarlyHintsKeepTheSandbox(t *testing.T) {
+	t.Parallel()
+	e, hs := newAppEdge(t, &logSink{})
+	s := e.site("hints", 42, map[string]string{"server.js": `require('http').createServer((q, r) => {
+  r.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
+  r.setHeader('Set-Cookie', 'mv_session=planted; Path=/');
+  r.setHeader('Clear-Site-Data', '"cookies"');
+  r.statusCode = 404;
+  r.end('<script>steal()</script>');
+}).listen(process.env.PORT, process.env.HOST);`})
+	s.Start = "node server.js"
+	e.lookup.add(s)
+	resp := send(t, hs.Client(), hs.URL+"/preview/42/", "localhost", nil)
+	io.ReadAll(resp.Body)
+	if resp.StatusCode != 404 {
+		t.Errorf("status %d, want the app's 404", resp.StatusCode)
+	}
+	if c := resp.Header.Values("Set-Cookie"); len(c) != 0 {
+		t.Errorf("a cookie was set on the panel's origin after early hints: %q", c)
+	}
+	if c := resp.Header.Get("Clear-Site-Data"); c != "" {
+		t.Errorf("Clear-Site-Data reached the panel's origin: %q", c)
+	}
+	if csp := resp.Header.Values("Content-Security-Policy"); !slices.Contains(csp, previewSandbox) {
+		t.Errorf("the answer lost the sandbox: %q", csp)
+	}
+}
+
 // TestStopPreviewsOfADeletedProject: a deleted project's preview processes
 // stop (they must not outlive the files they run from); another project's
 // keep running.

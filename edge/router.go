@@ -258,7 +258,6 @@ func (rt *router) servePreviewPath(w http.ResponseWriter, r *http.Request, host 
 	if rest == "" {
 		rest = "/"
 	}
-	w.Header().Set("Content-Security-Policy", previewSandbox)
 	r2 := new(http.Request)
 	*r2 = *r
 	r2.URL = new(url.URL)
@@ -351,7 +350,6 @@ func (p *prefixWriter) WriteHeader(code int) {
 	if p.wroteHeader {
 		return
 	}
-	p.wroteHeader = true
 	h := p.ResponseWriter.Header()
 	// The path form shares the panel's origin: a preview may not set cookies
 	// there (it could overwrite or plant the panel's session), nor headers
@@ -361,6 +359,18 @@ func (p *prefixWriter) WriteHeader(code int) {
 	for _, name := range originWideHeaders {
 		h.Del(name)
 	}
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		// An informational response (103 Early Hints) is not the answer:
+		// the final one comes after it, with headers of its own, and must
+		// be filtered and sandboxed as well. (The proxy clears the header
+		// map after passing one on.)
+		p.ResponseWriter.WriteHeader(code)
+		return
+	}
+	p.wroteHeader = true
+	// Added to whatever the site sets (browsers enforce every policy), on
+	// the final response: the sandbox is never lost.
+	h.Add("Content-Security-Policy", previewSandbox)
 	if loc := h.Get("Location"); strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, "//") && !strings.HasPrefix(loc, "/\\") &&
 		loc != p.prefix && !strings.HasPrefix(loc, p.prefix+"/") && !strings.HasPrefix(loc, p.prefix+"?") {
 		h.Set("Location", p.prefix+loc)

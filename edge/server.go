@@ -76,6 +76,10 @@ type Config struct {
 type Site struct {
 	// Project is the project name, the first DNS label of its host.
 	Project string
+	// ProjectID is the project's id, never reused (a later project of the
+	// same name has another): it names the user the project's apps run as
+	// (RuntimeConfig.UserFor).
+	ProjectID int64
 	// BuildID identifies the build; it names the extraction directory.
 	BuildID int64
 	// Slug is the random per-build id in the build's own URL
@@ -102,6 +106,10 @@ type Site struct {
 	Env []string
 	// Health decides when a server app may take traffic.
 	Health HealthCheck
+	// Removed, when not empty, says why the build's files are gone
+	// (retention collected it): its URLs answer 410 Gone with this
+	// sentence, and nothing else of the Site is used but its names.
+	Removed string
 }
 
 // BuildLookup finds the builds behind preview URLs. Its methods are called

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // BuildUserName is the system account builds run as when the server is
@@ -26,9 +27,11 @@ const AppUserName = "minivercel-app"
 // that apps of different projects cannot read each other's files or
 // /proc/<pid>/environ, and a prefix of the server's own, so that two servers
 // on one machine (another data directory) never share an app user and
-// neither kills the other's apps when it cleans up at start. Names are
-// "mva" + 8 hex characters of the server + "-" + 12 of the project: user names
-// are limited to 32 characters.
+// neither kills the other's apps when it cleans up at start. A project's
+// user is named by its id, which is never reused, not by its name: a
+// project made again under a deleted one's name gets a user of its own.
+// Names are "mva" + 8 hex characters of the server + "-" + the project id in
+// decimal: at most 31 characters, within Linux's 32.
 type AppUsers struct {
 	prefix string
 }
@@ -40,15 +43,44 @@ func NewAppUsers(serverID string) AppUsers {
 	return AppUsers{prefix: "mva" + hex.EncodeToString(sum[:4]) + "-"}
 }
 
-// For returns (creating it when missing) the system user a project's server
-// apps run as.
-func (a AppUsers) For(project string) (uid, gid uint32, err error) {
-	return SystemUser(a.name(project))
+// For returns (creating it when missing) the system user the server apps of
+// the project with id projectID run as.
+func (a AppUsers) For(projectID int64) (uid, gid uint32, err error) {
+	if projectID <= 0 {
+		return 0, 0, fmt.Errorf("app user of project id %d: not a project id", projectID)
+	}
+	return SystemUser(a.name(projectID))
 }
 
-func (a AppUsers) name(project string) string {
-	sum := sha256.Sum256([]byte("minivercel app user\x00" + project))
-	return a.prefix + hex.EncodeToString(sum[:6])
+func (a AppUsers) name(projectID int64) string {
+	return a.prefix + strconv.FormatInt(projectID, 10)
+}
+
+// Remove ends every process of a deleted project's app user (its app, its
+// previews, its functions and anything they started) and deletes the user
+// and its group. A project that never had a user is no error; nor is a
+// server that is not root, which has no app users.
+func (a AppUsers) Remove(projectID int64) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	name := a.name(projectID)
+	for _, u := range a.existing() {
+		if u.name != name {
+			continue
+		}
+		// Killed until none is left: a process may fork while the first
+		// pass runs. userdel refuses a user with processes.
+		for range 10 {
+			if KillUIDs(u.uid) == 0 {
+				break
+			}
+		}
+		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
+			return fmt.Errorf("userdel %s: %v: %s", name, err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
 }
 
 // UIDs returns the uids of this server's app users that exist, for killing
@@ -63,7 +95,7 @@ func (a AppUsers) UIDs() []uint32 {
 
 // RemoveAll deletes this server's app users and their groups, for a server
 // whose data directory is gone for good (a test's). Their processes must be
-// gone already.
+// gone already (KillUIDs of UIDs).
 func (a AppUsers) RemoveAll() error {
 	var errs []error
 	for _, u := range a.existing() {
@@ -143,4 +175,40 @@ func SystemUser(name string) (uid, gid uint32, err error) {
 		return 0, 0, fmt.Errorf("system user %s has uid %d gid %d: refusing to use root", name, uid64, gid64)
 	}
 	return uint32(uid64), uint32(gid64), nil
+}
+
+// KillUIDs sends SIGKILL to every process whose real uid is one of uids and
+// returns how many it signalled. Root (uid 0) and the caller's own uid are
+// never matched, whatever uids holds.
+func KillUIDs(uids ...uint32) int {
+	match := map[string]bool{}
+	for _, u := range uids {
+		if u != 0 && u != uint32(os.Getuid()) {
+			match[strconv.FormatUint(uint64(u), 10)] = true
+		}
+	}
+	if len(match) == 0 {
+		return 0
+	}
+	entries, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/status")
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "Uid:" && match[f[1]] {
+				if syscall.Kill(pid, syscall.SIGKILL) == nil {
+					n++
+				}
+				break
+			}
+		}
+	}
+	return n
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // BuildUserName is the system account builds run as when the server is
@@ -69,15 +70,24 @@ func (a AppUsers) Remove(projectID int64) error {
 		if u.name != name {
 			continue
 		}
-		// Killed until none is left: a process may fork while the first
-		// pass runs. userdel refuses a user with processes.
-		for range 10 {
-			if KillUIDs(u.uid) == 0 {
+		// Killed until none is left: a process may fork while a pass
+		// runs. userdel refuses a user with processes, zombies included,
+		// until their parents reap them: it is tried again for a while.
+		deadline := time.Now().Add(userdelPatience)
+		for {
+			for range 10 {
+				if KillUIDs(u.uid) == 0 {
+					break
+				}
+			}
+			out, err := exec.Command("userdel", name).CombinedOutput()
+			if err == nil {
 				break
 			}
-		}
-		if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
-			return fmt.Errorf("userdel %s: %v: %s", name, err, strings.TrimSpace(string(out)))
+			if time.Now().After(deadline) {
+				return fmt.Errorf("userdel %s: %v: %s", name, err, strings.TrimSpace(string(out)))
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 	return nil
@@ -177,8 +187,12 @@ func SystemUser(name string) (uid, gid uint32, err error) {
 	return uint32(uid64), uint32(gid64), nil
 }
 
-// KillUIDs sends SIGKILL to every process whose real uid is one of uids and
-// returns how many it signalled. Root (uid 0) and the caller's own uid are
+// userdelPatience bounds how long Remove waits for a killed user's
+// processes to be reaped.
+const userdelPatience = 5 * time.Second
+
+// KillUIDs sends SIGKILL to every live process (not a zombie) whose real
+// uid is one of uids and returns how many it signalled. Root (uid 0) and the caller's own uid are
 // never matched, whatever uids holds.
 func KillUIDs(uids ...uint32) int {
 	match := map[string]bool{}
@@ -202,7 +216,11 @@ func KillUIDs(uids ...uint32) int {
 			continue
 		}
 		for _, line := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(line); len(f) >= 2 && f[0] == "Uid:" && match[f[1]] {
+			f := strings.Fields(line)
+			if len(f) >= 2 && f[0] == "State:" && f[1] == "Z" {
+				break // dead already, waiting for its parent
+			}
+			if len(f) >= 2 && f[0] == "Uid:" && match[f[1]] {
 				if syscall.Kill(pid, syscall.SIGKILL) == nil {
 					n++
 				}

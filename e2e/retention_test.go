@@ -1,0 +1,63 @@
+package e2e
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// TestOldBuildsAreCollected: with --keep-builds 2 (as MINIVERCEL_KEEP_BUILDS),
+// after five builds the oldest production builds' files are removed: their
+// build URLs answer 410 with a page that says why, and making one live again
+// is refused with that reason; production, the branch preview (an older
+// build, the latest of its branch) and the newest build's URL serve on.
+func TestOldBuildsAreCollected(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "MINIVERCEL_KEEP_BUILDS=2")
+	buildURL := regexp.MustCompile(`This build: http://(keep--[a-z0-9]+\.localhost)`)
+	buildID := regexp.MustCompile(`Build #(\d+) succeeded`)
+	type pushed struct{ host, id string }
+	push := func(r *repo) pushed {
+		t.Helper()
+		out := s.mustPush(r, "keep")
+		u, id := buildURL.FindStringSubmatch(out), buildID.FindStringSubmatch(out)
+		if u == nil || id == nil {
+			t.Fatalf("push output lacks the build's URL or number:\n%s", out)
+		}
+		return pushed{u[1], id[1]}
+	}
+	r := newRepo(t, "main", map[string]string{"index.html": "<h1>v1</h1>"})
+	v1 := push(r)
+	r.git("checkout", "-q", "-b", "feature")
+	r.commit("feature", map[string]string{"index.html": "<h1>feature</h1>"})
+	push(r)
+	r.git("checkout", "-q", "main")
+	var v []pushed
+	for _, n := range []string{"v2", "v3", "v4"} {
+		r.commit(n, map[string]string{"index.html": "<h1>" + n + "</h1>"})
+		v = append(v, push(r))
+	}
+
+	reason := "This build was removed to save space: it was one of more than 2 builds kept for keep."
+	for _, old := range []pushed{v1, v[0]} {
+		s.waitFor(func() bool {
+			code, body := s.get(old.host, "/")
+			return code == 410 && strings.Contains(body, reason)
+		})
+	}
+	s.waitBody("keep.localhost", "/", "v4")
+	s.waitBody("keep--git-feature.localhost", "/", "feature")
+	s.waitBody(v[1].host, "/", "v3")
+	s.waitBody(v[2].host, "/", "v4")
+
+	out, code := s.cli(t, "deploy", "activate", "keep", v1.id)
+	if code == 0 || !strings.Contains(out, reason) || !strings.Contains(out, "minivercel deploy rebuild keep") {
+		t.Errorf("activating collected build #%s: exit %d\n%s\nwant a refusal with the reason and the rebuild command", v1.id, code, out)
+	}
+	if code, body := s.get("keep.localhost", "/"); code != 200 || !strings.Contains(body, "v4") {
+		t.Errorf("after the refused activation production answers %d %q", code, body)
+	}
+	if log := s.logText(); !strings.Contains(log, "build collected") || !strings.Contains(log, "component=retention") {
+		t.Errorf("the server log does not say what retention removed:\n%s", log)
+	}
+}

@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"io"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -59,5 +62,41 @@ func TestOldBuildsAreCollected(t *testing.T) {
 	}
 	if log := s.logText(); !strings.Contains(log, "build collected") || !strings.Contains(log, "component=retention") {
 		t.Errorf("the server log does not say what retention removed:\n%s", log)
+	}
+}
+
+// TestKilledServerCleansUpAtStart: a server killed (kill -9) during a build
+// leaves the build's workspace behind; the next start fails the build as
+// interrupted, removes the workspace and says so in its log.
+func TestKilledServerCleansUpAtStart(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	gate := newGate(t, "crash-gate")
+	r := newRepo(t, "main", gatedBuild("crash", gate, "after the crash"))
+	push := s.pushCmd(r, s.key, s.remote("crash"), "HEAD")
+	rest := startUntil(t, push, "waiting for the gate")
+	workspaces := filepath.Join(s.dataDir, "builds")
+	left, err := os.ReadDir(workspaces)
+	if err != nil || len(left) != 1 {
+		t.Fatalf("workspaces during the build: %v, %v; want one", left, err)
+	}
+	s.cmd.Process.Kill()
+	<-s.done
+	// The build's own processes may outlive the server: let them end.
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, rest)
+	push.Wait()
+
+	s.start()
+	if entries, err := os.ReadDir(workspaces); err != nil || len(entries) != 0 {
+		t.Errorf("workspaces after the restart: %v, %v; want none", entries, err)
+	}
+	if log := s.logText(); !strings.Contains(log, "removed leftover of an earlier run") || !strings.Contains(log, filepath.Join(workspaces, left[0].Name())) {
+		t.Errorf("the start-up log does not say the workspace was removed:\n%s", log)
+	}
+	if out, code := s.cli(t, "deploy", "list", "crash"); code != 0 || !strings.Contains(out, "failed") {
+		t.Errorf("deploy list after the crash: %d\n%s\nwant the build failed", code, out)
 	}
 }

@@ -3,10 +3,16 @@ package e2e
 import (
 	"io"
 	"os"
+	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+
+	"minivercel/internal/testenv"
+	"minivercel/proc"
 )
 
 // TestOldBuildsAreCollected: with --keep-builds 2 (as MINIVERCEL_KEEP_BUILDS),
@@ -99,4 +105,84 @@ func TestKilledServerCleansUpAtStart(t *testing.T) {
 	if out, code := s.cli(t, "deploy", "list", "crash"); code != 0 || !strings.Contains(out, "failed") {
 		t.Errorf("deploy list after the crash: %d\n%s\nwant the build failed", code, out)
 	}
+}
+
+// daemonApp is a Node server that starts a detached process of its own at
+// start (as an app that daemonises a worker would) and answers its uid and
+// user name.
+var daemonApp = map[string]string{
+	"package.json": `{"name":"daemon","private":true,"scripts":{"start":"node server.js"}}`,
+	"server.js": `const http = require('http');
+require('child_process').spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { detached: true, stdio: 'ignore' }).unref();
+http.createServer((req, res) => res.end(process.getuid() + ' ' + require('os').userInfo().username)).listen(process.env.PORT, process.env.HOST);
+`,
+}
+
+// processesOf counts the processes whose real uid is uid; zombies count
+// only with zombies set.
+func processesOf(uid string, zombies bool) int {
+	entries, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "State:" && f[1] == "Z" && !zombies {
+				break
+			} else if len(f) >= 2 && f[0] == "Uid:" {
+				if f[1] == uid {
+					n++
+				}
+				break
+			}
+		}
+	}
+	return n
+}
+
+// TestDeletedProjectSharesNothingWithItsSuccessor: deleting a project ends
+// every process of its app user, a daemonised child included, and deletes
+// the user; a new project pushed under the same name runs as another user.
+func TestDeletedProjectSharesNothingWithItsSuccessor(t *testing.T) {
+	testenv.NeedRoot(t, "apps run as users of their own only when the server is root")
+	t.Parallel()
+	s := startServer(t)
+	r := newRepo(t, "main", daemonApp)
+	s.mustPush(r, "same")
+	s.waitFor(func() bool { code, _ := s.get("same.localhost", "/"); return code == 200 })
+	_, who := s.get("same.localhost", "/")
+	uid, name, _ := strings.Cut(who, " ")
+	if n := processesOf(uid, false); n < 2 {
+		t.Fatalf("the app user %s runs %d processes, want the app and its daemon", uid, n)
+	}
+	token, err := exec.Command(binary, "admin", "token", "create", "--name", "t", "--data-dir", s.dataDir).Output()
+	if err != nil {
+		t.Fatalf("token create: %v", err)
+	}
+	if code, _, raw := s.apiCall(t, "DELETE", "/api/projects/same", strings.TrimSpace(string(token)), ""); code >= 300 {
+		t.Fatalf("DELETE /api/projects/same = %d %s", code, raw)
+	}
+	if n := processesOf(uid, false); n != 0 {
+		t.Errorf("%d processes of the deleted project's user %s run on", n, uid)
+	}
+	if _, err := user.Lookup(name); err == nil {
+		t.Errorf("the deleted project's user %s still exists", name)
+	}
+
+	s.mustPush(r, "same")
+	s.waitFor(func() bool { code, _ := s.get("same.localhost", "/"); return code == 200 })
+	_, who = s.get("same.localhost", "/")
+	again, newName, _ := strings.Cut(who, " ")
+	if newName == name || newName == "" {
+		t.Errorf("the new project %q runs as %q, want a user other than the deleted one's %q", "same", newName, name)
+	}
+	// The new project's daemon outlives the server's stop (it left the
+	// app's process group); the server's users can only be removed once it
+	// is gone.
+	s.stop()
+	n, _ := strconv.ParseUint(again, 10, 32)
+	proc.KillUIDs(uint32(n))
+	s.waitFor(func() bool { return processesOf(again, true) == 0 })
 }

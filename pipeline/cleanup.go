@@ -19,7 +19,8 @@ import (
 //   - half-made repositories, <ReposDir>/.tmp-* (gitd's), and half-written
 //     hooks, <ReposDir>/<project>.git/hooks/.post-receive-*;
 //   - artifacts and extracted builds of builds that no longer exist (a
-//     project deleted during the crash) or that retention collected.
+//     project deleted during the crash) or that retention collected;
+//   - app users (and their processes) of projects that no longer exist.
 //
 // Only what is older than this run is touched (before): the git front ends
 // listen before the queue starts, and a push may be making a repository
@@ -84,6 +85,24 @@ func (q *Queue) cleanUp(ctx context.Context, before time.Time) error {
 			if id, ok := buildID(e.Name()); ok && !kept[id] {
 				remove("extracted build of a deleted or collected build", filepath.Join(q.cfg.DeploymentsDir, e.Name()))
 			}
+		}
+	}
+	if q.cfg.AppUsers != nil {
+		projects, err := q.store.ListProjects(ctx)
+		if err != nil {
+			return fmt.Errorf("list projects: %w", err)
+		}
+		keep := map[int64]bool{}
+		for _, p := range projects {
+			keep[p.ID] = true
+		}
+		users, err := q.cfg.AppUsers.Prune(keep)
+		for _, u := range users {
+			removed++
+			q.log.Info("removed leftover of an earlier run", "what", "app user of a deleted project", "user", u)
+		}
+		if err != nil {
+			q.log.Warn("remove app users of deleted projects", "err", err)
 		}
 	}
 	if removed > 0 {

@@ -85,13 +85,15 @@ type Config struct {
 	AppUsers AppUserRemover
 }
 
-// AppUserRemover removes the system user a project's apps run as.
-// Remove ends every process of the user of the project with id projectID
-// (its app, previews and functions, and whatever they started) and deletes
-// the user; a project that has none is no error. It is called once the
-// project is deleted and its sites stopped.
+// AppUserRemover removes the system users projects' apps run as. Remove
+// ends every process of the user of the project with id projectID (its app,
+// previews and functions, and whatever they started) and deletes the user; a
+// project that has none is no error. It is called once the project is
+// deleted and its sites stopped. Prune does the same for every user of a
+// project keep does not hold, and returns their names; it is called at start.
 type AppUserRemover interface {
 	Remove(projectID int64) error
+	Prune(keep map[int64]bool) ([]string, error)
 }
 
 // EnvSource gives a build its project's environment variables, decrypted.

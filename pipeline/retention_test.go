@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"pgregory.net/rapid"
 
 	"minivercel/internal/testenv"
+	"minivercel/proc"
 	"minivercel/schema"
 	"minivercel/schema/schematest"
 )
@@ -280,13 +282,26 @@ func TestRealBuildsAreCollectedAsTheyFinish(t *testing.T) {
 }
 
 // TestStartRemovesWhatACrashLeft: a server killed during a build leaves its
-// workspace, a half-written artifact, a half-made repository, and files of a
-// project deleted meanwhile; the next start removes them and nothing else.
+// workspace, a half-written artifact, a half-made repository, and files and
+// the app user of a project deleted meanwhile; the next start removes them
+// and nothing else.
 func TestStartRemovesWhatACrashLeft(t *testing.T) {
 	t.Parallel()
-	q := newTestQueue(t, false)
+	users := proc.NewAppUsers(t.Name() + "/" + strconv.FormatInt(time.Now().UnixNano(), 10))
+	t.Cleanup(func() { users.RemoveAll() })
+	q := newTestQueue(t, false, func(c *Config) { c.AppUsers = users })
 	ctx := context.Background()
 	p := q.project(t, "crashed")
+	var keptUID, goneUID uint32
+	if os.Geteuid() == 0 {
+		var err error
+		if keptUID, _, err = users.For(p.ID); err != nil {
+			t.Fatal(err)
+		}
+		if goneUID, _, err = users.For(p.ID + 1000); err != nil {
+			t.Fatal(err)
+		}
+	}
 	d := retentionDirs{artifacts: q.dirs.artifacts, deployments: q.cfg.DeploymentsDir}
 	kept := recordBuild(t, q.store, d, p, "main", schema.BuildSucceeded, true)
 	gone := recordBuild(t, q.store, d, p, "main", schema.BuildSucceeded, true)
@@ -329,5 +344,8 @@ func TestStartRemovesWhatACrashLeft(t *testing.T) {
 	}
 	if _, err := os.Stat(fresh); err != nil {
 		t.Errorf("a repository this run is making was removed: %v", err)
+	}
+	if uids := users.UIDs(); os.Geteuid() == 0 && (!slices.Contains(uids, keptUID) || slices.Contains(uids, goneUID)) {
+		t.Errorf("app users after the start: %v; want %d (an existing project's) and not %d (a deleted one's)", uids, keptUID, goneUID)
 	}
 }

@@ -67,30 +67,58 @@ func (a AppUsers) Remove(projectID int64) error {
 	}
 	name := a.name(projectID)
 	for _, u := range a.existing() {
-		if u.name != name {
-			continue
-		}
-		// Killed until none is left: a process may fork while a pass
-		// runs. userdel refuses a user with processes, zombies included,
-		// until their parents reap them: it is tried again for a while.
-		deadline := time.Now().Add(userdelPatience)
-		for {
-			for range 10 {
-				if KillUIDs(u.uid) == 0 {
-					break
-				}
-			}
-			out, err := exec.Command("userdel", name).CombinedOutput()
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("userdel %s: %v: %s", name, err, strings.TrimSpace(string(out)))
-			}
-			time.Sleep(50 * time.Millisecond)
+		if u.name == name {
+			return u.remove()
 		}
 	}
 	return nil
+}
+
+// Prune removes, as Remove does, every app user of this server that belongs
+// to no project keep lists: a project deleted by a run that crashed before
+// it removed the user, or a user named the way older versions named them
+// (by project name). It returns the names it removed.
+func (a AppUsers) Prune(keep map[int64]bool) ([]string, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	var removed []string
+	var errs []error
+	for _, u := range a.existing() {
+		id, err := strconv.ParseInt(strings.TrimPrefix(u.name, a.prefix), 10, 64)
+		if err == nil && a.name(id) == u.name && keep[id] {
+			continue
+		}
+		if err := u.remove(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, u.name)
+	}
+	return removed, errors.Join(errs...)
+}
+
+// remove ends every process of the user and deletes it.
+func (u passwdEntry) remove() error {
+	// Killed until none is left: a process may fork while a pass runs.
+	// userdel refuses a user with processes, zombies included, until their
+	// parents reap them: it is tried again for a while.
+	deadline := time.Now().Add(userdelPatience)
+	for {
+		for range 10 {
+			if KillUIDs(u.uid) == 0 {
+				break
+			}
+		}
+		out, err := exec.Command("userdel", u.name).CombinedOutput()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("userdel %s: %v: %s", u.name, err, strings.TrimSpace(string(out)))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // UIDs returns the uids of this server's app users that exist, for killing

@@ -209,3 +209,45 @@ func TestRemoveEndsEveryProcessOfTheProjectAndItsUser(t *testing.T) {
 		t.Errorf("second Remove: %v", err)
 	}
 }
+
+// TestPruneRemovesUsersOfGoneProjects: at start, the users of projects
+// that no longer exist (deleted by a run that crashed before removing the
+// user), and users named as older versions named them, go with their
+// processes; the users of existing projects, and another server's, stay.
+func TestPruneRemovesUsersOfGoneProjects(t *testing.T) {
+	testenv.NeedRoot(t, "creating system users")
+	users, other := NewAppUsers("/srv/proc-test-prune"), NewAppUsers("/srv/proc-test-prune-other")
+	t.Cleanup(func() { users.RemoveAll(); other.RemoveAll() })
+	kept, _, err := users.For(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	goneUID, goneGID, err := users.For(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacy := users.prefix + "0123456789ab" // a user named by project name's hash
+	if _, _, err := SystemUser(legacy); err != nil {
+		t.Fatal(err)
+	}
+	theirs, _, err := other.For(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, exited := startAs(t, goneUID, goneGID)
+	removed, err := users.Prune(map[int64]bool{3: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(removed)
+	if want := []string{legacy, users.name(4)}; !slices.Equal(removed, want) {
+		t.Errorf("Prune removed %v, want %v", removed, want)
+	}
+	waitExit(t, "the gone project's app", exited)
+	if uids := users.UIDs(); !slices.Equal(uids, []uint32{kept}) {
+		t.Errorf("UIDs() after Prune = %v, want only %d", uids, kept)
+	}
+	if uids := other.UIDs(); !slices.Contains(uids, theirs) {
+		t.Errorf("Prune of one server removed another's user: %v", uids)
+	}
+}

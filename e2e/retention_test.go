@@ -186,3 +186,34 @@ func TestDeletedProjectSharesNothingWithItsSuccessor(t *testing.T) {
 	proc.KillUIDs(uint32(n))
 	s.waitFor(func() bool { return processesOf(again, true) == 0 })
 }
+
+// TestOrphansAreOnlyThisServersOwn: a second server started on the same
+// machine with another data directory leaves the first server's apps
+// running; the first server killed with kill -9 leaves its app behind,
+// and its next start ends that orphan and serves the app again.
+func TestOrphansAreOnlyThisServersOwn(t *testing.T) {
+	testenv.NeedRoot(t, "apps run as users of their own only when the server is root")
+	t.Parallel()
+	first := startServer(t)
+	first.mustPush(newRepo(t, "main", nodeApp("version first")), "app")
+	first.waitBody("app.localhost", "/", "version first")
+	_, body := first.get("app.localhost", "/pid")
+	pid, err := strconv.Atoi(body)
+	if err != nil {
+		t.Fatalf("/pid answered %q", body)
+	}
+
+	startServer(t)
+	if code, body := first.get("app.localhost", "/pid"); code != 200 || body != strconv.Itoa(pid) || !alive(pid) {
+		t.Fatalf("after a second server started, the version first answers %d %q (want pid %d)", code, body, pid)
+	}
+
+	first.cmd.Process.Kill()
+	<-first.done
+	if !alive(pid) {
+		t.Fatalf("the app (pid %d) ended with its server: no orphan to clean up", pid)
+	}
+	first.start()
+	first.waitFor(func() bool { return !alive(pid) })
+	first.waitBody("app.localhost", "/", "version first")
+}

@@ -66,6 +66,10 @@ func TestOldBuildsAreCollected(t *testing.T) {
 	if code, body := s.get("keep.localhost", "/"); code != 200 || !strings.Contains(body, "v4") {
 		t.Errorf("after the refused activation production answers %d %q", code, body)
 	}
+	out, code = s.cli(t, "deploy", "list", "keep")
+	if removed := regexp.MustCompile(`(?m)^` + v1.id + `\s.*removed`); code != 0 || !removed.MatchString(out) {
+		t.Errorf("deploy list does not show build #%s removed:\n%s", v1.id, out)
+	}
 	if log := s.logText(); !strings.Contains(log, "build collected") || !strings.Contains(log, "component=retention") {
 		t.Errorf("the server log does not say what retention removed:\n%s", log)
 	}

@@ -22,7 +22,8 @@ import (
 // collected; its build URL and its /preview/ path answer 410 with the reason,
 // and activating or rolling back to it is refused with the same reason,
 // while the live build (an older one, after a rollback), the branch preview
-// and the newest builds serve on.
+// and the newest builds serve on. The edge answers 410 at once, though it
+// had served the build just before.
 func TestCollectedBuildIsGoneAndCannotGoLive(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -42,6 +43,15 @@ func TestCollectedBuildIsGoneAndCannotGoLive(t *testing.T) {
 	}
 	if _, err := e.svc.Rollback(ctx, e.Admin, p.Name, b1.ID); err != nil {
 		t.Fatal(err)
+	}
+	// Served before it is collected, so the edge remembers it: the
+	// collection must make it forget.
+	for _, target := range []string{"http://" + names.Build(p.Name, b2.Slug) + "/", "http://" + testBase + hosts.PreviewPath(b2.ID) + "/"} {
+		w := httptest.NewRecorder()
+		e.edge.Handler().ServeHTTP(w, httptest.NewRequest("GET", target, nil))
+		if w.Code != http.StatusOK || w.Body.String() != "two" {
+			t.Fatalf("before collection GET %s = %d %q", target, w.Code, w.Body.String())
+		}
 	}
 	if n, err := e.Queue.Collect(ctx, p.ID); err != nil || n != 1 {
 		t.Fatalf("Collect = %d, %v; want build %d alone collected", n, err, b2.ID)

@@ -145,6 +145,7 @@ type Server struct {
 	log      *slog.Logger
 	routes   *routeTable
 	router   *router
+	sites    *siteResolver
 	statics  *staticCache
 	runtime  *appRuntime
 	previews *previewPool
@@ -191,8 +192,9 @@ func New(cfg Config, lookup BuildLookup) (*Server, error) {
 	s.runtime = newAppRuntime(cfg.Runtime, deps.extract, log)
 	s.previews = newPreviewPool(s.runtime, cfg.Runtime.PreviewIdle, cfg.Runtime.MaxPreviews, log)
 	s.funcs = newFunctions(cfg.Functions, functionsRuntime(s.runtime), log)
+	s.sites = newSiteResolver(lookup, cfg.CustomDomains)
 	s.router = newRouter(routerConfig{
-		scheme: scheme, routes: s.routes, sites: newSiteResolver(lookup, cfg.CustomDomains),
+		scheme: scheme, routes: s.routes, sites: s.sites,
 		statics: s.statics, previews: s.previews, funcs: s.funcs, panel: cfg.PanelHandler, git: cfg.GitHandler, log: log,
 		health: &healthProbe{check: cfg.Health},
 	})
@@ -418,6 +420,19 @@ func (s *Server) Deactivate(project string) {
 func (s *Server) StopPreviews(project string) {
 	s.previews.stopProject(project)
 	s.funcs.stopProject(project)
+}
+
+// ForgetBuild is told that a build's files are gone (retention collected
+// it): what the edge remembers of its build URL and /preview/ path is
+// forgotten, so that the next request looks it up again (and answers 410),
+// and its preview and functions processes are stopped, since they run from
+// the removed files. The project's production is never such a build.
+func (s *Server) ForgetBuild(project, slug string, buildID int64) {
+	s.sites.forget(project, slug, buildID)
+	var wg sync.WaitGroup
+	wg.Go(func() { s.previews.stopBuild(buildID) })
+	wg.Go(func() { s.funcs.stopBuild(buildID) })
+	wg.Wait()
 }
 
 // Port returns the port of the project's running app; 0 for a static build or

@@ -80,9 +80,21 @@ type Config struct {
 	// URLs answer 410 and they cannot be activated; their logs stay.
 	// Zero: DefaultKeepBuilds.
 	KeepBuilds int
+	// Sites is told of each collected build, so that the edge of this
+	// process answers 410 for its URLs at once and stops its preview
+	// processes (*edge.Server). Zero: edges notice within a minute, when
+	// what they remember of the build expires.
+	Sites BuildForgetter
 	// AppUsers removes a deleted project's app user (proc.AppUsers). Zero:
 	// apps run as no user of their project's; nothing is removed.
 	AppUsers AppUserRemover
+}
+
+// BuildForgetter is told that a build's files are gone: ForgetBuild may
+// stop the build's processes and returns when they are stopped. It is
+// called concurrently, never with a project's activation lock held.
+type BuildForgetter interface {
+	ForgetBuild(project, slug string, buildID int64)
 }
 
 // AppUserRemover removes the system users projects' apps run as. Remove

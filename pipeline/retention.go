@@ -81,32 +81,45 @@ func CollectedReason(b schema.Build) string {
 // Collect applies retention to one project: the files of the builds
 // toCollect chooses are removed, each build marked collected first, so a
 // crash in between leaves files the start-up sweep removes, never a build
-// that claims files it lacks. It runs under the project's activation lock,
-// so no activation can make a build live while it is being collected (and
-// activate reads the build again under that lock). It returns how many
-// builds were collected.
+// that claims files it lacks. The choice and the marks are made under the
+// project's activation lock, so no activation can make a build live while
+// it is being collected (and activate reads the build again under that
+// lock). Then the files go and the edge is told (Config.Sites). It returns
+// how many builds were collected.
 func (q *Queue) Collect(ctx context.Context, projectID int64) (int, error) {
-	defer q.lockProject(projectID)()
-	builds, err := q.store.ListBuilds(ctx, projectID)
-	if err != nil {
-		return 0, fmt.Errorf("list builds of project %d: %w", projectID, err)
-	}
-	live, err := q.store.ActiveBuild(ctx, projectID)
-	if err != nil && !errors.Is(err, schema.ErrNotFound) {
-		return 0, fmt.Errorf("read live build of project %d: %w", projectID, err)
-	}
 	keep := q.keepBuilds()
-	n := 0
-	for _, b := range toCollect(builds, live.ID, keep) {
-		if err := q.store.MarkBuildCollected(ctx, b.ID, keep); err != nil {
-			return n, fmt.Errorf("mark build %d collected: %w", b.ID, err)
-		}
-		n++
+	marked, err := q.markCollected(ctx, projectID, keep)
+	for _, b := range marked {
 		removed := q.removeBuildFiles(b.ID, b.ArtifactPath)
+		if q.cfg.Sites != nil {
+			q.cfg.Sites.ForgetBuild(b.ProjectName, b.Slug, b.ID)
+		}
 		q.rlog.Info("build collected", "project", b.ProjectName, "build", b.ID, "branch", b.Branch,
 			"status", b.Status, "keep", keep, "removed", strings.Join(removed, " "))
 	}
-	return n, nil
+	return len(marked), err
+}
+
+// markCollected chooses a project's builds to collect and marks them, under
+// the project's activation lock; it returns those it marked.
+func (q *Queue) markCollected(ctx context.Context, projectID int64, keep int) ([]schema.Build, error) {
+	defer q.lockProject(projectID)()
+	builds, err := q.store.ListBuilds(ctx, projectID)
+	if err != nil {
+		return nil, fmt.Errorf("list builds of project %d: %w", projectID, err)
+	}
+	live, err := q.store.ActiveBuild(ctx, projectID)
+	if err != nil && !errors.Is(err, schema.ErrNotFound) {
+		return nil, fmt.Errorf("read live build of project %d: %w", projectID, err)
+	}
+	var marked []schema.Build
+	for _, b := range toCollect(builds, live.ID, keep) {
+		if err := q.store.MarkBuildCollected(ctx, b.ID, keep); err != nil {
+			return marked, fmt.Errorf("mark build %d collected: %w", b.ID, err)
+		}
+		marked = append(marked, b)
+	}
+	return marked, nil
 }
 
 // CollectAll applies retention to every project, as at start: builds that

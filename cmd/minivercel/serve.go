@@ -249,7 +249,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	queue, err := pipeline.NewQueue(pipeline.Config{
 		ReposDir: dirs.repos, WorkDir: dirs.work, CacheDir: dirs.cache, ArtifactsDir: dirs.artifacts, DeploymentsDir: dirs.deployments,
 		Concurrency: f.concurrency, MaxLogLines: f.logLines, MaxLogBytes: f.logBytes, URL: urlFor, BaseDomain: f.baseDomain,
-		Env: vars, Logger: log, Toolchains: tools, KeepBuilds: f.keepBuilds, AppUsers: appUsers,
+		Env: vars, Logger: log, Toolchains: tools, KeepBuilds: f.keepBuilds, AppUsers: appUsers, Sites: edgeSrv,
 	}, db.store, broker, activator, sandbox, true)
 	if err != nil {
 		return err

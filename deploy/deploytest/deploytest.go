@@ -133,7 +133,7 @@ func New(t testing.TB, o Options) *Stack {
 	s.Broker = pipeline.NewBroker(s.Store, o.Logger)
 	s.Queue, err = pipeline.NewQueue(pipeline.Config{
 		ReposDir: s.Dir("repos"), WorkDir: s.Dir("builds"), ArtifactsDir: s.Dir("artifacts"), DeploymentsDir: s.Dir("deployments"),
-		BaseDomain: o.BaseDomain, Env: s.Vars, Logger: o.Logger, KeepBuilds: o.KeepBuilds,
+		BaseDomain: o.BaseDomain, Env: s.Vars, Logger: o.Logger, KeepBuilds: o.KeepBuilds, Sites: s.Edge,
 	}, s.Store, s.Broker, s.Activator, sandbox, o.Work)
 	if err != nil {
 		t.Fatal(err)

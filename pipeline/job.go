@@ -294,17 +294,6 @@ func (q *Queue) lockProject(id int64) (unlock func()) {
 // last. An explicit activation (a rollback) always goes ahead.
 func (q *Queue) activate(ctx context.Context, b schema.Build, progress func(string), pushed bool) error {
 	defer q.lockProject(b.ProjectID)()
-	// Read again under the lock: retention may have collected the build
-	// since the caller read it. (A build still running is not collected.)
-	if !pushed {
-		now, err := q.store.BuildByID(ctx, b.ID)
-		if err != nil {
-			return fmt.Errorf("read build %d: %w", b.ID, err)
-		}
-		if err := Activatable(now); err != nil {
-			return err
-		}
-	}
 	if pushed {
 		live, err := q.store.ActiveBuild(ctx, b.ProjectID)
 		if err != nil && !errors.Is(err, schema.ErrNotFound) {
@@ -314,6 +303,17 @@ func (q *Queue) activate(ctx context.Context, b schema.Build, progress func(stri
 			progress(fmt.Sprintf("Build #%d, pushed later, is live already: production stays on it (to make this build live: minivercel deploy activate %s %d)",
 				live.ID, b.ProjectName, b.ID))
 			return nil
+		}
+	} else {
+		// Read again under the lock: retention may have collected the
+		// build since the caller read it. (A build still running, as a
+		// pushed one is, is never collected.)
+		now, err := q.store.BuildByID(ctx, b.ID)
+		if err != nil {
+			return fmt.Errorf("read build %d: %w", b.ID, err)
+		}
+		if err := Activatable(now); err != nil {
+			return err
 		}
 	}
 	return q.act.Activate(ctx, b, progress)

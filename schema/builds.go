@@ -82,7 +82,7 @@ type Build struct {
 	ArtifactSHA256 string
 	ArtifactSize   int64
 	// CollectedAt is when retention removed the build's artifact and
-	// extracted files (see Collected); nil while they are kept.
+	// extracted files (pipeline's Collect); nil while they are kept.
 	CollectedAt *time.Time
 	// CollectedKeep is how many builds were kept for the project when
 	// this one was collected.

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
+	"sync"
 	"time"
 
 	"minivercel/edge"
+	"minivercel/limits"
 	"minivercel/schema"
 	"minivercel/secret"
 )
@@ -31,6 +34,12 @@ type Edge interface {
 	// Restore serves a set of sites at start; an error names the sites that
 	// could not be served, the others serve.
 	Restore(ctx context.Context, sites []edge.Site) error
+	// RestoreSite serves one site at start unless its project got a route
+	// meanwhile (edge.ErrRouted).
+	RestoreSite(ctx context.Context, site edge.Site, progress func(string)) error
+	// SetStarting marks a project whose app is being restored: its hosts
+	// answer 503 until it is routed.
+	SetStarting(project string, starting bool)
 }
 
 // SiteOf is how the edge serves a build: its artifact, its start command, the
@@ -46,6 +55,7 @@ func SiteOf(b schema.Build, p schema.Project, deploymentID int64, env []string) 
 			Tries:    p.HealthTries,
 			Interval: time.Duration(p.HealthIntervalMS) * time.Millisecond,
 		},
+		Limits: limits.Limits{Memory: p.MemoryLimit, Pids: p.PidsLimit},
 	}
 }
 
@@ -60,14 +70,31 @@ type Activator struct {
 	store *schema.Store
 	vars  *secret.Vars
 	log   *slog.Logger
+
+	// RestoreBudget bounds one attempt to start an app at restore, health
+	// checks included, whatever its settings allow a deploy. Zero:
+	// DefaultRestoreBudget.
+	RestoreBudget time.Duration
+	// RestoreRetry is the wait before attempt n (from 1) again. Zero:
+	// edge.RestoreRetry.
+	RestoreRetry func(n int) time.Duration
+	restoring    sync.WaitGroup
+	tried        sync.WaitGroup // done when every app restored has had one attempt
+	slots        chan struct{}  // bounds the apps started at once at restore
 }
+
+// DefaultRestoreBudget is how long one app may take to start at restore.
+const DefaultRestoreBudget = 2 * time.Minute
+
+// maxRestoring bounds the apps started at once at restore.
+const maxRestoring = 4
 
 // NewActivator returns an Activator.
 func NewActivator(e Edge, store *schema.Store, vars *secret.Vars, log *slog.Logger) *Activator {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Activator{edge: e, store: store, vars: vars, log: log.With("component", "deploy")}
+	return &Activator{edge: e, store: store, vars: vars, log: log.With("component", "deploy"), slots: make(chan struct{}, maxRestoring)}
 }
 
 // Activate makes b serve its project's production. progress gets lines for
@@ -161,39 +188,147 @@ func (a *Activator) putBack(ctx context.Context, b schema.Build, prev int64, had
 	return nil
 }
 
-// Restore brings back every project's active deployment at start: static
-// builds are routed again, server apps started and health-checked. One broken
-// project (its variables unreadable, its app failing) is logged and left
-// down; it never keeps the other sites offline. It returns how many sites
-// were handed to the edge.
+// Restore brings back every project's active deployment at start. Static
+// builds are routed before it returns. Server apps are started in the
+// background, a few at a time, each attempt within RestoreBudget; meanwhile
+// their hosts answer 503 with Retry-After. An app that cannot start (its
+// variables unreadable, its process failing its health check) is logged,
+// reported unhealthy by /api/health/<project>, and tried again with a
+// growing wait until it serves, a deploy replaces it or ctx ends: one
+// broken project never keeps the others, or the server, down. It returns
+// how many sites it is restoring.
 func (a *Activator) Restore(ctx context.Context) (int, error) {
 	active, err := a.store.ActiveBuilds(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("load active deployments: %w", err)
 	}
-	sites := make([]edge.Site, 0, len(active))
+	var statics []edge.Site
 	for _, ab := range active {
+		if ab.StartCommand != "" {
+			p, err := a.store.ProjectByID(ctx, ab.ProjectID)
+			if err != nil {
+				a.log.Error("restore: cannot read the project", "build", ab.ID, "err", err)
+				continue
+			}
+			a.edge.SetStarting(p.Name, true)
+			a.restoring.Add(1)
+			a.tried.Add(1)
+			go func() {
+				defer a.restoring.Done()
+				a.restoreApp(ctx, ab, a.tried.Done)
+			}()
+			continue
+		}
 		p, err := a.store.ProjectByID(ctx, ab.ProjectID)
 		if err != nil {
 			a.log.Error("restore: cannot read the project", "build", ab.ID, "err", err)
 			continue
 		}
-		// Static builds get them too, for their api/ functions; without
-		// them their files still serve.
+		// Static builds get the variables too, for their api/ functions;
+		// without them their files still serve.
 		env, err := a.vars.Resolve(ctx, p.ID, schema.TargetProduction)
-		if err != nil && ab.StartCommand != "" {
-			a.log.Error("restore: cannot read the project's variables; it stays down", "project", p.Name, "err", err)
-			continue
-		}
 		if err != nil {
 			a.log.Error("restore: cannot read the project's variables; its functions run without them", "project", p.Name, "err", err)
 		}
-		sites = append(sites, SiteOf(ab.Build, p, ab.DeploymentID, env))
+		statics = append(statics, SiteOf(ab.Build, p, ab.DeploymentID, env))
 	}
-	if err := a.edge.Restore(ctx, sites); err != nil {
+	if err := a.edge.Restore(ctx, statics); err != nil {
 		a.log.Error("restore routes", "err", err)
 	}
-	return len(sites), nil
+	return len(active), nil
+}
+
+// WaitRestored waits until the apps Restore started in the background
+// serve, gave way to a deploy, or stopped trying because ctx ended.
+func (a *Activator) WaitRestored() { a.restoring.Wait() }
+
+// WaitTried waits until every app Restore started has had its first
+// attempt (most apps then serve), or max has passed: a server says it is
+// ready once its sites are back, without waiting long for one that hangs.
+func (a *Activator) WaitTried(max time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		a.tried.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(max):
+	}
+}
+
+// restoreApp starts the app of ab until it serves (see Restore); tried is
+// called after the first attempt.
+func (a *Activator) restoreApp(ctx context.Context, ab schema.ActiveBuild, tried func()) {
+	var once sync.Once
+	defer once.Do(tried)
+	budget := a.RestoreBudget
+	if budget <= 0 {
+		budget = DefaultRestoreBudget
+	}
+	retry := a.RestoreRetry
+	if retry == nil {
+		retry = edge.RestoreRetry
+	}
+	for attempt := 1; ; attempt++ {
+		select {
+		case a.slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		done, err := a.restoreAttempt(ctx, ab, budget)
+		<-a.slots
+		once.Do(tried)
+		if done {
+			return
+		}
+		wait := retry(attempt)
+		a.log.Error("restore: the app does not start; trying again", "build", ab.ID, "attempt", attempt, "in", wait, "err", err)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// restoreAttempt tries once to serve ab's app; done is true when nothing
+// is left to do: it serves, or the project moved on (deleted, or another
+// build went live).
+func (a *Activator) restoreAttempt(ctx context.Context, ab schema.ActiveBuild, budget time.Duration) (done bool, err error) {
+	defer func() {
+		// A bug fails this project's attempt alone, never the server.
+		if r := recover(); r != nil {
+			a.log.Error("restore panicked", "build", ab.ID, "panic", r, "stack", string(debug.Stack()))
+			done, err = false, fmt.Errorf("restore build %d: internal error", ab.ID)
+		}
+	}()
+	live, err := a.store.ActiveBuild(ctx, ab.ProjectID)
+	if errors.Is(err, schema.ErrNotFound) || err == nil && live.ID != ab.ID {
+		if p, perr := a.store.ProjectByID(ctx, ab.ProjectID); perr == nil && errors.Is(err, schema.ErrNotFound) {
+			a.edge.SetStarting(p.Name, false)
+		}
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	p, err := a.store.ProjectByID(ctx, ab.ProjectID)
+	if err != nil {
+		return errors.Is(err, schema.ErrNotFound), err
+	}
+	env, err := a.vars.Resolve(ctx, p.ID, schema.TargetProduction)
+	if err != nil {
+		// Never the app without its variables.
+		return false, fmt.Errorf("read the project's variables: %w", err)
+	}
+	actx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	err = a.edge.RestoreSite(actx, SiteOf(ab.Build, p, ab.DeploymentID, env), nil)
+	if err == nil || errors.Is(err, edge.ErrRouted) {
+		return true, nil
+	}
+	return false, err
 }
 
 // Deactivate stops serving a project that is being deleted: its production

@@ -49,6 +49,9 @@ func (s *Service) Rebuild(ctx context.Context, actor schema.User, project, ref s
 		return schema.Build{}, e
 	}
 	b, err := s.builds.Rebuild(ctx, p, branch, actor.ID)
+	if errors.Is(err, pipeline.ErrNeverBuilt) {
+		return b, notFound("commit %q of project %s was never built on a branch: push it to the branch it is for", branch, p.Name)
+	}
 	if errors.Is(err, schema.ErrNotFound) {
 		return b, notFound("project %s has no branch or commit %q: push it first", p.Name, branch)
 	}

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"minivercel/deploy"
+	"minivercel/internal/testwait"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"minivercel/edge"
 	"minivercel/internal/testenv"
@@ -142,12 +144,15 @@ func TestFailedRecordWithUnreadableVariables(t *testing.T) {
 	}
 }
 
-// TestRestoreSkipsBrokenProject: at start, a project whose variables cannot
-// be decrypted stays down and is logged; every other site comes back.
+// TestRestoreSkipsBrokenProject: at start, the static sites serve at once;
+// a project whose variables cannot be decrypted is never started without
+// them, answers 503 "starting" meanwhile, is tried again, and comes back
+// once its variables are readable again.
 func TestRestoreSkipsBrokenProject(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	ctx := context.Background()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	fine := e.project("fine")
 	fb := e.site(fine, "still here")
 	if _, err := e.svc.Activate(ctx, e.Admin, "fine", fb.ID); err != nil {
@@ -158,16 +163,45 @@ func TestRestoreSkipsBrokenProject(t *testing.T) {
 	// A restarted server: a new edge on the same directory.
 	e.edge.Deactivate("broken")
 	restarted := e.NewEdge(t)
-	n, err := deploy.NewActivator(restarted, e.Store, e.Vars, nil).Restore(ctx)
-	if err != nil || n != 1 {
-		t.Fatalf("Restore = %d, %v; want the one readable site", n, err)
+	act := deploy.NewActivator(restarted, e.Store, e.Vars, nil)
+	attempts := make(chan int, 1000)
+	act.RestoreRetry = func(n int) time.Duration {
+		attempts <- n
+		return 10 * time.Millisecond
 	}
+	n, err := act.Restore(ctx)
+	if err != nil || n != 2 {
+		t.Fatalf("Restore = %d, %v; want both sites on their way", n, err)
+	}
+	defer act.WaitRestored()
+	defer cancel()
 	e.edge = restarted
 	if code, body := e.get("fine." + testBase); code != http.StatusOK || body != "still here" {
 		t.Fatalf("fine after restore = %d %q", code, body)
 	}
+	testwait.Recv(t, attempts, "a failed restore attempt of the broken project")
 	if _, ok := restarted.Active("broken"); ok {
 		t.Fatal("the project whose variables cannot be read was started anyway")
+	}
+	if code, body := e.get("broken." + testBase); code != http.StatusServiceUnavailable || !strings.Contains(body, "starting") {
+		t.Fatalf("broken while it cannot start = %d %q, want 503 starting", code, body)
+	}
+	// The variables are readable again (set anew): the next attempt serves.
+	if _, err := e.svc.SetVars(ctx, e.Admin, "broken", "", []deploy.Var{{Key: "V_X", Value: "a new value"}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, ok := restarted.Active("broken"); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the broken project did not come back once its variables could be read")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := e.appVars("broken." + testBase); got["V_X"] != "a new value" {
+		t.Fatalf("the restored app has %v", got)
 	}
 }
 

@@ -215,6 +215,11 @@ func (s *Service) UpdateProject(ctx context.Context, actor schema.User, name str
 	if err != nil {
 		return p, err
 	}
+	// Limits protect the server and every other project: a member may not
+	// raise the ones the operator set, only an administrator may change them.
+	if (patch.MemoryLimit != nil || patch.PidsLimit != nil) && !actor.IsAdmin {
+		return p, refuse(ErrForbidden, "memory_limit", "only an administrator can change a project's resource limits")
+	}
 	ps, err := patch.Apply(p.Settings())
 	if err != nil {
 		return p, err

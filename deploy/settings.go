@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"minivercel/limits"
 	"minivercel/pipeline"
 	"minivercel/schema"
 )
@@ -30,6 +31,10 @@ type SettingsPatch struct {
 	HealthPath     *string
 	HealthTries    *int
 	HealthInterval *time.Duration
+	// MemoryLimit and PidsLimit are the project's own limits of one build
+	// command and one app process; 0 returns to the server's defaults.
+	MemoryLimit *int64
+	PidsLimit   *int64
 }
 
 // Empty reports whether the patch changes nothing.
@@ -58,6 +63,12 @@ func (p SettingsPatch) Apply(ps schema.ProjectSettings) (schema.ProjectSettings,
 		// taken as 0.
 		ps.HealthIntervalMS = int((*p.HealthInterval + time.Millisecond - 1) / time.Millisecond)
 	}
+	if p.MemoryLimit != nil {
+		ps.MemoryLimit = *p.MemoryLimit
+	}
+	if p.PidsLimit != nil {
+		ps.PidsLimit = *p.PidsLimit
+	}
 	ps.Framework = strings.ToLower(ps.Framework)
 	if ps.Framework == "auto" {
 		ps.Framework = ""
@@ -77,6 +88,12 @@ const (
 	MinHealthInterval  = 100 * time.Millisecond
 	MaxHealthInterval  = 10 * time.Minute
 	maxBranchNameBytes = 255
+	// A project's own memory limit: below 32 MiB not even Node starts;
+	// above 64 GiB is no limit on any machine this serves.
+	MinMemoryLimit = 32 << 20
+	MaxMemoryLimit = 64 << 30
+	MinPidsLimit   = 16
+	MaxPidsLimit   = 65536
 )
 
 // ValidateSettings checks a whole set of settings: the one validator every
@@ -117,6 +134,13 @@ func ValidateSettings(ps schema.ProjectSettings) error {
 	iv := time.Duration(ps.HealthIntervalMS) * time.Millisecond
 	if iv < MinHealthInterval || iv > MaxHealthInterval {
 		errs = append(errs, invalid("health_interval", "health interval %s: want %s to %s", iv, MinHealthInterval, MaxHealthInterval))
+	}
+	if m := ps.MemoryLimit; m != 0 && (m < MinMemoryLimit || m > MaxMemoryLimit) {
+		errs = append(errs, invalid("memory_limit", "memory limit %s: want %s to %s, or 0 for the server's default",
+			limits.FormatSize(m), limits.FormatSize(MinMemoryLimit), limits.FormatSize(MaxMemoryLimit)))
+	}
+	if n := ps.PidsLimit; n != 0 && (n < MinPidsLimit || n > MaxPidsLimit) {
+		errs = append(errs, invalid("pids_limit", "process limit %d: want %d to %d, or 0 for the server's default", n, MinPidsLimit, MaxPidsLimit))
 	}
 	// Detection refuses this pair at build time; say so now.
 	if ps.StartCommand != "" && pipeline.ValidFramework(ps.Framework) && !pipeline.ServerFramework(ps.Framework) {
@@ -184,6 +208,42 @@ func ParseHealthInterval(s string) (time.Duration, error) {
 		return 0, invalid("health_interval", "health interval %q: want a duration from %s to %s, such as 5s", s, MinHealthInterval, MaxHealthInterval)
 	}
 	return d, nil
+}
+
+// ParseMemoryLimit reads a project's memory limit as typed ("512M", "2G";
+// "0" or "" for the server's default).
+func ParseMemoryLimit(s string) (int64, error) {
+	if strings.TrimSpace(s) == "" {
+		return 0, nil
+	}
+	n, err := limits.ParseSize(s)
+	if err != nil {
+		return 0, invalid("memory_limit", "memory limit %q: want a size such as 512M or 2G, or 0 for the server's default", s)
+	}
+	return n, nil
+}
+
+// ParsePidsLimit reads a project's process limit as typed ("0" or "" for
+// the server's default).
+func ParsePidsLimit(s string) (int64, error) {
+	if strings.TrimSpace(s) == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil {
+		return 0, invalid("pids_limit", "process limit %q: want a whole number from %d to %d, or 0 for the server's default", s, MinPidsLimit, MaxPidsLimit)
+	}
+	return n, nil
+}
+
+// DescribeLimits is a project's own limits in words, as `project show`
+// prints them.
+func DescribeLimits(ps schema.ProjectSettings) string {
+	l := limits.Limits{Memory: ps.MemoryLimit, Pids: ps.PidsLimit}
+	if l == (limits.Limits{}) {
+		return "the server's defaults"
+	}
+	return l.String() + " (the server's defaults for the rest)"
 }
 
 // DescribeHealth is the health check in words, as `project show` prints it.

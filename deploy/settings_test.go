@@ -1,6 +1,7 @@
 package deploy_test
 
 import (
+	"context"
 	"errors"
 	"minivercel/deploy"
 	"strings"
@@ -44,6 +45,15 @@ func TestSettingsPatch(t *testing.T) {
 		{"health path with a space", deploy.SettingsPatch{HealthPath: ptr("/a b")}, "health_path", nil},
 		{"no tries", deploy.SettingsPatch{HealthTries: ptr(0)}, "health_tries", nil},
 		{"interval too long", deploy.SettingsPatch{HealthInterval: ptr(time.Hour)}, "health_interval", nil},
+		{"own limits", deploy.SettingsPatch{MemoryLimit: ptr(int64(512 << 20)), PidsLimit: ptr(int64(128))}, "",
+			func(ps schema.ProjectSettings) bool { return ps.MemoryLimit == 512<<20 && ps.PidsLimit == 128 }},
+		{"limits back to the defaults", deploy.SettingsPatch{MemoryLimit: ptr(int64(0)), PidsLimit: ptr(int64(0))}, "",
+			func(ps schema.ProjectSettings) bool { return ps.MemoryLimit == 0 && ps.PidsLimit == 0 }},
+		{"memory too small for Node", deploy.SettingsPatch{MemoryLimit: ptr(int64(1 << 20))}, "memory_limit", nil},
+		{"memory beyond any machine", deploy.SettingsPatch{MemoryLimit: ptr(int64(1 << 40))}, "memory_limit", nil},
+		{"negative memory", deploy.SettingsPatch{MemoryLimit: ptr(int64(-1))}, "memory_limit", nil},
+		{"too few processes", deploy.SettingsPatch{PidsLimit: ptr(int64(2))}, "pids_limit", nil},
+		{"too many processes", deploy.SettingsPatch{PidsLimit: ptr(int64(1 << 20))}, "pids_limit", nil},
 		{"start command on a static site", deploy.SettingsPatch{Framework: ptr("static"), StartCommand: ptr("node x.js")}, "start_command", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -107,6 +117,35 @@ func TestParseHealthNumbers(t *testing.T) {
 	}
 }
 
+func TestParseLimits(t *testing.T) {
+	if n, err := deploy.ParseMemoryLimit(" 512M "); err != nil || n != 512<<20 {
+		t.Fatalf("ParseMemoryLimit = %d, %v", n, err)
+	}
+	if _, err := deploy.ParseMemoryLimit("lots"); deploy.AsError(err) == nil || deploy.AsError(err).Field != "memory_limit" {
+		t.Fatalf("ParseMemoryLimit(lots) = %v", err)
+	}
+	if n, err := deploy.ParseMemoryLimit(""); err != nil || n != 0 {
+		t.Fatalf("ParseMemoryLimit(\"\") = %d, %v; want 0, the server's default", n, err)
+	}
+	if n, err := deploy.ParsePidsLimit(" "); err != nil || n != 0 {
+		t.Fatalf("ParsePidsLimit(\" \") = %d, %v; want 0, the server's default", n, err)
+	}
+	if n, err := deploy.ParsePidsLimit("128"); err != nil || n != 128 {
+		t.Fatalf("ParsePidsLimit = %d, %v", n, err)
+	}
+	if _, err := deploy.ParsePidsLimit("1e3"); deploy.AsError(err) == nil || deploy.AsError(err).Field != "pids_limit" {
+		t.Fatalf("ParsePidsLimit(1e3) = %v", err)
+	}
+	ps := defaults()
+	if got := deploy.DescribeLimits(ps); got != "the server's defaults" {
+		t.Fatalf("DescribeLimits = %q", got)
+	}
+	ps.MemoryLimit = 512 << 20
+	if got := deploy.DescribeLimits(ps); got != "512 MiB memory (the server's defaults for the rest)" {
+		t.Fatalf("DescribeLimits = %q", got)
+	}
+}
+
 func TestParseKeys(t *testing.T) {
 	const ed = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGtQUDZWhs8k/cZcykMkaG6UR4gP4q2ZE3sV3bdGzyb5 me@laptop"
 	dsa, rsa1024 := WeakKeys(t)
@@ -140,5 +179,31 @@ func TestParseKeys(t *testing.T) {
 	}
 	if _, err := deploy.ParseKey(ed + "\n" + ed); deploy.AsError(err) == nil || !strings.Contains(err.Error(), "one key at a time") {
 		t.Fatalf("deploy.ParseKey of two keys = %v", err)
+	}
+}
+
+// TestOnlyAdminsChangeLimits: a member may change a project's settings but
+// not its resource limits, which protect the server and the other projects;
+// an administrator may.
+func TestOnlyAdminsChangeLimits(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	e.project("capped")
+	member, err := e.Store.CreateUser(ctx, "member", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := int64(64 << 30)
+	_, err = e.svc.UpdateProject(ctx, member, "capped", deploy.SettingsPatch{MemoryLimit: &big})
+	if !errors.Is(err, deploy.ErrForbidden) {
+		t.Fatalf("a member raising the memory limit: %v, want ErrForbidden", err)
+	}
+	if _, err := e.svc.UpdateProject(ctx, member, "capped", deploy.SettingsPatch{StartCommand: ptr("node x.js")}); err != nil {
+		t.Fatalf("a member changing the start command: %v", err)
+	}
+	p, err := e.svc.UpdateProject(ctx, e.Admin, "capped", deploy.SettingsPatch{MemoryLimit: &big})
+	if err != nil || p.Settings().MemoryLimit != big {
+		t.Fatalf("an admin setting the memory limit: %v, %+v", err, p.Settings())
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"minivercel/limits"
 	"minivercel/proc"
 	"minivercel/secret"
 )
@@ -89,17 +91,35 @@ func (a *app) spawn() error {
 		// An empty group list: the app must not keep root's supplementary groups.
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: a.uid, Gid: a.gid, Groups: []uint32{}}
 	}
+	group, err := a.cfg.Cgroups.NewGroup("app-"+a.site.Project, a.site.Limits.Or(a.cfg.AppLimits))
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrAppStart, err)
+	}
+	if err := group.Prepare(cmd); err != nil {
+		closeGroup(group)
+		return fmt.Errorf("%w: %v", ErrAppStart, err)
+	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
+		closeGroup(group)
 		return fmt.Errorf("%w: %v", ErrAppStart, err)
 	}
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
 		pr.Close()
 		pw.Close()
+		closeGroup(group)
 		return fmt.Errorf("%w: %v", ErrAppStart, err)
 	}
 	pw.Close()
+	if err := group.Start(cmd.Process.Pid); err != nil {
+		// Start killed the process: nothing runs unlimited.
+		_ = cmd.Wait()
+		_ = proc.KillGroup(cmd.Process.Pid, syscall.SIGKILL)
+		pr.Close()
+		closeGroup(group)
+		return fmt.Errorf("%w: %v", ErrAppStart, err)
+	}
 	exit := make(chan struct{})
 	a.mu.Lock()
 	a.proc, a.exit = cmd, exit
@@ -123,10 +143,25 @@ func (a *app) spawn() error {
 			_ = proc.KillGroup(cmd.Process.Pid, syscall.SIGKILL)
 		}
 		pr.Close()
-		a.system(exitMessage(err))
+		if exceeded := closeGroup(group).Err(); exceeded != nil && err != nil {
+			a.system("process " + exceeded.Error())
+		} else {
+			a.system(exitMessage(err))
+		}
 		close(exit)
 	}()
 	return nil
+}
+
+// closeGroup ends what is left in a process's group and removes it,
+// returning what its limits recorded. A group that cannot be removed is
+// logged: no process of it still runs.
+func closeGroup(g *limits.Group) limits.Events {
+	ev, err := g.Close()
+	if err != nil {
+		slog.Default().With("component", "edge").Warn("remove an app process's cgroup", "err", err)
+	}
+	return ev
 }
 
 func exitMessage(err error) string {

@@ -25,20 +25,21 @@ type healthProbe struct {
 }
 
 // state returns the last answer of the check, running it again when it is
-// older than healthTTL. Concurrent probes wait for one check.
-func (h *healthProbe) state() error {
+// older than healthTTL (fresh is then true). Concurrent probes wait for one
+// check.
+func (h *healthProbe) state() (fresh bool, err error) {
 	if h == nil || h.check == nil {
-		return nil
+		return false, nil
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if time.Since(h.checked) < healthTTL {
-		return h.err
+		return false, h.err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), healthTimeout)
 	defer cancel()
 	h.err, h.checked = h.check(ctx), time.Now()
-	return h.err
+	return true, h.err
 }
 
 // serveHealthz answers /healthz on the base domain: 200 "ok" once the
@@ -47,12 +48,15 @@ func (h *healthProbe) state() error {
 func (rt *router) serveHealthz(w http.ResponseWriter) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	switch err := rt.health.state(); {
+	fresh, err := rt.health.state()
+	if err != nil && fresh {
+		rt.log.Warn("health check failed", "err", err) // once a second at most
+	}
+	switch {
 	case !rt.ready.Load():
 		w.WriteHeader(http.StatusServiceUnavailable)
 		io.WriteString(w, "not ready\n")
 	case err != nil:
-		rt.log.Warn("health check failed", "err", err)
 		w.WriteHeader(http.StatusServiceUnavailable)
 		io.WriteString(w, "database unavailable\n")
 	default:

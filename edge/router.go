@@ -59,6 +59,7 @@ type routerConfig struct {
 	panel    http.Handler
 	git      http.Handler // nil: git paths go to panel
 	health   *healthProbe
+	starting *startingSet // projects still being restored after a start
 	log      *slog.Logger
 }
 
@@ -119,6 +120,10 @@ func (rt *router) serveProduction(w http.ResponseWriter, r *http.Request, projec
 	// swap happens while it runs.
 	if route := rt.routes.get(project); route != nil {
 		route.h.ServeHTTP(w, r)
+		return
+	}
+	if rt.starting.has(project) {
+		serveStarting(w, host)
 		return
 	}
 	unknownHost(w, host)
@@ -202,6 +207,9 @@ func (rt *router) serveProjectHealth(w http.ResponseWriter, project string) {
 	w.Header().Set("Cache-Control", "no-store")
 	healthy, found := routeHealth(rt.routes.get(project))
 	switch {
+	case !found && rt.starting.has(project):
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "{\"project\":%q,\"status\":\"starting\",\"error\":\"the app is being started after a restart of the server\"}\n", project)
 	case !found:
 		w.WriteHeader(http.StatusNotFound)
 		fmt.Fprintf(w, "{\"project\":%q,\"status\":\"none\",\"error\":\"no active deployment\"}\n", project)
@@ -354,6 +362,11 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 	return p.ResponseWriter.Write(b)
 }
 
+// originWideHeaders are the response headers a preview on the panel's
+// origin may not send (see prefixWriter.WriteHeader).
+var originWideHeaders = []string{"Set-Cookie", "Clear-Site-Data", "Strict-Transport-Security", "Service-Worker-Allowed",
+	"Origin-Agent-Cluster", "Permissions-Policy", "Cross-Origin-Opener-Policy", "Cross-Origin-Embedder-Policy"}
+
 func (p *prefixWriter) WriteHeader(code int) {
 	if p.wroteHeader {
 		return
@@ -361,8 +374,13 @@ func (p *prefixWriter) WriteHeader(code int) {
 	p.wroteHeader = true
 	h := p.ResponseWriter.Header()
 	// The path form shares the panel's origin: a preview may not set cookies
-	// there (it could overwrite or plant the panel's session).
-	h.Del("Set-Cookie")
+	// there (it could overwrite or plant the panel's session), nor headers
+	// that act on the whole origin: clear its storage (and so log the panel's
+	// user out), pin HSTS over its subdomains, or change its service workers
+	// and permissions.
+	for _, name := range originWideHeaders {
+		h.Del(name)
+	}
 	if loc := h.Get("Location"); strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, "//") && !strings.HasPrefix(loc, "/\\") &&
 		loc != p.prefix && !strings.HasPrefix(loc, p.prefix+"/") && !strings.HasPrefix(loc, p.prefix+"?") {
 		h.Set("Location", p.prefix+loc)

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"minivercel/limits"
 	"minivercel/proc"
 )
 
@@ -67,6 +68,15 @@ type RuntimeConfig struct {
 	// Node provides the Node versions of apps whose Site.NodeVersion is
 	// set. Zero: such an app fails to start.
 	Node NodeStore
+	// Cgroups creates the group each process of an app (and of api/
+	// functions) runs in, under the Site's Limits over AppLimits; a process
+	// a limit stopped says so in its runtime log, and is restarted as any
+	// crashed process. Zero: apps are not limited.
+	Cgroups *limits.Manager
+	// AppLimits are the memory, process and CPU limits of one app process
+	// with everything it starts, where the Site sets none. Zero fields:
+	// not limited.
+	AppLimits limits.Limits
 }
 
 // NodeStore provides Node versions other than the system's

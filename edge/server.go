@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"minivercel/hosts"
+	"minivercel/limits"
 	"minivercel/listen"
 )
 
@@ -110,6 +111,9 @@ type Site struct {
 	// (retention collected it): its URLs answer 410 Gone with this
 	// sentence, and nothing else of the Site is used but its names.
 	Removed string
+	// Limits are the project's own limits for its app's processes; zero
+	// fields take RuntimeConfig.AppLimits.
+	Limits limits.Limits
 }
 
 // BuildLookup finds the builds behind preview URLs. Its methods are called
@@ -153,6 +157,7 @@ type Server struct {
 	tls      *tlsServer // nil without Config.TLS
 	srv      *http.Server
 	projLock [64]sync.Mutex // serialises Activate/Deactivate per project
+	starting startingSet    // projects being restored after a start
 	ln       listen.Slot
 }
 
@@ -196,7 +201,7 @@ func New(cfg Config, lookup BuildLookup) (*Server, error) {
 	s.router = newRouter(routerConfig{
 		scheme: scheme, routes: s.routes, sites: s.sites,
 		statics: s.statics, previews: s.previews, funcs: s.funcs, panel: cfg.PanelHandler, git: cfg.GitHandler, log: log,
-		health: &healthProbe{check: cfg.Health},
+		health: &healthProbe{check: cfg.Health}, starting: &s.starting,
 	})
 	s.srv = &http.Server{
 		Handler: s.router,
@@ -362,6 +367,7 @@ func (s *Server) Activate(ctx context.Context, site Site, progress func(string))
 		return fmt.Errorf("activate %s build %d: %w", site.Project, site.BuildID, err)
 	}
 	s.retire(s.routes.swap(site.Project, next))
+	s.starting.set(site.Project, false)
 	s.log.Info("site activated", "project", site.Project, "build_id", site.BuildID, "took", time.Since(start))
 	return nil
 }
@@ -406,6 +412,7 @@ func (s *Server) Deactivate(project string) {
 	mu := s.projectLock(project)
 	mu.Lock()
 	defer mu.Unlock()
+	s.starting.set(project, false)
 	prev := s.routes.swap(project, nil)
 	if prev == nil {
 		return

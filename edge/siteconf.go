@@ -12,9 +12,11 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"os"
 	"path"
 	"strings"
+	"syscall"
 
 	"minivercel/siteconf"
 )
@@ -31,8 +33,12 @@ const (
 // root confines; nil when the build has none. Reading through the os.Root
 // keeps a site.json swapped for a symlink (an app may write its own tree)
 // from reaching outside the tree.
+//
+// An app may write its tree, site.json included: O_NONBLOCK keeps a FIFO
+// put there from hanging the edge on open (it is then refused as not a
+// regular file), and siteconf's limits bound what a hostile one costs.
 func loadSiteConf(root *os.Root) (*siteconf.Site, error) {
-	f, err := root.Open(siteConfFile)
+	f, err := root.OpenFile(siteConfFile, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -110,6 +116,16 @@ func (h *siteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.next.ServeHTTP(w, r)
 		return
 	}
+	// Rules match the path that will be served: "//admin", "/./admin" or
+	// "/x/../admin" would slip past a rule for "/admin/*" and then be
+	// served as /admin by the file handler (or the app). They are sent to
+	// the clean path first.
+	if c := canonicalPath(p); c != p {
+		u := url.URL{Path: c, RawQuery: r.URL.RawQuery}
+		w.Header().Set("Location", u.RequestURI())
+		w.WriteHeader(http.StatusPermanentRedirect)
+		return
+	}
 	var sw *siteWriter
 	// Headers follow the path the visitor asked for, as on Vercel and
 	// Netlify, not the path a rewrite serves.
@@ -152,6 +168,16 @@ func (h *siteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	h.next.ServeHTTP(w, r)
+}
+
+// canonicalPath is p with empty, "." and ".." segments resolved, keeping
+// a trailing slash.
+func canonicalPath(p string) string {
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c
 }
 
 // withPath returns a shallow copy of r for the decoded path p.

@@ -5,8 +5,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"minivercel/siteconf"
 )
@@ -116,14 +120,21 @@ func TestSiteConfStatic(t *testing.T) {
 		{target: "/_headers", code: 404, body: "<h1>custom missing</h1>"},
 		{target: "/.minivercel/site.json", code: 404, body: "<h1>custom missing</h1>"},
 		{target: "/.minivercel/", code: 404},
-		{target: "/docs/../.minivercel/x.txt", code: 404},
+		{target: "/docs/../.minivercel/x.txt", code: 308, location: "/.minivercel/x.txt"},
 		{target: "/%2eminivercel/x.txt", code: 404},
 		{target: "/peek", code: 404, body: "<h1>custom missing</h1>"},
 		// Only the root's files are configuration.
 		{target: "/secret/vercel.json", code: 200, body: "nested, ordinary file"},
-		// A rewrite's parameters cannot climb out of the site.
-		{target: "/x/..%2f..%2f..%2fetc%2fpasswd", code: 404},
+		// Encoded dots and slashes cannot climb out of the site: the
+		// decoded path is cleaned first.
+		{target: "/x/..%2f..%2f..%2fetc%2fpasswd", code: 308, location: "/etc/passwd"},
 		{target: "/x/page", code: 200, body: "<h1>docs page</h1>"},
+		// Paths that the file handler would clean are sent to the clean
+		// path first, so no rule or header rule is bypassed.
+		{target: "//about", code: 308, location: "/about"},
+		{target: "/./about?x=1", code: 308, location: "/about?x=1"},
+		{target: "/docs/../about", code: 308, location: "/about"},
+		{target: "//docs//page/", code: 308, location: "/docs/page/"},
 	} {
 		t.Run(tc.target, func(t *testing.T) {
 			w := do(s, "GET", tc.target, nil)
@@ -239,6 +250,29 @@ func TestSiteConfCorruptFails(t *testing.T) {
 	files[siteConfFile] = `{"version": 1, "rules": [{"origin": "_redirects:1", "syntax": "netlify", "source": "/a", "destination": "/b", "status": 999}]}`
 	if _, err := NewStatic(writeTree(t, files), false); err == nil || !strings.Contains(err.Error(), "_redirects:1: status 999") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestSiteConfFIFOFails: an app that replaced its tree's site.json with a
+// FIFO cannot hang the edge's next start of it: loading fails at once.
+func TestSiteConfFIFOFails(t *testing.T) {
+	t.Parallel()
+	dir := writeTree(t, map[string]string{"index.html": "home"})
+	if err := os.MkdirAll(filepath.Join(dir, reservedDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, siteConfFile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := loadSiteConfDir(dir); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Fatalf("a FIFO as site.json: %v, want refused", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("loading a FIFO site.json hangs")
 	}
 }
 

@@ -1,6 +1,7 @@
 package gitd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -63,7 +64,10 @@ func (s *Server) handleSession(sess ssh.Session) {
 	var perms *gossh.Permissions
 	if conn, ok := ctx.Value(ssh.ContextKeyConn).(*gossh.ServerConn); ok {
 		perms = conn.Permissions
-		go keepAlive(ctx, conn, s.cfg.IdleTimeout/4)
+		// Per session, not per connection: the loop ends with the session.
+		kctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go keepAlive(kctx, conn, s.cfg.IdleTimeout/4)
 	}
 	fp, err := verifiedFingerprint(perms, sess.PublicKey())
 	if err != nil {

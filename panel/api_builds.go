@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 
 	"github.com/gofiber/fiber/v2"
@@ -120,7 +121,7 @@ func (s *Server) apiBuildLogs(c *fiber.Ctx) error {
 	}
 	after := 0
 	if v := c.Query("after"); v != "" {
-		if after, err = strconv.Atoi(v); err != nil || after < 0 {
+		if after, err = strconv.Atoi(v); err != nil || after < 0 || after > math.MaxInt32 {
 			return deploy.Invalid("after", "%s", "after must be a line number (seq) of at least 0")
 		}
 	}

@@ -23,6 +23,8 @@ type settingsInput struct {
 	HealthPath       *string `json:"health_path"`
 	HealthTries      *int    `json:"health_tries"`
 	HealthIntervalMS *int    `json:"health_interval_ms"`
+	MemoryLimit      *int64  `json:"memory_limit"`
+	PidsLimit        *int64  `json:"pids_limit"`
 }
 
 // createProjectRequest is the body of POST /api/projects.
@@ -37,6 +39,7 @@ func (in settingsInput) patch() deploy.SettingsPatch {
 		ProductionBranch: in.ProductionBranch, Framework: in.Framework, InstallCommand: in.InstallCommand,
 		BuildCommand: in.BuildCommand, StartCommand: in.StartCommand, OutputDir: in.OutputDir,
 		HealthPath: in.HealthPath, HealthTries: in.HealthTries,
+		MemoryLimit: in.MemoryLimit, PidsLimit: in.PidsLimit,
 	}
 	if in.HealthIntervalMS != nil {
 		// Clamped before the multiplication could wrap around into range;

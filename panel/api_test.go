@@ -190,6 +190,12 @@ func TestAPIProjectsCRUD(t *testing.T) {
 			{"health_tries", "5", false, nil},
 			{"health_interval_ms", 250, true, func(s settingsJSON) bool { return s.HealthIntervalMS == 250 }},
 			{"health_interval_ms", 99, false, nil},
+			{"memory_limit", 512 << 20, true, func(s settingsJSON) bool { return s.MemoryLimit == 512<<20 }},
+			{"memory_limit", 0, true, func(s settingsJSON) bool { return s.MemoryLimit == 0 }},
+			{"memory_limit", 1 << 20, false, nil},
+			{"memory_limit", "512M", false, nil},
+			{"pids_limit", 128, true, func(s settingsJSON) bool { return s.PidsLimit == 128 }},
+			{"pids_limit", -1, false, nil},
 		} {
 			t.Run(fmt.Sprintf("%s=%v", tc.field, tc.value), func(t *testing.T) {
 				body := map[string]any{tc.field: tc.value}

@@ -33,6 +33,10 @@ type settingsJSON struct {
 	HealthPath       string `json:"health_path"`
 	HealthTries      int    `json:"health_tries"`
 	HealthIntervalMS int    `json:"health_interval_ms"`
+	// MemoryLimit (bytes) and PidsLimit bound one build command and one app
+	// process; 0 is the server's default.
+	MemoryLimit int64 `json:"memory_limit"`
+	PidsLimit   int64 `json:"pids_limit"`
 }
 
 // projectJSON is a project as listed.
@@ -126,6 +130,7 @@ func toSettingsJSON(ps schema.ProjectSettings) settingsJSON {
 		ProductionBranch: ps.ProductionBranch, Framework: ps.Framework, InstallCommand: ps.InstallCommand,
 		BuildCommand: ps.BuildCommand, StartCommand: ps.StartCommand, OutputDir: ps.OutputDir,
 		HealthPath: ps.HealthPath, HealthTries: ps.HealthTries, HealthIntervalMS: ps.HealthIntervalMS,
+		MemoryLimit: ps.MemoryLimit, PidsLimit: ps.PidsLimit,
 	}
 }
 

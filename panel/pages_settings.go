@@ -9,6 +9,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"minivercel/deploy"
+	"minivercel/limits"
 	"minivercel/pipeline"
 	"minivercel/schema"
 )
@@ -38,15 +39,26 @@ type settingsForm struct {
 	HealthPath       string
 	HealthTries      string
 	HealthInterval   string
+	// MemoryLimit and PidsLimit are "" for the server's default.
+	MemoryLimit string
+	PidsLimit   string
 }
 
 func formFromSettings(ps schema.ProjectSettings) settingsForm {
-	return settingsForm{
+	f := settingsForm{
 		ProductionBranch: ps.ProductionBranch, Framework: ps.Framework, InstallCommand: ps.InstallCommand,
 		BuildCommand: ps.BuildCommand, StartCommand: ps.StartCommand, OutputDir: ps.OutputDir, HealthPath: ps.HealthPath,
 		HealthTries:    strconv.Itoa(ps.HealthTries),
 		HealthInterval: (time.Duration(ps.HealthIntervalMS) * time.Millisecond).String(),
 	}
+	if ps.MemoryLimit > 0 {
+		size := limits.Size(ps.MemoryLimit)
+		f.MemoryLimit = size.String()
+	}
+	if ps.PidsLimit > 0 {
+		f.PidsLimit = strconv.FormatInt(ps.PidsLimit, 10)
+	}
+	return f
 }
 
 // patch is the service's form of the submitted settings: every field is
@@ -67,6 +79,16 @@ func (f settingsForm) patch() (deploy.SettingsPatch, []error) {
 		errs = append(errs, err)
 	} else {
 		p.HealthInterval = &iv
+	}
+	if n, err := deploy.ParseMemoryLimit(f.MemoryLimit); err != nil {
+		errs = append(errs, err)
+	} else {
+		p.MemoryLimit = &n
+	}
+	if n, err := deploy.ParsePidsLimit(f.PidsLimit); err != nil {
+		errs = append(errs, err)
+	} else {
+		p.PidsLimit = &n
 	}
 	return p, errs
 }
@@ -138,7 +160,7 @@ func (s *Server) settingsSubmit(c *fiber.Ctx) error {
 		ProductionBranch: field("production_branch"), Framework: field("framework"),
 		InstallCommand: field("install_command"), BuildCommand: field("build_command"), StartCommand: field("start_command"),
 		OutputDir: field("output_dir"), HealthPath: field("health_path"), HealthTries: field("health_tries"),
-		HealthInterval: field("health_interval"),
+		HealthInterval: field("health_interval"), MemoryLimit: field("memory_limit"), PidsLimit: field("pids_limit"),
 	}
 	patch, errs := f.patch()
 	if len(errs) == 0 {

@@ -451,23 +451,26 @@ func TestSettings(t *testing.T) {
 	mustContain(t, r.body, `name="production_branch"`, `value="main"`, "blog.localhost", "Point the domain’s DNS at this server", "Delete project")
 
 	bad := url.Values{"production_branch": {"ma in"}, "framework": {"rails"}, "output_dir": {"../etc"},
-		"health_path": {"healthz"}, "health_tries": {"0"}, "health_interval": {"1h"}, "start_command": {"node x.js"}}
+		"health_path": {"healthz"}, "health_tries": {"0"}, "health_interval": {"1h"}, "start_command": {"node x.js"},
+		"memory_limit": {"lots"}, "pids_limit": {"2"}}
 	r = b.post("/projects/blog/settings", bad)
 	if r.code != http.StatusUnprocessableEntity {
 		t.Fatalf("bad settings = %d", r.code)
 	}
 	mustContain(t, r.body, `id="production_branch-err"`, `id="framework-err"`, `id="output_dir-err"`,
-		`id="health_path-err"`, `id="health_tries-err"`, `id="health_interval-err"`, `value="node x.js"`, `aria-invalid="true"`)
+		`id="health_path-err"`, `id="health_tries-err"`, `id="health_interval-err"`, `value="node x.js"`, `aria-invalid="true"`,
+		`id="memory_limit-err"`, `id="pids_limit-err"`)
 	if p, _ := env.store.ProjectByName(context.Background(), "blog"); p.StartCommand != "" {
 		t.Error("refused settings were stored")
 	}
 
 	good := url.Values{"production_branch": {"release"}, "framework": {"node"}, "start_command": {"node server.js"},
-		"health_path": {"/healthz"}, "health_tries": {"5"}, "health_interval": {"2s"}}
+		"health_path": {"/healthz"}, "health_tries": {"5"}, "health_interval": {"2s"}, "memory_limit": {"512M"}, "pids_limit": {"128"}}
 	r = b.follow("/projects/blog/settings", good)
-	mustContain(t, r.body, "Settings saved", `value="release"`, `value="node server.js"`, `value="2s"`)
+	mustContain(t, r.body, "Settings saved", `value="release"`, `value="node server.js"`, `value="2s"`, `value="512MiB"`, `value="128"`)
 	p, _ := env.store.ProjectByName(context.Background(), "blog")
-	if p.ProductionBranch != "release" || p.Framework != "node" || p.HealthTries != 5 || p.HealthIntervalMS != 2000 || p.HealthPath != "/healthz" {
+	if p.ProductionBranch != "release" || p.Framework != "node" || p.HealthTries != 5 || p.HealthIntervalMS != 2000 || p.HealthPath != "/healthz" ||
+		p.MemoryLimit != 512<<20 || p.PidsLimit != 128 {
 		t.Errorf("stored %+v", p.Settings())
 	}
 }

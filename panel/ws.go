@@ -359,9 +359,10 @@ func (w *wsConn) endSub(id int64, gen uint64) {
 }
 
 // follow copies a build's events into the outbox until the build ends or ctx
-// does. The broker closes the stream of a follower that fell more than its
-// buffer behind, without a Done event; then this follows again and skips
-// what it already passed on, so the client never sees a line twice.
+// does. Lines the broker skipped for this follower reach the client as a
+// "dropped" count. A stream closed without a Done event is followed again,
+// skipping what was already passed on, so the client never sees a line
+// twice.
 func (w *wsConn) follow(ctx context.Context, id int64, last int, status schema.BuildStatus) {
 	retry := 0
 	dropping := false
@@ -395,6 +396,12 @@ func (w *wsConn) follow(ctx context.Context, id int64, last int, status schema.B
 				w.out.push(id, wsStatus{Type: "status", BuildID: id, Status: status})
 			}
 			last, progressed = ev.Seq, true
+			if ev.Skipped > 0 {
+				// The broker skipped lines for this follower: the client
+				// hears of them as of its own queue's drops.
+				w.out.drop(id, ev.Skipped)
+				continue
+			}
 			// Once a line was dropped, the next ones are dropped without
 			// waiting until there is room again: a stalled client must not
 			// make this goroutine crawl (the broker would cut it off).
@@ -528,6 +535,14 @@ func (o *outbox) pushLog(ctx context.Context, id int64, m any, wait time.Duratio
 			return false
 		}
 	}
+}
+
+// drop counts n lines of build id that were not sent; the client gets the
+// count before that build's next message.
+func (o *outbox) drop(id int64, n int) {
+	o.mu.Lock()
+	o.dropped[id] += n
+	o.mu.Unlock()
 }
 
 // append adds m after the pending drop count of its build. o.mu is held.

@@ -19,6 +19,10 @@ type Event struct {
 	Line    string
 	Status  schema.BuildStatus
 	Done    bool
+	// Skipped is set on the line that tells a slow follower it missed
+	// lines: how many, up to and including Seq. Line then says so for
+	// people.
+	Skipped int
 }
 
 // LogStore is where the broker keeps log lines. *schema.Store satisfies it.
@@ -92,7 +96,7 @@ func offer(ch chan Event, f *follower, ev Event) {
 // of it. There is room: offer checks it, and Finish uses the reserve.
 func catchUp(ch chan Event, f *follower) {
 	if n := f.skipped - len(f.tail); n > 0 {
-		ch <- Event{BuildID: f.tail[0].BuildID, Seq: f.tail[0].Seq - 1, Line: fmt.Sprintf(
+		ch <- Event{BuildID: f.tail[0].BuildID, Seq: f.tail[0].Seq - 1, Skipped: n, Line: fmt.Sprintf(
 			"[%d lines skipped here: this terminal read more slowly than the build wrote; the whole log is stored (minivercel deploy list, the panel)]", n)}
 	}
 	for _, ev := range f.tail {
@@ -101,8 +105,12 @@ func catchUp(ch chan Event, f *follower) {
 	f.skipped, f.tail = 0, f.tail[:0]
 }
 
-// flushEvery is how often a running build's new lines are written to PostgreSQL.
-const flushEvery = 200 * time.Millisecond
+// flushEvery is how often a running build's new lines are written to
+// PostgreSQL, and flushTimeout how long one write may take.
+const (
+	flushEvery   = 200 * time.Millisecond
+	flushTimeout = 10 * time.Second
+)
 
 // NewBroker returns a broker storing lines in store.
 func NewBroker(store LogStore, logger *slog.Logger) *Broker {
@@ -161,7 +169,11 @@ func (b *Broker) flush(buildID int64, l *liveLog) {
 	if len(pending) == 0 {
 		return
 	}
-	if err := b.store.AppendLogLines(context.Background(), buildID, from+1, pending); err != nil {
+	// Bounded: a frozen database must not keep a build from finishing; the
+	// lines stay pending for the next flush.
+	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	defer cancel()
+	if err := b.store.AppendLogLines(ctx, buildID, from+1, pending); err != nil {
 		b.log.Error("store build log lines", "build", buildID, "err", err)
 		return
 	}

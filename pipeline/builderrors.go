@@ -1,6 +1,11 @@
 package pipeline
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+
+	"minivercel/schema"
+)
 
 // Sentinel errors of the build steps (checkout, detection, sandboxed commands,
 // packing). Callers test them with errors.Is; the wrapped message carries the
@@ -14,6 +19,10 @@ var (
 	// ErrCommitNotFound means the commit to build is not in the repository
 	// (for example it was force-pushed away and pruned).
 	ErrCommitNotFound = errors.New("commit not found")
+
+	// ErrNeverBuilt means a commit to rebuild was never built on a branch,
+	// so which branch it is for is unknown. It wraps schema.ErrNotFound.
+	ErrNeverBuilt = fmt.Errorf("this commit was never built on a branch: push it to the branch it is for: %w", schema.ErrNotFound)
 
 	// ErrUndetectable means Detect found nothing it knows how to build or serve.
 	ErrUndetectable = errors.New("cannot detect how to build this project")

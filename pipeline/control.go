@@ -40,10 +40,12 @@ func (q *Queue) Rebuild(ctx context.Context, project schema.Project, ref string,
 	branch, sha := ref, ""
 	if head, err := repo.Reference(plumbing.NewBranchReferenceName(ref), true); err == nil {
 		sha = head.Hash().String()
-	} else if sha, err = resolveCommit(repo, ref); err != nil {
+	} else if sha, err = q.resolveCommit(ctx, project, ref); err != nil {
 		return schema.Build{}, fmt.Errorf("project %s has no branch or commit %q: %w", project.Name, ref, schema.ErrNotFound)
 	} else if branch, err = q.store.BranchOfCommit(ctx, project.ID, sha); errors.Is(err, schema.ErrNotFound) {
-		branch = project.ProductionBranch
+		// Which variables, production's or a preview's, and which URL
+		// would be a guess: the commit is built where it is pushed.
+		return schema.Build{}, fmt.Errorf("commit %s of project %s: %w", short(sha), project.Name, ErrNeverBuilt)
 	} else if err != nil {
 		return schema.Build{}, err
 	}
@@ -61,20 +63,25 @@ func (q *Queue) Rebuild(ctx context.Context, project schema.Project, ref string,
 // revision syntax (HEAD~1, main@{1}, :/text) means nothing here.
 var commitID = regexp.MustCompile(`^[0-9a-f]{7,64}$`)
 
-// resolveCommit returns the full id of the commit whose id starts with
-// prefix.
-func resolveCommit(repo *git.Repository, prefix string) (string, error) {
+// resolveCommit returns the full id of the one commit whose id starts
+// with prefix. git itself resolves it: an ambiguous prefix is refused, as
+// is anything but a commit (a tag named like a commit id is not looked at:
+// the prefix is hex only and must name an object).
+func (q *Queue) resolveCommit(ctx context.Context, project schema.Project, prefix string) (string, error) {
 	if !commitID.MatchString(prefix) {
 		return "", ErrCommitNotFound
 	}
-	h, err := repo.ResolveRevision(plumbing.Revision(prefix))
-	if err != nil {
+	ctx, cancel := context.WithTimeout(ctx, putBranchBackTimeout)
+	defer cancel()
+	cmd := proc.Command(ctx, syscall.SIGKILL, time.Second, "git", "--git-dir", filepath.Join(q.cfg.ReposDir, project.Name+".git"),
+		"rev-parse", "--verify", "--quiet", "--end-of-options", prefix+"^{commit}")
+	cmd.Env = []string{"PATH=" + sandboxPath, "GIT_CONFIG_NOSYSTEM=1", "HOME=/nonexistent"}
+	out, err := cmd.Output()
+	id := strings.TrimSpace(string(out))
+	if err != nil || !strings.HasPrefix(id, prefix) {
 		return "", ErrCommitNotFound
 	}
-	if _, err := repo.CommitObject(*h); err != nil {
-		return "", ErrCommitNotFound
-	}
-	return h.String(), nil
+	return id, nil
 }
 
 // putBranchBackTimeout bounds the git command that moves a branch back.

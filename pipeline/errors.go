@@ -10,6 +10,10 @@ var (
 	ErrBuildNotQueued = errors.New("build is not queued")
 )
 
+// ErrActivationPanicked means an activation hit a bug and was stopped; the
+// server log has the stack.
+var ErrActivationPanicked = errors.New("activation panicked")
+
 // ErrNotActivatable means a build cannot serve: it did not succeed or has no artifact.
 var ErrNotActivatable = errors.New("build cannot be activated")
 

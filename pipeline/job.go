@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"github.com/riverqueue/river/rivermigrate"
 
 	"minivercel/hosts"
+	"minivercel/limits"
 	"minivercel/proc"
 	"minivercel/schema"
 	"minivercel/secret"
@@ -292,8 +294,18 @@ func (q *Queue) lockProject(id int64) (unlock func()) {
 // activated when a later build is live already: with several builds of one
 // project running at once, the last push wins, whichever build finishes
 // last. An explicit activation (a rollback) always goes ahead.
-func (q *Queue) activate(ctx context.Context, b schema.Build, progress func(string), pushed bool) error {
+//
+// A panic in the activation (a bug) is recovered and logged with its
+// stack: it fails this activation alone, never the server or the other
+// projects, and the previous deployment serves on.
+func (q *Queue) activate(ctx context.Context, b schema.Build, progress func(string), pushed bool) (err error) {
 	defer q.lockProject(b.ProjectID)()
+	defer func() {
+		if r := recover(); r != nil {
+			q.log.Error("activation panicked", "build", b.ID, "project", b.ProjectName, "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("activation failed: internal error (see the server log): %w", ErrActivationPanicked)
+		}
+	}()
 	if pushed {
 		live, err := q.store.ActiveBuild(ctx, b.ProjectID)
 		if err != nil && !errors.Is(err, schema.ErrNotFound) {
@@ -428,6 +440,9 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 	var fns *Functions
 	artifact := filepath.Join(q.cfg.ArtifactsDir, project.Name, strconv.FormatInt(b.ID, 10)+".tar.gz")
 	production := b.Branch == project.ProductionBranch
+	// The project's own limits win over the server's.
+	sandbox := q.sandbox
+	sandbox.Limits = limits.Limits{Memory: project.MemoryLimit, Pids: project.PidsLimit}.Or(q.sandbox.Limits)
 
 	steps := []step{
 		{schema.StageClone, func(ctx context.Context) error {
@@ -444,7 +459,7 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 			if committed, err = Checkout(ctx, filepath.Join(q.cfg.ReposDir, project.Name+".git"), b.CommitSHA, src); err != nil {
 				return err
 			}
-			if err := q.sandbox.Prepare(ws); err != nil {
+			if err := sandbox.Prepare(ws); err != nil {
 				return err
 			}
 			if plan, err = Detect(src, settings); err != nil {
@@ -467,10 +482,13 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 			}
 			env = tools.environ(home, env)
 			b.NodeVersion = tools.nodeVersion
-			if q.sandbox.Isolated() {
+			if sandbox.Isolated() {
 				out.detail("Sandbox: bubblewrap, as an unprivileged user")
 			} else {
 				out.detail("Sandbox: unprivileged user only (bubblewrap is not available)")
+			}
+			if l := sandbox.LimitsSummary(); l != "" {
+				out.detail("Limits: " + l)
 			}
 			return nil
 		}},
@@ -479,12 +497,12 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 				return nil
 			}
 			out.heading("Installing dependencies: " + strings.Join(plan.Install, " "))
-			return out.run(ctx, q.sandbox, src, plan.Install, env)
+			return out.run(ctx, sandbox, src, plan.Install, env)
 		}},
 		{schema.StageBuild, func(ctx context.Context) error {
 			if len(plan.Build) > 0 {
 				out.heading("Building: " + strings.Join(plan.Build, " "))
-				if err := out.run(ctx, q.sandbox, src, plan.Build, append(env, "NODE_ENV=production")); err != nil {
+				if err := out.run(ctx, sandbox, src, plan.Build, append(env, "NODE_ENV=production")); err != nil {
 					return err
 				}
 			}
@@ -590,6 +608,8 @@ func (q *Queue) saveCache(ctx context.Context, projectID int64, home string) {
 func reasonFor(stage schema.Stage, err error) string {
 	var exit *ExitError
 	switch {
+	case errors.As(err, &exit) && exit.Limit != nil:
+		return fmt.Sprintf("%s failed: %v", stage, exit.Limit)
 	case errors.As(err, &exit):
 		return fmt.Sprintf("%s failed: %s exited with code %d", stage, strings.Join(exit.Argv, " "), exit.Code)
 	case errors.Is(err, ErrTimeout):

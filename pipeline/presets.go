@@ -308,6 +308,13 @@ func nitroServer(pr project, p *Plan) {
 func planAstro(pr project, p *Plan) error {
 	defaultBuild(p, "astro", "build")
 	if pr.firstDep("@astrojs/node") == "" {
+		// Another host's adapter (Cloudflare, Vercel, Netlify, Deno)
+		// builds server code for that host, with private values inlined:
+		// served as files it would publish them.
+		if a := pr.otherAstroAdapter(); a != "" {
+			return fmt.Errorf("detect: Astro with %s builds for that host, which this server is not: "+
+				"use @astrojs/node (mode: 'standalone') for a server, or no adapter for a static site: %w", a, ErrUnservable)
+		}
 		staticApp(p, SPANo, "dist")
 		return nil
 	}
@@ -318,6 +325,20 @@ func planAstro(pr project, p *Plan) error {
 	}
 	serverApp(pr, p, "node ./dist/server/entry.mjs", "dist/server/entry.mjs")
 	return nil
+}
+
+// astroAdapters are Astro's adapters for other hosts.
+var astroAdapters = []string{"@astrojs/cloudflare", "@astrojs/vercel", "@astrojs/netlify", "@deno/astro-adapter"}
+
+// otherAstroAdapter names the first of astroAdapters in package.json, ""
+// for none.
+func (pr project) otherAstroAdapter() string {
+	for _, a := range astroAdapters {
+		if pr.pkg.hasDependency(a) {
+			return a
+		}
+	}
+	return ""
 }
 
 // matchReactRouter recognises React Router's framework mode: its dev
@@ -530,11 +551,16 @@ var serverBundles = []struct {
 	{[]string{"nitro.json"}, "a Nitro build (nitro.json)"},
 	{[]string{"server/entry.mjs"}, "an Astro server (server/entry.mjs)"},
 	{[]string{"server/index.js"}, "a server build (server/index.js)"},
+	{[]string{"_worker.js"}, "a Cloudflare worker (_worker.js)"},
+	{[]string{"_worker.js/index.js"}, "a Cloudflare worker (_worker.js/index.js)"},
 }
 
 // serverBundle names the server code found in the output directory dir,
-// "" for none: a known framework's server entry, or source maps of
-// JavaScript under server/, which carry the endpoints' source.
+// "" for none: a known framework's server entry, source maps of
+// JavaScript under server/ (they carry the endpoints' source), or
+// JavaScript under a server/ without any HTML page, as Vite's SSR builds
+// write it (dist/server/entry-server.js). A server/ with pages is a
+// section of a site, its scripts the pages'.
 func serverBundle(root *os.Root, dir string) string {
 	for _, b := range serverBundles {
 		all := true
@@ -549,7 +575,7 @@ func serverBundle(root *os.Root, dir string) string {
 	if !isDir(root, server) {
 		return ""
 	}
-	found, n := "", 0
+	found, script, pages, n := "", "", false, 0
 	fs.WalkDir(root.FS(), server, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -557,11 +583,20 @@ func serverBundle(root *os.Root, dir string) string {
 		if n++; n > maxOutputWalk {
 			return errStopWalk
 		}
-		if !d.IsDir() && (strings.HasSuffix(p, ".js.map") || strings.HasSuffix(p, ".mjs.map")) {
+		switch {
+		case d.IsDir():
+		case strings.HasSuffix(p, ".js.map") || strings.HasSuffix(p, ".mjs.map"):
 			found = "server code with source maps (" + strings.TrimPrefix(p, dir+"/") + ")"
 			return errStopWalk
+		case strings.HasSuffix(p, ".html"):
+			pages = true
+		case script == "" && (strings.HasSuffix(p, ".js") || strings.HasSuffix(p, ".mjs") || strings.HasSuffix(p, ".cjs")):
+			script = strings.TrimPrefix(p, dir+"/")
 		}
 		return nil
 	})
+	if found == "" && script != "" && !pages {
+		found = "server code (" + script + ")"
+	}
 	return found
 }

@@ -414,6 +414,8 @@ func TestDetectUnservablePresets(t *testing.T) {
 		{"astro node middleware", map[string]string{"package.json": sprintf(astroPkg, `, "@astrojs/node": "^9.2.2"`),
 			"astro.config.mjs": sprintf(astroNodeConfig, "middleware")},
 			[]string{"middleware mode", "start script"}},
+		{"astro cloudflare", map[string]string{"package.json": sprintf(astroPkg, `, "@astrojs/cloudflare": "^12.0.0"`)},
+			[]string{"Astro with @astrojs/cloudflare", "@astrojs/node"}},
 		{"react-router without serve", map[string]string{"package.json": sprintf(reactRouterPkg, "", ""),
 			"react-router.config.ts": sprintf(reactRouterConfig, "true")},
 			[]string{"React Router builds a server", "@react-router/serve", "ssr: false"}},
@@ -471,6 +473,10 @@ func TestServerBundleIsNeverPublished(t *testing.T) {
 		{"react-router server", map[string]string{"build/server/index.js": "x", "build/client/index.html": "x"}, "a server build (server/index.js)"},
 		{"source maps under server", map[string]string{"dist/index.html": "x", "dist/server/chunks/api.mjs.map": "{}"},
 			"server code with source maps (server/chunks/api.mjs.map)"},
+		{"vite ssr", map[string]string{"dist/client/index.html": "x", "dist/server/entry-server.js": "export function render() {}"},
+			"server code (server/entry-server.js)"},
+		{"cloudflare worker", map[string]string{"dist/index.html": "x", "dist/_worker.js/index.js": "export default {}"},
+			"a Cloudflare worker (_worker.js/index.js)"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -435,3 +435,34 @@ func TestHugeBuildOutputIsBounded(t *testing.T) {
 		t.Error("a line from the middle of the output was kept")
 	}
 }
+
+// panickingActivator stands in for an activator with a bug: a panic is a
+// fault no real input causes on purpose, so this one fake is the test.
+type panickingActivator struct{}
+
+func (panickingActivator) Activate(context.Context, schema.Build, func(string)) error {
+	var m map[string]int
+	m["boom"]++ // a nil map write: a real runtime panic
+	return nil
+}
+
+func (panickingActivator) Deactivate(string) {}
+
+// TestPanickingActivationFailsThatBuildAlone: a panic while a build goes
+// live fails that build with a clear reason, the worker survives, and the
+// next build of another project is built as usual.
+func TestPanickingActivationFailsThatBuildAlone(t *testing.T) {
+	t.Parallel()
+	e := newBuildEnv(t, 0)
+	e.act = panickingActivator{}
+	p := e.project(t, "buggy", "mkdir -p out && echo x > out/index.html", "out")
+	b, log := e.build(t, p, "main", map[string]string{"README": "v1"})
+	if b.Status != schema.BuildFailed || !strings.Contains(b.Error, "internal error") {
+		t.Fatalf("build %s %q, want failed with an internal error\n%s", b.Status, b.Error, strings.Join(log, "\n"))
+	}
+	e.act = recordingActivator{e.store}
+	q := e.project(t, "next", "mkdir -p out && echo y > out/index.html", "out")
+	if b, log := e.build(t, q, "main", map[string]string{"README": "v1"}); b.Status != schema.BuildSucceeded {
+		t.Fatalf("the next build after a panic: %s %q\n%s", b.Status, b.Error, strings.Join(log, "\n"))
+	}
+}

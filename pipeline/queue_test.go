@@ -367,4 +367,9 @@ func TestAnyCommitMessageCanBeBuilt(t *testing.T) {
 	if _, err := q.Rebuild(ctx, p, "main~1", 0); !errors.Is(err, schema.ErrNotFound) {
 		t.Errorf("Rebuild of a revision expression = %v, want ErrNotFound", err)
 	}
+	// A commit never built on any branch is not guessed onto one.
+	loose := runGit(t, bare, "", "commit-tree", tree, "-m", "never pushed to a branch")
+	if _, err := q.Rebuild(ctx, p, loose[:10], 0); !errors.Is(err, schema.ErrNotFound) || !strings.Contains(err.Error(), "never built") {
+		t.Errorf("Rebuild of a commit never built = %v, want ErrNotFound saying so", err)
+	}
 }

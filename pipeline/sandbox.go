@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"minivercel/limits"
 	"minivercel/proc"
 )
 
@@ -82,6 +83,23 @@ type Sandbox struct {
 	// (Node versions and package managers) inside the data directory.
 	// Paths that do not exist are skipped. Nil binds nothing.
 	ReadOnly []string
+	// Cgroups creates the group each command runs in, under Limits, and
+	// reports a command a limit stopped (see ExitError.Limit). Nil: no
+	// limit beyond Timeout.
+	Cgroups *limits.Manager
+	// Limits bound the memory, processes and CPU share of one command and
+	// everything it starts. Zero fields: not limited.
+	Limits limits.Limits
+}
+
+// LimitsSummary describes the limits commands run under, for the build
+// log: "2 GiB memory, 512 processes, CPU weight 50 (cgroup v1)"; empty
+// without Cgroups.
+func (s Sandbox) LimitsSummary() string {
+	if s.Cgroups == nil {
+		return ""
+	}
+	return fmt.Sprintf("%v (%v)", s.Limits, s.Cgroups.Mode())
 }
 
 // Isolated reports whether commands run inside bubblewrap, for the build
@@ -349,19 +367,31 @@ type ExitError struct {
 	// Signal is the signal that killed the process, or 0. Under bubblewrap
 	// it is set only when bubblewrap itself was killed.
 	Signal syscall.Signal
+	// Limit is the *limits.ExceededError of a command that a resource
+	// limit stopped (out of memory, too many processes), or nil.
+	Limit error
 }
 
 // Error implements error.
 func (e *ExitError) Error() string {
 	cmd := strings.Join(e.Argv, " ")
+	if e.Limit != nil {
+		return fmt.Sprintf("%s: %v", cmd, e.Limit)
+	}
 	if e.Signal != 0 {
 		return fmt.Sprintf("%s: killed by signal %v", cmd, e.Signal)
 	}
 	return fmt.Sprintf("%s: exited with code %d", cmd, e.Code)
 }
 
-// Unwrap makes errors.Is(err, ErrCommandFailed) true.
-func (e *ExitError) Unwrap() error { return ErrCommandFailed }
+// Unwrap makes errors.Is(err, ErrCommandFailed) true, and
+// errors.Is(err, limits.ErrOutOfMemory) when that limit stopped it.
+func (e *ExitError) Unwrap() []error {
+	if e.Limit != nil {
+		return []error{ErrCommandFailed, e.Limit}
+	}
+	return []error{ErrCommandFailed}
+}
 
 // Run runs argv in dir with exactly env (see MinimalEnv) as the build user,
 // and writes the command's stdout and stderr to out (nil discards them).
@@ -381,9 +411,12 @@ func (e *ExitError) Unwrap() error { return ErrCommandFailed }
 // every command, and its own PID namespace, so nothing it started survives
 // it, not even a process that left the group.
 //
+// With Cgroups, each command runs in a group of its own under Limits,
+// removed with anything left in it when the command ends.
+//
 // The error wraps ErrCommandFailed with an *ExitError (errors.As) when the
-// command exits non-zero, ErrTimeout when it timed out, and ctx's error
-// when ctx ended first.
+// command exits non-zero (its Limit says when a limit stopped it),
+// ErrTimeout when it timed out, and ctx's error when ctx ended first.
 func (s Sandbox) Run(ctx context.Context, dir string, argv []string, env []string, out io.Writer) error {
 	if len(argv) == 0 {
 		return errors.New("run: empty command")
@@ -421,14 +454,29 @@ func (s Sandbox) Run(ctx context.Context, dir string, argv []string, env []strin
 		}
 	}
 	s.addCredentials(cmd.SysProcAttr)
+	group, err := s.Cgroups.NewGroup("build", s.Limits)
+	if err != nil {
+		return fmt.Errorf("run %s: %w", argv[0], err)
+	}
+	if err := group.Prepare(cmd); err != nil {
+		s.closeGroup(group)
+		return fmt.Errorf("run %s: %w", argv[0], err)
+	}
 	p, err := proc.StartPiped(cmd, out)
 	if err != nil {
+		s.closeGroup(group)
+		return fmt.Errorf("run %s: %w", argv[0], err)
+	}
+	if err := group.Start(p.Pid()); err != nil {
+		_ = p.Wait(0)
+		s.closeGroup(group)
 		return fmt.Errorf("run %s: %w", argv[0], err)
 	}
 	// Leftovers (a dev server started in the background, a daemonised
 	// watcher) must not outlive their step, and would keep the pipe open:
 	// no linger for them.
 	waitErr := p.Wait(0)
+	exceeded := s.closeGroup(group).Err()
 
 	switch {
 	case ctx.Err() != nil:
@@ -439,9 +487,20 @@ func (s Sandbox) Run(ctx context.Context, dir string, argv []string, env []strin
 		return nil
 	}
 	if st, ok := proc.StatusOf(waitErr); ok {
-		return &ExitError{Argv: append([]string(nil), argv...), Code: st.Code, Signal: st.Signal}
+		return &ExitError{Argv: append([]string(nil), argv...), Code: st.Code, Signal: st.Signal, Limit: exceeded}
 	}
 	return fmt.Errorf("run %s: %w", argv[0], waitErr)
+}
+
+// closeGroup ends what is left of a command's group and removes it,
+// returning what its limits recorded. A group that cannot be removed is
+// logged: it holds no process that could still run.
+func (s Sandbox) closeGroup(g *limits.Group) limits.Events {
+	ev, err := g.Close()
+	if err != nil {
+		slog.Default().With("component", "pipeline").Warn("remove a build command's cgroup", "err", err)
+	}
+	return ev
 }
 
 // lookPathEnv resolves name in the PATH of env, as the child would: the

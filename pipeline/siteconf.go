@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"minivercel/siteconf"
 )
@@ -121,7 +122,9 @@ func readRoutingFile(root *os.Root, out, name string) ([]byte, string, error) {
 		places = places[1:]
 	}
 	for _, p := range places {
-		f, err := root.Open(filepath.Join(p.dir, name))
+		// O_NONBLOCK: a FIFO the build left under this name must not hang
+		// the worker (running as root) on open; readRegular refuses it.
+		f, err := root.OpenFile(filepath.Join(p.dir, name), os.O_RDONLY|syscall.O_NONBLOCK, 0)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}

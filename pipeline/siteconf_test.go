@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"minivercel/siteconf"
 )
@@ -126,5 +128,29 @@ func TestWriteSiteConfigSymlinkOut(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(ws, "src/.minivercel/site.json")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("site.json written from a file outside: %v", err)
+	}
+}
+
+// TestWriteSiteConfigFIFO: a FIFO the build left under a routing file's
+// name is not a routing file, like a directory of that name: it is passed
+// over at once instead of hanging the worker, which runs as root, on open.
+func TestWriteSiteConfigFIFO(t *testing.T) {
+	t.Parallel()
+	ws := routingWorkspace(t, map[string]string{"src/index.html": "home"})
+	if err := syscall.Mkfifo(filepath.Join(ws, "src/_redirects"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- writeSiteConfig(ws, ".", func(string) {}) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("a FIFO as _redirects: %v", err)
+		}
+		if _, err := os.Stat(filepath.Join(ws, "src/.minivercel/site.json")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("a FIFO was read as rules: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("writeSiteConfig hangs on a FIFO")
 	}
 }

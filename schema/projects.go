@@ -28,7 +28,8 @@ var ErrInvalidName = hosts.ErrInvalidProject
 func ValidateProjectName(name string) error { return hosts.ValidateProject(name) }
 
 const projectCols = `id, name, owner_id, production_branch, framework, install_command, build_command,
-	start_command, output_dir, health_path, health_tries, health_interval_ms, created_at, updated_at`
+	start_command, output_dir, health_path, health_tries, health_interval_ms, memory_limit, pids_limit,
+	created_at, updated_at`
 
 // EnsureProject returns the named project, creating it for owner when missing.
 // The name must already be valid (ValidateProjectName); the database checks the
@@ -81,6 +82,11 @@ type ProjectSettings struct {
 	HealthPath       string // GET here must answer below 500 before a server app takes traffic
 	HealthTries      int    // health check attempts before the deployment is unhealthy
 	HealthIntervalMS int    // time between health check attempts
+	// MemoryLimit and PidsLimit bound one build command and one app
+	// process of the project, in bytes and processes; 0 keeps the
+	// server's default.
+	MemoryLimit int64
+	PidsLimit   int64
 }
 
 // Settings returns the project's changeable settings.
@@ -91,9 +97,9 @@ func (p Project) Settings() ProjectSettings { return p.ProjectSettings }
 func (s *Store) UpdateProjectSettings(ctx context.Context, id int64, ps ProjectSettings) (Project, error) {
 	return one[Project](ctx, s.db, `UPDATE projects SET production_branch = $2, framework = $3, install_command = $4,
 		build_command = $5, start_command = $6, output_dir = $7, health_path = $8, health_tries = $9,
-		health_interval_ms = $10, updated_at = now() WHERE id = $1 RETURNING `+projectCols,
+		health_interval_ms = $10, memory_limit = $11, pids_limit = $12, updated_at = now() WHERE id = $1 RETURNING `+projectCols,
 		id, ps.ProductionBranch, ps.Framework, ps.InstallCommand, ps.BuildCommand, ps.StartCommand, ps.OutputDir,
-		ps.HealthPath, ps.HealthTries, ps.HealthIntervalMS)
+		ps.HealthPath, ps.HealthTries, ps.HealthIntervalMS, ps.MemoryLimit, ps.PidsLimit)
 }
 
 // DeleteProject removes a project and, by cascade, its builds, logs,
@@ -128,7 +134,7 @@ type ProjectSummary struct {
 // (project_id, id DESC) indexes of builds and deployments.
 const summaryQuery = `SELECT p.id, p.name, p.owner_id, p.production_branch, p.framework, p.install_command,
 	p.build_command, p.start_command, p.output_dir, p.health_path, p.health_tries, p.health_interval_ms,
-	p.created_at, p.updated_at,
+	p.memory_limit, p.pids_limit, p.created_at, p.updated_at,
 	lb.id AS latest_build_id, lb.status AS latest_status,
 	ad.build_id AS active_build_id, ad.activated_at AS last_deploy_at
 	FROM projects p

@@ -76,3 +76,44 @@ func TestInvalidProjectNameNeverStored(t *testing.T) {
 		t.Fatalf("insert a--b: %v, want ErrInvalid", err)
 	}
 }
+
+// TestProjectLimitsStored: a project's own limits are stored and read back
+// (migration 007), and the database refuses what ValidateSettings refuses.
+func TestProjectLimitsStored(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := schema.Open(ctx, schematest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	store := schema.NewStore(pool)
+	owner, err := store.CreateUser(ctx, "owner", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _, err := store.EnsureProject(ctx, "limited", owner.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.MemoryLimit != 0 || p.PidsLimit != 0 {
+		t.Fatalf("a new project has limits %d, %d; want the server's defaults (0)", p.MemoryLimit, p.PidsLimit)
+	}
+	ps := p.Settings()
+	ps.MemoryLimit, ps.PidsLimit = 512<<20, 128
+	if _, err := store.UpdateProjectSettings(ctx, p.ID, ps); err != nil {
+		t.Fatal(err)
+	}
+	got, err := store.ProjectByName(ctx, "limited")
+	if err != nil || got.MemoryLimit != 512<<20 || got.PidsLimit != 128 {
+		t.Fatalf("read back %+v, %v", got.ProjectSettings, err)
+	}
+	sums, err := store.ProjectSummaries(ctx)
+	if err != nil || len(sums) != 1 || sums[0].MemoryLimit != 512<<20 {
+		t.Fatalf("summaries %+v, %v", sums, err)
+	}
+	ps.MemoryLimit = 1 << 20
+	if _, err := store.UpdateProjectSettings(ctx, p.ID, ps); !errors.Is(err, schema.ErrInvalid) {
+		t.Fatalf("a 1 MiB limit: %v, want ErrInvalid", err)
+	}
+}

@@ -49,6 +49,14 @@ const (
 	MaxHeaderValueLen = 8192
 	// MaxJSONBytes bounds the compiled Config's JSON as the edge reads it.
 	MaxJSONBytes = 16 << 20
+	// MaxPatternInsts bounds one pattern's regular expression program, and
+	// MaxSiteInsts all of a site's: matching is linear in the path, but
+	// its constant is the program's size, paid by every request.
+	MaxPatternInsts = 500
+	MaxSiteInsts    = 200_000
+	// MaxMatchPath is the longest path rules are matched against; a longer
+	// one matches no rule (and no header rule).
+	MaxMatchPath = 2048
 )
 
 // Version is the version of the Config JSON this package writes and reads.

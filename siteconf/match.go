@@ -50,14 +50,21 @@ func Compile(c Config) (*Site, error) {
 			s.slash = 1
 		}
 	}
+	insts := 0
 	for i, r := range c.Rules {
 		cr, err := compileRule(r)
 		if err != nil {
 			return nil, &Error{File: r.Origin, Msg: err.Error()}
 		}
+		if insts += cr.pat.insts; insts > MaxSiteInsts {
+			return nil, &Error{File: r.Origin, Msg: fmt.Sprintf("the rules are too complex together (more than %d regular expression instructions): use fewer or simpler patterns", MaxSiteInsts)}
+		}
 		s.rules = append(s.rules, cr)
 		if cr.pat.isLit {
-			s.literals[cr.pat.literal] = append(s.literals[cr.pat.literal], i)
+			// Looked up by the path without its trailing slash, so both
+			// syntaxes' literals are found; match keeps the exact test.
+			key := trimSlash(cr.pat.literal)
+			s.literals[key] = append(s.literals[key], i)
 		} else {
 			s.patterned = append(s.patterned, i)
 		}
@@ -66,6 +73,9 @@ func Compile(c Config) (*Site, error) {
 		ch, err := compileHeader(h)
 		if err != nil {
 			return nil, &Error{File: h.Origin, Msg: err.Error()}
+		}
+		if insts += ch.pat.insts; insts > MaxSiteInsts {
+			return nil, &Error{File: h.Origin, Msg: fmt.Sprintf("the rules are too complex together (more than %d regular expression instructions): use fewer or simpler patterns", MaxSiteInsts)}
 		}
 		s.headers = append(s.headers, ch)
 	}
@@ -196,6 +206,9 @@ func (s *Site) Route(p, rawQuery string, exists func(string) bool) Action {
 			return Action{Kind: Redirect, Status: 308, Location: withQuery(escapePath(loc), rawQuery)}
 		}
 	}
+	if len(p) > MaxMatchPath {
+		return Action{} // no rule's work grows with an attacker's path
+	}
 	i, vals, ok := s.first(p)
 	if !ok {
 		return Action{}
@@ -271,6 +284,9 @@ func (s *Site) first(p string) (int, []string, bool) {
 func (s *Site) Headers(p string) []Header {
 	if p == "" || p[0] != '/' {
 		p = "/" + p
+	}
+	if len(p) > MaxMatchPath {
+		return nil
 	}
 	var out []Header
 	n := 0

@@ -4,12 +4,30 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"regexp/syntax"
 	"strconv"
 	"strings"
 )
 
 // pattern is a compiled source pattern.
+// programSize is the number of instructions of expr's compiled program:
+// what a match costs per byte of the path, which Go's linear-time matching
+// multiplies, not the length of the source.
+func programSize(expr string) (int, error) {
+	re, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return 0, err
+	}
+	prog, err := syntax.Compile(re.Simplify())
+	if err != nil {
+		return 0, err
+	}
+	return len(prog.Inst), nil
+}
+
 type pattern struct {
+	// insts is the size of re's program (0 for a literal).
+	insts int
 	// literal is set (with re nil) when the pattern has no parameter: the
 	// path must equal it (modulo a trailing slash when loose).
 	literal string
@@ -304,6 +322,12 @@ func decoded(s string) string {
 
 func finish(pt *pattern, src, expr string) (*pattern, error) {
 	re, err := regexp.Compile(expr)
+	if err == nil {
+		pt.insts, err = programSize(expr)
+	}
+	if err == nil && pt.insts > MaxPatternInsts {
+		return nil, fmt.Errorf("source %q is too complex (%d regular expression instructions, at most %d): use simpler groups or fewer repetitions", src, pt.insts, MaxPatternInsts)
+	}
 	if err != nil {
 		msg := err.Error()
 		if strings.Contains(src, "(?!") || strings.Contains(src, "(?=") || strings.Contains(src, "(?<!") || strings.Contains(src, "(?<=") {

@@ -320,3 +320,51 @@ func BenchmarkRoute1000(b *testing.B) {
 		})
 	}
 }
+
+// TestComplexPatternsRefused: a pattern whose regular expression program
+// is large (bounded repetitions of classes) is refused when the files are
+// read, with the reason, so that no site can make every request cost
+// seconds; paths longer than MaxMatchPath match no rule.
+func TestComplexPatternsRefused(t *testing.T) {
+	_, _, err := ParseVercel("vercel.json", []byte(`{"redirects":[{"source":"/:a([^/]{1,1000}[\\pL\\pN]{1,1000}y0)","destination":"/"}]}`))
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "too complex") {
+		t.Fatalf("a pattern of thousands of instructions: %v, want refused as too complex", err)
+	}
+	var b strings.Builder
+	b.WriteString(`{"redirects":[`)
+	for i := range 1000 {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `{"source":"/r%d/:a([a-z0-9]{1,60}x[a-z0-9]{1,60})","destination":"/"}`, i)
+	}
+	b.WriteString("]}")
+	vc, _, err := ParseVercel("vercel.json", []byte(b.String()))
+	if err == nil {
+		_, err = Compile(vc)
+	}
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "too complex together") {
+		t.Fatalf("1,000 patterns of 250 instructions each: %v, want refused together", err)
+	}
+	s := site(t, `{"redirects":[{"source":"/(.*)","destination":"/moved"}],"headers":[{"source":"/(.*)","headers":[{"key":"X-A","value":"1"}]}]}`, "", "")
+	long := "/" + strings.Repeat("a", MaxMatchPath)
+	if a := s.Route(long, "", nil); a.Kind != Pass {
+		t.Errorf("a path over MaxMatchPath: %s, want pass", describe(a))
+	}
+	if h := s.Headers(long); h != nil {
+		t.Errorf("a path over MaxMatchPath got headers %v", h)
+	}
+	if a := s.Route("/short", "", nil); a.Kind != Redirect {
+		t.Errorf("/short: %s, want the redirect", describe(a))
+	}
+}
+
+// TestLiteralWithTrailingSlash: a vercel.json source written with a
+// trailing slash matches that path (a literal rule is looked up without
+// the slash, and matched exactly).
+func TestLiteralWithTrailingSlash(t *testing.T) {
+	s := site(t, `{"redirects":[{"source":"/blog/","destination":"/journal/"}]}`, "", "")
+	if a := s.Route("/blog/", "", nil); a.Kind != Redirect || a.Location != "/journal/" {
+		t.Errorf("/blog/: %s, want a redirect to /journal/", describe(a))
+	}
+}

@@ -16,8 +16,9 @@ var projectUsage = `usage:
   minivercel project show <project>
   minivercel project set <project> [--production-branch B] [--framework ` + pipeline.FrameworkNames() + `|auto]
       [--install-command CMD] [--build-command CMD] [--start-command CMD] [--output-dir DIR]
-      [--health-path /PATH] [--health-tries N] [--health-interval 5s]
-An empty value ("") returns a command or directory to detection. Changes apply to the next build.`
+      [--health-path /PATH] [--health-tries N] [--health-interval 5s] [--memory 512M] [--pids 128]
+An empty value ("") returns a command or directory to detection, 0 a limit to the server's default.
+Changes apply to the next build.`
 
 func projectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Every setting is read as text and handed to the service as typed, so a
@@ -32,6 +33,8 @@ func projectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		{"health-path", "path a server app must answer before it takes traffic"},
 		{"health-tries", "health check attempts before a deploy fails"},
 		{"health-interval", "time between health check attempts, such as 5s"},
+		{"memory", "memory of one build command and one app process, such as 512M or 2G; 0: the server's default"},
+		{"pids", "processes of one build command and one app process; 0: the server's default"},
 	}
 	values := map[string]*string{}
 	verb, fs, db, svc, err := openVerb(ctx, "project", args, verbs{"show": {1, 1}, "set": {1, 1}}, projectUsage, stderr, func(fs *flag.FlagSet) {
@@ -75,6 +78,20 @@ func projectCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		patch.HealthInterval = &d
 	}
+	if v := given["memory"]; v != nil {
+		n, err := deploy.ParseMemoryLimit(*v)
+		if err != nil {
+			return err
+		}
+		patch.MemoryLimit = &n
+	}
+	if v := given["pids"]; v != nil {
+		n, err := deploy.ParsePidsLimit(*v)
+		if err != nil {
+			return err
+		}
+		patch.PidsLimit = &n
+	}
 	p, err := svc.UpdateProject(ctx, deploy.Operator, fs.Arg(0), patch)
 	if err != nil {
 		return err
@@ -98,5 +115,6 @@ func showProject(p schema.Project, w io.Writer) error {
 	show("start command", p.StartCommand)
 	show("output dir", p.OutputDir)
 	show("health check", deploy.DescribeHealth(p.Settings()))
+	show("limits", deploy.DescribeLimits(p.Settings()))
 	return tw.Flush()
 }

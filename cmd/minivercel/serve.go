@@ -21,6 +21,7 @@ import (
 	"minivercel/edge"
 	"minivercel/gitd"
 	"minivercel/hooks"
+	"minivercel/limits"
 	"minivercel/panel"
 	"minivercel/pipeline"
 	"minivercel/proc"
@@ -29,21 +30,38 @@ import (
 
 type serveFlags struct {
 	common
-	sshAddr     string
-	httpAddr    string
-	concurrency int
-	logLines    int
-	logBytes    int
-	keepBuilds  int
-	publicPort  int
-	httpsAddr   string
-	acmeEmail   string
-	acmeCA      string
-	acmeCARoot  string
+	sshAddr       string
+	httpAddr      string
+	concurrency   int
+	logLines      int
+	logBytes      int
+	keepBuilds    int
+	restoreBudget time.Duration
+	publicPort    int
+	httpsAddr     string
+	acmeEmail     string
+	acmeCA        string
+	acmeCARoot    string
 	// toolchainDir holds the Node versions and package managers fetched
 	// for builds and apps; empty: <data-dir>/toolchains.
 	toolchainDir string
+	// buildMemory, buildPids, appMemory and appPids are the default limits
+	// of one build command and one app process; 0 is no limit.
+	buildMemory, appMemory limits.Size
+	buildPids, appPids     int64
 }
+
+// Default limits a small VPS survives: a runaway build or app is stopped
+// long before the machine swaps itself to a halt. Builds weigh half an
+// app on a busy CPU, so that serving stays quick during a build.
+const (
+	defaultBuildMemory = 2 << 30
+	defaultBuildPids   = 512
+	defaultAppMemory   = 1 << 30
+	defaultAppPids     = 256
+	buildCPUWeight     = 50
+	appCPUWeight       = 100
+)
 
 func serve(ctx context.Context, stop context.CancelFunc, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -56,20 +74,32 @@ func serve(ctx context.Context, stop context.CancelFunc, args []string, stderr i
 	fs.IntVar(&f.logLines, "build-log-lines", pipeline.DefaultMaxLogLines, "lines of command output one build's log keeps; past them lines are counted and the last 100 shown")
 	fs.IntVar(&f.logBytes, "build-log-bytes", pipeline.DefaultMaxLogBytes, "bytes of command output one build's log keeps")
 	fs.IntVar(&f.keepBuilds, "keep-builds", pipeline.DefaultKeepBuilds, "newest succeeded builds per project whose artifact and files are kept, besides the live build and each branch's latest; older builds' URLs answer 410")
+	fs.DurationVar(&f.restoreBudget, "restore-budget", deploy.DefaultRestoreBudget, "how long one app may take to start when the server restores it; it is tried again after that")
 	fs.IntVar(&f.publicPort, "public-port", 0, "port shown in site URLs (default: the port of --http-addr, or of --https-addr with TLS; 80 and 443 are omitted)")
 	fs.StringVar(&f.httpsAddr, "https-addr", "", "address of the HTTPS edge (e.g. :443); empty: plain HTTP only")
 	fs.StringVar(&f.acmeEmail, "acme-email", "", "contact email for the ACME account (certificate expiry notices)")
 	fs.StringVar(&f.acmeCA, "acme-ca", "", "ACME directory URL (default: Let's Encrypt production)")
 	fs.StringVar(&f.acmeCARoot, "acme-ca-root", "", "PEM file of extra roots to trust for the ACME server (for a private CA)")
 	fs.StringVar(&f.toolchainDir, "toolchain-dir", "", "directory of the Node versions and package managers fetched from the npm registry, shared by builds and apps (default: <data-dir>/toolchains)")
+	f.buildMemory, f.appMemory = defaultBuildMemory, defaultAppMemory
+	fs.Var(&f.buildMemory, "build-memory", "memory of one build command with everything it starts, such as 512M or 2G; 0: no limit")
+	fs.Int64Var(&f.buildPids, "build-pids", defaultBuildPids, "processes and threads of one build command at once; 0: no limit")
+	fs.Var(&f.appMemory, "app-memory", "memory of one app process with its children, such as 512M or 1G; 0: no limit")
+	fs.Int64Var(&f.appPids, "app-pids", defaultAppPids, "processes and threads of one app process at once; 0: no limit")
 	if err := parseFlags(fs, args, os.Getenv); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("serve takes no arguments, got %q", fs.Args())}
 	}
+	if f.buildPids < 0 || f.appPids < 0 {
+		return usageError{"--build-pids and --app-pids must be 0 (no limit) or more"}
+	}
 	if f.concurrency < 1 {
 		return usageError{"--build-concurrency must be at least 1"}
+	}
+	if f.restoreBudget <= 0 {
+		return usageError{"--restore-budget must be positive, such as 2m"}
 	}
 	if f.logLines < 1 || f.logBytes < 1 {
 		return usageError{"--build-log-lines and --build-log-bytes must be at least 1"}
@@ -196,6 +226,14 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	if err != nil {
 		return err
 	}
+	cgroups := limits.New(limits.Config{ID: root, Logger: log})
+	defer func() {
+		if err := cgroups.Close(); err != nil {
+			log.Warn("remove cgroups", "err", err)
+		}
+	}()
+	sandbox.Cgroups = cgroups
+	sandbox.Limits = limits.Limits{Memory: int64(f.buildMemory), Pids: f.buildPids, CPUWeight: buildCPUWeight}
 	// Builds see nothing of the data directory: not the database, the
 	// repositories, the artifacts, nor other builds' workspaces; only the
 	// toolchain store, read-only.
@@ -238,6 +276,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 		Runtime: edge.RuntimeConfig{
 			UID: appUID, GID: appGID, DropPrivileges: os.Geteuid() == 0, Logs: runtimeLogs,
 			UserFor: appUsers.For, OrphanUIDs: appUsers.UIDs(), Node: nodes,
+			Cgroups: cgroups, AppLimits: limits.Limits{Memory: int64(f.appMemory), Pids: f.appPids, CPUWeight: appCPUWeight},
 		},
 	}, lookup)
 	if err != nil {
@@ -246,6 +285,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	edgeSrv.KillOrphans()
 	broker := pipeline.NewBroker(db.store, log)
 	activator := deploy.NewActivator(edgeSrv, db.store, vars, log)
+	activator.RestoreBudget = f.restoreBudget
 	queue, err := pipeline.NewQueue(pipeline.Config{
 		ReposDir: dirs.repos, WorkDir: dirs.work, CacheDir: dirs.cache, ArtifactsDir: dirs.artifacts, DeploymentsDir: dirs.deployments,
 		Concurrency: f.concurrency, MaxLogLines: f.logLines, MaxLogBytes: f.logBytes, URL: urlFor, BaseDomain: f.baseDomain,
@@ -296,36 +336,32 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	}
 	gitHTTP.set(gitHandler)
 
-	// Routes come back before the edge says it is ready, so a restart never
-	// serves a 404 for a site that was live.
-	n, err := activator.Restore(ctx)
-	if err != nil {
-		return err
-	}
-	log.Info("restored active deployments", "count", n)
 	for _, l := range []interface{ Listen() error }{panelSrv, edgeSrv, hookSrv, gitSrv} {
 		if err := l.Listen(); err != nil {
 			return err
 		}
 	}
 	toPanel.set(panelProxy(dirs.socket("panel")))
-	if err := queue.Start(ctx); err != nil {
-		return err
-	}
-
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return ignoreClosed(edgeSrv.Serve()) })
 	g.Go(func() error { return ignoreClosed(hookSrv.Serve()) })
 	g.Go(func() error { return ignoreClosed(gitSrv.Serve()) })
 	g.Go(func() error { return ignoreClosed(panelSrv.Serve()) })
-	edgeSrv.SetReady(true)
-	if a := edgeSrv.TLSAddr(); a != nil {
-		log.Info("https edge listening", "addr", a.String())
+	// The listeners serve first. Static sites come back before the edge
+	// says it is ready, so a restart never answers a 404 for a site that
+	// was live; apps start in the background meanwhile, their hosts
+	// answering 503 "starting" until they serve, so one slow or broken app
+	// never keeps the server or the other sites down.
+	startErr := start(gctx, activator, queue, log)
+	if startErr == nil {
+		edgeSrv.SetReady(true)
+		if a := edgeSrv.TLSAddr(); a != nil {
+			log.Info("https edge listening", "addr", a.String())
+		}
+		log.Info("minivercel is ready", "ssh", gitSrv.Addr().String(), "http", edgeSrv.Addr().String(),
+			"base_domain", f.baseDomain, "data_dir", root)
+		<-gctx.Done()
 	}
-	log.Info("minivercel is ready", "ssh", gitSrv.Addr().String(), "http", edgeSrv.Addr().String(),
-		"base_domain", f.baseDomain, "data_dir", root)
-
-	<-gctx.Done()
 	stop() // a second signal now forces exit through the default handler
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -333,7 +369,9 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	// Git first so no new push starts, builds next, the edge last so sites keep
 	// serving until the very end.
 	edgeSrv.SetReady(false)
+	activator.WaitRestored() // its context ended: the attempts stop
 	errs := []error{
+		startErr,
 		gitSrv.Shutdown(sctx),
 		hookSrv.Shutdown(sctx),
 		queue.Shutdown(sctx),
@@ -345,6 +383,23 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	}
 	return errors.Join(errs...)
 }
+
+// start brings the sites back and starts the build workers, once the
+// listeners serve.
+func start(ctx context.Context, activator *deploy.Activator, queue *pipeline.Queue, log *slog.Logger) error {
+	n, err := activator.Restore(ctx)
+	if err != nil {
+		return err
+	}
+	log.Info("restoring active deployments", "count", n)
+	activator.WaitTried(readyWait)
+	return queue.Start(ctx)
+}
+
+// readyWait bounds how long /healthz waits, at start, for the apps' first
+// start attempts: the static sites serve already, and a hung app answers
+// 503 "starting" while it is tried again.
+const readyWait = 30 * time.Second
 
 func ignoreClosed(err error) error {
 	if err == nil || errors.Is(err, net.ErrClosed) || errors.Is(err, http.ErrServerClosed) ||

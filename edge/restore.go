@@ -1,0 +1,103 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"minivercel/hosts"
+)
+
+// ErrRouted means RestoreSite found its project routed already: a deploy
+// or a rollback went live while the server was restoring, and wins.
+var ErrRouted = errors.New("project already serves another build")
+
+// startingSet holds the projects whose production the server is still
+// restoring after a start. Safe for concurrent use; a nil set holds none.
+type startingSet struct{ m sync.Map }
+
+func (s *startingSet) set(project string, on bool) {
+	if on {
+		s.m.Store(project, true)
+	} else {
+		s.m.Delete(project)
+	}
+}
+
+func (s *startingSet) has(project string) bool {
+	if s == nil {
+		return false
+	}
+	_, ok := s.m.Load(project)
+	return ok
+}
+
+// SetStarting marks a project whose production app is being restored
+// after a start (or unmarks it): until it is routed, its hosts answer 503
+// with Retry-After, which clients and load balancers retry, rather than a
+// 404 that says the site does not exist. Activate and Deactivate unmark.
+func (s *Server) SetStarting(project string, starting bool) {
+	s.starting.set(project, starting)
+}
+
+// RestoreSite makes site its project's production, as Activate does, unless
+// the project has a route already: then it changes nothing and returns
+// ErrRouted, so that a restore retried in the background never replaces
+// what a later deploy put live. It holds the project's lock from the check
+// to the switch.
+func (s *Server) RestoreSite(ctx context.Context, site Site, progress func(string)) error {
+	if err := hosts.ValidateProject(site.Project); err != nil {
+		return fmt.Errorf("restore build %d: %w", site.BuildID, err)
+	}
+	mu := s.projectLock(site.Project)
+	mu.Lock()
+	defer mu.Unlock()
+	if s.routes.get(site.Project) != nil {
+		s.starting.set(site.Project, false)
+		return ErrRouted
+	}
+	next, err := s.prepare(ctx, site, progress)
+	if err != nil {
+		return fmt.Errorf("restore %s build %d: %w", site.Project, site.BuildID, err)
+	}
+	s.retire(s.routes.swap(site.Project, next))
+	s.starting.set(site.Project, false)
+	s.log.Info("site restored", "project", site.Project, "build_id", site.BuildID)
+	return nil
+}
+
+// serveStarting answers a request for a project whose app is still being
+// restored.
+func serveStarting(w http.ResponseWriter, host string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Retry-After", retryAfterStarting)
+	w.WriteHeader(http.StatusServiceUnavailable)
+	io.WriteString(w, "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Starting</title></head>\n<body><h1>503</h1><p>"+
+		html.EscapeString(host)+" is starting after a restart of its server. Try again in a few seconds.</p></body></html>\n")
+}
+
+// retryAfterStarting is the Retry-After of a starting project, in seconds.
+const retryAfterStarting = "5"
+
+// restoreRetry bounds the wait between restore attempts of an app.
+const (
+	restoreRetryMin = 10 * time.Second
+	restoreRetryMax = 5 * time.Minute
+)
+
+// RestoreRetry is the wait before restore attempt n (from 1) of an app
+// that failed to start: doubling from 10 seconds up to 5 minutes.
+func RestoreRetry(n int) time.Duration {
+	d := restoreRetryMin
+	for i := 1; i < n && d < restoreRetryMax; i++ {
+		d *= 2
+	}
+	return min(d, restoreRetryMax)
+}

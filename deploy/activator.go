@@ -47,7 +47,7 @@ type Edge interface {
 // app's environment.
 func SiteOf(b schema.Build, p schema.Project, deploymentID int64, env []string) edge.Site {
 	return edge.Site{
-		Project: b.ProjectName, BuildID: b.ID, Slug: b.Slug,
+		Project: b.ProjectName, ProjectID: b.ProjectID, BuildID: b.ID, Slug: b.Slug,
 		ArtifactPath: b.ArtifactPath, SHA256: b.ArtifactSHA256, SPA: b.SPA,
 		Start: b.StartCommand, NodeVersion: b.NodeVersion, DeploymentID: deploymentID, Env: env,
 		Health: edge.HealthCheck{

@@ -162,7 +162,9 @@ func (s *Service) Redeploy(ctx context.Context, actor schema.User, project strin
 }
 
 func (s *Service) activate(ctx context.Context, actor schema.User, p schema.Project, b schema.Build, what string) error {
-	if err := pipeline.Activatable(b); err != nil {
+	if err := pipeline.Activatable(b); errors.Is(err, pipeline.ErrCollected) {
+		return collected(b)
+	} else if err != nil {
 		return conflict("build %d is %s: only a succeeded build can be activated", b.ID, b.Status)
 	}
 	if err := s.needBuilds(); err != nil {
@@ -174,6 +176,13 @@ func (s *Service) activate(ctx context.Context, actor schema.User, p schema.Proj
 	case err == nil:
 		s.log.Info(what+" done", "project", p.Name, "build", b.ID, "by", actor.Name)
 		return nil
+	case errors.Is(err, pipeline.ErrCollected), strings.Contains(err.Error(), pipeline.ErrCollected.Error()):
+		// Collected while the request waited: the worker's error comes
+		// back as its text.
+		if now, rerr := s.store.BuildByID(ctx, b.ID); rerr == nil {
+			b = now
+		}
+		return collected(b)
 	case errors.Is(err, pipeline.ErrNotActivatable):
 		return conflict("build %d cannot be activated: it did not succeed or has no artifact", b.ID)
 	case errors.Is(err, schema.ErrNotFound):
@@ -191,4 +200,19 @@ func (s *Service) activate(ctx context.Context, actor schema.User, p schema.Proj
 		return refuse(ErrActivation, "", "build %d was not activated: %s", b.ID, msg)
 	}
 	return refuse(ErrActivation, "", "build %d was not activated: the server could not switch to it (its log says why)", b.ID)
+}
+
+// collected is the refusal to activate a build whose files retention
+// removed: why, and what can be done instead.
+func collected(b schema.Build) *Error {
+	return conflict("build %d cannot be activated: %s Its log is kept; to serve its commit again, rebuild it: minivercel deploy rebuild %s %s",
+		b.ID, pipeline.CollectedReason(b), b.ProjectName, shortSHA(b.CommitSHA))
+}
+
+// shortSHA is a commit id as git shows it short.
+func shortSHA(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
 }

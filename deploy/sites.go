@@ -8,6 +8,7 @@ import (
 
 	"minivercel/edge"
 	"minivercel/hosts"
+	"minivercel/pipeline"
 	"minivercel/schema"
 	"minivercel/secret"
 )
@@ -53,6 +54,9 @@ func (l Lookup) site(ctx context.Context, b schema.Build, err error, what string
 	}
 	if err != nil {
 		return edge.Site{}, err
+	}
+	if reason := pipeline.CollectedReason(b); reason != "" {
+		return edge.Site{Project: b.ProjectName, ProjectID: b.ProjectID, BuildID: b.ID, Slug: b.Slug, Removed: reason}, nil
 	}
 	p, err := l.store.ProjectByID(ctx, b.ProjectID)
 	if err != nil {

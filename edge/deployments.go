@@ -66,7 +66,9 @@ func (d *deployments) removeUnfinished(log *slog.Logger) {
 	for _, t := range tmps {
 		if err := os.RemoveAll(t); err != nil {
 			log.Warn("remove unfinished extraction", "dir", t, "err", err)
+			continue
 		}
+		log.Info("removed leftover of an earlier run", "what", "unfinished extraction", "path", t)
 	}
 }
 

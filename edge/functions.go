@@ -459,6 +459,15 @@ func (f *functions) stopProject(project string) {
 	wg.Wait()
 }
 
+// stopBuild stops the functions processes of one build whose files are
+// gone.
+func (f *functions) stopBuild(buildID int64) {
+	var wg sync.WaitGroup
+	wg.Go(func() { f.prod.stopBuild(buildID) })
+	wg.Go(func() { f.preview.stopBuild(buildID) })
+	wg.Wait()
+}
+
 // close stops every functions process; Shutdown calls it once requests are
 // done.
 func (f *functions) close() {

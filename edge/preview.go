@@ -282,6 +282,11 @@ func (p *previewPool) stopProject(project string) {
 	p.stopWhere(func(pa *previewApp) bool { return pa.site.Project == project })
 }
 
+// stopBuild stops the preview of one build whose files are gone.
+func (p *previewPool) stopBuild(buildID int64) {
+	p.stopWhere(func(pa *previewApp) bool { return pa.site.BuildID == buildID })
+}
+
 // close stops every preview process, after any start in progress has ended;
 // Shutdown calls it once requests are done.
 func (p *previewPool) close() {

@@ -106,6 +106,15 @@ func (r *siteResolver) byID(ctx context.Context, id int64) (Site, error) {
 	})
 }
 
+// forget drops what is remembered of one build's URLs (its files are gone):
+// the next request for them is looked up again.
+func (r *siteResolver) forget(project, slug string, id int64) {
+	for _, key := range []string{"u/" + project + "/" + slug, "i/" + strconv.FormatInt(id, 10)} {
+		r.sites.delete(key)
+		r.misses.delete(key)
+	}
+}
+
 // resolve returns the build that key names, from memory when a recent lookup
 // found it (hitTTL) or found nothing (missTTL), else through find. The call
 // to find is detached from ctx because any of the requests sharing it may go

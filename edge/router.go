@@ -144,6 +144,10 @@ func (rt *router) serveFound(w http.ResponseWriter, r *http.Request, host string
 		rt.lookupFailed(w, host, err)
 		return
 	}
+	if site.Removed != "" {
+		gone(w, site.Removed)
+		return
+	}
 	rt.serveSite(w, r, site, true)
 }
 
@@ -246,6 +250,10 @@ func (rt *router) servePreviewPath(w http.ResponseWriter, r *http.Request, host 
 		rt.lookupFailed(w, host+prefix, err)
 		return
 	}
+	if site.Removed != "" {
+		gone(w, site.Removed)
+		return
+	}
 	if rest == "" && site.Start == "" {
 		// Relative links in the build's pages resolve against the directory.
 		target := prefix + "/"
@@ -300,6 +308,18 @@ func unknownHost(w http.ResponseWriter, host string) {
 	// The host comes from the client: escaped, it cannot inject markup.
 	io.WriteString(w, "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>No site here</title></head>\n<body><h1>404</h1><p>No site is deployed at "+
 		html.EscapeString(host)+".</p></body></html>\n")
+}
+
+// gone answers for a build whose files retention removed: 410, so that
+// browsers and crawlers know it is not coming back, with the reason.
+func gone(w http.ResponseWriter, reason string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusGone)
+	io.WriteString(w, "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Build removed</title></head>\n<body><h1>410 Gone</h1><p>"+
+		html.EscapeString(reason)+"</p></body></html>\n")
 }
 
 func landing(w http.ResponseWriter, r *http.Request) {

@@ -8,14 +8,12 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"minivercel/limits"
+	"minivercel/proc"
 )
 
 // RuntimeConfig configures how the edge runs server apps.
@@ -27,10 +25,12 @@ type RuntimeConfig struct {
 	// UserFor). Zero: apps run as the server's own user (when the server is
 	// not root, there is nobody to drop to).
 	DropPrivileges bool
-	// UserFor returns the user a project's apps run as, so that apps of
-	// different projects cannot read each other's files or environment.
-	// Zero: every app runs as UID/GID.
-	UserFor func(project string) (uid, gid uint32, err error)
+	// UserFor returns the user a project's apps run as (by its
+	// Site.ProjectID), so that apps of different projects cannot read each
+	// other's files or environment, and a project made again under a
+	// deleted one's name shares nothing with it. Zero: every app runs as
+	// UID/GID.
+	UserFor func(projectID int64) (uid, gid uint32, err error)
 	// OrphanUIDs are the users whose processes KillOrphans ends at start:
 	// every app user of this server, and of no other server on the machine.
 	// Without UserFor, UID's processes are ended too.
@@ -234,7 +234,7 @@ func (r *appRuntime) start(ctx context.Context, site Site, progress func(string)
 	uid, gid := rc.UID, rc.GID
 	if rc.DropPrivileges {
 		if rc.UserFor != nil {
-			if uid, gid, err = rc.UserFor(site.Project); err != nil {
+			if uid, gid, err = rc.UserFor(site.ProjectID); err != nil {
 				return nil, fmt.Errorf("%w: %v", ErrAppStart, err)
 			}
 		}
@@ -324,40 +324,16 @@ func chownTree(dir string, uid, gid int) error {
 // when apps do not run as their own user.
 func (r *appRuntime) killOrphans() int {
 	rc := r.cfg
-	uids := map[string]bool{}
+	if !rc.DropPrivileges {
+		return 0
+	}
 	// With a user per project, the orphans are of those users only (none
 	// yet on a fresh server): never of UID, which another server may share.
 	owned := rc.OrphanUIDs
 	if rc.UserFor == nil {
 		owned = append(owned, rc.UID)
 	}
-	for _, u := range owned {
-		if u != 0 && u != uint32(os.Getuid()) {
-			uids[strconv.FormatUint(uint64(u), 10)] = true
-		}
-	}
-	if !rc.DropPrivileges || len(uids) == 0 {
-		return 0
-	}
-	entries, _ := os.ReadDir("/proc")
-	n := 0
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(line); len(f) >= 2 && f[0] == "Uid:" && uids[f[1]] {
-				if syscall.Kill(pid, syscall.SIGKILL) == nil {
-					n++
-				}
-			}
-		}
-	}
+	n := proc.KillUIDs(owned...)
 	if n > 0 {
 		r.log.Warn("killed app processes left from an earlier run", "count", n)
 	}

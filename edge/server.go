@@ -77,6 +77,10 @@ type Config struct {
 type Site struct {
 	// Project is the project name, the first DNS label of its host.
 	Project string
+	// ProjectID is the project's id, never reused (a later project of the
+	// same name has another): it names the user the project's apps run as
+	// (RuntimeConfig.UserFor).
+	ProjectID int64
 	// BuildID identifies the build; it names the extraction directory.
 	BuildID int64
 	// Slug is the random per-build id in the build's own URL
@@ -103,6 +107,10 @@ type Site struct {
 	Env []string
 	// Health decides when a server app may take traffic.
 	Health HealthCheck
+	// Removed, when not empty, says why the build's files are gone
+	// (retention collected it): its URLs answer 410 Gone with this
+	// sentence, and nothing else of the Site is used but its names.
+	Removed string
 	// Limits are the project's own limits for its app's processes; zero
 	// fields take RuntimeConfig.AppLimits.
 	Limits limits.Limits
@@ -141,6 +149,7 @@ type Server struct {
 	log      *slog.Logger
 	routes   *routeTable
 	router   *router
+	sites    *siteResolver
 	statics  *staticCache
 	runtime  *appRuntime
 	previews *previewPool
@@ -188,8 +197,9 @@ func New(cfg Config, lookup BuildLookup) (*Server, error) {
 	s.runtime = newAppRuntime(cfg.Runtime, deps.extract, log)
 	s.previews = newPreviewPool(s.runtime, cfg.Runtime.PreviewIdle, cfg.Runtime.MaxPreviews, log)
 	s.funcs = newFunctions(cfg.Functions, functionsRuntime(s.runtime), log)
+	s.sites = newSiteResolver(lookup, cfg.CustomDomains)
 	s.router = newRouter(routerConfig{
-		scheme: scheme, routes: s.routes, sites: newSiteResolver(lookup, cfg.CustomDomains),
+		scheme: scheme, routes: s.routes, sites: s.sites,
 		statics: s.statics, previews: s.previews, funcs: s.funcs, panel: cfg.PanelHandler, git: cfg.GitHandler, log: log,
 		health: &healthProbe{check: cfg.Health}, starting: &s.starting,
 	})
@@ -417,6 +427,19 @@ func (s *Server) Deactivate(project string) {
 func (s *Server) StopPreviews(project string) {
 	s.previews.stopProject(project)
 	s.funcs.stopProject(project)
+}
+
+// ForgetBuild is told that a build's files are gone (retention collected
+// it): what the edge remembers of its build URL and /preview/ path is
+// forgotten, so that the next request looks it up again (and answers 410),
+// and its preview and functions processes are stopped, since they run from
+// the removed files. The project's production is never such a build.
+func (s *Server) ForgetBuild(project, slug string, buildID int64) {
+	s.sites.forget(project, slug, buildID)
+	var wg sync.WaitGroup
+	wg.Go(func() { s.previews.stopBuild(buildID) })
+	wg.Go(func() { s.funcs.stopBuild(buildID) })
+	wg.Wait()
 }
 
 // Port returns the port of the project's running app; 0 for a static build or

@@ -54,6 +54,13 @@ func (c *ttlCache[V]) put(key string, v V, now time.Time, ttl time.Duration) {
 	c.items[key] = ttlEntry[V]{v: v, until: now.Add(ttl)}
 }
 
+// delete forgets key.
+func (c *ttlCache[V]) delete(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.items, key)
+}
+
 // len returns how many entries are held, expired ones included.
 func (c *ttlCache[V]) len() int {
 	c.mu.Lock()

@@ -47,7 +47,7 @@ func (s *Server) buildPage(c *fiber.Ctx) error {
 	if n := len(lines); n > 0 {
 		v.LastSeq = lines[n-1].Seq
 	}
-	if b.Status == schema.BuildSucceeded && b.ArtifactPath != "" {
+	if b.Status == schema.BuildSucceeded && b.ArtifactPath != "" && b.CollectedAt == nil { // a collected build's URL answers 410
 		v.URL = s.buildURL(b)
 	}
 	live, err := s.store.ActiveBuild(ctx, b.ProjectID)

@@ -178,7 +178,7 @@ func (s *Server) projectPage(c *fiber.Ctx) error {
 		b := builds[i]
 		byID[b.ID] = &builds[i]
 		row := buildRow{Build: b, BranchURL: branchURLs[b.Branch]}
-		if b.Status == schema.BuildSucceeded && b.ArtifactPath != "" {
+		if b.Status == schema.BuildSucceeded && b.ArtifactPath != "" && b.CollectedAt == nil { // a collected build's URL answers 410
 			row.URL = s.buildURL(b)
 			row.Live = live != nil && live.ID == b.ID
 			row.CanActivate = !row.Live && s.svc.CanBuild()

@@ -54,10 +54,15 @@ func (w *activateWorker) Work(ctx context.Context, job *river.Job[ActivateArgs])
 }
 
 // Activatable says whether a build can serve: it must have succeeded and kept
-// its artifact.
+// its artifact. A build whose files retention collected wraps ErrCollected
+// too.
 func Activatable(b schema.Build) error {
 	if b.Status != schema.BuildSucceeded || b.ArtifactPath == "" {
 		return fmt.Errorf("build %d of %s is %s: only a succeeded build can be activated: %w", b.ID, b.ProjectName, b.Status, ErrNotActivatable)
+	}
+	if b.CollectedAt != nil {
+		return fmt.Errorf("build %d of %s cannot be activated: %s: %w: %w", b.ID, b.ProjectName,
+			strings.TrimSuffix(CollectedReason(b), "."), ErrCollected, ErrNotActivatable)
 	}
 	return nil
 }

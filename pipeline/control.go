@@ -204,6 +204,11 @@ func (q *Queue) DeleteProject(ctx context.Context, project schema.Project) error
 	if err != nil {
 		return err
 	}
+	if q.cfg.AppUsers != nil {
+		if err := q.cfg.AppUsers.Remove(project.ID); err != nil {
+			q.log.Warn("remove the app user of a deleted project", "project", project.Name, "err", err)
+		}
+	}
 	// The name was validated when the project was created: these paths stay
 	// inside their directories.
 	paths := []string{

@@ -17,6 +17,10 @@ var ErrActivationPanicked = errors.New("activation panicked")
 // ErrNotActivatable means a build cannot serve: it did not succeed or has no artifact.
 var ErrNotActivatable = errors.New("build cannot be activated")
 
+// ErrCollected means a build's artifact and extracted files were removed by
+// retention (Config.KeepBuilds): it can no longer serve.
+var ErrCollected = errors.New("build was collected")
+
 // ErrInvalidFunctions means the api/ folder holds a function that cannot be
 // routed or run here; the wrapping error names the file and the reason.
 var ErrInvalidFunctions = errors.New("invalid api/ functions")

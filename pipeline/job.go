@@ -75,6 +75,39 @@ type Config struct {
 	// command ends (see logBudget). Zero: DefaultMaxLogLines and
 	// DefaultMaxLogBytes.
 	MaxLogLines, MaxLogBytes int
+	// KeepBuilds is how many of each project's newest succeeded builds
+	// keep their artifact and extracted files; the live build and each
+	// branch's latest succeeded build keep theirs too. The others are
+	// collected after each build and once at start (see Collect): their
+	// URLs answer 410 and they cannot be activated; their logs stay.
+	// Zero: DefaultKeepBuilds.
+	KeepBuilds int
+	// Sites is told of each collected build, so that the edge of this
+	// process answers 410 for its URLs at once and stops its preview
+	// processes (*edge.Server). Zero: edges notice within a minute, when
+	// what they remember of the build expires.
+	Sites BuildForgetter
+	// AppUsers removes a deleted project's app user (proc.AppUsers). Zero:
+	// apps run as no user of their project's; nothing is removed.
+	AppUsers AppUserRemover
+}
+
+// BuildForgetter is told that a build's files are gone: ForgetBuild may
+// stop the build's processes and returns when they are stopped. It is
+// called concurrently, never with a project's activation lock held.
+type BuildForgetter interface {
+	ForgetBuild(project, slug string, buildID int64)
+}
+
+// AppUserRemover removes the system users projects' apps run as. Remove
+// ends every process of the user of the project with id projectID (its app,
+// previews and functions, and whatever they started) and deletes the user; a
+// project that has none is no error. It is called once the project is
+// deleted and its sites stopped. Prune does the same for every user of a
+// project keep does not hold, and returns their names; it is called at start.
+type AppUserRemover interface {
+	Remove(projectID int64) error
+	Prune(keep map[int64]bool) ([]string, error)
 }
 
 // EnvSource gives a build its project's environment variables, decrypted.
@@ -109,6 +142,12 @@ type Queue struct {
 	sandbox Sandbox
 	client  *river.Client[pgx.Tx]
 	log     *slog.Logger
+	rlog    *slog.Logger // the retention collector's
+	// created is when this queue was made: the start-up clean-up removes
+	// only what is older.
+	created time.Time
+	// background runs the start-up retention pass; Shutdown waits for it.
+	background sync.WaitGroup
 	// projectLocks serialises activation per project so two builds finishing
 	// together cannot interleave their route switches.
 	projectLocks sync.Map
@@ -146,7 +185,8 @@ func NewQueue(cfg Config, store *schema.Store, broker *Broker, act Activator, sa
 	if cfg.URL == nil {
 		cfg.URL = func(host string) string { return "http://" + host }
 	}
-	q := &Queue{cfg: cfg, store: store, broker: broker, act: act, sandbox: sandbox, log: cfg.Logger.With("component", "pipeline")}
+	q := &Queue{cfg: cfg, store: store, broker: broker, act: act, sandbox: sandbox, created: time.Now(),
+		log: cfg.Logger.With("component", "pipeline"), rlog: cfg.Logger.With("component", "retention")}
 	rc := &river.Config{
 		Logger:     slog.New(slog.DiscardHandler),
 		JobTimeout: jobTimeout,
@@ -170,20 +210,32 @@ func NewQueue(cfg Config, store *schema.Store, broker *Broker, act Activator, sa
 	return q, nil
 }
 
-// Start starts the workers; it returns once they run.
+// Start starts the workers; it returns once they run. Before, it fails
+// the builds an earlier run left running and removes what that run left on
+// disk (cleanUp); after, it applies retention to every project in the
+// background (CollectAll).
 func (q *Queue) Start(ctx context.Context) error {
 	if err := q.failInterrupted(ctx); err != nil {
+		return err
+	}
+	if err := q.cleanUp(ctx, q.created); err != nil {
 		return err
 	}
 	if err := q.client.Start(ctx); err != nil {
 		return fmt.Errorf("start build queue: %w", err)
 	}
+	q.background.Go(func() {
+		if err := q.CollectAll(ctx); err != nil && ctx.Err() == nil {
+			q.rlog.Warn("retention pass at start", "err", err)
+		}
+	})
 	return nil
 }
 
 // Shutdown stops fetching builds and waits for running ones until ctx ends,
 // then cancels them.
 func (q *Queue) Shutdown(ctx context.Context) error {
+	defer q.background.Wait()
 	if err := q.client.Stop(ctx); err != nil {
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -263,6 +315,17 @@ func (q *Queue) activate(ctx context.Context, b schema.Build, progress func(stri
 			progress(fmt.Sprintf("Build #%d, pushed later, is live already: production stays on it (to make this build live: minivercel deploy activate %s %d)",
 				live.ID, b.ProjectName, b.ID))
 			return nil
+		}
+	} else {
+		// Read again under the lock: retention may have collected the
+		// build since the caller read it. (A build still running, as a
+		// pushed one is, is never collected.)
+		now, err := q.store.BuildByID(ctx, b.ID)
+		if err != nil {
+			return fmt.Errorf("read build %d: %w", b.ID, err)
+		}
+		if err := Activatable(now); err != nil {
+			return err
 		}
 	}
 	return q.act.Activate(ctx, b, progress)
@@ -352,6 +415,7 @@ func (q *Queue) run(ctx context.Context, buildID int64, before string) error {
 	}
 	q.broker.Finish(b.ID, status)
 	q.log.Info("build finished", "build", b.ID, "project", project.Name, "status", status, "duration", time.Since(started))
+	q.collectAfter(ctx, b.ProjectID)
 	return nil
 }
 

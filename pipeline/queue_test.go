@@ -93,7 +93,9 @@ type testQueue struct {
 	dirs  struct{ repos, work, artifacts string }
 }
 
-func newTestQueue(t *testing.T, work bool) *testQueue {
+// newTestQueue starts a queue on a fresh database and data directory;
+// configure changes its Config first.
+func newTestQueue(t *testing.T, work bool, configure ...func(*Config)) *testQueue {
 	t.Helper()
 	store := schematest.Store(t)
 	root := testenv.ShortDir(t, "mvq")
@@ -109,8 +111,12 @@ func newTestQueue(t *testing.T, work bool) *testQueue {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, err := NewQueue(Config{ReposDir: tq.dirs.repos, WorkDir: tq.dirs.work, ArtifactsDir: tq.dirs.artifacts, CacheDir: filepath.Join(root, "cache")},
-		store, NewBroker(store, nil), nil, sb, work)
+	cfg := Config{ReposDir: tq.dirs.repos, WorkDir: tq.dirs.work, ArtifactsDir: tq.dirs.artifacts, CacheDir: filepath.Join(root, "cache"),
+		DeploymentsDir: filepath.Join(root, "deployments")}
+	for _, c := range configure {
+		c(&cfg)
+	}
+	q, err := NewQueue(cfg, store, NewBroker(store, nil), nil, sb, work)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 )
 
 // BuildUserName is the system account builds run as when the server is
@@ -26,9 +28,11 @@ const AppUserName = "minivercel-app"
 // that apps of different projects cannot read each other's files or
 // /proc/<pid>/environ, and a prefix of the server's own, so that two servers
 // on one machine (another data directory) never share an app user and
-// neither kills the other's apps when it cleans up at start. Names are
-// "mva" + 8 hex characters of the server + "-" + 12 of the project: user names
-// are limited to 32 characters.
+// neither kills the other's apps when it cleans up at start. A project's
+// user is named by its id, which is never reused, not by its name: a
+// project made again under a deleted one's name gets a user of its own.
+// Names are "mva" + 8 hex characters of the server + "-" + the project id in
+// decimal: at most 31 characters, within Linux's 32.
 type AppUsers struct {
 	prefix string
 }
@@ -40,15 +44,81 @@ func NewAppUsers(serverID string) AppUsers {
 	return AppUsers{prefix: "mva" + hex.EncodeToString(sum[:4]) + "-"}
 }
 
-// For returns (creating it when missing) the system user a project's server
-// apps run as.
-func (a AppUsers) For(project string) (uid, gid uint32, err error) {
-	return SystemUser(a.name(project))
+// For returns (creating it when missing) the system user the server apps of
+// the project with id projectID run as.
+func (a AppUsers) For(projectID int64) (uid, gid uint32, err error) {
+	if projectID <= 0 {
+		return 0, 0, fmt.Errorf("app user of project id %d: not a project id", projectID)
+	}
+	return SystemUser(a.name(projectID))
 }
 
-func (a AppUsers) name(project string) string {
-	sum := sha256.Sum256([]byte("minivercel app user\x00" + project))
-	return a.prefix + hex.EncodeToString(sum[:6])
+func (a AppUsers) name(projectID int64) string {
+	return a.prefix + strconv.FormatInt(projectID, 10)
+}
+
+// Remove ends every process of a deleted project's app user (its app, its
+// previews, its functions and anything they started) and deletes the user
+// and its group. A project that never had a user is no error; nor is a
+// server that is not root, which has no app users.
+func (a AppUsers) Remove(projectID int64) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	name := a.name(projectID)
+	for _, u := range a.existing() {
+		if u.name == name {
+			return u.remove()
+		}
+	}
+	return nil
+}
+
+// Prune removes, as Remove does, every app user of this server that belongs
+// to no project keep lists: a project deleted by a run that crashed before
+// it removed the user, or a user named the way older versions named them
+// (by project name). It returns the names it removed.
+func (a AppUsers) Prune(keep map[int64]bool) ([]string, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	var removed []string
+	var errs []error
+	for _, u := range a.existing() {
+		id, err := strconv.ParseInt(strings.TrimPrefix(u.name, a.prefix), 10, 64)
+		if err == nil && a.name(id) == u.name && keep[id] {
+			continue
+		}
+		if err := u.remove(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, u.name)
+	}
+	return removed, errors.Join(errs...)
+}
+
+// remove ends every process of the user and deletes it.
+func (u passwdEntry) remove() error {
+	// Killed until none is left: a process may fork while a pass runs.
+	// userdel refuses a user with processes, zombies included, until their
+	// parents reap them: it is tried again for a while.
+	deadline := time.Now().Add(userdelPatience)
+	for {
+		for range 10 {
+			if KillUIDs(u.uid) == 0 {
+				break
+			}
+		}
+		out, err := exec.Command("userdel", u.name).CombinedOutput()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("userdel %s: %v: %s", u.name, err, strings.TrimSpace(string(out)))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // UIDs returns the uids of this server's app users that exist, for killing
@@ -63,7 +133,7 @@ func (a AppUsers) UIDs() []uint32 {
 
 // RemoveAll deletes this server's app users and their groups, for a server
 // whose data directory is gone for good (a test's). Their processes must be
-// gone already.
+// gone already (KillUIDs of UIDs).
 func (a AppUsers) RemoveAll() error {
 	var errs []error
 	for _, u := range a.existing() {
@@ -143,4 +213,48 @@ func SystemUser(name string) (uid, gid uint32, err error) {
 		return 0, 0, fmt.Errorf("system user %s has uid %d gid %d: refusing to use root", name, uid64, gid64)
 	}
 	return uint32(uid64), uint32(gid64), nil
+}
+
+// userdelPatience bounds how long Remove waits for a killed user's
+// processes to be reaped.
+const userdelPatience = 5 * time.Second
+
+// KillUIDs sends SIGKILL to every live process (not a zombie) whose real
+// uid is one of uids and returns how many it signalled. Root (uid 0) and the caller's own uid are
+// never matched, whatever uids holds.
+func KillUIDs(uids ...uint32) int {
+	match := map[string]bool{}
+	for _, u := range uids {
+		if u != 0 && u != uint32(os.Getuid()) {
+			match[strconv.FormatUint(uint64(u), 10)] = true
+		}
+	}
+	if len(match) == 0 {
+		return 0
+	}
+	entries, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/status")
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 2 && f[0] == "State:" && f[1] == "Z" {
+				break // dead already, waiting for its parent
+			}
+			if len(f) >= 2 && f[0] == "Uid:" && match[f[1]] {
+				if syscall.Kill(pid, syscall.SIGKILL) == nil {
+					n++
+				}
+				break
+			}
+		}
+	}
+	return n
 }

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"minivercel/hosts"
 )
 
@@ -79,15 +81,21 @@ type Build struct {
 	ArtifactPath   string
 	ArtifactSHA256 string
 	ArtifactSize   int64
-	CreatedBy      *int64
-	CreatedAt      time.Time
-	StartedAt      *time.Time
-	FinishedAt     *time.Time
+	// CollectedAt is when retention removed the build's artifact and
+	// extracted files (pipeline's Collect); nil while they are kept.
+	CollectedAt *time.Time
+	// CollectedKeep is how many builds were kept for the project when
+	// this one was collected.
+	CollectedKeep int
+	CreatedBy     *int64
+	CreatedAt     time.Time
+	StartedAt     *time.Time
+	FinishedAt    *time.Time
 }
 
 const buildCols = `b.id, b.project_id, p.name AS project_name, b.slug, b.branch, b.commit_sha, b.commit_message,
 	b.status, b.stage, b.error, b.kind, b.spa, b.start_command, b.node_version, b.artifact_path, b.artifact_sha256, b.artifact_size,
-	b.created_by, b.created_at, b.started_at, b.finished_at`
+	b.collected_at, b.collected_keep, b.created_by, b.created_at, b.started_at, b.finished_at`
 
 // NewBuild is what a push knows about a build it asks for.
 type NewBuild struct {
@@ -231,4 +239,33 @@ func (s *Store) LatestBranchBuilds(ctx context.Context, projectID int64) ([]Buil
 		SELECT DISTINCT ON (b.branch) `+buildCols+` FROM builds b JOIN projects p ON p.id = b.project_id
 		WHERE b.project_id = $1 AND b.status = 'succeeded' AND b.artifact_path <> '' AND b.branch <> p.production_branch
 		ORDER BY b.branch, b.id DESC) latest ORDER BY id DESC`, projectID)
+}
+
+// MarkBuildCollected records that retention removed a build's artifact and
+// extracted files, keep being how many builds its project keeps. A build
+// collected already keeps its first record.
+func (s *Store) MarkBuildCollected(ctx context.Context, id int64, keep int) error {
+	_, err := s.db.Exec(ctx, `UPDATE builds SET collected_at = now(), collected_keep = $2
+		WHERE id = $1 AND collected_at IS NULL`, id, keep)
+	return MapError(err)
+}
+
+// KeptBuildIDs returns the ids of the builds whose files are kept: every
+// build of every project that retention has not collected. Files on disk
+// named by any other id belong to nothing (a project deleted while the
+// server was down, a build collected just before a crash).
+func (s *Store) KeptBuildIDs(ctx context.Context) (map[int64]bool, error) {
+	rows, err := s.db.Query(ctx, `SELECT id FROM builds WHERE collected_at IS NULL`)
+	if err != nil {
+		return nil, MapError(err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, MapError(err)
+	}
+	kept := make(map[int64]bool, len(ids))
+	for _, id := range ids {
+		kept[id] = true
+	}
+	return kept, nil
 }

@@ -91,6 +91,8 @@ func listDeploys(ctx context.Context, store *schema.Store, p schema.Project, w i
 			live := ""
 			if b.ID == active.ID {
 				live = "● live"
+			} else if b.CollectedAt != nil {
+				live = "removed" // retention took its files (--keep-builds)
 			}
 			return []any{b.ID, b.Status, b.Branch, fmt.Sprintf("%.7s", b.CommitSHA), b.Kind, when(b.CreatedAt), live, b.CommitMessage}
 		})

@@ -35,6 +35,7 @@ type serveFlags struct {
 	concurrency   int
 	logLines      int
 	logBytes      int
+	keepBuilds    int
 	restoreBudget time.Duration
 	publicPort    int
 	httpsAddr     string
@@ -72,6 +73,7 @@ func serve(ctx context.Context, stop context.CancelFunc, args []string, stderr i
 	fs.IntVar(&f.concurrency, "build-concurrency", 1, "how many builds run at once")
 	fs.IntVar(&f.logLines, "build-log-lines", pipeline.DefaultMaxLogLines, "lines of command output one build's log keeps; past them lines are counted and the last 100 shown")
 	fs.IntVar(&f.logBytes, "build-log-bytes", pipeline.DefaultMaxLogBytes, "bytes of command output one build's log keeps")
+	fs.IntVar(&f.keepBuilds, "keep-builds", pipeline.DefaultKeepBuilds, "newest succeeded builds per project whose artifact and files are kept, besides the live build and each branch's latest; older builds' URLs answer 410")
 	fs.DurationVar(&f.restoreBudget, "restore-budget", deploy.DefaultRestoreBudget, "how long one app may take to start when the server restores it; it is tried again after that")
 	fs.IntVar(&f.publicPort, "public-port", 0, "port shown in site URLs (default: the port of --http-addr, or of --https-addr with TLS; 80 and 443 are omitted)")
 	fs.StringVar(&f.httpsAddr, "https-addr", "", "address of the HTTPS edge (e.g. :443); empty: plain HTTP only")
@@ -101,6 +103,9 @@ func serve(ctx context.Context, stop context.CancelFunc, args []string, stderr i
 	}
 	if f.logLines < 1 || f.logBytes < 1 {
 		return usageError{"--build-log-lines and --build-log-bytes must be at least 1"}
+	}
+	if f.keepBuilds < 1 {
+		return usageError{"--keep-builds must be at least 1"}
 	}
 	log, err := f.logger(stderr)
 	if err != nil {
@@ -284,7 +289,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	queue, err := pipeline.NewQueue(pipeline.Config{
 		ReposDir: dirs.repos, WorkDir: dirs.work, CacheDir: dirs.cache, ArtifactsDir: dirs.artifacts, DeploymentsDir: dirs.deployments,
 		Concurrency: f.concurrency, MaxLogLines: f.logLines, MaxLogBytes: f.logBytes, URL: urlFor, BaseDomain: f.baseDomain,
-		Env: vars, Logger: log, Toolchains: tools,
+		Env: vars, Logger: log, Toolchains: tools, KeepBuilds: f.keepBuilds, AppUsers: appUsers, Sites: edgeSrv,
 	}, db.store, broker, activator, sandbox, true)
 	if err != nil {
 		return err

@@ -46,6 +46,9 @@ type Options struct {
 	// Logger receives every part's logs. Zero: discarded (warnings on
 	// stderr with go test -v).
 	Logger *slog.Logger
+	// KeepBuilds is the queue's retention count (pipeline.Config.KeepBuilds).
+	// Zero: pipeline.DefaultKeepBuilds.
+	KeepBuilds int
 	// MasterKeyFile is where the master key lives, created when missing (a
 	// CLI run on the same data directory shares it). Zero: a fresh key in
 	// memory.
@@ -130,7 +133,7 @@ func New(t testing.TB, o Options) *Stack {
 	s.Broker = pipeline.NewBroker(s.Store, o.Logger)
 	s.Queue, err = pipeline.NewQueue(pipeline.Config{
 		ReposDir: s.Dir("repos"), WorkDir: s.Dir("builds"), ArtifactsDir: s.Dir("artifacts"), DeploymentsDir: s.Dir("deployments"),
-		BaseDomain: o.BaseDomain, Env: s.Vars, Logger: o.Logger,
+		BaseDomain: o.BaseDomain, Env: s.Vars, Logger: o.Logger, KeepBuilds: o.KeepBuilds, Sites: s.Edge,
 	}, s.Store, s.Broker, s.Activator, sandbox, o.Work)
 	if err != nil {
 		t.Fatal(err)

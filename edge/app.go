@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"minivercel/schema"
 	"net"
 	"net/http"
 	"os"
@@ -69,7 +70,7 @@ func (a *app) env() []string {
 	// which the platform owns, they win.
 	for _, kv := range a.site.Env {
 		k, _, _ := strings.Cut(kv, "=")
-		if k == "PORT" || k == "HOST" {
+		if k == "PORT" || k == "HOST" || schema.IsLauncherVar(k) {
 			continue
 		}
 		env = append(env, kv)

@@ -17,6 +17,7 @@ import (
 
 	"minivercel/limits"
 	"minivercel/proc"
+	"minivercel/schema"
 )
 
 // DefaultTimeout is how long one sandboxed command may run when
@@ -444,12 +445,13 @@ func (s Sandbox) Run(ctx context.Context, dir string, argv []string, env []strin
 	cmd := proc.Command(tctx, syscall.SIGTERM, killGrace, prog)
 	cmd.Args = args
 	cmd.Dir = dir
-	// bubblewrap passes its own environment on to the command unchanged; the
-	// dynamic loader's variables are dropped because they would act on
-	// bubblewrap itself, before it isolates anything
+	// bubblewrap (and the limits' launcher shell) pass their environment on
+	// to the command unchanged; the dynamic loader's and the shell's start-up
+	// variables are dropped because they would act on those launchers
+	// themselves, before anything is isolated or limited
 	// (schema.ValidateEnvVar refuses them too).
 	for _, kv := range env {
-		if !strings.HasPrefix(kv, "LD_") && !strings.HasPrefix(kv, "GLIBC_TUNABLES=") {
+		if name, _, _ := strings.Cut(kv, "="); !schema.IsLauncherVar(name) {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}

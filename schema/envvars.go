@@ -35,6 +35,19 @@ const MaxEnvValueBytes = 64 << 10
 
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
+// IsLauncherVar reports a variable that acts on the programs that start a
+// build or an app (the dynamic loader, a POSIX or bash shell) before they
+// run it: in a build it would run code in the sandbox's launcher, before
+// it isolates or limits anything. Such variables are refused when set and
+// dropped from every environment the server builds.
+func IsLauncherVar(name string) bool {
+	switch name {
+	case "GLIBC_TUNABLES", "BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS":
+		return true
+	}
+	return strings.HasPrefix(name, "LD_")
+}
+
 // ValidateEnvVar checks a variable's name, target and value: POSIX names, not
 // one the platform sets itself (PORT, HOST, MINIVERCEL_*), a known target, at
 // most 64 KiB. Errors wrap ErrInvalid and say what is wrong.
@@ -44,10 +57,8 @@ func ValidateEnvVar(name, target, value string) error {
 		return fmt.Errorf("%w: variable name %q: use letters, digits and _, not starting with a digit", ErrInvalid, name)
 	case name == "PORT" || name == "HOST" || strings.HasPrefix(strings.ToUpper(name), "MINIVERCEL_"):
 		return fmt.Errorf("%w: variable name %q is reserved: the platform sets PORT, HOST and MINIVERCEL_*", ErrInvalid, name)
-	case strings.HasPrefix(name, "LD_") || name == "GLIBC_TUNABLES":
-		// The dynamic loader reads these before any program runs: in a build
-		// they would run code in the sandbox's launcher, before it isolates.
-		return fmt.Errorf("%w: variable name %q is refused: the dynamic loader's variables (LD_*, GLIBC_TUNABLES) could run code outside the build sandbox", ErrInvalid, name)
+	case IsLauncherVar(name):
+		return fmt.Errorf("%w: variable name %q is refused: the dynamic loader's and the shell's start-up variables (LD_*, GLIBC_TUNABLES, BASH_ENV, ENV, SHELLOPTS, BASHOPTS) could run code outside the build sandbox", ErrInvalid, name)
 	case target != TargetAll && target != TargetProduction && target != TargetPreview:
 		return fmt.Errorf("%w: target %q: want production, preview or all", ErrInvalid, target)
 	case len(value) > MaxEnvValueBytes:

@@ -128,7 +128,7 @@ func TestSetValidates(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct{ name, target, value string }{
 		{"PORT", "all", "1"}, {"HOST", "all", "x"}, {"MINIVERCEL_X", "all", "x"}, {"minivercel_y", "all", "x"},
-		{"1A", "all", "x"}, {"A-B", "all", "x"}, {"LD_PRELOAD", "all", "./evil.so"}, {"GLIBC_TUNABLES", "all", "x"}, {"", "all", "x"}, {"OK", "staging", "x"},
+		{"1A", "all", "x"}, {"A-B", "all", "x"}, {"LD_PRELOAD", "all", "./evil.so"}, {"GLIBC_TUNABLES", "all", "x"}, {"BASH_ENV", "all", "./evil.sh"}, {"ENV", "all", "./evil.sh"}, {"", "all", "x"}, {"OK", "staging", "x"},
 		{"BIG", "all", strings.Repeat("x", 64<<10+1)},
 	} {
 		if _, err := vars.Set(ctx, project, tc.name, tc.target, tc.value); err == nil {

@@ -157,6 +157,9 @@ func (s *Service) CreateProject(ctx context.Context, actor schema.User, name str
 	if err := ValidateProjectName(name); err != nil {
 		return schema.Project{}, err
 	}
+	if err := mayChangeLimits(actor, patch); err != nil {
+		return schema.Project{}, err
+	}
 	var out schema.Project
 	err := s.store.InTx(ctx, func(tx pgx.Tx) error {
 		st := s.store.WithTx(tx)
@@ -215,10 +218,8 @@ func (s *Service) UpdateProject(ctx context.Context, actor schema.User, name str
 	if err != nil {
 		return p, err
 	}
-	// Limits protect the server and every other project: a member may not
-	// raise the ones the operator set, only an administrator may change them.
-	if (patch.MemoryLimit != nil || patch.PidsLimit != nil) && !actor.IsAdmin {
-		return p, refuse(ErrForbidden, "memory_limit", "only an administrator can change a project's resource limits")
+	if err := mayChangeLimits(actor, patch); err != nil {
+		return p, err
 	}
 	ps, err := patch.Apply(p.Settings())
 	if err != nil {
@@ -236,6 +237,17 @@ func (s *Service) UpdateProject(ctx context.Context, actor schema.User, name str
 	}
 	s.log.Info("project settings changed", "project", name, "by", actor.Name)
 	return p, nil
+}
+
+// mayChangeLimits refuses a patch of resource limits by anyone but an
+// administrator. Limits protect the server and every other project: a
+// member may not raise the ones the operator set, neither when creating a
+// project nor later.
+func mayChangeLimits(actor schema.User, patch SettingsPatch) error {
+	if (patch.MemoryLimit != nil || patch.PidsLimit != nil) && !actor.IsAdmin {
+		return refuse(ErrForbidden, "memory_limit", "only an administrator can change a project's resource limits")
+	}
+	return nil
 }
 
 // DeleteProject stops serving a project, then removes it: builds, logs,

@@ -183,7 +183,7 @@ func TestParseKeys(t *testing.T) {
 }
 
 // TestOnlyAdminsChangeLimits: a member may change a project's settings but
-// not its resource limits, which protect the server and the other projects;
+// not its resource limits (neither at creation nor later), which protect the server and the other projects;
 // an administrator may.
 func TestOnlyAdminsChangeLimits(t *testing.T) {
 	t.Parallel()
@@ -201,6 +201,9 @@ func TestOnlyAdminsChangeLimits(t *testing.T) {
 	}
 	if _, err := e.svc.UpdateProject(ctx, member, "capped", deploy.SettingsPatch{StartCommand: ptr("node x.js")}); err != nil {
 		t.Fatalf("a member changing the start command: %v", err)
+	}
+	if _, err := e.svc.CreateProject(ctx, member, "roomy", deploy.SettingsPatch{MemoryLimit: &big}); !errors.Is(err, deploy.ErrForbidden) {
+		t.Fatalf("a member creating a project with a memory limit: %v, want ErrForbidden", err)
 	}
 	p, err := e.svc.UpdateProject(ctx, e.Admin, "capped", deploy.SettingsPatch{MemoryLimit: &big})
 	if err != nil || p.Settings().MemoryLimit != big {

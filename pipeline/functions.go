@@ -23,6 +23,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -329,7 +330,11 @@ func (f *Functions) Stage(dir, outputDir string) error {
 	if err := copyFiles(root, "api", dst+"/api", budget); err != nil {
 		return fmt.Errorf("stage functions: %w", err)
 	}
-	if exists(root, "package.json") {
+	if fi, err := root.Lstat("package.json"); err == nil && fi.Mode().IsRegular() {
+		// The build wrote it, and may have made it sparse and huge.
+		if err := budget.take("package.json", fi.Size()); err != nil {
+			return fmt.Errorf("stage functions: %w", err)
+		}
 		if err := copyFile(root, "package.json", dst+"/package.json"); err != nil {
 			return fmt.Errorf("stage functions: %w", err)
 		}
@@ -544,16 +549,31 @@ func validPackageName(name string) bool {
 	return true
 }
 
+// maxManifestBytes bounds one package.json read while staging.
+const maxManifestBytes = 4 << 20
+
 // readManifest reads the dependency fields of a package.json; one that is
 // missing reads as no dependencies, one that is not JSON is an error naming
 // it.
+//
+// The build wrote every one of them: each is opened without blocking (a
+// FIFO is refused, not waited on) and read up to maxManifestBytes, so the
+// server, which runs this as root, neither hangs nor runs out of memory.
 func readManifest(root *os.Root, name string, m *dependencyManifest) error {
-	data, err := root.ReadFile(name)
+	f, _, err := openRegular(root, name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("read %s: %w", name, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxManifestBytes+1))
+	if err != nil {
+		return fmt.Errorf("read %s: %w", name, err)
+	}
+	if len(data) > maxManifestBytes {
+		return fmt.Errorf("read %s: larger than %d bytes", name, maxManifestBytes)
 	}
 	if err := json.Unmarshal(data, m); err != nil {
 		return fmt.Errorf("parse %s: %w", name, err)

@@ -420,3 +420,29 @@ func TestStageRefusesOversizedFunctions(t *testing.T) {
 		t.Fatalf("Stage = %v, want a size error", err)
 	}
 }
+
+// TestStageRefusesAHugePackageJSON: a package.json the build made sparse and
+// huge counts against the functions' size limit: it is neither copied nor
+// read into the server's memory.
+func TestStageRefusesAHugePackageJSON(t *testing.T) {
+	dir := tree(t, map[string]string{"index.html": "x", "api/a.js": "x", "package.json": "{}"})
+	if err := os.Truncate(filepath.Join(dir, "package.json"), maxFunctionsBytes+1); err != nil {
+		t.Fatal(err)
+	}
+	fns, err := FindFunctions(dir, Plan{Kind: KindStatic, OutputDir: "."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fns.Stage(dir, "."); !errors.Is(err, ErrInvalidFunctions) || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("Stage = %v, want a size error", err)
+	}
+	var m dependencyManifest
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	if err := readManifest(root, "package.json", &m); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("readManifest of a huge package.json = %v, want refused", err)
+	}
+}

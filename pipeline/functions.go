@@ -596,16 +596,20 @@ func detectFunctions(src string, s Settings, p *Plan, out *buildLog) (*Functions
 	return fns, nil
 }
 
-// checkFunctionsNode fails the build when fns cannot run on node, the Node
-// that will run them (a path, or a name in the builds' PATH): TypeScript
-// needs a Node that strips types. No functions, or no TypeScript, pass.
-func checkFunctionsNode(ctx context.Context, fns *Functions, node string) error {
+// checkFunctionsNode fails the build when fns cannot run on the build's
+// Node: TypeScript needs a Node that strips types. version is the fetched
+// Node's version, known without running it (a downloaded binary never runs
+// as root outside the sandbox); "" means the system's, which is asked. No
+// functions, or no TypeScript, pass.
+func checkFunctionsNode(ctx context.Context, fns *Functions, version string) error {
 	if fns == nil || !fns.TypeScript {
 		return nil
 	}
-	version, err := nodeVersion(ctx, node)
-	if err != nil {
-		return err
+	if version == "" {
+		var err error
+		if version, err = nodeVersion(ctx, "node"); err != nil {
+			return err
+		}
 	}
 	return fns.CheckNode(version)
 }

@@ -477,7 +477,7 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 			if err != nil {
 				return err
 			}
-			if err := checkFunctionsNode(ctx, fns, tools.node()); err != nil {
+			if err := checkFunctionsNode(ctx, fns, tools.nodeVersion); err != nil {
 				return err
 			}
 			env = tools.environ(home, env)

@@ -10,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,19 +25,8 @@ type buildTools struct {
 	// nodeVersion is recorded on the build so its app runs on the same
 	// Node; empty for the system's Node.
 	nodeVersion string
-	// nodeBin is that Node's bin directory; empty for the system's Node.
-	nodeBin string
 	// caFile is npm's cafile, empty for none.
 	caFile string
-}
-
-// node is the build's node binary: a path, or "node" for the system's,
-// found in the builds' PATH.
-func (t buildTools) node() string {
-	if t.nodeBin == "" {
-		return "node"
-	}
-	return filepath.Join(t.nodeBin, "node")
 }
 
 // environ returns a build's env with the toolchain's PATH, which wins over
@@ -118,7 +106,6 @@ func (q *Queue) prepareTools(ctx context.Context, src string, plan *Plan, functi
 	var nodeBin string
 	if !node.System {
 		nodeBin, tools.nodeVersion = node.BinDir, node.Version.String()
-		tools.nodeBin = nodeBin
 	}
 	var toolBin string
 	if pm != "" && pm != "npm" {

@@ -204,31 +204,23 @@ func (a *Activator) Restore(ctx context.Context) (int, error) {
 	}
 	var statics []edge.Site
 	for _, ab := range active {
-		if ab.StartCommand != "" {
-			p, err := a.store.ProjectByID(ctx, ab.ProjectID)
-			if err != nil {
-				a.log.Error("restore: cannot read the project", "build", ab.ID, "err", err)
-				continue
-			}
-			a.edge.SetStarting(p.Name, true)
-			a.restoring.Add(1)
-			a.tried.Add(1)
-			go func() {
-				defer a.restoring.Done()
-				a.restoreApp(ctx, ab, a.tried.Done)
-			}()
-			continue
-		}
 		p, err := a.store.ProjectByID(ctx, ab.ProjectID)
 		if err != nil {
 			a.log.Error("restore: cannot read the project", "build", ab.ID, "err", err)
 			continue
 		}
-		// Static builds get the variables too, for their api/ functions;
-		// without them their files still serve.
+		if ab.StartCommand != "" {
+			a.restoreInBackground(ctx, p.Name, ab)
+			continue
+		}
+		// Static builds get the variables too, for their api/ functions,
+		// which never run without them: a site whose variables cannot be
+		// read now is restored, and tried again, like an app.
 		env, err := a.vars.Resolve(ctx, p.ID, schema.TargetProduction)
 		if err != nil {
-			a.log.Error("restore: cannot read the project's variables; its functions run without them", "project", p.Name, "err", err)
+			a.log.Error("restore: cannot read the project's variables; trying again in the background", "project", p.Name, "err", err)
+			a.restoreInBackground(ctx, p.Name, ab)
+			continue
 		}
 		statics = append(statics, SiteOf(ab.Build, p, ab.DeploymentID, env))
 	}
@@ -236,6 +228,18 @@ func (a *Activator) Restore(ctx context.Context) (int, error) {
 		a.log.Error("restore routes", "err", err)
 	}
 	return len(active), nil
+}
+
+// restoreInBackground marks project starting and restores ab in the
+// background until it serves (see restoreApp).
+func (a *Activator) restoreInBackground(ctx context.Context, project string, ab schema.ActiveBuild) {
+	a.edge.SetStarting(project, true)
+	a.restoring.Add(1)
+	a.tried.Add(1)
+	go func() {
+		defer a.restoring.Done()
+		a.restoreApp(ctx, ab, a.tried.Done)
+	}()
 }
 
 // WaitRestored waits until the apps Restore started in the background
@@ -305,7 +309,9 @@ func (a *Activator) restoreAttempt(ctx context.Context, ab schema.ActiveBuild, b
 	}()
 	live, err := a.store.ActiveBuild(ctx, ab.ProjectID)
 	if errors.Is(err, schema.ErrNotFound) || err == nil && live.ID != ab.ID {
-		if p, perr := a.store.ProjectByID(ctx, ab.ProjectID); perr == nil && errors.Is(err, schema.ErrNotFound) {
+		// Deleted, or another build went live (here, or through another
+		// edge): nothing is starting any more.
+		if p, perr := a.store.ProjectByID(ctx, ab.ProjectID); perr == nil {
 			a.edge.SetStarting(p.Name, false)
 		}
 		return true, nil

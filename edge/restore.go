@@ -46,29 +46,49 @@ func (s *Server) SetStarting(project string, starting bool) {
 }
 
 // RestoreSite makes site its project's production, as Activate does, unless
-// the project has a route already: then it changes nothing and returns
-// ErrRouted, so that a restore retried in the background never replaces
-// what a later deploy put live. It holds the project's lock from the check
-// to the switch.
+// the project has a route already or was deactivated since the server
+// started: then it changes nothing and returns ErrRouted, so that a restore
+// (retried in the background) never replaces what a later deploy put live
+// nor brings back a deleted project. The project's lock is held only to
+// check and to switch, not while the site is prepared: an app's start may
+// take its whole restore budget, and the lock is shared with other
+// projects.
 func (s *Server) RestoreSite(ctx context.Context, site Site, progress func(string)) error {
 	if err := hosts.ValidateProject(site.Project); err != nil {
 		return fmt.Errorf("restore build %d: %w", site.BuildID, err)
 	}
-	mu := s.projectLock(site.Project)
-	mu.Lock()
-	defer mu.Unlock()
-	if s.routes.get(site.Project) != nil {
-		s.starting.set(site.Project, false)
+	if s.taken(site.Project) {
 		return ErrRouted
 	}
 	next, err := s.prepare(ctx, site, progress)
 	if err != nil {
 		return fmt.Errorf("restore %s build %d: %w", site.Project, site.BuildID, err)
 	}
-	s.retire(s.routes.swap(site.Project, next))
+	if s.taken(site.Project, func() { s.retire(s.routes.swap(site.Project, next)) }) {
+		s.retire(next) // prepared for nothing: let it go
+		return ErrRouted
+	}
 	s.starting.set(site.Project, false)
 	s.log.Info("site restored", "project", site.Project, "build_id", site.BuildID)
 	return nil
+}
+
+// taken reports, under the project's lock, whether a restore must leave the
+// project alone: it has a route, or was deactivated since the server
+// started. When it is not taken, then runs under the same lock.
+func (s *Server) taken(project string, then ...func()) bool {
+	mu := s.projectLock(project)
+	mu.Lock()
+	defer mu.Unlock()
+	_, gone := s.deactivated.Load(project)
+	if s.routes.get(project) != nil || gone {
+		s.starting.set(project, false)
+		return true
+	}
+	for _, f := range then {
+		f()
+	}
+	return false
 }
 
 // serveStarting answers a request for a project whose app is still being

@@ -158,7 +158,10 @@ type Server struct {
 	srv      *http.Server
 	projLock [64]sync.Mutex // serialises Activate/Deactivate per project
 	starting startingSet    // projects being restored after a start
-	ln       listen.Slot
+	// deactivated holds the projects deactivated (deleted) since the start,
+	// until activated again: a restore must not bring them back.
+	deactivated sync.Map
+	ln          listen.Slot
 }
 
 // New checks cfg and returns a Server; it does not listen yet.
@@ -368,6 +371,7 @@ func (s *Server) Activate(ctx context.Context, site Site, progress func(string))
 	}
 	s.retire(s.routes.swap(site.Project, next))
 	s.starting.set(site.Project, false)
+	s.deactivated.Delete(site.Project)
 	s.log.Info("site activated", "project", site.Project, "build_id", site.BuildID, "took", time.Since(start))
 	return nil
 }
@@ -413,6 +417,7 @@ func (s *Server) Deactivate(project string) {
 	mu.Lock()
 	defer mu.Unlock()
 	s.starting.set(project, false)
+	s.deactivated.Store(project, true)
 	prev := s.routes.swap(project, nil)
 	if prev == nil {
 		return
@@ -466,9 +471,10 @@ func (s *Server) Active(project string) (buildID int64, ok bool) {
 	return 0, false
 }
 
-// Restore activates many sites, typically the active deployments read at
-// start, before SetReady(true). It tries every site and returns the joined
-// errors of those that failed; the others serve.
+// Restore serves many sites, typically the active deployments read at
+// start, before SetReady(true), each as RestoreSite does (a project routed
+// or deactivated meanwhile is left alone). It tries every site and returns
+// the joined errors of those that failed; the others serve.
 func (s *Server) Restore(ctx context.Context, sites []Site) error {
 	var (
 		wg   sync.WaitGroup
@@ -480,7 +486,7 @@ func (s *Server) Restore(ctx context.Context, sites []Site) error {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := s.Activate(ctx, site, nil); err != nil {
+			if err := s.RestoreSite(ctx, site, nil); err != nil && !errors.Is(err, ErrRouted) {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()

@@ -94,6 +94,11 @@ func (s *Store) ResolveTool(ctx context.Context, name string, want Want, hash st
 		doc, err := s.packument(ctx, src.pkg)
 		if err != nil {
 			if tool, ok := s.cachedTool(name, sources, r); ok {
+				if hash != "" && hashChecked[tool.Package] {
+					if err := checkDigests(s.entryDir(tool.Package, tool.Version), hash); err != nil {
+						return Tool{}, err
+					}
+				}
 				return tool, nil
 			}
 			return Tool{}, fmt.Errorf("%s version from %s: %w", name, want, err)

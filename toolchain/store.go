@@ -231,7 +231,7 @@ func fileLock(ctx context.Context, path string) (unlock func(), err error) {
 func (s *Store) ensure(ctx context.Context, name string, v Version, d dist, wantHash string, say func(string), finish func(tmp, final string) error) (dir string, fetched bool, err error) {
 	final := s.entryDir(name, v)
 	if _, err := os.Stat(final); err == nil {
-		return final, false, nil
+		return final, false, checkDigests(final, wantHash)
 	}
 	defer s.lockKey(final)()
 	parent := filepath.Dir(final)
@@ -244,7 +244,7 @@ func (s *Store) ensure(ctx context.Context, name string, v Version, d dist, want
 	}
 	defer unlock()
 	if _, err := os.Stat(final); err == nil {
-		return final, false, nil // another process fetched it meanwhile
+		return final, false, checkDigests(final, wantHash) // another process fetched it meanwhile
 	}
 	tmp, err := os.MkdirTemp(parent, ".tmp-"+v.String()+"-")
 	if err != nil {
@@ -258,7 +258,14 @@ func (s *Store) ensure(ctx context.Context, name string, v Version, d dist, want
 	if say != nil {
 		say(fmt.Sprintf("Fetching %s %s from the npm registry", name, v))
 	}
-	if err := s.download(ctx, d, wantHash, tgz); err != nil {
+	digests, err := s.download(ctx, d, wantHash, tgz)
+	if err != nil {
+		return "", false, fmt.Errorf("fetch %s@%s: %w", name, v, err)
+	}
+	// The tarball's digests stay with the entry: a packageManager hash of a
+	// later build is checked against them, not trusted because the version
+	// is cached.
+	if err := os.WriteFile(filepath.Join(tmp, digestsFile), []byte(digests), 0o644); err != nil {
 		return "", false, fmt.Errorf("fetch %s@%s: %w", name, v, err)
 	}
 	if err := s.unpack(tgz, filepath.Join(tmp, "package")); err != nil {
@@ -278,63 +285,93 @@ func (s *Store) ensure(ctx context.Context, name string, v Version, d dist, want
 	return final, true, nil
 }
 
+// digestsFile, in a store entry, lists the digests of the tarball it came
+// from as packageManager fields write them, "sha512.<hex>" and
+// "sha224.<hex>", one per line.
+const digestsFile = ".digests"
+
+// checkDigests checks wantHash ("" checks nothing) against the digests
+// recorded in the entry dir. An entry without them (made before they were
+// kept) cannot be checked and is refused for a hashed request.
+func checkDigests(dir, wantHash string) error {
+	if wantHash == "" {
+		return nil
+	}
+	if _, err := parsePMHash(wantHash); err != nil {
+		return err
+	}
+	data, err := os.ReadFile(filepath.Join(dir, digestsFile))
+	if err != nil {
+		return fmt.Errorf("packageManager hash %s: the cached copy has no recorded digest (remove %s to fetch it again): %w", wantHash, dir, ErrIntegrity)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if subtle.ConstantTimeCompare([]byte(strings.TrimSpace(line)), []byte(strings.ToLower(wantHash))) == 1 {
+			return nil
+		}
+	}
+	return fmt.Errorf("packageManager hash %s differs from the cached copy's: %w", wantHash, ErrIntegrity)
+}
+
 // download writes the tarball of d to dst and checks it against
 // d.Integrity, and against wantHash ("sha512.<hex>", as packageManager
 // fields write it) when not empty. Nothing is unpacked before both match.
-func (s *Store) download(ctx context.Context, d dist, wantHash, dst string) error {
+// It returns the tarball's digests in the form of digestsFile.
+func (s *Store) download(ctx context.Context, d dist, wantHash, dst string) (string, error) {
 	sri, err := parseIntegrity(d.Integrity)
 	if err != nil {
-		return err
+		return "", err
 	}
 	var extra *expectedHash
 	if wantHash != "" {
 		if extra, err = parsePMHash(wantHash); err != nil {
-			return err
+			return "", err
 		}
 	}
+	sum512, sum224 := sha512.New(), sha256.New224()
 	u := d.Tarball
 	if !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
-		return fmt.Errorf("download: tarball URL %q: %w", u, ErrRegistry)
+		return "", fmt.Errorf("download: tarball URL %q: %w", u, ErrRegistry)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DownloadTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return fmt.Errorf("download %s: %w", u, err)
+		return "", fmt.Errorf("download %s: %w", u, err)
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("download %s: %w: %v", u, ErrRegistry, err)
+		return "", fmt.Errorf("download %s: %w: %v", u, ErrRegistry, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("download %s: %w: %s", u, ErrRegistry, resp.Status)
+		return "", fmt.Errorf("download %s: %w: %s", u, ErrRegistry, resp.Status)
 	}
 	f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
-		return fmt.Errorf("download %s: %w", u, err)
+		return "", fmt.Errorf("download %s: %w", u, err)
 	}
 	defer f.Close()
-	hashes := []io.Writer{f, sri.h}
+	hashes := []io.Writer{f, sri.h, sum512, sum224}
 	if extra != nil {
 		hashes = append(hashes, extra.h)
 	}
 	n, err := io.Copy(io.MultiWriter(hashes...), io.LimitReader(resp.Body, s.cfg.MaxTarballBytes+1))
 	if err != nil {
-		return fmt.Errorf("download %s: %w: %v", u, ErrRegistry, err)
+		return "", fmt.Errorf("download %s: %w: %v", u, ErrRegistry, err)
 	}
 	if n > s.cfg.MaxTarballBytes {
-		return fmt.Errorf("download %s: over %d bytes: %w", u, s.cfg.MaxTarballBytes, ErrTooLarge)
+		return "", fmt.Errorf("download %s: over %d bytes: %w", u, s.cfg.MaxTarballBytes, ErrTooLarge)
 	}
 	if err := sri.check(); err != nil {
-		return fmt.Errorf("download %s: %w", u, err)
+		return "", fmt.Errorf("download %s: %w", u, err)
 	}
 	if extra != nil {
 		if err := extra.check(); err != nil {
-			return fmt.Errorf("download %s: packageManager hash: %w", u, err)
+			return "", fmt.Errorf("download %s: packageManager hash: %w", u, err)
 		}
 	}
-	return f.Close()
+	digests := "sha512." + hex.EncodeToString(sum512.Sum(nil)) + "\nsha224." + hex.EncodeToString(sum224.Sum(nil)) + "\n"
+	return digests, f.Close()
 }
 
 // expectedHash is a hash being computed and the digest it must end with.

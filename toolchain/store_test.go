@@ -97,9 +97,19 @@ func TestResolveToolFromRegistry(t *testing.T) {
 	if !errors.Is(err, ErrNoVersion) || !strings.Contains(err.Error(), `package.json packageManager "99"`) {
 		t.Errorf("yarn 99: %v, want ErrNoVersion naming the request", err)
 	}
+	// A packageManager hash is checked against the cached copy's digests,
+	// not trusted because the version is cached.
 	_, err = s.ResolveTool(ctx, "yarn", want, "sha512."+strings.Repeat("ab", 64), nil)
+	if !errors.Is(err, ErrIntegrity) {
+		t.Errorf("a wrong hash for a cached version: %v, want ErrIntegrity", err)
+	}
+	digests, err := os.ReadFile(filepath.Join(filepath.Dir(tool.BinDir), digestsFile))
 	if err != nil {
-		t.Errorf("a cached version is not checked again, got %v", err)
+		t.Fatal(err)
+	}
+	right, _, _ := strings.Cut(string(digests), "\n")
+	if _, err := s.ResolveTool(ctx, "yarn", want, right, nil); err != nil {
+		t.Errorf("the right hash for a cached version: %v", err)
 	}
 }
 

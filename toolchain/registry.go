@@ -115,6 +115,15 @@ type cachedPackument struct {
 	doc *packument
 }
 
+// Redacted is a registry URL without the password it may carry, for
+// messages and logs.
+func Redacted(registry string) string {
+	if u, err := url.Parse(registry); err == nil {
+		return u.Redacted()
+	}
+	return "the npm registry"
+}
+
 // packument returns the abbreviated document of the package name.
 func (s *Store) packument(ctx context.Context, name string) (*packument, error) {
 	if !packageNameRe.MatchString(name) {
@@ -127,6 +136,7 @@ func (s *Store) packument(ctx context.Context, name string) (*packument, error) 
 		return c.doc, nil
 	}
 	u := s.cfg.Registry + strings.Replace(name, "/", "%2f", 1)
+	where := Redacted(s.cfg.Registry)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.MetadataTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -136,15 +146,20 @@ func (s *Store) packument(ctx context.Context, name string) (*packument, error) 
 	req.Header.Set("Accept", "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8")
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("read package %s from %s: %w: %v", name, s.cfg.Registry, ErrRegistry, err)
+		return nil, fmt.Errorf("read package %s from %s: %w: %v", name, where, ErrRegistry, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		// A mirror without this package: it has no versions, and a
+		// request another source satisfies still succeeds.
+		return &packument{}, nil
+	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("read package %s from %s: %w: %s", name, s.cfg.Registry, ErrRegistry, resp.Status)
+		return nil, fmt.Errorf("read package %s from %s: %w: %s", name, where, ErrRegistry, resp.Status)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, s.cfg.MaxMetadataBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("read package %s from %s: %w: %v", name, s.cfg.Registry, ErrRegistry, err)
+		return nil, fmt.Errorf("read package %s from %s: %w: %v", name, where, ErrRegistry, err)
 	}
 	if int64(len(body)) > s.cfg.MaxMetadataBytes {
 		return nil, fmt.Errorf("read package %s: document over %d bytes: %w", name, s.cfg.MaxMetadataBytes, ErrTooLarge)

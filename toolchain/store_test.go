@@ -347,3 +347,28 @@ func TestStaleDownloadsRemoved(t *testing.T) {
 		t.Errorf("a download in progress was removed: %v", err)
 	}
 }
+
+// TestMissingPackageIsNoVersions: a registry (a mirror) that does not carry
+// one of a tool's packages answers 404 for it; that package has no versions,
+// and does not fail a request that does not need it. Its password never
+// shows in messages.
+func TestMissingPackageIsNoVersions(t *testing.T) {
+	t.Parallel()
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "broken") {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	defer hs.Close()
+	s := newStore(t, NPM{Registry: strings.Replace(hs.URL, "http://", "http://user:s3cret@", 1) + "/"})
+	doc, err := s.packument(context.Background(), "@pnpm/exe.linux-x64")
+	if err != nil || len(doc.releases()) != 0 {
+		t.Fatalf("a package the registry lacks: %+v, %v; want no versions and no error", doc, err)
+	}
+	_, err = s.packument(context.Background(), "broken")
+	if !errors.Is(err, ErrRegistry) || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("a failing registry: %v, want ErrRegistry without the password", err)
+	}
+}

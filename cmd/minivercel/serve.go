@@ -197,7 +197,7 @@ func openToolchains(ctx context.Context, dir, root string, log *slog.Logger) (*t
 			}
 		}
 	}
-	log.Debug("toolchain store", "dir", store.Dir(), "registry", npm.Registry, "cafile", npm.CAFile)
+	log.Debug("toolchain store", "dir", store.Dir(), "registry", toolchain.Redacted(npm.Registry), "cafile", npm.CAFile)
 	return store, nil
 }
 

@@ -40,7 +40,7 @@ function match(pathname) {
   }
   outer: for (const route of routes) {
     if (route.segments.length !== segs.length) continue;
-    const params = {};
+    const params = Object.create(null);
     for (let i = 0; i < segs.length; i++) {
       const s = route.segments[i];
       if (s.param) params[s.param] = segs[i];
@@ -91,10 +91,13 @@ async function readBody(req) {
   return Buffer.concat(chunks);
 }
 
+// Objects built from a request's keys have no prototype: "toString",
+// "constructor" or "__proto__" are keys like any other, never inherited
+// members or a way to change the object's prototype.
 function toObject(params) {
-  const out = {};
+  const out = Object.create(null);
   for (const [k, v] of params) {
-    if (!(k in out)) out[k] = v;
+    if (!Object.hasOwn(out, k)) out[k] = v;
     else if (Array.isArray(out[k])) out[k].push(v);
     else out[k] = [out[k], v];
   }
@@ -117,12 +120,12 @@ function parseBody(buf, contentType) {
 }
 
 function parseCookies(header) {
-  const out = {};
+  const out = Object.create(null);
   for (const part of (header || "").split(";")) {
     const i = part.indexOf("=");
     if (i < 0) continue;
     const k = part.slice(0, i).trim();
-    if (!k || k in out) continue;
+    if (!k || Object.hasOwn(out, k)) continue;
     let v = part.slice(i + 1).trim();
     if (v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1);
     try {

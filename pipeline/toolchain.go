@@ -106,6 +106,12 @@ func (q *Queue) prepareTools(ctx context.Context, src string, plan *Plan, functi
 	var nodeBin string
 	if !node.System {
 		nodeBin, tools.nodeVersion = node.BinDir, node.Version.String()
+	} else if nodeWant != nil {
+		// The project asked for a Node and the system's has the version
+		// chosen: that exact version is recorded, so that the app keeps
+		// running on it after the system's Node is upgraded (the edge then
+		// fetches it), as on any other machine.
+		tools.nodeVersion = node.Version.String()
 	}
 	var toolBin string
 	if pm != "" && pm != "npm" {

@@ -60,6 +60,10 @@ type Config struct {
 	// must outlast a push that follows its build to the end. Zero means
 	// DefaultMaxSessionTime.
 	MaxSessionTime time.Duration
+	// MaxPushBytes bounds the pack one push may send (git's
+	// receive.maxInputSize); a larger push is refused before it is stored.
+	// Zero means DefaultMaxPushBytes.
+	MaxPushBytes int64
 	// MaxConnsPerIP and MaxConns bound the open connections from one client
 	// address and in all; more are closed at once. Zero means
 	// DefaultMaxConnsPerIP and DefaultMaxConns.
@@ -140,7 +144,7 @@ func New(cfg Config, auth Authorizer, projects Projects, reg HookRegistrar) (*Se
 	if cfg.Addr == "" {
 		cfg.Addr = ":22"
 	}
-	repos, err := newRepoStore(cfg.ReposDir, cfg.HookCommand, cfg.HookSocket)
+	repos, err := newRepoStore(cfg.ReposDir, cfg.HookCommand, cfg.HookSocket, cfg.MaxPushBytes)
 	if err != nil {
 		return nil, fmt.Errorf("new gitd: %w", err)
 	}

@@ -31,6 +31,8 @@ type HTTPConfig struct {
 	HookSocket string
 	// Logger receives the handler's logs. Nil means slog.Default().
 	Logger *slog.Logger
+	// MaxPushBytes is as in Config. Zero means DefaultMaxPushBytes.
+	MaxPushBytes int64
 	// MaxBodyBytes bounds the size of one request body, after gzip
 	// decoding: a push's pack must fit in it. Zero means 1 GiB.
 	MaxBodyBytes int64
@@ -81,7 +83,7 @@ func NewHTTPHandler(cfg HTTPConfig, auth TokenAuthorizer, projects Projects, reg
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = defaultMaxBody
 	}
-	repos, err := newRepoStore(cfg.ReposDir, cfg.HookCommand, cfg.HookSocket)
+	repos, err := newRepoStore(cfg.ReposDir, cfg.HookCommand, cfg.HookSocket, cfg.MaxPushBytes)
 	if err != nil {
 		return nil, fmt.Errorf("new git http handler: %w", err)
 	}

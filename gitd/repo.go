@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -19,11 +20,12 @@ type repoStore struct {
 	dir         string // ReposDir
 	git         string // absolute path of the git executable
 	hookCommand string // HookCommand
+	maxPush     int64  // receive.maxInputSize
 }
 
 // newRepoStore checks the settings both transports need to run git and its
 // hook, finds git and creates reposDir if it is missing.
-func newRepoStore(reposDir, hookCommand, hookSocket string) (repoStore, error) {
+func newRepoStore(reposDir, hookCommand, hookSocket string, maxPush int64) (repoStore, error) {
 	switch {
 	case reposDir == "":
 		return repoStore{}, errors.New("ReposDir is required")
@@ -39,7 +41,10 @@ func newRepoStore(reposDir, hookCommand, hookSocket string) (repoStore, error) {
 	if err := os.MkdirAll(reposDir, 0o700); err != nil {
 		return repoStore{}, fmt.Errorf("create repos dir: %w", err)
 	}
-	return repoStore{dir: reposDir, git: git, hookCommand: hookCommand}, nil
+	if maxPush <= 0 {
+		maxPush = DefaultMaxPushBytes
+	}
+	return repoStore{dir: reposDir, git: git, hookCommand: hookCommand, maxPush: maxPush}, nil
 }
 
 // repoDir is where a project's bare repository lives. name has passed
@@ -80,28 +85,45 @@ func (s repoStore) ensureRepo(name string) (string, error) {
 	if err := writeHook(dir, hookScript(s.hookCommand)); err != nil {
 		return "", err
 	}
-	if err := s.keepReflog(dir); err != nil {
+	if err := s.configureRepo(dir); err != nil {
 		return "", err
 	}
 	return dir, nil
 }
 
-// reflogSetting makes git record every move of every ref, in bare
-// repositories too (where it is off by default): a force-push, or a failed
-// build's branch put back, then loses no history from the server's copy,
-// and `git reflog` shows where a branch was.
-const reflogSetting = "logallrefupdates = always"
-
-// keepReflog turns the reflog on in a repository, also in one made before
-// the setting existed.
-func (s repoStore) keepReflog(dir string) error {
-	if cfg, err := os.ReadFile(filepath.Join(dir, "config")); err == nil && bytes.Contains(bytes.ToLower(cfg), []byte(reflogSetting)) {
-		return nil
+// repoSettings are the git settings of every repository, each checked on
+// every push (a repository made before a setting existed gets it):
+//   - core.logAllRefUpdates=always makes git record every move of every
+//     ref, in bare repositories too (where it is off by default): a
+//     force-push, or a failed build's branch put back, then loses no
+//     history from the server's copy, and `git reflog` shows where a branch
+//     was;
+//   - receive.maxInputSize refuses a push whose pack is larger than the
+//     store's maxPush, before it is stored: one push cannot fill the disk.
+func (s repoStore) repoSettings() []struct{ key, value string } {
+	return []struct{ key, value string }{
+		{"core.logAllRefUpdates", "always"},
+		{"receive.maxInputSize", strconv.FormatInt(s.maxPush, 10)},
 	}
-	cmd := exec.Command(s.git, "--git-dir", dir, "config", "core.logAllRefUpdates", "always")
-	cmd.Env = gitEnv(s.dir, "")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("turn on the reflog of %s: %w: %s", dir, err, bytes.TrimSpace(out))
+}
+
+// DefaultMaxPushBytes bounds the pack of one push when the Config does not.
+const DefaultMaxPushBytes = 1 << 30
+
+// configureRepo applies repoSettings to a repository that lacks them.
+func (s repoStore) configureRepo(dir string) error {
+	cfg, _ := os.ReadFile(filepath.Join(dir, "config"))
+	lower := strings.ToLower(string(cfg))
+	for _, set := range s.repoSettings() {
+		_, name, _ := strings.Cut(strings.ToLower(set.key), ".")
+		if strings.Contains(lower, name+" = "+strings.ToLower(set.value)+"\n") {
+			continue
+		}
+		cmd := exec.Command(s.git, "--git-dir", dir, "config", set.key, set.value)
+		cmd.Env = gitEnv(s.dir, "")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("set %s in %s: %w: %s", set.key, dir, err, bytes.TrimSpace(out))
+		}
 	}
 	return nil
 }
@@ -121,7 +143,7 @@ func (s repoStore) initRepo(dir string) error {
 	if err := writeHook(tmp, hookScript(s.hookCommand)); err != nil {
 		return err
 	}
-	if err := s.keepReflog(tmp); err != nil {
+	if err := s.configureRepo(tmp); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, dir); err != nil {

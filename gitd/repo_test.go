@@ -1,6 +1,7 @@
 package gitd
 
 import (
+	"math/rand/v2"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -66,5 +67,37 @@ func TestForcePushKeepsHistoryInTheReflog(t *testing.T) {
 	}
 	if lines := strings.Fields(string(out)); len(lines) < 2 {
 		t.Fatalf("reflog of main after a force-push: %q, want the replaced commit kept", out)
+	}
+}
+
+// TestOversizedPushIsRefused: a push whose pack is larger than MaxPushBytes
+// is refused by git before it is stored, with a reason, and nothing is
+// built; a push within the limit goes through.
+func TestOversizedPushIsRefused(t *testing.T) {
+	t.Parallel()
+	calls := make(chan pushCall, 4)
+	e := newTestEnvWith(t, announcesBuilds(calls), func(c *Config) { c.MaxPushBytes = 64 << 10 })
+	noise := make([]byte, 256<<10)
+	rand.NewChaCha8([32]byte{7}).Read(noise) // does not compress
+	work, _ := e.workTree("big", map[string][]byte{"index.html": []byte("small"), "blob.bin": noise})
+	out, err := e.git(e.userKey, work, "push", e.url("big.git"), "main")
+	if err == nil || !strings.Contains(out, "pack exceeds maximum allowed size") {
+		t.Fatalf("a 256 KiB push with a 64 KiB limit: %v\n%s", err, out)
+	}
+	if e.bareRef("big", "main") != "" {
+		t.Error("the refused push moved main")
+	}
+	select {
+	case c := <-calls:
+		t.Errorf("a refused push was built: %+v", c)
+	default:
+	}
+	small, sha := e.workTree("small", page("<h1>fits</h1>"))
+	if out, err := e.git(e.userKey, small, "push", e.url("small.git"), "main"); err != nil {
+		t.Fatalf("a push within the limit: %v\n%s", err, out)
+	}
+	<-calls
+	if e.bareRef("small", "main") != sha {
+		t.Error("the push within the limit did not land")
 	}
 }

@@ -36,6 +36,12 @@ const maxSymlinkHops = 40
 // It returns the commit's committer time, which the artifact gives every
 // file (see PackIn).
 func Checkout(ctx context.Context, repoPath, commit, dst string) (time.Time, error) {
+	return checkout(ctx, repoPath, commit, dst, MaxCheckoutFiles, MaxCheckoutBytes)
+}
+
+// checkout is Checkout within maxFiles entries and maxBytes of files; a
+// commit over either wraps ErrTooLarge.
+func checkout(ctx context.Context, repoPath, commit, dst string, maxFiles int, maxBytes int64) (time.Time, error) {
 	if !plumbing.IsHash(commit) {
 		return time.Time{}, fmt.Errorf("checkout %q: not a full commit hash", commit)
 	}
@@ -73,7 +79,7 @@ func Checkout(ctx context.Context, repoPath, commit, dst string) (time.Time, err
 
 	// Symlinks are created last, after every file and directory exists, so
 	// no write can ever pass through a symlink taken from the tree.
-	w := treeWriter{ctx: ctx, repo: repo, root: root, links: map[string]string{}}
+	w := treeWriter{ctx: ctx, repo: repo, root: root, links: map[string]string{}, maxFiles: maxFiles, maxBytes: maxBytes}
 	if err := w.walk(tree, "", 0); err != nil {
 		return time.Time{}, fmt.Errorf("checkout %s: %w", commit, err)
 	}
@@ -99,6 +105,13 @@ func Checkout(ctx context.Context, repoPath, commit, dst string) (time.Time, err
 // the stack.
 const maxTreeDepth = 1024
 
+// Limits on what a checkout writes: a commit of millions of files, or of
+// gigabytes, fails at once rather than filling the workspace.
+const (
+	MaxCheckoutFiles = 200_000
+	MaxCheckoutBytes = 2 << 30
+)
+
 // treeWriter writes a git tree's files and collects its symlinks.
 type treeWriter struct {
 	ctx       context.Context
@@ -106,6 +119,23 @@ type treeWriter struct {
 	root      *os.Root
 	links     map[string]string // symlink path -> target
 	linkOrder []string
+	files     int   // entries written or collected so far
+	bytes     int64 // bytes of the blobs written so far
+	maxFiles  int
+	maxBytes  int64
+}
+
+// count takes one entry of size bytes against the checkout's limits.
+func (w *treeWriter) count(name string, size int64) error {
+	w.files++
+	w.bytes += size
+	switch {
+	case w.files > w.maxFiles:
+		return fmt.Errorf("the commit has more than %d files (at %s): %w", w.maxFiles, name, ErrTooLarge)
+	case w.bytes > w.maxBytes:
+		return fmt.Errorf("the commit's files add up to more than %s (at %s): %w", humanBytes(w.maxBytes), name, ErrTooLarge)
+	}
+	return nil
 }
 
 // walk validates every entry name itself (rather than relying on go-git's
@@ -141,6 +171,9 @@ func (w *treeWriter) walk(tree *object.Tree, base string, depth int) error {
 				return err
 			}
 		case filemode.Symlink:
+			if err := w.count(name, 0); err != nil {
+				return err
+			}
 			f, err := tree.TreeEntryFile(&e)
 			if err != nil {
 				return fmt.Errorf("read symlink %s: %w", name, err)
@@ -160,6 +193,9 @@ func (w *treeWriter) walk(tree *object.Tree, base string, depth int) error {
 				return fmt.Errorf("read blob %s: %w", name, err)
 			}
 			f.Name = name
+			if err := w.count(name, f.Size); err != nil {
+				return err
+			}
 			if err := writeBlob(w.root, f); err != nil {
 				return err
 			}

@@ -318,3 +318,32 @@ func resolveByKernel(p string) (string, bool) {
 	real, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", f.Fd()))
 	return real, err == nil
 }
+
+// TestCheckoutLimits: a commit with more files, or more bytes of files,
+// than the checkout's limits fails with ErrTooLarge before it fills the
+// workspace; within them it is checked out.
+func TestCheckoutLimits(t *testing.T) {
+	t.Parallel()
+	r := newTestRepo(t)
+	for i := range 30 {
+		if err := os.WriteFile(filepath.Join(r.work, fmt.Sprintf("f%02d.txt", i)), []byte(strings.Repeat("x", 100)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit := r.commitAndPush(t)
+	for _, tc := range []struct {
+		name     string
+		files    int
+		bytes    int64
+		tooLarge bool
+	}{
+		{"too many files", 10, 1 << 20, true},
+		{"too many bytes", 1000, 1000, true},
+		{"within both", 1000, 1 << 20, false},
+	} {
+		_, err := checkout(context.Background(), r.bare, commit, t.TempDir(), tc.files, tc.bytes)
+		if got := errors.Is(err, ErrTooLarge); got != tc.tooLarge || !tc.tooLarge && err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -134,4 +135,66 @@ require('http').createServer((q, r) => r.end('app up')).listen(process.env.PORT,
 	if code, body := s.get("localhost", "/api/health/hang"); code != 503 || !strings.Contains(body, `"status":"starting"`) {
 		t.Errorf("/api/health/hang = %d %s, want starting", code, body)
 	}
+}
+
+// TestKilledDuringActivation: the server killed (kill -9) while a new
+// version of an app is being health-checked comes back serving the previous
+// version, with the new build failed as interrupted and its process gone.
+func TestKilledDuringActivation(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	r := newRepo(t, "main", nodeApp("version 1"))
+	s.mustPush(r, "mid")
+	s.waitBody("mid.localhost", "/", "version 1")
+	if out, code := s.cli(t, "project", "set", "mid", "--health-tries", "100", "--health-interval", "1s"); code != 0 {
+		t.Fatalf("project set: %d %s", code, out)
+	}
+	// Version 2 says it started, then never listens: its activation waits
+	// in the health check.
+	r.commit("v2", map[string]string{"server.js": "console.log('version 2 started, not listening'); setInterval(() => {}, 1000);\n"})
+	push := s.pushCmd(r, s.key, s.remote("mid"), "HEAD")
+	rest := startUntil(t, push, "version 2 started, not listening")
+	pids := s.appPIDs(t, "version 2 started")
+	s.cmd.Process.Kill()
+	<-s.done
+	io.Copy(io.Discard, rest)
+	push.Wait()
+
+	s.start()
+	s.waitBody("mid.localhost", "/", "version 1")
+	if out, code := s.cli(t, "deploy", "list", "mid"); code != 0 || !strings.Contains(out, "failed") {
+		t.Errorf("deploy list after the crash: %d\n%s\nwant build 2 failed", code, out)
+	}
+	for _, pid := range pids {
+		if alive(pid) {
+			t.Errorf("version 2's process %d outlived the crash and the restart", pid)
+		}
+	}
+}
+
+// appPIDs returns the pids of the processes whose command line holds
+// "node server.js" and whose output the test saw as marker: the app
+// processes of the data directory's apps.
+func (s *server) appPIDs(t *testing.T, marker string) []int {
+	t.Helper()
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !strings.Contains(string(cmdline), "server.js") {
+			continue
+		}
+		cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
+		if err == nil && strings.HasPrefix(cwd, s.dataDir) {
+			pids = append(pids, pid)
+		}
+	}
+	if len(pids) == 0 {
+		t.Fatalf("no app process of %s found (%s)", s.dataDir, marker)
+	}
+	return pids
 }

@@ -29,6 +29,7 @@ type Event struct {
 type LogStore interface {
 	AppendLogLines(ctx context.Context, buildID int64, firstSeq int, lines []string) error
 	LogLines(ctx context.Context, buildID int64, afterSeq int) ([]schema.LogLine, error)
+	LogPage(ctx context.Context, buildID int64, afterSeq, limit int) ([]schema.LogLine, error)
 	BuildByID(ctx context.Context, id int64) (schema.Build, error)
 }
 
@@ -276,6 +277,9 @@ func (b *Broker) Follow(ctx context.Context, buildID int64) (<-chan Event, error
 	return out, nil
 }
 
+// replayPage is how many stored lines a follower reads at a time.
+const replayPage = 1000
+
 // followStored serves a build that is not live in this process: its stored lines,
 // and, while it is still queued, a wait for it to begin here.
 func (b *Broker) followStored(ctx context.Context, buildID int64, out chan Event) {
@@ -289,16 +293,23 @@ func (b *Broker) followStored(ctx context.Context, buildID int64, out chan Event
 			close(out)
 			return
 		}
-		lines, err := b.store.LogLines(ctx, buildID, seq)
-		if err != nil {
-			close(out)
-			return
-		}
-		for _, l := range lines {
-			seq = l.Seq
-			if !send(ctx, out, Event{BuildID: buildID, Seq: l.Seq, Line: l.Line}) {
+		// The stored log is read a page at a time: a follower of a long
+		// log holds one page in memory, not the whole log.
+		for {
+			lines, err := b.store.LogPage(ctx, buildID, seq, replayPage)
+			if err != nil {
 				close(out)
 				return
+			}
+			for _, l := range lines {
+				seq = l.Seq
+				if !send(ctx, out, Event{BuildID: buildID, Seq: l.Seq, Line: l.Line}) {
+					close(out)
+					return
+				}
+			}
+			if len(lines) < replayPage {
+				break
 			}
 		}
 		if build.Status.Done() {

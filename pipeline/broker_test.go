@@ -200,3 +200,41 @@ func TestLogBudgetProperty(t *testing.T) {
 		}
 	})
 }
+
+// TestFollowStoredLogInPages: a follower of a finished build whose log is
+// longer than one replay page gets every line once, in order, then the
+// status: the pages join without a gap or a repeat.
+func TestFollowStoredLogInPages(t *testing.T) {
+	ctx, store, p := schematest.ProjectTest(t, "pages")
+	broker := NewBroker(store, nil)
+	b, err := store.CreateBuild(ctx, schema.NewBuild{ProjectID: p.ID, Branch: "main", CommitSHA: "abc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 2*replayPage + 7
+	broker.Begin(b.ID)
+	for i := 1; i <= n; i++ {
+		broker.Publish(b.ID, fmt.Sprintf("line %d", i))
+	}
+	broker.Flush(b.ID)
+	if err := store.FinishBuild(ctx, b.ID, schema.BuildSucceeded, ""); err != nil {
+		t.Fatal(err)
+	}
+	broker.Finish(b.ID, schema.BuildSucceeded)
+	events, err := broker.Follow(ctx, b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	for ev := range events {
+		if ev.Done {
+			break
+		}
+		if got++; ev.Seq != got || ev.Line != fmt.Sprintf("line %d", got) {
+			t.Fatalf("event %d: seq %d %q", got, ev.Seq, ev.Line)
+		}
+	}
+	if got != n {
+		t.Fatalf("read %d lines, want %d", got, n)
+	}
+}

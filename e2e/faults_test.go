@@ -4,12 +4,15 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"minivercel/internal/testenv"
 )
 
 // postgresProcesses returns the pids of the server's private PostgreSQL:
@@ -197,4 +200,53 @@ func (s *server) appPIDs(t *testing.T, marker string) []int {
 		t.Fatalf("no app process of %s found (%s)", s.dataDir, marker)
 	}
 	return pids
+}
+
+// TestDiskFull: on a data directory that a build fills to the last byte (a
+// small tmpfs), the build fails with the reason, the previous deployment
+// serves on, and once the build's workspace is gone the server builds and
+// deploys again: PostgreSQL, on the same full disk meanwhile, comes back
+// if it stopped.
+func TestDiskFull(t *testing.T) {
+	t.Parallel()
+	testenv.NeedRoot(t, "mounting a small tmpfs as the data directory")
+	s := newServerOn(t, nil, func(dir string) {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=320m,mode=0711", "tmpfs", dir).CombinedOutput(); err != nil {
+			t.Fatalf("mount tmpfs: %v %s", err, out)
+		}
+		t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	})
+	r := newRepo(t, "main", map[string]string{"index.html": "<h1>before the disk filled</h1>"})
+	s.mustPush(r, "full")
+	s.waitBody("full.localhost", "/", "before the disk filled")
+
+	r.commit("fill the disk", map[string]string{
+		"package.json": `{"name":"full","private":true,"scripts":{"build":"sh fill.sh"}}`,
+		"fill.sh":      "mkdir -p dist && echo x > dist/index.html && dd if=/dev/zero of=dist/big bs=1M count=1000\n",
+	})
+	out, code := s.push(r, "full")
+	if code == 0 || !strings.Contains(out, "No space left on device") {
+		t.Fatalf("a build that fills the disk: exit %d\n%s", code, out)
+	}
+	if code, body := s.get("full.localhost", "/"); code != 200 || !strings.Contains(body, "before the disk filled") {
+		t.Fatalf("while the disk was full, the site answered %d %q", code, body)
+	}
+	r.commit("a small site again", map[string]string{
+		"fill.sh": "mkdir -p dist && echo '<h1>after the disk was freed</h1>' > dist/index.html\n",
+	})
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		out, code := s.push(r, "full")
+		if code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server does not build again after the disk was freed:\n%s", out)
+		}
+		time.Sleep(time.Second)
+	}
+	s.waitBody("full.localhost", "/", "after the disk was freed")
 }

@@ -108,6 +108,14 @@ func startServer(t testing.TB, extraEnv ...string) *server {
 
 func newServer(t testing.TB, extraEnv []string) *server {
 	t.Helper()
+	return newServerOn(t, extraEnv, nil)
+}
+
+// newServerOn is newServer with prepare called on each data directory
+// before the server starts on it (to mount a small file system there, say);
+// cleanups prepare registers run after the server has stopped.
+func newServerOn(t testing.TB, extraEnv []string, prepare func(dataDir string)) *server {
+	t.Helper()
 	// Short paths: the private PostgreSQL's socket path must stay under 108 bytes.
 	dir := testenv.ShortDir(t, "mvs")
 	keys := filepath.Join(dir, "keys")
@@ -123,6 +131,9 @@ func newServer(t testing.TB, extraEnv []string) *server {
 	// process of the failed attempt can still hold.
 	for attempt := 1; ; attempt++ {
 		s.dataDir = filepath.Join(dir, fmt.Sprintf("data%d", attempt))
+		if prepare != nil {
+			prepare(s.dataDir)
+		}
 		s.sshPort, s.httpPort = freePort(t), freePort(t)
 		err := s.launch()
 		if err == nil {

@@ -59,7 +59,8 @@ type routerConfig struct {
 	panel    http.Handler
 	git      http.Handler // nil: git paths go to panel
 	health   *healthProbe
-	starting *startingSet // projects still being restored after a start
+	starting *startingSet  // projects still being restored after a start
+	bodyIdle time.Duration // see withBodyTimeout; 0: none
 	log      *slog.Logger
 }
 
@@ -91,6 +92,7 @@ func (rt *router) route(w http.ResponseWriter, r *http.Request) {
 	// The edge's own headers mean something only when the edge set them:
 	// whatever a client sends under their names is dropped at the door.
 	r.Header.Del(internalPrefixHeader)
+	withBodyTimeout(w, r, rt.bodyIdle)
 	h := rt.scheme.Parse(r.Host)
 	switch h.Kind {
 	case hosts.Base:

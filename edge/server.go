@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -71,6 +72,9 @@ type Config struct {
 	// which answers 503 while it fails; it is called at most once a second
 	// with a 2-second deadline. Zero: /healthz tells readiness only.
 	Health func(ctx context.Context) error
+	// BodyIdleTimeout ends a request whose body sends nothing for this
+	// long. Zero: DefaultBodyIdleTimeout.
+	BodyIdleTimeout time.Duration
 }
 
 // Site is one build as the edge serves it.
@@ -204,7 +208,7 @@ func New(cfg Config, lookup BuildLookup) (*Server, error) {
 	s.router = newRouter(routerConfig{
 		scheme: scheme, routes: s.routes, sites: s.sites,
 		statics: s.statics, previews: s.previews, funcs: s.funcs, panel: cfg.PanelHandler, git: cfg.GitHandler, log: log,
-		health: &healthProbe{check: cfg.Health}, starting: &s.starting,
+		health: &healthProbe{check: cfg.Health}, starting: &s.starting, bodyIdle: cmp.Or(cfg.BodyIdleTimeout, DefaultBodyIdleTimeout),
 	})
 	s.srv = &http.Server{
 		Handler: s.router,

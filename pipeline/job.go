@@ -70,6 +70,10 @@ type Config struct {
 	Toolchains *toolchain.Store
 	// Logger receives the queue's own events. Zero: slog.Default().
 	Logger *slog.Logger
+	// MaxWorkspaceBytes bounds the disk one build's workspace may use
+	// while its commands run; past it the command is stopped and the build
+	// fails with the reason. Zero: DefaultMaxWorkspaceBytes.
+	MaxWorkspaceBytes int64
 	// MaxLogLines and MaxLogBytes bound the command output one build's log
 	// keeps; past them lines are counted, and the last ones shown when the
 	// command ends (see logBudget). Zero: DefaultMaxLogLines and
@@ -175,6 +179,9 @@ func MigrateQueue(ctx context.Context, pool *pgxpool.Pool) error {
 func NewQueue(cfg Config, store *schema.Store, broker *Broker, act Activator, sandbox Sandbox, work bool) (*Queue, error) {
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 1
+	}
+	if cfg.MaxWorkspaceBytes <= 0 {
+		cfg.MaxWorkspaceBytes = DefaultMaxWorkspaceBytes
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -497,13 +504,17 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 				return nil
 			}
 			out.heading("Installing dependencies: " + strings.Join(plan.Install, " "))
-			return out.run(ctx, sandbox, src, plan.Install, env)
+			wctx, stop := watchWorkspace(ctx, ws, q.cfg.MaxWorkspaceBytes)
+			defer stop()
+			return workspaceErr(wctx, out.run(wctx, sandbox, src, plan.Install, env))
 		}},
 		{schema.StageBuild, func(ctx context.Context) error {
 			if len(plan.Build) > 0 {
 				out.heading("Building: " + strings.Join(plan.Build, " "))
-				if err := out.run(ctx, sandbox, src, plan.Build, append(env, "NODE_ENV=production")); err != nil {
-					return err
+				wctx, stop := watchWorkspace(ctx, ws, q.cfg.MaxWorkspaceBytes)
+				defer stop()
+				if err := out.run(wctx, sandbox, src, plan.Build, append(env, "NODE_ENV=production")); err != nil {
+					return workspaceErr(wctx, err)
 				}
 			}
 			return ResolveOutput(src, &plan)

@@ -466,3 +466,19 @@ func TestPanickingActivationFailsThatBuildAlone(t *testing.T) {
 		t.Fatalf("the next build after a panic: %s %q\n%s", b.Status, b.Error, strings.Join(log, "\n"))
 	}
 }
+
+// TestWorkspaceOverItsLimitStopsTheBuild: a build that keeps writing into
+// its workspace past the limit is stopped while it runs, and fails with
+// the reason.
+func TestWorkspaceOverItsLimitStopsTheBuild(t *testing.T) {
+	t.Parallel()
+	e := newBuildEnv(t, 0)
+	e.cfg.MaxWorkspaceBytes = 16 << 20
+	p := e.project(t, "hog", "mkdir -p out && dd if=/dev/zero of=out/big bs=1M count=64 && sleep 600", "out")
+	start := time.Now()
+	b, log := e.build(t, p, "main", map[string]string{"README": "x"})
+	if b.Status != schema.BuildFailed || !strings.Contains(b.Error, "workspace uses more than 16.0 MB of disk") {
+		t.Fatalf("build %s %q, want failed for its workspace's size\n%s", b.Status, b.Error, strings.Join(log, "\n"))
+	}
+	t.Logf("stopped %s after it began", time.Since(start).Round(100*time.Millisecond))
+}

@@ -131,15 +131,14 @@ func (a AppUsers) UIDs() []uint32 {
 	return uids
 }
 
-// RemoveAll deletes this server's app users and their groups, for a server
-// whose data directory is gone for good (a test's). Their processes must be
-// gone already (KillUIDs of UIDs).
+// RemoveAll ends every process of this server's app users (a daemon an
+// app detached survives the server's own stop) and deletes the users and
+// their groups, for a server whose data directory is gone for good (a
+// test's).
 func (a AppUsers) RemoveAll() error {
 	var errs []error
 	for _, u := range a.existing() {
-		if out, err := exec.Command("userdel", u.name).CombinedOutput(); err != nil {
-			errs = append(errs, fmt.Errorf("userdel %s: %v: %s", u.name, err, strings.TrimSpace(string(out))))
-		}
+		errs = append(errs, u.remove())
 	}
 	return errors.Join(errs...)
 }

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -125,13 +124,7 @@ require('http').createServer((q, r) => r.end('app up')).listen(process.env.PORT,
 	if code, body := s.get("calm.localhost", "/"); code != 200 || !strings.Contains(body, "static and fine") {
 		t.Errorf("the static site after the restart = %d %q", code, body)
 	}
-	req, _ := http.NewRequest("GET", s.edgeURL("/"), nil)
-	req.Host = "hang.localhost"
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp, _ := s.fetch(t, "hang.localhost", "/", nil)
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("the hung app's host = %d (Retry-After %q), want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}

@@ -252,6 +252,32 @@ func (s *server) get(host, path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// noFollow is a client that shows redirects instead of following them.
+var noFollow = &http.Client{
+	Timeout:       client.Timeout,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+// fetch GETs path from the edge with the Host header host and the given
+// request headers, without following redirects, failing the test when no
+// response comes; it returns the response (its body read and closed) and
+// the body.
+func (s *server) fetch(t testing.TB, host, path string, header map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d%s", s.httpPort, path), nil)
+	req.Host = host
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := noFollow.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s%s: %v", host, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
 // waitBody waits until host serves a body containing want.
 func (s *server) waitBody(host, path, want string) {
 	s.t.Helper()

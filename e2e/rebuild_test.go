@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -157,35 +156,16 @@ app.listen(process.env.PORT, process.env.HOST);
 	r.commitAt("day two", day1.Add(24*time.Hour), map[string]string{"public/note.txt": "version TWO"})
 	s.mustPush(r, "files")
 	s.waitBody("files.localhost", "/note.txt", "version TWO")
-	req, _ := http.NewRequest("GET", s.edgeURL("/note.txt"), nil)
-	req.Host = "files.localhost"
-	req.Header.Set("If-None-Match", etag1)
-	req.Header.Set("If-Modified-Since", mod1)
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp, _ := s.fetch(t, "files.localhost", "/note.txt", map[string]string{"If-None-Match": etag1, "If-Modified-Since": mod1})
 	if resp.StatusCode != 200 {
 		t.Fatalf("revalidating the old file after a same-size change answers %d (ETag %q), want 200 with the new file", resp.StatusCode, resp.Header.Get("ETag"))
 	}
 }
 
-// edgeURL is the edge's URL of path; the Host header picks the site.
-func (s *server) edgeURL(path string) string {
-	return fmt.Sprintf("http://127.0.0.1:%d%s", s.httpPort, path)
-}
-
 // validators returns the ETag and Last-Modified of a 200 answer.
 func (s *server) validators(t *testing.T, host, path string) (etag, modified string) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", s.edgeURL(path), nil)
-	req.Host = host
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp, _ := s.fetch(t, host, path, nil)
 	etag, modified = resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
 	if resp.StatusCode != 200 || etag == "" || modified == "" {
 		t.Fatalf("GET %s%s = %d, ETag %q, Last-Modified %q", host, path, resp.StatusCode, etag, modified)

@@ -1,36 +1,9 @@
 package e2e
 
 import (
-	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 )
-
-// noFollow is a client that shows redirects instead of following them.
-var noFollow = &http.Client{
-	Timeout:       client.Timeout,
-	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-}
-
-// fetch gets path from the edge with the given Host header, without
-// following redirects.
-func (s *server) fetch(host, path string) (code int, hdr http.Header, body string) {
-	s.t.Helper()
-	req, err := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d%s", s.httpPort, path), nil)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	req.Host = host
-	resp, err := noFollow.Do(req)
-	if err != nil {
-		s.t.Fatalf("GET %s%s: %v", host, path, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, string(b)
-}
 
 // TestPushSiteConfig: a static site that brings vercel.json, _redirects and
 // _headers gets its redirects, rewrites, headers and clean URLs; the files
@@ -82,7 +55,8 @@ func TestPushSiteConfig(t *testing.T) {
 		{path: "/_headers", code: 404, body: "<h1>custom 404</h1>"},
 		{path: "/.minivercel/site.json", code: 404, body: "<h1>custom 404</h1>"},
 	} {
-		code, hdr, body := s.fetch(host, tc.path)
+		resp, body := s.fetch(t, host, tc.path, nil)
+		code, hdr := resp.StatusCode, resp.Header
 		if code != tc.code || hdr.Get("Location") != tc.location || tc.body != "" && body != tc.body {
 			t.Errorf("GET %s = %d %q %q, want %d %q %q", tc.path, code, hdr.Get("Location"), body, tc.code, tc.location, tc.body)
 		}
@@ -101,7 +75,7 @@ func TestPushSiteConfig(t *testing.T) {
 	if !strings.Contains(out, `remote: error: artifact failed: _redirects:3: unexpected "30x" after the destination`) {
 		t.Errorf("push output lacks the file, line and reason:\n%s", out)
 	}
-	if code, hdr, _ := s.fetch(host, "/old-blog/x"); code != 301 || hdr.Get("Location") != "/blog/x" {
-		t.Errorf("after the failed push /old-blog/x = %d %q, want the previous deployment's 301", code, hdr.Get("Location"))
+	if resp, _ := s.fetch(t, host, "/old-blog/x", nil); resp.StatusCode != 301 || resp.Header.Get("Location") != "/blog/x" {
+		t.Errorf("after the failed push /old-blog/x = %d %q, want the previous deployment's 301", resp.StatusCode, resp.Header.Get("Location"))
 	}
 }

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"net/http"
 	"regexp"
 	"strings"
 	"testing"
@@ -67,13 +66,7 @@ createRoot(document.getElementById('root')).render(
 // answer.
 func (s *server) cacheControl(t *testing.T, host, path string) string {
 	t.Helper()
-	req, _ := http.NewRequest("GET", s.edgeURL(path), nil)
-	req.Host = host
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp, _ := s.fetch(t, host, path, nil)
 	if resp.StatusCode != 200 {
 		t.Fatalf("GET %s%s = %d", host, path, resp.StatusCode)
 	}

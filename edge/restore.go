@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"html"
-	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -80,7 +78,7 @@ func (s *Server) taken(project string, then ...func()) bool {
 	mu := s.projectLock(project)
 	mu.Lock()
 	defer mu.Unlock()
-	_, gone := s.deactivated.Load(project)
+	_, gone := s.deactivated.LoadAndDelete(project)
 	if s.routes.get(project) != nil || gone {
 		s.starting.set(project, false)
 		return true
@@ -94,13 +92,9 @@ func (s *Server) taken(project string, then ...func()) bool {
 // serveStarting answers a request for a project whose app is still being
 // restored.
 func serveStarting(w http.ResponseWriter, host string) {
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Retry-After", retryAfterStarting)
-	w.WriteHeader(http.StatusServiceUnavailable)
-	io.WriteString(w, "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Starting</title></head>\n<body><h1>503</h1><p>"+
-		html.EscapeString(host)+" is starting after a restart of its server. Try again in a few seconds.</p></body></html>\n")
+	w.Header().Set("Retry-After", retryAfterStarting)
+	statusPage(w, http.StatusServiceUnavailable, "Starting", "503",
+		host+" is starting after a restart of its server. Try again in a few seconds.")
 }
 
 // retryAfterStarting is the Retry-After of a starting project, in seconds.

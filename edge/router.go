@@ -302,26 +302,26 @@ func (rt *router) lookupFailed(w http.ResponseWriter, host string, err error) {
 }
 
 func unknownHost(w http.ResponseWriter, host string) {
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(http.StatusNotFound)
-	// The host comes from the client: escaped, it cannot inject markup.
-	io.WriteString(w, "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>No site here</title></head>\n<body><h1>404</h1><p>No site is deployed at "+
-		html.EscapeString(host)+".</p></body></html>\n")
+	statusPage(w, http.StatusNotFound, "No site here", "404", "No site is deployed at "+host+".")
 }
 
 // gone answers for a build whose files retention removed: 410, so that
 // browsers and crawlers know it is not coming back, with the reason.
 func gone(w http.ResponseWriter, reason string) {
+	statusPage(w, http.StatusGone, "Build removed", "410 Gone", reason)
+}
+
+// statusPage answers code with a small page the edge writes itself (no
+// site is behind it). text may come from the client (a host name): it is
+// escaped, so it cannot inject markup.
+func statusPage(w http.ResponseWriter, code int, title, heading, text string) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(http.StatusGone)
-	io.WriteString(w, "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Build removed</title></head>\n<body><h1>410 Gone</h1><p>"+
-		html.EscapeString(reason)+"</p></body></html>\n")
+	w.WriteHeader(code)
+	io.WriteString(w, "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>"+title+"</title></head>\n<body><h1>"+heading+"</h1><p>"+
+		html.EscapeString(text)+"</p></body></html>\n")
 }
 
 func landing(w http.ResponseWriter, r *http.Request) {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"minivercel/hosts"
@@ -162,9 +163,12 @@ type Server struct {
 	srv      *http.Server
 	projLock [64]sync.Mutex // serialises Activate/Deactivate per project
 	starting startingSet    // projects being restored after a start
-	// deactivated holds the projects deactivated (deleted) since the start,
-	// until activated again: a restore must not bring them back.
+	// deactivated holds the projects deactivated (deleted) while they were
+	// being restored, until their restore looks (or they are activated
+	// again): a restore must not bring them back. Only projects being
+	// restored are held, so it stays as small as a start's restore.
 	deactivated sync.Map
+	restoring   atomic.Int32 // Restore calls running
 	ln          listen.Slot
 }
 
@@ -420,8 +424,10 @@ func (s *Server) Deactivate(project string) {
 	mu := s.projectLock(project)
 	mu.Lock()
 	defer mu.Unlock()
+	if s.starting.has(project) || s.restoring.Load() > 0 {
+		s.deactivated.Store(project, true)
+	}
 	s.starting.set(project, false)
-	s.deactivated.Store(project, true)
 	prev := s.routes.swap(project, nil)
 	if prev == nil {
 		return
@@ -480,6 +486,8 @@ func (s *Server) Active(project string) (buildID int64, ok bool) {
 // or deactivated meanwhile is left alone). It tries every site and returns
 // the joined errors of those that failed; the others serve.
 func (s *Server) Restore(ctx context.Context, sites []Site) error {
+	s.restoring.Add(1)
+	defer s.restoring.Add(-1)
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex

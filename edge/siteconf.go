@@ -251,12 +251,7 @@ func (s *Static) hasFile(upath string) bool {
 	if reservedPath(upath) {
 		return false
 	}
-	clean := path.Clean(upath)
-	trailing := clean != "/" && strings.HasSuffix(upath, "/")
-	name := "."
-	if clean != "/" {
-		name = clean[1:]
-	}
+	name, _, trailing := fileName(upath)
 	m, err := s.lookup(name)
 	switch {
 	case err == nil && m.dir:

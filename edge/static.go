@@ -223,6 +223,20 @@ func (s *Static) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.handler.ServeHTTP(w, r)
 }
 
+// fileName is the root-relative name ("." for the root) a request path
+// names, its cleaned form, and whether it asked for a directory with a
+// trailing slash. Clean resolves every ".." against "/" first, so no name
+// can climb out of the root; os.Root would refuse it anyway.
+func fileName(upath string) (name, clean string, trailing bool) {
+	clean = path.Clean(upath)
+	trailing = clean != "/" && strings.HasSuffix(upath, "/")
+	name = "."
+	if clean != "/" {
+		name = clean[1:]
+	}
+	return name, clean, trailing
+}
+
 // serveFiles answers GET and HEAD from the root: /dir/ serves dir/index.html,
 // /dir redirects to /dir/, /about falls back to about.html, then the SPA
 // fallback or the 404 page applies.
@@ -238,14 +252,7 @@ func (s *Static) serveFiles(w http.ResponseWriter, r *http.Request) {
 	if !strings.HasPrefix(upath, "/") {
 		upath = "/" + upath
 	}
-	// Clean resolves every ".." against "/" first, so no name below can
-	// climb out of the root; os.Root would refuse it anyway.
-	clean := path.Clean(upath)
-	trailing := clean != "/" && strings.HasSuffix(upath, "/")
-	name := "."
-	if clean != "/" {
-		name = clean[1:]
-	}
+	name, clean, trailing := fileName(upath)
 
 	m, err := s.lookup(name)
 	switch {

@@ -11,6 +11,7 @@
 package gitd
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -152,11 +153,11 @@ func New(cfg Config, auth Authorizer, projects Projects, reg HookRegistrar) (*Se
 	if err != nil {
 		return nil, fmt.Errorf("new gitd: %w", err)
 	}
-	cfg.HandshakeTimeout = orDefault(cfg.HandshakeTimeout, DefaultHandshakeTimeout)
-	cfg.IdleTimeout = orDefault(cfg.IdleTimeout, DefaultIdleTimeout)
-	cfg.MaxSessionTime = orDefault(cfg.MaxSessionTime, DefaultMaxSessionTime)
-	cfg.MaxConnsPerIP = orDefault(cfg.MaxConnsPerIP, DefaultMaxConnsPerIP)
-	cfg.MaxConns = orDefault(cfg.MaxConns, DefaultMaxConns)
+	cfg.HandshakeTimeout = cmp.Or(cfg.HandshakeTimeout, DefaultHandshakeTimeout)
+	cfg.IdleTimeout = cmp.Or(cfg.IdleTimeout, DefaultIdleTimeout)
+	cfg.MaxSessionTime = cmp.Or(cfg.MaxSessionTime, DefaultMaxSessionTime)
+	cfg.MaxConnsPerIP = cmp.Or(cfg.MaxConnsPerIP, DefaultMaxConnsPerIP)
+	cfg.MaxConns = cmp.Or(cfg.MaxConns, DefaultMaxConns)
 	s := &Server{
 		conns:    newConnLimiter(cfg.MaxConns, cfg.MaxConnsPerIP),
 		cfg:      cfg,
@@ -253,13 +254,4 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = nil
 	}
 	return err
-}
-
-// orDefault is v, or def when v is zero.
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }

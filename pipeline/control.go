@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -71,11 +72,8 @@ func (q *Queue) resolveCommit(ctx context.Context, project schema.Project, prefi
 	if !commitID.MatchString(prefix) {
 		return "", ErrCommitNotFound
 	}
-	ctx, cancel := context.WithTimeout(ctx, putBranchBackTimeout)
+	cmd, cancel := q.git(ctx, project.Name, "rev-parse", "--verify", "--quiet", "--end-of-options", prefix+"^{commit}")
 	defer cancel()
-	cmd := proc.Command(ctx, syscall.SIGKILL, time.Second, "git", "--git-dir", filepath.Join(q.cfg.ReposDir, project.Name+".git"),
-		"rev-parse", "--verify", "--quiet", "--end-of-options", prefix+"^{commit}")
-	cmd.Env = []string{"PATH=" + sandboxPath, "GIT_CONFIG_NOSYSTEM=1", "HOME=/nonexistent"}
 	out, err := cmd.Output()
 	id := strings.TrimSpace(string(out))
 	if err != nil || !strings.HasPrefix(id, prefix) {
@@ -84,8 +82,20 @@ func (q *Queue) resolveCommit(ctx context.Context, project schema.Project, prefi
 	return id, nil
 }
 
-// putBranchBackTimeout bounds the git command that moves a branch back.
-const putBranchBackTimeout = 30 * time.Second
+// gitTimeout bounds one git command the queue runs on a repository.
+const gitTimeout = 30 * time.Second
+
+// git returns the system git running args in project's bare repository,
+// with a minimal environment, killed after gitTimeout; call cancel when it
+// is done. The git binary is used, not go-git, where git's own ref locks
+// and revision rules matter.
+func (q *Queue) git(ctx context.Context, project string, args ...string) (*exec.Cmd, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(ctx, gitTimeout)
+	cmd := proc.Command(ctx, syscall.SIGKILL, time.Second, "git",
+		append([]string{"--git-dir", filepath.Join(q.cfg.ReposDir, project+".git")}, args...)...)
+	cmd.Env = []string{"PATH=" + sandboxPath, "GIT_CONFIG_NOSYSTEM=1", "HOME=/nonexistent"}
+	return cmd, cancel
+}
 
 // putBranchBack moves the branch of a pushed build that failed or was
 // canceled back to where the push found it (deleting a branch the push
@@ -103,17 +113,14 @@ func (q *Queue) putBranchBack(ctx context.Context, b schema.Build, before string
 		return
 	}
 	ref := "refs/heads/" + b.Branch
-	args := []string{"--git-dir", filepath.Join(q.cfg.ReposDir, b.ProjectName+".git"), "update-ref",
-		"-m", fmt.Sprintf("minivercel: build #%d did not succeed", b.ID)}
+	args := []string{"update-ref", "-m", fmt.Sprintf("minivercel: build #%d did not succeed", b.ID)}
 	if strings.Trim(before, "0") == "" {
 		args = append(args, "-d", ref, b.CommitSHA)
 	} else {
 		args = append(args, ref, before, b.CommitSHA)
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), putBranchBackTimeout)
+	cmd, cancel := q.git(context.WithoutCancel(ctx), b.ProjectName, args...)
 	defer cancel()
-	cmd := proc.Command(ctx, syscall.SIGKILL, time.Second, "git", args...)
-	cmd.Env = []string{"PATH=" + sandboxPath, "GIT_CONFIG_NOSYSTEM=1", "HOME=/nonexistent"}
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		// Most often a later push moved the branch: then it is right as it is.
 		q.log.Info("branch not put back", "project", b.ProjectName, "branch", b.Branch, "build", b.ID,

@@ -1,6 +1,9 @@
 package pipeline
 
-import "fmt"
+import (
+	"cmp"
+	"fmt"
+)
 
 // Defaults of how much command output one build's log keeps (see Config).
 const (
@@ -32,7 +35,7 @@ type logBudget struct {
 }
 
 func newLogBudget(maxLines, maxBytes int) *logBudget {
-	return &logBudget{maxLines: orDefault(maxLines, DefaultMaxLogLines), maxBytes: orDefault(maxBytes, DefaultMaxLogBytes)}
+	return &logBudget{maxLines: cmp.Or(maxLines, DefaultMaxLogLines), maxBytes: cmp.Or(maxBytes, DefaultMaxLogBytes)}
 }
 
 // keep reports whether line fits the budget and should be published; a
@@ -68,12 +71,4 @@ func (b *logBudget) endOfOutput(publish func(string)) {
 		publish(b.tail[(b.next+i)%len(b.tail)])
 	}
 	b.dropped, b.tail, b.next = 0, nil, 0
-}
-
-// orDefault is v, or def when v is not positive.
-func orDefault(v, def int) int {
-	if v <= 0 {
-		return def
-	}
-	return v
 }

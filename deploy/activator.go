@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"time"
 
@@ -40,6 +41,12 @@ type Edge interface {
 	// SetStarting marks a project whose app is being restored: its hosts
 	// answer 503 until it is routed.
 	SetStarting(project string, starting bool)
+	// Prepare readies a deployment without routing it (an app started and
+	// healthy); Commit routes what was prepared (edge.ErrNotPrepared when
+	// nothing was); Discard lets it go.
+	Prepare(ctx context.Context, site edge.Site, progress func(string)) error
+	Commit(deploymentID int64) error
+	Discard(deploymentID int64)
 }
 
 // SiteOf is how the edge serves a build: its artifact, its start command, the
@@ -66,7 +73,11 @@ func SiteOf(b schema.Build, p schema.Project, deploymentID int64, env []string) 
 // switch is recorded failed or unhealthy and the previous build serves on; if
 // recording the success fails, the previous build is put back.
 type Activator struct {
-	edge  Edge
+	edge  Edge // nil on a node without the edge role
+	// Node is this node's id; Peers lists the live edge nodes, this one
+	// included when it is an edge. Zero Peers: this node is the only edge.
+	Node  string
+	Peers EdgeNodes
 	store *schema.Store
 	vars  *secret.Vars
 	log   *slog.Logger
@@ -99,11 +110,25 @@ func NewActivator(e Edge, store *schema.Store, vars *secret.Vars, log *slog.Logg
 
 // Activate makes b serve its project's production. progress gets lines for
 // the build log.
+//
+// On several nodes, every live edge node prepares the deployment (each
+// starts and health-checks its own replica of an app) and the deployment
+// goes live only when all of them are ready: then it is recorded active
+// and every edge switches; if any edge fails it, or does not answer within
+// the wait, none switches and the previous build serves on everywhere.
+// This node takes part when it is an edge itself.
 func (a *Activator) Activate(ctx context.Context, b schema.Build, progress func(string)) error {
 	bg := context.WithoutCancel(ctx)
 	project, err := a.store.ProjectByID(ctx, b.ProjectID)
 	if err != nil {
 		return fmt.Errorf("activate build %d: %w", b.ID, err)
+	}
+	peers, err := a.peers(ctx)
+	if err != nil {
+		return fmt.Errorf("activate build %d: find the edge nodes: %w", b.ID, err)
+	}
+	if a.edge == nil && len(peers) == 0 {
+		return fmt.Errorf("activate build %d: %w", b.ID, ErrNoEdge)
 	}
 	d, err := a.store.StartDeployment(ctx, b.ProjectID, b.ID)
 	if err != nil {
@@ -116,20 +141,67 @@ func (a *Activator) Activate(ctx context.Context, b schema.Build, progress func(
 		return errors.Join(fmt.Errorf("activate build %d: read the project's variables: %w", b.ID, err),
 			a.fail(bg, d.ID, schema.DeploymentFailed, "cannot read the project's variables"))
 	}
-	prev, hadPrev := a.edge.Active(b.ProjectName)
-	if err := a.edge.Activate(ctx, SiteOf(b, project, d.ID, env), progress); err != nil {
+	site := SiteOf(b, project, d.ID, env)
+	if len(peers) > 0 {
+		// The others prepare while this node does.
+		if err := a.store.Notify(ctx, schema.ChannelDeploy, "prepare:"+strconv.FormatInt(d.ID, 10)); err != nil {
+			return errors.Join(fmt.Errorf("activate build %d: ask the edges: %w", b.ID, err),
+				a.fail(bg, d.ID, schema.DeploymentFailed, "the edge nodes could not be asked"))
+		}
+		progress(fmt.Sprintf("Starting on %d edge nodes", len(peers)+btoi(a.edge != nil)))
+	}
+	abort := func(err error) error {
+		if a.edge != nil {
+			a.edge.Discard(d.ID)
+		}
+		if len(peers) > 0 {
+			if nerr := a.store.Notify(bg, schema.ChannelDeploy, "abort:"+strconv.FormatInt(d.ID, 10)); nerr != nil {
+				a.log.Warn("tell the edges to discard a deployment", "deployment", d.ID, "err", nerr)
+			}
+		}
 		status := schema.DeploymentFailed
 		if errors.Is(err, edge.ErrUnhealthy) {
 			status = schema.DeploymentUnhealthy
 		}
 		return errors.Join(err, a.fail(bg, d.ID, status, err.Error()))
 	}
-	if _, err := a.store.ActivateDeployment(bg, d.ID, a.edge.Port(b.ProjectName)); err != nil {
+	var prev int64
+	var hadPrev bool
+	if a.edge != nil {
+		prev, hadPrev = a.edge.Active(b.ProjectName)
+		if err := a.edge.Prepare(ctx, site, progress); err != nil {
+			return abort(err)
+		}
+	}
+	if len(peers) > 0 {
+		if err := a.waitEdges(ctx, d.ID, peers, edgeWait(site.Health), progress); err != nil {
+			return abort(err)
+		}
+	}
+	port := 0
+	if a.edge != nil {
+		if err := a.edge.Commit(d.ID); err != nil {
+			return abort(err)
+		}
+		port = a.edge.Port(b.ProjectName)
+	}
+	if _, err := a.store.ActivateDeployment(bg, d.ID, port); err != nil {
 		err = fmt.Errorf("record activation of build %d: %w", b.ID, err)
 		return errors.Join(err, a.fail(bg, d.ID, schema.DeploymentFailed, "the activation could not be recorded"),
 			a.putBack(bg, b, prev, hadPrev))
 	}
+	// Every edge switches now: the others commit what they prepared.
+	if err := a.store.Notify(bg, schema.ChannelRoutes, b.ProjectName); err != nil {
+		a.log.Warn("tell the edges to switch", "project", b.ProjectName, "err", err)
+	}
 	return nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // fail records a deployment that did not go live.

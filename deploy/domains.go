@@ -58,6 +58,7 @@ func (s *Service) AddDomain(ctx context.Context, actor schema.User, project, dom
 		return schema.Domain{}, false, fmt.Errorf("add domain %s to %s: %w", name, p.Name, err)
 	}
 	s.log.Info("custom domain added", "project", p.Name, "domain", name, "by", actor.Name)
+	s.announce(ctx, p.Name)
 	return d, true, nil
 }
 
@@ -81,5 +82,6 @@ func (s *Service) RemoveDomain(ctx context.Context, actor schema.User, project, 
 		return name, fmt.Errorf("remove domain %s from %s: %w", name, p.Name, err)
 	}
 	s.log.Info("custom domain removed", "project", p.Name, "domain", name, "by", actor.Name)
+	s.announce(ctx, p.Name)
 	return name, nil
 }

@@ -268,5 +268,15 @@ func (s *Service) DeleteProject(ctx context.Context, actor schema.User, name str
 		return fmt.Errorf("delete project %s: %w", name, err)
 	}
 	s.log.Info("project deleted", "project", name, "by", actor.Name)
+	s.announce(ctx, name)
 	return nil
+}
+
+// announce tells every edge node that a project's routes or domains
+// changed (schema.ChannelRoutes); they read them again. A failure is
+// logged: edges also read every route again periodically.
+func (s *Service) announce(ctx context.Context, project string) {
+	if err := s.store.Notify(context.WithoutCancel(ctx), schema.ChannelRoutes, project); err != nil {
+		s.log.Warn("tell the edges of a change", "project", project, "err", err)
+	}
 }

@@ -16,9 +16,10 @@ import (
 // id. It is where the edge reads artifacts: the static cache and the app
 // runtime both get a build's tree from extract.
 type deployments struct {
-	dir    string
-	limits Limits
-	retry  backoff
+	dir       string
+	limits    Limits
+	retry     backoff
+	artifacts ArtifactSource // nil: Site.ArtifactPath is local
 }
 
 // extractFunc returns the directory holding a build's extracted tree,
@@ -26,8 +27,8 @@ type deployments struct {
 // honours ctx while it waits between attempts.
 type extractFunc func(ctx context.Context, site Site) (dir string, err error)
 
-func newDeployments(dir string, limits Limits) *deployments {
-	return &deployments{dir: dir, limits: limits, retry: artifactRetry}
+func newDeployments(dir string, limits Limits, artifacts ArtifactSource) *deployments {
+	return &deployments{dir: dir, limits: limits, retry: artifactRetry, artifacts: artifacts}
 }
 
 // extract makes the build's directory hold its extracted artifact. An
@@ -43,12 +44,26 @@ func (d *deployments) extract(ctx context.Context, site Site) (string, error) {
 		return "", fmt.Errorf("verify artifact %s: %w", site.ArtifactPath, err)
 	}
 	err := d.retry.do(ctx, transientArtifactError, func() error {
-		return d.limits.EnsureExtracted(site.ArtifactPath, site.SHA256, dst)
+		path := site.ArtifactPath
+		if d.artifacts != nil && !isExtracted(dst) {
+			var err error
+			if path, err = d.artifacts.Fetch(ctx, site.SHA256); err != nil {
+				return fmt.Errorf("fetch artifact of build %d: %w", site.BuildID, err)
+			}
+		}
+		return d.limits.EnsureExtracted(path, site.SHA256, dst)
 	})
 	if err != nil {
 		return "", err
 	}
 	return dst, nil
+}
+
+// isExtracted reports whether a build's directory is there already: its
+// artifact need not be fetched again.
+func isExtracted(dst string) bool {
+	ok, err := isDir(dst)
+	return ok && err == nil
 }
 
 // transientArtifactError reports the failures of reading an artifact that

@@ -155,7 +155,7 @@ func TestArtifactReadRetriedProperty(t *testing.T) {
 	var id int64
 	rapid.Check(t, func(rt *rapid.T) {
 		id++
-		d := newDeployments(filepath.Join(tmp, "deployments"), Limits{})
+		d := newDeployments(filepath.Join(tmp, "deployments"), Limits{}, nil)
 		rec := &recordedSleep{}
 		d.retry.sleep = rec.sleep
 		artifact := filepath.Join(tmp, fmt.Sprintf("artifact-%d.tar.gz", id))
@@ -224,7 +224,7 @@ func TestArtifactReadRetriedProperty(t *testing.T) {
 // the edge waits for an artifact stops waiting.
 func TestArtifactRetryHonoursContext(t *testing.T) {
 	t.Parallel()
-	d := newDeployments(t.TempDir(), Limits{})
+	d := newDeployments(t.TempDir(), Limits{}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	rec := &recordedSleep{then: func(int) error { cancel(); return nil }}
 	d.retry.sleep = rec.sleep

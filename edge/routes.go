@@ -83,3 +83,13 @@ func (t *routeTable) apps() []runningApp {
 	}
 	return apps
 }
+
+// projects returns the projects with a route.
+func (t *routeTable) projects() []string {
+	m := *t.cur.Load()
+	names := make([]string, 0, len(m))
+	for p := range m {
+		names = append(names, p)
+	}
+	return names
+}

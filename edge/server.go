@@ -76,6 +76,18 @@ type Config struct {
 	// BodyIdleTimeout ends a request whose body sends nothing for this
 	// long. Zero: DefaultBodyIdleTimeout.
 	BodyIdleTimeout time.Duration
+	// Artifacts gives a local copy of a build's artifact by its SHA-256,
+	// fetching it from where the builds are stored (another node's build
+	// reaches this edge through the database). Zero: Site.ArtifactPath is
+	// read, which must be on this machine.
+	Artifacts ArtifactSource
+}
+
+// ArtifactSource gives the local path of an artifact named by the hex
+// SHA-256 of its bytes, fetching and verifying it first when this machine
+// has no copy (*blobs.Cache). It is called concurrently and honours ctx.
+type ArtifactSource interface {
+	Fetch(ctx context.Context, sha256 string) (path string, err error)
 }
 
 // Site is one build as the edge serves it.
@@ -169,6 +181,7 @@ type Server struct {
 	// restored are held, so it stays as small as a start's restore.
 	deactivated sync.Map
 	restoring   atomic.Int32 // Restore calls running
+	prepared    *preparedSet // deployments ready on this edge, not yet routed
 	ln          listen.Slot
 }
 
@@ -201,9 +214,9 @@ func New(cfg Config, lookup BuildLookup) (*Server, error) {
 	cfg.Runtime = cfg.Runtime.withDefaults()
 	log := cfg.Logger.With("component", "edge")
 	scheme := hosts.New(cfg.BaseDomain)
-	deps := newDeployments(cfg.DeploymentsDir, cfg.Limits)
+	deps := newDeployments(cfg.DeploymentsDir, cfg.Limits, cfg.Artifacts)
 	deps.removeUnfinished(log)
-	s := &Server{cfg: cfg, log: log, routes: newRouteTable()}
+	s := &Server{cfg: cfg, log: log, routes: newRouteTable(), prepared: newPreparedSet()}
 	s.statics = newStaticCache(deps.extract, cfg.CacheBytes, cfg.MaxCachedBuilds)
 	s.runtime = newAppRuntime(cfg.Runtime, deps.extract, log)
 	s.previews = newPreviewPool(s.runtime, cfg.Runtime.PreviewIdle, cfg.Runtime.MaxPreviews, log)
@@ -480,6 +493,25 @@ func (s *Server) Active(project string) (buildID int64, ok bool) {
 	}
 	return 0, false
 }
+
+// ActiveSite returns the site served at the project's production host.
+func (s *Server) ActiveSite(project string) (Site, bool) {
+	if rt := s.routes.get(project); rt != nil {
+		return rt.site, true
+	}
+	return Site{}, false
+}
+
+// Routed returns the projects whose production this edge serves.
+func (s *Server) Routed() []string { return s.routes.projects() }
+
+// Starting reports whether a project's production is being restored
+// after a start (SetStarting).
+func (s *Server) Starting(project string) bool { return s.starting.has(project) }
+
+// ForgetDomains drops what the edge remembers of custom domains: a domain
+// added or removed (on any node) takes effect with the next request.
+func (s *Server) ForgetDomains() { s.sites.domainCache.clear() }
 
 // Restore serves many sites, typically the active deployments read at
 // start, before SetReady(true), each as RestoreSite does (a project routed

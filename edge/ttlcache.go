@@ -67,3 +67,10 @@ func (c *ttlCache[V]) len() int {
 	defer c.mu.Unlock()
 	return len(c.items)
 }
+
+// clear forgets everything.
+func (c *ttlCache[V]) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.items)
+}

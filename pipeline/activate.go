@@ -2,13 +2,11 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/rivertype"
 
 	"minivercel/schema"
 )
@@ -80,25 +78,9 @@ func (q *Queue) RequestActivation(ctx context.Context, buildID int64) (int64, er
 // WaitActivation waits until the activation job ends and returns nil when it
 // succeeded, or the error the worker reported.
 func (q *Queue) WaitActivation(ctx context.Context, jobID int64) error {
-	for {
-		job, err := q.client.JobGet(ctx, jobID)
-		if err != nil {
-			return fmt.Errorf("read activation job %d: %w", jobID, err)
-		}
-		switch job.State {
-		case rivertype.JobStateCompleted:
-			return nil
-		case rivertype.JobStateDiscarded, rivertype.JobStateCancelled:
-			msg := "activation failed"
-			if n := len(job.Errors); n > 0 {
-				msg = job.Errors[n-1].Error
-			}
-			return errors.New(strings.TrimSpace(msg))
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("wait for activation: %w (is minivercel serve running?)", ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
+	err := q.waitJob(ctx, jobID, "activation")
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("%w (is minivercel serve running?)", err)
 	}
+	return err
 }

@@ -44,12 +44,16 @@ type Broker struct {
 	mu     sync.Mutex
 	builds map[int64]*liveLog
 	begun  chan struct{} // closed and replaced whenever a build begins
+	// stored holds, per build followed from the database, a channel closed
+	// when another node announces new lines of it or its end (Announce).
+	stored map[int64]chan struct{}
 }
 
 type liveLog struct {
 	redact  *secret.Redactor // masks the project's secret values; nil masks nothing
-	lines   []string         // lines[i] has seq i+1
-	stored  int              // how many lines are in the database
+	base    int              // lines stored before this run began (an earlier attempt's)
+	lines   []string         // lines[i] has seq base+i+1
+	stored  int              // how many of lines are in the database
 	subs    map[chan Event]*follower
 	flushMu sync.Mutex
 }
@@ -118,18 +122,21 @@ func NewBroker(store LogStore, logger *slog.Logger) *Broker {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Broker{store: store, log: logger.With("component", "logs"), builds: map[int64]*liveLog{}, begun: make(chan struct{})}
+	return &Broker{store: store, log: logger.With("component", "logs"), builds: map[int64]*liveLog{},
+		begun: make(chan struct{}), stored: map[int64]chan struct{}{}}
 }
 
 // Begin opens a build's live log; its lines are stored periodically until Finish.
-func (b *Broker) Begin(buildID int64) { b.BeginRedacted(buildID, nil) }
+func (b *Broker) Begin(buildID int64) { b.BeginRedacted(buildID, nil, 0) }
 
 // BeginRedacted opens a build's live log whose every line is redacted with r
-// before it is stored or sent: no secret value leaves the broker.
-func (b *Broker) BeginRedacted(buildID int64, r *secret.Redactor) {
+// before it is stored or sent: no secret value leaves the broker. after is
+// the seq of the last line stored already (by an earlier attempt of the
+// build, on a worker that died): the log goes on after it.
+func (b *Broker) BeginRedacted(buildID int64, r *secret.Redactor, after int) {
 	b.mu.Lock()
 	if _, ok := b.builds[buildID]; !ok {
-		b.builds[buildID] = &liveLog{subs: map[chan Event]*follower{}, redact: r}
+		b.builds[buildID] = &liveLog{subs: map[chan Event]*follower{}, redact: r, base: after}
 	}
 	close(b.begun)
 	b.begun = make(chan struct{})
@@ -174,7 +181,7 @@ func (b *Broker) flush(buildID int64, l *liveLog) {
 	// lines stay pending for the next flush.
 	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 	defer cancel()
-	if err := b.store.AppendLogLines(ctx, buildID, from+1, pending); err != nil {
+	if err := b.store.AppendLogLines(ctx, buildID, l.base+from+1, pending); err != nil {
 		b.log.Error("store build log lines", "build", buildID, "err", err)
 		return
 	}
@@ -194,7 +201,7 @@ func (b *Broker) Publish(buildID int64, line string) {
 	}
 	line = l.redact.String(line)
 	l.lines = append(l.lines, line)
-	ev := Event{BuildID: buildID, Seq: len(l.lines), Line: line}
+	ev := Event{BuildID: buildID, Seq: l.base + len(l.lines), Line: line}
 	for ch, f := range l.subs {
 		offer(ch, f, ev)
 	}
@@ -241,6 +248,9 @@ func (b *Broker) Follow(ctx context.Context, buildID int64) (<-chan Event, error
 	out := make(chan Event, 64)
 	b.mu.Lock()
 	l, live := b.builds[buildID]
+	// A build resumed after its first worker died has its first lines in
+	// the database only: it is followed from there.
+	live = live && l.base == 0
 	var snapshot []string
 	var ch chan Event
 	if live {
@@ -317,18 +327,26 @@ func (b *Broker) followStored(ctx context.Context, buildID int64, out chan Event
 			close(out)
 			return
 		}
-		// Queued or running elsewhere: switch to the live log once it begins here.
+		// Queued or running elsewhere: switch to the live log once it
+		// begins here (and every line before it was read), else wait for
+		// another node to announce more.
 		b.mu.Lock()
 		begun := b.begun
 		l, live := b.builds[buildID]
+		live = live && seq >= l.base
 		var ch chan Event
 		var rest []string
 		if live {
 			ch = make(chan Event, followerBuffer)
 			l.subs[ch] = &follower{}
-			if seq < len(l.lines) {
-				rest = append(rest, l.lines[seq:]...)
+			if seq-l.base < len(l.lines) {
+				rest = append(rest, l.lines[seq-l.base:]...)
 			}
+		}
+		announced := b.stored[buildID]
+		if !live && announced == nil {
+			announced = make(chan struct{})
+			b.stored[buildID] = announced
 		}
 		b.mu.Unlock()
 		if live {
@@ -362,8 +380,33 @@ func (b *Broker) followStored(ctx context.Context, buildID int64, out chan Event
 			close(out)
 			return
 		case <-begun:
-		case <-time.After(time.Second):
+		case <-announced:
+		case <-time.After(storedPoll):
 		}
+	}
+}
+
+// storedPoll is how long a follower of a build running on another node
+// waits for an announcement before it reads the database anyway: a lost
+// notification delays lines by this much at most.
+const storedPoll = time.Second
+
+// Announce wakes the followers of a build that this process is not
+// running, reading it from the database: another node stored lines of
+// it, or ended it (schema.ChannelLogs). Resync wakes them all.
+func (b *Broker) Announce(buildID int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if buildID != 0 {
+		if ch, ok := b.stored[buildID]; ok {
+			close(ch)
+			delete(b.stored, buildID)
+		}
+		return
+	}
+	for id, ch := range b.stored {
+		close(ch)
+		delete(b.stored, id)
 	}
 }
 

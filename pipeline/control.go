@@ -16,6 +16,7 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
 
 	"minivercel/proc"
 	"minivercel/schema"
@@ -112,19 +113,16 @@ func (q *Queue) putBranchBack(ctx context.Context, b schema.Build, before string
 		out.detail(fmt.Sprintf("To build it again: minivercel deploy rebuild %s %s", b.ProjectName, b.Branch))
 		return
 	}
-	ref := "refs/heads/" + b.Branch
-	args := []string{"update-ref", "-m", fmt.Sprintf("minivercel: build #%d did not succeed", b.ID)}
-	if strings.Trim(before, "0") == "" {
-		args = append(args, "-d", ref, b.CommitSHA)
+	var err error
+	if q.hasRepo(b.ProjectName) {
+		err = q.moveBranchBack(context.WithoutCancel(ctx), b, before)
 	} else {
-		args = append(args, ref, before, b.CommitSHA)
+		// The repository is on a gitd node: it moves the branch.
+		err = q.putBackRemotely(context.WithoutCancel(ctx), b, before)
 	}
-	cmd, cancel := q.git(context.WithoutCancel(ctx), b.ProjectName, args...)
-	defer cancel()
-	if msg, err := cmd.CombinedOutput(); err != nil {
+	if err != nil {
 		// Most often a later push moved the branch: then it is right as it is.
-		q.log.Info("branch not put back", "project", b.ProjectName, "branch", b.Branch, "build", b.ID,
-			"err", err, "git", strings.TrimSpace(string(msg)))
+		q.log.Info("branch not put back", "project", b.ProjectName, "branch", b.Branch, "build", b.ID, "err", err)
 		out.detail(fmt.Sprintf("To build it again: minivercel deploy rebuild %s %s", b.ProjectName, short(b.CommitSHA)))
 		return
 	}
@@ -134,6 +132,69 @@ func (q *Queue) putBranchBack(ctx context.Context, b schema.Build, before string
 	}
 	out.detail(fmt.Sprintf("Branch %s is %s: fix the cause and push again to build %s (or run: minivercel deploy rebuild %s %s)",
 		b.Branch, where, short(b.CommitSHA), b.ProjectName, short(b.CommitSHA)))
+}
+
+// moveBranchBack is putBranchBack's compare-and-swap in this node's
+// repository.
+func (q *Queue) moveBranchBack(ctx context.Context, b schema.Build, before string) error {
+	ref := "refs/heads/" + b.Branch
+	args := []string{"update-ref", "-m", fmt.Sprintf("minivercel: build #%d did not succeed", b.ID)}
+	if strings.Trim(before, "0") == "" {
+		args = append(args, "-d", ref, b.CommitSHA)
+	} else {
+		args = append(args, ref, before, b.CommitSHA)
+	}
+	cmd, cancel := q.git(ctx, b.ProjectName, args...)
+	defer cancel()
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("git update-ref: %w: %s", err, strings.TrimSpace(string(msg)))
+	}
+	return nil
+}
+
+// putBackTimeout bounds how long a worker waits for a gitd node to put a
+// branch back.
+const putBackTimeout = 30 * time.Second
+
+// putBackRemotely asks a gitd node to put the branch back and waits for it.
+func (q *Queue) putBackRemotely(ctx context.Context, b schema.Build, before string) error {
+	ctx, cancel := context.WithTimeout(ctx, putBackTimeout)
+	defer cancel()
+	res, err := q.client.Insert(ctx, PutBackArgs{BuildID: b.ID, Before: before}, nil)
+	if err != nil {
+		return err
+	}
+	return q.waitJob(ctx, res.Job.ID, "branch put-back")
+}
+
+// PutBackArgs is the River job, worked on a gitd node, that puts a failed
+// build's branch back (putBranchBack) for a worker without the repository.
+type PutBackArgs struct {
+	BuildID int64  `json:"build_id"`
+	Before  string `json:"before"`
+}
+
+// Kind names the job kind in River's table.
+func (PutBackArgs) Kind() string { return "put_back" }
+
+// InsertOpts puts the job on the git queue, tried once: a branch a later
+// push moved stays where it is.
+func (PutBackArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: gitQueue, MaxAttempts: 1}
+}
+
+type putBackWorker struct {
+	river.WorkerDefaults[PutBackArgs]
+	q *Queue
+}
+
+// Work moves the branch back in this node's repository.
+func (w *putBackWorker) Work(ctx context.Context, job *river.Job[PutBackArgs]) error {
+	b, err := w.q.store.BuildByID(ctx, job.Args.BuildID)
+	if err != nil {
+		return err
+	}
+	return w.q.moveBranchBack(ctx, b, job.Args.Before)
 }
 
 // Cancel stops a queued or running build. A queued build is marked canceled at

@@ -94,6 +94,19 @@ type Config struct {
 	// AppUsers removes a deleted project's app user (proc.AppUsers). Zero:
 	// apps run as no user of their project's; nothing is removed.
 	AppUsers AppUserRemover
+	// Node is this node's id (nodes.ID): the builds it runs are recorded
+	// as its own, and only those are failed as interrupted when it starts
+	// again. Zero: builds belong to no node, and every running build is
+	// this process's.
+	Node string
+	// Git says this node keeps the repositories (the gitd role): it makes
+	// source snapshots for workers without them and puts their branches
+	// back. Zero: it does not.
+	Git bool
+	// Blobs stores artifacts and source snapshots for other nodes, and
+	// fetches them. Zero: artifacts stay local, and a worker builds only
+	// projects whose repository it has.
+	Blobs Blobs
 }
 
 // BuildForgetter is told that a build's files are gone: ForgetBuild may
@@ -198,15 +211,21 @@ func NewQueue(cfg Config, store *schema.Store, broker *Broker, act Activator, sa
 		Logger:     slog.New(slog.DiscardHandler),
 		JobTimeout: jobTimeout,
 	}
-	if work {
+	if work || cfg.Git {
 		workers := river.NewWorkers()
-		river.AddWorker(workers, &buildWorker{q: q})
-		river.AddWorker(workers, &activateWorker{q: q})
-		rc.Workers = workers
-		rc.Queues = map[string]river.QueueConfig{
-			river.QueueDefault: {MaxWorkers: cfg.Concurrency},
-			deployQueue:        {MaxWorkers: 2},
+		rc.Queues = map[string]river.QueueConfig{}
+		if work {
+			river.AddWorker(workers, &buildWorker{q: q})
+			river.AddWorker(workers, &activateWorker{q: q})
+			rc.Queues[river.QueueDefault] = river.QueueConfig{MaxWorkers: cfg.Concurrency}
+			rc.Queues[deployQueue] = river.QueueConfig{MaxWorkers: 2}
 		}
+		if cfg.Git {
+			river.AddWorker(workers, &sourceWorker{q: q})
+			river.AddWorker(workers, &putBackWorker{q: q})
+			rc.Queues[gitQueue] = river.QueueConfig{MaxWorkers: 2}
+		}
+		rc.Workers = workers
 		rc.FetchCooldown = 20 * time.Millisecond
 	}
 	client, err := river.NewClient(riverpgxv5.New(store.Pool()), rc)
@@ -251,12 +270,13 @@ func (q *Queue) Shutdown(ctx context.Context) error {
 	return nil
 }
 
-// failInterrupted marks builds left running by a previous run of this server as
+// failInterrupted marks builds left running by a previous run of this node as
 // failed: their worker died with the process and River will not retry them.
+// Other nodes' builds are theirs (or the reaper's, when those nodes died).
 func (q *Queue) failInterrupted(ctx context.Context) error {
 	_, err := q.store.Pool().Exec(ctx, `UPDATE builds SET status = 'failed', finished_at = now(),
 		error = 'interrupted: the server stopped during the build; rebuild it with minivercel deploy rebuild'
-		WHERE status = 'running'`)
+		WHERE status = 'running' AND (node_id IS NULL OR node_id = $1)`, q.cfg.Node)
 	if err != nil {
 		return fmt.Errorf("fail interrupted builds: %w", err)
 	}
@@ -357,7 +377,8 @@ func (w *buildWorker) Work(ctx context.Context, job *river.Job[BuildArgs]) error
 }
 
 func (q *Queue) run(ctx context.Context, buildID int64, before string) error {
-	if err := q.store.StartBuild(ctx, buildID); err != nil {
+	attempt, err := q.store.ClaimBuild(ctx, buildID, q.cfg.Node)
+	if err != nil {
 		if errors.Is(err, schema.ErrConflict) {
 			return ErrBuildNotQueued
 		}
@@ -384,7 +405,13 @@ func (q *Queue) run(ctx context.Context, buildID int64, before string) error {
 		}
 	}
 	redact := secret.NewRedactor(values)
-	q.broker.BeginRedacted(b.ID, redact)
+	// An earlier attempt (on a worker that died) left lines: this one's
+	// follow them.
+	after, err := q.store.LastLogSeq(ctx, b.ID)
+	if err != nil {
+		return err
+	}
+	q.broker.BeginRedacted(b.ID, redact, after)
 	started := time.Now()
 	out := &buildLog{broker: q.broker, buildID: b.ID, redact: redact, budget: newLogBudget(q.cfg.MaxLogLines, q.cfg.MaxLogBytes)}
 	status, reason := schema.BuildFailed, ""
@@ -417,7 +444,7 @@ func (q *Queue) run(ctx context.Context, buildID int64, before string) error {
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	q.broker.Flush(b.ID)
-	if err := q.store.FinishBuild(fctx, b.ID, status, reason); err != nil {
+	if err := q.store.FinishAttempt(fctx, b.ID, attempt, status, reason); err != nil {
 		q.log.Error("record build result", "build", b.ID, "err", err)
 	}
 	q.broker.Finish(b.ID, status)
@@ -463,7 +490,7 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 				return err
 			}
 			var err error
-			if committed, err = Checkout(ctx, filepath.Join(q.cfg.ReposDir, project.Name+".git"), b.CommitSHA, src); err != nil {
+			if committed, err = q.checkout(ctx, b, src, out); err != nil {
 				return err
 			}
 			if err := sandbox.Prepare(ws); err != nil {
@@ -539,6 +566,13 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 				return err
 			}
 			out.detail(fmt.Sprintf("%s, sha256 %s", humanBytes(size), sum[:16]))
+			if q.cfg.Blobs != nil {
+				// Stored where every edge node fetches it from; stored once
+				// however many builds pack the same bytes.
+				if _, _, err := q.cfg.Blobs.Put(ctx, artifact); err != nil {
+					return fmt.Errorf("store the artifact: %w", err)
+				}
+			}
 			b.Kind, b.SPA, b.StartCommand, b.ArtifactPath, b.ArtifactSHA256, b.ArtifactSize = plan.Kind.String(), plan.SPA, plan.Start, artifact, sum, size
 			return q.store.SetBuildArtifact(ctx, b.ID, schema.Artifact{
 				Kind: b.Kind, SPA: b.SPA, StartCommand: b.StartCommand, Path: artifact, SHA256: sum, Size: size,

@@ -3,6 +3,7 @@ package schema
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -91,11 +92,19 @@ type Build struct {
 	CreatedAt     time.Time
 	StartedAt     *time.Time
 	FinishedAt    *time.Time
+	// NodeID is the node running the build ("" while queued); Attempt
+	// counts its starts: a build whose worker died runs again.
+	NodeID  string
+	Attempt int
+	// SourceSHA256 names the blob holding a snapshot of the commit's tree,
+	// made for a worker without the repository; "" while none was made.
+	SourceSHA256 string
 }
 
 const buildCols = `b.id, b.project_id, p.name AS project_name, b.slug, b.branch, b.commit_sha, b.commit_message,
 	b.status, b.stage, b.error, b.kind, b.spa, b.start_command, b.node_version, b.artifact_path, b.artifact_sha256, b.artifact_size,
-	b.collected_at, b.collected_keep, b.created_by, b.created_at, b.started_at, b.finished_at`
+	b.collected_at, b.collected_keep, b.created_by, b.created_at, b.started_at, b.finished_at,
+	COALESCE(b.node_id, '') AS node_id, b.attempt, b.source_sha256`
 
 // NewBuild is what a push knows about a build it asks for.
 type NewBuild struct {
@@ -159,6 +168,65 @@ func (s *Store) StartBuild(ctx context.Context, id int64) error {
 		return fmt.Errorf("start build %d: %w", id, ErrConflict)
 	}
 	return nil
+}
+
+// ClaimBuild moves a queued build to running on node and returns its
+// attempt number (1 for its first run). A build that is not queued is
+// ErrConflict.
+func (s *Store) ClaimBuild(ctx context.Context, id int64, node string) (int, error) {
+	var attempt int
+	err := s.db.QueryRow(ctx, `UPDATE builds SET status = 'running', started_at = now(), node_id = $2, attempt = attempt + 1
+		WHERE id = $1 AND status = 'queued' RETURNING attempt`, id, node).Scan(&attempt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("start build %d: %w", id, ErrConflict)
+	}
+	return attempt, MapError(err)
+}
+
+// FinishAttempt records the final status of a build's attempt, as
+// FinishBuild does, unless the build was given to another attempt since
+// (its worker was thought dead): then it changes nothing and returns
+// ErrConflict, so a worker that comes back never overwrites the result of
+// the attempt that replaced it. Every node following the build's log is
+// told.
+func (s *Store) FinishAttempt(ctx context.Context, id int64, attempt int, status BuildStatus, reason string) error {
+	if !status.Done() {
+		return fmt.Errorf("finish build %d with %q: %w", id, status, ErrInvalid)
+	}
+	tag, err := s.db.Exec(ctx, `WITH done AS (UPDATE builds SET status = $3, error = $4, finished_at = now()
+		WHERE id = $1 AND attempt = $2 AND status = 'running' RETURNING id)
+		SELECT pg_notify('`+ChannelLogs+`', id::text) FROM done`, id, attempt, status, reason)
+	if err != nil {
+		return MapError(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("finish build %d attempt %d: %w", id, attempt, ErrConflict)
+	}
+	return nil
+}
+
+// OrphanedBuilds returns the running builds whose node is no longer live
+// (not seen for deadAfter, or stopped), oldest first, locking them
+// against another node's reaper (use it in a transaction).
+func (s *Store) OrphanedBuilds(ctx context.Context, deadAfter time.Duration) ([]Build, error) {
+	return many[Build](ctx, s.db, `SELECT `+buildCols+` FROM builds b JOIN projects p ON p.id = b.project_id
+		WHERE b.status = 'running' AND b.node_id IS NOT NULL AND NOT EXISTS (
+			SELECT 1 FROM nodes n WHERE n.id = b.node_id AND n.stopped_at IS NULL
+			AND n.last_seen > now() - $1 * interval '1 millisecond')
+		ORDER BY b.id FOR UPDATE OF b SKIP LOCKED`, deadAfter.Milliseconds())
+}
+
+// RequeueBuild puts a running build back in the queue for another
+// attempt (its node died).
+func (s *Store) RequeueBuild(ctx context.Context, id int64) error {
+	_, err := s.db.Exec(ctx, `UPDATE builds SET status = 'queued', node_id = NULL, stage = '' WHERE id = $1 AND status = 'running'`, id)
+	return MapError(err)
+}
+
+// SetBuildSource records the blob holding the snapshot of a build's commit.
+func (s *Store) SetBuildSource(ctx context.Context, id int64, sha256 string) error {
+	_, err := s.db.Exec(ctx, `UPDATE builds SET source_sha256 = $2 WHERE id = $1`, id, sha256)
+	return MapError(err)
 }
 
 // SetBuildStage records the stage a running build has reached.

@@ -123,3 +123,11 @@ func (s *Store) ActiveBuild(ctx context.Context, projectID int64) (Build, error)
 		JOIN builds b ON b.id = d.build_id JOIN projects p ON p.id = b.project_id
 		WHERE d.status = 'active' AND d.environment = 'production' AND d.project_id = $1`, projectID)
 }
+
+// ActiveBuildOf returns the build serving a project's production with its
+// deployment, or ErrNotFound.
+func (s *Store) ActiveBuildOf(ctx context.Context, projectID int64) (ActiveBuild, error) {
+	return one[ActiveBuild](ctx, s.db, `SELECT `+buildCols+`, d.id AS deployment_id FROM deployments d
+		JOIN builds b ON b.id = d.build_id JOIN projects p ON p.id = b.project_id
+		WHERE d.status = 'active' AND d.environment = 'production' AND d.project_id = $1`, projectID)
+}

@@ -15,14 +15,23 @@ type LogLine struct {
 	CreatedAt time.Time
 }
 
-// AppendLogLines stores lines of a build's log numbered from firstSeq on.
+// AppendLogLines stores lines of a build's log numbered from firstSeq on,
+// and tells every node following the log (ChannelLogs).
 func (s *Store) AppendLogLines(ctx context.Context, buildID int64, firstSeq int, lines []string) error {
 	if len(lines) == 0 {
 		return nil
 	}
-	_, err := s.db.Exec(ctx, `INSERT INTO build_log_lines (build_id, seq, line)
-		SELECT $1, $2 + n - 1, line FROM unnest($3::text[]) WITH ORDINALITY AS t(line, n)`, buildID, firstSeq, lines)
+	_, err := s.db.Exec(ctx, `WITH ins AS (INSERT INTO build_log_lines (build_id, seq, line)
+		SELECT $1, $2 + n - 1, line FROM unnest($3::text[]) WITH ORDINALITY AS t(line, n))
+		SELECT pg_notify('`+ChannelLogs+`', $1::text)`, buildID, firstSeq, lines)
 	return MapError(err)
+}
+
+// LastLogSeq returns the seq of a build's last stored log line, 0 for none.
+func (s *Store) LastLogSeq(ctx context.Context, buildID int64) (int, error) {
+	var seq int
+	err := s.db.QueryRow(ctx, `SELECT COALESCE(max(seq), 0) FROM build_log_lines WHERE build_id = $1`, buildID).Scan(&seq)
+	return seq, MapError(err)
 }
 
 // LogLines returns a build's log lines with seq greater than afterSeq, in order.

@@ -1,0 +1,264 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"minivercel/edge"
+	"minivercel/schema"
+	"minivercel/secret"
+)
+
+// Agent is the part of an edge node that follows the cluster: it
+// prepares the deployments activators ask for and reports on them,
+// switches when one goes live, and reads every project's production again
+// when told of a change and periodically (a notification lost while
+// PostgreSQL restarted is caught up). Run it on each edge node; on a
+// single node it is harmless: what this node switched itself, it finds
+// done.
+type Agent struct {
+	edge   AgentEdge
+	store  *schema.Store
+	vars   *secret.Vars
+	node   string
+	events Events
+	log    *slog.Logger
+	// Forget removes a collected build's files on this node (its
+	// extracted tree, its cached artifact). Zero: nothing is removed.
+	Forget func(buildID int64, sha256 string)
+	slots  chan struct{}
+}
+
+// AgentEdge is what the agent needs of the edge (*edge.Server).
+type AgentEdge interface {
+	Edge
+	ActiveSite(project string) (edge.Site, bool)
+	Starting(project string) bool
+	ForgetDomains()
+	ForgetBuild(project, slug string, buildID int64)
+	// Routed returns the projects this edge serves a production of.
+	Routed() []string
+}
+
+// Events delivers notifications (*schema.Listener): Subscribe returns a
+// channel's payloads, schema.Resync after missed ones, and its end.
+type Events interface {
+	Subscribe(channel string) (<-chan string, func())
+}
+
+// NewAgent returns the agent of the edge node named node.
+func NewAgent(e AgentEdge, store *schema.Store, vars *secret.Vars, node string, events Events, log *slog.Logger) *Agent {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Agent{edge: e, store: store, vars: vars, node: node, events: events,
+		log: log.With("component", "cluster"), slots: make(chan struct{}, maxPreparing)}
+}
+
+// maxPreparing bounds the deployments an edge prepares at once.
+const maxPreparing = 4
+
+// reconcileEvery is how often an edge reads every project's production
+// again, whatever it was told.
+const reconcileEvery = 15 * time.Second
+
+// Run follows the cluster until ctx ends.
+func (g *Agent) Run(ctx context.Context) {
+	deploys, stop1 := g.events.Subscribe(schema.ChannelDeploy)
+	defer stop1()
+	routes, stop2 := g.events.Subscribe(schema.ChannelRoutes)
+	defer stop2()
+	builds, stop3 := g.events.Subscribe(schema.ChannelBuilds)
+	defer stop3()
+	tick := time.NewTicker(reconcileEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case msg := <-deploys:
+			g.onDeploy(ctx, msg)
+		case project := <-routes:
+			g.edge.ForgetDomains()
+			if project == schema.Resync {
+				g.reconcileAll(ctx)
+			} else {
+				g.reconcile(ctx, project)
+			}
+		case msg := <-builds:
+			g.onBuild(ctx, msg)
+		case <-tick.C:
+			g.reconcileAll(ctx)
+		}
+	}
+}
+
+// onDeploy handles "prepare:<id>" and "abort:<id>"; other nodes' reports
+// ("ready:<id>") are for the activator.
+func (g *Agent) onDeploy(ctx context.Context, msg string) {
+	kind, idText, _ := strings.Cut(msg, ":")
+	id, err := strconv.ParseInt(idText, 10, 64)
+	if err != nil {
+		return
+	}
+	switch kind {
+	case "prepare":
+		go g.prepare(ctx, id)
+	case "abort":
+		g.edge.Discard(id)
+	}
+}
+
+// prepare readies a deployment here and reports the outcome.
+func (g *Agent) prepare(ctx context.Context, deploymentID int64) {
+	select {
+	case g.slots <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	defer func() { <-g.slots }()
+	d, err := g.store.DeploymentByID(ctx, deploymentID)
+	if err != nil || d.Status != schema.DeploymentStarting {
+		return // gone, or decided already
+	}
+	err = g.prepareSite(ctx, d)
+	r := schema.EdgeReport{DeploymentID: d.ID, NodeID: g.node, Ready: err == nil}
+	if err != nil {
+		r.Error = reportFailure(err)
+		g.log.Warn("deployment not ready here", "deployment", d.ID, "err", err)
+	}
+	if err := g.store.ReportEdge(context.WithoutCancel(ctx), r); err != nil {
+		g.log.Error("report on a deployment", "deployment", d.ID, "err", err)
+	}
+}
+
+func (g *Agent) prepareSite(ctx context.Context, d schema.Deployment) error {
+	site, err := g.site(ctx, d.BuildID, d.ID)
+	if err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, edgeWait(site.Health))
+	defer cancel()
+	return g.edge.Prepare(pctx, site, nil)
+}
+
+// site is how this edge serves a build under a deployment.
+func (g *Agent) site(ctx context.Context, buildID, deploymentID int64) (edge.Site, error) {
+	b, err := g.store.BuildByID(ctx, buildID)
+	if err != nil {
+		return edge.Site{}, err
+	}
+	p, err := g.store.ProjectByID(ctx, b.ProjectID)
+	if err != nil {
+		return edge.Site{}, err
+	}
+	env, err := g.vars.Resolve(ctx, p.ID, schema.TargetProduction)
+	if err != nil {
+		return edge.Site{}, errors.New("cannot read the project's variables")
+	}
+	return SiteOf(b, p, deploymentID, env), nil
+}
+
+// reconcile makes this edge serve what the database says a project's
+// production is.
+func (g *Agent) reconcile(ctx context.Context, project string) {
+	p, err := g.store.ProjectByName(ctx, project)
+	if errors.Is(err, schema.ErrNotFound) {
+		g.gone(project)
+		return
+	}
+	if err != nil {
+		g.log.Warn("read a project's production", "project", project, "err", err)
+		return
+	}
+	active, err := g.store.ActiveBuildOf(ctx, p.ID)
+	if errors.Is(err, schema.ErrNotFound) {
+		return
+	}
+	if err != nil {
+		g.log.Warn("read a project's production", "project", project, "err", err)
+		return
+	}
+	g.follow(ctx, active)
+}
+
+// follow switches this edge to an active deployment unless it serves it,
+// or something newer, already. Deployment ids grow: a rollback is a new
+// deployment too, so "newer" is a larger id, and an old answer read just
+// before a switch never undoes it.
+func (g *Agent) follow(ctx context.Context, active schema.ActiveBuild) {
+	project := active.ProjectName
+	if g.edge.Starting(project) {
+		return // the start-up restore is bringing it
+	}
+	if cur, ok := g.edge.ActiveSite(project); ok && cur.DeploymentID >= active.DeploymentID {
+		return
+	}
+	if err := g.edge.Commit(active.DeploymentID); err == nil {
+		return
+	} else if !errors.Is(err, edge.ErrNotPrepared) {
+		g.log.Warn("switch to a deployment", "deployment", active.DeploymentID, "err", err)
+	}
+	// Not prepared here (this edge joined, or restarted, after the
+	// activation asked): it starts it now.
+	site, err := g.site(ctx, active.ID, active.DeploymentID)
+	if err != nil {
+		g.log.Warn("serve a project's production", "project", project, "err", err)
+		return
+	}
+	actx, cancel := context.WithTimeout(ctx, edgeWait(site.Health))
+	defer cancel()
+	if err := g.edge.Activate(actx, site, nil); err != nil {
+		g.log.Error("serve a project's production", "project", project, "build", active.ID, "err", err)
+	}
+}
+
+// reconcileAll is reconcile of every project, and of the projects this
+// edge serves that are gone.
+func (g *Agent) reconcileAll(ctx context.Context) {
+	actives, err := g.store.ActiveBuilds(ctx)
+	if err != nil {
+		g.log.Warn("read the projects' production", "err", err)
+		return
+	}
+	live := map[string]bool{}
+	for _, a := range actives {
+		live[a.ProjectName] = true
+		g.follow(ctx, a)
+	}
+	for _, project := range g.edge.Routed() {
+		if !live[project] {
+			g.reconcile(ctx, project)
+		}
+	}
+}
+
+// gone stops serving a deleted project here.
+func (g *Agent) gone(project string) {
+	if _, ok := g.edge.ActiveSite(project); ok {
+		g.log.Info("project deleted: no longer served here", "project", project)
+	}
+	g.edge.Deactivate(project)
+	g.edge.StopPreviews(project)
+}
+
+// onBuild handles "forget:<id>": retention collected a build.
+func (g *Agent) onBuild(ctx context.Context, msg string) {
+	kind, idText, _ := strings.Cut(msg, ":")
+	id, err := strconv.ParseInt(idText, 10, 64)
+	if kind != "forget" || err != nil {
+		return
+	}
+	b, err := g.store.BuildByID(ctx, id)
+	if err != nil {
+		return
+	}
+	g.edge.ForgetBuild(b.ProjectName, b.Slug, b.ID)
+	if g.Forget != nil {
+		g.Forget(b.ID, b.ArtifactSHA256)
+	}
+}

@@ -68,6 +68,9 @@ type server struct {
 	cmd      *exec.Cmd
 	logPath  string // what the current run of serve writes
 	done     chan struct{}
+	// noHTTP is set for a node without the edge and panel roles: it has
+	// no HTTP listener, and is ready when its log says so.
+	noHTTP bool
 }
 
 // logText is what the current run of the server wrote to stdout and stderr.
@@ -188,8 +191,11 @@ func (s *server) launch() error {
 	go func() { s.cmd.Wait(); close(s.done) }()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		code, _ := s.get("localhost", "/healthz")
-		if code == 200 {
+		if s.noHTTP {
+			if strings.Contains(s.logText(), "minivercel is ready") {
+				return nil
+			}
+		} else if code, _ := s.get("localhost", "/healthz"); code == 200 {
 			return nil
 		}
 		select {

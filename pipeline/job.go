@@ -168,6 +168,9 @@ type Queue struct {
 	// projectLocks serialises activation per project so two builds finishing
 	// together cannot interleave their route switches.
 	projectLocks sync.Map
+	// works is whether this node works jobs (builds, or git work): only
+	// then does its River client start.
+	works bool
 }
 
 // jobTimeout bounds one whole build job: install and build may each use the
@@ -227,6 +230,7 @@ func NewQueue(cfg Config, store *schema.Store, broker *Broker, act Activator, sa
 		}
 		rc.Workers = workers
 		rc.FetchCooldown = 20 * time.Millisecond
+		q.works = true
 	}
 	client, err := river.NewClient(riverpgxv5.New(store.Pool()), rc)
 	if err != nil {
@@ -247,8 +251,10 @@ func (q *Queue) Start(ctx context.Context) error {
 	if err := q.cleanUp(ctx, q.created); err != nil {
 		return err
 	}
-	if err := q.client.Start(ctx); err != nil {
-		return fmt.Errorf("start build queue: %w", err)
+	if q.works {
+		if err := q.client.Start(ctx); err != nil {
+			return fmt.Errorf("start build queue: %w", err)
+		}
 	}
 	q.background.Go(func() {
 		if err := q.CollectAll(ctx); err != nil && ctx.Err() == nil {
@@ -262,6 +268,9 @@ func (q *Queue) Start(ctx context.Context) error {
 // then cancels them.
 func (q *Queue) Shutdown(ctx context.Context) error {
 	defer q.background.Wait()
+	if !q.works {
+		return nil
+	}
 	if err := q.client.Stop(ctx); err != nil {
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -308,11 +317,45 @@ func (q *Queue) enqueue(ctx context.Context, nb schema.NewBuild, before string) 
 }
 
 // lockProject takes a project's activation lock and returns its release.
+// The lock holds across nodes: a PostgreSQL advisory lock on a connection
+// of its own, taken after this process's mutex (so one process queues its
+// own callers without holding connections). If the database cannot be
+// reached, the lock of this process alone is held, and the failure logged:
+// what follows reads the database too, and fails on its own.
 func (q *Queue) lockProject(id int64) (unlock func()) {
 	mu, _ := q.projectLocks.LoadOrStore(id, &sync.Mutex{})
 	mu.(*sync.Mutex).Lock()
-	return mu.(*sync.Mutex).Unlock
+	ctx, cancel := context.WithTimeout(context.Background(), projectLockWait)
+	defer cancel()
+	conn, err := q.store.Pool().Acquire(ctx)
+	if err == nil {
+		if _, err = conn.Exec(ctx, `SELECT pg_advisory_lock($1, $2)`, projectLockClass, int32(id)); err != nil {
+			conn.Release()
+		}
+	}
+	if err != nil {
+		q.log.Warn("take a project's lock across nodes", "project", id, "err", err)
+		return mu.(*sync.Mutex).Unlock
+	}
+	return func() {
+		uctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock($1, $2)`, projectLockClass, int32(id)); err != nil {
+			// A session lock goes with its connection.
+			conn.Conn().Close(uctx)
+		}
+		conn.Release()
+		mu.(*sync.Mutex).Unlock()
+	}
 }
+
+// projectLockClass is the first key of the projects' advisory locks; the
+// second is the project's id.
+const projectLockClass = 0x6d76 // "mv"
+
+// projectLockWait bounds the wait for another node's activation of the
+// same project: as long as an activation may take.
+const projectLockWait = 15 * time.Minute
 
 // activate runs the activator with the project's lock held, so two builds or
 // rollbacks of one project never interleave their switches.
@@ -448,6 +491,7 @@ func (q *Queue) run(ctx context.Context, buildID int64, before string) error {
 		q.log.Error("record build result", "build", b.ID, "err", err)
 	}
 	q.broker.Finish(b.ID, status)
+	q.releaseSource(fctx, b.ID)
 	q.log.Info("build finished", "build", b.ID, "project", project.Name, "status", status, "duration", time.Since(started))
 	q.collectAfter(ctx, b.ProjectID)
 	return nil
@@ -481,6 +525,9 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 	steps := []step{
 		{schema.StageClone, func(ctx context.Context) error {
 			out.heading(fmt.Sprintf("Checking out %s (%s)", short(b.CommitSHA), b.Branch))
+			if q.cfg.Node != "" {
+				out.detail("Worker: " + q.cfg.Node)
+			}
 			if err := os.MkdirAll(src, 0o755); err != nil {
 				return err
 			}

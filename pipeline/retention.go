@@ -91,6 +91,9 @@ func (q *Queue) Collect(ctx context.Context, projectID int64) (int, error) {
 	marked, err := q.markCollected(ctx, projectID, keep)
 	for _, b := range marked {
 		removed := q.removeBuildFiles(b.ID, b.ArtifactPath)
+		if q.cfg.Blobs != nil && b.ArtifactSHA256 != "" {
+			q.cfg.Blobs.Release(ctx, b.ArtifactSHA256)
+		}
 		if q.cfg.Sites != nil {
 			q.cfg.Sites.ForgetBuild(b.ProjectName, b.Slug, b.ID)
 		}
@@ -136,6 +139,15 @@ func (q *Queue) CollectAll(ctx context.Context) error {
 		total += n
 		if err != nil {
 			errs = append(errs, fmt.Errorf("collect builds of %s: %w", p.Name, err))
+		}
+	}
+	if q.cfg.Blobs != nil {
+		// Blobs of projects deleted, or builds collected, by a node that
+		// stopped before it released them.
+		if gone, err := q.store.DeleteUnreferencedBlobs(ctx, time.Hour); err != nil {
+			errs = append(errs, fmt.Errorf("delete unreferenced blobs: %w", err))
+		} else if len(gone) > 0 {
+			q.rlog.Info("deleted blobs no build needs", "count", len(gone))
 		}
 	}
 	q.rlog.Info("retention pass done", "projects", len(projects), "collected", total, "keep", q.keepBuilds())

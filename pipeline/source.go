@@ -33,6 +33,9 @@ type Blobs interface {
 	Put(ctx context.Context, path string) (sha256 string, size int64, err error)
 	Fetch(ctx context.Context, sha256 string) (path string, err error)
 	Extract(archive, sha256, dst string) error
+	// Release deletes a blob no build needs any more (collected, or a
+	// finished build's source), here and in the database.
+	Release(ctx context.Context, sha256 string)
 }
 
 // SourceArgs is the River job, worked on a gitd node, that stores a
@@ -87,6 +90,16 @@ func (w *sourceWorker) Work(ctx context.Context, job *river.Job[SourceArgs]) err
 		return fmt.Errorf("store the snapshot of %s: %w", short(b.CommitSHA), err)
 	}
 	return q.store.SetBuildSource(ctx, b.ID, sum)
+}
+
+// releaseSource lets the source snapshot of a finished build go.
+func (q *Queue) releaseSource(ctx context.Context, buildID int64) {
+	if q.cfg.Blobs == nil {
+		return
+	}
+	if b, err := q.store.BuildByID(ctx, buildID); err == nil && b.SourceSHA256 != "" {
+		q.cfg.Blobs.Release(ctx, b.SourceSHA256)
+	}
 }
 
 // repo is the path of a project's bare repository on this node.

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -294,4 +295,33 @@ func (s *Store) DeleteIncompleteBlobs(ctx context.Context, age time.Duration) (i
 		AND created_at < now() - make_interval(secs => $1)
 		AND pg_try_advisory_xact_lock($2, `+blobLockKey("sha256")+`)`, age.Seconds(), blobLockClass)
 	return int(tag.RowsAffected()), MapError(err)
+}
+
+// blobUnreferenced is true for a blob no build needs: no build kept by
+// retention has it as its artifact, and no unfinished build as its source.
+const blobUnreferenced = `NOT EXISTS (SELECT 1 FROM builds WHERE artifact_sha256 = blobs.sha256 AND collected_at IS NULL)
+	AND NOT EXISTS (SELECT 1 FROM builds WHERE source_sha256 = blobs.sha256 AND status IN ('queued', 'running'))`
+
+// ReleaseBlob deletes a blob that no build needs any more, and reports
+// whether it did; one still needed is left alone.
+func (s *Store) ReleaseBlob(ctx context.Context, sha256 string) (bool, error) {
+	tag, err := s.db.Exec(ctx, `DELETE FROM blobs WHERE sha256 = $1 AND complete AND `+blobUnreferenced, sha256)
+	if err != nil {
+		return false, MapError(err)
+	}
+	return tag.RowsAffected() > 0, nil
+}
+
+// DeleteUnreferencedBlobs deletes the complete blobs older than age that
+// no build needs (their builds were deleted with their project, or
+// collected) and returns their digests. The age spares a blob stored just
+// before the build that names it is recorded.
+func (s *Store) DeleteUnreferencedBlobs(ctx context.Context, age time.Duration) ([]string, error) {
+	rows, err := s.db.Query(ctx, `DELETE FROM blobs WHERE complete AND created_at < now() - $1 * interval '1 millisecond'
+		AND `+blobUnreferenced+` RETURNING sha256`, age.Milliseconds())
+	if err != nil {
+		return nil, MapError(err)
+	}
+	shas, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return shas, MapError(err)
 }

@@ -12,19 +12,23 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"minivercel/blobs"
 	"minivercel/creds"
 	"minivercel/deploy"
 	"minivercel/edge"
 	"minivercel/gitd"
 	"minivercel/hooks"
 	"minivercel/limits"
+	"minivercel/nodes"
 	"minivercel/panel"
 	"minivercel/pipeline"
 	"minivercel/proc"
+	"minivercel/schema"
 	"minivercel/toolchain"
 )
 
@@ -49,6 +53,12 @@ type serveFlags struct {
 	// of one build command and one app process; 0 is no limit.
 	buildMemory, appMemory limits.Size
 	buildPids, appPids     int64
+	// roles are the parts this node runs; nodeAddr is where other nodes
+	// reach its HTTP listener.
+	roles    nodes.Roles
+	nodeAddr string
+	// maxWorkspace and maxPush bound one build's workspace and one push.
+	maxWorkspace, maxPush limits.Size
 }
 
 // Default limits a small VPS survives: a runaway build or app is stopped
@@ -86,11 +96,26 @@ func serve(ctx context.Context, stop context.CancelFunc, args []string, stderr i
 	fs.Int64Var(&f.buildPids, "build-pids", defaultBuildPids, "processes and threads of one build command at once; 0: no limit")
 	fs.Var(&f.appMemory, "app-memory", "memory of one app process with its children, such as 512M or 1G; 0: no limit")
 	fs.Int64Var(&f.appPids, "app-pids", defaultAppPids, "processes and threads of one app process at once; 0: no limit")
+	roles := fs.String("roles", "all", "the parts this node runs, a comma list of gitd, worker, edge and panel; any set but all needs --database-url, shared by every node")
+	fs.StringVar(&f.nodeAddr, "node-addr", "", "host:port where other nodes reach this node's --http-addr (an edge without the panel role forwards the base domain there); default: 127.0.0.1 and that port")
+	f.maxWorkspace, f.maxPush = pipeline.DefaultMaxWorkspaceBytes, gitd.DefaultMaxPushBytes
+	fs.Var(&f.maxWorkspace, "build-disk", "disk one build's workspace may use (checkout, dependencies, output), such as 10G")
+	fs.Var(&f.maxPush, "max-push", "size of one push (git's receive.maxInputSize), such as 1G")
 	if err := parseFlags(fs, args, os.Getenv); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("serve takes no arguments, got %q", fs.Args())}
+	}
+	var err error
+	if f.roles, err = nodes.ParseRoles(*roles); err != nil {
+		return usageError{"--roles: " + err.Error()}
+	}
+	if !f.roles.All() && f.databaseURL == "" {
+		return usageError{fmt.Sprintf("--roles %s needs --database-url: the nodes of a cluster share one PostgreSQL (the private one in the data directory serves a single node running every role)", f.roles)}
+	}
+	if f.maxWorkspace <= 0 || f.maxPush <= 0 {
+		return usageError{"--build-disk and --max-push must be more than 0"}
 	}
 	if f.buildPids < 0 || f.appPids < 0 {
 		return usageError{"--build-pids and --app-pids must be 0 (no limit) or more"}
@@ -217,14 +242,39 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	if err != nil {
 		return fmt.Errorf("find own executable for the git hook: %w", err)
 	}
+	nodeID, err := nodes.ID(root)
+	if err != nil {
+		return err
+	}
+	roles := f.roles
+	has := roles.Has
+	log = log.With("node", nodeID)
 	db, _, vars, err := f.openVars(ctx, log, false)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	sandbox, err := pipeline.BuildUser()
+	registry, err := nodes.NewRegistry(db.store, schema.Node{
+		ID: nodeID, Roles: roles.Strings(), Address: nodeAddress(f.nodeAddr, f.httpAddr), Version: version,
+	}, 0, log)
 	if err != nil {
 		return err
+	}
+	events := schema.NewListener(db.store, log, schema.ChannelLogs, schema.ChannelRoutes, schema.ChannelDeploy, schema.ChannelBuilds)
+	view := clusterView{db.store}
+	// With the private database this node is the whole installation: what
+	// a build writes stays on its disk. With a shared one, artifacts and
+	// source snapshots go to PostgreSQL for the other nodes.
+	var store *blobStore
+	if db.cluster == nil {
+		cache, err := blobs.NewCache(filepath.Join(root, "blobs"), blobs.PG(db.store), 4)
+		if err != nil {
+			return err
+		}
+		if err := cache.RemoveTemporary(); err != nil {
+			log.Warn("remove unfinished downloads", "err", err)
+		}
+		store = &blobStore{db: db.store, store: blobs.PG(db.store), cache: cache}
 	}
 	cgroups := limits.New(limits.Config{ID: root, Logger: log})
 	defer func() {
@@ -232,65 +282,97 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 			log.Warn("remove cgroups", "err", err)
 		}
 	}()
+	var tools *toolchain.Store
+	if has(nodes.Worker) || has(nodes.Edge) {
+		if tools, err = openToolchains(ctx, f.toolchainDir, root, log); err != nil {
+			return err
+		}
+	}
+	urlFor := siteURL(f.httpAddr, f.httpsAddr, f.publicPort)
+	jwtKey, err := loadSecretKey(os.Getenv("MINIVERCEL_JWT_KEY"), filepath.Join(root, "jwt.key"))
+	if err != nil {
+		return err
+	}
+	appUsers := proc.NewAppUsers(root)
+
+	// The edge: the public listener. A node with the panel role and not
+	// the edge's runs it too, serving the base domain only.
+	var edgeSrv *edge.Server
+	var runtimeLogs *runtimeLogs
+	toPanel, gitHTTP := &lateHandler{}, &lateHandler{}
+	if has(nodes.Edge) || has(nodes.Panel) {
+		appUID, appGID, err := proc.SystemUser(proc.AppUserName)
+		if err != nil {
+			return err
+		}
+		var nodeStore edge.NodeStore
+		if tools != nil {
+			nodeStore = tools
+		}
+		runtimeLogs = newRuntimeLogs(db.store, log)
+		defer runtimeLogs.Close()
+		tlsCfg, err := tlsConfig(f, db.store, log)
+		if err != nil {
+			return err
+		}
+		lookup := deploy.NewLookup(db.store, vars)
+		cfg := edge.Config{
+			Addr: f.httpAddr, BaseDomain: f.baseDomain, DeploymentsDir: dirs.deployments, Logger: log,
+			PanelHandler: toPanel, TLS: tlsCfg, CustomDomains: lookup,
+			Health: db.pool.Ping,
+			Runtime: edge.RuntimeConfig{
+				UID: appUID, GID: appGID, DropPrivileges: os.Geteuid() == 0, Logs: runtimeLogs,
+				UserFor: appUsers.For, OrphanUIDs: appUsers.UIDs(), Node: nodeStore,
+				Cgroups: cgroups, AppLimits: limits.Limits{Memory: int64(f.appMemory), Pids: f.appPids, CPUWeight: appCPUWeight},
+			},
+		}
+		if has(nodes.Gitd) {
+			cfg.GitHandler = gitHTTP
+		}
+		if store != nil {
+			cfg.Artifacts = store
+		}
+		if !has(nodes.Panel) {
+			cfg.PanelHandler = newRemotePanel(view, nodeID, log)
+		}
+		if edgeSrv, err = edge.New(cfg, lookup); err != nil {
+			return err
+		}
+		edgeSrv.KillOrphans()
+	}
+	var localEdge deploy.Edge // nil unless this node serves sites
+	if has(nodes.Edge) {
+		localEdge = edgeSrv
+	}
+
+	broker := pipeline.NewBroker(db.store, log)
+	activator := deploy.NewActivator(localEdge, db.store, vars, log)
+	activator.RestoreBudget = f.restoreBudget
+	activator.Node, activator.Peers = nodeID, view
+	sandbox, err := pipeline.BuildUser()
+	if err != nil {
+		return err
+	}
 	sandbox.Cgroups = cgroups
 	sandbox.Limits = limits.Limits{Memory: int64(f.buildMemory), Pids: f.buildPids, CPUWeight: buildCPUWeight}
 	// Builds see nothing of the data directory: not the database, the
 	// repositories, the artifacts, nor other builds' workspaces; only the
 	// toolchain store, read-only.
 	sandbox.Hide = []string{root}
-	tools, err := openToolchains(ctx, f.toolchainDir, root, log)
-	if err != nil {
-		return err
-	}
-	var nodes edge.NodeStore
 	if tools != nil {
 		sandbox.ReadOnly = []string{tools.Dir()}
-		nodes = tools
 	}
-	appUID, appGID, err := proc.SystemUser(proc.AppUserName)
-	if err != nil {
-		return err
-	}
-	// Each project's apps run as a user of this server's own: another
-	// server on the machine never shares one, nor kills its apps at start.
-	appUsers := proc.NewAppUsers(root)
-	runtimeLogs := newRuntimeLogs(db.store, log)
-	defer runtimeLogs.Close()
-	urlFor := siteURL(f.httpAddr, f.httpsAddr, f.publicPort)
-	tlsCfg, err := tlsConfig(f, db.store, log)
-	if err != nil {
-		return err
-	}
-	jwtKey, err := loadSecretKey(os.Getenv("MINIVERCEL_JWT_KEY"), filepath.Join(root, "jwt.key"))
-	if err != nil {
-		return err
-	}
-	lookup := deploy.NewLookup(db.store, vars)
-	// The panel listens on loopback; the edge forwards the base-domain host to
-	// it once its port is known.
-	toPanel, gitHTTP := &lateHandler{}, &lateHandler{}
-	edgeSrv, err := edge.New(edge.Config{
-		Addr: f.httpAddr, BaseDomain: f.baseDomain, DeploymentsDir: dirs.deployments, Logger: log,
-		PanelHandler: toPanel, GitHandler: gitHTTP, TLS: tlsCfg, CustomDomains: lookup,
-		Health: db.pool.Ping,
-		Runtime: edge.RuntimeConfig{
-			UID: appUID, GID: appGID, DropPrivileges: os.Geteuid() == 0, Logs: runtimeLogs,
-			UserFor: appUsers.For, OrphanUIDs: appUsers.UIDs(), Node: nodes,
-			Cgroups: cgroups, AppLimits: limits.Limits{Memory: int64(f.appMemory), Pids: f.appPids, CPUWeight: appCPUWeight},
-		},
-	}, lookup)
-	if err != nil {
-		return err
-	}
-	edgeSrv.KillOrphans()
-	broker := pipeline.NewBroker(db.store, log)
-	activator := deploy.NewActivator(edgeSrv, db.store, vars, log)
-	activator.RestoreBudget = f.restoreBudget
-	queue, err := pipeline.NewQueue(pipeline.Config{
+	qcfg := pipeline.Config{
 		ReposDir: dirs.repos, WorkDir: dirs.work, CacheDir: dirs.cache, ArtifactsDir: dirs.artifacts, DeploymentsDir: dirs.deployments,
 		Concurrency: f.concurrency, MaxLogLines: f.logLines, MaxLogBytes: f.logBytes, URL: urlFor, BaseDomain: f.baseDomain,
-		Env: vars, Logger: log, Toolchains: tools, KeepBuilds: f.keepBuilds, AppUsers: appUsers, Sites: edgeSrv,
-	}, db.store, broker, activator, sandbox, true)
+		Env: vars, Logger: log, Toolchains: tools, KeepBuilds: f.keepBuilds, AppUsers: appUsers,
+		MaxWorkspaceBytes: int64(f.maxWorkspace), Node: nodeID, Git: has(nodes.Gitd),
+		Sites: buildForgetter{edge: edgeSrv, store: db.store, log: log},
+	}
+	if store != nil {
+		qcfg.Blobs = store
+	}
+	queue, err := pipeline.NewQueue(qcfg, db.store, broker, activator, sandbox, has(nodes.Worker))
 	if err != nil {
 		return err
 	}
@@ -306,93 +388,183 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	if n, _ := db.store.CountUsers(ctx); n == 0 {
 		log.Warn("no user can push yet: set MINIVERCEL_INITIAL_ADMIN_KEYS or run: minivercel admin key add \"$(cat ~/.ssh/id_ed25519.pub)\"")
 	}
-	auth, err := creds.NewAuthenticator(db.store, jwtKey, 0)
-	if err != nil {
-		return err
-	}
-	panelSrv, err := panel.New(panel.Config{
-		Addr: "unix:" + dirs.socket("panel"), BaseDomain: f.baseDomain, URL: urlFor, Logger: log,
-	}, db.store, svc, auth, queue, edgeSrv)
-	if err != nil {
-		return err
-	}
-	hookSrv, err := hooks.NewServer(hooks.ServerConfig{SocketPath: dirs.hookSocket(), Logger: log}, queue)
-	if err != nil {
-		return err
-	}
-	gitSrv, err := gitd.New(gitd.Config{
-		Addr: f.sshAddr, HostKeyPath: filepath.Join(root, "ssh_host_ed25519_key"), ReposDir: dirs.repos,
-		HookCommand: exe, HookSocket: dirs.hookSocket(), Logger: log,
-	}, svc, svc, hookSrv)
-	if err != nil {
-		return err
-	}
 
-	gitHandler, err := gitd.NewHTTPHandler(gitd.HTTPConfig{
-		ReposDir: dirs.repos, HookCommand: exe, HookSocket: dirs.hookSocket(), Logger: log,
-	}, svc, svc, hookSrv)
-	if err != nil {
-		return err
+	type server interface {
+		Listen() error
+		Serve() error
+		Shutdown(context.Context) error
 	}
-	gitHTTP.set(gitHandler)
-
-	for _, l := range []interface{ Listen() error }{panelSrv, edgeSrv, hookSrv, gitSrv} {
+	// In the order they stop: git first so no new push starts, the panel,
+	// the edge last so sites keep serving until the very end.
+	var gitSrv *gitd.Server
+	var hookSrv *hooks.Server
+	var panelSrv *panel.Server
+	var servers []server
+	if has(nodes.Gitd) {
+		hookSrv, err = hooks.NewServer(hooks.ServerConfig{SocketPath: dirs.hookSocket(), Logger: log}, queue)
+		if err != nil {
+			return err
+		}
+		gitSrv, err = gitd.New(gitd.Config{
+			Addr: f.sshAddr, HostKeyPath: filepath.Join(root, "ssh_host_ed25519_key"), ReposDir: dirs.repos,
+			HookCommand: exe, HookSocket: dirs.hookSocket(), Logger: log, MaxPushBytes: int64(f.maxPush),
+		}, svc, svc, hookSrv)
+		if err != nil {
+			return err
+		}
+		gitHandler, err := gitd.NewHTTPHandler(gitd.HTTPConfig{
+			ReposDir: dirs.repos, HookCommand: exe, HookSocket: dirs.hookSocket(), Logger: log, MaxPushBytes: int64(f.maxPush),
+		}, svc, svc, hookSrv)
+		if err != nil {
+			return err
+		}
+		gitHTTP.set(gitHandler)
+		servers = append(servers, gitSrv, hookSrv)
+	}
+	if has(nodes.Panel) {
+		auth, err := creds.NewAuthenticator(db.store, jwtKey, 0)
+		if err != nil {
+			return err
+		}
+		var sites panel.Sites
+		if edgeSrv != nil && has(nodes.Edge) {
+			sites = edgeSrv
+		}
+		panelSrv, err = panel.New(panel.Config{
+			Addr: "unix:" + dirs.socket("panel"), BaseDomain: f.baseDomain, URL: urlFor, Logger: log,
+		}, db.store, svc, auth, queue, sites)
+		if err != nil {
+			return err
+		}
+		servers = append(servers, panelSrv)
+	}
+	if edgeSrv != nil {
+		servers = append(servers, edgeSrv)
+	}
+	for _, l := range servers {
 		if err := l.Listen(); err != nil {
 			return err
 		}
 	}
-	toPanel.set(panelProxy(dirs.socket("panel")))
+	if panelSrv != nil {
+		toPanel.set(panelProxy(dirs.socket("panel")))
+	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return ignoreClosed(edgeSrv.Serve()) })
-	g.Go(func() error { return ignoreClosed(hookSrv.Serve()) })
-	g.Go(func() error { return ignoreClosed(gitSrv.Serve()) })
-	g.Go(func() error { return ignoreClosed(panelSrv.Serve()) })
+	for _, l := range servers {
+		g.Go(func() error { return ignoreClosed(l.Serve()) })
+	}
+	// The cluster's bookkeeping: this node's heartbeat, the notifications
+	// of the others, their log lines for followers here, and the builds of
+	// workers that died.
+	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	var background sync.WaitGroup
+	background.Go(func() { _ = registry.Run(bg) })
+	background.Go(func() { events.Run(bg) })
+	background.Go(func() { followAnnouncements(bg, events, broker) })
+	background.Go(func() { queue.Reap(bg, view, nodes.DeadAfter) })
 	// The listeners serve first. Static sites come back before the edge
 	// says it is ready, so a restart never answers a 404 for a site that
 	// was live; apps start in the background meanwhile, their hosts
 	// answering 503 "starting" until they serve, so one slow or broken app
 	// never keeps the server or the other sites down.
-	startErr := start(gctx, activator, queue, log)
-	if startErr == nil {
-		edgeSrv.SetReady(true)
-		if a := edgeSrv.TLSAddr(); a != nil {
-			log.Info("https edge listening", "addr", a.String())
+	startErr := start(gctx, activator, queue, has(nodes.Edge), log)
+	if startErr == nil && has(nodes.Edge) {
+		agent := deploy.NewAgent(edgeSrv, db.store, vars, nodeID, events, log)
+		if store != nil {
+			agent.Forget = extractedRemover(dirs.deployments, *store)
 		}
-		log.Info("minivercel is ready", "ssh", gitSrv.Addr().String(), "http", edgeSrv.Addr().String(),
-			"base_domain", f.baseDomain, "data_dir", root)
+		background.Go(func() { agent.Run(bg) })
+	}
+	if startErr == nil {
+		if edgeSrv != nil {
+			edgeSrv.SetReady(true)
+			if a := edgeSrv.TLSAddr(); a != nil {
+				log.Info("https edge listening", "addr", a.String())
+			}
+		}
+		attrs := []any{"roles", roles.String(), "base_domain", f.baseDomain, "data_dir", root}
+		if gitSrv != nil {
+			attrs = append(attrs, "ssh", gitSrv.Addr().String())
+		}
+		if edgeSrv != nil {
+			attrs = append(attrs, "http", edgeSrv.Addr().String())
+		}
+		log.Info("minivercel is ready", attrs...)
 		<-gctx.Done()
 	}
 	stop() // a second signal now forces exit through the default handler
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	// Git first so no new push starts, builds next, the edge last so sites keep
-	// serving until the very end.
-	edgeSrv.SetReady(false)
-	activator.WaitRestored() // its context ended: the attempts stop
-	errs := []error{
-		startErr,
-		gitSrv.Shutdown(sctx),
-		hookSrv.Shutdown(sctx),
-		queue.Shutdown(sctx),
-		edgeSrv.Shutdown(sctx),
-		panelSrv.Shutdown(sctx),
+	if edgeSrv != nil {
+		edgeSrv.SetReady(false)
 	}
+	activator.WaitRestored() // its context ended: the attempts stop
+	errs := []error{startErr}
+	if gitSrv != nil {
+		errs = append(errs, gitSrv.Shutdown(sctx), hookSrv.Shutdown(sctx))
+	}
+	errs = append(errs, queue.Shutdown(sctx))
+	if edgeSrv != nil {
+		errs = append(errs, edgeSrv.Shutdown(sctx))
+	}
+	if panelSrv != nil {
+		errs = append(errs, panelSrv.Shutdown(sctx))
+	}
+	// The heartbeat stops last: the node says it stopped once its work is
+	// done.
+	stopBackground()
+	background.Wait()
 	if err := g.Wait(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
+// followAnnouncements wakes the broker's followers of builds running on
+// other nodes when those nodes store lines.
+func followAnnouncements(ctx context.Context, events *schema.Listener, broker *pipeline.Broker) {
+	logs, unsubscribe := events.Subscribe(schema.ChannelLogs)
+	defer unsubscribe()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case msg := <-logs:
+			id, _ := strconv.ParseInt(msg, 10, 64) // Resync: 0 wakes them all
+			broker.Announce(id)
+		}
+	}
+}
+
+// buildForgetter tells this node's edge, and every other edge, that a
+// build's files are gone (pipeline.BuildForgetter).
+type buildForgetter struct {
+	edge  *edge.Server // nil on a node without one
+	store *schema.Store
+	log   *slog.Logger
+}
+
+func (b buildForgetter) ForgetBuild(project, slug string, buildID int64) {
+	if b.edge != nil {
+		b.edge.ForgetBuild(project, slug, buildID)
+	}
+	if err := b.store.Notify(context.Background(), schema.ChannelBuilds, "forget:"+strconv.FormatInt(buildID, 10)); err != nil {
+		b.log.Warn("tell the edges of a collected build", "build", buildID, "err", err)
+	}
+}
+
 // start brings the sites back and starts the build workers, once the
 // listeners serve.
-func start(ctx context.Context, activator *deploy.Activator, queue *pipeline.Queue, log *slog.Logger) error {
-	n, err := activator.Restore(ctx)
-	if err != nil {
-		return err
+func start(ctx context.Context, activator *deploy.Activator, queue *pipeline.Queue, edge bool, log *slog.Logger) error {
+	if edge {
+		n, err := activator.Restore(ctx)
+		if err != nil {
+			return err
+		}
+		log.Info("restoring active deployments", "count", n)
+		activator.WaitTried(readyWait)
 	}
-	log.Info("restoring active deployments", "count", n)
-	activator.WaitTried(readyWait)
 	return queue.Start(ctx)
 }
 

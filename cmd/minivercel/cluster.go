@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"minivercel/blobs"
+	"minivercel/edge"
+	"minivercel/nodes"
+	"minivercel/schema"
+)
+
+// clusterView answers which nodes are alive, from their heartbeats.
+type clusterView struct{ store *schema.Store }
+
+// live returns the ids of the live nodes with role.
+func (c clusterView) live(ctx context.Context, role nodes.Role) ([]string, error) {
+	list, err := c.store.LiveNodes(ctx, string(role), nodes.DeadAfter)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(list))
+	for i, n := range list {
+		ids[i] = n.ID
+	}
+	return ids, nil
+}
+
+// LiveEdges lists the live edge nodes (deploy.EdgeNodes).
+func (c clusterView) LiveEdges(ctx context.Context) ([]string, error) { return c.live(ctx, nodes.Edge) }
+
+// LiveWorkers lists the live worker nodes (pipeline.Nodes).
+func (c clusterView) LiveWorkers(ctx context.Context, _ time.Duration) ([]string, error) {
+	return c.live(ctx, nodes.Worker)
+}
+
+// blobStore is where builds keep what other nodes fetch: the blobs in
+// PostgreSQL, and this node's copies of them (pipeline.Blobs and
+// edge.ArtifactSource).
+type blobStore struct {
+	db    *schema.Store
+	store blobs.Store
+	cache *blobs.Cache
+}
+
+// Put stores a file a build wrote and keeps it as this node's copy.
+func (b blobStore) Put(ctx context.Context, path string) (string, int64, error) {
+	sha, size, err := blobs.PutFile(ctx, b.store, path)
+	if err != nil {
+		return "", 0, err
+	}
+	if err := b.cache.Adopt(path, sha); err != nil {
+		return "", 0, fmt.Errorf("keep a copy of %s: %w", filepath.Base(path), err)
+	}
+	return sha, size, nil
+}
+
+// Fetch returns this node's copy of a blob, fetching it first.
+func (b blobStore) Fetch(ctx context.Context, sha string) (string, error) { return b.cache.Fetch(ctx, sha) }
+
+// Extract unpacks a fetched archive with the edge's rules.
+func (b blobStore) Extract(archive, sha, dst string) error { return edge.Extract(archive, sha, dst) }
+
+// Release deletes a blob no build needs, and this node's copy.
+func (b blobStore) Release(ctx context.Context, sha string) {
+	if ok, err := b.db.ReleaseBlob(ctx, sha); err == nil && ok {
+		b.Forget(sha)
+	}
+}
+
+// Forget removes this node's copy of a blob.
+func (b blobStore) Forget(sha string) {
+	if sha != "" {
+		_ = b.cache.Remove(sha)
+	}
+}
+
+// remotePanel forwards the base domain to a live node with the panel role,
+// for an edge node that has none itself.
+type remotePanel struct {
+	view clusterView
+	self string
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	target  string
+	checked time.Time
+	proxy   *httputil.ReverseProxy
+}
+
+func newRemotePanel(view clusterView, self string, log *slog.Logger) *remotePanel {
+	p := &remotePanel{view: view, self: self, log: log.With("component", "edge")}
+	p.proxy = &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			target, _ := r.In.Context().Value(panelTarget{}).(string)
+			r.SetURL(&url.URL{Scheme: "http", Host: target})
+			r.SetXForwarded()
+			r.Out.Host = r.In.Host
+		},
+		Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     30 * time.Second,
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			p.log.Warn("reach the panel node", "err", err)
+			p.mu.Lock()
+			p.checked = time.Time{} // look for another at the next request
+			p.mu.Unlock()
+			http.Error(w, "502 the panel is not reachable from this node", http.StatusBadGateway)
+		},
+	}
+	return p
+}
+
+type panelTarget struct{}
+
+// panelRecheck is how long a chosen panel node is used before the list of
+// live nodes is read again.
+const panelRecheck = 5 * time.Second
+
+func (p *remotePanel) pick(ctx context.Context) (string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.target != "" && time.Since(p.checked) < panelRecheck {
+		return p.target, nil
+	}
+	list, err := p.view.store.LiveNodes(ctx, string(nodes.Panel), nodes.DeadAfter)
+	if err != nil {
+		return "", err
+	}
+	p.target = ""
+	for _, n := range list {
+		if n.ID != p.self && n.Address != "" {
+			p.target = n.Address
+			break
+		}
+	}
+	p.checked = time.Now()
+	if p.target == "" {
+		return "", errors.New("no node with the panel role is alive")
+	}
+	return p.target, nil
+}
+
+func (p *remotePanel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	target, err := p.pick(r.Context())
+	if err != nil {
+		http.Error(w, "503 "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	p.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), panelTarget{}, target)))
+}
+
+// nodeAddress is where other nodes reach this node's HTTP listener: the
+// --node-addr given, or the loopback address with the port of addr (right
+// for nodes on one machine; set --node-addr on several machines).
+func nodeAddress(given, addr string) string {
+	if given != "" {
+		return given
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	return net.JoinHostPort("127.0.0.1", port)
+}
+
+// extractedRemover removes a collected build's extracted tree on this
+// node, and its cached artifact.
+func extractedRemover(deployments string, b blobStore) func(int64, string) {
+	return func(id int64, sha string) {
+		_ = os.RemoveAll(filepath.Join(deployments, strconv.FormatInt(id, 10)))
+		b.Forget(sha)
+	}
+}

@@ -304,15 +304,19 @@ func ValidSlug(s string) bool {
 // a long project name leaves less room in the label.
 const MaxBranchSlug = 40
 
-// BranchSlug is how a branch appears in its host: lowercase, every run of
+// BranchSlug is how a branch appears in its host: Slug(branch,
+// MaxBranchSlug). Two branches with the same slug share the host (the latest
+// build wins). A branch without a letter or digit has the empty slug, and no
+// host.
+func BranchSlug(branch string) string { return Slug(branch, MaxBranchSlug) }
+
+// Slug turns any name into a piece of a DNS label: lowercase, every run of
 // characters other than a-z and 0-9 turned into one "-", trimmed of "-", at
-// most MaxBranchSlug characters. Two branches with the same slug share the
-// host (the latest build wins). A branch without a letter or digit has the
-// empty slug, and no host.
-func BranchSlug(branch string) string {
+// most max characters. A name without a letter or digit has the empty slug.
+func Slug(name string, max int) string {
 	var b strings.Builder
 	dash := false
-	for _, r := range strings.ToLower(branch) {
+	for _, r := range strings.ToLower(name) {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
 			b.WriteRune(r)
 			dash = false
@@ -322,8 +326,8 @@ func BranchSlug(branch string) string {
 		}
 	}
 	s := strings.TrimRight(b.String(), "-")
-	if len(s) > MaxBranchSlug {
-		s = strings.TrimRight(s[:MaxBranchSlug], "-")
+	if len(s) > max {
+		s = strings.TrimRight(s[:max], "-")
 	}
 	return s
 }

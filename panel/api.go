@@ -61,6 +61,8 @@ func (s *Server) apiRoutes(r fiber.Router) {
 	r.Get("/keys", s.apiListKeys)
 	r.Post("/keys", s.apiAddKey)
 	r.Delete("/keys/:id", s.apiDeleteKey)
+
+	r.Get("/nodes", s.apiListNodes)
 }
 
 // apiSameOrigin refuses state-changing API requests that a browser sent from

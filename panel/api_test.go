@@ -633,6 +633,7 @@ func TestAPIEveryRouteRequiresAuth(t *testing.T) {
 		{"GET", "/api/keys"},
 		{"POST", "/api/keys"},
 		{"DELETE", "/api/keys/999999"},
+		{"GET", "/api/nodes"},
 		{"GET", "/api/no-such-route"},
 	}
 	apiToken, hash := creds.NewToken()

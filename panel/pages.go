@@ -76,6 +76,7 @@ func (s *Server) pageRoutes(app *fiber.App) {
 	app.Get("/keys", auth(s.keysPage)...)
 	app.Post("/keys", auth(s.keysSubmit)...)
 	app.Post("/keys/:id/delete", auth(s.keyDeleteSubmit)...)
+	app.Get("/nodes", auth(s.nodesPage)...)
 }
 
 // errorPage renders an error for a browser.
@@ -161,6 +162,8 @@ func (s *Server) render(c *fiber.Ctx, code int, page, title string, data any) er
 		v.Nav = "projects"
 	case page == "keys":
 		v.Nav = "keys"
+	case page == "nodes":
+		v.Nav = "nodes"
 	}
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, "layout", v); err != nil {

@@ -183,7 +183,7 @@ func TestPagesRequireSession(t *testing.T) {
 	t.Parallel()
 	env := newPageEnv(t)
 	b := env.browser()
-	for _, path := range []string{"/", "/projects/blog", "/projects/blog/settings", "/builds/1", "/keys"} {
+	for _, path := range []string{"/", "/projects/blog", "/projects/blog/settings", "/builds/1", "/keys", "/nodes"} {
 		t.Run(path, func(t *testing.T) {
 			r := b.get(path)
 			want := "/login?next=" + url.QueryEscape(path)

@@ -59,6 +59,7 @@ type Server struct {
 	auth  *creds.Authenticator
 	logs  Logs
 	sites Sites
+	nodes NodeLister
 	app   *fiber.App
 	log   *slog.Logger
 	hosts hosts.Scheme
@@ -85,7 +86,7 @@ func New(cfg Config, store *schema.Store, svc *deploy.Service, auth *creds.Authe
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, store: store, svc: svc, auth: auth, logs: logs, sites: sites,
+	s := &Server{cfg: cfg, store: store, svc: svc, auth: auth, logs: logs, sites: sites, nodes: store,
 		log: cfg.Logger.With("component", "panel"), hosts: hosts.New(cfg.BaseDomain)}
 	s.fullWait.Store(int64(wsFullWait))
 	s.app = fiber.New(fiber.Config{

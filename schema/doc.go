@@ -19,6 +19,7 @@
 //	envvars.go      sealed environment variables and the master-key lock
 //	domains.go      custom domains, their validation and certificate status
 //	certstore.go    certmagic's storage and locks for the whole cluster
+//	nodes.go        the server processes on this database and their heartbeats
 //	cluster.go      the private PostgreSQL supervisor
 //	migrate.go      the embedded migrations
 //	errors.go       the sentinel errors

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"minivercel/deploy"
+	"minivercel/nodes"
 	"minivercel/schema"
 	"minivercel/secret"
 )
@@ -25,11 +27,15 @@ const adminUsage = `usage:
   minivercel admin token create [--user NAME] [--name LABEL]
   minivercel admin token list
   minivercel admin token revoke ID
-  minivercel admin rotate-key`
+  minivercel admin rotate-key
+  minivercel admin nodes`
 
 func admin(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) >= 1 && args[0] == "rotate-key" {
 		return rotateKey(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) >= 1 && args[0] == "nodes" {
+		return listNodes(ctx, args[1:], stdout, stderr)
 	}
 	if len(args) < 2 {
 		return usageError{adminUsage}
@@ -204,4 +210,35 @@ func rotateKey(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintln(stdout, next.String())
 	}
 	return nil
+}
+
+// listNodes prints every node that registered on the database with its
+// state. Ages are measured by the database's clock, the one the heartbeats
+// were written by, never this machine's.
+func listNodes(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs, c := subcommand("admin nodes", stderr)
+	if err := parseFlags(fs, args, os.Getenv); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usageError{adminUsage}
+	}
+	db, err := c.open(ctx, stderr)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	list, err := db.store.ListNodes(ctx)
+	if err != nil {
+		return fmt.Errorf("list nodes: %w", err)
+	}
+	now, err := db.store.Now(ctx)
+	if err != nil {
+		return fmt.Errorf("list nodes: %w", err)
+	}
+	return printTable(stdout, list, "no nodes; a node registers when minivercel serve starts",
+		"NODE\tROLES\tADDRESS\tVERSION\tSTATE\tLAST SEEN\tSTARTED", func(n schema.Node) []any {
+			return []any{n.ID, strings.Join(n.Roles, ","), cmp.Or(n.Address, "-"), cmp.Or(n.Version, "-"),
+				nodes.State(n, now), nodes.Ago(n.LastSeen, now), when(n.StartedAt)}
+		})
 }

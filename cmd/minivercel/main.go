@@ -36,6 +36,7 @@ Usage:
   minivercel deploy list|logs|redeploy|rollback|rebuild <project>
   minivercel env set|unset|list|import <project> ...   encrypted environment variables
   minivercel admin rotate-key                         re-encrypt every variable under a new key
+  minivercel admin nodes                              the nodes on this database and their state
   minivercel domain add|remove|list <project> [domain]  custom domains (automatic TLS)
   minivercel deploy activate <project> <build-id>   roll back (or forward) to a build
   minivercel version

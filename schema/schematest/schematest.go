@@ -204,3 +204,27 @@ func ProjectTest(t *testing.T, name string) (context.Context, *schema.Store, sch
 	store := Store(t)
 	return t.Context(), store, Project(t, store, name)
 }
+
+// Nodes registers three nodes in store, one in each state by the database's
+// clock: web-1 (gitd, edge and panel at 10.0.0.1, v1.4.0) live, build-1
+// (worker, v1.4.0) not seen for a minute, so stale, and old-1 (edge at
+// 10.0.0.9, v1.3.0) stopped.
+func Nodes(t testing.TB, store *schema.Store) {
+	t.Helper()
+	ctx := context.Background()
+	for _, n := range []schema.Node{
+		{ID: "web-1", Roles: []string{"gitd", "edge", "panel"}, Address: "10.0.0.1", Version: "v1.4.0"},
+		{ID: "build-1", Roles: []string{"worker"}, Version: "v1.4.0"},
+		{ID: "old-1", Roles: []string{"edge"}, Address: "10.0.0.9", Version: "v1.3.0"},
+	} {
+		if err := store.RegisterNode(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := store.Pool().Exec(ctx, `UPDATE nodes SET last_seen = now() - interval '1 minute' WHERE id = 'build-1'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.StopNode(ctx, "old-1"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -51,7 +51,7 @@ func (s *server) nodeID(t *testing.T) string {
 	return strings.TrimSpace(string(b))
 }
 
-var workerLine = regexp.MustCompile(`Worker: (\S+)`)
+var workerLine = regexp.MustCompile(`Worker: ([a-z0-9-]+)`)
 
 // TestCluster: one PostgreSQL and four nodes as separate processes with
 // separate data directories, as the README's "Running several nodes" shows:

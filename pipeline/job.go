@@ -213,6 +213,9 @@ func NewQueue(cfg Config, store *schema.Store, broker *Broker, act Activator, sa
 	rc := &river.Config{
 		Logger:     slog.New(slog.DiscardHandler),
 		JobTimeout: jobTimeout,
+		// Jobs go to the nodes whose roles work them: a gitd node inserts
+		// builds it does not run, a worker source jobs.
+		SkipUnknownJobCheck: true,
 	}
 	if work || cfg.Git {
 		workers := river.NewWorkers()

@@ -76,6 +76,9 @@ func (w *sourceWorker) Work(ctx context.Context, job *river.Job[SourceArgs]) err
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	if err := os.Mkdir(filepath.Join(tmp, "src"), 0o755); err != nil {
+		return err
+	}
 	committed, err := Checkout(ctx, q.repo(b.ProjectName), b.CommitSHA, filepath.Join(tmp, "src"))
 	if err != nil {
 		// Refused for good (too many files, an unsafe path): no retry.
@@ -186,7 +189,8 @@ func (q *Queue) waitJob(ctx context.Context, jobID int64, what string) error {
 			if n := len(job.Errors); n > 0 {
 				msg = job.Errors[n-1].Error
 			}
-			return errors.New(strings.TrimSpace(msg))
+			// River names its own wrapper; the reason is what follows.
+			return errors.New(strings.TrimSpace(strings.TrimPrefix(msg, "JobCancelError: ")))
 		}
 		select {
 		case <-ctx.Done():

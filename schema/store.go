@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -72,11 +73,22 @@ func many[T any](ctx context.Context, db DBTX, sql string, args ...any) ([]T, er
 	return v, MapError(err)
 }
 
+// defaultMaxConns is the pool size of a node when its database URL sets
+// none (pool_max_conns).
+const defaultMaxConns = 16
+
 // Open connects a pool to the database at dsn and checks that it answers.
 func Open(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	if !strings.Contains(dsn, "pool_max_conns") {
+		// pgx's default (the CPU count, at least 4) is too few on a small
+		// machine: River's listener and an activation's project lock each
+		// hold one for long. 16 per node leaves room for several nodes
+		// under PostgreSQL's default max_connections of 100.
+		cfg.MaxConns = defaultMaxConns
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -73,7 +73,7 @@ func SiteOf(b schema.Build, p schema.Project, deploymentID int64, env []string) 
 // switch is recorded failed or unhealthy and the previous build serves on; if
 // recording the success fails, the previous build is put back.
 type Activator struct {
-	edge  Edge // nil on a node without the edge role
+	edge Edge // nil on a node without the edge role
 	// Node is this node's id; Peers lists the live edge nodes, this one
 	// included when it is an edge. Zero Peers: this node is the only edge.
 	Node  string

@@ -24,7 +24,7 @@ import (
 func startNode(t *testing.T, dir, name, roles, key string, env []string) *server {
 	t.Helper()
 	s := &server{t: t, key: key, env: append(append([]string(nil), env...), "MINIVERCEL_ROLES="+roles),
-		noHTTP: !strings.Contains(roles, "edge") && !strings.Contains(roles, "panel"),
+		noHTTP:  !strings.Contains(roles, "edge") && !strings.Contains(roles, "panel"),
 		dataDir: filepath.Join(dir, name), sshPort: freePort(t), httpPort: freePort(t)}
 	if err := s.launch(); err != nil {
 		t.Fatalf("node %s: %v", name, err)
@@ -88,7 +88,7 @@ func TestCluster(t *testing.T) {
 
 	nodesOut, code := runCmd(t, exec.Command(binary, "admin", "nodes", "--data-dir", a.dataDir, "--database-url", pg.DSN()))
 	for _, n := range []*server{a, b, c, d} {
-		if code != 0 || !regexp.MustCompile(regexp.QuoteMeta(n.nodeID(t)) + `\s.*\slive\s`).MatchString(nodesOut) {
+		if code != 0 || !regexp.MustCompile(regexp.QuoteMeta(n.nodeID(t))+`\s.*\slive\s`).MatchString(nodesOut) {
 			t.Fatalf("admin nodes = %d, want %s live:\n%s", code, n.nodeID(t), nodesOut)
 		}
 	}
@@ -185,4 +185,3 @@ func drain(r *bufio.Reader) {
 		}
 	}
 }
-

@@ -67,7 +67,9 @@ func (b blobStore) Put(ctx context.Context, path string) (string, int64, error) 
 }
 
 // Fetch returns this node's copy of a blob, fetching it first.
-func (b blobStore) Fetch(ctx context.Context, sha string) (string, error) { return b.cache.Fetch(ctx, sha) }
+func (b blobStore) Fetch(ctx context.Context, sha string) (string, error) {
+	return b.cache.Fetch(ctx, sha)
+}
 
 // Extract unpacks a fetched archive with the edge's rules.
 func (b blobStore) Extract(archive, sha, dst string) error { return edge.Extract(archive, sha, dst) }

@@ -106,13 +106,14 @@ func TestFailedRecordPutsBackPreviousApp(t *testing.T) {
 // between the switch and what follows it.
 type afterSwitch struct {
 	deploy.Edge
+	project string
 	buildID int64
 	then    func()
 }
 
-func (a afterSwitch) Activate(ctx context.Context, site edge.Site, progress func(string)) error {
-	err := a.Edge.Activate(ctx, site, progress)
-	if err == nil && site.BuildID == a.buildID {
+func (a afterSwitch) Commit(deploymentID int64) error {
+	err := a.Edge.Commit(deploymentID)
+	if cur, _ := a.Edge.Active(a.project); err == nil && cur == a.buildID {
 		a.then()
 	}
 	return err
@@ -131,7 +132,7 @@ func TestFailedRecordWithUnreadableVariables(t *testing.T) {
 	corrupt := func() {
 		e.exec(t, `UPDATE environment_variables SET value_ciphertext = '\x00'`)
 	}
-	act := deploy.NewActivator(afterSwitch{Edge: e.edge, buildID: next.ID, then: corrupt}, e.Store, e.Vars, nil)
+	act := deploy.NewActivator(afterSwitch{Edge: e.edge, project: "pay", buildID: next.ID, then: corrupt}, e.Store, e.Vars, nil)
 	err := act.Activate(ctx, next, nil)
 	if err == nil || !strings.Contains(err.Error(), "record activation") || !strings.Contains(err.Error(), "read the project's variables") {
 		t.Fatalf("activation whose record failed and whose put-back cannot read variables: %v", err)

@@ -63,7 +63,8 @@ var workerLine = regexp.MustCompile(`Worker: ([a-z0-9-]+)`)
 func TestCluster(t *testing.T) {
 	t.Parallel()
 	dir := testenv.ShortDir(t, "mvc")
-	pg, err := schema.StartCluster(context.Background(), schema.ClusterConfig{Dir: filepath.Join(dir, "pg"), Fast: true})
+	pgConfig := schema.ClusterConfig{Dir: filepath.Join(dir, "pg"), Fast: true}
+	pg, err := schema.StartCluster(context.Background(), pgConfig)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,6 +128,16 @@ func TestCluster(t *testing.T) {
 		e.waitBody("site.localhost", "/", "cluster v1")
 	}
 
+	// PostgreSQL restarts: every node carries on by itself (what follows
+	// needs them all: heartbeats, notifications, jobs).
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // the database stays away for a while, as a restart of a real one does
+	if pg, err = schema.StartCluster(context.Background(), pgConfig); err != nil {
+		t.Fatal(err)
+	}
+
 	// A worker killed mid-build: the other one builds it.
 	gate := newGate(t, "open")
 	r.commit("v3", gatedBuild("site", gate, "<h1>cluster v3</h1>"))
@@ -160,6 +171,13 @@ func TestCluster(t *testing.T) {
 	<-d.done
 	if code, body := a.get("site.localhost", "/"); code != 200 || !strings.Contains(body, "cluster v3") {
 		t.Fatalf("edge a after edge d died = %d %q", code, body)
+	}
+
+	// An edge that joins later serves the live build once it says it is
+	// ready.
+	e := startNode(t, dir, "e", "edge", key, shared)
+	if code, body := e.get("site.localhost", "/"); code != 200 || !strings.Contains(body, "cluster v3") {
+		t.Fatalf("a new edge, once ready = %d %q", code, body)
 	}
 }
 

@@ -75,6 +75,13 @@ var migrationFaults = map[int]migrationFault{
 		waits:   "update schema_version",
 		present: "SELECT to_regclass('nodes') IS NOT NULL",
 	},
+	11: {
+		undo:  "DROP TABLE deployment_edges; ALTER TABLE builds DROP COLUMN node_id, DROP COLUMN attempt, DROP COLUMN source_sha256;",
+		lock:  "LOCK TABLE builds IN ACCESS SHARE MODE",
+		waits: "node_id",
+		present: `SELECT to_regclass('deployment_edges') IS NOT NULL AND (SELECT count(*) = 3 FROM pg_attribute
+			WHERE attrelid = 'builds'::regclass AND attname IN ('node_id', 'attempt', 'source_sha256') AND NOT attisdropped)`,
+	},
 }
 
 // newestMigration is the highest number among the migration files the

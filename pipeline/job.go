@@ -267,6 +267,10 @@ func (q *Queue) Start(ctx context.Context) error {
 	return nil
 }
 
+// WaitStartPass waits for the retention pass that Start began in the
+// background.
+func (q *Queue) WaitStartPass() { q.background.Wait() }
+
 // Shutdown stops fetching builds and waits for running ones until ctx ends,
 // then cancels them.
 func (q *Queue) Shutdown(ctx context.Context) error {

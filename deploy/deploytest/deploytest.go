@@ -143,6 +143,9 @@ func New(t testing.TB, o Options) *Stack {
 		if err := s.Queue.Start(qctx); err != nil {
 			t.Fatal(err)
 		}
+		// The start's retention pass must not collect the builds a test
+		// makes next.
+		s.Queue.WaitStartPass()
 		t.Cleanup(func() {
 			sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
 			defer scancel()

@@ -40,7 +40,7 @@ func edgeWait(h edge.HealthCheck) time.Duration {
 }
 
 // reportPoll is how often an activation reads the edges' reports.
-const reportPoll = 100 * time.Millisecond
+const reportPoll = 20 * time.Millisecond
 
 // waitEdges waits until every edge in peers reports the deployment ready.
 // An edge that reports a failure fails it; an edge that stops being live

@@ -113,6 +113,22 @@ func TestCluster(t *testing.T) {
 		e.waitBody("site.localhost", "/", "cluster v2")
 	}
 
+	// A server app runs on every edge, one replica each.
+	app := newRepo(t, "main", nodeApp("replicated"))
+	a.mustPush(app, "app")
+	pids := map[string]bool{}
+	for _, e := range []*server{a, d} {
+		e.waitBody("app.localhost", "/", "replicated")
+		code, pid := e.get("app.localhost", "/pid")
+		if code != 200 || pid == "" {
+			t.Fatalf("the app's pid through an edge = %d %q", code, pid)
+		}
+		pids[pid] = true
+	}
+	if len(pids) != 2 {
+		t.Fatalf("both edges answered from one process %v: want a replica on each", pids)
+	}
+
 	// A rollback through the API, sent to the edge that has no panel.
 	tokenCmd := exec.Command(binary, "admin", "token", "create", "--name", "ci", "--data-dir", a.dataDir, "--database-url", pg.DSN())
 	tokenCmd.Env = append(os.Environ(), shared...)
@@ -148,7 +164,7 @@ func TestCluster(t *testing.T) {
 	first := workerOf(t, a, token)
 	victim := workers[first]
 	if victim == nil {
-		t.Fatalf("build 3 runs on %q, not a worker", first)
+		t.Fatalf("build 4 runs on %q, not a worker", first)
 	}
 	victim.cmd.Process.Kill()
 	<-victim.done
@@ -156,7 +172,7 @@ func TestCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	tail := readUntil(t, rest, "runs again on another worker")
-	tail += readUntil(t, rest, "Build #3 succeeded")
+	tail += readUntil(t, rest, "Build #4 succeeded")
 	if m := workerLine.FindStringSubmatch(tail); m == nil || m[1] == first || workers[m[1]] == nil {
 		t.Fatalf("after the worker %s died, the build should run on the other:\n%s", first, tail)
 	}
@@ -181,18 +197,18 @@ func TestCluster(t *testing.T) {
 	}
 }
 
-// workerOf returns the node running build 3, from its stored log.
+// workerOf returns the node running build 4, from its stored log.
 func workerOf(t *testing.T, s *server, token string) string {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		_, _, raw := s.apiCall(t, "GET", "/api/builds/3/logs", token, "")
+		_, _, raw := s.apiCall(t, "GET", "/api/builds/4/logs", token, "")
 		if m := workerLine.FindStringSubmatch(raw); m != nil {
 			return m[1]
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatal("build 3's log never named its worker")
+	t.Fatal("build 4's log never named its worker")
 	return ""
 }
 

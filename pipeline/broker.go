@@ -113,7 +113,7 @@ func catchUp(ch chan Event, f *follower) {
 // flushEvery is how often a running build's new lines are written to
 // PostgreSQL, and flushTimeout how long one write may take.
 const (
-	flushEvery   = 200 * time.Millisecond
+	flushEvery   = 50 * time.Millisecond
 	flushTimeout = 10 * time.Second
 )
 

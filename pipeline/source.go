@@ -36,6 +36,8 @@ type Blobs interface {
 	// Release deletes a blob no build needs any more (collected, or a
 	// finished build's source), here and in the database.
 	Release(ctx context.Context, sha256 string)
+	// Forget drops this node's copy of a blob it stored for others.
+	Forget(sha256 string)
 }
 
 // SourceArgs is the River job, worked on a gitd node, that stores a
@@ -92,6 +94,7 @@ func (w *sourceWorker) Work(ctx context.Context, job *river.Job[SourceArgs]) err
 	if err != nil {
 		return fmt.Errorf("store the snapshot of %s: %w", short(b.CommitSHA), err)
 	}
+	q.cfg.Blobs.Forget(sum) // for the worker: this node builds from its repository
 	return q.store.SetBuildSource(ctx, b.ID, sum)
 }
 

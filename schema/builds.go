@@ -175,7 +175,7 @@ func (s *Store) StartBuild(ctx context.Context, id int64) error {
 // ErrConflict.
 func (s *Store) ClaimBuild(ctx context.Context, id int64, node string) (int, error) {
 	var attempt int
-	err := s.db.QueryRow(ctx, `UPDATE builds SET status = 'running', started_at = now(), node_id = $2, attempt = attempt + 1
+	err := s.db.QueryRow(ctx, `UPDATE builds SET status = 'running', started_at = now(), node_id = NULLIF($2, ''), attempt = attempt + 1
 		WHERE id = $1 AND status = 'queued' RETURNING attempt`, id, node).Scan(&attempt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, fmt.Errorf("start build %d: %w", id, ErrConflict)

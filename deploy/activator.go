@@ -144,7 +144,7 @@ func (a *Activator) Activate(ctx context.Context, b schema.Build, progress func(
 	site := SiteOf(b, project, d.ID, env)
 	if len(peers) > 0 {
 		// The others prepare while this node does.
-		if err := a.store.Notify(ctx, schema.ChannelDeploy, "prepare:"+strconv.FormatInt(d.ID, 10)); err != nil {
+		if err := a.store.Notify(ctx, schema.ChannelDeploy, "prepare:"+strconv.FormatInt(d.ID, 10)+":"+a.Node); err != nil {
 			return errors.Join(fmt.Errorf("activate build %d: ask the edges: %w", b.ID, err),
 				a.fail(bg, d.ID, schema.DeploymentFailed, "the edge nodes could not be asked"))
 		}

@@ -97,16 +97,20 @@ func (g *Agent) Run(ctx context.Context) {
 	}
 }
 
-// onDeploy handles "prepare:<id>" and "abort:<id>"; other nodes' reports
-// ("ready:<id>") are for the activator.
+// onDeploy handles "prepare:<id>:<activator's node>" and "abort:<id>";
+// other nodes' reports ("ready:<id>") are for the activator.
 func (g *Agent) onDeploy(ctx context.Context, msg string) {
-	kind, idText, _ := strings.Cut(msg, ":")
+	kind, rest, _ := strings.Cut(msg, ":")
+	idText, from, _ := strings.Cut(rest, ":")
 	id, err := strconv.ParseInt(idText, 10, 64)
 	if err != nil {
 		return
 	}
 	switch kind {
 	case "prepare":
+		if from == g.node {
+			return // the activator is on this node: it prepares here itself
+		}
 		go g.prepare(ctx, id)
 	case "abort":
 		g.edge.Discard(id)
@@ -126,9 +130,20 @@ func (g *Agent) prepare(ctx context.Context, deploymentID int64) {
 		return // gone, or decided already
 	}
 	err = g.prepareSite(ctx, d)
+	if err == nil {
+		// Decided while this edge prepared (failed on another edge, its
+		// abort come and gone): it will never be committed here.
+		if now, rerr := g.store.DeploymentByID(ctx, d.ID); rerr != nil || (now.Status != schema.DeploymentStarting && now.Status != schema.DeploymentActive) {
+			g.edge.Discard(d.ID)
+			err = errors.New("discarded: the deployment did not go live while this edge prepared it")
+		}
+	}
 	r := schema.EdgeReport{DeploymentID: d.ID, NodeID: g.node, Ready: err == nil}
 	if err != nil {
 		r.Error = reportFailure(err)
+		if errors.Is(err, edge.ErrUnhealthy) {
+			r.Error = unhealthyReport + r.Error
+		}
 		g.log.Warn("deployment not ready here", "deployment", d.ID, "err", err)
 	}
 	if err := g.store.ReportEdge(context.WithoutCancel(ctx), r); err != nil {

@@ -62,6 +62,9 @@ func (a *Activator) waitEdges(ctx context.Context, deploymentID int64, peers []s
 			if !waiting[r.NodeID] {
 				continue
 			}
+			if msg, ok := strings.CutPrefix(r.Error, unhealthyReport); !r.Ready && ok {
+				return fmt.Errorf("edge %s: %s: %w", r.NodeID, msg, edge.ErrUnhealthy)
+			}
 			if !r.Ready {
 				return fmt.Errorf("edge %s: %s", r.NodeID, r.Error)
 			}
@@ -96,6 +99,11 @@ func (a *Activator) waitEdges(ctx context.Context, deploymentID int64, peers []s
 	}
 	return nil
 }
+
+// unhealthyReport starts the report of an edge where the app started and
+// failed its health checks: the deployment is then recorded unhealthy, as
+// on the activator's own edge.
+const unhealthyReport = "unhealthy: "
 
 // reportFailure is the text an edge reports for a deployment it could
 // not prepare.

@@ -426,8 +426,6 @@ func TestClusterDeletedProjectStopsEverywhere(t *testing.T) {
 // on n1 while n2 is still starting the app, n2 does not keep that app
 // running for a deployment that will never go live.
 func TestClusterAbortReachesAnEdgeStillPreparing(t *testing.T) {
-	t.Skip("BUG: deploy/agent.go Agent.prepare: an \"abort:<id>\" that arrives while the edge is still preparing finds nothing to Discard; " +
-		"the preparation then completes, is reported ready for a deployment already failed, and the app keeps running (and stays committable) until preparedTTL, 15 minutes")
 	t.Parallel()
 	c := newCluster(t)
 	p := c.project("slow")

@@ -295,6 +295,9 @@ const replayPage = 1000
 func (b *Broker) followStored(ctx context.Context, buildID int64, out chan Event) {
 	seq := 0
 	for {
+		// Listen before reading: an announcement made while the database
+		// is read wakes the wait that follows.
+		announced := b.announced(buildID)
 		// Status before lines: a build is marked done only after its last line
 		// is stored (Flush), so a done status read first means the lines read
 		// next are complete.
@@ -343,11 +346,6 @@ func (b *Broker) followStored(ctx context.Context, buildID int64, out chan Event
 				rest = append(rest, l.lines[seq-l.base:]...)
 			}
 		}
-		announced := b.stored[buildID]
-		if !live && announced == nil {
-			announced = make(chan struct{})
-			b.stored[buildID] = announced
-		}
 		b.mu.Unlock()
 		if live {
 			defer close(out)
@@ -390,6 +388,18 @@ func (b *Broker) followStored(ctx context.Context, buildID int64, out chan Event
 // waits for an announcement before it reads the database anyway: a lost
 // notification delays lines by this much at most.
 const storedPoll = time.Second
+
+// announced returns the channel the next Announce of buildID closes.
+func (b *Broker) announced(buildID int64) chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ch := b.stored[buildID]
+	if ch == nil {
+		ch = make(chan struct{})
+		b.stored[buildID] = ch
+	}
+	return ch
+}
 
 // Announce wakes the followers of a build that this process is not
 // running, reading it from the database: another node stored lines of

@@ -90,15 +90,26 @@ func (q *Queue) takeOver(ctx context.Context, tx pgx.Tx, st *schema.Store, b sch
 		WHERE build_id = $1 AND status = 'starting'`, b.ID, "interrupted: "+why); err != nil {
 		return err
 	}
-	if !workers {
-		if err := st.AppendLogLines(ctx, b.ID, seq+1, []string{"error: " + why + " and no other worker is alive"}); err != nil {
-			return err
-		}
-		return st.FinishAttempt(ctx, b.ID, b.Attempt, schema.BuildFailed, "interrupted: "+why+"; no other worker is alive")
-	}
 	before, err := pushedBefore(ctx, tx, b.ID)
 	if err != nil {
 		return err
+	}
+	if !workers {
+		lines := []string{"error: " + why + " and no other worker is alive"}
+		if before != "" {
+			// As after any failed push: the branch goes back where the
+			// push found it, so that pushing the commit again builds it.
+			// A gitd node does it (a job, in this transaction).
+			if _, err := q.client.InsertTx(ctx, tx, PutBackArgs{BuildID: b.ID, Before: before}, nil); err != nil {
+				return err
+			}
+			lines = append(lines, fmt.Sprintf("       Branch %s goes back to where the push found it: push again to build %s (or run: minivercel deploy rebuild %s %s)",
+				b.Branch, short(b.CommitSHA), b.ProjectName, short(b.CommitSHA)))
+		}
+		if err := st.AppendLogLines(ctx, b.ID, seq+1, lines); err != nil {
+			return err
+		}
+		return st.FinishAttempt(ctx, b.ID, b.Attempt, schema.BuildFailed, "interrupted: "+why+"; no other worker is alive")
 	}
 	if err := st.AppendLogLines(ctx, b.ID, seq+1, []string{"-----> " + why + ": it runs again on another worker"}); err != nil {
 		return err

@@ -2,9 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,8 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -23,10 +18,6 @@ import (
 	"time"
 
 	fws "github.com/fasthttp/websocket"
-
-	"minivercel/internal/testenv"
-	"minivercel/proc"
-	"minivercel/schema"
 )
 
 // benchCluster is the small cluster the cluster benchmarks measure: one
@@ -41,58 +32,10 @@ type benchCluster struct {
 // PostgreSQL stops after them, when tb ends.
 func startBenchCluster(tb testing.TB) *benchCluster {
 	tb.Helper()
-	dir := testenv.ShortDir(tb, "mvb")
-	pg, err := schema.StartCluster(context.Background(), schema.ClusterConfig{Dir: filepath.Join(dir, "pg"), Fast: true})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { pg.Stop() })
-	key := newKey(tb, dir, "admin")
-	pub, err := os.ReadFile(key + ".pub")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	secret := func() string {
-		b := make([]byte, 32)
-		rand.Read(b)
-		return hex.EncodeToString(b)
-	}
-	shared := []string{"MINIVERCEL_DATABASE_URL=" + pg.DSN(), "MINIVERCEL_MASTER_KEY=" + secret(),
-		"MINIVERCEL_JWT_KEY=" + secret(), "MINIVERCEL_INITIAL_ADMIN_KEYS=" + string(pub)}
-	c := &benchCluster{
-		a: startBenchNode(tb, dir, "a", "gitd,panel,edge", key, shared),
-		b: startBenchNode(tb, dir, "b", "worker", key, shared),
-		d: startBenchNode(tb, dir, "d", "edge", key, shared),
-	}
-	tokenCmd := exec.Command(binary, "admin", "token", "create", "--name", "bench", "--data-dir", c.a.dataDir, "--database-url", pg.DSN())
-	tokenCmd.Env = append(os.Environ(), shared...)
-	tokenOut, err := tokenCmd.Output()
-	c.token = strings.TrimSpace(string(tokenOut))
-	if err != nil || !strings.HasPrefix(c.token, "mvt_") {
-		tb.Fatalf("token create: %v %q", err, tokenOut)
-	}
+	base := newTestCluster(tb, "mvb")
+	c := &benchCluster{a: base.node(tb, "a", "gitd,panel,edge"), b: base.node(tb, "b", "worker"), d: base.node(tb, "d", "edge")}
+	c.token = base.token(tb, c.a)
 	return c
-}
-
-// startBenchNode is startNode for a testing.TB: a benchmark has no *testing.T.
-func startBenchNode(tb testing.TB, dir, name, roles, key string, env []string) *server {
-	tb.Helper()
-	s := &server{t: tb, key: key, env: append(append([]string(nil), env...), "MINIVERCEL_ROLES="+roles),
-		noHTTP:  !strings.Contains(roles, "edge") && !strings.Contains(roles, "panel"),
-		dataDir: filepath.Join(dir, name), sshPort: freePort(tb), httpPort: freePort(tb)}
-	if err := s.launch(); err != nil {
-		tb.Fatalf("node %s: %v", name, err)
-	}
-	tb.Cleanup(func() {
-		s.stop()
-		if tb.Failed() {
-			tb.Logf("node %s (%s) log:\n%s", name, roles, s.logText())
-		}
-		if err := proc.NewAppUsers(s.dataDir).RemoveAll(); err != nil {
-			tb.Errorf("remove node %s's app users: %v", name, err)
-		}
-	})
-	return s
 }
 
 // nodes returns the cluster's nodes by name, for their logs.

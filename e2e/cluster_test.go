@@ -18,27 +18,76 @@ import (
 	"minivercel/schema"
 )
 
-// startNode starts one node of a cluster: `minivercel serve --roles
-// roles` on its own data directory and ports, with the cluster's shared
-// settings in env.
-func startNode(t *testing.T, dir, name, roles, key string, env []string) *server {
-	t.Helper()
-	s := &server{t: t, key: key, env: append(append([]string(nil), env...), "MINIVERCEL_ROLES="+roles),
-		noHTTP:  !strings.Contains(roles, "edge") && !strings.Contains(roles, "panel"),
-		dataDir: filepath.Join(dir, name), sshPort: freePort(t), httpPort: freePort(t)}
-	if err := s.launch(); err != nil {
-		t.Fatalf("node %s: %v", name, err)
+// testCluster is what the nodes of a test cluster share: one PostgreSQL,
+// the admin's key, and the settings every node gets in its environment
+// (the database, the master and session keys, the admin's public key).
+type testCluster struct {
+	dir      string
+	pg       *schema.Cluster
+	pgConfig schema.ClusterConfig
+	key      string
+	env      []string
+}
+
+// newTestCluster starts the PostgreSQL of a cluster; it stops when tb
+// ends, after the nodes.
+func newTestCluster(tb testing.TB, prefix string) *testCluster {
+	tb.Helper()
+	c := &testCluster{dir: testenv.ShortDir(tb, prefix)}
+	c.pgConfig = schema.ClusterConfig{Dir: filepath.Join(c.dir, "pg"), Fast: true}
+	var err error
+	if c.pg, err = schema.StartCluster(context.Background(), c.pgConfig); err != nil {
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() {
+	tb.Cleanup(func() { c.pg.Stop() })
+	c.key = newKey(tb, c.dir, "admin")
+	pub, err := os.ReadFile(c.key + ".pub")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	secret := func() string {
+		b := make([]byte, 32)
+		rand.Read(b)
+		return hex.EncodeToString(b)
+	}
+	c.env = []string{"MINIVERCEL_DATABASE_URL=" + c.pg.DSN(), "MINIVERCEL_MASTER_KEY=" + secret(),
+		"MINIVERCEL_JWT_KEY=" + secret(), "MINIVERCEL_INITIAL_ADMIN_KEYS=" + string(pub)}
+	return c
+}
+
+// node starts one node: `minivercel serve --roles roles` on its own data
+// directory and ports.
+func (c *testCluster) node(tb testing.TB, name, roles string) *server {
+	tb.Helper()
+	s := &server{t: tb, key: c.key, env: append(append([]string(nil), c.env...), "MINIVERCEL_ROLES="+roles),
+		noHTTP:  !strings.Contains(roles, "edge") && !strings.Contains(roles, "panel"),
+		dataDir: filepath.Join(c.dir, name), sshPort: freePort(tb), httpPort: freePort(tb)}
+	if err := s.launch(); err != nil {
+		tb.Fatalf("node %s: %v", name, err)
+	}
+	tb.Cleanup(func() {
 		s.stop()
-		if t.Failed() {
-			t.Logf("node %s (%s) log:\n%s", name, roles, s.logText())
+		if tb.Failed() {
+			tb.Logf("node %s (%s) log:\n%s", name, roles, s.logText())
 		}
 		if err := proc.NewAppUsers(s.dataDir).RemoveAll(); err != nil {
-			t.Errorf("remove node %s's app users: %v", name, err)
+			tb.Errorf("remove node %s's app users: %v", name, err)
 		}
 	})
 	return s
+}
+
+// token makes an API token of the admin, through node's data directory.
+func (c *testCluster) token(tb testing.TB, node *server) string {
+	tb.Helper()
+	cmd := exec.Command(binary, "admin", "token", "create", "--name", "ci", "--data-dir", node.dataDir)
+	cmd.Env = append(os.Environ(), c.env...)
+	out, err := cmd.Output()
+	token := strings.TrimSpace(string(out))
+	if err != nil || !strings.HasPrefix(token, "mvt_") {
+		tb.Fatalf("token create: %v %q", err, out)
+	}
+	return token
 }
 
 // nodeID is the id a node gave itself (nodes.ID).
@@ -62,32 +111,14 @@ var workerLine = regexp.MustCompile(`Worker: ([a-z0-9-]+)`)
 // the other serving.
 func TestCluster(t *testing.T) {
 	t.Parallel()
-	dir := testenv.ShortDir(t, "mvc")
-	pgConfig := schema.ClusterConfig{Dir: filepath.Join(dir, "pg"), Fast: true}
-	pg, err := schema.StartCluster(context.Background(), pgConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.Stop() })
-	key := newKey(t, dir, "admin")
-	pub, err := os.ReadFile(key + ".pub")
-	if err != nil {
-		t.Fatal(err)
-	}
-	secret := func() string {
-		b := make([]byte, 32)
-		rand.Read(b)
-		return hex.EncodeToString(b)
-	}
-	shared := []string{"MINIVERCEL_DATABASE_URL=" + pg.DSN(), "MINIVERCEL_MASTER_KEY=" + secret(),
-		"MINIVERCEL_JWT_KEY=" + secret(), "MINIVERCEL_INITIAL_ADMIN_KEYS=" + string(pub)}
-	a := startNode(t, dir, "a", "gitd,panel,edge", key, shared)
-	b := startNode(t, dir, "b", "worker", key, shared)
-	c := startNode(t, dir, "c", "worker", key, shared)
-	d := startNode(t, dir, "d", "edge", key, shared)
+	c0 := newTestCluster(t, "mvc")
+	a := c0.node(t, "a", "gitd,panel,edge")
+	b := c0.node(t, "b", "worker")
+	c := c0.node(t, "c", "worker")
+	d := c0.node(t, "d", "edge")
 	workers := map[string]*server{b.nodeID(t): b, c.nodeID(t): c}
 
-	nodesOut, code := runCmd(t, exec.Command(binary, "admin", "nodes", "--data-dir", a.dataDir, "--database-url", pg.DSN()))
+	nodesOut, code := runCmd(t, exec.Command(binary, "admin", "nodes", "--data-dir", a.dataDir, "--database-url", c0.pg.DSN()))
 	for _, n := range []*server{a, b, c, d} {
 		if code != 0 || !regexp.MustCompile(regexp.QuoteMeta(n.nodeID(t))+`\s.*\slive\s`).MatchString(nodesOut) {
 			t.Fatalf("admin nodes = %d, want %s live:\n%s", code, n.nodeID(t), nodesOut)
@@ -130,13 +161,7 @@ func TestCluster(t *testing.T) {
 	}
 
 	// A rollback through the API, sent to the edge that has no panel.
-	tokenCmd := exec.Command(binary, "admin", "token", "create", "--name", "ci", "--data-dir", a.dataDir, "--database-url", pg.DSN())
-	tokenCmd.Env = append(os.Environ(), shared...)
-	tokenOut, err := tokenCmd.Output()
-	token := strings.TrimSpace(string(tokenOut))
-	if err != nil || !strings.HasPrefix(token, "mvt_") {
-		t.Fatalf("token create: %v %q", err, tokenOut)
-	}
+	token := c0.token(t, a)
 	if code, _, raw := d.apiCall(t, "POST", "/api/projects/site/activate", token, `{"build_id":1}`); code != 200 {
 		t.Fatalf("rollback through the edge d = %d %s", code, raw)
 	}
@@ -146,11 +171,12 @@ func TestCluster(t *testing.T) {
 
 	// PostgreSQL restarts: every node carries on by itself (what follows
 	// needs them all: heartbeats, notifications, jobs).
-	if err := pg.Stop(); err != nil {
+	if err := c0.pg.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(3 * time.Second) // the database stays away for a while, as a restart of a real one does
-	if pg, err = schema.StartCluster(context.Background(), pgConfig); err != nil {
+	var err error
+	if c0.pg, err = schema.StartCluster(context.Background(), c0.pgConfig); err != nil {
 		t.Fatal(err)
 	}
 
@@ -191,7 +217,7 @@ func TestCluster(t *testing.T) {
 
 	// An edge that joins later serves the live build once it says it is
 	// ready.
-	e := startNode(t, dir, "e", "edge", key, shared)
+	e := c0.node(t, "e", "edge")
 	if code, body := e.get("site.localhost", "/"); code != 200 || !strings.Contains(body, "cluster v3") {
 		t.Fatalf("a new edge, once ready = %d %q", code, body)
 	}

@@ -28,22 +28,6 @@ import (
 // schema.Listener. Nothing is a stand-in: the notifications go through
 // PostgreSQL, the artifacts are real, and the apps are real Node processes.
 
-// liveEdges lists the live edge nodes from their heartbeats, as serve's
-// cluster view does.
-type liveEdges struct{ store *schema.Store }
-
-func (l liveEdges) LiveEdges(ctx context.Context) ([]string, error) {
-	list, err := l.store.LiveNodes(ctx, string(nodes.Edge), nodes.DeadAfter)
-	if err != nil {
-		return nil, err
-	}
-	ids := make([]string, len(list))
-	for i, n := range list {
-		ids[i] = n.ID
-	}
-	return ids, nil
-}
-
 type cluster struct {
 	*env
 	t     *testing.T
@@ -82,7 +66,7 @@ func newCluster(t *testing.T) *cluster {
 		}
 	}
 	act := deploy.NewActivator(e.edge, e.Store, e.Vars, e.Logger)
-	act.Node, act.Peers = "n1", liveEdges{e.Store}
+	act.Node, act.Peers = "n1", nodes.View{Store: e.Store}
 
 	lctx, cancel := context.WithCancel(ctx)
 	l := schema.NewListener(e.Store, e.Logger, schema.ChannelDeploy, schema.ChannelRoutes, schema.ChannelBuilds)
@@ -387,7 +371,7 @@ func TestClusterWithoutEdges(t *testing.T) {
 	}
 	e.exec(t, `UPDATE nodes SET last_seen = now() - interval '1 hour' WHERE id = 'n2'`)
 	act := deploy.NewActivator(nil, e.Store, e.Vars, e.Logger)
-	act.Node, act.Peers = "n1", liveEdges{e.Store}
+	act.Node, act.Peers = "n1", nodes.View{Store: e.Store}
 	p := e.project("lonely")
 	b := e.site(p, "nowhere")
 	if err := act.Activate(ctx, b, func(string) {}); !errors.Is(err, deploy.ErrNoEdge) {

@@ -9,24 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"minivercel/nodes"
 	"minivercel/schema"
 )
-
-// liveWorkers is the reaper's view of the cluster read from the nodes
-// table, as cmd/minivercel gives it: the live nodes with the worker role.
-type liveWorkers struct{ store *schema.Store }
-
-func (w liveWorkers) LiveWorkers(ctx context.Context, deadAfter time.Duration) ([]string, error) {
-	nodes, err := w.store.LiveNodes(ctx, "worker", deadAfter)
-	if err != nil {
-		return nil, err
-	}
-	ids := make([]string, len(nodes))
-	for i, n := range nodes {
-		ids[i] = n.ID
-	}
-	return ids, nil
-}
 
 // deadAfter is how long the reapers of these tests wait for a heartbeat.
 const deadAfter = 30 * time.Second
@@ -129,7 +114,7 @@ func TestReaperRequeuesBuildOfDeadWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	n, err := q.reap(ctx, liveWorkers{q.store}, deadAfter)
+	n, err := q.reap(ctx, nodes.View{Store: q.store}, deadAfter)
 	if err != nil || n != 1 {
 		t.Fatalf("reap = %d, %v; want the one build of dead-1", n, err)
 	}
@@ -166,7 +151,7 @@ func TestReaperRequeuesBuildOfDeadWorker(t *testing.T) {
 	}
 
 	// Queued again, it is no orphan: the next pass leaves it alone.
-	if n, err := q.reap(ctx, liveWorkers{q.store}, deadAfter); err != nil || n != 0 {
+	if n, err := q.reap(ctx, nodes.View{Store: q.store}, deadAfter); err != nil || n != 0 {
 		t.Fatalf("second reap = %d, %v; want 0", n, err)
 	}
 	if log := storedLog(t, q.store, b.ID); len(log) != 3 {
@@ -205,7 +190,7 @@ func TestReaperFailsBuildWhenNoWorkerIsAlive(t *testing.T) {
 	}
 	b := pushedBuild(t, q, p, strings.Repeat("a", 40), "dead-1", "-----> Cloning")
 
-	n, err := q.reap(ctx, liveWorkers{q.store}, deadAfter)
+	n, err := q.reap(ctx, nodes.View{Store: q.store}, deadAfter)
 	if err != nil || n != 1 {
 		t.Fatalf("reap = %d, %v; want 1", n, err)
 	}
@@ -226,7 +211,7 @@ func TestReaperFailsBuildWhenNoWorkerIsAlive(t *testing.T) {
 	if jobs := buildJobs(t, q.store, b.ID); len(jobs) != 1 {
 		t.Fatalf("a failed build got another job: %d jobs", len(jobs))
 	}
-	if n, err := q.reap(ctx, liveWorkers{q.store}, deadAfter); err != nil || n != 0 {
+	if n, err := q.reap(ctx, nodes.View{Store: q.store}, deadAfter); err != nil || n != 0 {
 		t.Fatalf("second reap = %d, %v; want 0", n, err)
 	}
 }
@@ -245,7 +230,7 @@ func TestReaperNeverReapsItsOwnNode(t *testing.T) {
 	mine := pushedBuild(t, q, p, "", "self-1", "-----> Cloning")
 	theirs := pushedBuild(t, q, p, "", "dead-1", "-----> Cloning")
 
-	n, err := q.reap(ctx, liveWorkers{q.store}, deadAfter)
+	n, err := q.reap(ctx, nodes.View{Store: q.store}, deadAfter)
 	if err != nil || n != 1 {
 		t.Fatalf("reap = %d, %v; want dead-1's build only", n, err)
 	}
@@ -266,7 +251,7 @@ func TestReaperNeverReapsItsOwnNode(t *testing.T) {
 		t.Fatalf("dead-1's build: status %s, want queued", got.Status)
 	}
 	// However often it looks.
-	if n, err := q.reap(ctx, liveWorkers{q.store}, deadAfter); err != nil || n != 0 {
+	if n, err := q.reap(ctx, nodes.View{Store: q.store}, deadAfter); err != nil || n != 0 {
 		t.Fatalf("second reap = %d, %v; want 0", n, err)
 	}
 }
@@ -303,7 +288,7 @@ func TestReapersTakeEachBuildOnce(t *testing.T) {
 		for _, r := range reapers {
 			wg.Go(func() {
 				<-start
-				n, err := r.reap(ctx, liveWorkers{q.store}, deadAfter)
+				n, err := r.reap(ctx, nodes.View{Store: q.store}, deadAfter)
 				if err != nil {
 					t.Errorf("round %d: reaper %s: %v", round, r.cfg.Node, err)
 				}
@@ -351,7 +336,7 @@ func TestReaperFailedBuildPutsBranchBack(t *testing.T) {
 	if _, err := q.store.ClaimBuild(ctx, b.ID, "dead-1"); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := q.reap(ctx, liveWorkers{q.store}, deadAfter); err != nil || n != 1 {
+	if n, err := q.reap(ctx, nodes.View{Store: q.store}, deadAfter); err != nil || n != 1 {
 		t.Fatalf("reap = %d, %v; want 1", n, err)
 	}
 	if got, _ := q.store.BuildByID(ctx, b.ID); got.Status != schema.BuildFailed {

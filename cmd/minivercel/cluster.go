@@ -21,30 +21,6 @@ import (
 	"minivercel/schema"
 )
 
-// clusterView answers which nodes are alive, from their heartbeats.
-type clusterView struct{ store *schema.Store }
-
-// live returns the ids of the live nodes with role.
-func (c clusterView) live(ctx context.Context, role nodes.Role) ([]string, error) {
-	list, err := c.store.LiveNodes(ctx, string(role), nodes.DeadAfter)
-	if err != nil {
-		return nil, err
-	}
-	ids := make([]string, len(list))
-	for i, n := range list {
-		ids[i] = n.ID
-	}
-	return ids, nil
-}
-
-// LiveEdges lists the live edge nodes (deploy.EdgeNodes).
-func (c clusterView) LiveEdges(ctx context.Context) ([]string, error) { return c.live(ctx, nodes.Edge) }
-
-// LiveWorkers lists the live worker nodes (pipeline.Nodes).
-func (c clusterView) LiveWorkers(ctx context.Context, _ time.Duration) ([]string, error) {
-	return c.live(ctx, nodes.Worker)
-}
-
 // blobStore is where builds keep what other nodes fetch: the blobs in
 // PostgreSQL, and this node's copies of them (pipeline.Blobs and
 // edge.ArtifactSource).
@@ -91,7 +67,7 @@ func (b blobStore) Forget(sha string) {
 // remotePanel forwards the base domain to a live node with the panel role,
 // for an edge node that has none itself.
 type remotePanel struct {
-	view clusterView
+	view nodes.View
 	self string
 	log  *slog.Logger
 
@@ -101,7 +77,7 @@ type remotePanel struct {
 	proxy   *httputil.ReverseProxy
 }
 
-func newRemotePanel(view clusterView, self string, log *slog.Logger) *remotePanel {
+func newRemotePanel(view nodes.View, self string, log *slog.Logger) *remotePanel {
 	p := &remotePanel{view: view, self: self, log: log.With("component", "edge")}
 	p.proxy = &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
@@ -138,7 +114,7 @@ func (p *remotePanel) pick(ctx context.Context) (string, error) {
 	if p.target != "" && time.Since(p.checked) < panelRecheck {
 		return p.target, nil
 	}
-	list, err := p.view.store.LiveNodes(ctx, string(nodes.Panel), nodes.DeadAfter)
+	list, err := p.view.Store.LiveNodes(ctx, string(nodes.Panel), nodes.DeadAfter)
 	if err != nil {
 		return "", err
 	}

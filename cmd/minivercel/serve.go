@@ -261,7 +261,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 		return err
 	}
 	events := schema.NewListener(db.store, log, schema.ChannelLogs, schema.ChannelRoutes, schema.ChannelDeploy, schema.ChannelBuilds)
-	view := clusterView{db.store}
+	view := nodes.View{Store: db.store}
 	// With the private database this node is the whole installation: what
 	// a build writes stays on its disk. With a shared one, artifacts and
 	// source snapshots go to PostgreSQL for the other nodes.

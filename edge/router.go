@@ -62,6 +62,31 @@ type routerConfig struct {
 	starting *startingSet  // projects still being restored after a start
 	bodyIdle time.Duration // see withBodyTimeout; 0: none
 	log      *slog.Logger
+	observer Observer // nil: requests are not observed
+}
+
+// Observer is told of every request the edge served from a project's
+// builds: production, custom domains, previews. project is always the
+// name of a project that exists (a request for an unknown host is not
+// observed, so scanners cannot grow what an observer keeps); status is the
+// final status, took the time to the end of the response, bytes the body
+// bytes written. Observe is called on the request's goroutine once it is
+// served: it must be quick and safe for concurrent use.
+type Observer interface {
+	Observe(project string, status int, took time.Duration, bytes int64)
+}
+
+// observedKey holds, in an observed request's context, which project
+// served it (served).
+type observedKey struct{}
+
+type observation struct{ project string }
+
+// served records that project's build answers r.
+func served(r *http.Request, project string) {
+	if o, _ := r.Context().Value(observedKey{}).(*observation); o != nil {
+		o.project = project
+	}
 }
 
 // router is the edge's http.Handler: it reads the Host, serves production
@@ -77,15 +102,23 @@ func newRouter(cfg routerConfig) *router {
 }
 
 func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if rt.log.Enabled(r.Context(), slog.LevelDebug) {
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		start := time.Now()
-		rt.route(rec, r)
-		rt.log.Debug("request", "host", r.Host, "method", r.Method, "path", r.URL.Path,
-			"status", rec.status, "took", time.Since(start))
+	debug := rt.log.Enabled(r.Context(), slog.LevelDebug)
+	if rt.observer == nil && !debug {
+		rt.route(w, r)
 		return
 	}
-	rt.route(w, r)
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	o := &observation{}
+	start := time.Now()
+	rt.route(rec, r.WithContext(context.WithValue(r.Context(), observedKey{}, o)))
+	took := time.Since(start)
+	if rt.observer != nil && o.project != "" {
+		rt.observer.Observe(o.project, rec.status, took, rec.bytes)
+	}
+	if debug {
+		rt.log.Debug("request", "host", r.Host, "method", r.Method, "path", r.URL.Path,
+			"status", rec.status, "took", took)
+	}
 }
 
 func (rt *router) route(w http.ResponseWriter, r *http.Request) {
@@ -121,6 +154,7 @@ func (rt *router) serveProduction(w http.ResponseWriter, r *http.Request, projec
 	// One load of the table: the request keeps this handler even if a
 	// swap happens while it runs.
 	if route := rt.routes.get(project); route != nil {
+		served(r, project)
 		route.h.ServeHTTP(w, r)
 		return
 	}
@@ -134,6 +168,7 @@ func (rt *router) serveProduction(w http.ResponseWriter, r *http.Request, projec
 // serveBuild serves <project>--<slug>: exactly one build.
 func (rt *router) serveBuild(w http.ResponseWriter, r *http.Request, h hosts.Host) {
 	if route := rt.routes.get(h.Project); route != nil && route.site.Slug == h.Slug {
+		served(r, h.Project)
 		route.h.ServeHTTP(w, r)
 		return
 	}
@@ -157,6 +192,7 @@ func (rt *router) serveFound(w http.ResponseWriter, r *http.Request, host string
 // production serves right now is answered by production's own handler or
 // process rather than a second copy: same build, one process.
 func (rt *router) serveSite(w http.ResponseWriter, r *http.Request, site Site, showOutput bool) {
+	served(r, site.Project)
 	// One load of the table, as in serveProduction.
 	if route := rt.routes.get(site.Project); route != nil && route.site.BuildID == site.BuildID {
 		route.h.ServeHTTP(w, r)
@@ -337,11 +373,25 @@ func landing(w http.ResponseWriter, r *http.Request) {
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	bytes  int64
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
 	r.status = code
 	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// ReadFrom keeps the writer's own ReadFrom (sendfile for files) in use.
+func (r *statusRecorder) ReadFrom(src io.Reader) (int64, error) {
+	n, err := io.Copy(r.ResponseWriter, src)
+	r.bytes += n
+	return n, err
 }
 
 // Unwrap lets http.ResponseController reach the real writer.

@@ -76,6 +76,9 @@ type Config struct {
 	// BodyIdleTimeout ends a request whose body sends nothing for this
 	// long. Zero: DefaultBodyIdleTimeout.
 	BodyIdleTimeout time.Duration
+	// Observer is told of each request a project's build served (see
+	// Observer): metrics and traffic charts. Zero: none.
+	Observer Observer
 	// Artifacts gives a local copy of a build's artifact by its SHA-256,
 	// fetching it from where the builds are stored (another node's build
 	// reaches this edge through the database). Zero: Site.ArtifactPath is
@@ -226,6 +229,7 @@ func New(cfg Config, lookup BuildLookup) (*Server, error) {
 		scheme: scheme, routes: s.routes, sites: s.sites,
 		statics: s.statics, previews: s.previews, funcs: s.funcs, panel: cfg.PanelHandler, git: cfg.GitHandler, log: log,
 		health: &healthProbe{check: cfg.Health}, starting: &s.starting, bodyIdle: cmp.Or(cfg.BodyIdleTimeout, DefaultBodyIdleTimeout),
+		observer: cfg.Observer,
 	})
 	s.srv = &http.Server{
 		Handler: s.router,

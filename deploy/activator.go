@@ -130,7 +130,7 @@ func (a *Activator) Activate(ctx context.Context, b schema.Build, progress func(
 	if a.edge == nil && len(peers) == 0 {
 		return fmt.Errorf("activate build %d: %w", b.ID, ErrNoEdge)
 	}
-	d, err := a.store.StartDeployment(ctx, b.ProjectID, b.ID)
+	d, err := a.store.StartDeploymentOn(ctx, b.ProjectID, b.ID, a.Node)
 	if err != nil {
 		return fmt.Errorf("activate build %d: %w", b.ID, err)
 	}
@@ -150,20 +150,26 @@ func (a *Activator) Activate(ctx context.Context, b schema.Build, progress func(
 		}
 		progress(fmt.Sprintf("Starting on %d edge nodes", len(peers)+btoi(a.edge != nil)))
 	}
-	abort := func(err error) error {
-		if a.edge != nil {
-			a.edge.Discard(d.ID)
-		}
+	// Recorded failed first, then told: an edge that finishes preparing
+	// after the news reads the status and lets its copy go.
+	tellAbort := func() {
 		if len(peers) > 0 {
 			if nerr := a.store.Notify(bg, schema.ChannelDeploy, "abort:"+strconv.FormatInt(d.ID, 10)); nerr != nil {
 				a.log.Warn("tell the edges to discard a deployment", "deployment", d.ID, "err", nerr)
 			}
 		}
+	}
+	abort := func(err error) error {
+		if a.edge != nil {
+			a.edge.Discard(d.ID)
+		}
 		status := schema.DeploymentFailed
 		if errors.Is(err, edge.ErrUnhealthy) {
 			status = schema.DeploymentUnhealthy
 		}
-		return errors.Join(err, a.fail(bg, d.ID, status, err.Error()))
+		ferr := a.fail(bg, d.ID, status, err.Error())
+		tellAbort()
+		return errors.Join(err, ferr)
 	}
 	var prev int64
 	var hadPrev bool
@@ -187,8 +193,9 @@ func (a *Activator) Activate(ctx context.Context, b schema.Build, progress func(
 	}
 	if _, err := a.store.ActivateDeployment(bg, d.ID, port); err != nil {
 		err = fmt.Errorf("record activation of build %d: %w", b.ID, err)
-		return errors.Join(err, a.fail(bg, d.ID, schema.DeploymentFailed, "the activation could not be recorded"),
-			a.putBack(bg, b, prev, hadPrev))
+		ferr := a.fail(bg, d.ID, schema.DeploymentFailed, "the activation could not be recorded")
+		tellAbort()
+		return errors.Join(err, ferr, a.putBack(bg, b, prev, hadPrev))
 	}
 	// Every edge switches now: the others commit what they prepared.
 	if err := a.store.Notify(bg, schema.ChannelRoutes, b.ProjectName); err != nil {

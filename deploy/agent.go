@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"minivercel/edge"
@@ -31,6 +32,10 @@ type Agent struct {
 	// extracted tree, its cached artifact). Zero: nothing is removed.
 	Forget func(buildID int64, sha256 string)
 	slots  chan struct{}
+	// The subscriptions, made by NewAgent: what arrives before Run waits.
+	deploys, routes, builds <-chan string
+	unsubscribe             []func()
+	following               sync.Map // projects whose switch runs now
 }
 
 // AgentEdge is what the agent needs of the edge (*edge.Server).
@@ -55,8 +60,16 @@ func NewAgent(e AgentEdge, store *schema.Store, vars *secret.Vars, node string, 
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Agent{edge: e, store: store, vars: vars, node: node, events: events,
+	g := &Agent{edge: e, store: store, vars: vars, node: node, events: events,
 		log: log.With("component", "cluster"), slots: make(chan struct{}, maxPreparing)}
+	// Subscribed before the node says it is a live edge: an activation
+	// that asks it to prepare meanwhile is handled once Run runs.
+	var stop1, stop2, stop3 func()
+	g.deploys, stop1 = events.Subscribe(schema.ChannelDeploy)
+	g.routes, stop2 = events.Subscribe(schema.ChannelRoutes)
+	g.builds, stop3 = events.Subscribe(schema.ChannelBuilds)
+	g.unsubscribe = []func(){stop1, stop2, stop3}
+	return g
 }
 
 // maxPreparing bounds the deployments an edge prepares at once.
@@ -66,33 +79,55 @@ const maxPreparing = 4
 // again, whatever it was told.
 const reconcileEvery = 15 * time.Second
 
-// Run follows the cluster until ctx ends.
+// Run follows the cluster until ctx ends. It starts by preparing the
+// deployments being activated now, and by reading every project's
+// production: what it was told before it ran.
 func (g *Agent) Run(ctx context.Context) {
-	deploys, stop1 := g.events.Subscribe(schema.ChannelDeploy)
-	defer stop1()
-	routes, stop2 := g.events.Subscribe(schema.ChannelRoutes)
-	defer stop2()
-	builds, stop3 := g.events.Subscribe(schema.ChannelBuilds)
-	defer stop3()
+	defer func() {
+		for _, stop := range g.unsubscribe {
+			stop()
+		}
+	}()
 	tick := time.NewTicker(reconcileEvery)
 	defer tick.Stop()
+	g.prepareStarting(ctx)
+	g.reconcileAll(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case msg := <-deploys:
-			g.onDeploy(ctx, msg)
-		case project := <-routes:
+		case msg := <-g.deploys:
+			if msg == schema.Resync {
+				g.prepareStarting(ctx)
+			} else {
+				g.onDeploy(ctx, msg)
+			}
+		case project := <-g.routes:
 			g.edge.ForgetDomains()
 			if project == schema.Resync {
 				g.reconcileAll(ctx)
 			} else {
 				g.reconcile(ctx, project)
 			}
-		case msg := <-builds:
+		case msg := <-g.builds:
 			g.onBuild(ctx, msg)
 		case <-tick.C:
 			g.reconcileAll(ctx)
+		}
+	}
+}
+
+// prepareStarting prepares every deployment being activated now: asked
+// for while this edge was starting, or while its notifications were cut.
+func (g *Agent) prepareStarting(ctx context.Context) {
+	ds, err := g.store.StartingDeployments(ctx)
+	if err != nil {
+		g.log.Warn("read the deployments being activated", "err", err)
+		return
+	}
+	for _, d := range ds {
+		if d.NodeID != g.node { // this node's activator prepares here itself
+			go g.prepare(ctx, d.ID)
 		}
 	}
 }
@@ -129,13 +164,22 @@ func (g *Agent) prepare(ctx context.Context, deploymentID int64) {
 	if err != nil || d.Status != schema.DeploymentStarting {
 		return // gone, or decided already
 	}
-	err = g.prepareSite(ctx, d)
+	site, err := g.prepareSite(ctx, d)
 	if err == nil {
 		// Decided while this edge prepared (failed on another edge, its
 		// abort come and gone): it will never be committed here.
-		if now, rerr := g.store.DeploymentByID(ctx, d.ID); rerr != nil || (now.Status != schema.DeploymentStarting && now.Status != schema.DeploymentActive) {
+		now, rerr := g.store.DeploymentByID(ctx, d.ID)
+		switch {
+		case rerr != nil || (now.Status != schema.DeploymentStarting && now.Status != schema.DeploymentActive):
 			g.edge.Discard(d.ID)
 			err = errors.New("discarded: the deployment did not go live while this edge prepared it")
+		case now.Status == schema.DeploymentActive:
+			// Live already, and switched here by the activator of this
+			// node: this copy is not needed.
+			if cur, ok := g.edge.ActiveSite(site.Project); ok && cur.DeploymentID == d.ID {
+				g.edge.Discard(d.ID)
+				return
+			}
 		}
 	}
 	r := schema.EdgeReport{DeploymentID: d.ID, NodeID: g.node, Ready: err == nil}
@@ -151,14 +195,14 @@ func (g *Agent) prepare(ctx context.Context, deploymentID int64) {
 	}
 }
 
-func (g *Agent) prepareSite(ctx context.Context, d schema.Deployment) error {
+func (g *Agent) prepareSite(ctx context.Context, d schema.Deployment) (edge.Site, error) {
 	site, err := g.site(ctx, d.BuildID, d.ID)
 	if err != nil {
-		return err
+		return site, err
 	}
 	pctx, cancel := context.WithTimeout(ctx, edgeWait(site.Health))
 	defer cancel()
-	return g.edge.Prepare(pctx, site, nil)
+	return site, g.edge.Prepare(pctx, site, nil)
 }
 
 // site is how this edge serves a build under a deployment.
@@ -190,6 +234,9 @@ func (g *Agent) reconcile(ctx context.Context, project string) {
 		g.log.Warn("read a project's production", "project", project, "err", err)
 		return
 	}
+	if cur, ok := g.edge.ActiveSite(project); ok && cur.ProjectID != p.ID {
+		g.gone(project) // deleted and made again: the old one's site goes
+	}
 	active, err := g.store.ActiveBuildOf(ctx, p.ID)
 	if errors.Is(err, schema.ErrNotFound) {
 		return
@@ -210,7 +257,14 @@ func (g *Agent) follow(ctx context.Context, active schema.ActiveBuild) {
 	if g.edge.Starting(project) {
 		return // the start-up restore is bringing it
 	}
-	if cur, ok := g.edge.ActiveSite(project); ok && cur.DeploymentID >= active.DeploymentID {
+	cur, routed := g.edge.ActiveSite(project)
+	if routed && cur.ProjectID != active.ProjectID {
+		// A project deleted and made again under its name: nothing of the
+		// old one may serve the new one's hosts.
+		g.gone(project)
+		routed = false
+	}
+	if routed && cur.DeploymentID >= active.DeploymentID {
 		return
 	}
 	if err := g.edge.Commit(active.DeploymentID); err == nil {
@@ -219,17 +273,25 @@ func (g *Agent) follow(ctx context.Context, active schema.ActiveBuild) {
 		g.log.Warn("switch to a deployment", "deployment", active.DeploymentID, "err", err)
 	}
 	// Not prepared here (this edge joined, or restarted, after the
-	// activation asked): it starts it now.
-	site, err := g.site(ctx, active.ID, active.DeploymentID)
-	if err != nil {
-		g.log.Warn("serve a project's production", "project", project, "err", err)
+	// activation asked): it starts it now, in the background, one start
+	// per project at a time, so that a slow app never holds up this
+	// edge's other work.
+	if _, busy := g.following.LoadOrStore(project, true); busy {
 		return
 	}
-	actx, cancel := context.WithTimeout(ctx, edgeWait(site.Health))
-	defer cancel()
-	if err := g.edge.Activate(actx, site, nil); err != nil {
-		g.log.Error("serve a project's production", "project", project, "build", active.ID, "err", err)
-	}
+	go func() {
+		defer g.following.Delete(project)
+		site, err := g.site(ctx, active.ID, active.DeploymentID)
+		if err != nil {
+			g.log.Warn("serve a project's production", "project", project, "err", err)
+			return
+		}
+		actx, cancel := context.WithTimeout(ctx, edgeWait(site.Health))
+		defer cancel()
+		if err := g.edge.Activate(actx, site, nil); err != nil {
+			g.log.Error("serve a project's production", "project", project, "build", active.ID, "err", err)
+		}
+	}()
 }
 
 // reconcileAll is reconcile of every project, and of the projects this

@@ -76,7 +76,7 @@ var migrationFaults = map[int]migrationFault{
 		present: "SELECT to_regclass('nodes') IS NOT NULL",
 	},
 	11: {
-		undo:  "DROP TABLE deployment_edges; ALTER TABLE builds DROP COLUMN node_id, DROP COLUMN attempt, DROP COLUMN source_sha256;",
+		undo:  "DROP TABLE deployment_edges; ALTER TABLE deployments DROP COLUMN node_id; ALTER TABLE builds DROP COLUMN node_id, DROP COLUMN attempt, DROP COLUMN source_sha256;",
 		lock:  "LOCK TABLE builds IN ACCESS SHARE MODE",
 		waits: "node_id",
 		present: `SELECT to_regclass('deployment_edges') IS NOT NULL AND (SELECT count(*) = 3 FROM pg_attribute

@@ -76,6 +76,28 @@ type Observer interface {
 	Observe(project string, status int, took time.Duration, bytes int64)
 }
 
+// The headers an edge forwarding the base domain to a panel node adds: its
+// client's address and a signature of it (cmd/minivercel signs and checks
+// them).
+const (
+	ClientHeader    = "X-Minivercel-Client"
+	ClientSigHeader = "X-Minivercel-Client-Sig"
+)
+
+// dropInternalHeaders removes every X-Minivercel-* header of a client's
+// request; keepClient keeps the signed client address.
+func dropInternalHeaders(h http.Header, keepClient bool) {
+	for k := range h {
+		if !strings.HasPrefix(k, "X-Minivercel-") {
+			continue
+		}
+		if keepClient && (k == ClientHeader || k == ClientSigHeader) {
+			continue
+		}
+		delete(h, k)
+	}
+}
+
 // observedKey holds, in an observed request's context, which project
 // served it (served).
 type observedKey struct{}
@@ -123,10 +145,12 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (rt *router) route(w http.ResponseWriter, r *http.Request) {
 	// The edge's own headers mean something only when the edge set them:
-	// whatever a client sends under their names is dropped at the door.
-	r.Header.Del(internalPrefixHeader)
+	// whatever a client sends under their names is dropped at the door,
+	// but for the signed client address another edge sends with the base
+	// domain, which the panel's proxy checks (and drops).
 	withBodyTimeout(w, r, rt.bodyIdle)
 	h := rt.scheme.Parse(r.Host)
+	dropInternalHeaders(r.Header, h.Kind == hosts.Base)
 	switch h.Kind {
 	case hosts.Base:
 		rt.serveBase(w, r, h.Name)

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -45,8 +46,9 @@ type Broker struct {
 	builds map[int64]*liveLog
 	begun  chan struct{} // closed and replaced whenever a build begins
 	// stored holds, per build followed from the database, a channel closed
-	// when another node announces new lines of it or its end (Announce).
-	stored map[int64]chan struct{}
+	// when another node announces new lines of it or its end (Announce),
+	// and how many followers wait on it: the last one to leave removes it.
+	stored map[int64]*announcement
 }
 
 type liveLog struct {
@@ -54,6 +56,7 @@ type liveLog struct {
 	base    int              // lines stored before this run began (an earlier attempt's)
 	lines   []string         // lines[i] has seq base+i+1
 	stored  int              // how many of lines are in the database
+	fenced  bool             // another attempt owns the stored log: nothing more is stored
 	subs    map[chan Event]*follower
 	flushMu sync.Mutex
 }
@@ -123,7 +126,7 @@ func NewBroker(store LogStore, logger *slog.Logger) *Broker {
 		logger = slog.Default()
 	}
 	return &Broker{store: store, log: logger.With("component", "logs"), builds: map[int64]*liveLog{},
-		begun: make(chan struct{}), stored: map[int64]chan struct{}{}}
+		begun: make(chan struct{}), stored: map[int64]*announcement{}}
 }
 
 // Begin opens a build's live log; its lines are stored periodically until Finish.
@@ -173,15 +176,25 @@ func (b *Broker) flush(buildID int64, l *liveLog) {
 	b.mu.Lock()
 	from := l.stored
 	pending := append([]string(nil), l.lines[from:]...)
+	fenced := l.fenced
 	b.mu.Unlock()
-	if len(pending) == 0 {
+	if len(pending) == 0 || fenced {
 		return
 	}
 	// Bounded: a frozen database must not keep a build from finishing; the
 	// lines stay pending for the next flush.
 	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 	defer cancel()
-	if err := b.store.AppendLogLines(ctx, buildID, l.base+from+1, pending); err != nil {
+	if err := b.store.AppendLogLines(ctx, buildID, l.base+from+1, pending); errors.Is(err, schema.ErrConflict) {
+		// Another attempt of the build (on the worker that took it over)
+		// writes these seqs: this one's lines are no longer the log's.
+		b.log.Warn("build log taken over by another attempt; this worker stops storing its lines", "build", buildID)
+		b.mu.Lock()
+		l.stored = len(l.lines)
+		l.fenced = true
+		b.mu.Unlock()
+		return
+	} else if err != nil {
 		b.log.Error("store build log lines", "build", buildID, "err", err)
 		return
 	}
@@ -294,10 +307,13 @@ const replayPage = 1000
 // and, while it is still queued, a wait for it to begin here.
 func (b *Broker) followStored(ctx context.Context, buildID int64, out chan Event) {
 	seq := 0
+	var announced chan struct{}
+	defer func() { b.unannounced(buildID, announced) }()
 	for {
 		// Listen before reading: an announcement made while the database
 		// is read wakes the wait that follows.
-		announced := b.announced(buildID)
+		b.unannounced(buildID, announced)
+		announced = b.announced(buildID)
 		// Status before lines: a build is marked done only after its last line
 		// is stored (Flush), so a done status read first means the lines read
 		// next are complete.
@@ -389,16 +405,38 @@ func (b *Broker) followStored(ctx context.Context, buildID int64, out chan Event
 // notification delays lines by this much at most.
 const storedPoll = time.Second
 
-// announced returns the channel the next Announce of buildID closes.
+// announcement is what followers of one build from the database wait on.
+type announcement struct {
+	ch      chan struct{}
+	waiters int
+}
+
+// announced returns the channel the next Announce of buildID closes; the
+// caller gives it back with unannounced.
 func (b *Broker) announced(buildID int64) chan struct{} {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	ch := b.stored[buildID]
-	if ch == nil {
-		ch = make(chan struct{})
-		b.stored[buildID] = ch
+	a := b.stored[buildID]
+	if a == nil {
+		a = &announcement{ch: make(chan struct{})}
+		b.stored[buildID] = a
 	}
-	return ch
+	a.waiters++
+	return a.ch
+}
+
+// unannounced gives back a channel announced returned (nil: none).
+func (b *Broker) unannounced(buildID int64, ch chan struct{}) {
+	if ch == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if a := b.stored[buildID]; a != nil && a.ch == ch {
+		if a.waiters--; a.waiters == 0 {
+			delete(b.stored, buildID)
+		}
+	}
 }
 
 // Announce wakes the followers of a build that this process is not
@@ -408,14 +446,14 @@ func (b *Broker) Announce(buildID int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if buildID != 0 {
-		if ch, ok := b.stored[buildID]; ok {
-			close(ch)
+		if a, ok := b.stored[buildID]; ok {
+			close(a.ch)
 			delete(b.stored, buildID)
 		}
 		return
 	}
-	for id, ch := range b.stored {
-		close(ch)
+	for id, a := range b.stored {
+		close(a.ch)
 		delete(b.stored, id)
 	}
 }

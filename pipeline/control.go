@@ -263,7 +263,10 @@ func (q *Queue) DeleteProject(ctx context.Context, project schema.Project) error
 	// and none can put the site back between the rows' removal and the
 	// route's. The rows go first: if that fails, the site still serves what
 	// the database says. (An activation still queued finds its build gone.)
-	unlock := q.lockProject(project.ID)
+	unlock, err := q.lockProject(ctx, project.ID)
+	if err != nil {
+		return err
+	}
 	err = q.store.DeleteProject(ctx, project.ID)
 	if err == nil && q.act != nil {
 		q.act.Deactivate(project.Name)

@@ -24,3 +24,8 @@ var ErrCollected = errors.New("build was collected")
 // ErrInvalidFunctions means the api/ folder holds a function that cannot be
 // routed or run here; the wrapping error names the file and the reason.
 var ErrInvalidFunctions = errors.New("invalid api/ functions")
+
+// ErrTakenOver means a build was given to another worker while this one
+// ran it (this worker lost the database for longer than a heartbeat
+// allows): this worker's attempt may neither deploy it nor record it.
+var ErrTakenOver = errors.New("the build was taken over by another worker")

@@ -296,6 +296,13 @@ func (q *Queue) failInterrupted(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("fail interrupted builds: %w", err)
 	}
+	if q.cfg.Node != "" {
+		// Its activations too: the edges discard what they prepared.
+		if _, err := q.store.FailOrphanedDeployments(ctx, q.cfg.Node, 0,
+			"interrupted: the node activating it stopped during the activation"); err != nil {
+			return fmt.Errorf("fail interrupted activations: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -326,33 +333,46 @@ func (q *Queue) enqueue(ctx context.Context, nb schema.NewBuild, before string) 
 // lockProject takes a project's activation lock and returns its release.
 // The lock holds across nodes: a PostgreSQL advisory lock on a connection
 // of its own, taken after this process's mutex (so one process queues its
-// own callers without holding connections). If the database cannot be
-// reached, the lock of this process alone is held, and the failure logged:
-// what follows reads the database too, and fails on its own.
-func (q *Queue) lockProject(id int64) (unlock func()) {
+// own callers). The database lock is tried, not waited for, so that no
+// pool connection is held while another node's activation runs; past
+// projectLockWait, or if the database cannot be reached, the lock is not
+// taken and the error says so: nothing goes ahead unlocked.
+func (q *Queue) lockProject(ctx context.Context, id int64) (unlock func(), err error) {
 	mu, _ := q.projectLocks.LoadOrStore(id, &sync.Mutex{})
 	mu.(*sync.Mutex).Lock()
-	ctx, cancel := context.WithTimeout(context.Background(), projectLockWait)
+	ctx, cancel := context.WithTimeout(ctx, projectLockWait)
 	defer cancel()
-	conn, err := q.store.Pool().Acquire(ctx)
-	if err == nil {
-		if _, err = conn.Exec(ctx, `SELECT pg_advisory_lock($1, $2)`, projectLockClass, int32(id)); err != nil {
-			conn.Release()
+	for {
+		conn, err := q.store.Pool().Acquire(ctx)
+		if err != nil {
+			mu.(*sync.Mutex).Unlock()
+			return nil, fmt.Errorf("lock project %d: %w", id, err)
 		}
-	}
-	if err != nil {
-		q.log.Warn("take a project's lock across nodes", "project", id, "err", err)
-		return mu.(*sync.Mutex).Unlock
-	}
-	return func() {
-		uctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock($1, $2)`, projectLockClass, int32(id)); err != nil {
-			// A session lock goes with its connection.
-			conn.Conn().Close(uctx)
+		var locked bool
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, $2)`, projectLockClass, int32(id)).Scan(&locked); err != nil {
+			conn.Release()
+			mu.(*sync.Mutex).Unlock()
+			return nil, fmt.Errorf("lock project %d: %w", id, err)
+		}
+		if locked {
+			return func() {
+				uctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock($1, $2)`, projectLockClass, int32(id)); err != nil {
+					// A session lock goes with its connection.
+					conn.Conn().Close(uctx)
+				}
+				conn.Release()
+				mu.(*sync.Mutex).Unlock()
+			}, nil
 		}
 		conn.Release()
-		mu.(*sync.Mutex).Unlock()
+		select {
+		case <-ctx.Done():
+			mu.(*sync.Mutex).Unlock()
+			return nil, fmt.Errorf("lock project %d: another node holds it: %w", id, ctx.Err())
+		case <-time.After(projectLockRetry):
+		}
 	}
 }
 
@@ -361,8 +381,12 @@ func (q *Queue) lockProject(id int64) (unlock func()) {
 const projectLockClass = 0x6d76 // "mv"
 
 // projectLockWait bounds the wait for another node's activation of the
-// same project: as long as an activation may take.
-const projectLockWait = 15 * time.Minute
+// same project: as long as an activation may take. projectLockRetry is
+// how often the lock is tried meanwhile.
+const (
+	projectLockWait  = 15 * time.Minute
+	projectLockRetry = 100 * time.Millisecond
+)
 
 // activate runs the activator with the project's lock held, so two builds or
 // rollbacks of one project never interleave their switches.
@@ -376,7 +400,11 @@ const projectLockWait = 15 * time.Minute
 // stack: it fails this activation alone, never the server or the other
 // projects, and the previous deployment serves on.
 func (q *Queue) activate(ctx context.Context, b schema.Build, progress func(string), pushed bool) (err error) {
-	defer q.lockProject(b.ProjectID)()
+	unlock, err := q.lockProject(ctx, b.ProjectID)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	defer func() {
 		if r := recover(); r != nil {
 			q.log.Error("activation panicked", "build", b.ID, "project", b.ProjectName, "panic", r, "stack", string(debug.Stack()))
@@ -384,6 +412,13 @@ func (q *Queue) activate(ctx context.Context, b schema.Build, progress func(stri
 		}
 	}()
 	if pushed {
+		// A worker the others took for dead (it lost the database for a
+		// while) must not deploy a build another attempt now owns.
+		if held, err := q.store.HoldsAttempt(ctx, b.ID, b.Attempt); err != nil {
+			return fmt.Errorf("read build %d: %w", b.ID, err)
+		} else if !held {
+			return fmt.Errorf("build %d: %w", b.ID, ErrTakenOver)
+		}
 		live, err := q.store.ActiveBuild(ctx, b.ProjectID)
 		if err != nil && !errors.Is(err, schema.ErrNotFound) {
 			return fmt.Errorf("read the live build: %w", err)
@@ -487,7 +522,11 @@ func (q *Queue) run(ctx context.Context, buildID int64, before string) error {
 		}
 	} else {
 		out.line("error: " + reason)
-		q.putBranchBack(ctx, b, before, out)
+		// Only the attempt that owns the build moves its branch: one taken
+		// over by another worker is that worker's to put back.
+		if held, err := q.store.HoldsAttempt(ctx, b.ID, attempt); err == nil && held {
+			q.putBranchBack(ctx, b, before, out)
+		}
 	}
 	// The final status is written even when ctx was canceled, so no build is
 	// left "running".
@@ -628,10 +667,13 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 				}
 			}
 			b.Kind, b.SPA, b.StartCommand, b.ArtifactPath, b.ArtifactSHA256, b.ArtifactSize = plan.Kind.String(), plan.SPA, plan.Start, artifact, sum, size
-			return q.store.SetBuildArtifact(ctx, b.ID, schema.Artifact{
+			if err := q.store.SetBuildArtifact(ctx, b.ID, schema.Artifact{
 				Kind: b.Kind, SPA: b.SPA, StartCommand: b.StartCommand, Path: artifact, SHA256: sum, Size: size,
 				NodeVersion: b.NodeVersion,
-			})
+			}); err != nil {
+				return err
+			}
+			return q.storedAgain(ctx, artifact)
 		}},
 		{schema.StageActivate, func(ctx context.Context) error {
 			if !production {

@@ -30,19 +30,71 @@ const reapEvery = 5 * time.Second
 // with that reason when no worker is alive. Every node may run it: a
 // build is taken by one reaper at a time (row locks), and a node never
 // reaps its own builds (it is alive: it is running this).
+//
+// A node reaps only once it has reached the database without a break for
+// deadAfter: after PostgreSQL was away (restarting, frozen) every node's
+// heartbeat is old, and a reaper that came back first would take over
+// builds whose workers are fine; by then their heartbeats are fresh again.
+// The same loop deletes, every hour, the blobs no build needs and those a
+// crashed writer left half-written.
 func (q *Queue) Reap(ctx context.Context, nodes Nodes, deadAfter time.Duration) {
 	t := time.NewTicker(reapEvery)
 	defer t.Stop()
+	var reachableSince time.Time
+	lastSweep := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		pctx, cancel := context.WithTimeout(ctx, reapEvery)
+		err := q.store.Pool().Ping(pctx)
+		cancel()
+		switch {
+		case err != nil:
+			reachableSince = time.Time{}
+			continue
+		case reachableSince.IsZero():
+			reachableSince = time.Now()
+		}
+		if time.Since(reachableSince) < deadAfter {
+			continue
+		}
 		if n, err := q.reap(ctx, nodes, deadAfter); err != nil && ctx.Err() == nil {
 			q.log.Warn("look for builds of dead workers", "err", err)
 		} else if n > 0 {
 			q.log.Info("took over the builds of dead workers", "count", n)
+		}
+		if time.Since(lastSweep) >= blobSweepEvery {
+			lastSweep = time.Now()
+			q.sweepBlobs(ctx)
+		}
+	}
+}
+
+// blobSweepEvery is how often a node deletes the blobs nobody needs.
+const blobSweepEvery = time.Hour
+
+// sweepBlobs deletes the blobs of builds collected or deleted (whatever
+// node did it) and those half-written by a writer that died.
+func (q *Queue) sweepBlobs(ctx context.Context) {
+	if q.cfg.Blobs == nil {
+		return
+	}
+	if n, err := q.store.DeleteIncompleteBlobs(ctx, time.Hour); err != nil {
+		q.rlog.Warn("delete half-written blobs", "err", err)
+	} else if n > 0 {
+		q.rlog.Info("deleted half-written blobs", "count", n)
+	}
+	if gone, err := q.store.DeleteUnreferencedBlobs(ctx, time.Hour); err != nil {
+		q.rlog.Warn("delete unreferenced blobs", "err", err)
+	} else {
+		for _, sha := range gone {
+			q.cfg.Blobs.Forget(sha)
+		}
+		if len(gone) > 0 {
+			q.rlog.Info("deleted blobs no build needs", "count", len(gone))
 		}
 	}
 }
@@ -61,6 +113,12 @@ func (q *Queue) reap(ctx context.Context, nodes Nodes, deadAfter time.Duration) 
 			if workers, err = nodes.LiveWorkers(ctx, deadAfter); err != nil {
 				return err
 			}
+		}
+		// Activations (rollbacks included) whose node died: failed, and
+		// the edges told to let their copies go.
+		if _, err := st.FailOrphanedDeployments(ctx, "", deadAfter,
+			"interrupted: the node activating it stopped answering"); err != nil {
+			return err
 		}
 		for _, b := range orphans {
 			if b.NodeID == q.cfg.Node {
@@ -84,10 +142,11 @@ func (q *Queue) takeOver(ctx context.Context, tx pgx.Tx, st *schema.Store, b sch
 		return err
 	}
 	why := fmt.Sprintf("the worker %s running this build stopped answering (no heartbeat for %s)", b.NodeID, deadAfter)
-	// An activation it had begun goes no further: edges discard what
-	// they prepared for it when it expires.
-	if _, err := tx.Exec(ctx, `UPDATE deployments SET status = 'failed', error = $2, deactivated_at = now()
-		WHERE build_id = $1 AND status = 'starting'`, b.ID, "interrupted: "+why); err != nil {
+	// An activation it had begun goes no further: the edges discard what
+	// they prepared for it (told when the transaction commits).
+	if _, err := tx.Exec(ctx, `WITH failed AS (UPDATE deployments SET status = 'failed', error = $2, deactivated_at = now()
+		WHERE build_id = $1 AND status = 'starting' RETURNING id)
+		SELECT pg_notify('`+schema.ChannelDeploy+`', 'abort:' || id) FROM failed`, b.ID, "interrupted: "+why); err != nil {
 		return err
 	}
 	before, err := pushedBefore(ctx, tx, b.ID)

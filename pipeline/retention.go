@@ -106,7 +106,11 @@ func (q *Queue) Collect(ctx context.Context, projectID int64) (int, error) {
 // markCollected chooses a project's builds to collect and marks them, under
 // the project's activation lock; it returns those it marked.
 func (q *Queue) markCollected(ctx context.Context, projectID int64, keep int) ([]schema.Build, error) {
-	defer q.lockProject(projectID)()
+	unlock, err := q.lockProject(ctx, projectID)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	builds, err := q.store.ListBuilds(ctx, projectID)
 	if err != nil {
 		return nil, fmt.Errorf("list builds of project %d: %w", projectID, err)
@@ -141,15 +145,7 @@ func (q *Queue) CollectAll(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("collect builds of %s: %w", p.Name, err))
 		}
 	}
-	if q.cfg.Blobs != nil {
-		// Blobs of projects deleted, or builds collected, by a node that
-		// stopped before it released them.
-		if gone, err := q.store.DeleteUnreferencedBlobs(ctx, time.Hour); err != nil {
-			errs = append(errs, fmt.Errorf("delete unreferenced blobs: %w", err))
-		} else if len(gone) > 0 {
-			q.rlog.Info("deleted blobs no build needs", "count", len(gone))
-		}
-	}
+	q.sweepBlobs(ctx)
 	q.rlog.Info("retention pass done", "projects", len(projects), "collected", total, "keep", q.keepBuilds())
 	return errors.Join(errs...)
 }
@@ -161,6 +157,20 @@ func (q *Queue) collectAfter(ctx context.Context, projectID int64) {
 	defer cancel()
 	if _, err := q.Collect(ctx, projectID); err != nil {
 		q.rlog.Warn("collect builds", "project", projectID, "err", err)
+	}
+}
+
+// ForgetBuild removes this node's files of a build another node
+// collected: its artifact, if this node built it, its extracted tree and
+// its copy of the artifact blob.
+func (q *Queue) ForgetBuild(ctx context.Context, buildID int64) {
+	b, err := q.store.BuildByID(ctx, buildID)
+	if err != nil || b.CollectedAt == nil {
+		return
+	}
+	q.removeBuildFiles(b.ID, b.ArtifactPath)
+	if q.cfg.Blobs != nil && b.ArtifactSHA256 != "" {
+		q.cfg.Blobs.Forget(b.ArtifactSHA256)
 	}
 }
 

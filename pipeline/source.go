@@ -94,8 +94,29 @@ func (w *sourceWorker) Work(ctx context.Context, job *river.Job[SourceArgs]) err
 	if err != nil {
 		return fmt.Errorf("store the snapshot of %s: %w", short(b.CommitSHA), err)
 	}
+	if err := q.store.SetBuildSource(ctx, b.ID, sum); err != nil {
+		return err
+	}
+	if err := q.storedAgain(ctx, archive); err != nil {
+		return err
+	}
 	q.cfg.Blobs.Forget(sum) // for the worker: this node builds from its repository
-	return q.store.SetBuildSource(ctx, b.ID, sum)
+	return nil
+}
+
+// storedAgain stores a blob again once a build names it: the first Put
+// may have found it stored by another build, which released it before
+// this build's reference was recorded. From now on the reference keeps
+// it (ReleaseBlob checks references in the same statement); a Put of a
+// blob stored already reads nothing.
+func (q *Queue) storedAgain(ctx context.Context, path string) error {
+	if q.cfg.Blobs == nil {
+		return nil
+	}
+	if _, _, err := q.cfg.Blobs.Put(ctx, path); err != nil {
+		return fmt.Errorf("store %s: %w", filepath.Base(path), err)
+	}
+	return nil
 }
 
 // releaseSource lets the source snapshot of a finished build go.

@@ -205,6 +205,15 @@ func (s *Store) FinishAttempt(ctx context.Context, id int64, attempt int, status
 	return nil
 }
 
+// HoldsAttempt reports whether attempt is still the running attempt of a
+// build: not finished, and not given to another worker since.
+func (s *Store) HoldsAttempt(ctx context.Context, id int64, attempt int) (bool, error) {
+	var ok bool
+	err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM builds WHERE id = $1 AND attempt = $2 AND status = 'running')`,
+		id, attempt).Scan(&ok)
+	return ok, MapError(err)
+}
+
 // OrphanedBuilds returns the running builds whose node is no longer live
 // (not seen for deadAfter, or stopped), oldest first, locking them
 // against another node's reaper (use it in a transaction).

@@ -42,15 +42,24 @@ type Deployment struct {
 	Error         string // why a deployment failed
 	ActivatedAt   time.Time
 	DeactivatedAt *time.Time
+	// NodeID is the node that activates it ("" for none recorded).
+	NodeID string
 }
 
-const deploymentCols = `id, project_id, build_id, environment, status, port, error, activated_at, deactivated_at`
+const deploymentCols = `id, project_id, build_id, environment, status, port, error, activated_at, deactivated_at,
+	COALESCE(node_id, '') AS node_id`
 
 // StartDeployment records that a build is being activated for its project;
 // it serves nothing until ActivateDeployment.
 func (s *Store) StartDeployment(ctx context.Context, projectID, buildID int64) (Deployment, error) {
-	return one[Deployment](ctx, s.db, `INSERT INTO deployments (project_id, build_id, status)
-		VALUES ($1, $2, 'starting') RETURNING `+deploymentCols, projectID, buildID)
+	return s.StartDeploymentOn(ctx, projectID, buildID, "")
+}
+
+// StartDeploymentOn is StartDeployment by the node named node (its id; ""
+// for none).
+func (s *Store) StartDeploymentOn(ctx context.Context, projectID, buildID int64, node string) (Deployment, error) {
+	return one[Deployment](ctx, s.db, `INSERT INTO deployments (project_id, build_id, status, node_id)
+		VALUES ($1, $2, 'starting', NULLIF($3, '')) RETURNING `+deploymentCols, projectID, buildID, node)
 }
 
 // ActivateDeployment records that a started deployment now serves production:
@@ -130,4 +139,29 @@ func (s *Store) ActiveBuildOf(ctx context.Context, projectID int64) (ActiveBuild
 	return one[ActiveBuild](ctx, s.db, `SELECT `+buildCols+`, d.id AS deployment_id FROM deployments d
 		JOIN builds b ON b.id = d.build_id JOIN projects p ON p.id = b.project_id
 		WHERE d.status = 'active' AND d.environment = 'production' AND d.project_id = $1`, projectID)
+}
+
+// StartingDeployments returns the deployments being activated now (none
+// has gone live or failed yet), oldest first.
+func (s *Store) StartingDeployments(ctx context.Context) ([]Deployment, error) {
+	return many[Deployment](ctx, s.db, `SELECT `+deploymentCols+` FROM deployments WHERE status = 'starting' ORDER BY id`)
+}
+
+// FailOrphanedDeployments fails the deployments being activated by a node
+// that is gone: node itself (starting again after a crash; it fails those
+// of no node too), or, with node "", any node not seen for deadAfter.
+// Every edge is told to discard what it prepared for them. It returns how
+// many it failed.
+func (s *Store) FailOrphanedDeployments(ctx context.Context, node string, deadAfter time.Duration, reason string) (int, error) {
+	tag, err := s.db.Exec(ctx, `WITH failed AS (UPDATE deployments SET status = 'failed', error = $3, deactivated_at = now()
+		WHERE status = 'starting' AND CASE
+			WHEN $1 <> '' THEN node_id = $1 OR node_id IS NULL
+			ELSE node_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = deployments.node_id
+				AND n.stopped_at IS NULL AND n.last_seen > now() - $2 * interval '1 millisecond') END
+		RETURNING id)
+		SELECT pg_notify('`+ChannelDeploy+`', 'abort:' || id) FROM failed`, node, deadAfter.Milliseconds(), reason)
+	if err != nil {
+		return 0, MapError(err)
+	}
+	return int(tag.RowsAffected()), nil
 }

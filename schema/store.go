@@ -90,6 +90,16 @@ func Open(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 		// under PostgreSQL's default max_connections of 100.
 		cfg.MaxConns = defaultMaxConns
 	}
+	// A node that vanishes (its machine lost, not its process) must not
+	// hold its sessions, and their advisory locks, for the kernel's two
+	// hours: PostgreSQL probes an idle TCP client after 30 s and gives up
+	// after a minute. (Ignored on unix sockets, where a dead peer is
+	// seen at once.)
+	for k, v := range map[string]string{"tcp_keepalives_idle": "30", "tcp_keepalives_interval": "10", "tcp_keepalives_count": "3"} {
+		if _, set := cfg.ConnConfig.RuntimeParams[k]; !set {
+			cfg.ConnConfig.RuntimeParams[k] = v
+		}
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to database: %w", err)

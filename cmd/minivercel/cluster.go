@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -69,6 +73,7 @@ func (b blobStore) Forget(sha string) {
 type remotePanel struct {
 	view nodes.View
 	self string
+	key  []byte // signs the client's address for the panel node
 	log  *slog.Logger
 
 	mu      sync.Mutex
@@ -77,13 +82,16 @@ type remotePanel struct {
 	proxy   *httputil.ReverseProxy
 }
 
-func newRemotePanel(view nodes.View, self string, log *slog.Logger) *remotePanel {
-	p := &remotePanel{view: view, self: self, log: log.With("component", "edge")}
+func newRemotePanel(view nodes.View, self string, key []byte, log *slog.Logger) *remotePanel {
+	p := &remotePanel{view: view, self: self, key: key, log: log.With("component", "edge")}
 	p.proxy = &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			target, _ := r.In.Context().Value(panelTarget{}).(string)
 			r.SetURL(&url.URL{Scheme: "http", Host: target})
 			r.SetXForwarded()
+			if ip, _, err := net.SplitHostPort(r.In.RemoteAddr); err == nil {
+				signClient(r.Out.Header, ip, p.key, time.Now())
+			}
 			r.Out.Host = r.In.Host
 		},
 		Transport: &http.Transport{
@@ -162,4 +170,46 @@ func extractedRemover(deployments string, b blobStore) func(int64, string) {
 		_ = os.RemoveAll(filepath.Join(deployments, strconv.FormatInt(id, 10)))
 		b.Forget(sha)
 	}
+}
+
+// The headers an edge forwarding the base domain to a panel node sets:
+// its client's address, and an HMAC of it with the time, under the
+// cluster's session key (MINIVERCEL_JWT_KEY, the same on every node). A
+// client cannot forge them without the key; a signature is good for a
+// minute.
+const (
+	clientHeader    = edge.ClientHeader
+	clientSigHeader = edge.ClientSigHeader
+	clientSigMaxAge = time.Minute
+)
+
+// signClient sets the client headers on h.
+func signClient(h http.Header, ip string, key []byte, now time.Time) {
+	ts := strconv.FormatInt(now.Unix(), 10)
+	h.Set(clientHeader, ip+" "+ts)
+	h.Set(clientSigHeader, clientMAC(key, ip+" "+ts))
+}
+
+// forwardedClient returns the client address in h when its signature is
+// good and recent.
+func forwardedClient(h http.Header, key []byte, now time.Time) (string, bool) {
+	v, sig := h.Get(clientHeader), h.Get(clientSigHeader)
+	if v == "" || sig == "" || !hmac.Equal([]byte(sig), []byte(clientMAC(key, v))) {
+		return "", false
+	}
+	ip, ts, _ := strings.Cut(v, " ")
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil || net.ParseIP(ip) == nil {
+		return "", false
+	}
+	if age := now.Sub(time.Unix(sec, 0)); age > clientSigMaxAge || age < -clientSigMaxAge {
+		return "", false
+	}
+	return ip, true
+}
+
+func clientMAC(key []byte, v string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("minivercel-client\x00" + v))
+	return hex.EncodeToString(m.Sum(nil))
 }

@@ -70,13 +70,21 @@ func (l *lateHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // panelProxy forwards the base-domain host to the panel's unix socket,
-// websockets included, keeping the Host the browser asked for.
-func panelProxy(socket string) http.Handler {
+// websockets included, keeping the Host the browser asked for. A request
+// another edge forwarded (remotePanel) carries its client's address,
+// signed with the cluster's session key: the panel then sees that client,
+// not the edge (its sign-in limits are per client address).
+func panelProxy(socket string, key []byte) http.Handler {
 	u := &url.URL{Scheme: "http", Host: "panel"}
 	return &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(u)
 			r.SetXForwarded()
+			if ip, ok := forwardedClient(r.In.Header, key, time.Now()); ok {
+				r.Out.Header.Set("X-Forwarded-For", ip)
+			}
+			r.Out.Header.Del(clientHeader)
+			r.Out.Header.Del(clientSigHeader)
 			r.Out.Host = r.In.Host
 		},
 		Transport: &http.Transport{

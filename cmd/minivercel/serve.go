@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -333,7 +334,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 			cfg.Artifacts = store
 		}
 		if !has(nodes.Panel) {
-			cfg.PanelHandler = newRemotePanel(view, nodeID, log)
+			cfg.PanelHandler = newRemotePanel(view, nodeID, jwtKey, log)
 		}
 		if edgeSrv, err = edge.New(cfg, lookup); err != nil {
 			return err
@@ -447,7 +448,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 		}
 	}
 	if panelSrv != nil {
-		toPanel.set(panelProxy(dirs.socket("panel")))
+		toPanel.set(panelProxy(dirs.socket("panel"), jwtKey))
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, l := range servers {
@@ -458,9 +459,22 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	// workers that died.
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	var background sync.WaitGroup
+	// An edge's agent subscribes before the node says it is a live edge:
+	// an activation asking it to prepare in the meantime is answered once
+	// the sites are back.
+	var agent *deploy.Agent
+	if has(nodes.Edge) {
+		agent = deploy.NewAgent(edgeSrv, db.store, vars, nodeID, events, log)
+		if store != nil {
+			agent.Forget = extractedRemover(dirs.deployments, *store)
+		}
+	}
 	background.Go(func() { _ = registry.Run(bg) })
 	background.Go(func() { events.Run(bg) })
 	background.Go(func() { followAnnouncements(bg, events, broker) })
+	if has(nodes.Worker) {
+		background.Go(func() { forgetCollected(bg, events, queue) })
+	}
 	background.Go(func() { queue.Reap(bg, view, nodes.DeadAfter) })
 	// The listeners serve first. Static sites come back before the edge
 	// says it is ready, so a restart never answers a 404 for a site that
@@ -468,11 +482,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	// answering 503 "starting" until they serve, so one slow or broken app
 	// never keeps the server or the other sites down.
 	startErr := start(gctx, activator, queue, has(nodes.Edge), log)
-	if startErr == nil && has(nodes.Edge) {
-		agent := deploy.NewAgent(edgeSrv, db.store, vars, nodeID, events, log)
-		if store != nil {
-			agent.Forget = extractedRemover(dirs.deployments, *store)
-		}
+	if startErr == nil && agent != nil {
 		background.Go(func() { agent.Run(bg) })
 	}
 	if startErr == nil {
@@ -533,6 +543,25 @@ func followAnnouncements(ctx context.Context, events *schema.Listener, broker *p
 		case msg := <-logs:
 			id, _ := strconv.ParseInt(msg, 10, 64) // Resync: 0 wakes them all
 			broker.Announce(id)
+		}
+	}
+}
+
+// forgetCollected removes this worker's files of the builds other nodes
+// collect.
+func forgetCollected(ctx context.Context, events *schema.Listener, queue *pipeline.Queue) {
+	builds, unsubscribe := events.Subscribe(schema.ChannelBuilds)
+	defer unsubscribe()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case msg := <-builds:
+			if id, ok := strings.CutPrefix(msg, "forget:"); ok {
+				if n, err := strconv.ParseInt(id, 10, 64); err == nil {
+					queue.ForgetBuild(ctx, n)
+				}
+			}
 		}
 	}
 }

@@ -5,11 +5,14 @@
 -- snapshot of its commit's tree (a blob) made for a worker that has no copy
 -- of the repository. deployment_edges records, per edge node, whether a
 -- deployment being activated is ready there: it goes live only when every
--- live edge is.
+-- live edge is. A deployment records the node activating it, so that a
+-- node that died mid-activation has its deployment failed.
 ALTER TABLE builds ADD COLUMN node_id text;
 ALTER TABLE builds ADD COLUMN attempt integer NOT NULL DEFAULT 0;
 ALTER TABLE builds ADD COLUMN source_sha256 text NOT NULL DEFAULT '';
 CREATE INDEX builds_running ON builds (node_id) WHERE status = 'running';
+
+ALTER TABLE deployments ADD COLUMN node_id text;
 
 CREATE TABLE deployment_edges (
     deployment_id bigint NOT NULL REFERENCES deployments ON DELETE CASCADE,

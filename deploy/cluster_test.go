@@ -406,6 +406,36 @@ func TestClusterDeletedProjectStopsEverywhere(t *testing.T) {
 	c.expectServes("n2", c.edge2, "warmup", "warm")
 }
 
+// TestClusterSuccessorNeverGetsTheDeletedSite: a project deleted while
+// n2 heard nothing of it (its notification lost), and made again under the
+// same name, never gets the old project's site on n2: n2 compares the
+// project, not only its name.
+func TestClusterSuccessorNeverGetsTheDeletedSite(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t)
+	ctx := context.Background()
+	old := c.project("reborn")
+	if _, err := c.activate(c.site(old, "the old owner's site"), nil); err != nil {
+		t.Fatal(err)
+	}
+	c.waitServes(old.Name, "the old owner's site")
+	// Deleted in the database alone: no notification, as if n2 missed it.
+	if err := c.Store.DeleteProject(ctx, old.ID); err != nil {
+		t.Fatal(err)
+	}
+	successor := c.project("reborn")
+	if successor.ID == old.ID {
+		t.Fatal("the successor got the old project's id")
+	}
+	if err := c.Store.Notify(ctx, schema.ChannelRoutes, successor.Name); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor("n2 to stop serving the old owner's site", func() bool {
+		code, _ := serve(c.edge2, successor.Name)
+		return code == http.StatusNotFound
+	})
+}
+
 // TestClusterAbortReachesAnEdgeStillPreparing: when an activation fails
 // on n1 while n2 is still starting the app, n2 does not keep that app
 // running for a deployment that will never go live.

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -314,5 +315,53 @@ func TestAnnounceZeroWakesEveryFollower(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatal("timed out waiting for the end")
 		}
+	}
+}
+
+// TestFollowersLeaveNothingBehind: a follower of a build from the database
+// that returns (the build ended, or the follower left) leaves no wait of
+// its in the broker: reading old logs does not grow the broker.
+func TestFollowersLeaveNothingBehind(t *testing.T) {
+	ctx, store, p := schematest.ProjectTest(t, "leave")
+	x := NewBroker(store, nil)
+	done, err := store.CreateBuild(ctx, schema.NewBuild{ProjectID: p.ID, Branch: "main", CommitSHA: "abc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.FinishBuild(ctx, done.ID, schema.BuildSucceeded, ""); err != nil {
+		t.Fatal(err)
+	}
+	queued, err := store.CreateBuild(ctx, schema.NewBuild{ProjectID: p.ID, Branch: "main", CommitSHA: "def"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		ch, err := x.Follow(ctx, done.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range ch {
+		}
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	ch, err := x.Follow(fctx, queued.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	for range ch {
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		x.mu.Lock()
+		n := len(x.stored)
+		x.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d waits left in the broker after every follower returned", n)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -172,6 +173,16 @@ func TestReaperRequeuesBuildOfDeadWorker(t *testing.T) {
 	}
 	if err := q.store.FinishAttempt(ctx, b.ID, 1, schema.BuildSucceeded, ""); err == nil {
 		t.Fatal("dead-1's attempt recorded a result after the build was taken over")
+	}
+	// Nor may it deploy the build: its activation is refused before the
+	// activator is asked.
+	stale, err := q.store.BuildByID(ctx, b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.Attempt = 1
+	if err := q.activate(ctx, stale, func(string) {}, true); !errors.Is(err, ErrTakenOver) {
+		t.Fatalf("activation by the attempt taken over = %v, want ErrTakenOver", err)
 	}
 }
 

@@ -60,7 +60,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var err error
 	switch args[0] {
 	case "serve":
-		err = serve(ctx, stop, args[1:], stderr)
+		err = serve(ctx, stop, args[1:], stdout, stderr)
 	case "migrate":
 		err = migrateCmd(ctx, args[1:], stdout, stderr)
 	case "admin":
@@ -122,6 +122,7 @@ type common struct {
 	dataDir     string
 	databaseURL string
 	logLevel    string
+	logFormat   string
 	// baseDomain is the server's: a subcommand needs it to refuse its hosts
 	// as custom domains. MINIVERCEL_BASE_DOMAIN serves serve and the
 	// subcommands alike.
@@ -132,6 +133,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.dataDir, "data-dir", "./data", "directory for repositories, artifacts, keys and the private PostgreSQL")
 	fs.StringVar(&c.databaseURL, "database-url", "", "PostgreSQL URL; empty runs a private PostgreSQL in the data directory")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "text (logfmt: key=value) or json")
 	fs.StringVar(&c.baseDomain, "base-domain", "localhost", "projects are served at <project>.<base-domain>")
 }
 
@@ -186,7 +188,14 @@ func (c *common) logger(w io.Writer) (*slog.Logger, error) {
 	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
 		return nil, usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", c.logLevel)}
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), nil
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.logFormat {
+	case "text", "":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usageError{fmt.Sprintf("--log-format %q: want text or json", c.logFormat)}
 }
 
 func (c *common) absDataDir() (string, error) {

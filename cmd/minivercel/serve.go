@@ -74,7 +74,9 @@ const (
 	appCPUWeight       = 100
 )
 
-func serve(ctx context.Context, stop context.CancelFunc, args []string, stderr io.Writer) error {
+// serve runs the server; its log goes to stdout (logfmt, or JSON with
+// --log-format json), usage errors to stderr.
+func serve(ctx context.Context, stop context.CancelFunc, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var f serveFlags
@@ -133,7 +135,7 @@ func serve(ctx context.Context, stop context.CancelFunc, args []string, stderr i
 	if f.keepBuilds < 1 {
 		return usageError{"--keep-builds must be at least 1"}
 	}
-	log, err := f.logger(stderr)
+	log, err := f.logger(stdout)
 	if err != nil {
 		return err
 	}

@@ -47,6 +47,8 @@ func (s *Server) apiRoutes(r fiber.Router) {
 	r.Post("/projects/:name/activate", s.apiActivate)
 	r.Get("/projects/:name/deployments", s.apiListDeployments)
 	r.Post("/projects/:name/redeploy", s.apiRedeploy)
+	r.Get("/projects/:name/traffic", s.apiTraffic)
+	r.Get("/projects/:name/runtime-logs", s.apiRuntimeLogs)
 
 	r.Get("/projects/:name/env", s.apiListEnv)
 	r.Post("/projects/:name/env", s.apiCreateEnv)

@@ -63,6 +63,8 @@ func (s *Server) pageRoutes(app *fiber.App) {
 	app.Get("/projects/:name", auth(s.projectPage)...)
 	app.Post("/projects/:name/activate", auth(s.activateSubmit)...)
 	app.Post("/projects/:name/redeploy", auth(s.redeploySubmit)...)
+	app.Get("/projects/:name/traffic", auth(s.trafficPage)...)
+	app.Get("/projects/:name/logs", auth(s.logsPage)...)
 	app.Get("/projects/:name/settings", auth(s.settingsPage)...)
 	app.Post("/projects/:name/settings", auth(s.settingsSubmit)...)
 	app.Post("/projects/:name/env", auth(s.envSubmit)...)

@@ -91,3 +91,19 @@ func (s *Store) LastRuntimeSeq(ctx context.Context, deploymentID int64) (int64, 
 	err := s.db.QueryRow(ctx, `SELECT coalesce(max(seq), 0) FROM runtime_log_lines WHERE deployment_id = $1`, deploymentID).Scan(&n)
 	return n, MapError(err)
 }
+
+// RuntimeLogDeployment returns the deployment whose runtime log a project
+// shows: the active one, else the newest. A project without deployments is
+// ErrNotFound.
+func (s *Store) RuntimeLogDeployment(ctx context.Context, projectID int64) (Deployment, error) {
+	return one[Deployment](ctx, s.db, `SELECT `+deploymentCols+` FROM deployments WHERE project_id = $1
+		ORDER BY (status = 'active') DESC, id DESC LIMIT 1`, projectID)
+}
+
+// RuntimeLogTail returns the last n lines of a deployment's runtime log,
+// oldest first.
+func (s *Store) RuntimeLogTail(ctx context.Context, deploymentID int64, n int) ([]RuntimeLogLine, error) {
+	return many[RuntimeLogLine](ctx, s.db, `SELECT deployment_id, seq, line, created_at FROM (
+		SELECT deployment_id, seq, line, created_at FROM runtime_log_lines WHERE deployment_id = $1
+		ORDER BY seq DESC LIMIT $2) l ORDER BY seq`, deploymentID, n)
+}

@@ -99,28 +99,14 @@ func listDeploys(ctx context.Context, store *schema.Store, p schema.Project, w i
 }
 
 func printRuntimeLogs(ctx context.Context, store *schema.Store, p schema.Project, n int, w io.Writer) error {
-	deps, err := store.ListDeployments(ctx, p.ID)
-	if err != nil {
-		return err
-	}
-	var d *schema.Deployment
-	for i := range deps {
-		if deps[i].Status == schema.DeploymentActive {
-			d = &deps[i]
-			break
-		}
-	}
-	if d == nil && len(deps) > 0 {
-		d = &deps[0]
-	}
-	if d == nil {
+	d, err := store.RuntimeLogDeployment(ctx, p.ID)
+	if errors.Is(err, schema.ErrNotFound) {
 		return fmt.Errorf("project %s has no deployment yet", p.Name)
 	}
-	last, err := store.LastRuntimeSeq(ctx, d.ID)
 	if err != nil {
 		return err
 	}
-	lines, err := store.RuntimeLogs(ctx, d.ID, max(0, last-int64(n)), n)
+	lines, err := store.RuntimeLogTail(ctx, d.ID, n)
 	if err != nil {
 		return err
 	}

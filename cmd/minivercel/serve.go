@@ -31,6 +31,7 @@ import (
 	"minivercel/proc"
 	"minivercel/schema"
 	"minivercel/toolchain"
+	"minivercel/traffic"
 )
 
 type serveFlags struct {
@@ -42,6 +43,7 @@ type serveFlags struct {
 	logBytes      int
 	keepBuilds    int
 	restoreBudget time.Duration
+	trafficFlush  time.Duration
 	publicPort    int
 	httpsAddr     string
 	acmeEmail     string
@@ -88,6 +90,7 @@ func serve(ctx context.Context, stop context.CancelFunc, args []string, stdout, 
 	fs.IntVar(&f.logBytes, "build-log-bytes", pipeline.DefaultMaxLogBytes, "bytes of command output one build's log keeps")
 	fs.IntVar(&f.keepBuilds, "keep-builds", pipeline.DefaultKeepBuilds, "newest succeeded builds per project whose artifact and files are kept, besides the live build and each branch's latest; older builds' URLs answer 410")
 	fs.DurationVar(&f.restoreBudget, "restore-budget", deploy.DefaultRestoreBudget, "how long one app may take to start when the server restores it; it is tried again after that")
+	fs.DurationVar(&f.trafficFlush, "traffic-flush", time.Minute, "how often an edge writes its traffic counts (the panel's charts) to the database")
 	fs.IntVar(&f.publicPort, "public-port", 0, "port shown in site URLs (default: the port of --http-addr, or of --https-addr with TLS; 80 and 443 are omitted)")
 	fs.StringVar(&f.httpsAddr, "https-addr", "", "address of the HTTPS edge (e.g. :443); empty: plain HTTP only")
 	fs.StringVar(&f.acmeEmail, "acme-email", "", "contact email for the ACME account (certificate expiry notices)")
@@ -128,6 +131,9 @@ func serve(ctx context.Context, stop context.CancelFunc, args []string, stdout, 
 	}
 	if f.restoreBudget <= 0 {
 		return usageError{"--restore-budget must be positive, such as 2m"}
+	}
+	if f.trafficFlush <= 0 {
+		return usageError{"--traffic-flush must be positive, such as 1m"}
 	}
 	if f.logLines < 1 || f.logBytes < 1 {
 		return usageError{"--build-log-lines and --build-log-bytes must be at least 1"}
@@ -302,6 +308,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	// the edge's runs it too, serving the base domain only.
 	var edgeSrv *edge.Server
 	var runtimeLogs *runtimeLogs
+	var recorder *traffic.Recorder // nil on a node without the edge role
 	toPanel, gitHTTP := &lateHandler{}, &lateHandler{}
 	if has(nodes.Edge) || has(nodes.Panel) {
 		appUID, appGID, err := proc.SystemUser(proc.AppUserName)
@@ -337,6 +344,10 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 		}
 		if !has(nodes.Panel) {
 			cfg.PanelHandler = newRemotePanel(view, nodeID, jwtKey, log)
+		}
+		if has(nodes.Edge) {
+			recorder = traffic.NewRecorder(traffic.Config{FlushEvery: f.trafficFlush, Logger: log}, db.store)
+			cfg.Observer = recorder
 		}
 		if edgeSrv, err = edge.New(cfg, lookup); err != nil {
 			return err
@@ -478,6 +489,9 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 		background.Go(func() { forgetCollected(bg, events, queue) })
 	}
 	background.Go(func() { queue.Reap(bg, view, nodes.DeadAfter) })
+	if recorder != nil {
+		background.Go(func() { recorder.Run(bg) })
+	}
 	// The listeners serve first. Static sites come back before the edge
 	// says it is ready, so a restart never answers a 404 for a site that
 	// was live; apps start in the background meanwhile, their hosts
@@ -527,6 +541,9 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	// done.
 	stopBackground()
 	background.Wait()
+	if recorder != nil { // the edge has stopped: its last requests are counted
+		errs = append(errs, recorder.Shutdown(sctx))
+	}
 	if err := g.Wait(); err != nil {
 		errs = append(errs, err)
 	}

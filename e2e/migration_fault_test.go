@@ -81,6 +81,11 @@ var migrationFaults = map[int]migrationFault{
 		waits: "node_id",
 		present: `SELECT to_regclass('deployment_edges') IS NOT NULL AND (SELECT count(*) = 3 FROM pg_attribute
 			WHERE attrelid = 'builds'::regclass AND attname IN ('node_id', 'attempt', 'source_sha256') AND NOT attisdropped)`,
+	}, 12: {
+		undo:    "DROP TABLE traffic_minutes;",
+		lock:    versionRowLock,
+		waits:   "update schema_version",
+		present: "SELECT to_regclass('traffic_minutes') IS NOT NULL",
 	},
 }
 

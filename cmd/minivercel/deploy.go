@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"minivercel/deploy"
+	"minivercel/internal/tabular"
 	"minivercel/schema"
 )
 
@@ -86,7 +87,7 @@ func listDeploys(ctx context.Context, store *schema.Store, p schema.Project, w i
 	if err != nil && !errors.Is(err, schema.ErrNotFound) {
 		return err
 	}
-	return printTable(w, builds, "no builds yet: push to build", "BUILD\tSTATUS\tBRANCH\tCOMMIT\tKIND\tCREATED\tLIVE\tMESSAGE",
+	return tabular.Print(w, builds, "no builds yet: push to build", "BUILD\tSTATUS\tBRANCH\tCOMMIT\tKIND\tCREATED\tLIVE\tMESSAGE",
 		func(b schema.Build) []any {
 			live := ""
 			if b.ID == active.ID {
@@ -94,7 +95,7 @@ func listDeploys(ctx context.Context, store *schema.Store, p schema.Project, w i
 			} else if b.CollectedAt != nil {
 				live = "removed" // retention took its files (--keep-builds)
 			}
-			return []any{b.ID, b.Status, b.Branch, fmt.Sprintf("%.7s", b.CommitSHA), b.Kind, when(b.CreatedAt), live, b.CommitMessage}
+			return []any{b.ID, b.Status, b.Branch, fmt.Sprintf("%.7s", b.CommitSHA), b.Kind, tabular.When(b.CreatedAt), live, b.CommitMessage}
 		})
 }
 

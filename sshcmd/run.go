@@ -122,7 +122,7 @@ func (c *Commands) activate(r *request, what string, args []string) error {
 	ctx, cancel := context.WithTimeout(r.ctx, c.cfg.ActivateTimeout)
 	defer cancel()
 	if !r.json {
-		fmt.Fprintf(r.stderr, "%s of %s...\n", map[string]string{"rollback": "rolling back", "redeploy": "redeploying"}[what], words[0])
+		fmt.Fprintf(r.stderr, "%s %s...\n", map[string]string{"rollback": "rolling back", "redeploy": "redeploying"}[what], words[0])
 	}
 	var b schema.Build
 	if what == "rollback" {

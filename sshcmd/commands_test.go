@@ -3,8 +3,6 @@ package sshcmd_test
 import (
 	"bufio"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"io"
 	"os"
@@ -15,11 +13,10 @@ import (
 	"testing"
 	"time"
 
-	gossh "golang.org/x/crypto/ssh"
-
 	"minivercel/deploy"
 	"minivercel/deploy/deploytest"
 	"minivercel/edge"
+	"minivercel/internal/testenv"
 	"minivercel/pipeline"
 	"minivercel/schema"
 	"minivercel/sshcmd"
@@ -407,22 +404,9 @@ func TestDomains(t *testing.T) {
 	e.refused(e.dev, msg(t, err), "domains", "remove", "blog", "www.example.com")
 }
 
-func newPublicKey(t *testing.T, comment string) string {
-	t.Helper()
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := gossh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(gossh.MarshalAuthorizedKey(k))) + " " + comment
-}
-
 func TestKeysAndTokens(t *testing.T) {
 	e := newEnv(t)
-	key := newPublicKey(t, "dev@laptop")
+	key := testenv.NewSSHKey(t, "dev@laptop").Authorized
 	added := decode[[]struct {
 		ID          int64  `json:"id"`
 		User        string `json:"user"`
@@ -445,7 +429,7 @@ func TestKeysAndTokens(t *testing.T) {
 		t.Fatalf("a private key: %d %q", code, errOut)
 	}
 	// The admin's keys are not dev's to see or remove.
-	adminKey, err := e.Service.AddKeys(context.Background(), e.Admin, "", mustParse(t, newPublicKey(t, "admin")), "")
+	adminKey, err := e.Service.AddKeys(context.Background(), e.Admin, "", mustParse(t, testenv.NewSSHKey(t, "admin").Authorized), "")
 	if err != nil {
 		t.Fatal(err)
 	}

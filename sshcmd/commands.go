@@ -13,6 +13,7 @@ import (
 
 	"minivercel/deploy"
 	"minivercel/hosts"
+	"minivercel/internal/cliflag"
 	"minivercel/pipeline"
 	"minivercel/schema"
 )
@@ -223,22 +224,10 @@ func (r *request) parse(use string, args []string, min, max int, define func(*fl
 	if define != nil {
 		define(fs)
 	}
-	var words []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, usage("%v\nusage: %s", err, use)
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			break
-		}
-		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
-			words = append(words, rest...)
-			break
-		}
-		words = append(words, rest[0])
-		args = rest[1:]
+	if err := cliflag.Parse(fs, args); err != nil {
+		return nil, usage("%v\nusage: %s", err, use)
 	}
+	words := fs.Args()
 	if len(words) < min || (max >= 0 && len(words) > max) {
 		return nil, usage("usage: %s", use)
 	}

@@ -56,7 +56,8 @@ func verifiedFingerprint(perms *gossh.Permissions, sessionKey gossh.PublicKey) (
 	return fp, nil
 }
 
-// handleSession serves one SSH session: one git command.
+// handleSession serves one SSH session: one git command, or one command of
+// Config.Commands.
 func (s *Server) handleSession(sess ssh.Session) {
 	ctx := sess.Context()
 	log := s.log.With("remote", sess.RemoteAddr().String())

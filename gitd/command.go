@@ -36,9 +36,9 @@ func parseCommand(raw string) (service, string, error) {
 	}
 	if svc == "" {
 		if raw == "" {
-			return "", "", fmt.Errorf("%w: this server only speaks git; there is no shell here", errBadCommand)
+			return "", "", fmt.Errorf("%w: this server only speaks git; there is no shell here", errNotGit)
 		}
-		return "", "", fmt.Errorf("%w: this server only runs git-receive-pack and git-upload-pack", errBadCommand)
+		return "", "", fmt.Errorf("%w: this server only runs git-receive-pack and git-upload-pack", errNotGit)
 	}
 	path := rest
 	if len(path) >= 2 && path[0] == '\'' && path[len(path)-1] == '\'' {

@@ -35,10 +35,10 @@ func TestParseCommand(t *testing.T) {
 		{"upper", "git-upload-pack 'Blog.git'", "", "", schema.ErrInvalidName},
 		{"reserved", "git-receive-pack 'api.git'", "", "", schema.ErrInvalidName},
 		{"empty path", "git-receive-pack ''", "", "", schema.ErrInvalidName},
-		{"shell", "", "", "", errBadCommand},
-		{"other command", "rm -rf /", "", "", errBadCommand},
-		{"archive", "git-upload-archive 'blog.git'", "", "", errBadCommand},
-		{"no path", "git-receive-pack", "", "", errBadCommand},
+		{"shell", "", "", "", errNotGit},
+		{"other command", "rm -rf /", "", "", errNotGit},
+		{"archive", "git-upload-archive 'blog.git'", "", "", errNotGit},
+		{"no path", "git-receive-pack", "", "", errNotGit},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"time"
@@ -69,6 +70,24 @@ type Config struct {
 	// address and in all; more are closed at once. Zero means
 	// DefaultMaxConnsPerIP and DefaultMaxConns.
 	MaxConnsPerIP, MaxConns int
+
+	// Commands runs the commands that are not git (`ssh git@host logs
+	// blog`), for the user of the key. Nil: only git commands are served,
+	// and any other is refused as before.
+	Commands CommandRunner
+}
+
+// CommandRunner runs one command of an SSH session that is not git's.
+//
+// RunCommand is called once per such session, concurrently, with the id of
+// the user whose key authenticated the connection and the command line
+// split into words (see SplitCommand; never through a shell). It reads stdin
+// only if the command wants input, writes the command's output, and returns
+// its exit status: 0 done, 1 failed or refused, 2 a malformed command line.
+// ctx ends when the client goes away, sends a signal, or the session reaches
+// Config.MaxSessionTime; a command that follows a log must then return.
+type CommandRunner interface {
+	RunCommand(ctx context.Context, userID int64, command string, stdin io.Reader, stdout, stderr io.Writer) int
 }
 
 // Authorizer maps an SSH key to a user.

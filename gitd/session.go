@@ -56,7 +56,8 @@ func verifiedFingerprint(perms *gossh.Permissions, sessionKey gossh.PublicKey) (
 	return fp, nil
 }
 
-// handleSession serves one SSH session: one git command.
+// handleSession serves one SSH session: one git command, or one command of
+// Config.Commands.
 func (s *Server) handleSession(sess ssh.Session) {
 	ctx := sess.Context()
 	log := s.log.With("remote", sess.RemoteAddr().String())
@@ -91,6 +92,10 @@ func (s *Server) handleSession(sess ssh.Session) {
 	log = log.With("user_id", userID)
 
 	svc, name, err := parseCommand(sess.RawCommand())
+	if errors.Is(err, errNotGit) && s.cfg.Commands != nil {
+		s.runCommand(sess, log, userID)
+		return
+	}
 	if err != nil {
 		log.Debug("ssh command refused", "command", sess.RawCommand(), "err", err)
 		s.deny(sess, "error: "+err.Error())
@@ -104,6 +109,31 @@ func (s *Server) handleSession(sess ssh.Session) {
 	case uploadPack:
 		s.uploadPack(sess, log, name)
 	}
+}
+
+// runCommand serves a session whose command is not git's through
+// Config.Commands. Its context ends when the connection does (the client
+// went away, or the session maximum passed) or when the client sends a
+// signal (OpenSSH's ~B break, or a signal request): a command following a
+// log then stops. The idle timeout never cuts a quiet command short while
+// the client answers the keep-alive requests handleSession sends.
+func (s *Server) runCommand(sess ssh.Session, log *slog.Logger, userID int64) {
+	ctx, cancel := context.WithCancel(sess.Context())
+	defer cancel()
+	signals := make(chan ssh.Signal, 1)
+	sess.Signals(signals)
+	defer sess.Signals(nil)
+	go func() {
+		select {
+		case sig := <-signals:
+			log.Debug("ssh command signalled", "signal", string(sig))
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	log.Debug("ssh command", "command", sess.RawCommand())
+	code := s.cfg.Commands.RunCommand(ctx, userID, sess.RawCommand(), sess, sess, sess.Stderr())
+	_ = sess.Exit(code)
 }
 
 // unknownKeyMessage tells the owner of an unknown key what to do about it.

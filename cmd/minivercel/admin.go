@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"minivercel/deploy"
+	"minivercel/internal/tabular"
 	"minivercel/nodes"
 	"minivercel/schema"
 	"minivercel/secret"
@@ -106,9 +107,9 @@ func admin(ctx context.Context, args []string, stdin io.Reader, stdout, stderr i
 		if err != nil {
 			return err
 		}
-		return printTable(stdout, tokens, "no tokens; create one with: minivercel admin token create --name ci",
+		return tabular.Print(stdout, tokens, "no tokens; create one with: minivercel admin token create --name ci",
 			"ID\tUSER\tNAME\tCREATED\tLAST USED\tREVOKED", func(t schema.APIToken) []any {
-				return []any{t.ID, t.UserName, t.Name, when(t.CreatedAt), timeOr(t.LastUsedAt, "never"), timeOr(t.RevokedAt, "-")}
+				return []any{t.ID, t.UserName, t.Name, tabular.When(t.CreatedAt), tabular.TimeOr(t.LastUsedAt, "never"), tabular.TimeOr(t.RevokedAt, "-")}
 			})
 	case "token revoke":
 		id, err := strconv.ParseInt(fs.Arg(0), 10, 64)
@@ -166,9 +167,9 @@ func listKeys(ctx context.Context, svc *deploy.Service, stdout io.Writer) error 
 	if err != nil {
 		return err
 	}
-	return printTable(stdout, keys, "no keys; add one with: minivercel admin key add \"$(cat ~/.ssh/id_ed25519.pub)\"",
+	return tabular.Print(stdout, keys, "no keys; add one with: minivercel admin key add \"$(cat ~/.ssh/id_ed25519.pub)\"",
 		"ID\tUSER\tFINGERPRINT\tNAME\tADDED\tLAST USED", func(k schema.SSHKey) []any {
-			return []any{k.ID, k.UserName, k.Fingerprint, k.Name, when(k.CreatedAt), timeOr(k.LastUsedAt, "never")}
+			return []any{k.ID, k.UserName, k.Fingerprint, k.Name, tabular.When(k.CreatedAt), tabular.TimeOr(k.LastUsedAt, "never")}
 		})
 }
 
@@ -236,9 +237,9 @@ func listNodes(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("list nodes: %w", err)
 	}
-	return printTable(stdout, list, "no nodes; a node registers when minivercel serve starts",
+	return tabular.Print(stdout, list, "no nodes; a node registers when minivercel serve starts",
 		"NODE\tROLES\tADDRESS\tVERSION\tSTATE\tLAST SEEN\tSTARTED", func(n schema.Node) []any {
 			return []any{n.ID, strings.Join(n.Roles, ","), cmp.Or(n.Address, "-"), cmp.Or(n.Version, "-"),
-				nodes.State(n, now), nodes.Ago(n.LastSeen, now), when(n.StartedAt)}
+				nodes.State(n, now), nodes.Ago(n.LastSeen, now), tabular.When(n.StartedAt)}
 		})
 }

@@ -11,6 +11,7 @@ import (
 
 	"minivercel/deploy"
 	"minivercel/schema"
+	"minivercel/sshcmd"
 )
 
 const deployUsage = `usage:
@@ -52,7 +53,7 @@ func deployCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case "list":
 		return listDeploys(ctx, db.store, project, stdout)
 	case "logs":
-		return printRuntimeLogs(ctx, db.store, project, *lines, stdout)
+		return printRuntimeLogs(ctx, svc, db.store, project, *lines, stdout)
 	case "rebuild":
 		if b, err = svc.Rebuild(ctx, deploy.Operator, project.Name, fs.Arg(1)); err != nil {
 			return err
@@ -86,23 +87,11 @@ func listDeploys(ctx context.Context, store *schema.Store, p schema.Project, w i
 	if err != nil && !errors.Is(err, schema.ErrNotFound) {
 		return err
 	}
-	return printTable(w, builds, "no builds yet: push to build", "BUILD\tSTATUS\tBRANCH\tCOMMIT\tKIND\tCREATED\tLIVE\tMESSAGE",
-		func(b schema.Build) []any {
-			live := ""
-			if b.ID == active.ID {
-				live = "● live"
-			} else if b.CollectedAt != nil {
-				live = "removed" // retention took its files (--keep-builds)
-			}
-			return []any{b.ID, b.Status, b.Branch, fmt.Sprintf("%.7s", b.CommitSHA), b.Kind, when(b.CreatedAt), live, b.CommitMessage}
-		})
+	return sshcmd.PrintBuilds(w, builds, active.ID)
 }
 
-func printRuntimeLogs(ctx context.Context, store *schema.Store, p schema.Project, n int, w io.Writer) error {
-	d, err := store.RuntimeLogDeployment(ctx, p.ID)
-	if errors.Is(err, schema.ErrNotFound) {
-		return fmt.Errorf("project %s has no deployment yet", p.Name)
-	}
+func printRuntimeLogs(ctx context.Context, svc *deploy.Service, store *schema.Store, p schema.Project, n int, w io.Writer) error {
+	d, err := svc.LogDeployment(ctx, p.Name)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"minivercel/deploy"
+	"minivercel/internal/tabular"
 	"minivercel/schema"
 )
 
@@ -45,7 +46,7 @@ func domainCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return err
 		}
-		return printTable(stdout, domains,
+		return tabular.Print(stdout, domains,
 			fmt.Sprintf("%s has no custom domains; add one with: minivercel domain add %s www.example.com", project, project),
 			"DOMAIN\tCERTIFICATE\tDETAIL", func(d schema.Domain) []any { return []any{d.Name, d.CertStatus, d.CertError} })
 	}

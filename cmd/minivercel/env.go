@@ -1,17 +1,17 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"minivercel/deploy"
+	"minivercel/internal/dotenv"
+	"minivercel/internal/tabular"
 	"minivercel/secret"
 )
 
@@ -54,7 +54,7 @@ func envCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		if err != nil {
 			return err
 		}
-		return printTable(stdout, list,
+		return tabular.Print(stdout, list,
 			fmt.Sprintf("%s has no variables; set one with: minivercel env set %s KEY=VALUE", project, project),
 			"KEY\tTARGET\tVALUE\tUPDATED", func(v secret.Var) []any { return []any{v.Name, v.Target, v.Masked, v.UpdatedAt} })
 	case "unset":
@@ -79,7 +79,7 @@ func envCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 			defer f.Close()
 			r = f
 		}
-		if pairs, err = parseDotEnv(r); err != nil {
+		if pairs, err = dotenv.Parse(r); err != nil {
 			return err
 		}
 	}
@@ -111,75 +111,4 @@ func truncate(s string, n int) string {
 		return s[:n] + "…"
 	}
 	return s
-}
-
-// parseDotEnv reads a .env file: KEY=VALUE lines, blank lines and # comments
-// skipped, an optional "export " prefix, values optionally in single quotes
-// (literal) or double quotes (with \n, \", \\ escapes, and spanning lines).
-func parseDotEnv(r io.Reader) ([]string, error) {
-	var out []string
-	sc := bufio.NewScanner(io.LimitReader(r, 4<<20))
-	sc.Buffer(make([]byte, 128<<10), 128<<10)
-	n := 0
-	for sc.Scan() {
-		n++
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		line = strings.TrimPrefix(line, "export ")
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			return nil, fmt.Errorf("line %d: want KEY=VALUE", n)
-		}
-		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-		switch {
-		case strings.HasPrefix(v, `"`):
-			for !closedQuote(v) && sc.Scan() {
-				n++
-				v += "\n" + sc.Text()
-			}
-			if !closedQuote(v) {
-				return nil, fmt.Errorf("line %d: unterminated double quote", n)
-			}
-			u, err := strconv.Unquote(v[:strings.LastIndexByte(v, '"')+1])
-			if err != nil {
-				// Multi-line values are not valid Go strings; unescape by hand.
-				u = strings.NewReplacer(`\n`, "\n", `\"`, `"`, `\\`, `\`).Replace(v[1:strings.LastIndexByte(v, '"')])
-			}
-			v = u
-		case strings.HasPrefix(v, `'`):
-			end := strings.LastIndexByte(v, '\'')
-			if end == 0 {
-				return nil, fmt.Errorf("line %d: unterminated single quote", n)
-			}
-			v = v[1:end]
-		default:
-			if i := strings.Index(v, " #"); i >= 0 {
-				v = strings.TrimSpace(v[:i])
-			}
-		}
-		out = append(out, k+"="+v)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read .env: %w", err)
-	}
-	return out, nil
-}
-
-func closedQuote(v string) bool {
-	if len(v) < 2 {
-		return false
-	}
-	for i := len(v) - 1; i > 0; i-- {
-		if v[i] == '"' {
-			// Count the backslashes before it: an even number means unescaped.
-			bs := 0
-			for j := i - 1; j >= 0 && v[j] == '\\'; j-- {
-				bs++
-			}
-			return bs%2 == 0
-		}
-	}
-	return false
 }

@@ -17,6 +17,7 @@ import (
 
 	"minivercel/deploy"
 	"minivercel/hooks"
+	"minivercel/internal/cliflag"
 )
 
 // version is set at link time by `make build`.
@@ -142,23 +143,7 @@ func (c *common) register(fs *flag.FlagSet) {
 // not given on the command line from MINIVERCEL_<FLAG> (and --database-url from
 // DATABASE_URL as a last resort).
 func parseFlags(fs *flag.FlagSet, args []string, getenv func(string) string) error {
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			break
-		}
-		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
-			positional = append(positional, rest...)
-			break
-		}
-		positional = append(positional, rest[0])
-		args = rest[1:]
-	}
-	if err := fs.Parse(append([]string{"--"}, positional...)); err != nil {
+	if err := cliflag.Parse(fs, args); err != nil {
 		return err
 	}
 	set := map[string]bool{}

@@ -30,6 +30,7 @@ import (
 	"minivercel/pipeline"
 	"minivercel/proc"
 	"minivercel/schema"
+	"minivercel/sshcmd"
 	"minivercel/toolchain"
 	"minivercel/traffic"
 )
@@ -422,6 +423,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 		gitSrv, err = gitd.New(gitd.Config{
 			Addr: f.sshAddr, HostKeyPath: filepath.Join(root, "ssh_host_ed25519_key"), ReposDir: dirs.repos,
 			HookCommand: exe, HookSocket: dirs.hookSocket(), Logger: log, MaxPushBytes: int64(f.maxPush),
+			Commands: sshcmd.New(sshcmd.Config{BaseDomain: f.baseDomain, URL: urlFor, Logger: log}, svc, db.store, queue),
 		}, svc, svc, hookSrv)
 		if err != nil {
 			return err

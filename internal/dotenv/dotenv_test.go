@@ -1,11 +1,11 @@
-package main
+package dotenv
 
 import (
 	"strings"
 	"testing"
 )
 
-func TestParseDotEnv(t *testing.T) {
+func TestParse(t *testing.T) {
 	in := `# comment
 A=1
 export B = two words # trailing comment
@@ -17,7 +17,7 @@ F="esc \"q\" \\ \n"
 
 G=
 `
-	got, err := parseDotEnv(strings.NewReader(in))
+	got, err := Parse(strings.NewReader(in))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +26,7 @@ G=
 		t.Fatalf("got  %q\nwant %q", got, want)
 	}
 	for _, bad := range []string{"NOEQUALS", `X="open`, `Y='open`} {
-		if _, err := parseDotEnv(strings.NewReader(bad)); err == nil {
+		if _, err := Parse(strings.NewReader(bad)); err == nil {
 			t.Errorf("%q parsed without error", bad)
 		}
 	}

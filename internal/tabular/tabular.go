@@ -1,0 +1,44 @@
+// Package tabular renders lists for people in a terminal: aligned columns
+// under a header, and times in one short form. The local CLI and the
+// commands over SSH print their tables through it, so a listing looks the
+// same whichever way it was asked for.
+package tabular
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Print prints items as aligned columns under a header (its columns
+// separated by tabs), or empty, a hint of what to do, when there are none.
+func Print[T any](w io.Writer, items []T, empty, header string, row func(T) []any) error {
+	if len(items) == 0 && empty != "" {
+		_, err := fmt.Fprintln(w, empty)
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, it := range items {
+		cells := row(it)
+		parts := make([]string, len(cells))
+		for i, c := range cells {
+			parts[i] = fmt.Sprint(c)
+		}
+		fmt.Fprintln(tw, strings.Join(parts, "\t"))
+	}
+	return tw.Flush()
+}
+
+// When formats a time for a table.
+func When(t time.Time) string { return t.Local().Format("2006-01-02 15:04") }
+
+// TimeOr formats a time that may be missing.
+func TimeOr(t *time.Time, none string) string {
+	if t == nil {
+		return none
+	}
+	return When(*t)
+}

@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"context"
-	"sort"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,9 +9,6 @@ import (
 	"minivercel/edge"
 	"minivercel/schema"
 )
-
-// jobStates are the job states minivercel_queue_jobs reports.
-var jobStates = []string{"available", "running"}
 
 // certStatuses are the statuses minivercel_certificates reports, 0 when no
 // domain has one.
@@ -24,8 +20,6 @@ var certStatuses = []schema.CertStatus{schema.CertPending, schema.CertIssued, sc
 type stateCollector struct {
 	r           *Registry
 	certs, jobs *prometheus.Desc
-	mu          sync.Mutex
-	queues      map[string]bool // the queues seen: they report 0 when empty
 }
 
 func newStateCollector(r *Registry) *stateCollector {
@@ -35,7 +29,6 @@ func newStateCollector(r *Registry) *stateCollector {
 			"Custom domains by the state of their TLS certificate.", []string{"status"}, nil),
 		jobs: prometheus.NewDesc("minivercel_queue_jobs",
 			"Jobs of the queue waiting for a worker (available) and running, by queue.", []string{"queue", "state"}, nil),
-		queues: map[string]bool{},
 	}
 }
 
@@ -69,30 +62,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if jErr != nil {
 		c.r.failed(sourceJobs, jErr)
 	} else {
-		c.collectJobs(ch, jobs)
-	}
-	c.r.scrapeErrors.Collect(ch)
-}
-
-func (c *stateCollector) collectJobs(ch chan<- prometheus.Metric, jobs []schema.JobCount) {
-	type key struct{ queue, state string }
-	counts := map[key]int64{}
-	c.mu.Lock()
-	for _, j := range jobs {
-		c.queues[j.Queue] = true
-		counts[key{j.Queue, j.State}] = j.Count
-	}
-	queues := make([]string, 0, len(c.queues))
-	for q := range c.queues {
-		queues = append(queues, q)
-	}
-	c.mu.Unlock()
-	sort.Strings(queues)
-	for _, q := range queues {
-		for _, s := range jobStates {
-			ch <- prometheus.MustNewConstMetric(c.jobs, prometheus.GaugeValue, float64(counts[key{q, s}]), q, s)
+		for _, j := range jobs {
+			ch <- prometheus.MustNewConstMetric(c.jobs, prometheus.GaugeValue, float64(j.Count), j.Queue, j.State)
 		}
 	}
+	c.r.scrapeErrors.Collect(ch)
 }
 
 // Sites is what a scrape reads from this node's edge (*edge.Server): the

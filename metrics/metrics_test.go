@@ -187,11 +187,15 @@ func TestDatabaseState(t *testing.T) {
 		f.expect(t, 0, "minivercel_scrape_errors_total", "source="+source)
 	}
 
-	// A queue seen once reports 0 once it is empty, rather than vanishing.
-	if _, err := store.Pool().Exec(ctx, `DELETE FROM river_job WHERE queue = 'deploy'`); err != nil {
+	// A queue River knows reports 0 while it is empty, rather than
+	// nothing.
+	if _, err := store.Pool().Exec(ctx, `INSERT INTO river_queue (name, updated_at) VALUES ('git', now())`); err != nil {
 		t.Fatal(err)
 	}
-	scrape(t, r).expect(t, 0, "minivercel_queue_jobs", "queue=deploy", "state=running")
+	f = scrape(t, r)
+	f.expect(t, 0, "minivercel_queue_jobs", "queue=git", "state=available")
+	f.expect(t, 0, "minivercel_queue_jobs", "queue=git", "state=running")
+	f.expect(t, 2, "minivercel_queue_jobs", "queue=default", "state=available")
 }
 
 // TestDeletedProjectsAreForgotten: a scrape drops every series of a project

@@ -31,12 +31,18 @@ type JobCount struct {
 }
 
 // CountJobs returns how many of the job queue's jobs wait for a worker
-// ("available") and run ("running"), by queue; a queue and state with no
-// job is absent. The queue's tables are River's (pipeline.MigrateQueue):
-// on a database without them it fails.
+// ("available") and run ("running"), for each queue River knows (a client
+// started it) or that has such jobs; 0 when none do. The queue's tables
+// are River's (pipeline.MigrateQueue): on a database without them it fails.
 func (s *Store) CountJobs(ctx context.Context) ([]JobCount, error) {
-	counts, err := many[JobCount](ctx, s.db, `SELECT queue, state::text AS state, count(*) AS count FROM river_job
-		WHERE state IN ('available', 'running') GROUP BY 1, 2 ORDER BY 1, 2`)
+	counts, err := many[JobCount](ctx, s.db, `
+		WITH queues AS (
+			SELECT name FROM river_queue
+			UNION SELECT DISTINCT queue FROM river_job WHERE state IN ('available', 'running'))
+		SELECT q.name AS queue, s.state, count(j.id) AS count
+		FROM queues q CROSS JOIN (VALUES ('available'), ('running')) AS s (state)
+		LEFT JOIN river_job j ON j.queue = q.name AND j.state = s.state::river_job_state
+		GROUP BY 1, 2 ORDER BY 1, 2`)
 	if err != nil {
 		return nil, fmt.Errorf("count jobs: %w", err)
 	}

@@ -82,6 +82,9 @@ type Activator struct {
 	vars  *secret.Vars
 	log   *slog.Logger
 
+	// Metrics is told how each Activate ended. Zero: none.
+	Metrics ActivationMetrics
+
 	// RestoreBudget bounds one attempt to start an app at restore, health
 	// checks included, whatever its settings allow a deploy. Zero:
 	// DefaultRestoreBudget.
@@ -118,6 +121,22 @@ func NewActivator(e Edge, store *schema.Store, vars *secret.Vars, log *slog.Logg
 // the wait, none switches and the previous build serves on everywhere.
 // This node takes part when it is an edge itself.
 func (a *Activator) Activate(ctx context.Context, b schema.Build, progress func(string)) error {
+	began := time.Now()
+	err := a.activate(ctx, b, progress)
+	if a.Metrics != nil {
+		a.Metrics.ActivationFinished(err == nil, time.Since(began))
+	}
+	return err
+}
+
+// ActivationMetrics is told how each activation ended: whether the build
+// serves production, and after how long. It is called on the activating
+// goroutine, concurrently for different projects, and must be quick.
+type ActivationMetrics interface {
+	ActivationFinished(ok bool, took time.Duration)
+}
+
+func (a *Activator) activate(ctx context.Context, b schema.Build, progress func(string)) error {
 	bg := context.WithoutCancel(ctx)
 	project, err := a.store.ProjectByID(ctx, b.ProjectID)
 	if err != nil {

@@ -351,6 +351,9 @@ func (a *app) supervise(hc HealthCheck) {
 			return
 		}
 		backoff = min(backoff*2, maxBackoff)
+		if a.cfg.Restarted != nil {
+			a.cfg.Restarted(a.site.Project)
+		}
 		if err := a.spawn(); err != nil {
 			a.system("restart failed: " + err.Error())
 			a.mu.Lock()

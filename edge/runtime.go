@@ -77,6 +77,10 @@ type RuntimeConfig struct {
 	// with everything it starts, where the Site sets none. Zero fields:
 	// not limited.
 	AppLimits limits.Limits
+	// Restarted is told each time a project's app process is started
+	// again after it exited, from the app's supervisor goroutine; it must
+	// be quick. Zero: restarts are not told.
+	Restarted func(project string)
 }
 
 // NodeStore provides Node versions other than the system's

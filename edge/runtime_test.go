@@ -285,14 +285,21 @@ func TestFailedActivationKeepsPrevious(t *testing.T) {
 }
 
 // TestCrashedAppIsRestarted: a process that dies comes back on its own, the
-// restart is in its runtime log, and repeated crashes make it unhealthy.
+// restart is in its runtime log and told to RuntimeConfig.Restarted, and
+// repeated crashes make it unhealthy.
 func TestCrashedAppIsRestarted(t *testing.T) {
 	t.Parallel()
 	sink := &logSink{}
-	e, hs := newAppEdge(t, sink)
+	restarts := make(chan string, 8)
+	lk := &fakeLookup{}
+	e, hs := newNodeEdge(t, lk, RuntimeConfig{Restarted: func(project string) { restarts <- project }}, sink, nil)
+	e.lookup = lk
 	e.activate(e.appSite("phoenix", 1, "alive"))
 	httpGet(t, hs, "phoenix.localhost", "/exit")
 	waitFor(t, func() bool { return strings.Contains(sink.text(1), "restarted and healthy") })
+	if len(restarts) != 1 || <-restarts != "phoenix" {
+		t.Errorf("Restarted was not told of the one restart of phoenix")
+	}
 	if code, body, _ := httpGet(t, hs, "phoenix.localhost", "/"); code != 200 || body != "alive" {
 		t.Fatalf("after restart = %d %q", code, body)
 	}

@@ -107,6 +107,16 @@ type Config struct {
 	// fetches them. Zero: artifacts stay local, and a worker builds only
 	// projects whose repository it has.
 	Blobs Blobs
+	// Metrics is told of each build this node's workers finish. Zero: none.
+	Metrics BuildMetrics
+}
+
+// BuildMetrics is told of each build a worker finished: its final status
+// and the time from its start on the worker. It is called on the worker's
+// goroutine once the result is recorded, concurrently for concurrent
+// builds, and must be quick.
+type BuildMetrics interface {
+	BuildFinished(status schema.BuildStatus, took time.Duration)
 }
 
 // BuildForgetter is told that a build's files are gone: ForgetBuild may
@@ -535,6 +545,9 @@ func (q *Queue) run(ctx context.Context, buildID int64, before string) error {
 	q.broker.Flush(b.ID)
 	if err := q.store.FinishAttempt(fctx, b.ID, attempt, status, reason); err != nil {
 		q.log.Error("record build result", "build", b.ID, "err", err)
+	}
+	if q.cfg.Metrics != nil {
+		q.cfg.Metrics.BuildFinished(status, time.Since(started))
 	}
 	q.broker.Finish(b.ID, status)
 	q.releaseSource(fctx, b.ID)

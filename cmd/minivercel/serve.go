@@ -25,6 +25,7 @@ import (
 	"minivercel/gitd"
 	"minivercel/hooks"
 	"minivercel/limits"
+	"minivercel/metrics"
 	"minivercel/nodes"
 	"minivercel/panel"
 	"minivercel/pipeline"
@@ -63,6 +64,8 @@ type serveFlags struct {
 	nodeAddr string
 	// maxWorkspace and maxPush bound one build's workspace and one push.
 	maxWorkspace, maxPush limits.Size
+	// metricsAddr is where /metrics is served; empty: no metrics.
+	metricsAddr string
 }
 
 // Default limits a small VPS survives: a runaway build or app is stopped
@@ -108,6 +111,7 @@ func serve(ctx context.Context, stop context.CancelFunc, args []string, stdout, 
 	f.maxWorkspace, f.maxPush = pipeline.DefaultMaxWorkspaceBytes, gitd.DefaultMaxPushBytes
 	fs.Var(&f.maxWorkspace, "build-disk", "disk one build's workspace may use (checkout, dependencies, output), such as 10G")
 	fs.Var(&f.maxPush, "max-push", "size of one push (git's receive.maxInputSize), such as 1G")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "address of the Prometheus /metrics listener, such as 127.0.0.1:9100; keep it private: the metrics name every project; empty: no metrics")
 	if err := parseFlags(fs, args, os.Getenv); err != nil {
 		return err
 	}
@@ -304,6 +308,18 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 		return err
 	}
 	appUsers := proc.NewAppUsers(root)
+	// Metrics: a registry the parts tell what happens, on a listener of
+	// its own.
+	var seen observers // told of every request a site served
+	var stats *metrics.Registry
+	var metricsSrv *metrics.Server
+	if f.metricsAddr != "" {
+		stats = metrics.NewRegistry(metrics.Options{State: db.store, Logger: log})
+		if metricsSrv, err = metrics.New(metrics.Config{Addr: f.metricsAddr, Logger: log}, stats); err != nil {
+			return err
+		}
+		seen = append(seen, stats)
+	}
 
 	// The edge: the public listener. A node with the panel role and not
 	// the edge's runs it too, serving the base domain only.
@@ -330,7 +346,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 		cfg := edge.Config{
 			Addr: f.httpAddr, BaseDomain: f.baseDomain, DeploymentsDir: dirs.deployments, Logger: log,
 			PanelHandler: toPanel, TLS: tlsCfg, CustomDomains: lookup,
-			Health: db.pool.Ping,
+			Health: db.pool.Ping, Observer: seen.observer(),
 			Runtime: edge.RuntimeConfig{
 				UID: appUID, GID: appGID, DropPrivileges: os.Geteuid() == 0, Logs: runtimeLogs,
 				UserFor: appUsers.For, OrphanUIDs: appUsers.UIDs(), Node: nodeStore,
@@ -339,6 +355,9 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 		}
 		if has(nodes.Gitd) {
 			cfg.GitHandler = gitHTTP
+		}
+		if stats != nil {
+			cfg.Runtime.Restarted = stats.AppRestarted
 		}
 		if store != nil {
 			cfg.Artifacts = store
@@ -358,12 +377,18 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	var localEdge deploy.Edge // nil unless this node serves sites
 	if has(nodes.Edge) {
 		localEdge = edgeSrv
+		if stats != nil {
+			stats.WatchSites(edgeSrv)
+		}
 	}
 
 	broker := pipeline.NewBroker(db.store, log)
 	activator := deploy.NewActivator(localEdge, db.store, vars, log)
 	activator.RestoreBudget = f.restoreBudget
 	activator.Node, activator.Peers = nodeID, view
+	if stats != nil {
+		activator.Metrics = stats
+	}
 	sandbox, err := pipeline.BuildUser()
 	if err != nil {
 		return err
@@ -386,6 +411,9 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	}
 	if store != nil {
 		qcfg.Blobs = store
+	}
+	if stats != nil {
+		qcfg.Metrics = stats
 	}
 	queue, err := pipeline.NewQueue(qcfg, db.store, broker, activator, sandbox, has(nodes.Worker))
 	if err != nil {
@@ -456,6 +484,9 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	}
 	if edgeSrv != nil {
 		servers = append(servers, edgeSrv)
+	}
+	if metricsSrv != nil {
+		servers = append(servers, metricsSrv)
 	}
 	for _, l := range servers {
 		if err := l.Listen(); err != nil {
@@ -538,6 +569,9 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	}
 	if panelSrv != nil {
 		errs = append(errs, panelSrv.Shutdown(sctx))
+	}
+	if metricsSrv != nil {
+		errs = append(errs, metricsSrv.Shutdown(sctx))
 	}
 	// The heartbeat stops last: the node says it stopped once its work is
 	// done.

@@ -346,7 +346,7 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 		cfg := edge.Config{
 			Addr: f.httpAddr, BaseDomain: f.baseDomain, DeploymentsDir: dirs.deployments, Logger: log,
 			PanelHandler: toPanel, TLS: tlsCfg, CustomDomains: lookup,
-			Health: db.pool.Ping, Observer: seen.observer(),
+			Health: db.pool.Ping,
 			Runtime: edge.RuntimeConfig{
 				UID: appUID, GID: appGID, DropPrivileges: os.Geteuid() == 0, Logs: runtimeLogs,
 				UserFor: appUsers.For, OrphanUIDs: appUsers.UIDs(), Node: nodeStore,
@@ -367,8 +367,9 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 		}
 		if has(nodes.Edge) {
 			recorder = traffic.NewRecorder(traffic.Config{FlushEvery: f.trafficFlush, Logger: log}, db.store)
-			cfg.Observer = recorder
+			seen = append(seen, recorder)
 		}
+		cfg.Observer = seen.observer()
 		if edgeSrv, err = edge.New(cfg, lookup); err != nil {
 			return err
 		}

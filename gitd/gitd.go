@@ -133,6 +133,10 @@ type Server struct {
 	conns    *connLimiter
 	ssh      *ssh.Server
 	ln       listen.Slot // from Listen to Shutdown
+	// commands ends when Shutdown begins: a command following a log stops
+	// then, rather than hold the shutdown until the session's maximum.
+	commands     context.Context
+	stopCommands context.CancelFunc
 }
 
 // componentLog is l, or slog.Default() when l is nil, marking its records
@@ -186,6 +190,7 @@ func New(cfg Config, auth Authorizer, projects Projects, reg HookRegistrar) (*Se
 		log:      componentLog(cfg.Logger),
 		repos:    repos,
 	}
+	s.commands, s.stopCommands = context.WithCancel(context.Background())
 	s.ssh = &ssh.Server{
 		Addr:             cfg.Addr,
 		Handler:          s.handleSession,
@@ -256,6 +261,7 @@ func (s *Server) ListenAndServe() error {
 // commands to finish. If ctx ends first it closes every connection (git
 // processes then get SIGTERM) and returns ctx.Err().
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopCommands()
 	ln, _ := s.ln.Get()
 	// Closing the slot first refuses a later Listen or Serve at once; and
 	// gliderlabs only closes listeners Serve has seen, so ours is closed

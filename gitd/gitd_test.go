@@ -72,6 +72,7 @@ type testEnv struct {
 	userKey  string // private key file of the dev user
 	otherKey string // private key file of the other user
 	unknown  string // private key file nobody authorized
+	srv      *Server
 }
 
 // newTestEnv runs a hooks.Server with recv and a gitd Server with real
@@ -112,6 +113,7 @@ func newTestEnvWith(t *testing.T, recv hooks.Receiver, tweak func(*Config)) *tes
 	}
 	serveUntilEnd(t, "gitd", srv, ErrServerClosed)
 	e.port = srv.Addr().(*net.TCPAddr).Port
+	e.srv = srv
 	return e
 }
 

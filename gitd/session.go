@@ -120,19 +120,29 @@ func (s *Server) handleSession(sess ssh.Session) {
 func (s *Server) runCommand(sess ssh.Session, log *slog.Logger, userID int64) {
 	ctx, cancel := context.WithCancel(sess.Context())
 	defer cancel()
+	defer context.AfterFunc(s.commands, cancel)()
+	// Signals are read until the session stops taking them: gliderlabs
+	// sends each one holding the session's lock, which Exit needs too.
 	signals := make(chan ssh.Signal, 1)
 	sess.Signals(signals)
-	defer sess.Signals(nil)
+	done := make(chan struct{})
 	go func() {
-		select {
-		case sig := <-signals:
-			log.Debug("ssh command signalled", "signal", string(sig))
-			cancel()
-		case <-ctx.Done():
+		for {
+			select {
+			case sig := <-signals:
+				log.Debug("ssh command signalled", "signal", string(sig))
+				cancel()
+			case <-done:
+				return
+			}
 		}
 	}()
-	log.Debug("ssh command", "command", sess.RawCommand())
+	// The command's name only: its arguments may hold a variable's value.
+	name, _, _ := strings.Cut(strings.TrimSpace(sess.RawCommand()), " ")
+	log.Debug("ssh command", "command", name)
 	code := s.cfg.Commands.RunCommand(ctx, userID, sess.RawCommand(), sess, sess, sess.Stderr())
+	sess.Signals(nil)
+	close(done)
 	_ = sess.Exit(code)
 }
 

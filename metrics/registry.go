@@ -64,10 +64,11 @@ type Options struct {
 // BuildFinished, ActivationFinished, AppRestarted); every method is safe
 // for concurrent use.
 type Registry struct {
-	reg     *prometheus.Registry
-	state   State
-	timeout time.Duration
-	log     *slog.Logger
+	forgetting sync.Mutex // held by the scrape forgetting deleted projects
+	reg        *prometheus.Registry
+	state      State
+	timeout    time.Duration
+	log        *slog.Logger
 
 	requests     *prometheus.CounterVec   // project, code
 	latency      *prometheus.HistogramVec // project
@@ -265,7 +266,12 @@ func (r *Registry) Handler() http.Handler {
 		MaxRequestsInFlight: 4,
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		r.forget(req.Context())
+		// One forgetting pass at a time; a scrape meanwhile skips it
+		// (the next one forgets), so a burst makes one database read.
+		if r.forgetting.TryLock() {
+			r.forget(req.Context())
+			r.forgetting.Unlock()
+		}
 		h.ServeHTTP(w, req)
 	})
 }

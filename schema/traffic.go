@@ -1,8 +1,10 @@
 package schema
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -30,6 +32,12 @@ func (s *Store) AddTraffic(ctx context.Context, rows []TrafficMinute) error {
 	if len(rows) == 0 {
 		return nil
 	}
+	// In one order on every node: two edges adding the same minutes lock
+	// the rows in the same order and never deadlock each other.
+	rows = slices.Clone(rows)
+	slices.SortFunc(rows, func(a, b TrafficMinute) int {
+		return cmp.Or(cmp.Compare(a.ProjectID, b.ProjectID), a.Minute.Compare(b.Minute))
+	})
 	width := len(rows[0].LatencyBuckets)
 	ids := make([]int64, len(rows))
 	minutes := make([]time.Time, len(rows))
@@ -62,11 +70,12 @@ func (s *Store) AddTraffic(ctx context.Context, rows []TrafficMinute) error {
 				FROM unnest(t.latency_buckets, EXCLUDED.latency_buckets) WITH ORDINALITY AS u(a, b, i))`
 	var err error
 	// A project deleted between the join's snapshot and the insert fails
-	// the foreign key; the second try no longer sees it.
-	for range 2 {
+	// the foreign key; the next try no longer sees it. A deadlock or a
+	// serialization failure (another writer) is tried again too.
+	for range 3 {
 		_, err = s.db.Exec(ctx, q, ids, minutes, reqs, e4, e5, bytes, flat, width)
 		var pgErr *pgconn.PgError
-		if !errors.As(err, &pgErr) || pgErr.Code != "23503" {
+		if !errors.As(err, &pgErr) || (pgErr.Code != "23503" && pgErr.Code != "40P01" && pgErr.Code != "40001") {
 			break
 		}
 	}

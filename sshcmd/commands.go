@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"minivercel/deploy"
@@ -71,6 +72,11 @@ type Commands struct {
 	logs  Logs
 	hosts hosts.Scheme
 	log   *slog.Logger
+	// followers counts the logs -f running, in all and per user: each
+	// reads the database twice a second, so their number is bounded.
+	followMu  sync.Mutex
+	following map[int64]int
+	followAll int
 }
 
 // New returns the commands acting through svc.
@@ -84,7 +90,7 @@ func New(cfg Config, svc *deploy.Service, store Store, logs Logs) *Commands {
 	}
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, DefaultPollInterval)
 	cfg.ActivateTimeout = cmp.Or(cfg.ActivateTimeout, DefaultActivateTimeout)
-	return &Commands{cfg: cfg, svc: svc, store: store, logs: logs, hosts: hosts.New(cfg.BaseDomain),
+	return &Commands{cfg: cfg, svc: svc, store: store, logs: logs, hosts: hosts.New(cfg.BaseDomain), following: map[int64]int{},
 		log: cfg.Logger.With("component", "sshcmd")}
 }
 
@@ -188,7 +194,7 @@ func (c *Commands) exit(r *request, command string, err error) int {
 		// The service's words, as the API answers them.
 		fmt.Fprintf(r.stderr, "error: %s\n", e.Msg)
 		return 1
-	case errors.Is(err, errBuildFailed):
+	case errors.Is(err, errBuildFailed), errors.Is(err, ErrBusy):
 		fmt.Fprintf(r.stderr, "error: %v\n", err)
 		return 1
 	case errors.Is(err, errGone), r.ctx.Err() != nil:

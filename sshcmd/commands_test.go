@@ -557,4 +557,38 @@ func TestLogs(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("logs -f did not end when its context did")
 	}
+
+	// A user follows at most 8 logs at once: the 9th is refused until one
+	// ends. Control characters an app prints reach no terminal raw.
+	if err := e.Store.AppendRuntimeLogs(ctx, d.ID, 5, []string{"evil \x1b]0;owned\x07 title"}); err != nil {
+		t.Fatal(err)
+	}
+	if out := e.ok(e.dev, "", "logs", "blog", "--lines", "1"); strings.ContainsRune(out, 0x1b) || !strings.Contains(out, `evil \x1b]0;owned\x07 title`) {
+		t.Fatalf("a control sequence in a runtime line: %q", out)
+	}
+	var followers []context.CancelFunc
+	ended := make(chan int, 8)
+	for range 8 {
+		fctx, cancel := context.WithCancel(ctx)
+		followers = append(followers, cancel)
+		pr, pw := io.Pipe()
+		go func() {
+			ended <- e.cmd.Run(fctx, e.dev, []string{"logs", "blog", "-f", "--lines", "1"}, strings.NewReader(""), pw, io.Discard)
+			pw.Close()
+		}()
+		rd := bufio.NewReader(pr)
+		if _, err := rd.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+		go io.Copy(io.Discard, rd)
+	}
+	e.refused(e.dev, "too many logs followed: you follow 8 logs already; stop one first", "logs", "blog", "-f")
+	followers[0]()
+	<-ended
+	if out := e.ok(e.dev, "", "logs", "blog", "--lines", "1"); out == "" {
+		t.Fatal("logs without -f after the limit")
+	}
+	for _, cancel := range followers[1:] {
+		cancel()
+	}
 }

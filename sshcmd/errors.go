@@ -16,3 +16,7 @@ var errBuildFailed = errors.New("build did not succeed")
 
 // errGone is a write to a client that went away: the command ends quietly.
 var errGone = errors.New("the client went away")
+
+// ErrBusy refuses a logs -f past the number a user, or the node, may run
+// at once: the command exits 1.
+var ErrBusy = errors.New("too many logs followed")

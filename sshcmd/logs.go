@@ -1,10 +1,12 @@
 package sshcmd
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"time"
 
+	"minivercel/internal/tabular"
 	"minivercel/schema"
 )
 
@@ -30,6 +32,13 @@ func (c *Commands) logsCmd(r *request, args []string) error {
 	if lines < 1 || lines > maxTailLines {
 		return usage("--lines: want 1 to %d", maxTailLines)
 	}
+	if follow {
+		release, err := c.startFollowing(r.user.ID)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	if build != "" {
 		id, err := buildID(build)
 		if err != nil {
@@ -38,6 +47,34 @@ func (c *Commands) logsCmd(r *request, args []string) error {
 		return c.buildLog(r, words[0], id, follow)
 	}
 	return c.runtimeLog(r, words[0], lines, follow)
+}
+
+// The bounds of logs -f: per user, and on this node in all.
+const (
+	maxFollowsPerUser = 8
+	maxFollows        = 128
+)
+
+// startFollowing counts a logs -f of user, or refuses it past the bounds.
+func (c *Commands) startFollowing(user int64) (release func(), err error) {
+	c.followMu.Lock()
+	defer c.followMu.Unlock()
+	if c.following[user] >= maxFollowsPerUser {
+		return nil, fmt.Errorf("%w: you follow %d logs already; stop one first", ErrBusy, maxFollowsPerUser)
+	}
+	if c.followAll >= maxFollows {
+		return nil, fmt.Errorf("%w: the server follows %d logs already; try again later", ErrBusy, maxFollows)
+	}
+	c.following[user]++
+	c.followAll++
+	return func() {
+		c.followMu.Lock()
+		defer c.followMu.Unlock()
+		if c.following[user]--; c.following[user] == 0 {
+			delete(c.following, user)
+		}
+		c.followAll--
+	}, nil
 }
 
 // buildLog prints a build's log; following, it waits for the build's end
@@ -86,8 +123,23 @@ func (c *Commands) buildLog(r *request, project string, id int64, follow bool) e
 		}
 		return nil
 	}
-	// The channel closed without Done: ctx ended.
-	return nil
+	// The channel closed without Done: the client went away, or the
+	// stream broke (the database was unreachable): then the build's state
+	// decides, never a success it did not have.
+	if r.ctx.Err() != nil {
+		return nil
+	}
+	now, err := c.svc.ProjectBuild(context.WithoutCancel(r.ctx), b.ProjectName, b.ID)
+	if err != nil {
+		return fmt.Errorf("the log of build %d ended early: %w", b.ID, err)
+	}
+	switch {
+	case now.Status == schema.BuildSucceeded:
+		return nil
+	case now.Status.Done():
+		return fmt.Errorf("%w: build #%d %s", errBuildFailed, b.ID, now.Status)
+	}
+	return fmt.Errorf("the log of build %d ended early while it is %s: follow it again", b.ID, now.Status)
 }
 
 // runtimeLog prints the newest lines of the runtime log of the project's
@@ -169,10 +221,14 @@ func (c *Commands) printRuntime(r *request, deploymentID int64, after *int64, li
 }
 
 // logLine prints one log line: with its time for people, or as JSON.
+// An app's or a build's output is untrusted: for a terminal its control
+// characters are shown escaped, never sent (an escape sequence could
+// retitle the window, write the clipboard or rewrite earlier lines).
 func (r *request) logLine(seq int64, line string, at *time.Time) error {
 	if r.json {
 		return r.writeJSON(logLineJSON{Seq: seq, Line: line, CreatedAt: at})
 	}
+	line = tabular.Safe(line)
 	if at == nil {
 		_, err := fmt.Fprintln(r.stdout, line)
 		return err

@@ -162,12 +162,19 @@ func (r *Recorder) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			if err := r.Flush(ctx); err != nil && ctx.Err() == nil {
+			// Not cut by ctx's end: counts swapped out for a flush are
+			// written, not dropped, when the server stops meanwhile.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flushTimeout)
+			if err := r.Flush(fctx); err != nil {
 				r.log.Error("flush traffic", "err", err)
 			}
+			cancel()
 		}
 	}
 }
+
+// flushTimeout bounds one flush.
+const flushTimeout = 30 * time.Second
 
 // Shutdown writes what is counted.
 func (r *Recorder) Shutdown(ctx context.Context) error { return r.Flush(ctx) }

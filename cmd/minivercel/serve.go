@@ -579,7 +579,11 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	stopBackground()
 	background.Wait()
 	if recorder != nil { // the edge has stopped: its last requests are counted
-		errs = append(errs, recorder.Shutdown(sctx))
+		// A deadline of its own: a slow stop of the parts before it must
+		// not lose the last minute's counts.
+		fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		errs = append(errs, recorder.Shutdown(fctx))
+		cancel()
 	}
 	if err := g.Wait(); err != nil {
 		errs = append(errs, err)

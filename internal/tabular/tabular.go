@@ -25,7 +25,7 @@ func Print[T any](w io.Writer, items []T, empty, header string, row func(T) []an
 		cells := row(it)
 		parts := make([]string, len(cells))
 		for i, c := range cells {
-			parts[i] = fmt.Sprint(c)
+			parts[i] = strings.ReplaceAll(Safe(fmt.Sprint(c)), "\t", " ")
 		}
 		fmt.Fprintln(tw, strings.Join(parts, "\t"))
 	}
@@ -41,4 +41,27 @@ func TimeOr(t *time.Time, none string) string {
 		return none
 	}
 	return When(*t)
+}
+
+// Safe escapes the control characters of s (C0 but tab, DEL and C1) as
+// \xNN. Text from apps, builds and commits is untrusted: printed raw to
+// a terminal, an escape sequence could retitle the window, write the
+// clipboard or rewrite earlier lines.
+func Safe(s string) string {
+	if strings.IndexFunc(s, isControl) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for _, c := range s {
+		if isControl(c) {
+			fmt.Fprintf(&b, "\\x%02x", c)
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func isControl(c rune) bool {
+	return (c < 0x20 && c != '\t') || c == 0x7f || (c >= 0x80 && c < 0xa0)
 }

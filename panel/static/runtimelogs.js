@@ -29,15 +29,31 @@
     if (atBottom) log.scrollTop = log.scrollHeight;
   }
 
+  function notice(text) {
+    var div = document.createElement("div");
+    div.className = "ln notice";
+    div.textContent = text;
+    log.appendChild(div);
+  }
+
+  // Asked without a deployment: the answer is the live one's log (or the
+  // newest's). When another deployment went live, its log follows from
+  // its first line.
   function poll() {
-    var url = "/api/projects/" + encodeURIComponent(project) + "/runtime-logs?deployment=" +
-      encodeURIComponent(deployment) + "&after=" + after + "&limit=" + limit;
+    var url = "/api/projects/" + encodeURIComponent(project) + "/runtime-logs?after=" + after + "&limit=" + limit;
     fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (resp) {
         if (!resp.ok) throw new Error("HTTP " + resp.status);
         return resp.json();
       })
       .then(function (body) {
+        if (String(body.deployment_id) !== String(deployment)) {
+          deployment = String(body.deployment_id);
+          after = 0;
+          notice("deployment " + deployment + " (build #" + body.build_id + ") is live now");
+          setTimeout(poll, 0);
+          return;
+        }
         append(body.lines);
         after = body.next;
         setState("Live", true);

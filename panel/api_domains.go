@@ -2,10 +2,10 @@ package panel
 
 import (
 	"net/url"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
 
+	"minivercel/apijson"
 	"minivercel/schema"
 )
 
@@ -13,33 +13,14 @@ import (
 // same service methods.
 
 // domainJSON is a custom domain as the API shows it.
-type domainJSON struct {
-	// Domain is the stored form: lowercase ASCII, IDNs as punycode.
-	Domain     string            `json:"domain"`
-	CertStatus schema.CertStatus `json:"cert_status"`
-	// CertError is why the last certificate attempt failed; "" otherwise.
-	CertError string `json:"cert_error"`
-	// CertCheckedAt is when the edge last reported on the certificate; null
-	// before the first HTTPS request for the domain.
-	CertCheckedAt *time.Time `json:"cert_checked_at"`
-	CreatedAt     time.Time  `json:"created_at"`
-	URL           string     `json:"url"`
-}
+type domainJSON = apijson.Domain
 
 // addDomainRequest is the body of POST /api/projects/{name}/domains.
 type addDomainRequest struct {
 	Domain string `json:"domain"`
 }
 
-// domainURL is where a custom domain serves the project. The edge answers
-// every host on the same listeners as the project's own host, so the scheme
-// and port are those of cfg.URL.
-func (s *Server) domainURL(name string) string { return s.cfg.URL(name) }
-
-func (s *Server) toDomainJSON(d schema.Domain) domainJSON {
-	return domainJSON{Domain: d.Name, CertStatus: d.CertStatus, CertError: d.CertError,
-		CertCheckedAt: d.CertCheckedAt, CreatedAt: d.CreatedAt, URL: s.domainURL(d.Name)}
-}
+func (s *Server) toDomainJSON(d schema.Domain) domainJSON { return apijson.NewDomain(d, s.urls) }
 
 func (s *Server) apiListDomains(c *fiber.Ctx) error {
 	ds, err := s.svc.Domains(c.UserContext(), c.Params("name"))

@@ -149,26 +149,6 @@ func TestAPIDomains(t *testing.T) {
 	})
 }
 
-// TestDomainURLScheme: a domain's URL takes the scheme and port of the
-// server's own URLs.
-func TestDomainURLScheme(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		url  func(string) string
-		want string
-	}{
-		{"https", func(h string) string { return "https://" + h + "/" }, "https://www.example.com/"},
-		{"http on a port", func(h string) string { return "http://" + h + ":8080/" }, "http://www.example.com:8080/"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			s := &Server{cfg: Config{URL: tc.url}}
-			if got := s.toDomainJSON(schema.Domain{Name: "www.example.com"}).URL; got != tc.want {
-				t.Errorf("url %q, want %q", got, tc.want)
-			}
-		})
-	}
-}
-
 // TestSettingsDomains: the settings page lists the production host and each
 // custom domain with its certificate status and error; the add form refuses
 // bad and taken names next to the field, keeping the input; add and remove

@@ -355,22 +355,14 @@ func safeNext(next string) string {
 // --- helpers shared by the pages ---
 
 // projectURL is the production URL of a project.
-func (s *Server) projectURL(name string) string { return s.cfg.URL(s.hosts.Production(name)) }
+func (s *Server) projectURL(name string) string { return s.urls.Project(name) }
 
 // buildURL is a build's own URL.
-func (s *Server) buildURL(b schema.Build) string {
-	return s.cfg.URL(s.hosts.Build(b.ProjectName, b.Slug))
-}
+func (s *Server) buildURL(b schema.Build) string { return s.urls.Build(b) }
 
-// branchURL is the preview URL that follows a branch, as the push output
-// prints it. It is "" for the production branch, whose URL is the project's
-// own, and for a branch without a letter or digit, which has no host.
+// branchURL is the preview URL that follows a branch (apijson.URLs.Branch).
 func (s *Server) branchURL(project, branch, productionBranch string) string {
-	host := s.hosts.Branch(project, branch)
-	if branch == productionBranch || host == "" {
-		return ""
-	}
-	return s.cfg.URL(host)
+	return s.urls.Branch(project, branch, productionBranch)
 }
 
 // branchPreview is a branch preview URL with the build it serves.

@@ -21,7 +21,7 @@ func (s *Server) loadDomains(ctx context.Context, p schema.Project) ([]domainRow
 	}
 	rows := make([]domainRow, 0, len(ds))
 	for _, d := range ds {
-		rows = append(rows, domainRow{Host: d.Name, URL: s.domainURL(d.Name), Kind: "Custom",
+		rows = append(rows, domainRow{Host: d.Name, URL: s.urls.URL(d.Name), Kind: "Custom",
 			Cert: d.CertStatus, CertError: d.CertError, CheckedAt: d.CertCheckedAt, AddedAt: d.CreatedAt})
 	}
 	return rows, nil

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"minivercel/apijson"
 	"minivercel/creds"
 	"minivercel/deploy"
 	"minivercel/hosts"
@@ -63,6 +64,7 @@ type Server struct {
 	app   *fiber.App
 	log   *slog.Logger
 	hosts hosts.Scheme
+	urls  apijson.URLs // the URLs of sites, as the API shows them
 	ln    listen.Slot
 	// fullWait is wsFullWait, as a time.Duration.
 	fullWait atomic.Int64
@@ -88,6 +90,7 @@ func New(cfg Config, store *schema.Store, svc *deploy.Service, auth *creds.Authe
 	}
 	s := &Server{cfg: cfg, store: store, svc: svc, auth: auth, logs: logs, sites: sites, nodes: store,
 		log: cfg.Logger.With("component", "panel"), hosts: hosts.New(cfg.BaseDomain)}
+	s.urls = apijson.URLs{Hosts: s.hosts, URL: cfg.URL}
 	s.fullWait.Store(int64(wsFullWait))
 	s.app = fiber.New(fiber.Config{
 		DisableStartupMessage: true,

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"minivercel/apijson"
 	"minivercel/deploy"
 	"minivercel/hosts"
 	"minivercel/internal/cliflag"
@@ -71,6 +72,7 @@ type Commands struct {
 	store Store
 	logs  Logs
 	hosts hosts.Scheme
+	urls  apijson.URLs
 	log   *slog.Logger
 	// followers counts the logs -f running, in all and per user: each
 	// reads the database twice a second, so their number is bounded.
@@ -90,8 +92,9 @@ func New(cfg Config, svc *deploy.Service, store Store, logs Logs) *Commands {
 	}
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, DefaultPollInterval)
 	cfg.ActivateTimeout = cmp.Or(cfg.ActivateTimeout, DefaultActivateTimeout)
-	return &Commands{cfg: cfg, svc: svc, store: store, logs: logs, hosts: hosts.New(cfg.BaseDomain), following: map[int64]int{},
-		log: cfg.Logger.With("component", "sshcmd")}
+	names := hosts.New(cfg.BaseDomain)
+	return &Commands{cfg: cfg, svc: svc, store: store, logs: logs, hosts: names, following: map[int64]int{},
+		urls: apijson.URLs{Hosts: names, URL: cfg.URL}, log: cfg.Logger.With("component", "sshcmd")}
 }
 
 // Help is what `help` prints, and what an unknown command gets.

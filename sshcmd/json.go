@@ -4,73 +4,26 @@ import (
 	"encoding/json"
 	"time"
 
+	"minivercel/apijson"
 	"minivercel/schema"
 )
 
-// The --json shapes: the API's field names (panel/api_types.go), so a
-// script reads the same fields whichever way it asked. A project's health
-// is the edge's to tell and is left out here: a git node may run no edge.
-
-type projectJSON struct {
-	Name             string              `json:"name"`
-	ProductionBranch string              `json:"production_branch"`
-	URL              string              `json:"url"`
-	Status           *schema.BuildStatus `json:"status"`
-	LatestBuildID    *int64              `json:"latest_build_id"`
-	ActiveBuildID    *int64              `json:"active_build_id"`
-	LastDeployAt     *time.Time          `json:"last_deploy_at"`
-	CreatedAt        time.Time           `json:"created_at"`
-	UpdatedAt        time.Time           `json:"updated_at"`
-}
-
-type buildJSON struct {
-	ID            int64              `json:"id"`
-	Project       string             `json:"project"`
-	Status        schema.BuildStatus `json:"status"`
-	Stage         schema.Stage       `json:"stage"`
-	Branch        string             `json:"branch"`
-	CommitSHA     string             `json:"commit_sha"`
-	CommitMessage string             `json:"commit_message"`
-	Error         string             `json:"error"`
-	Kind          string             `json:"kind"`
-	CreatedAt     time.Time          `json:"created_at"`
-	StartedAt     *time.Time         `json:"started_at"`
-	FinishedAt    *time.Time         `json:"finished_at"`
-	URL           string             `json:"url"`
-	Active        bool               `json:"active"`
-}
-
-type deploymentJSON struct {
-	ID          int64                   `json:"id"`
-	BuildID     int64                   `json:"build_id"`
-	Environment string                  `json:"environment"`
-	Status      schema.DeploymentStatus `json:"status"`
-	ActivatedAt time.Time               `json:"activated_at"`
-}
+// The --json shapes. Projects, builds, deployments, domains and keys are
+// the API's own (package apijson), so a script reads the same fields
+// whichever way it asked; a project's health is the edge's to tell and is
+// left out here: a git node may run no edge.
+type (
+	projectJSON    = apijson.Project
+	buildJSON      = apijson.Build
+	deploymentJSON = apijson.Deployment
+	domainJSON     = apijson.Domain
+	keyJSON        = apijson.Key
+)
 
 // activatedJSON answers rollback and redeploy, as the API's activate does.
 type activatedJSON struct {
 	Build      buildJSON       `json:"build"`
 	Deployment *deploymentJSON `json:"deployment"`
-}
-
-type domainJSON struct {
-	Domain        string            `json:"domain"`
-	CertStatus    schema.CertStatus `json:"cert_status"`
-	CertError     string            `json:"cert_error"`
-	CertCheckedAt *time.Time        `json:"cert_checked_at"`
-	CreatedAt     time.Time         `json:"created_at"`
-	URL           string            `json:"url"`
-}
-
-type keyJSON struct {
-	ID          int64      `json:"id"`
-	Name        string     `json:"name"`
-	User        string     `json:"user"`
-	Fingerprint string     `json:"fingerprint"`
-	PublicKey   string     `json:"public_key"`
-	CreatedAt   time.Time  `json:"created_at"`
-	LastUsedAt  *time.Time `json:"last_used_at"`
 }
 
 type tokenJSON struct {
@@ -101,28 +54,19 @@ type logLineJSON struct {
 	Done   bool               `json:"done,omitempty"`
 }
 
-func (c *Commands) toBuildJSON(b schema.Build, active bool) buildJSON {
-	return buildJSON{
-		ID: b.ID, Project: b.ProjectName, Status: b.Status, Stage: b.Stage, Branch: b.Branch,
-		CommitSHA: b.CommitSHA, CommitMessage: b.CommitMessage, Error: b.Error, Kind: b.Kind,
-		CreatedAt: b.CreatedAt, StartedAt: b.StartedAt, FinishedAt: b.FinishedAt,
-		URL: c.cfg.URL(c.hosts.Build(b.ProjectName, b.Slug)), Active: active,
-	}
+// toBuildJSON shapes a build of a project whose production branch is
+// productionBranch.
+func (c *Commands) toBuildJSON(b schema.Build, active bool, productionBranch string) buildJSON {
+	return apijson.NewBuild(b, active, productionBranch, c.urls, time.Now())
 }
 
-func toKeyJSON(k schema.SSHKey) keyJSON {
-	return keyJSON{ID: k.ID, Name: k.Name, User: k.UserName, Fingerprint: k.Fingerprint,
-		PublicKey: k.PublicKey, CreatedAt: k.CreatedAt, LastUsedAt: k.LastUsedAt}
-}
+func toKeyJSON(k schema.SSHKey) keyJSON { return apijson.NewKey(k) }
 
 func toTokenJSON(t schema.APIToken) tokenJSON {
 	return tokenJSON{ID: t.ID, User: t.UserName, Name: t.Name, CreatedAt: t.CreatedAt, LastUsedAt: t.LastUsedAt, RevokedAt: t.RevokedAt}
 }
 
-func (c *Commands) toDomainJSON(d schema.Domain) domainJSON {
-	return domainJSON{Domain: d.Name, CertStatus: d.CertStatus, CertError: d.CertError,
-		CertCheckedAt: d.CertCheckedAt, CreatedAt: d.CreatedAt, URL: c.cfg.URL(d.Name)}
-}
+func (c *Commands) toDomainJSON(d schema.Domain) domainJSON { return apijson.NewDomain(d, c.urls) }
 
 // writeJSON prints v as one line of JSON. A list is never null: an empty
 // one is [].

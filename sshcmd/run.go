@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"minivercel/apijson"
 	"minivercel/deploy"
 	"minivercel/internal/dotenv"
 	"minivercel/internal/tabular"
@@ -26,9 +27,7 @@ func (c *Commands) projects(r *request, args []string) error {
 	}
 	if r.json {
 		return r.writeJSON(jsonList(ps, func(p schema.ProjectSummary) projectJSON {
-			return projectJSON{Name: p.Name, ProductionBranch: p.ProductionBranch, URL: c.cfg.URL(c.hosts.Production(p.Name)),
-				Status: p.LatestStatus, LatestBuildID: p.LatestBuildID, ActiveBuildID: p.ActiveBuildID,
-				LastDeployAt: p.LastDeployAt, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
+			return apijson.NewProject(p, c.urls, "")
 		}))
 	}
 	return tabular.Print(r.stdout, ps, "no projects yet: push one with git push", "PROJECT\tLATEST\tLIVE\tDEPLOYED\tURL",
@@ -40,7 +39,7 @@ func (c *Commands) projects(r *request, args []string) error {
 			if p.ActiveBuildID != nil {
 				live = fmt.Sprintf("#%d", *p.ActiveBuildID)
 			}
-			return []any{p.Name, latest, live, tabular.TimeOr(p.LastDeployAt, "-"), c.cfg.URL(c.hosts.Production(p.Name))}
+			return []any{p.Name, latest, live, tabular.TimeOr(p.LastDeployAt, "-"), c.urls.Project(p.Name)}
 		})
 }
 
@@ -74,7 +73,7 @@ func (c *Commands) builds(r *request, args []string) error {
 		return err
 	}
 	if r.json {
-		return r.writeJSON(jsonList(bs, func(b schema.Build) buildJSON { return c.toBuildJSON(b, b.ID == active) }))
+		return r.writeJSON(jsonList(bs, func(b schema.Build) buildJSON { return c.toBuildJSON(b, b.ID == active, p.ProductionBranch) }))
 	}
 	return PrintBuilds(r.stdout, bs, active)
 }
@@ -137,14 +136,19 @@ func (c *Commands) activate(r *request, what string, args []string) error {
 		_, err = fmt.Fprintf(r.stdout, "build #%d is live (%s %.7s)\n", b.ID, b.Branch, b.CommitSHA)
 		return err
 	}
-	out := activatedJSON{Build: c.toBuildJSON(b, true)}
+	p, err := c.svc.Project(r.ctx, b.ProjectName)
+	if err != nil {
+		return err
+	}
+	out := activatedJSON{Build: c.toBuildJSON(b, true, p.ProductionBranch)}
 	ds, err := c.store.ListDeployments(r.ctx, b.ProjectID)
 	if err != nil {
 		return fmt.Errorf("list deployments of %s: %w", b.ProjectName, err)
 	}
 	for _, d := range ds {
 		if d.Status == schema.DeploymentActive && d.BuildID == b.ID {
-			out.Deployment = &deploymentJSON{ID: d.ID, BuildID: d.BuildID, Environment: d.Environment, Status: d.Status, ActivatedAt: d.ActivatedAt}
+			dj := apijson.NewDeployment(d)
+			out.Deployment = &dj
 			break
 		}
 	}
@@ -165,7 +169,11 @@ func (c *Commands) rebuild(r *request, args []string) error {
 		return err
 	}
 	if r.json {
-		return r.writeJSON(c.toBuildJSON(b, false))
+		p, err := c.svc.Project(r.ctx, b.ProjectName)
+		if err != nil {
+			return err
+		}
+		return r.writeJSON(c.toBuildJSON(b, false, p.ProductionBranch))
 	}
 	_, err = fmt.Fprintf(r.stdout, "build #%d of %s (%s %.7s) is queued; follow it with: logs %s --build %d -f\n",
 		b.ID, b.ProjectName, b.Branch, b.CommitSHA, b.ProjectName, b.ID)

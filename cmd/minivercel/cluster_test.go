@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -44,5 +46,25 @@ func TestForwardedClient(t *testing.T) {
 	h.Set(clientHeader, "198.51.100.1 1800000000")
 	if _, ok := forwardedClient(h, key, now); ok {
 		t.Error("a changed address was believed")
+	}
+}
+
+// TestRolesNeedASharedDatabase: a node with some roles only is part of a
+// cluster and needs the cluster's database; unknown roles are refused by
+// name; both before anything starts.
+func TestRolesNeedASharedDatabase(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serve", "--roles", "worker", "--data-dir", t.TempDir()}, "--roles worker needs --database-url"},
+		{[]string{"serve", "--roles", "edge,cook", "--data-dir", t.TempDir()}, "--roles:"},
+		{[]string{"serve", "--max-push", "0", "--data-dir", t.TempDir()}, "--build-disk and --max-push must be more than 0"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := run(tc.args, nil, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), tc.want) {
+			t.Errorf("%q = %d %q, want 2 and %q", tc.args, code, errOut.String(), tc.want)
+		}
 	}
 }

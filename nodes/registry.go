@@ -2,6 +2,8 @@ package nodes
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -88,6 +90,13 @@ func NewRegistry(store *schema.Store, self schema.Node, every time.Duration, log
 	if every <= 0 {
 		every = HeartbeatEvery
 	}
+	if self.Instance == "" {
+		b := make([]byte, 8)
+		if _, err := rand.Read(b); err != nil {
+			return nil, err
+		}
+		self.Instance = hex.EncodeToString(b)
+	}
 	if log == nil {
 		log = slog.Default()
 	}
@@ -140,7 +149,13 @@ func (r *Registry) beat(ctx context.Context, registered bool) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, max(r.every, minRound))
 	defer cancel()
 	if registered {
-		err := r.store.HeartbeatNode(ctx, r.self.ID)
+		previous, err := r.store.HeartbeatInstance(ctx, r.self.ID, r.self.Instance)
+		if err == nil && previous != r.self.Instance {
+			// Its builds and activations would be taken for this one's:
+			// say so loudly, every time.
+			r.log.Error("another process runs with this node id (a copied data directory or machine image?): give each node its own "+IDFile,
+				"node", r.self.ID, "data_dir_file", IDFile)
+		}
 		if !errors.Is(err, schema.ErrNotFound) {
 			return true, err
 		}

@@ -243,3 +243,30 @@ func TestStateAndAgo(t *testing.T) {
 		}
 	}
 }
+
+// TestTwoProcessesWithOneID: two processes heartbeating one node id (a
+// copied data directory) each say so in their log, loudly.
+func TestTwoProcessesWithOneID(t *testing.T) {
+	t.Parallel()
+	store := schematest.Store(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs [2]*logBuffer
+	var done sync.WaitGroup
+	for i := range logs {
+		logs[i] = &logBuffer{}
+		r, err := nodes.NewRegistry(store, schema.Node{ID: "twin", Roles: []string{"edge"}}, 20*time.Millisecond,
+			slog.New(slog.NewTextHandler(logs[i], nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		done.Go(func() { r.Run(ctx) })
+	}
+	for i, l := range logs {
+		waitFor(t, "process "+string(rune('a'+i))+" to notice the other", func() bool {
+			return strings.Contains(l.String(), "another process runs with this node id")
+		})
+	}
+	cancel()
+	done.Wait()
+}

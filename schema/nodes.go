@@ -25,9 +25,12 @@ type Node struct {
 	// StoppedAt is when the node said it stopped; nil while it runs (or
 	// when it died without saying so).
 	StoppedAt *time.Time
+	// Instance is a token the process made at its start: another process
+	// heartbeating the same id has another.
+	Instance string
 }
 
-const nodeCols = `id, roles, address, version, started_at, last_seen, stopped_at`
+const nodeCols = `id, roles, address, version, started_at, last_seen, stopped_at, instance`
 
 // RegisterNode records n as started now: a node that restarts with the same
 // id gets its new roles, address and version, a fresh started_at and
@@ -35,10 +38,10 @@ const nodeCols = `id, roles, address, version, started_at, last_seen, stopped_at
 // no DNS label, or no role (nil roles too: coalesce lets the CHECK, not the
 // NOT NULL, refuse them), is ErrInvalid.
 func (s *Store) RegisterNode(ctx context.Context, n Node) error {
-	_, err := s.db.Exec(ctx, `INSERT INTO nodes (id, roles, address, version) VALUES ($1, coalesce($2::text[], '{}'), $3, $4)
+	_, err := s.db.Exec(ctx, `INSERT INTO nodes (id, roles, address, version, instance) VALUES ($1, coalesce($2::text[], '{}'), $3, $4, $5)
 		ON CONFLICT (id) DO UPDATE SET roles = EXCLUDED.roles, address = EXCLUDED.address,
-		version = EXCLUDED.version, started_at = now(), last_seen = now(), stopped_at = NULL`,
-		n.ID, n.Roles, n.Address, n.Version)
+		version = EXCLUDED.version, started_at = now(), last_seen = now(), stopped_at = NULL, instance = EXCLUDED.instance`,
+		n.ID, n.Roles, n.Address, n.Version, n.Instance)
 	return MapError(err)
 }
 
@@ -48,6 +51,16 @@ func (s *Store) RegisterNode(ctx context.Context, n Node) error {
 // process with the same id cannot hide the one that runs.
 func (s *Store) HeartbeatNode(ctx context.Context, id string) error {
 	return s.touchNode(ctx, `UPDATE nodes SET last_seen = now(), stopped_at = NULL WHERE id = $1`, id)
+}
+
+// HeartbeatInstance is HeartbeatNode by the process whose token is
+// instance; it returns the token the row had: another one means another
+// process heartbeats this id too (the row is now this one's).
+func (s *Store) HeartbeatInstance(ctx context.Context, id, instance string) (previous string, err error) {
+	err = s.db.QueryRow(ctx, `UPDATE nodes n SET last_seen = now(), stopped_at = NULL, instance = $2
+		FROM (SELECT id, instance FROM nodes WHERE id = $1 FOR UPDATE) old
+		WHERE n.id = old.id RETURNING old.instance`, id, instance).Scan(&previous)
+	return previous, MapError(err)
 }
 
 // StopNode records that the node stopped now; ErrNotFound when it has no row.

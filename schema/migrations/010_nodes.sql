@@ -4,7 +4,8 @@
 -- stale and the stopped ones. Every time is PostgreSQL's now(), never a
 -- node's clock: clock skew between machines cannot make a node look dead.
 -- The id is a DNS label (nodes.ID makes it from the host name); a node has at
--- least one role.
+-- least one role. instance is a token each process makes at start: two
+-- processes heartbeating one id (a copied data directory) are noticed.
 
 CREATE TABLE nodes (
     id         text PRIMARY KEY CHECK (id ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'),
@@ -13,5 +14,6 @@ CREATE TABLE nodes (
     version    text NOT NULL DEFAULT '',
     started_at timestamptz NOT NULL DEFAULT now(),
     last_seen  timestamptz NOT NULL DEFAULT now(),
-    stopped_at timestamptz
+    stopped_at timestamptz,
+    instance   text NOT NULL DEFAULT ''
 );

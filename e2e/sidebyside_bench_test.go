@@ -107,11 +107,11 @@ func BenchmarkSideBySide(b *testing.B) {
 	// upstream's cost is the same for each.
 	pprofPort := freePort(b)
 	s := startServer(b, fmt.Sprintf("MINIVERCEL_PPROF_ADDR=127.0.0.1:%d", pprofPort))
-	s.mustPush(newRepo(b, "main", files), "static")
+	s.mustPush(newRepo(b, "main", files), "site")
 	out := s.mustPush(newRepo(b, "main", map[string]string{
 		"package.json": `{"name":"upstream","private":true,"scripts":{"start":"node server.js"}}`,
 		"server.js":    "require('http').createServer((q, r) => r.end('ok')).listen(process.env.PORT, process.env.HOST, () => console.log('upstream listening on port ' + process.env.PORT));\n",
-	}), "upstream")
+	}), "nodeapp")
 	m := regexp.MustCompile(`upstream listening on port (\d+)`).FindStringSubmatch(out)
 	if m == nil {
 		b.Fatalf("the push does not say the app's port:\n%s", out)
@@ -122,9 +122,9 @@ func BenchmarkSideBySide(b *testing.B) {
 		name: "minivercel",
 		url: func(sc sbsScenario) (string, string) {
 			if sc.proxy {
-				return edgeURL + sc.path, "upstream.localhost"
+				return edgeURL + sc.path, "nodeapp.localhost"
 			}
-			return edgeURL + sc.path, "static.localhost"
+			return edgeURL + sc.path, "site.localhost"
 		},
 		pid: s.cmd.Process.Pid,
 	}}
@@ -366,7 +366,6 @@ func sbsCaddy(b *testing.B, bin, dir, root, upstream string) sbsTarget {
 	conf := fmt.Sprintf(`{
 	admin off
 	auto_https off
-	persist_config off
 }
 :%[1]d {
 	bind 127.0.0.1

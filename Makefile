@@ -34,7 +34,7 @@ test: vet
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3s -timeout 30m ./edge ./pipeline ./panel ./siteconf ./e2e
 
-# bench-sidebyside is that comparison alone (about 5 minutes).
+# bench-sidebyside is that comparison alone (about 4 minutes).
 bench-sidebyside:
 	$(GO) test -run '^$$' -bench SideBySide -benchtime 1x -timeout 20m ./e2e
 

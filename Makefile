@@ -4,7 +4,7 @@ BIN      := bin/minivercel
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 DATA_DIR ?= ./data
 
-.PHONY: build run test bench vet clean
+.PHONY: build run test bench bench-sidebyside vet clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/minivercel
@@ -27,8 +27,16 @@ vet:
 test: vet
 	$(GO) test -race -count=1 -timeout 25m ./...
 
+# bench includes BenchmarkSideBySide (e2e/sidebyside_bench_test.go): the edge,
+# nginx and Caddy under wrk, side by side. It installs nginx, caddy and wrk from
+# Debian's packages when missing (as root, never under CI) and runs nginx and
+# Caddy as plain processes on loopback, stopped at the end.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 3s -timeout 20m ./edge ./pipeline ./panel ./siteconf ./e2e
+	$(GO) test -run '^$$' -bench . -benchtime 3s -timeout 30m ./edge ./pipeline ./panel ./siteconf ./e2e
+
+# bench-sidebyside is that comparison alone (about 4 minutes).
+bench-sidebyside:
+	$(GO) test -run '^$$' -bench SideBySide -benchtime 1x -timeout 20m ./e2e
 
 clean:
 	rm -rf bin

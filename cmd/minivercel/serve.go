@@ -30,6 +30,7 @@ import (
 	"minivercel/panel"
 	"minivercel/pipeline"
 	"minivercel/proc"
+	"minivercel/profiling"
 	"minivercel/schema"
 	"minivercel/sshcmd"
 	"minivercel/toolchain"
@@ -66,6 +67,9 @@ type serveFlags struct {
 	maxWorkspace, maxPush limits.Size
 	// metricsAddr is where /metrics is served; empty: no metrics.
 	metricsAddr string
+	// pprofAddr is where /debug/pprof/ is served, on loopback only;
+	// empty: no profiles.
+	pprofAddr string
 }
 
 // Default limits a small VPS survives: a runaway build or app is stopped
@@ -112,6 +116,7 @@ func serve(ctx context.Context, stop context.CancelFunc, args []string, stdout, 
 	fs.Var(&f.maxWorkspace, "build-disk", "disk one build's workspace may use (checkout, dependencies, output), such as 10G")
 	fs.Var(&f.maxPush, "max-push", "size of one push (git's receive.maxInputSize), such as 1G")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "address of the Prometheus /metrics listener, such as 127.0.0.1:9100; keep it private: the metrics name every project; empty: no metrics")
+	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "address of the Go profiles (/debug/pprof/) listener, loopback only, such as 127.0.0.1:6060; empty: no profiles")
 	if err := parseFlags(fs, args, os.Getenv); err != nil {
 		return err
 	}
@@ -320,6 +325,12 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 		}
 		seen = append(seen, stats)
 	}
+	var pprofSrv *profiling.Server
+	if f.pprofAddr != "" {
+		if pprofSrv, err = profiling.New(profiling.Config{Addr: f.pprofAddr, Logger: log}); err != nil {
+			return usageError{"--pprof-addr: " + err.Error()}
+		}
+	}
 
 	// The edge: the public listener. A node with the panel role and not
 	// the edge's runs it too, serving the base domain only.
@@ -489,6 +500,9 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	if metricsSrv != nil {
 		servers = append(servers, metricsSrv)
 	}
+	if pprofSrv != nil {
+		servers = append(servers, pprofSrv)
+	}
 	for _, l := range servers {
 		if err := l.Listen(); err != nil {
 			return err
@@ -573,6 +587,9 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 	}
 	if metricsSrv != nil {
 		errs = append(errs, metricsSrv.Shutdown(sctx))
+	}
+	if pprofSrv != nil {
+		errs = append(errs, pprofSrv.Shutdown(sctx))
 	}
 	// The heartbeat stops last: the node says it stopped once its work is
 	// done.

@@ -211,7 +211,7 @@ func (s *Static) fill(m *fileMeta, size int64) error {
 	m.ctype = []string{ct}
 	m.compress = compressible(ct)
 	m.cache = hdrRevalidate
-	if isHashedAsset(m.name) {
+	if immutable(m.name, ct) {
 		m.cache = hdrImmutable
 	}
 	return nil
@@ -502,9 +502,9 @@ func compressible(ctype string) bool {
 		t == "image/svg+xml" || t == "application/wasm"
 }
 
-// hashedExts are the asset kinds bundlers fingerprint; only these may be
-// cached for a year, because a wrong guess on an HTML page would pin a
-// stale page in browsers.
+// hashedExts are the asset kinds bundlers fingerprint by name; only these
+// may be cached for a year on the strength of a name alone, because a wrong
+// guess on a page would pin a stale page in browsers.
 var hashedExts = map[string]bool{
 	".js": true, ".mjs": true, ".css": true, ".wasm": true,
 	".woff": true, ".woff2": true, ".ttf": true, ".otf": true, ".eot": true,
@@ -512,72 +512,104 @@ var hashedExts = map[string]bool{
 	".avif": true, ".svg": true, ".ico": true,
 }
 
-// immutableDirs are the output directories whose files frameworks name by
-// content hash, by design: Next.js, Astro, SvelteKit and Nuxt.
-var immutableDirs = []string{"_next/static/", "_astro/", "_app/immutable/", "_nuxt/"}
+// immutableDirs are the output directories at a site's root that bundlers
+// own and fill with content-hashed names only: Vite's assets/, Next.js,
+// Astro, SvelteKit, Nuxt, and Create React App's static/js, css and media.
+// A file a project copies there by hand (Vite copies public/assets/ as it
+// is) is cached for a year too: the price of trusting the bundler's layout.
+var immutableDirs = []string{
+	"assets/", "_next/static/", "_astro/", "_app/immutable/", "_nuxt/",
+	"static/js/", "static/css/", "static/media/",
+}
 
-// isHashedAsset reports whether name looks fingerprinted by a bundler: one
-// of immutableDirs, or a stem that ends in a hash. Two hash shapes are
-// known: webpack's and Parcel's hex (or [A-Za-z0-9_]) of 8 or more
-// characters with a digit after the last "." or "-" ("app.3f2a9c1b.js"),
-// and Rollup's and Vite's 8 characters of base64url after a "-" or "."
-// ("index-DiwrgTda.js", "index-B-Fpq1Mq.css"), which need not contain a
-// digit and may contain "-". A word is not a hash: the 8 characters must
-// hold a digit, a "_" or "-", or two capitals ("appState" is a word).
+// nuxtBuilds holds Nuxt's app manifest, whose latest.json changes with every
+// build under a fixed name; only its meta/ files are named by build id.
+const nuxtBuilds, nuxtBuildMeta = "_nuxt/builds/", "_nuxt/builds/meta/"
+
+// htmlExts are the extensions of pages, which are never immutable.
+var htmlExts = map[string]bool{".html": true, ".htm": true, ".xhtml": true, ".shtml": true}
+
+// immutable reports whether the file name (root-relative), of content type
+// ctype, may be cached for a year. A page never is, whatever its name or
+// directory: it is the entry point that names the hashed assets.
+func immutable(name, ctype string) bool {
+	t, _, _ := strings.Cut(ctype, ";")
+	if t == "text/html" || t == "application/xhtml+xml" {
+		return false
+	}
+	return isHashedAsset(name)
+}
+
+// isHashedAsset reports whether name looks fingerprinted by a bundler: a
+// file with an extension other than a page's in one of immutableDirs, or an
+// asset (hashedExts) whose stem ends in a hash (see hashSuffix).
 func isHashedAsset(name string) bool {
-	ext := path.Ext(name)
-	if !hashedExts[strings.ToLower(ext)] {
+	ext := strings.ToLower(path.Ext(name))
+	if ext == "" || htmlExts[ext] {
 		return false
 	}
 	for _, dir := range immutableDirs {
 		if strings.HasPrefix(name, dir) {
+			if !strings.HasPrefix(name, nuxtBuilds) || strings.HasPrefix(name, nuxtBuildMeta) {
+				return true
+			}
+		}
+	}
+	if !hashedExts[ext] {
+		return false
+	}
+	base := path.Base(name)
+	return hashSuffix(base[:len(base)-len(ext)])
+}
+
+// hashSuffix reports whether stem ends in "-<hash>" or ".<hash>" after a
+// non-empty name. Bundlers write hex (webpack, Parcel, CRA, Next.js: 8 to 20
+// characters) or base64url (Rollup and Vite: 8 characters of [A-Za-z0-9_-],
+// so "index--T1sQT3T" is "index" and the hash "-T1sQT3T"). Since a hash may
+// hold "-", every "-" of the last dot-separated part is a candidate start.
+//
+// A word is not a hash, and a wrong yes pins a changed file in browsers for
+// a year while a wrong no only costs a revalidation, so a candidate must be
+// 8 or more base64url characters with a digit, or exactly Rollup's 8 with
+// two capitals and a lowercase letter (a random 8-character base64url hash
+// has no digit one time in four). "main-component", "appState" and
+// "Homepage" are words; so is anything all one case without a digit.
+func hashSuffix(stem string) bool {
+	seg := stem
+	if i := strings.LastIndexByte(stem, '.'); i > 0 {
+		seg = stem[i+1:]
+		if looksHashed(seg) {
+			return true
+		}
+	} else if i == 0 {
+		return false
+	}
+	for i := 1; i < len(seg)-1; i++ { // a hash after a non-empty name
+		if seg[i] == '-' && looksHashed(seg[i+1:]) {
 			return true
 		}
 	}
-	base := path.Base(name)
-	stem := base[:len(base)-len(ext)]
-	return hexHashSuffix(stem) || rollupHashSuffix(stem)
+	return false
 }
 
-func hexHashSuffix(stem string) bool {
-	i := strings.LastIndexAny(stem, ".-")
-	if i <= 0 {
+// looksHashed reports whether s has a hash's shape (see hashSuffix).
+func looksHashed(s string) bool {
+	if len(s) < 8 {
 		return false
 	}
-	seg := stem[i+1:]
-	if len(seg) < 8 {
-		return false
-	}
-	digit := false
-	for _, c := range []byte(seg) {
+	var digits, upper, lower int
+	for _, c := range []byte(s) {
 		switch {
 		case c >= '0' && c <= '9':
-			digit = true
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '_':
-		default:
-			return false
-		}
-	}
-	return digit
-}
-
-func rollupHashSuffix(stem string) bool {
-	const n = 8
-	if len(stem) < n+2 || (stem[len(stem)-n-1] != '-' && stem[len(stem)-n-1] != '.') {
-		return false
-	}
-	var digitOrMark bool
-	capitals := 0
-	for _, c := range []byte(stem[len(stem)-n:]) {
-		switch {
-		case c >= '0' && c <= '9', c == '_', c == '-':
-			digitOrMark = true
+			digits++
 		case c >= 'A' && c <= 'Z':
-			capitals++
+			upper++
 		case c >= 'a' && c <= 'z':
+			lower++
+		case c == '-' || c == '_':
 		default:
 			return false
 		}
 	}
-	return digitOrMark || capitals >= 2
+	return digits > 0 || (len(s) == 8 && upper >= 2 && lower > 0)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,7 +14,7 @@ import (
 )
 
 // writeTree creates files (name → content) under a new temp dir.
-func writeTree(t *testing.T, files map[string]string) string {
+func writeTree(t testing.TB, files map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
 	for name, body := range files {
@@ -222,7 +223,7 @@ func TestStaticGzip(t *testing.T) {
 	if plain.Header().Get("Vary") != "Accept-Encoding" {
 		t.Errorf("identity Vary = %q", plain.Header().Get("Vary"))
 	}
-	gz := do(s, "GET", path, map[string]string{"Accept-Encoding": "br, gzip;q=0.8"})
+	gz := do(s, "GET", path, map[string]string{"Accept-Encoding": "br;q=0.5, gzip"})
 	if gz.Header().Get("Content-Encoding") != "gzip" || gz.Header().Get("Vary") != "Accept-Encoding" {
 		t.Fatalf("gzip headers: %v", gz.Header())
 	}
@@ -290,7 +291,7 @@ func TestStaticMethodNotAllowed(t *testing.T) {
 func TestStaticCacheBudget(t *testing.T) {
 	t.Parallel()
 	dir := writeTree(t, map[string]string{"a.html": strings.Repeat("a", 3000), "b.html": strings.Repeat("b", 3000)})
-	s, err := newStatic(dir, false, &memBudget{limit: 4000})
+	s, err := newStatic(dir, precompress(dir, defaultPrecompress, slog.Default()), false, &memBudget{limit: 4000})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,7 +82,7 @@ func TestStaticCacheReferences(t *testing.T) {
 		os.MkdirAll(dir, 0o755)
 		return dir, os.WriteFile(filepath.Join(dir, "index.html"), []byte(fmt.Sprintf("build %d", s.BuildID)), 0o644)
 	}
-	c := newStaticCache(extract, 1<<20, 1)
+	c := newStaticCache(extract, nil, 1<<20, 1)
 	ctx := context.Background()
 	h1, err := c.acquire(ctx, Site{BuildID: 1})
 	if err != nil {

@@ -52,7 +52,7 @@ type Config struct {
 	// Limits bounds every artifact extraction. Zero: the Limits defaults.
 	Limits Limits
 	// CacheBytes bounds the memory used for cached file contents and
-	// gzip variants across all sites. Zero: 256 MiB.
+	// their compressed variants across all sites. Zero: 256 MiB.
 	CacheBytes int64
 	// MaxCachedBuilds bounds the site handlers kept for quick rollback
 	// and for build URLs besides the active ones. Zero: 64.
@@ -220,7 +220,8 @@ func New(cfg Config, lookup BuildLookup) (*Server, error) {
 	deps := newDeployments(cfg.DeploymentsDir, cfg.Limits, cfg.Artifacts)
 	deps.removeUnfinished(log)
 	s := &Server{cfg: cfg, log: log, routes: newRouteTable(), prepared: newPreparedSet()}
-	s.statics = newStaticCache(deps.extract, cfg.CacheBytes, cfg.MaxCachedBuilds)
+	precompressed := func(dir string) string { return precompress(dir, defaultPrecompress, log) }
+	s.statics = newStaticCache(deps.extract, precompressed, cfg.CacheBytes, cfg.MaxCachedBuilds)
 	s.runtime = newAppRuntime(cfg.Runtime, deps.extract, log)
 	s.previews = newPreviewPool(s.runtime, cfg.Runtime.PreviewIdle, cfg.Runtime.MaxPreviews, log)
 	s.funcs = newFunctions(cfg.Functions, functionsRuntime(s.runtime), log)

@@ -2,12 +2,12 @@ package edge
 
 import (
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"mime"
 	"net/http"
 	"os"
@@ -24,13 +24,6 @@ const (
 	// assets are most requests, and serving them from memory skips three
 	// syscalls per request.
 	inlineMax = 128 << 10
-	// gzipMin is the smallest file worth compressing: below it the gzip
-	// header and the CPU cost outweigh the bytes saved.
-	gzipMin = 1 << 10
-	// gzipMax is the largest file compressed at all. Larger compressible
-	// files (rare in static sites) are sent as they are rather than held
-	// in memory or compressed per request.
-	gzipMax = 8 << 20
 	// defaultStaticCacheBytes bounds the memory of a Static made by
 	// NewStatic; a Server shares one budget across all its sites instead.
 	defaultStaticCacheBytes = 64 << 20
@@ -48,14 +41,13 @@ var (
 	hdrImmutable   = []string{cacheImmutable}
 	hdrRevalidate  = []string{cacheRevalidate}
 	hdrVary        = []string{"Accept-Encoding"}
-	hdrGzip        = []string{"gzip"}
 	hdrAllow       = []string{"GET, HEAD"}
 	hdrHTML        = []string{"text/html; charset=utf-8"}
 	hdrDefault404N = []string{strconv.Itoa(default404Length)}
 )
 
-// memBudget bounds the bytes that cached file contents and gzip variants may
-// hold, across every Static that shares it.
+// memBudget bounds the bytes that cached file contents and their compressed
+// variants may hold, across every Static that shares it.
 type memBudget struct {
 	limit int64
 	used  atomic.Int64
@@ -74,6 +66,7 @@ func (b *memBudget) reserve(n int64) bool {
 // cached for the life of the Static. It is safe for concurrent use.
 type Static struct {
 	root *os.Root
+	pre  *os.Root // the build's precompressed sidecar; nil: none
 	spa  bool
 	// handler applies the build's routing rules, then serveFiles
 	// (siteconf.go).
@@ -92,12 +85,18 @@ type Static struct {
 // NewStatic returns a handler for the deployment extracted at dir. With spa
 // set, unknown paths without a file extension are answered with
 // /index.html (client-side routing); without it they get the site's
-// 404.html or a default 404 page.
+// 404.html or a default 404 page. Its text files are first compressed into
+// the sidecar directory dir+".precompressed" (see precompress.go), which
+// must be writable; problems there are logged to slog.Default and the site
+// is then served uncompressed.
 func NewStatic(dir string, spa bool) (*Static, error) {
-	return newStatic(dir, spa, &memBudget{limit: defaultStaticCacheBytes})
+	side := precompress(dir, defaultPrecompress, slog.Default().With("component", "edge"))
+	return newStatic(dir, side, spa, &memBudget{limit: defaultStaticCacheBytes})
 }
 
-func newStatic(dir string, spa bool, budget *memBudget) (*Static, error) {
+// newStatic serves the tree at dir with the precompressed variants in the
+// sidecar directory side ("": none).
+func newStatic(dir, side string, spa bool, budget *memBudget) (*Static, error) {
 	// os.Root confines every open to dir, symlinks included: extraction
 	// already keeps links inside, this makes the edge safe on its own.
 	root, err := os.OpenRoot(dir)
@@ -105,8 +104,17 @@ func newStatic(dir string, spa bool, budget *memBudget) (*Static, error) {
 		return nil, fmt.Errorf("open site root: %w", err)
 	}
 	s := &Static{root: root, spa: spa, budget: budget}
+	if side != "" {
+		if s.pre, err = os.OpenRoot(side); err != nil {
+			root.Close()
+			return nil, fmt.Errorf("open precompressed files: %w", err)
+		}
+	}
 	if s.handler, err = s.siteHandler(); err != nil {
 		root.Close()
+		if s.pre != nil {
+			s.pre.Close()
+		}
 		return nil, err
 	}
 	return s, nil
@@ -137,23 +145,28 @@ func (s *Static) release() {
 }
 
 type fileMeta struct {
-	name      string
-	dir       bool
-	size      int64
-	modTime   time.Time
-	etag      []string // one strong ETag, ready for the header map
-	ctype     []string
-	cache     []string
-	compress  bool
-	data      []byte // the whole file when small enough and budget allowed
-	gz        atomic.Pointer[gzVariant]
-	gzBlocked atomic.Bool // compressing did not pay off
+	name    string
+	dir     bool
+	size    int64
+	modTime time.Time
+	etag    []string // one strong ETag, ready for the header map
+	ctype   []string
+	cache   []string
+	data    []byte   // the whole file when small enough and budget allowed
+	br, gz  *variant // compressed variants; nil: none
 }
 
-type gzVariant struct {
-	data []byte
+// variant is a compressed form of a file: the build's own x.js.br, or the
+// sidecar's.
+type variant struct {
+	root *os.Root // where name is
+	name string
+	data []byte // the whole variant when small enough and budget allowed
+	// etag is the variant's own strong ETag, distinct from the file's:
+	// caches must not mix representations up.
 	etag []string
 	clen []string
+	enc  []string // Content-Encoding
 }
 
 func (s *Static) lookup(name string) (*fileMeta, error) {
@@ -179,40 +192,78 @@ func (s *Static) lookup(name string) (*fileMeta, error) {
 	return v.(*fileMeta), nil
 }
 
-// fill hashes the file once for its ETag (the root never changes) and keeps
-// small files in memory.
+// fill hashes the file once for its ETag (the root never changes), keeps
+// small files in memory, and finds its compressed variants.
 func (s *Static) fill(m *fileMeta, size int64) error {
-	f, err := s.root.Open(m.name)
+	data, head, etag, err := s.load(s.root, m.name, size)
 	if err != nil {
 		return err
 	}
+	m.size, m.data = size, data
+	m.etag = []string{`"` + etag + `"`}
+	ct := contentType(m.name, head)
+	m.ctype = []string{ct}
+	m.cache = hdrRevalidate
+	if immutable(m.name, ct) {
+		m.cache = hdrImmutable
+	}
+	if compressible(ct) {
+		m.br = s.variant(m.name, encBrotli)
+		m.gz = s.variant(m.name, encGzip)
+	}
+	return nil
+}
+
+// load reads the file name of root once: its hash for an ETag, its first
+// bytes for sniffing, and all of it (data) when small enough and the budget
+// allows.
+func (s *Static) load(root *os.Root, name string, size int64) (data, head []byte, etag string, err error) {
+	f, err := root.Open(name)
+	if err != nil {
+		return nil, nil, "", err
+	}
 	defer f.Close()
 	h := sha256.New()
-	var head []byte
 	if size <= inlineMax && s.reserve(size) {
-		data := make([]byte, size)
+		data = make([]byte, size)
 		if _, err := io.ReadFull(f, data); err != nil {
-			return fmt.Errorf("read %s: %w", m.name, err)
+			return nil, nil, "", fmt.Errorf("read %s: %w", name, err)
 		}
 		h.Write(data)
-		m.data, head = data, data
+		head = data
 	} else {
 		buf := make([]byte, 512)
 		n, _ := io.ReadFull(f, buf)
 		head = buf[:n]
 		h.Write(head)
 		if _, err := io.Copy(h, f); err != nil {
-			return fmt.Errorf("hash %s: %w", m.name, err)
+			return nil, nil, "", fmt.Errorf("hash %s: %w", name, err)
 		}
 	}
-	m.size = size
-	m.etag = []string{`"` + hex.EncodeToString(h.Sum(nil)[:16]) + `"`}
-	ct := contentType(m.name, head)
-	m.ctype = []string{ct}
-	m.compress = compressible(ct)
-	m.cache = hdrRevalidate
-	if isHashedAsset(m.name) {
-		m.cache = hdrImmutable
+	return data, head, hex.EncodeToString(h.Sum(nil)[:16]), nil
+}
+
+// variant returns the enc variant of the file name: the build's own
+// name+".br" (or ".gz") first, then the sidecar's; nil when neither exists.
+func (s *Static) variant(name string, enc *encoding) *variant {
+	for _, root := range [2]*os.Root{s.root, s.pre} {
+		if root == nil {
+			continue
+		}
+		vname := name + enc.ext
+		fi, err := root.Stat(vname)
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		data, _, etag, err := s.load(root, vname, fi.Size())
+		if err != nil {
+			continue
+		}
+		return &variant{
+			root: root, name: vname, data: data, enc: enc.name,
+			etag: []string{`"` + etag + enc.tag + `"`},
+			clen: []string{strconv.FormatInt(fi.Size(), 10)},
+		}
 	}
 	return nil
 }
@@ -295,13 +346,13 @@ func (s *Static) serveFile(w http.ResponseWriter, r *http.Request, m *fileMeta) 
 	h := w.Header()
 	h["Content-Type"] = m.ctype
 	h["Cache-Control"] = m.cache
-	if m.compress {
+	if m.br != nil || m.gz != nil {
 		h["Vary"] = hdrVary
-		// Range requests get the identity body: byte ranges of a gzip
-		// stream are useless to clients and to resumable downloads.
-		if m.size >= gzipMin && r.Header.Get("Range") == "" && acceptsGzip(r.Header.Get("Accept-Encoding")) {
-			if gz := s.gzipped(m); gz != nil {
-				serveGzip(w, r, gz)
+		// Range requests are answered uncompressed, with the file's own
+		// ETag: byte ranges of a compressed stream are useless to players
+		// and resumable downloads, which want the file's bytes.
+		if r.Header.Get("Range") == "" {
+			if v := m.negotiate(r.Header.Get("Accept-Encoding")); v != nil && serveVariant(w, r, v) {
 				return
 			}
 		}
@@ -320,71 +371,36 @@ func (s *Static) serveFile(w http.ResponseWriter, r *http.Request, m *fileMeta) 
 	http.ServeContent(w, r, "", m.modTime, f)
 }
 
-func serveGzip(w http.ResponseWriter, r *http.Request, gz *gzVariant) {
+// serveVariant answers r with the compressed variant v, false when v could
+// not be opened (nothing was written then).
+func serveVariant(w http.ResponseWriter, r *http.Request, v *variant) bool {
 	h := w.Header()
-	h["Etag"] = gz.etag
-	if etagMatches(r.Header.Get("If-None-Match"), gz.etag[0]) {
+	if etagMatches(r.Header.Get("If-None-Match"), v.etag[0]) {
+		h["Etag"] = v.etag
 		delete(h, "Content-Type")
 		w.WriteHeader(http.StatusNotModified)
-		return
+		return true
 	}
-	h["Content-Encoding"] = hdrGzip
-	h["Content-Length"] = gz.clen
-	w.WriteHeader(http.StatusOK)
-	if r.Method != http.MethodHead {
-		w.Write(gz.data)
-	}
-}
-
-// gzipped returns the gzip variant of m, compressing it on first use and
-// caching it while the budget allows. Nil means: send identity.
-func (s *Static) gzipped(m *fileMeta) *gzVariant {
-	if v := m.gz.Load(); v != nil {
-		return v
-	}
-	if m.size > gzipMax || m.gzBlocked.Load() {
-		return nil
-	}
-	src := m.data
-	if src == nil {
+	var f *os.File
+	if v.data == nil {
 		var err error
-		if src, err = s.root.ReadFile(m.name); err != nil {
-			return nil
+		if f, err = v.root.Open(v.name); err != nil {
+			return false
 		}
+		defer f.Close()
 	}
-	var buf bytes.Buffer
-	buf.Grow(len(src) / 3)
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
-	zw.Write(src)
-	zw.Close()
-	if buf.Len() >= len(src)*9/10 {
-		m.gzBlocked.Store(true)
-		return nil
+	h["Etag"] = v.etag
+	h["Content-Encoding"] = v.enc
+	h["Content-Length"] = v.clen
+	w.WriteHeader(http.StatusOK)
+	switch {
+	case r.Method == http.MethodHead:
+	case v.data != nil:
+		w.Write(v.data)
+	default:
+		io.Copy(w, f)
 	}
-	e := m.etag[0]
-	v := &gzVariant{
-		data: buf.Bytes(),
-		// A distinct strong ETag: the gzip bytes are another
-		// representation, and caches must not mix the two up.
-		etag: []string{e[:len(e)-1] + `-gz"`},
-		clen: []string{strconv.Itoa(buf.Len())},
-	}
-	if s.reserve(int64(len(v.data))) {
-		if !m.gz.CompareAndSwap(nil, v) {
-			s.unreserve(int64(len(v.data)))
-			return m.gz.Load()
-		}
-	}
-	return v
-}
-
-func (s *Static) unreserve(n int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.released {
-		s.reserved -= n
-		s.budget.used.Add(-n)
-	}
+	return true
 }
 
 func (s *Static) notFound(w http.ResponseWriter, r *http.Request) {
@@ -428,24 +444,64 @@ func etagMatches(header, etag string) bool {
 	return false
 }
 
-// acceptsGzip reports whether Accept-Encoding allows gzip (q > 0).
-func acceptsGzip(header string) bool {
+// negotiate picks the variant of m that Accept-Encoding prefers: the
+// highest q-value wins, brotli on a tie (it is smaller); nil means identity.
+func (m *fileMeta) negotiate(header string) *variant {
+	qbr, qgz := acceptedQ(header)
+	switch {
+	case m.br != nil && qbr > 0 && (qbr >= qgz || m.gz == nil):
+		return m.br
+	case m.gz != nil && qgz > 0:
+		return m.gz
+	}
+	return nil
+}
+
+// acceptedQ returns the q-values Accept-Encoding gives brotli and gzip: an
+// explicit entry for the coding wins over "*", which applies otherwise.
+func acceptedQ(header string) (br, gz float64) {
+	br, gz = -1, -1
+	star := 0.0
 	for header != "" {
 		var tok string
 		tok, header, _ = strings.Cut(header, ",")
 		coding, params, _ := strings.Cut(tok, ";")
-		coding = strings.TrimSpace(coding)
-		if !strings.EqualFold(coding, "gzip") && coding != "*" {
+		q := qValue(params)
+		switch coding = strings.TrimSpace(coding); {
+		case strings.EqualFold(coding, "br"):
+			br = q
+		case strings.EqualFold(coding, "gzip"), strings.EqualFold(coding, "x-gzip"):
+			gz = q
+		case coding == "*":
+			star = q
+		}
+	}
+	if br < 0 {
+		br = star
+	}
+	if gz < 0 {
+		gz = star
+	}
+	return br, gz
+}
+
+// qValue parses the parameters of an Accept-Encoding entry for its q; 1
+// without one, 0 for a malformed one.
+func qValue(params string) float64 {
+	for params != "" {
+		var p string
+		p, params, _ = strings.Cut(params, ";")
+		v, ok := strings.CutPrefix(strings.TrimSpace(p), "q=")
+		if !ok {
 			continue
 		}
-		q := strings.TrimSpace(params)
-		if v, ok := strings.CutPrefix(q, "q="); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return err == nil && f > 0
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil || f < 0 || f > 1 {
+			return 0
 		}
-		return true
+		return f
 	}
-	return false
+	return 1
 }
 
 // textTypes pins the content types that matter most to browsers instead of
@@ -478,8 +534,12 @@ var textTypes = map[string]string{
 	".gif":         "image/gif",
 	".ico":         "image/x-icon",
 	".pdf":         "application/pdf",
-	".mp4":         "video/mp4",
-	".webm":        "video/webm",
+	// A build's own x.js.br or x.js.gz requested by name is that file, not
+	// JavaScript: it gets no Content-Encoding and a type of its own.
+	".gz":   "application/gzip",
+	".br":   "application/octet-stream",
+	".mp4":  "video/mp4",
+	".webm": "video/webm",
 }
 
 func contentType(name string, head []byte) string {
@@ -502,9 +562,9 @@ func compressible(ctype string) bool {
 		t == "image/svg+xml" || t == "application/wasm"
 }
 
-// hashedExts are the asset kinds bundlers fingerprint; only these may be
-// cached for a year, because a wrong guess on an HTML page would pin a
-// stale page in browsers.
+// hashedExts are the asset kinds bundlers fingerprint by name; only these
+// may be cached for a year on the strength of a name alone, because a wrong
+// guess on a page would pin a stale page in browsers.
 var hashedExts = map[string]bool{
 	".js": true, ".mjs": true, ".css": true, ".wasm": true,
 	".woff": true, ".woff2": true, ".ttf": true, ".otf": true, ".eot": true,
@@ -512,72 +572,104 @@ var hashedExts = map[string]bool{
 	".avif": true, ".svg": true, ".ico": true,
 }
 
-// immutableDirs are the output directories whose files frameworks name by
-// content hash, by design: Next.js, Astro, SvelteKit and Nuxt.
-var immutableDirs = []string{"_next/static/", "_astro/", "_app/immutable/", "_nuxt/"}
+// immutableDirs are the output directories at a site's root that bundlers
+// own and fill with content-hashed names only: Vite's assets/, Next.js,
+// Astro, SvelteKit, Nuxt, and Create React App's static/js, css and media.
+// A file a project copies there by hand (Vite copies public/assets/ as it
+// is) is cached for a year too: the price of trusting the bundler's layout.
+var immutableDirs = []string{
+	"assets/", "_next/static/", "_astro/", "_app/immutable/", "_nuxt/",
+	"static/js/", "static/css/", "static/media/",
+}
 
-// isHashedAsset reports whether name looks fingerprinted by a bundler: one
-// of immutableDirs, or a stem that ends in a hash. Two hash shapes are
-// known: webpack's and Parcel's hex (or [A-Za-z0-9_]) of 8 or more
-// characters with a digit after the last "." or "-" ("app.3f2a9c1b.js"),
-// and Rollup's and Vite's 8 characters of base64url after a "-" or "."
-// ("index-DiwrgTda.js", "index-B-Fpq1Mq.css"), which need not contain a
-// digit and may contain "-". A word is not a hash: the 8 characters must
-// hold a digit, a "_" or "-", or two capitals ("appState" is a word).
+// nuxtBuilds holds Nuxt's app manifest, whose latest.json changes with every
+// build under a fixed name; only its meta/ files are named by build id.
+const nuxtBuilds, nuxtBuildMeta = "_nuxt/builds/", "_nuxt/builds/meta/"
+
+// htmlExts are the extensions of pages, which are never immutable.
+var htmlExts = map[string]bool{".html": true, ".htm": true, ".xhtml": true, ".shtml": true}
+
+// immutable reports whether the file name (root-relative), of content type
+// ctype, may be cached for a year. A page never is, whatever its name or
+// directory: it is the entry point that names the hashed assets.
+func immutable(name, ctype string) bool {
+	t, _, _ := strings.Cut(ctype, ";")
+	if t == "text/html" || t == "application/xhtml+xml" {
+		return false
+	}
+	return isHashedAsset(name)
+}
+
+// isHashedAsset reports whether name looks fingerprinted by a bundler: a
+// file with an extension other than a page's in one of immutableDirs, or an
+// asset (hashedExts) whose stem ends in a hash (see hashSuffix).
 func isHashedAsset(name string) bool {
-	ext := path.Ext(name)
-	if !hashedExts[strings.ToLower(ext)] {
+	ext := strings.ToLower(path.Ext(name))
+	if ext == "" || htmlExts[ext] {
 		return false
 	}
 	for _, dir := range immutableDirs {
 		if strings.HasPrefix(name, dir) {
+			if !strings.HasPrefix(name, nuxtBuilds) || strings.HasPrefix(name, nuxtBuildMeta) {
+				return true
+			}
+		}
+	}
+	if !hashedExts[ext] {
+		return false
+	}
+	base := path.Base(name)
+	return hashSuffix(base[:len(base)-len(ext)])
+}
+
+// hashSuffix reports whether stem ends in "-<hash>" or ".<hash>" after a
+// non-empty name. Bundlers write hex (webpack, Parcel, CRA, Next.js: 8 to 20
+// characters) or base64url (Rollup and Vite: 8 characters of [A-Za-z0-9_-],
+// so "index--T1sQT3T" is "index" and the hash "-T1sQT3T"). Since a hash may
+// hold "-", every "-" of the last dot-separated part is a candidate start.
+//
+// A word is not a hash, and a wrong yes pins a changed file in browsers for
+// a year while a wrong no only costs a revalidation, so a candidate must be
+// 8 or more base64url characters with a digit, or exactly Rollup's 8 with
+// two capitals and a lowercase letter (a random 8-character base64url hash
+// has no digit one time in four). "main-component", "appState" and
+// "Homepage" are words; so is anything all one case without a digit.
+func hashSuffix(stem string) bool {
+	seg := stem
+	if i := strings.LastIndexByte(stem, '.'); i > 0 {
+		seg = stem[i+1:]
+		if looksHashed(seg) {
+			return true
+		}
+	} else if i == 0 {
+		return false
+	}
+	for i := 1; i < len(seg)-1; i++ { // a hash after a non-empty name
+		if seg[i] == '-' && looksHashed(seg[i+1:]) {
 			return true
 		}
 	}
-	base := path.Base(name)
-	stem := base[:len(base)-len(ext)]
-	return hexHashSuffix(stem) || rollupHashSuffix(stem)
+	return false
 }
 
-func hexHashSuffix(stem string) bool {
-	i := strings.LastIndexAny(stem, ".-")
-	if i <= 0 {
+// looksHashed reports whether s has a hash's shape (see hashSuffix).
+func looksHashed(s string) bool {
+	if len(s) < 8 {
 		return false
 	}
-	seg := stem[i+1:]
-	if len(seg) < 8 {
-		return false
-	}
-	digit := false
-	for _, c := range []byte(seg) {
+	var digits, upper, lower int
+	for _, c := range []byte(s) {
 		switch {
 		case c >= '0' && c <= '9':
-			digit = true
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '_':
-		default:
-			return false
-		}
-	}
-	return digit
-}
-
-func rollupHashSuffix(stem string) bool {
-	const n = 8
-	if len(stem) < n+2 || (stem[len(stem)-n-1] != '-' && stem[len(stem)-n-1] != '.') {
-		return false
-	}
-	var digitOrMark bool
-	capitals := 0
-	for _, c := range []byte(stem[len(stem)-n:]) {
-		switch {
-		case c >= '0' && c <= '9', c == '_', c == '-':
-			digitOrMark = true
+			digits++
 		case c >= 'A' && c <= 'Z':
-			capitals++
+			upper++
 		case c >= 'a' && c <= 'z':
+			lower++
+		case c == '-' || c == '_':
 		default:
 			return false
 		}
 	}
-	return digitOrMark || capitals >= 2
+	return digits > 0 || (len(s) == 8 && upper >= 2 && lower > 0)
 }

@@ -15,8 +15,11 @@ import (
 // Safe for concurrent use.
 type staticCache struct {
 	extract extractFunc
-	budget  *memBudget
-	max     int // handlers kept besides those in use
+	// precompress returns the sidecar of precompressed files of the build
+	// extracted at dir, making it first if needed; "" for none. Nil: none.
+	precompress func(dir string) string
+	budget      *memBudget
+	max         int // handlers kept besides those in use
 
 	mu   sync.Mutex // guards lru and refs
 	lru  *handlerLRU
@@ -25,20 +28,22 @@ type staticCache struct {
 
 // newStaticCache returns a cache whose handlers share cacheBytes of file
 // cache and of which at most maxBuilds are kept when nothing uses them.
-func newStaticCache(extract extractFunc, cacheBytes int64, maxBuilds int) *staticCache {
+// precompress (nil: none) gives each build's precompressed files.
+func newStaticCache(extract extractFunc, precompress func(dir string) string, cacheBytes int64, maxBuilds int) *staticCache {
 	return &staticCache{
-		extract: extract,
-		budget:  &memBudget{limit: cacheBytes},
-		max:     maxBuilds,
-		lru:     newHandlerLRU(),
-		refs:    map[*Static]int{},
+		extract:     extract,
+		precompress: precompress,
+		budget:      &memBudget{limit: cacheBytes},
+		max:         maxBuilds,
+		lru:         newHandlerLRU(),
+		refs:        map[*Static]int{},
 	}
 }
 
 // acquire returns the handler of a static build, extracting the build first
 // if needed, with one reference that the caller must hand to a route or drop
 // with release, so an LRU eviction in between cannot release a handler about
-// to go live. Extraction runs outside the lock so that one slow artifact does
+// to go live. Extraction and precompression run outside the lock so that one slow artifact does
 // not stall other activations or build-URL requests.
 func (c *staticCache) acquire(ctx context.Context, site Site) (*Static, error) {
 	key := strconv.FormatInt(site.BuildID, 10) + "/" + strconv.FormatBool(site.SPA)
@@ -49,12 +54,16 @@ func (c *staticCache) acquire(ctx context.Context, site Site) (*Static, error) {
 	if err != nil {
 		return nil, err
 	}
+	var side string
+	if c.precompress != nil {
+		side = c.precompress(dir)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if h := c.holdLocked(key); h != nil {
 		return h, nil
 	}
-	h, err := newStatic(dir, site.SPA, c.budget)
+	h, err := newStatic(dir, side, site.SPA, c.budget)
 	if err != nil {
 		return nil, err
 	}

@@ -82,7 +82,7 @@ func (q *Queue) cleanUp(ctx context.Context, before time.Time) error {
 	}
 	if q.cfg.DeploymentsDir != "" {
 		for _, e := range readDir(q.cfg.DeploymentsDir) {
-			if id, ok := buildID(e.Name()); ok && !kept[id] {
+			if id, ok := buildID(strings.TrimSuffix(e.Name(), precompressedSuffix)); ok && !kept[id] {
 				remove("extracted build of a deleted or collected build", filepath.Join(q.cfg.DeploymentsDir, e.Name()))
 			}
 		}

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -291,7 +290,7 @@ func (q *Queue) DeleteProject(ctx context.Context, project schema.Project) error
 	}
 	if q.cfg.DeploymentsDir != "" {
 		for _, b := range builds {
-			paths = append(paths, filepath.Join(q.cfg.DeploymentsDir, strconv.FormatInt(b.ID, 10)))
+			paths = append(paths, extractedDirs(q.cfg.DeploymentsDir, b.ID)...)
 		}
 	}
 	for _, p := range paths {

@@ -183,7 +183,7 @@ func (q *Queue) removeBuildFiles(buildID int64, artifact string) []string {
 		paths = append(paths, artifact)
 	}
 	if q.cfg.DeploymentsDir != "" {
-		paths = append(paths, filepath.Join(q.cfg.DeploymentsDir, strconv.FormatInt(buildID, 10)))
+		paths = append(paths, extractedDirs(q.cfg.DeploymentsDir, buildID)...)
 	}
 	var removed []string
 	for _, p := range paths {
@@ -197,4 +197,16 @@ func (q *Queue) removeBuildFiles(buildID int64, artifact string) []string {
 		removed = append(removed, p)
 	}
 	return removed
+}
+
+// precompressedSuffix names the sidecar the edge writes beside an extracted
+// build, <id>.precompressed (edge/precompress.go; the edge's tests import
+// this package, so the name cannot come from there).
+const precompressedSuffix = ".precompressed"
+
+// extractedDirs are what the edge makes of a build under deploymentsDir: its
+// extracted tree and the sidecar of its precompressed files.
+func extractedDirs(deploymentsDir string, buildID int64) []string {
+	tree := filepath.Join(deploymentsDir, strconv.FormatInt(buildID, 10))
+	return []string{tree, tree + precompressedSuffix}
 }

@@ -167,7 +167,9 @@ func nodeAddress(given, addr string) string {
 // node, and its cached artifact.
 func extractedRemover(deployments string, b blobStore) func(int64, string) {
 	return func(id int64, sha string) {
-		_ = os.RemoveAll(filepath.Join(deployments, strconv.FormatInt(id, 10)))
+		tree := filepath.Join(deployments, strconv.FormatInt(id, 10))
+		_ = os.RemoveAll(tree)
+		_ = os.RemoveAll(tree + ".precompressed") // the edge's sidecar of compressed files
 		b.Forget(sha)
 	}
 }

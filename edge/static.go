@@ -41,6 +41,7 @@ var (
 	hdrImmutable   = []string{cacheImmutable}
 	hdrRevalidate  = []string{cacheRevalidate}
 	hdrVary        = []string{"Accept-Encoding"}
+	hdrBytes       = []string{"bytes"}
 	hdrAllow       = []string{"GET, HEAD"}
 	hdrHTML        = []string{"text/html; charset=utf-8"}
 	hdrDefault404N = []string{strconv.Itoa(default404Length)}
@@ -154,6 +155,9 @@ type fileMeta struct {
 	cache   []string
 	data    []byte   // the whole file when small enough and budget allowed
 	br, gz  *variant // compressed variants; nil: none
+	// clen and lastMod are the Content-Length and Last-Modified values,
+	// made once for the fast path of serveFile.
+	clen, lastMod []string
 }
 
 // variant is a compressed form of a file: the build's own x.js.br, or the
@@ -201,6 +205,8 @@ func (s *Static) fill(m *fileMeta, size int64) error {
 	}
 	m.size, m.data = size, data
 	m.etag = []string{`"` + etag + `"`}
+	m.clen = []string{strconv.FormatInt(size, 10)}
+	m.lastMod = []string{m.modTime.UTC().Format(http.TimeFormat)}
 	ct := contentType(m.name, head)
 	m.ctype = []string{ct}
 	m.cache = hdrRevalidate
@@ -358,6 +364,10 @@ func (s *Static) serveFile(w http.ResponseWriter, r *http.Request, m *fileMeta) 
 		}
 	}
 	h["Etag"] = m.etag
+	if m.data != nil && plainGet(r) {
+		serveWhole(w, r, m)
+		return
+	}
 	if m.data != nil {
 		http.ServeContent(w, r, "", m.modTime, bytes.NewReader(m.data))
 		return
@@ -369,6 +379,49 @@ func (s *Static) serveFile(w http.ResponseWriter, r *http.Request, m *fileMeta) 
 	}
 	defer f.Close()
 	http.ServeContent(w, r, "", m.modTime, f)
+}
+
+// plainGet reports a request that wants the whole file, asking at most
+// whether its copy is current: no range, no precondition but
+// If-None-Match and If-Modified-Since. Most requests are such; they are
+// answered without http.ServeContent's general machinery.
+func plainGet(r *http.Request) bool {
+	h := r.Header
+	return h.Get("Range") == "" && h.Get("If-Match") == "" && h.Get("If-Unmodified-Since") == "" && h.Get("If-Range") == ""
+}
+
+// serveWhole answers a plain GET or HEAD of a file held in memory, as
+// http.ServeContent would: 304 when the client's copy is current (by ETag,
+// else by date), else the whole body in one write. Headers are set by map
+// assignment from values made once.
+func serveWhole(w http.ResponseWriter, r *http.Request, m *fileMeta) {
+	h := w.Header()
+	h["Last-Modified"] = m.lastMod
+	h["Accept-Ranges"] = hdrBytes
+	if notModified(r, m) {
+		delete(h, "Content-Type")
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h["Content-Length"] = m.clen
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(m.data)
+	}
+}
+
+// notModified is ServeContent's answer to If-None-Match (weak comparison,
+// for GET and HEAD) and, without it, If-Modified-Since (to the second).
+func notModified(r *http.Request, m *fileMeta) bool {
+	if inm := r.Header.Get("If-None-Match"); inm != "" {
+		return etagMatches(inm, m.etag[0])
+	}
+	ims := r.Header.Get("If-Modified-Since")
+	if ims == "" || m.modTime.IsZero() || m.modTime.Unix() == 0 {
+		return false
+	}
+	t, err := http.ParseTime(ims)
+	return err == nil && !m.modTime.Truncate(time.Second).After(t)
 }
 
 // serveVariant answers r with the compressed variant v, false when v could

@@ -542,5 +542,5 @@ func pruneDevDependencies(ctx context.Context, sb Sandbox, src string, env []str
 		return
 	}
 	after := diskUse(modules, math.MaxInt64)
-	out.detail(fmt.Sprintf("node_modules: %s → %s (%s saved)", humanBytes(before), humanBytes(after), humanBytes(max(0, before-after))))
+	out.detail(fmt.Sprintf("devDependencies pruned: node_modules %s → %s (%s saved)", humanBytes(before), humanBytes(after), humanBytes(max(0, before-after))))
 }

@@ -678,7 +678,6 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 			if err := writeSiteConfig(ws, plan.OutputDir, out.line); err != nil {
 				return err
 			}
-			out.heading("Packing " + plan.OutputDir)
 			if err := os.MkdirAll(filepath.Dir(artifact), 0o700); err != nil {
 				return err
 			}
@@ -691,6 +690,7 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 			// server app then goes without its devDependencies.
 			cache.save(src, plan.Server() || plan.OutputDir == ".", out)
 			pruneDevDependencies(ctx, sandbox, src, env, plan, cache.backup(), out)
+			out.heading("Packing " + plan.OutputDir)
 			// Packed through the workspace, which the build user cannot
 			// rename: not through paths it could swap for symlinks.
 			sum, size, err := PackIn(ctx, ws, filepath.Join("src", plan.OutputDir), artifact, PackOptions{MTime: committed})

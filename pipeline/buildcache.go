@@ -381,7 +381,9 @@ func (c *buildCache) save(src string, keep bool, out *buildLog) {
 	}
 	from, to := filepath.Join(src, "node_modules"), filepath.Join(mods, "node_modules")
 	if keep {
-		err = cpTree(from, to, true)
+		if err = cpTree(from, to, true); err == nil {
+			err = unshareMetadata(to)
+		}
 	} else {
 		err = os.Rename(from, to)
 	}
@@ -497,6 +499,34 @@ func cpTree(from, to string, link bool) error {
 	if err != nil {
 		_ = os.RemoveAll(to)
 		return fmt.Errorf("copy %s: %w: %s", from, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// unshareMetadata replaces the hard links of the files at the top of a
+// node_modules copy, and of its .pnpm, with copies of their own: package
+// managers keep their record of the tree there (.package-lock.json,
+// .modules.yaml) and may rewrite it in place when the prune that follows
+// changes the tree, which must not change the cached copy's record.
+func unshareMetadata(modules string) error {
+	for _, dir := range []string{modules, filepath.Join(modules, ".pnpm")} {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			if !e.Type().IsRegular() {
+				continue
+			}
+			p := filepath.Join(dir, e.Name())
+			tmp := filepath.Join(dir, ".unshare-"+e.Name())
+			if err := cpTree(p, tmp, false); err != nil {
+				return err
+			}
+			if err := os.Rename(tmp, p); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

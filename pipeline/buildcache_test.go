@@ -2,12 +2,8 @@ package pipeline
 
 import (
 	"archive/tar"
-	"compress/gzip"
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -232,25 +228,7 @@ func TestBuildCachePrunesServerApps(t *testing.T) {
 // artifactNames lists the entries of a packed artifact.
 func artifactNames(t *testing.T, name string) map[string]bool {
 	t.Helper()
-	f, err := os.Open(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(gz)
 	names := map[string]bool{}
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return names
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		names[strings.TrimPrefix(h.Name, "./")] = true
-	}
+	walkArchive(t, name, func(h *tar.Header, _ []byte) { names[strings.TrimPrefix(h.Name, "./")] = true })
+	return names
 }

@@ -16,6 +16,7 @@ import (
 //   - build workspaces, <WorkDir>/<build id>: that run's builds were failed
 //     by failInterrupted, and none of this run has started yet;
 //   - half-written artifacts, <ArtifactsDir>/<project>/.pack-*.tmp;
+//   - build caches a build was saving, <CacheDir>/<project id>/<kind>/.build-*;
 //   - half-made repositories, <ReposDir>/.tmp-* (gitd's), and half-written
 //     hooks, <ReposDir>/<project>.git/hooks/.post-receive-*;
 //   - artifacts and extracted builds of builds that no longer exist (a
@@ -64,6 +65,16 @@ func (q *Queue) cleanUp(ctx context.Context, before time.Time) error {
 				remove("unfinished artifact", filepath.Join(dir, name))
 			} else if id, ok := buildID(strings.TrimSuffix(name, ".tar.gz")); ok && strings.HasSuffix(name, ".tar.gz") && !kept[id] {
 				remove("artifact of a deleted or collected build", filepath.Join(dir, name))
+			}
+		}
+	}
+	for _, p := range readDir(q.cfg.CacheDir) {
+		for _, kind := range []string{modulesCache, frameworksCache} {
+			dir := filepath.Join(q.cfg.CacheDir, p.Name(), kind)
+			for _, e := range readDir(dir) {
+				if strings.HasPrefix(e.Name(), ".build-") {
+					remove("unfinished build cache", filepath.Join(dir, e.Name()))
+				}
 			}
 		}
 	}

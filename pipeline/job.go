@@ -50,7 +50,18 @@ type Config struct {
 	// (<CacheDir>/<project id>/home): the package managers' download caches
 	// (~/.npm, ~/.cache/yarn, the pnpm store) make the next install fast.
 	// Zero: every build starts with an empty HOME.
+	//
+	// It also keeps, per branch, the node_modules of the last successful
+	// build (<CacheDir>/<project id>/modules/<branch slot>), restored when
+	// its key (the lockfile, the package manager and Node versions, the
+	// install command, the platform) is unchanged, and the framework
+	// caches (.next/cache and the like, <CacheDir>/<project id>/frameworks);
+	// see buildCache. Zero: neither.
 	CacheDir string
+	// MaxCacheEntryBytes bounds one kept node_modules, or one branch's
+	// framework caches: a bigger one is not kept. Zero:
+	// DefaultMaxCacheEntryBytes.
+	MaxCacheEntryBytes int64
 	// DeploymentsDir is where the edge extracts builds, <DeploymentsDir>/<build id>;
 	// deleting a project removes its builds there. Zero: nothing is removed there.
 	DeploymentsDir string
@@ -208,6 +219,9 @@ func NewQueue(cfg Config, store *schema.Store, broker *Broker, act Activator, sa
 	}
 	if cfg.MaxWorkspaceBytes <= 0 {
 		cfg.MaxWorkspaceBytes = DefaultMaxWorkspaceBytes
+	}
+	if cfg.MaxCacheEntryBytes <= 0 {
+		cfg.MaxCacheEntryBytes = DefaultMaxCacheEntryBytes
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -580,6 +594,7 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 	// The project's own limits win over the server's.
 	sandbox := q.sandbox
 	sandbox.Limits = limits.Limits{Memory: project.MemoryLimit, Pids: project.PidsLimit}.Or(q.sandbox.Limits)
+	cache := q.newBuildCache(project.ID, b.ID, b.Branch, production)
 
 	steps := []step{
 		{schema.StageClone, func(ctx context.Context) error {
@@ -630,10 +645,10 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 			if l := sandbox.LimitsSummary(); l != "" {
 				out.detail("Limits: " + l)
 			}
-			return nil
+			return cache.restoreModules(ctx, sandbox, src, env, plan, out)
 		}},
 		{schema.StageInstall, func(ctx context.Context) error {
-			if len(plan.Install) == 0 {
+			if len(plan.Install) == 0 || cache.hit {
 				return nil
 			}
 			out.heading("Installing dependencies: " + strings.Join(plan.Install, " "))
@@ -644,6 +659,13 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 		{schema.StageBuild, func(ctx context.Context) error {
 			if len(plan.Build) > 0 {
 				out.heading("Building: " + strings.Join(plan.Build, " "))
+				restored, err := cache.restoreFrameworks(sandbox, src)
+				if err != nil {
+					return err
+				}
+				if len(restored) > 0 {
+					out.detail("Framework cache: restored " + strings.Join(restored, ", "))
+				}
 				wctx, stop := watchWorkspace(ctx, ws, q.cfg.MaxWorkspaceBytes)
 				defer stop()
 				if err := out.run(wctx, sandbox, src, plan.Build, append(env, "NODE_ENV=production")); err != nil {
@@ -656,7 +678,6 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 			if err := writeSiteConfig(ws, plan.OutputDir, out.line); err != nil {
 				return err
 			}
-			out.heading("Packing " + plan.OutputDir)
 			if err := os.MkdirAll(filepath.Dir(artifact), 0o700); err != nil {
 				return err
 			}
@@ -665,6 +686,11 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 					return err
 				}
 			}
+			// The caches keep the whole node_modules; the artifact of a
+			// server app then goes without its devDependencies.
+			cache.save(src, plan.Server() || plan.OutputDir == ".", out)
+			pruneDevDependencies(ctx, sandbox, src, env, plan, cache.backup(), out)
+			out.heading("Packing " + plan.OutputDir)
 			// Packed through the workspace, which the build user cannot
 			// rename: not through paths it could swap for symlinks.
 			sum, size, err := PackIn(ctx, ws, filepath.Join("src", plan.OutputDir), artifact, PackOptions{MTime: committed})
@@ -702,6 +728,12 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 			q.log.Warn("record build stage", "build", b.ID, "err", err)
 		}
 	})
+	// A failed build's trees are not kept: they may be what failed.
+	if err == nil {
+		cache.commit()
+	} else {
+		cache.discard()
+	}
 	// The HOME is kept after a failure too: package managers verify what
 	// they take from their caches, and a fix pushed after a failed build
 	// should not have to download everything again.

@@ -43,6 +43,20 @@ func readArchive(t *testing.T, name string) []archiveEntry {
 // readArchiveAt is readArchive of an artifact whose every mtime is mtime.
 func readArchiveAt(t *testing.T, name string, mtime time.Time) []archiveEntry {
 	t.Helper()
+	var got []archiveEntry
+	walkArchive(t, name, func(h *tar.Header, body []byte) {
+		if h.Uid != 0 || h.Gid != 0 || h.Uname != "" || h.Gname != "" || !h.ModTime.Equal(mtime) {
+			t.Errorf("%s: uid %d gid %d uname %q gname %q mtime %v; want zeroes and %v",
+				h.Name, h.Uid, h.Gid, h.Uname, h.Gname, h.ModTime, mtime)
+		}
+		got = append(got, archiveEntry{h.Name, h.Typeflag, h.Mode, h.Linkname, string(body)})
+	})
+	return got
+}
+
+// walkArchive calls each with every entry of an artifact, in order.
+func walkArchive(t *testing.T, name string, each func(h *tar.Header, body []byte)) {
+	t.Helper()
 	f, err := os.Open(name)
 	if err != nil {
 		t.Fatal(err)
@@ -53,24 +67,19 @@ func readArchiveAt(t *testing.T, name string, mtime time.Time) []archiveEntry {
 		t.Fatal(err)
 	}
 	tr := tar.NewReader(gz)
-	var got []archiveEntry
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			return got
+			return
 		}
 		if err != nil {
 			t.Fatal(err)
-		}
-		if h.Uid != 0 || h.Gid != 0 || h.Uname != "" || h.Gname != "" || !h.ModTime.Equal(mtime) {
-			t.Errorf("%s: uid %d gid %d uname %q gname %q mtime %v; want zeroes and %v",
-				h.Name, h.Uid, h.Gid, h.Uname, h.Gname, h.ModTime, mtime)
 		}
 		body, err := io.ReadAll(tr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got = append(got, archiveEntry{h.Name, h.Typeflag, h.Mode, h.Linkname, string(body)})
+		each(h, body)
 	}
 }
 

@@ -177,6 +177,9 @@ func (c *Commands) runtimeLog(r *request, project string, n int, follow bool) er
 		}
 		got, err := c.printRuntime(r, d.ID, &after, logPage)
 		if err != nil {
+			if r.ctx.Err() != nil {
+				return nil // stopped while it read: a clean end
+			}
 			return err
 		}
 		if got {

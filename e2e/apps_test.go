@@ -208,7 +208,7 @@ func registryReachable() bool {
 // needRegistry skips a test that installs packages from the npm registry
 // under -short, and when the registry cannot be reached (a failure instead
 // in strict mode, see internal/testenv).
-func needRegistry(t *testing.T, what string) {
+func needRegistry(t testing.TB, what string) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("-short: skipping " + what)
@@ -224,16 +224,7 @@ func TestNextJSApp(t *testing.T) {
 	t.Parallel()
 	needRegistry(t, "the Next.js build (a minute of npm install and next build)")
 	s := startServer(t)
-	r := newRepo(t, "main", map[string]string{
-		"package.json": `{"name":"nextapp","private":true,
-  "scripts":{"build":"next build","start":"next start"},
-  "dependencies":{"next":"15.5.6","react":"19.2.0","react-dom":"19.2.0"}}`,
-		"next.config.js": "module.exports = { output: 'standalone' };\n",
-		"app/layout.js":  "export default function RootLayout({ children }) { return <html><body>{children}</body></html>; }\n",
-		"app/page.js":    "export default function Page() { return <h1>Hello from Next.js on minivercel</h1>; }\n",
-		"app/api/hello/route.js": "export const dynamic = 'force-dynamic';\n" +
-			"export function GET() { return Response.json({ server: 'next', at: Date.now() }); }\n",
-	})
+	r := newRepo(t, "main", nextStandaloneApp())
 	out := s.mustPush(r, "nextapp")
 	if !strings.Contains(out, "Next.js") || !strings.Contains(out, "standalone") {
 		t.Errorf("push output does not show the Next.js standalone detection:\n%s", out)
@@ -312,5 +303,20 @@ require('http').createServer((q, r) => {
 		if _, got := s.get("alpha.localhost", "/read?f="+f); got != "EACCES" {
 			t.Errorf("alpha reading beta's %s: %q, want EACCES", f, got)
 		}
+	}
+}
+
+// nextStandaloneApp is a Next.js app router app with standalone output, a
+// page and a route handler.
+func nextStandaloneApp() map[string]string {
+	return map[string]string{
+		"package.json": `{"name":"nextapp","private":true,
+  "scripts":{"build":"next build","start":"next start"},
+  "dependencies":{"next":"15.5.6","react":"19.2.0","react-dom":"19.2.0"}}`,
+		"next.config.js": "module.exports = { output: 'standalone' };\n",
+		"app/layout.js":  "export default function RootLayout({ children }) { return <html><body>{children}</body></html>; }\n",
+		"app/page.js":    "export default function Page() { return <h1>Hello from Next.js on minivercel</h1>; }\n",
+		"app/api/hello/route.js": "export const dynamic = 'force-dynamic';\n" +
+			"export function GET() { return Response.json({ server: 'next', at: Date.now() }); }\n",
 	}
 }

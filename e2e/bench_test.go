@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -68,3 +69,56 @@ func rssMB(b *testing.B, pid int) float64 {
 	b.Fatal("no VmRSS")
 	return 0
 }
+
+// BenchmarkFrameworksColdWarm measures a Vite app and a Next.js app from
+// `git push` to the new page served: the first push (a fresh server:
+// nothing cached but the shared npm download cache and toolchains) and a
+// second push that changes one source file (the lockfile is the same: the
+// install is skipped, the framework's cache restored), and reports each
+// artifact's size. It needs the npm registry.
+func BenchmarkFrameworksColdWarm(b *testing.B) {
+	needRegistry(b, "the Vite and Next.js builds")
+	for _, fw := range []struct {
+		name, project, host, path string
+		files                     map[string]string
+		change                    map[string]string
+		want                      string
+	}{
+		{"vite", "vitebench", "vitebench.localhost", "/", viteReactApp(),
+			map[string]string{"src/style.css": "body { color: #345; }\n"}, `<div id="root">`},
+		{"next", "nextbench", "nextbench.localhost", "/", nextStandaloneApp(),
+			map[string]string{"app/page.js": "export default function Page() { return <h1>Warm Next.js build</h1>; }\n"}, "Warm Next.js build"},
+	} {
+		b.Run(fw.name, func(b *testing.B) {
+			s := startServer(b)
+			r := newRepo(b, "main", fw.files)
+			for i := 0; i < b.N; i++ {
+				start := time.Now()
+				out := s.mustPush(r, fw.project)
+				cold := time.Since(start)
+				r.commit("warm", fw.change)
+				start = time.Now()
+				warmOut := s.mustPush(r, fw.project)
+				for {
+					code, body := s.get(fw.host, fw.path)
+					if code == 200 && strings.Contains(body, fw.want) {
+						break
+					}
+				}
+				warm := time.Since(start)
+				if !strings.Contains(warmOut, "install skipped") {
+					b.Errorf("the warm push did not skip its install:\n%s", warmOut)
+				}
+				b.ReportMetric(cold.Seconds(), "s-cold")
+				b.ReportMetric(warm.Seconds(), "s-warm")
+				if m := artifactSize.FindStringSubmatch(out); m != nil {
+					b.Logf("%s: cold %s, warm %s, artifact %s", fw.name, cold.Round(100*time.Millisecond), warm.Round(100*time.Millisecond), m[1])
+				}
+				r.commit("back", fw.files) // the next round starts from the first version again
+			}
+		})
+	}
+}
+
+// artifactSize finds the artifact's size in a push's output ("2.1 MB, sha256 …").
+var artifactSize = regexp.MustCompile(`(\d+(?:\.\d+)? [KMG]?B), sha256`)

@@ -16,24 +16,7 @@ func TestViteReactSPA(t *testing.T) {
 	t.Parallel()
 	needRegistry(t, "the Vite build")
 	s := startServer(t)
-	r := newRepo(t, "main", map[string]string{
-		"package.json": `{"name":"spa","private":true,"type":"module",
-  "scripts":{"dev":"vite","build":"vite build","preview":"vite preview"},
-  "dependencies":{"react":"19.0.0","react-dom":"19.0.0","react-router-dom":"7.9.4"},
-  "devDependencies":{"vite":"6.4.6","@vitejs/plugin-react":"4.6.0"}}`,
-		"vite.config.js": "import { defineConfig } from 'vite';\nimport react from '@vitejs/plugin-react';\nexport default defineConfig({ plugins: [react()] });\n",
-		"index.html": `<!doctype html><html><head><meta charset="utf-8"><title>SPA</title></head>
-<body><div id="root"></div><script type="module" src="/src/main.jsx"></script></body></html>`,
-		"src/main.jsx": `import { createRoot } from 'react-dom/client';
-import { BrowserRouter, Routes, Route, Link } from 'react-router-dom';
-import './style.css';
-function Home() { return <h1>Home <Link to="/about">about</Link></h1>; }
-function About() { return <h1>About</h1>; }
-createRoot(document.getElementById('root')).render(
-  <BrowserRouter><Routes><Route path="/" element={<Home />} /><Route path="/about" element={<About />} /></Routes></BrowserRouter>);
-`,
-		"src/style.css": "body { font-family: sans-serif; color: #234; }\n",
-	})
+	r := newRepo(t, "main", viteReactApp())
 	out := s.mustPush(r, "spa")
 	if !strings.Contains(out, "vite build") {
 		t.Errorf("push output does not show the Vite build:\n%s", out)
@@ -71,4 +54,27 @@ func (s *server) cacheControl(t *testing.T, host, path string) string {
 		t.Fatalf("GET %s%s = %d", host, path, resp.StatusCode)
 	}
 	return resp.Header.Get("Cache-Control")
+}
+
+// viteReactApp is a Vite + React + react-router single-page app, as Vite's
+// own template makes it.
+func viteReactApp() map[string]string {
+	return map[string]string{
+		"package.json": `{"name":"spa","private":true,"type":"module",
+  "scripts":{"dev":"vite","build":"vite build","preview":"vite preview"},
+  "dependencies":{"react":"19.0.0","react-dom":"19.0.0","react-router-dom":"7.9.4"},
+  "devDependencies":{"vite":"6.4.6","@vitejs/plugin-react":"4.6.0"}}`,
+		"vite.config.js": "import { defineConfig } from 'vite';\nimport react from '@vitejs/plugin-react';\nexport default defineConfig({ plugins: [react()] });\n",
+		"index.html": `<!doctype html><html><head><meta charset="utf-8"><title>SPA</title></head>
+<body><div id="root"></div><script type="module" src="/src/main.jsx"></script></body></html>`,
+		"src/main.jsx": `import { createRoot } from 'react-dom/client';
+import { BrowserRouter, Routes, Route, Link } from 'react-router-dom';
+import './style.css';
+function Home() { return <h1>Home <Link to="/about">about</Link></h1>; }
+function About() { return <h1>About</h1>; }
+createRoot(document.getElementById('root')).render(
+  <BrowserRouter><Routes><Route path="/" element={<Home />} /><Route path="/about" element={<About />} /></Routes></BrowserRouter>);
+`,
+		"src/style.css": "body { font-family: sans-serif; color: #234; }\n",
+	}
 }

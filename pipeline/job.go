@@ -189,6 +189,10 @@ type Queue struct {
 	// projectLocks serialises activation per project so two builds finishing
 	// together cannot interleave their route switches.
 	projectLocks sync.Map
+	// cacheLocks holds a *sync.Mutex per project id: builds of one project
+	// take and put in place build cache entries one at a time (see
+	// buildCache.lock).
+	cacheLocks sync.Map
 	// works is whether this node works jobs (builds, or git work): only
 	// then does its River client start.
 	works bool
@@ -594,7 +598,7 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 	// The project's own limits win over the server's.
 	sandbox := q.sandbox
 	sandbox.Limits = limits.Limits{Memory: project.MemoryLimit, Pids: project.PidsLimit}.Or(q.sandbox.Limits)
-	cache := q.newBuildCache(project.ID, b.ID, b.Branch, production)
+	cache := q.newBuildCache(project.ID, b.ID, b.Branch, production, sandbox)
 
 	steps := []step{
 		{schema.StageClone, func(ctx context.Context) error {

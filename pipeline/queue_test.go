@@ -97,6 +97,13 @@ type testQueue struct {
 // configure changes its Config first.
 func newTestQueue(t *testing.T, work bool, configure ...func(*Config)) *testQueue {
 	t.Helper()
+	return newTestQueueSandbox(t, work, nil, configure...)
+}
+
+// newTestQueueSandbox is newTestQueue with the build user's Sandbox
+// changed by sandbox first (when not nil).
+func newTestQueueSandbox(t *testing.T, work bool, sandbox func(*Sandbox), configure ...func(*Config)) *testQueue {
+	t.Helper()
 	store := schematest.Store(t)
 	root := testenv.ShortDir(t, "mvq")
 	os.Chmod(root, 0o711)
@@ -110,6 +117,9 @@ func newTestQueue(t *testing.T, work bool, configure ...func(*Config)) *testQueu
 	sb, err := BuildUser()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if sandbox != nil {
+		sandbox(&sb)
 	}
 	cfg := Config{ReposDir: tq.dirs.repos, WorkDir: tq.dirs.work, ArtifactsDir: tq.dirs.artifacts, CacheDir: filepath.Join(root, "cache"),
 		DeploymentsDir: filepath.Join(root, "deployments")}

@@ -265,7 +265,9 @@ func (s Sandbox) addCredentials(a *syscall.SysProcAttr) {
 // otherwise surface later as an obscure "permission denied" from npm.
 //
 // Ownership changes go through os.Root and Lchown, so a symlink in the tree
-// is never followed to chown something outside dir.
+// is never followed to chown something outside dir; nor is one at dir
+// itself: a symlink there is refused, and so is a dir that is swapped for
+// another between the check and the opening.
 func (s Sandbox) Prepare(dir string) error {
 	if !s.Enabled {
 		return nil
@@ -273,6 +275,13 @@ func (s Sandbox) Prepare(dir string) error {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return fmt.Errorf("prepare workspace %s: %w", dir, err)
+	}
+	before, err := os.Lstat(abs)
+	if err != nil {
+		return fmt.Errorf("prepare workspace %s: %w", dir, err)
+	}
+	if !before.IsDir() {
+		return fmt.Errorf("prepare workspace %s: not a directory (%v)", dir, before.Mode().Type())
 	}
 	for p := filepath.Dir(abs); ; p = filepath.Dir(p) {
 		if err := s.checkSearchable(p); err != nil {
@@ -287,6 +296,9 @@ func (s Sandbox) Prepare(dir string) error {
 		return fmt.Errorf("prepare workspace %s: %w", dir, err)
 	}
 	defer root.Close()
+	if opened, err := root.Stat("."); err != nil || !os.SameFile(before, opened) {
+		return fmt.Errorf("prepare workspace %s: it changed while it was opened", dir)
+	}
 	err = fs.WalkDir(root.FS(), ".", func(p string, _ fs.DirEntry, err error) error {
 		if err != nil {
 			return err

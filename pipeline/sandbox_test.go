@@ -641,6 +641,23 @@ func TestPrepare(t *testing.T) {
 			t.Errorf("Prepare followed a symlink and chowned %s to %d", outside, st.Uid)
 		}
 	})
+	t.Run("a symlink given as the workspace is refused", func(t *testing.T) {
+		// The cache hands Prepare paths inside a checkout the build user
+		// owns: a link put there must not make root chown its target.
+		target := testenv.ShortDir(t, "minivercel-target-")
+		ws := testenv.ShortDir(t, "minivercel-ws-")
+		link := filepath.Join(ws, "node_modules")
+		if err := os.Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+		if err := sb.Prepare(link); err == nil || !strings.Contains(err.Error(), "not a directory") {
+			t.Fatalf("Prepare of a symlink = %v, want refused", err)
+		}
+		fi, _ := os.Stat(target)
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != 0 {
+			t.Errorf("the link's target was chowned to %d", st.Uid)
+		}
+	})
 	t.Run("unreachable workspace", func(t *testing.T) {
 		ws := filepath.Join(t.TempDir(), "ws") // t.TempDir() is 0700 root
 		if err := os.Mkdir(ws, 0o755); err != nil {

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -91,7 +92,7 @@ type Static struct {
 // must be writable; problems there are logged to slog.Default and the site
 // is then served uncompressed.
 func NewStatic(dir string, spa bool) (*Static, error) {
-	side := precompress(dir, defaultPrecompress, slog.Default().With("component", "edge"))
+	side := precompress(context.Background(), dir, defaultPrecompress, slog.Default().With("component", "edge"))
 	return newStatic(dir, side, spa, &memBudget{limit: defaultStaticCacheBytes})
 }
 

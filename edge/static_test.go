@@ -3,6 +3,7 @@ package edge
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -180,7 +181,7 @@ func TestStaticCacheControl(t *testing.T) {
 	for path, want := range map[string]string{
 		"/assets/app.3f2a9c1b.js":   cacheImmutable,
 		"/assets/index-BqK3x_9a.js": cacheImmutable,
-		"/assets/app.js":            cacheImmutable, // Vite's output directory
+		"/assets/app.js":            cacheRevalidate, // a hand-named file in assets/
 		"/mod.mjs":                  cacheRevalidate,
 		"/":                         cacheRevalidate,
 		"/about":                    cacheRevalidate,
@@ -294,7 +295,7 @@ func TestStaticMethodNotAllowed(t *testing.T) {
 func TestStaticCacheBudget(t *testing.T) {
 	t.Parallel()
 	dir := writeTree(t, map[string]string{"a.html": strings.Repeat("a", 3000), "b.html": strings.Repeat("b", 3000)})
-	s, err := newStatic(dir, precompress(dir, defaultPrecompress, slog.Default()), false, &memBudget{limit: 4000})
+	s, err := newStatic(dir, precompress(context.Background(), dir, defaultPrecompress, slog.Default()), false, &memBudget{limit: 4000})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"minivercel/internal/testenv"
 )
 
 // The side-by-side benchmark: the edge, nginx and Caddy serve the same files
@@ -105,8 +109,10 @@ func BenchmarkSideBySide(b *testing.B) {
 	// minivercel: the static site and the Node app pushed as a user would.
 	// The app's process is the upstream of all three servers, so the
 	// upstream's cost is the same for each.
-	pprofPort := freePort(b)
-	s := startServer(b, fmt.Sprintf("MINIVERCEL_PPROF_ADDR=127.0.0.1:%d", pprofPort))
+	// The profiles are served on a unix socket only, in a directory of
+	// the server's user alone (0700).
+	pprofSock := filepath.Join(testenv.ShortDir(b, "mvpp"), "pprof.sock")
+	s := startServer(b, "MINIVERCEL_PPROF_ADDR=unix:"+pprofSock)
 	s.mustPush(newRepo(b, "main", files), "site")
 	out := s.mustPush(newRepo(b, "main", map[string]string{
 		"package.json": `{"name":"upstream","private":true,"scripts":{"start":"node server.js"}}`,
@@ -221,7 +227,7 @@ func BenchmarkSideBySide(b *testing.B) {
 
 	// Where the edge's time goes: a CPU profile taken while wrk runs.
 	for _, sc := range []sbsScenario{scenarios[0], scenarios[3]} {
-		sbsProfile(b, tools["wrk"], targets[0], sc, pprofPort, dir)
+		sbsProfile(b, tools["wrk"], targets[0], sc, pprofSock, dir)
 	}
 }
 
@@ -563,16 +569,21 @@ func sbsPeakRSS(pid int, stop <-chan struct{}) float64 {
 	}
 }
 
-// sbsProfile takes a 5 s CPU profile of the edge while wrk runs sc against
-// it, and prints the profile's top 15 functions by their own time and by
+// sbsProfile takes a 5 s CPU profile of the edge, through its pprof unix
+// socket sock, while wrk runs sc against it, saves it in dir, and prints the profile's top 15 functions by their own time and by
 // their cumulative time.
-func sbsProfile(b *testing.B, wrk string, t sbsTarget, sc sbsScenario, pprofPort int, dir string) {
+func sbsProfile(b *testing.B, wrk string, t sbsTarget, sc sbsScenario, sock, dir string) {
 	path := filepath.Join(dir, "cpu-"+sc.name+".pprof")
 	var load sync.WaitGroup
 	var loadErr error
 	load.Go(func() { _, loadErr = runWrk(wrk, t, sc, "7s") })
 	time.Sleep(time.Second) // the load is running when the profile starts
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=5", pprofPort))
+	client := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return new(net.Dialer).DialContext(ctx, "unix", sock)
+		},
+	}}
+	resp, err := client.Get("http://pprof/debug/pprof/profile?seconds=5")
 	if err != nil {
 		b.Fatal(err)
 	}

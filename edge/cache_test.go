@@ -22,7 +22,7 @@ func TestIsHashedAsset(t *testing.T) {
 		{"assets/react-CHdo91hT.svg", true},
 		{"assets/index-BbZJ9Nkq.js", true},
 		{"assets/inter-latin-400-normal-BOOGhInR.woff2", true},
-		{"assets/logo.png", true}, // the directory is the bundler's
+		{"assets/logo.png", false}, // copied by hand from public/assets/
 		{"assets/index.html", false},
 		{"assets/README", false},
 		// Rollup's names outside assets/ (a custom assetsDir, a library).
@@ -70,6 +70,9 @@ func TestIsHashedAsset(t *testing.T) {
 		{"manifest.json", false},
 		{"logo192.png", false},
 		{"static/other/site.js", false},
+		{"static/css/main.1a2b3c4d.chunk.css", true},
+		{"static/js/main.8f3a2b1c.js", true},
+		{"assets/index-BcF3a7x9.js", true},
 		// webpack, Parcel, Gatsby: hex after "." or "-".
 		{"app.3f2a9c1b.js", true},
 		{"assets2/main.a1b2c3d4e5.css", true},
@@ -105,6 +108,36 @@ func TestIsHashedAsset(t *testing.T) {
 				t.Errorf("isHashedAsset(%q) = %v, want %v", tc.name, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestImmutableNotForHandNamedFiles: files people name by hand, in Vite's
+// assets/ and CRA's static/ (which projects also fill themselves) or
+// anywhere, with hyphens, sizes and years in their names, are never cached
+// for a year: only a name's last segment can be a hash.
+func TestImmutableNotForHandNamedFiles(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{
+		"assets/css/main.css",
+		"assets/images/logo.png",
+		"assets/logo.png",
+		"static/js/app.js",
+		"static/css/site.css",
+		"static/media/hero.jpg",
+		"android-chrome-192x192.png",
+		"assets/android-chrome-192x192.png",
+		"apple-touch-icon-180x180.png",
+		"static/apple-touch-icon-180x180.png",
+		"icon-arrow-left-16.svg",
+		"assets/icon-arrow-left-16.svg",
+		"style-2023-redesign.css",
+		"assets/style-2023-redesign.css",
+		"favicon-32x32.png",
+		"font-awesome-6.4.0.min.css",
+	} {
+		if isHashedAsset(name) || immutable(name, contentType(name, nil)) {
+			t.Errorf("%s is immutable", name)
+		}
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -45,13 +44,14 @@ const (
 // precompressLimits bounds the work of precompressing one build, which runs
 // while it is being activated.
 type precompressLimits struct {
-	// maxFiles: a build with more regular files is not precompressed at
-	// all (its sidecar is left empty).
+	// maxFiles bounds the files compressed: past it, the first maxFiles
+	// precompressible files (in walk order) are, the others not.
 	maxFiles int
 	// maxBytes bounds the bytes compressed in all; files past it stay
 	// uncompressed.
 	maxBytes int64
-	// timeout stops the work; the files finished by then are kept.
+	// timeout stops the work, waiting for another build's included; the
+	// files finished by then are kept.
 	timeout time.Duration
 }
 
@@ -68,9 +68,21 @@ type encoding struct {
 	compress func(w io.Writer, src []byte) error
 }
 
+// brotliBestMax is the largest file compressed at brotli's best quality
+// (11), which runs at about a quarter of a MB/s; larger files get
+// brotliLargeQuality, some 100 times faster for a few percent more bytes.
+const (
+	brotliBestMax      = 64 << 10
+	brotliLargeQuality = 5
+)
+
 var (
 	encBrotli = &encoding{ext: ".br", name: []string{"br"}, tag: "-br", compress: func(w io.Writer, src []byte) error {
-		zw := brotli.NewWriterLevel(w, brotli.BestCompression)
+		q := brotli.BestCompression
+		if len(src) > brotliBestMax {
+			q = brotliLargeQuality
+		}
+		zw := brotli.NewWriterLevel(w, q)
 		zw.Write(src)
 		return zw.Close()
 	}}
@@ -90,11 +102,24 @@ func precompressible(name string) bool {
 	return ok && compressible(ct)
 }
 
+// precompressSem lets one build's precompression run at a time in the
+// process: each already uses every CPU, and several builds activated at once
+// would otherwise multiply the activation time of each.
+var precompressSem = make(chan struct{}, 1)
+
+// precompressWaiting counts the callers waiting for precompressSem (tests).
+var precompressWaiting atomic.Int64
+
+// precompressHook, when set (tests), runs while precompressSem is held.
+var precompressHook func()
+
 // precompress makes the sidecar of the build extracted at dir unless it is
 // there already, and returns its path; "" when it could not be made (the
 // build is then served uncompressed, and the next activation tries again).
-// Callers in one process that share dir wait for each other.
-func precompress(dir string, lim precompressLimits, log *slog.Logger) string {
+// Callers in one process that share dir wait for each other, and one
+// build's precompression runs at a time: a caller that waits for another's
+// past ctx or lim.timeout gets "" and leaves the work to the next acquire.
+func precompress(ctx context.Context, dir string, lim precompressLimits, log *slog.Logger) string {
 	side := filepath.Clean(dir) + precompressSuffix
 	mu := extractLock(side)
 	mu.Lock()
@@ -107,7 +132,30 @@ func precompress(dir string, lim precompressLimits, log *slog.Logger) string {
 		return side
 	}
 	start := time.Now()
-	if err := lim.write(dir, side, log); err != nil {
+	deadline := start.Add(lim.timeout)
+	select {
+	case precompressSem <- struct{}{}:
+	default:
+		wctx, cancel := context.WithDeadline(ctx, deadline)
+		precompressWaiting.Add(1)
+		got := false
+		select {
+		case precompressSem <- struct{}{}:
+			got = true
+		case <-wctx.Done():
+		}
+		precompressWaiting.Add(-1)
+		cancel()
+		if !got {
+			log.Warn("build served uncompressed for now", "dir", dir, "reason", "another build's precompression ran past the deadline", "timeout", lim.timeout)
+			return ""
+		}
+	}
+	defer func() { <-precompressSem }()
+	if precompressHook != nil {
+		precompressHook()
+	}
+	if err := lim.write(dir, side, deadline, log); err != nil {
 		log.Warn("precompress build", "dir", dir, "err", err)
 		return ""
 	}
@@ -115,12 +163,9 @@ func precompress(dir string, lim precompressLimits, log *slog.Logger) string {
 	return side
 }
 
-// errTooManyFiles ends the walk of a build over precompressLimits.maxFiles.
-var errTooManyFiles = errors.New("too many files")
-
 // write compresses the text files of the tree at dir into a new sidecar
 // published at side.
-func (lim precompressLimits) write(dir, side string, log *slog.Logger) error {
+func (lim precompressLimits) write(dir, side string, deadline time.Time, log *slog.Logger) error {
 	src, err := os.OpenRoot(dir)
 	if err != nil {
 		return fmt.Errorf("open build tree: %w", err)
@@ -145,7 +190,7 @@ func (lim precompressLimits) write(dir, side string, log *slog.Logger) error {
 		return fmt.Errorf("open sidecar: %w", err)
 	}
 	defer dst.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), lim.timeout)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	var left atomic.Int64
 	g := new(errgroup.Group)
@@ -180,12 +225,15 @@ func (lim precompressLimits) write(dir, side string, log *slog.Logger) error {
 	return nil
 }
 
-// plan lists the files of the tree to compress, within lim. A build over
-// maxFiles gets no jobs: its sidecar stays empty, so it is counted once.
+// plan lists the files of the tree to compress, within lim: at most
+// maxFiles of them, the first found, and none whose variant name is taken by
+// something else than a regular file (a directory a.js.br/ beside a.js),
+// which could not be served nor written.
 func (lim precompressLimits) plan(src *os.Root, dir string, log *slog.Logger) ([]string, error) {
 	var jobs []string
-	var files, skipped int
+	var skipped int
 	var total int64
+	other := map[string]bool{} // names that are not regular files
 	err := fs.WalkDir(src.FS(), ".", func(name string, d fs.DirEntry, err error) error {
 		switch {
 		case err != nil:
@@ -193,10 +241,8 @@ func (lim precompressLimits) plan(src *os.Root, dir string, log *slog.Logger) ([
 		case d.IsDir() && name == reservedDir:
 			return fs.SkipDir
 		case !d.Type().IsRegular(): // directories, and symlinks are not followed
+			other[name] = true
 			return nil
-		}
-		if files++; files > lim.maxFiles {
-			return errTooManyFiles
 		}
 		if !precompressible(name) {
 			return nil
@@ -216,12 +262,25 @@ func (lim precompressLimits) plan(src *os.Root, dir string, log *slog.Logger) ([
 		jobs = append(jobs, name)
 		return nil
 	})
-	if errors.Is(err, errTooManyFiles) {
-		log.Warn("build not precompressed", "dir", dir, "reason", "too many files", "max_files", lim.maxFiles)
-		return nil, nil
-	}
 	if err != nil {
 		return nil, fmt.Errorf("list build files: %w", err)
+	}
+	kept := jobs[:0]
+	var collide []string
+	for _, name := range jobs {
+		if other[name+encBrotli.ext] || other[name+encGzip.ext] {
+			collide = append(collide, name)
+			continue
+		}
+		kept = append(kept, name)
+	}
+	jobs = kept
+	if len(collide) > 0 {
+		log.Warn("files not precompressed", "dir", dir, "reason", "a directory or link has the name of their .br or .gz", "files", len(collide), "first", collide[0])
+	}
+	if len(jobs) > lim.maxFiles {
+		log.Warn("build partly precompressed", "dir", dir, "reason", "too many files", "max_files", lim.maxFiles, "files_skipped", len(jobs)-lim.maxFiles)
+		jobs = jobs[:lim.maxFiles]
 	}
 	if skipped > 0 {
 		log.Warn("build partly precompressed", "dir", dir, "reason", "too many bytes", "max_bytes", lim.maxBytes, "files_skipped", skipped)

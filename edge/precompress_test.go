@@ -3,12 +3,16 @@ package edge
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -199,24 +203,25 @@ func TestPrecompressBounds(t *testing.T) {
 	files := map[string]string{"a.js": bigJS, "b.js": bigJS, "c.js": bigJS}
 
 	dir := writeTree(t, files)
-	side := precompress(dir, precompressLimits{maxFiles: 2, maxBytes: 1 << 30, timeout: time.Minute}, log)
+	side := precompress(context.Background(), dir, precompressLimits{maxFiles: 2, maxBytes: 1 << 30, timeout: time.Minute}, log)
 	if side == "" {
 		t.Fatal("no sidecar")
 	}
-	if ents, _ := os.ReadDir(side); len(ents) != 0 {
-		t.Errorf("a build over the file bound was precompressed: %v", ents)
+	// Over the file bound, the first maxFiles are compressed, not none.
+	if ents, _ := os.ReadDir(side); len(ents) != 4 || !exists(filepath.Join(side, "a.js.br")) || exists(filepath.Join(side, "c.js.br")) {
+		t.Errorf("a build over a two-file bound: sidecar %v, want a.js's and b.js's", ents)
 	}
 	s, err := newStatic(dir, side, false, &memBudget{limit: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := do(s, "GET", "/a.js", map[string]string{"Accept-Encoding": "br, gzip"})
+	w := do(s, "GET", "/c.js", map[string]string{"Accept-Encoding": "br, gzip"})
 	if w.Code != 200 || w.Header().Get("Content-Encoding") != "" || w.Header().Get("Vary") != "" || w.Body.String() != bigJS {
-		t.Errorf("over the bound: %d %v", w.Code, w.Header())
+		t.Errorf("past the bound: %d %v", w.Code, w.Header())
 	}
 
 	dir2 := writeTree(t, files)
-	side2 := precompress(dir2, precompressLimits{maxFiles: 10, maxBytes: int64(2 * len(bigJS)), timeout: time.Minute}, log)
+	side2 := precompress(context.Background(), dir2, precompressLimits{maxFiles: 10, maxBytes: int64(2 * len(bigJS)), timeout: time.Minute}, log)
 	n := 0
 	for _, f := range []string{"a.js", "b.js", "c.js"} {
 		if exists(filepath.Join(side2, f+".br")) {
@@ -229,13 +234,98 @@ func TestPrecompressBounds(t *testing.T) {
 	// Past the deadline nothing more is compressed, and what is done is
 	// published.
 	dir3 := writeTree(t, files)
-	side3 := precompress(dir3, precompressLimits{maxFiles: 10, maxBytes: 1 << 30, timeout: -1}, log)
-	if ents, err := os.ReadDir(side3); err != nil || len(ents) != 0 {
+	side3 := precompress(context.Background(), dir3, precompressLimits{maxFiles: 10, maxBytes: 1 << 30, timeout: -1}, log)
+	// ("" when another test's build held the semaphore past the deadline.)
+	if ents, err := os.ReadDir(side3); side3 != "" && (err != nil || len(ents) != 0) {
 		t.Errorf("work past the deadline: %v %v", ents, err)
 	}
 	// Trusted once made: a second call finds it and does no work.
 	os.Remove(filepath.Join(side2, "a.js.br"))
-	if again := precompress(dir2, defaultPrecompress, log); again != side2 || exists(filepath.Join(side2, "a.js.br")) {
+	if again := precompress(context.Background(), dir2, defaultPrecompress, log); again != side2 || exists(filepath.Join(side2, "a.js.br")) {
 		t.Errorf("an existing sidecar was made again")
+	}
+}
+
+// TestPrecompressVariantNameCollision: a build with a.js and a directory
+// a.js.br/ (or a.js.gz/) still gets a sidecar, with a.js left out and the
+// other files compressed, so the work is not redone at every acquire.
+func TestPrecompressVariantNameCollision(t *testing.T) {
+	t.Parallel()
+	log := slog.New(slog.DiscardHandler)
+	for _, ext := range []string{".br", ".gz"} {
+		dir := writeTree(t, map[string]string{"a.js": bigJS, "a.js" + ext + "/x.txt": "x", "b.js": bigJS})
+		side := precompress(context.Background(), dir, precompressLimits{maxFiles: 10, maxBytes: 1 << 30, timeout: time.Minute}, log)
+		if side == "" {
+			t.Fatalf("%s: no sidecar", ext)
+		}
+		if exists(filepath.Join(side, "a.js.br")) || exists(filepath.Join(side, "a.js.gz")) || !exists(filepath.Join(side, "b.js.br")) {
+			t.Errorf("%s: a.js compressed or b.js not", ext)
+		}
+	}
+}
+
+// TestPrecompressFileBoundCountsTextOnly: only precompressible files count
+// against maxFiles, and past it the first maxFiles are compressed.
+func TestPrecompressFileBoundCountsTextOnly(t *testing.T) {
+	t.Parallel()
+	log := slog.New(slog.DiscardHandler)
+	files := map[string]string{"a.js": bigJS, "b.js": bigJS, "c.js": bigJS}
+	for i := range 5 {
+		files["img"+strconv.Itoa(i)+".png"] = "png"
+	}
+	dir := writeTree(t, files)
+	side := precompress(context.Background(), dir, precompressLimits{maxFiles: 3, maxBytes: 1 << 30, timeout: time.Minute}, log)
+	for _, f := range []string{"a.js", "b.js", "c.js"} {
+		if !exists(filepath.Join(side, f+".br")) {
+			t.Errorf("%s not compressed: images counted against the bound", f)
+		}
+	}
+	dir2 := writeTree(t, files)
+	side2 := precompress(context.Background(), dir2, precompressLimits{maxFiles: 1, maxBytes: 1 << 30, timeout: time.Minute}, log)
+	if ents, _ := os.ReadDir(side2); len(ents) != 2 {
+		t.Errorf("over a one-file bound: %v, want one file's two variants", ents)
+	}
+}
+
+// TestPrecompressOneBuildAtATime: two builds started together never
+// precompress at once; the second waits for the first, then runs.
+func TestPrecompressOneBuildAtATime(t *testing.T) {
+	// Not parallel: it sets precompressHook, process-wide.
+	log := slog.New(slog.DiscardHandler)
+	var active, most atomic.Int64
+	entered := make(chan struct{}, 2)
+	release := make(chan struct{})
+	precompressHook = func() {
+		n := active.Add(1)
+		if n > most.Load() {
+			most.Store(n)
+		}
+		entered <- struct{}{}
+		<-release
+		active.Add(-1)
+	}
+	defer func() { precompressHook = nil }()
+	lim := precompressLimits{maxFiles: 10, maxBytes: 1 << 30, timeout: time.Hour}
+	dirs := []string{writeTree(t, map[string]string{"a.js": bigJS}), writeTree(t, map[string]string{"b.js": bigJS})}
+	sides := make([]string, 2)
+	var wg sync.WaitGroup
+	for i, dir := range dirs {
+		wg.Go(func() { sides[i] = precompress(context.Background(), dir, lim, log) })
+	}
+	<-entered
+	// The other build is waiting for the semaphore, or (a bug) running.
+	for precompressWaiting.Load() == 0 && active.Load() < 2 {
+		runtime.Gosched()
+	}
+	close(release)
+	<-entered
+	wg.Wait()
+	if most.Load() != 1 {
+		t.Errorf("%d builds precompressed at once, want 1", most.Load())
+	}
+	for i, side := range sides {
+		if side == "" {
+			t.Errorf("build %d got no sidecar", i)
+		}
 	}
 }

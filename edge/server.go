@@ -220,7 +220,7 @@ func New(cfg Config, lookup BuildLookup) (*Server, error) {
 	deps := newDeployments(cfg.DeploymentsDir, cfg.Limits, cfg.Artifacts)
 	deps.removeUnfinished(log)
 	s := &Server{cfg: cfg, log: log, routes: newRouteTable(), prepared: newPreparedSet()}
-	precompressed := func(dir string) string { return precompress(dir, defaultPrecompress, log) }
+	precompressed := func(ctx context.Context, dir string) string { return precompress(ctx, dir, defaultPrecompress, log) }
 	s.statics = newStaticCache(deps.extract, precompressed, cfg.CacheBytes, cfg.MaxCachedBuilds)
 	s.runtime = newAppRuntime(cfg.Runtime, deps.extract, log)
 	s.previews = newPreviewPool(s.runtime, cfg.Runtime.PreviewIdle, cfg.Runtime.MaxPreviews, log)

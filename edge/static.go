@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -91,7 +92,7 @@ type Static struct {
 // must be writable; problems there are logged to slog.Default and the site
 // is then served uncompressed.
 func NewStatic(dir string, spa bool) (*Static, error) {
-	side := precompress(dir, defaultPrecompress, slog.Default().With("component", "edge"))
+	side := precompress(context.Background(), dir, defaultPrecompress, slog.Default().With("component", "edge"))
 	return newStatic(dir, side, spa, &memBudget{limit: defaultStaticCacheBytes})
 }
 
@@ -396,13 +397,15 @@ func plainGet(r *http.Request) bool {
 // assignment from values made once.
 func serveWhole(w http.ResponseWriter, r *http.Request, m *fileMeta) {
 	h := w.Header()
-	h["Last-Modified"] = m.lastMod
-	h["Accept-Ranges"] = hdrBytes
 	if notModified(r, m) {
+		// As ServeContent: a 304 carries the ETag (set by the caller) but
+		// neither Last-Modified nor Accept-Ranges.
 		delete(h, "Content-Type")
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
+	h["Last-Modified"] = m.lastMod
+	h["Accept-Ranges"] = hdrBytes
 	h["Content-Length"] = m.clen
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
@@ -625,15 +628,18 @@ var hashedExts = map[string]bool{
 	".avif": true, ".svg": true, ".ico": true,
 }
 
-// immutableDirs are the output directories at a site's root that bundlers
-// own and fill with content-hashed names only: Vite's assets/, Next.js,
-// Astro, SvelteKit, Nuxt, and Create React App's static/js, css and media.
-// A file a project copies there by hand (Vite copies public/assets/ as it
-// is) is cached for a year too: the price of trusting the bundler's layout.
-var immutableDirs = []string{
-	"assets/", "_next/static/", "_astro/", "_app/immutable/", "_nuxt/",
-	"static/js/", "static/css/", "static/media/",
-}
+// immutableDirs are the output directories at a site's root that
+// frameworks own and fill with content-hashed names only: Next.js, Astro,
+// SvelteKit and Nuxt (but its builds/, see nuxtBuilds). Every file there
+// with an extension other than a page's is cached for a year.
+var immutableDirs = []string{"_next/static/", "_astro/", "_app/immutable/", "_nuxt/"}
+
+// hashedDirs are the root directories where bundlers write hashed names
+// but where projects also put files by hand (Vite copies public/assets/ as
+// it is; CRA's static/ is a common name): Vite's assets/ and Create React
+// App's static/js, css and media. A file there is immutable only when its
+// name has a hash, of any extension but a page's.
+var hashedDirs = []string{"assets/", "static/"}
 
 // nuxtBuilds holds Nuxt's app manifest, whose latest.json changes with every
 // build under a fixed name; only its meta/ files are named by build id.
@@ -654,8 +660,9 @@ func immutable(name, ctype string) bool {
 }
 
 // isHashedAsset reports whether name looks fingerprinted by a bundler: a
-// file with an extension other than a page's in one of immutableDirs, or an
-// asset (hashedExts) whose stem ends in a hash (see hashSuffix).
+// file with an extension other than a page's in one of immutableDirs, or
+// one whose stem ends in a hash (see hashSuffix) in one of hashedDirs, or
+// elsewhere an asset (hashedExts) whose stem ends in a hash.
 func isHashedAsset(name string) bool {
 	ext := strings.ToLower(path.Ext(name))
 	if ext == "" || htmlExts[ext] {
@@ -668,18 +675,27 @@ func isHashedAsset(name string) bool {
 			}
 		}
 	}
-	if !hashedExts[ext] {
-		return false
-	}
 	base := path.Base(name)
-	return hashSuffix(base[:len(base)-len(ext)])
+	hashed := hashSuffix(base[:len(base)-len(ext)])
+	for _, dir := range hashedDirs {
+		if strings.HasPrefix(name, dir) {
+			return hashed
+		}
+	}
+	return hashed && hashedExts[ext]
 }
 
 // hashSuffix reports whether stem ends in "-<hash>" or ".<hash>" after a
-// non-empty name. Bundlers write hex (webpack, Parcel, CRA, Next.js: 8 to 20
-// characters) or base64url (Rollup and Vite: 8 characters of [A-Za-z0-9_-],
-// so "index--T1sQT3T" is "index" and the hash "-T1sQT3T"). Since a hash may
-// hold "-", every "-" of the last dot-separated part is a candidate start.
+// non-empty name (webpack's ".chunk" after the hash aside). Bundlers write
+// hex (webpack, Parcel, CRA, Next.js: 8 to 20 characters) or base64url
+// (Rollup and Vite: 8 characters of [A-Za-z0-9_-]).
+//
+// Only the last "-" or "." separated segment is a candidate, so that names
+// made of words and sizes ("android-chrome-192x192", "style-2023-redesign")
+// never are. A base64url hash may itself hold "-": when the separator is
+// preceded by another "-" ("index--T1sQT3T"), the segment with its leading
+// "-" is a candidate too, and so are the stem's last 8 characters when they
+// hold a "-" and follow a separator ("index-B-Fpq1Mq"), Rollup's length.
 //
 // A word is not a hash, and a wrong yes pins a changed file in browsers for
 // a year while a wrong no only costs a revalidation, so a candidate must be
@@ -688,19 +704,20 @@ func isHashedAsset(name string) bool {
 // has no digit one time in four). "main-component", "appState" and
 // "Homepage" are words; so is anything all one case without a digit.
 func hashSuffix(stem string) bool {
-	seg := stem
-	if i := strings.LastIndexByte(stem, '.'); i > 0 {
-		seg = stem[i+1:]
-		if looksHashed(seg) {
-			return true
-		}
-	} else if i == 0 {
+	stem = strings.TrimSuffix(stem, ".chunk")
+	i := strings.LastIndexAny(stem, "-.")
+	if i <= 0 {
 		return false
 	}
-	for i := 1; i < len(seg)-1; i++ { // a hash after a non-empty name
-		if seg[i] == '-' && looksHashed(seg[i+1:]) {
-			return true
-		}
+	if looksHashed(stem[i+1:]) {
+		return true
+	}
+	if stem[i] == '-' && i > 1 && stem[i-1] == '-' && looksHashed(stem[i:]) {
+		return true
+	}
+	if n := len(stem) - 8; n > 1 && (stem[n-1] == '-' || stem[n-1] == '.') {
+		tail := stem[n:]
+		return strings.IndexByte(tail, '-') > 0 && strings.IndexByte(tail, '.') < 0 && looksHashed(tail)
 	}
 	return false
 }

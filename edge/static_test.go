@@ -3,14 +3,18 @@ package edge
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // writeTree creates files (name → content) under a new temp dir.
@@ -177,7 +181,7 @@ func TestStaticCacheControl(t *testing.T) {
 	for path, want := range map[string]string{
 		"/assets/app.3f2a9c1b.js":   cacheImmutable,
 		"/assets/index-BqK3x_9a.js": cacheImmutable,
-		"/assets/app.js":            cacheImmutable, // Vite's output directory
+		"/assets/app.js":            cacheRevalidate, // a hand-named file in assets/
 		"/mod.mjs":                  cacheRevalidate,
 		"/":                         cacheRevalidate,
 		"/about":                    cacheRevalidate,
@@ -291,7 +295,7 @@ func TestStaticMethodNotAllowed(t *testing.T) {
 func TestStaticCacheBudget(t *testing.T) {
 	t.Parallel()
 	dir := writeTree(t, map[string]string{"a.html": strings.Repeat("a", 3000), "b.html": strings.Repeat("b", 3000)})
-	s, err := newStatic(dir, precompress(dir, defaultPrecompress, slog.Default()), false, &memBudget{limit: 4000})
+	s, err := newStatic(dir, precompress(context.Background(), dir, defaultPrecompress, slog.Default()), false, &memBudget{limit: 4000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,5 +330,41 @@ func TestStaticGzipLargeFileFromDisk(t *testing.T) {
 	}
 	if w := do(s, "GET", "/huge.js", nil); w.Body.String() != big {
 		t.Errorf("identity large file differs")
+	}
+}
+
+// TestServeWhole304HeadersMatchServeContent: the fast path's 304 carries the
+// same headers as http.ServeContent's for the same request (the ETag, no
+// Last-Modified, Accept-Ranges or Content-Length), and its 200 the same too.
+func TestServeWhole304HeadersMatchServeContent(t *testing.T) {
+	mod := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	data := []byte("console.log('hi')\n")
+	m := &fileMeta{
+		name: "app.js", size: int64(len(data)), modTime: mod, data: data,
+		etag: []string{`"abc"`}, ctype: []string{"text/javascript; charset=utf-8"},
+		clen: []string{strconv.Itoa(len(data))}, lastMod: []string{mod.Format(http.TimeFormat)},
+	}
+	for _, hdr := range []map[string]string{
+		{"If-None-Match": `"abc"`},
+		{"If-Modified-Since": mod.Format(http.TimeFormat)},
+		{},
+	} {
+		req := func() *http.Request {
+			r := httptest.NewRequest("GET", "/app.js", nil)
+			for k, v := range hdr {
+				r.Header.Set(k, v)
+			}
+			return r
+		}
+		fast, slow := httptest.NewRecorder(), httptest.NewRecorder()
+		for _, w := range []*httptest.ResponseRecorder{fast, slow} {
+			w.Header()["Content-Type"] = m.ctype
+			w.Header()["Etag"] = m.etag
+		}
+		serveWhole(fast, req(), m)
+		http.ServeContent(slow, req(), "", mod, bytes.NewReader(data))
+		if fast.Code != slow.Code || !reflect.DeepEqual(fast.Header(), slow.Header()) {
+			t.Errorf("%v: serveWhole %d %v, ServeContent %d %v", hdr, fast.Code, fast.Header(), slow.Code, slow.Header())
+		}
 	}
 }

@@ -17,7 +17,7 @@ type staticCache struct {
 	extract extractFunc
 	// precompress returns the sidecar of precompressed files of the build
 	// extracted at dir, making it first if needed; "" for none. Nil: none.
-	precompress func(dir string) string
+	precompress func(ctx context.Context, dir string) string
 	budget      *memBudget
 	max         int // handlers kept besides those in use
 
@@ -29,7 +29,7 @@ type staticCache struct {
 // newStaticCache returns a cache whose handlers share cacheBytes of file
 // cache and of which at most maxBuilds are kept when nothing uses them.
 // precompress (nil: none) gives each build's precompressed files.
-func newStaticCache(extract extractFunc, precompress func(dir string) string, cacheBytes int64, maxBuilds int) *staticCache {
+func newStaticCache(extract extractFunc, precompress func(ctx context.Context, dir string) string, cacheBytes int64, maxBuilds int) *staticCache {
 	return &staticCache{
 		extract:     extract,
 		precompress: precompress,
@@ -56,7 +56,7 @@ func (c *staticCache) acquire(ctx context.Context, site Site) (*Static, error) {
 	}
 	var side string
 	if c.precompress != nil {
-		side = c.precompress(dir)
+		side = c.precompress(ctx, dir)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -1,7 +1,7 @@
 // Package profiling serves Go's runtime profiles (net/http/pprof) on a
 // listener of its own, for an operator or a benchmark to see where the
 // server spends its time. It is off unless `serve --pprof-addr` names a
-// loopback address.
+// unix socket in a private directory.
 package profiling
 
 import (
@@ -12,7 +12,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"minivercel/listen"
@@ -20,9 +24,9 @@ import (
 
 // Config configures the profiling Server.
 type Config struct {
-	// Addr is where /debug/pprof/ is served: a loopback "host:port" (such
-	// as 127.0.0.1:6060, [::1]:6060 or localhost:6060), or "unix:/path"
-	// for a unix socket (mode 0600). Required.
+	// Addr is where /debug/pprof/ is served: "unix:/path", a unix socket
+	// (mode 0600) whose directory only the server's user may enter, such
+	// as unix:<data-dir>/run/pprof.sock. Required; see CheckAddr.
 	Addr string
 	// Logger receives the server's logs, tagged component=pprof. Zero:
 	// slog.Default().
@@ -38,18 +42,36 @@ type Server struct {
 	ln  listen.Slot
 }
 
-// New returns a Server for cfg; it does not listen yet. It refuses an
-// address that is not on loopback.
-func New(cfg Config) (*Server, error) {
-	if cfg.Addr == "" {
-		return nil, fmt.Errorf("new pprof server: %w", ErrNoAddr)
+// MaxSeconds caps the seconds of /debug/pprof/profile and /trace: a longer
+// request is answered with a profile of MaxSeconds.
+const MaxSeconds = 60
+
+// CheckAddr reports whether addr is a valid Config.Addr: "unix:" and an
+// absolute path.
+//
+// Security: a profile shows the heap and the goroutines' stacks (paths,
+// project names, fragments of requests), /debug/pprof/cmdline shows the
+// command line (--database-url with its password), and /debug/pprof/profile
+// keeps a CPU busy, with no login. Builds and apps share the host's network
+// namespace, so a loopback TCP port is open to them: only a unix socket in a
+// directory they cannot enter is private. An operator reaches it with
+// curl --unix-socket or through an SSH tunnel to the socket.
+func CheckAddr(addr string) error {
+	if addr == "" {
+		return ErrNoAddr
 	}
-	// Security: a profile shows the heap and the goroutines' stacks (paths,
-	// project names, fragments of requests), and /debug/pprof/profile
-	// keeps a CPU busy for as long as the caller asks, with no login. It
-	// is never offered beyond this machine; a remote operator tunnels to it.
-	if !loopback(cfg.Addr) {
-		return nil, fmt.Errorf("new pprof server %q: %w", cfg.Addr, ErrNotLoopback)
+	p, ok := strings.CutPrefix(addr, "unix:")
+	if !ok || !filepath.IsAbs(p) {
+		return ErrNotUnix
+	}
+	return nil
+}
+
+// New returns a Server for cfg; it does not listen yet. It refuses an
+// address CheckAddr refuses.
+func New(cfg Config) (*Server, error) {
+	if err := CheckAddr(cfg.Addr); err != nil {
+		return nil, fmt.Errorf("new pprof server %q: %w", cfg.Addr, err)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -60,42 +82,57 @@ func New(cfg Config) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.Handle("/debug/pprof/profile", capSeconds(http.HandlerFunc(pprof.Profile)))
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/debug/pprof/trace", capSeconds(http.HandlerFunc(pprof.Trace)))
 	return &Server{cfg: cfg, log: log, srv: &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
-		// No WriteTimeout: a CPU profile or a trace answers after the
-		// seconds the caller asked for.
+		// A CPU profile or a trace answers after its seconds, at most
+		// MaxSeconds; pprof refuses seconds past the WriteTimeout.
+		WriteTimeout:   (MaxSeconds + 30) * time.Second,
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 16 << 10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}}, nil
 }
 
-// loopback reports whether addr is a unix socket or a host:port whose host
-// is localhost or a loopback IP. An empty host (":6060") means every
-// interface, and is not.
-func loopback(addr string) bool {
-	if strings.HasPrefix(addr, "unix:") {
-		return true
-	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+// capSeconds lowers a "seconds" query parameter above MaxSeconds to it.
+func capSeconds(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		if sec, err := strconv.ParseFloat(q.Get("seconds"), 64); err == nil && sec > MaxSeconds {
+			q.Set("seconds", strconv.Itoa(MaxSeconds))
+			r.URL.RawQuery = q.Encode()
+			r.Form = nil
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
-// Listen opens the listener at Config.Addr, so that Addr is known before
+// privateDir checks that dir is a directory of this process's user that no
+// one else may enter (no group or other permission bits).
+func privateDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("check socket directory: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || fi.Mode().Perm()&0o077 != 0 || (ok && int(st.Uid) != os.Geteuid()) {
+		return fmt.Errorf("socket directory %s (mode %v): %w", dir, fi.Mode().Perm(), ErrDirNotPrivate)
+	}
+	return nil
+}
+
+// Listen opens the socket at Config.Addr, after checking that its directory
+// is private (see privateDir), so that Addr is known before
 // Serve runs.
 func (s *Server) Listen() error {
-	ln, err := listen.Open(s.cfg.Addr)
+	path := strings.TrimPrefix(s.cfg.Addr, "unix:")
+	if err := privateDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("listen pprof: %w", err)
+	}
+	ln, err := listen.Unix(path)
 	if err == nil {
 		err = s.ln.Set(ln)
 	}

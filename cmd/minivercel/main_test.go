@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"io"
@@ -54,5 +55,19 @@ func TestParseFlagsBadEnvValue(t *testing.T) {
 	var ue usageError
 	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "MINIVERCEL_BUILD_CONCURRENCY") {
 		t.Fatalf("err = %v, want a usage error naming the variable", err)
+	}
+}
+
+// TestServePprofAddrUnixOnly: --pprof-addr naming a TCP address, loopback
+// or not, is a usage error (exit 2) before anything starts: builds and apps
+// share the host's network and would read the profiles and the command line.
+func TestServePprofAddrUnixOnly(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:6060", "localhost:6060", "[::1]:6060", ":6060", "unix:relative.sock"} {
+		var stderr strings.Builder
+		err := serve(context.Background(), func() {}, []string{"--data-dir", t.TempDir(), "--pprof-addr", addr}, io.Discard, &stderr)
+		var ue usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "unix:") {
+			t.Errorf("serve --pprof-addr %s = %v, want a usage error asking for unix:/path", addr, err)
+		}
 	}
 }

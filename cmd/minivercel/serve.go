@@ -67,7 +67,7 @@ type serveFlags struct {
 	maxWorkspace, maxPush limits.Size
 	// metricsAddr is where /metrics is served; empty: no metrics.
 	metricsAddr string
-	// pprofAddr is where /debug/pprof/ is served, on loopback only;
+	// pprofAddr is where /debug/pprof/ is served, a unix socket only;
 	// empty: no profiles.
 	pprofAddr string
 }
@@ -116,7 +116,7 @@ func serve(ctx context.Context, stop context.CancelFunc, args []string, stdout, 
 	fs.Var(&f.maxWorkspace, "build-disk", "disk one build's workspace may use (checkout, dependencies, output), such as 10G")
 	fs.Var(&f.maxPush, "max-push", "size of one push (git's receive.maxInputSize), such as 1G")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "address of the Prometheus /metrics listener, such as 127.0.0.1:9100; keep it private: the metrics name every project; empty: no metrics")
-	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "address of the Go profiles (/debug/pprof/) listener, loopback only, such as 127.0.0.1:6060; empty: no profiles")
+	fs.StringVar(&f.pprofAddr, "pprof-addr", "", "unix socket of the Go profiles (/debug/pprof/), unix:/path only, in a directory only the server's user may enter, such as unix:<data-dir>/run/pprof.sock (a TCP port, even on loopback, is open to builds and apps); empty: no profiles")
 	if err := parseFlags(fs, args, os.Getenv); err != nil {
 		return err
 	}
@@ -150,6 +150,12 @@ func serve(ctx context.Context, stop context.CancelFunc, args []string, stdout, 
 	}
 	if f.keepBuilds < 1 {
 		return usageError{"--keep-builds must be at least 1"}
+	}
+	if f.pprofAddr != "" {
+		if err := profiling.CheckAddr(f.pprofAddr); err != nil {
+			dir, _ := filepath.Abs(f.dataDir)
+			return usageError{fmt.Sprintf("--pprof-addr %q: %v; such as unix:%s", f.pprofAddr, err, filepath.Join(dir, "run", "pprof.sock"))}
+		}
 	}
 	log, err := f.logger(stdout)
 	if err != nil {

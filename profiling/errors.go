@@ -1,6 +1,10 @@
 package profiling
 
-import "errors"
+import (
+	"errors"
+
+	"minivercel/listen"
+)
 
 // ErrNoAddr is New's answer to a Config without an address: profiling is
 // off unless an address is given.
@@ -16,4 +20,4 @@ var ErrNotUnix = errors.New("profiling: address is not unix:/absolute/path (a TC
 var ErrDirNotPrivate = errors.New("profiling: socket directory is open to other users; want mode 0700, such as <data-dir>/run")
 
 // ErrNotListening is Serve's answer when Listen was not called first.
-var ErrNotListening = errors.New("profiling: Listen was not called")
+var ErrNotListening = listen.ErrNotListening

@@ -5,8 +5,6 @@
 package profiling
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -36,10 +34,7 @@ type Config struct {
 // Server serves the runtime profiles at /debug/pprof/ on a listener of its
 // own.
 type Server struct {
-	cfg Config
-	srv *http.Server
-	log *slog.Logger
-	ln  listen.Slot
+	listen.HTTP
 }
 
 // MaxSeconds caps the seconds of /debug/pprof/profile and /trace: a longer
@@ -85,7 +80,14 @@ func New(cfg Config) (*Server, error) {
 	mux.Handle("/debug/pprof/profile", capSeconds(http.HandlerFunc(pprof.Profile)))
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.Handle("/debug/pprof/trace", capSeconds(http.HandlerFunc(pprof.Trace)))
-	return &Server{cfg: cfg, log: log, srv: &http.Server{
+	path := strings.TrimPrefix(cfg.Addr, "unix:")
+	return &Server{listen.HTTP{Name: "pprof", Log: log, Open: func() (net.Listener, error) {
+		// The directory is checked before the socket is made in it.
+		if err := privateDir(filepath.Dir(path)); err != nil {
+			return nil, err
+		}
+		return listen.Unix(path)
+	}, Srv: &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
 		// A CPU profile or a trace answers after its seconds, at most
@@ -94,7 +96,7 @@ func New(cfg Config) (*Server, error) {
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 16 << 10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}}, nil
+	}}}, nil
 }
 
 // capSeconds lowers a "seconds" query parameter above MaxSeconds to it.
@@ -120,56 +122,6 @@ func privateDir(dir string) error {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !fi.IsDir() || fi.Mode().Perm()&0o077 != 0 || (ok && int(st.Uid) != os.Geteuid()) {
 		return fmt.Errorf("socket directory %s (mode %v): %w", dir, fi.Mode().Perm(), ErrDirNotPrivate)
-	}
-	return nil
-}
-
-// Listen opens the socket at Config.Addr, after checking that its directory
-// is private (see privateDir), so that Addr is known before
-// Serve runs.
-func (s *Server) Listen() error {
-	path := strings.TrimPrefix(s.cfg.Addr, "unix:")
-	if err := privateDir(filepath.Dir(path)); err != nil {
-		return fmt.Errorf("listen pprof: %w", err)
-	}
-	ln, err := listen.Unix(path)
-	if err == nil {
-		err = s.ln.Set(ln)
-	}
-	if err != nil {
-		return fmt.Errorf("listen pprof: %w", err)
-	}
-	s.log.Info("pprof listening", "addr", ln.Addr().String())
-	return nil
-}
-
-// Addr returns the bound address, nil before Listen.
-func (s *Server) Addr() net.Addr { return s.ln.Addr() }
-
-// Serve serves on the listener bound by Listen until Shutdown, which makes
-// it return http.ErrServerClosed.
-func (s *Server) Serve() error {
-	ln, _ := s.ln.Get()
-	if ln == nil {
-		return fmt.Errorf("serve pprof: %w", ErrNotListening)
-	}
-	return s.srv.Serve(ln)
-}
-
-// ListenAndServe is Listen followed by Serve.
-func (s *Server) ListenAndServe() error {
-	if err := s.Listen(); err != nil {
-		return err
-	}
-	return s.Serve()
-}
-
-// Shutdown stops accepting requests and waits, until ctx ends, for those in
-// flight; a profile still being taken is cut off then.
-func (s *Server) Shutdown(ctx context.Context) error {
-	err := errors.Join(s.srv.Shutdown(ctx), s.ln.Close())
-	if err != nil {
-		return fmt.Errorf("shut down pprof: %w", err)
 	}
 	return nil
 }

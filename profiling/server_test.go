@@ -89,8 +89,8 @@ func TestPprofSecondsCapped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.srv.WriteTimeout <= MaxSeconds*time.Second {
-		t.Errorf("WriteTimeout %v, want more than %d s", s.srv.WriteTimeout, MaxSeconds)
+	if s.Srv.WriteTimeout <= MaxSeconds*time.Second {
+		t.Errorf("WriteTimeout %v, want more than %d s", s.Srv.WriteTimeout, MaxSeconds)
 	}
 }
 

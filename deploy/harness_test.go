@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,7 +17,6 @@ import (
 	"minivercel/deploy/deploytest"
 	"minivercel/edge"
 	"minivercel/internal/testenv"
-	"minivercel/pipeline"
 	"minivercel/schema"
 )
 
@@ -39,7 +36,6 @@ type env struct {
 	t    testing.TB
 	edge *edge.Server
 	svc  *deploy.Service
-	n    int
 }
 
 func newEnv(t testing.TB) *env {
@@ -55,68 +51,20 @@ func newEnv(t testing.TB) *env {
 func property(t *testing.T, checks int, prefix string, prop func(rt *rapid.T, e *env, p schema.Project)) {
 	testenv.Checks(t, checks)
 	e := newEnv(t)
+	n := 0
 	rapid.Check(t, func(rt *rapid.T) {
-		prop(rt, e, e.project(fmt.Sprintf("%s%d", prefix, e.n+1)))
+		n++
+		prop(rt, e, e.project(fmt.Sprintf("%s%d", prefix, n)))
 	})
 }
 
-// project creates a project as a first push does. Its health checks are
-// generous: a check starts as soon as the port accepts, so a healthy app goes
-// live at once whatever the limits, and a loaded machine never fails it.
-func (e *env) project(name string) schema.Project {
-	e.t.Helper()
-	ctx := context.Background()
-	p, _, err := e.Store.EnsureProject(ctx, name, e.Admin.ID)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	ps := p.Settings()
-	ps.HealthTries, ps.HealthIntervalMS = 20, 500
-	if p, err = e.Store.UpdateProjectSettings(ctx, p.ID, ps); err != nil {
-		e.t.Fatal(err)
-	}
-	return p
-}
+// project creates a project as a first push does (deploytest's Project).
+func (e *env) project(name string) schema.Project { return e.Stack.Project(e.t, name) }
 
 // build records a succeeded build of branch whose artifact holds files; a
 // non-empty start makes it a server app.
 func (e *env) build(p schema.Project, branch string, files map[string]string, start string) schema.Build {
-	e.t.Helper()
-	ctx := context.Background()
-	e.n++
-	src := filepath.Join(e.Root, "src-"+strconv.Itoa(e.n))
-	for name, content := range files {
-		path := filepath.Join(src, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			e.t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-			e.t.Fatal(err)
-		}
-	}
-	b, err := e.Store.CreateBuild(ctx, schema.NewBuild{ProjectID: p.ID, Branch: branch, CommitSHA: strings.Repeat(strconv.Itoa(e.n%10), 40)})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	dst := filepath.Join(e.Dir("artifacts"), strconv.FormatInt(b.ID, 10)+".tar.gz")
-	sum, size, err := pipeline.Pack(src, dst)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	kind := "static"
-	if start != "" {
-		kind = "node"
-	}
-	if err := e.Store.SetBuildArtifact(ctx, b.ID, schema.Artifact{Kind: kind, StartCommand: start, Path: dst, SHA256: sum, Size: size}); err != nil {
-		e.t.Fatal(err)
-	}
-	if err := e.Store.FinishBuild(ctx, b.ID, schema.BuildSucceeded, ""); err != nil {
-		e.t.Fatal(err)
-	}
-	if b, err = e.Store.BuildByID(ctx, b.ID); err != nil {
-		e.t.Fatal(err)
-	}
-	return b
+	return e.Stack.Build(e.t, p, branch, files, start, "")
 }
 
 // exec runs SQL on the test's database, for a state no operation makes (a

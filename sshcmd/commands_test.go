@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -17,7 +16,6 @@ import (
 	"minivercel/deploy/deploytest"
 	"minivercel/edge"
 	"minivercel/internal/testenv"
-	"minivercel/pipeline"
 	"minivercel/schema"
 	"minivercel/sshcmd"
 )
@@ -33,7 +31,6 @@ type env struct {
 	t   *testing.T
 	cmd *sshcmd.Commands
 	dev schema.User // a member: no administrator
-	n   int
 }
 
 func newEnv(t *testing.T) *env {
@@ -104,57 +101,13 @@ func msg(t *testing.T, err error) string {
 	return e.Msg
 }
 
-func (e *env) project(name string) schema.Project {
-	e.t.Helper()
-	ctx := context.Background()
-	p, _, err := e.Store.EnsureProject(ctx, name, e.Admin.ID)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	ps := p.Settings()
-	ps.HealthTries, ps.HealthIntervalMS = 20, 500
-	if p, err = e.Store.UpdateProjectSettings(ctx, p.ID, ps); err != nil {
-		e.t.Fatal(err)
-	}
-	return p
-}
+func (e *env) project(name string) schema.Project { return e.Stack.Project(e.t, name) }
 
 // site records a succeeded static build of the production branch whose
 // index.html says content.
 func (e *env) site(p schema.Project, content string) schema.Build {
-	e.t.Helper()
-	ctx := context.Background()
-	e.n++
-	src := filepath.Join(e.Root, "src-"+strconv.Itoa(e.n))
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		e.t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(src, "index.html"), []byte(content), 0o644); err != nil {
-		e.t.Fatal(err)
-	}
-	b, err := e.Store.CreateBuild(ctx, schema.NewBuild{ProjectID: p.ID, Branch: p.ProductionBranch,
-		CommitSHA: strings.Repeat(strconv.Itoa(e.n%10), 40), CommitMessage: content})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	dst := filepath.Join(e.Dir("artifacts"), strconv.FormatInt(b.ID, 10)+".tar.gz")
-	sum, size, err := pipeline.Pack(src, dst)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if err := e.Store.SetBuildArtifact(ctx, b.ID, schema.Artifact{Kind: "static", Path: dst, SHA256: sum, Size: size}); err != nil {
-		e.t.Fatal(err)
-	}
-	if err := e.Store.AppendLogLines(ctx, b.ID, 1, []string{"-----> Build", "built " + content}); err != nil {
-		e.t.Fatal(err)
-	}
-	if err := e.Store.FinishBuild(ctx, b.ID, schema.BuildSucceeded, ""); err != nil {
-		e.t.Fatal(err)
-	}
-	if b, err = e.Store.BuildByID(ctx, b.ID); err != nil {
-		e.t.Fatal(err)
-	}
-	return b
+	return e.Stack.Build(e.t, p, p.ProductionBranch, map[string]string{"index.html": content}, "", content,
+		"-----> Build", "built "+content)
 }
 
 func (e *env) activate(p schema.Project, b schema.Build) {

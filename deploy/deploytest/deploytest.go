@@ -10,6 +10,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -74,7 +77,8 @@ type Stack struct {
 	// Admin is an administrator to act as.
 	Admin schema.User
 
-	opts Options
+	opts   Options
+	builds atomic.Int64 // numbers the builds Build records
 }
 
 // New starts a Stack; everything stops when the test ends.
@@ -193,4 +197,69 @@ func NewVars(t testing.TB, store *schema.Store) *secret.Vars {
 		t.Fatal(err)
 	}
 	return secret.NewVars(store, keys)
+}
+
+// Project creates a project of the admin as a first push does. Its health
+// checks are generous: a check starts as soon as the port accepts, so a
+// healthy app goes live at once whatever the limits, and a loaded machine
+// never fails it.
+func (s *Stack) Project(t testing.TB, name string) schema.Project {
+	t.Helper()
+	ctx := context.Background()
+	p, _, err := s.Store.EnsureProject(ctx, name, s.Admin.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := p.Settings()
+	ps.HealthTries, ps.HealthIntervalMS = 20, 500
+	if p, err = s.Store.UpdateProjectSettings(ctx, p.ID, ps); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Build records a succeeded build of branch whose artifact, really packed,
+// holds files; a non-empty start makes it a server app. message is its
+// commit's subject, and log its stored log.
+func (s *Stack) Build(t testing.TB, p schema.Project, branch string, files map[string]string, start, message string, log ...string) schema.Build {
+	t.Helper()
+	ctx := context.Background()
+	n := s.builds.Add(1)
+	src := filepath.Join(s.Root, "src-"+strconv.FormatInt(n, 10))
+	for name, content := range files {
+		path := filepath.Join(src, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := s.Store.CreateBuild(ctx, schema.NewBuild{ProjectID: p.ID, Branch: branch,
+		CommitSHA: strings.Repeat(strconv.FormatInt(n%10, 10), 40), CommitMessage: message})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(s.Dir("artifacts"), strconv.FormatInt(b.ID, 10)+".tar.gz")
+	sum, size, err := pipeline.Pack(src, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kind := "static"
+	if start != "" {
+		kind = "node"
+	}
+	if err := s.Store.SetBuildArtifact(ctx, b.ID, schema.Artifact{Kind: kind, StartCommand: start, Path: dst, SHA256: sum, Size: size}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Store.AppendLogLines(ctx, b.ID, 1, log); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Store.FinishBuild(ctx, b.ID, schema.BuildSucceeded, ""); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = s.Store.BuildByID(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -216,3 +216,28 @@ func (c *Cache) RemoveTemporary() error {
 	}
 	return nil
 }
+
+// Prune removes this node's copies of the blobs the store no longer holds
+// (their builds were collected or deleted while this node was away, or
+// another node released them), and returns how many it removed. A copy
+// whose blob cannot be checked now is kept.
+func (c *Cache) Prune(ctx context.Context) (int, error) {
+	entries, err := os.ReadDir(c.dir)
+	if err != nil {
+		return 0, fmt.Errorf("list blob cache: %w", err)
+	}
+	n := 0
+	for _, e := range entries {
+		sha := e.Name()
+		if !e.Type().IsRegular() || checkSHA(sha) != nil {
+			continue
+		}
+		if ok, err := c.st.Exists(ctx, sha); err != nil || ok {
+			continue
+		}
+		if err := c.Remove(sha); err == nil {
+			n++
+		}
+	}
+	return n, ctx.Err()
+}

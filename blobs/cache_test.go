@@ -348,3 +348,39 @@ func BenchmarkPutOpen(b *testing.B) {
 		}
 	})
 }
+
+// TestPruneDropsCopiesOfDeletedBlobs: a node's copy of a blob the database
+// no longer holds is removed; the copies of blobs still stored are kept.
+func TestPruneDropsCopiesOfDeletedBlobs(t *testing.T) {
+	t.Parallel()
+	pg, _ := pgStore(t)
+	c, dir := newCache(t, pg, 1)
+	var shas []string
+	for i := range 2 {
+		data := content(byte(i+10), 3000)
+		file := filepath.Join(t.TempDir(), "a")
+		if err := os.WriteFile(file, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		sha, _, err := blobs.PutFile(t.Context(), pg, file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Adopt(file, sha); err != nil {
+			t.Fatal(err)
+		}
+		shas = append(shas, sha)
+	}
+	if err := pg.Delete(t.Context(), shas[0]); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.Prune(t.Context()); err != nil || n != 1 {
+		t.Fatalf("Prune = %d, %v; want 1", n, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, shas[0])); !os.IsNotExist(err) {
+		t.Errorf("the copy of the deleted blob is still there: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, shas[1])); err != nil {
+		t.Errorf("the copy of a stored blob went: %v", err)
+	}
+}

@@ -299,6 +299,13 @@ func runServer(ctx context.Context, stop context.CancelFunc, f *serveFlags, log 
 		if err := cache.RemoveTemporary(); err != nil {
 			log.Warn("remove unfinished downloads", "err", err)
 		}
+		// Copies of blobs released while this node was away go: the cache
+		// holds no more than the database does.
+		if n, err := cache.Prune(ctx); err != nil {
+			log.Warn("prune the blob cache", "err", err)
+		} else if n > 0 {
+			log.Info("removed copies of blobs no build needs", "count", n)
+		}
 		store = &blobStore{db: db.store, store: blobs.PG(db.store), cache: cache}
 	}
 	cgroups := limits.New(limits.Config{ID: root, Logger: log})

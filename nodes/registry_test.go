@@ -108,8 +108,8 @@ func TestRegistry(t *testing.T) {
 
 	t.Run("heartbeats move last seen", func(t *testing.T) {
 		waitFor(t, "a heartbeat", func() bool { n, _ := node(t, store, "web-1"); return n.LastSeen.After(first.LastSeen) })
-		if live, err := store.NodeIsLive(ctx, "web-1", nodes.DeadAfter); err != nil || !live {
-			t.Fatalf("NodeIsLive = %v, %v", live, err)
+		if live, err := store.LiveNodes(ctx, "", nodes.DeadAfter); err != nil || len(live) != 1 || live[0].ID != "web-1" {
+			t.Fatalf("live nodes = %v, %v; want web-1", live, err)
 		}
 		if n, _ := node(t, store, "web-1"); !n.StartedAt.Equal(first.StartedAt) {
 			t.Fatalf("a heartbeat moved started_at: %v, was %v", n.StartedAt, first.StartedAt)

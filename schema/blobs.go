@@ -26,13 +26,6 @@ var ErrBlobMismatch = errors.New("blob does not match its sha256")
 // holds in memory, and what one statement sends.
 const BlobChunkSize = 1 << 20
 
-// BlobInfo describes a complete blob.
-type BlobInfo struct {
-	SHA256    string
-	Size      int64
-	CreatedAt time.Time
-}
-
 // blobLockClass is the first key of the two-key advisory locks that order
 // writers of one blob; the second is taken from the blob's sha256 (blobLockKey).
 // The two-key space never meets the one-key locks of WithKeyLock and tern.
@@ -275,14 +268,6 @@ func (s *Store) DeleteBlob(ctx context.Context, sha string) error {
 	}
 	_, err := s.db.Exec(ctx, `DELETE FROM blobs WHERE sha256 = $1`, sha)
 	return MapError(err)
-}
-
-// BlobsOlderThan lists the complete blobs stored more than age ago, oldest
-// first: the candidates of a collector, which decides which are unused.
-func (s *Store) BlobsOlderThan(ctx context.Context, age time.Duration) ([]BlobInfo, error) {
-	return many[BlobInfo](ctx, s.db, `SELECT sha256, size, created_at FROM blobs
-		WHERE complete AND created_at < now() - make_interval(secs => $1)
-		ORDER BY created_at, sha256`, age.Seconds())
 }
 
 // DeleteIncompleteBlobs deletes the incomplete blobs whose writing started

@@ -222,7 +222,7 @@ func TestOrphanedBuilds(t *testing.T) {
 	})
 
 	t.Run("a heartbeat brings the node's builds back", func(t *testing.T) {
-		if err := store.HeartbeatNode(ctx, "dead-1"); err != nil {
+		if err := heartbeat(ctx, store, "dead-1"); err != nil {
 			t.Fatal(err)
 		}
 		if got, want := ids(30*time.Second), []int64{onGone.ID, onUnknown.ID}; !slices.Equal(got, want) {

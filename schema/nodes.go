@@ -45,17 +45,13 @@ func (s *Store) RegisterNode(ctx context.Context, n Node) error {
 	return MapError(err)
 }
 
-// HeartbeatNode records that the node is alive now. A row that is gone
-// (deleted by an operator) is ErrNotFound: the caller registers again. The
-// heartbeat also clears stopped_at, so a stop recorded late by an earlier
-// process with the same id cannot hide the one that runs.
-func (s *Store) HeartbeatNode(ctx context.Context, id string) error {
-	return s.touchNode(ctx, `UPDATE nodes SET last_seen = now(), stopped_at = NULL WHERE id = $1`, id)
-}
-
-// HeartbeatInstance is HeartbeatNode by the process whose token is
-// instance; it returns the token the row had: another one means another
-// process heartbeats this id too (the row is now this one's).
+// HeartbeatInstance records that the node, run by the process whose token
+// is instance, is alive now, and returns the token the row had: another
+// one means another process heartbeats this id too (the row is now this
+// one's). A row that is gone (deleted by an operator) is ErrNotFound: the
+// caller registers again. The heartbeat also clears stopped_at, so a stop
+// recorded late by an earlier process with the same id cannot hide the one
+// that runs.
 func (s *Store) HeartbeatInstance(ctx context.Context, id, instance string) (previous string, err error) {
 	err = s.db.QueryRow(ctx, `UPDATE nodes n SET last_seen = now(), stopped_at = NULL, instance = $2
 		FROM (SELECT id, instance FROM nodes WHERE id = $1 FOR UPDATE) old
@@ -94,15 +90,6 @@ const liveWhere = `stopped_at IS NULL AND last_seen > now() - $1::bigint * inter
 func (s *Store) LiveNodes(ctx context.Context, role string, within time.Duration) ([]Node, error) {
 	return many[Node](ctx, s.db, `SELECT `+nodeCols+` FROM nodes WHERE `+liveWhere+`
 		AND ($2 = '' OR $2 = ANY (roles)) ORDER BY id`, within.Microseconds(), role)
-}
-
-// NodeIsLive reports whether the node has not stopped and was seen within
-// the given time of the database's now(); a node without a row is not live.
-func (s *Store) NodeIsLive(ctx context.Context, id string, within time.Duration) (bool, error) {
-	var live bool
-	err := s.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM nodes WHERE id = $2 AND `+liveWhere+`)`,
-		within.Microseconds(), id).Scan(&live)
-	return live, MapError(err)
 }
 
 // Now returns the database's clock, which every node's times are measured

@@ -8,7 +8,7 @@
 // verifies it and keeps it as <dir>/<sha>, and Adopt takes in a file the node
 // produced itself so that it is never downloaded.
 //
-//	store.go  the Store contract, PG, PutFile and the address check
+//	store.go  the Store contract, PG and the address check
 //	cache.go  the node's verified local copies
 //	errors.go the sentinel errors
 package blobs

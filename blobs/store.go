@@ -2,12 +2,9 @@ package blobs
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"minivercel/schema"
 )
@@ -93,28 +90,4 @@ func mapError(err error) error {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return err
-}
-
-// PutFile hashes the file at path and puts it into st, returning its sha and
-// size. A file that changes between the hash and the Put fails with
-// ErrCorrupt.
-func PutFile(ctx context.Context, st Store, path string) (sha string, size int64, err error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, fmt.Errorf("put file: %w", err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	size, err = io.Copy(h, f)
-	if err != nil {
-		return "", 0, fmt.Errorf("hash %s: %w", path, err)
-	}
-	sha = hex.EncodeToString(h.Sum(nil))
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return "", 0, fmt.Errorf("rewind %s: %w", path, err)
-	}
-	if err := st.Put(ctx, sha, size, f); err != nil {
-		return "", 0, fmt.Errorf("put file %s: %w", path, err)
-	}
-	return sha, size, nil
 }

@@ -705,7 +705,7 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 			if q.cfg.Blobs != nil {
 				// Stored where every edge node fetches it from; stored once
 				// however many builds pack the same bytes.
-				if _, _, err := q.cfg.Blobs.Put(ctx, artifact); err != nil {
+				if err := q.cfg.Blobs.Put(ctx, artifact, sum, size); err != nil {
 					return fmt.Errorf("store the artifact: %w", err)
 				}
 			}
@@ -716,7 +716,7 @@ func (q *Queue) build(ctx context.Context, b schema.Build, project schema.Projec
 			}); err != nil {
 				return err
 			}
-			return q.storedAgain(ctx, artifact)
+			return q.storedAgain(ctx, artifact, sum, size)
 		}},
 		{schema.StageActivate, func(ctx context.Context) error {
 			if !production {

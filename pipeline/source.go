@@ -24,13 +24,14 @@ const gitQueue = "git"
 
 // Blobs is where the queue stores what other nodes fetch: artifacts and
 // source snapshots, by the SHA-256 of their bytes (*blobs.Cache and
-// blobs.Store, through cmd/minivercel). Put stores a local file and keeps
-// it as this node's own copy; Fetch returns a local copy, downloading and
+// blobs.Store, through cmd/minivercel). Put stores a local file whose
+// SHA-256 and size the caller made as it wrote it (the store verifies them
+// while it reads) and keeps it as this node's own copy; Fetch returns a local copy, downloading and
 // verifying it first when this node has none; Extract unpacks a fetched
 // archive safely (edge.Extract's rules: no path may leave dst). All are
 // called concurrently and honour ctx.
 type Blobs interface {
-	Put(ctx context.Context, path string) (sha256 string, size int64, err error)
+	Put(ctx context.Context, path, sha256 string, size int64) error
 	Fetch(ctx context.Context, sha256 string) (path string, err error)
 	Extract(archive, sha256, dst string) error
 	// Release deletes a blob no build needs any more (collected, or a
@@ -87,17 +88,17 @@ func (w *sourceWorker) Work(ctx context.Context, job *river.Job[SourceArgs]) err
 		return river.JobCancel(fmt.Errorf("check out %s: %w", short(b.CommitSHA), err))
 	}
 	archive := filepath.Join(tmp, "source.tar.gz")
-	if _, _, err := PackIn(ctx, tmp, "src", archive, PackOptions{MTime: committed}); err != nil {
+	sum, size, err := PackIn(ctx, tmp, "src", archive, PackOptions{MTime: committed})
+	if err != nil {
 		return river.JobCancel(fmt.Errorf("pack %s: %w", short(b.CommitSHA), err))
 	}
-	sum, _, err := q.cfg.Blobs.Put(ctx, archive)
-	if err != nil {
+	if err := q.cfg.Blobs.Put(ctx, archive, sum, size); err != nil {
 		return fmt.Errorf("store the snapshot of %s: %w", short(b.CommitSHA), err)
 	}
 	if err := q.store.SetBuildSource(ctx, b.ID, sum); err != nil {
 		return err
 	}
-	if err := q.storedAgain(ctx, archive); err != nil {
+	if err := q.storedAgain(ctx, archive, sum, size); err != nil {
 		return err
 	}
 	q.cfg.Blobs.Forget(sum) // for the worker: this node builds from its repository
@@ -109,11 +110,11 @@ func (w *sourceWorker) Work(ctx context.Context, job *river.Job[SourceArgs]) err
 // this build's reference was recorded. From now on the reference keeps
 // it (ReleaseBlob checks references in the same statement); a Put of a
 // blob stored already reads nothing.
-func (q *Queue) storedAgain(ctx context.Context, path string) error {
+func (q *Queue) storedAgain(ctx context.Context, path, sum string, size int64) error {
 	if q.cfg.Blobs == nil {
 		return nil
 	}
-	if _, _, err := q.cfg.Blobs.Put(ctx, path); err != nil {
+	if err := q.cfg.Blobs.Put(ctx, path, sum, size); err != nil {
 		return fmt.Errorf("store %s: %w", filepath.Base(path), err)
 	}
 	return nil

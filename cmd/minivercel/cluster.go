@@ -34,16 +34,22 @@ type blobStore struct {
 	cache *blobs.Cache
 }
 
-// Put stores a file a build wrote and keeps it as this node's copy.
-func (b blobStore) Put(ctx context.Context, path string) (string, int64, error) {
-	sha, size, err := blobs.PutFile(ctx, b.store, path)
+// Put stores a file a build wrote, whose digest the build made as it
+// wrote it (the store checks it while it reads: a blob stored already is
+// not read again), and keeps it as this node's copy.
+func (b blobStore) Put(ctx context.Context, path, sha string, size int64) error {
+	f, err := os.Open(path)
 	if err != nil {
-		return "", 0, err
+		return err
+	}
+	defer f.Close()
+	if err := b.store.Put(ctx, sha, size, f); err != nil {
+		return fmt.Errorf("store %s: %w", filepath.Base(path), err)
 	}
 	if err := b.cache.Adopt(path, sha); err != nil {
-		return "", 0, fmt.Errorf("keep a copy of %s: %w", filepath.Base(path), err)
+		return fmt.Errorf("keep a copy of %s: %w", filepath.Base(path), err)
 	}
-	return sha, size, nil
+	return nil
 }
 
 // Fetch returns this node's copy of a blob, fetching it first.

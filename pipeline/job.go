@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -114,6 +115,9 @@ type Config struct {
 	// source snapshots for workers without them and puts their branches
 	// back. Zero: it does not.
 	Git bool
+	// AttemptCheck is how often a running build checks that no other
+	// worker took it over (see watchAttempt). Zero: DefaultAttemptCheck.
+	AttemptCheck time.Duration
 	// Blobs stores artifacts and source snapshots for other nodes, and
 	// fetches them. Zero: artifacts stay local, and a worker builds only
 	// projects whose repository it has.
@@ -497,6 +501,11 @@ func (q *Queue) run(ctx context.Context, buildID int64, before string) error {
 		}
 		return err
 	}
+	// A build taken over by another worker (this one lost the database
+	// for longer than a heartbeat allows) stops here too, rather than
+	// use the machine for nothing.
+	ctx, stopWatch := q.watchAttempt(ctx, buildID, attempt)
+	defer stopWatch()
 	b, err := q.store.BuildByID(ctx, buildID)
 	if err != nil {
 		return err
@@ -572,6 +581,38 @@ func (q *Queue) run(ctx context.Context, buildID int64, before string) error {
 	q.log.Info("build finished", "build", b.ID, "project", project.Name, "status", status, "duration", time.Since(started))
 	q.collectAfter(ctx, b.ProjectID)
 	return nil
+}
+
+// DefaultAttemptCheck is how often a running build checks that it is
+// still its attempt's.
+const DefaultAttemptCheck = 10 * time.Second
+
+// watchAttempt returns a context that ends when attempt is no longer the
+// build's running attempt (it was taken over, or finished elsewhere), and
+// the function that stops watching. A failed check (the database away)
+// changes nothing.
+func (q *Queue) watchAttempt(ctx context.Context, buildID int64, attempt int) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(cmp.Or(q.cfg.AttemptCheck, DefaultAttemptCheck))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if held, err := q.store.HoldsAttempt(ctx, buildID, attempt); err == nil && !held {
+				q.log.Warn("build taken over by another worker: stopping this attempt", "build", buildID, "attempt", attempt)
+				cancel(ErrTakenOver)
+				return
+			}
+		}
+	}()
+	return ctx, func() { close(done); cancel(nil) }
 }
 
 // build runs the stages and returns the final status with a one-line reason.

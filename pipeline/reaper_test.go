@@ -373,3 +373,43 @@ func TestReaperFailedBuildPutsBranchBack(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestTakenOverAttemptStops: a running build whose attempt was given to
+// another worker stops on this one (its context ends with ErrTakenOver),
+// rather than use the machine for nothing; one still its own runs on.
+func TestTakenOverAttemptStops(t *testing.T) {
+	t.Parallel()
+	q := newTestQueue(t, false, func(c *Config) { c.Node = "live-1"; c.AttemptCheck = 20 * time.Millisecond })
+	ctx := t.Context()
+	p := q.project(t, "watched")
+	b, err := q.enqueue(ctx, schema.NewBuild{ProjectID: p.ID, Branch: "main", CommitSHA: strings.Repeat("c", 40)}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	attempt, err := q.store.ClaimBuild(ctx, b.ID, "live-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := q.watchAttempt(ctx, b.ID, attempt)
+	defer stop()
+	select {
+	case <-wctx.Done():
+		t.Fatal("the watch ended while the attempt was still this one's")
+	case <-time.After(200 * time.Millisecond): // ten checks
+	}
+	// Taken over: queued again and claimed by another worker.
+	if err := q.store.RequeueBuild(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.store.ClaimBuild(ctx, b.ID, "other-1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-wctx.Done():
+		if cause := context.Cause(wctx); !errors.Is(cause, ErrTakenOver) {
+			t.Fatalf("ended with %v, want ErrTakenOver", cause)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the taken-over attempt did not stop")
+	}
+}
